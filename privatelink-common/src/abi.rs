@@ -1,0 +1,434 @@
+//! Map keys, values, names and limits shared by the kernel and user side.
+//! Layout rules: `#[repr(C)]`, fixed-width integers, explicit padding, a size assertion
+//! beside each type, no enums/bool/Option inside map types. `_be` fields are network order.
+
+use core::mem::size_of;
+
+// ---- map names (BPF object names are limited to 15 characters) ----
+pub const MAP_VPCS: &str = "PL_VPCS";
+pub const MAP_EP_IPS: &str = "PL_EP_IPS";
+pub const MAP_ENDPOINTS: &str = "PL_ENDPOINTS";
+pub const MAP_EP_ACTIVE: &str = "PL_EP_ACTIVE";
+pub const MAP_PORTS: &str = "PL_PORTS";
+pub const MAP_SERVICES: &str = "PL_SERVICES";
+pub const MAP_BACKENDS: &str = "PL_BACKENDS";
+pub const MAP_MAGLEV: &str = "PL_MAGLEV";
+pub const MAP_CT: &str = "PL_CT";
+pub const MAP_SNAT_RANGES: &str = "PL_SNAT_RANGES";
+pub const MAP_EP_STATS: &str = "PL_EP_STATS";
+pub const MAP_GLOBAL_STATS: &str = "PL_GSTATS";
+
+// ---- program names ----
+/// The data path, attached to every VPC-facing interface.
+pub const PROG_XDP: &str = "privatelink";
+/// Deletes one expired flow and decrements its endpoint's active count exactly once.
+/// Never attached: userspace runs it with BPF_PROG_TEST_RUN (see [`ExpireRequest`]).
+pub const PROG_EXPIRE: &str = "privatelink_expire";
+
+// ---- capacities ----
+pub const MAX_VPCS: u32 = 256;
+pub const MAX_ENDPOINTS: u32 = 16_384;
+pub const MAX_SERVICES: u32 = 1_024;
+/// Port mappings per service: the consoles allow at most 50.
+pub const MAX_PORTS_PER_SERVICE: u32 = 50;
+pub const MAX_BACKENDS: u32 = 16_384;
+/// Maglev lookup table size per service; a prime well above the backend count
+/// (Maglev paper: M >> N keeps the load imbalance small).
+pub const MAGLEV_SIZE: u32 = 1_021;
+pub const MAX_SNAT_RANGES: u32 = 1_024;
+/// Default conntrack capacity; userspace may change it at load time.
+pub const DEFAULT_CT_CAPACITY: u32 = 262_144;
+/// SNAT source ports handed out per (snat ip, backend, proto).
+pub const SNAT_PORT_MIN: u16 = 1_024;
+pub const SNAT_PORT_MAX: u16 = 65_535;
+/// How many SNAT ports a new flow probes before it is refused as exhausted.
+pub const SNAT_PORT_TRIES: u32 = 32;
+/// Index of "no backend" in the Maglev table.
+pub const BACKEND_NONE: u32 = u32::MAX;
+
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMP: u8 = 1;
+
+/// Why the data path dropped (or refused) a packet. `#[repr(u32)]`, never renumbered;
+/// retired values stay reserved. Stored in maps as the `u32` index into `Stats::drops`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// Truncated header, bad IHL, bad version or lengths.
+    Malformed = 1,
+    /// An IPv4 fragment addressed to an endpoint or the SNAT range.
+    Fragment = 2,
+    /// An endpoint IP, but no port mapping for that protocol and port.
+    UnmappedPort = 3,
+    /// The endpoint waits for the provider's approval.
+    Pending = 4,
+    /// The provider rejected the endpoint.
+    Rejected = 5,
+    /// The endpoint's concurrent connection limit is reached.
+    OverLimit = 6,
+    /// No backend of the service is up.
+    NoBackend = 7,
+    /// No free SNAT port towards the chosen backend.
+    SnatExhausted = 8,
+    /// The conntrack table is full.
+    ConntrackFull = 9,
+    /// A packet of no known flow: a non-SYN TCP segment, or traffic into the SNAT range.
+    NoFlow = 10,
+    /// The FIB has no usable route to the destination.
+    NoRoute = 11,
+    /// The endpoint is neither accepted, pending nor rejected (failed, deleting).
+    Inactive = 12,
+}
+
+pub const DROP_REASON_SLOTS: usize = 16;
+
+impl DropReason {
+    pub const ALL: [DropReason; 12] = [
+        DropReason::Malformed,
+        DropReason::Fragment,
+        DropReason::UnmappedPort,
+        DropReason::Pending,
+        DropReason::Rejected,
+        DropReason::OverLimit,
+        DropReason::NoBackend,
+        DropReason::SnatExhausted,
+        DropReason::ConntrackFull,
+        DropReason::NoFlow,
+        DropReason::NoRoute,
+        DropReason::Inactive,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::Fragment => "fragment",
+            DropReason::UnmappedPort => "unmapped_port",
+            DropReason::Pending => "pending",
+            DropReason::Rejected => "rejected",
+            DropReason::OverLimit => "over_limit",
+            DropReason::NoBackend => "no_backend",
+            DropReason::SnatExhausted => "snat_exhausted",
+            DropReason::ConntrackFull => "conntrack_full",
+            DropReason::NoFlow => "no_flow",
+            DropReason::NoRoute => "no_route",
+            DropReason::Inactive => "inactive",
+        }
+    }
+}
+
+impl TryFrom<u32> for DropReason {
+    type Error = u32;
+    fn try_from(v: u32) -> Result<Self, u32> {
+        DropReason::ALL.into_iter().find(|r| *r as u32 == v).ok_or(v)
+    }
+}
+
+/// Key of `PL_VPCS`: the ifindex of a VPC-facing interface.
+/// Value: what the data path knows of that VPC.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VpcInfo {
+    /// Small id of the VPC, part of every conntrack key (VPC ranges may overlap).
+    pub vpc_id: u16,
+    pub _pad: u16,
+    /// Routing table used for FIB lookups towards this VPC's hosts; 0 = main table.
+    pub fib_table: u32,
+    /// MAC of the gateway's interface, used for ARP answers.
+    pub mac: [u8; 6],
+    pub _pad2: [u8; 2],
+}
+const _: () = assert!(size_of::<VpcInfo>() == 16);
+
+/// Key of `PL_EP_IPS`: an endpoint address inside a VPC. Value: `u32` endpoint index.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct EpIpKey {
+    pub ip_be: u32,
+    pub vpc_id: u16,
+    pub _pad: u16,
+}
+const _: () = assert!(size_of::<EpIpKey>() == 8);
+
+pub const EP_STATE_ACCEPTED: u8 = 1;
+pub const EP_STATE_PENDING: u8 = 2;
+pub const EP_STATE_REJECTED: u8 = 3;
+/// failed, creating, deleting: passes nothing.
+pub const EP_STATE_INACTIVE: u8 = 4;
+
+/// Value of `PL_ENDPOINTS` (array, index = endpoint index).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndpointInfo {
+    pub service: u32,
+    /// The endpoint's own source address from its service's SNAT range.
+    pub snat_ip_be: u32,
+    /// Concurrent connections allowed; 0 refuses every new flow.
+    pub conn_limit: u32,
+    /// One of `EP_STATE_*`; 0 = slot unused.
+    pub state: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(size_of::<EndpointInfo>() == 16);
+
+/// Key of `PL_PORTS`: a port mapping of a service. Value: [`PortTarget`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PortKey {
+    pub service: u32,
+    pub endpoint_port_be: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+const _: () = assert!(size_of::<PortKey>() == 8);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortTarget {
+    pub service_port_be: u16,
+    pub _pad: u16,
+}
+const _: () = assert!(size_of::<PortTarget>() == 4);
+
+/// Value of `PL_SERVICES` (array, index = service index).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceInfo {
+    /// The provider VPC's interface on the gateway.
+    pub ifindex: u32,
+    /// Routing table for FIB lookups towards backends (0 = main). Provider VPCs may
+    /// overlap, so each one can get a table of its own.
+    pub fib_table: u32,
+    pub vpc_id: u16,
+    /// 1 when the slot is in use.
+    pub active: u8,
+    pub _pad: [u8; 5],
+}
+const _: () = assert!(size_of::<ServiceInfo>() == 16);
+
+/// Value of `PL_BACKENDS` (array, index = global backend index).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendInfo {
+    pub ip_be: u32,
+    /// `BACKEND_FLAG_UP` when it may take new flows.
+    pub flags: u32,
+}
+const _: () = assert!(size_of::<BackendInfo>() == 8);
+pub const BACKEND_FLAG_UP: u32 = 1;
+
+pub const CT_KIND_FORWARD: u8 = 1;
+pub const CT_KIND_REVERSE: u8 = 2;
+
+pub const TCP_STATE_SYN: u8 = 1;
+pub const TCP_STATE_ESTABLISHED: u8 = 2;
+pub const TCP_STATE_CLOSING: u8 = 3;
+/// UDP flows carry this state.
+pub const UDP_STATE: u8 = 4;
+
+pub const CT_FLAG_FIN_FWD: u8 = 1;
+pub const CT_FLAG_FIN_REV: u8 = 2;
+
+/// Key of `PL_CT`: a packet's 5-tuple as it arrives, plus the VPC it arrives from.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtKey {
+    pub src_ip_be: u32,
+    pub dst_ip_be: u32,
+    pub src_port_be: u16,
+    pub dst_port_be: u16,
+    pub vpc_id: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+const _: () = assert!(size_of::<CtKey>() == 16);
+
+impl CtKey {
+    /// The key of the packets that answer this one (same VPC, swapped ends).
+    pub const fn reverse(&self) -> CtKey {
+        CtKey {
+            src_ip_be: self.dst_ip_be,
+            dst_ip_be: self.src_ip_be,
+            src_port_be: self.dst_port_be,
+            dst_port_be: self.src_port_be,
+            vpc_id: self.vpc_id,
+            proto: self.proto,
+            _pad: 0,
+        }
+    }
+}
+
+/// Value of `PL_CT`. A flow has two entries: the forward one (consumer -> endpoint)
+/// holds the flow's TCP state; the reverse one (backend -> SNAT address) points back.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtValue {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) of the last packet in this direction.
+    pub last_seen_ns: u64,
+    pub endpoint: u32,
+    /// `CT_KIND_*`
+    pub kind: u8,
+    /// `TCP_STATE_*` or `UDP_STATE` (kept on the forward entry)
+    pub state: u8,
+    /// `CT_FLAG_*` (kept on the forward entry)
+    pub flags: u8,
+    pub _pad: u8,
+    /// The packet after NAT: its new source and destination.
+    pub nat_src_ip_be: u32,
+    pub nat_dst_ip_be: u32,
+    pub nat_src_port_be: u16,
+    pub nat_dst_port_be: u16,
+    /// The VPC the rewritten packet goes to.
+    pub egress_vpc: u16,
+    pub _pad2: u16,
+    /// Egress interface. Reverse entries learn it (and the MACs) from the flow's first
+    /// packet: overlapping consumer VPCs cannot be told apart by a route lookup.
+    pub ifindex: u32,
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+}
+const _: () = assert!(size_of::<CtValue>() == 48);
+
+impl CtValue {
+    /// The key of this flow's other entry: the rewritten packet, answered.
+    pub const fn peer_key(&self, proto: u8) -> CtKey {
+        CtKey {
+            src_ip_be: self.nat_dst_ip_be,
+            dst_ip_be: self.nat_src_ip_be,
+            src_port_be: self.nat_dst_port_be,
+            dst_port_be: self.nat_src_port_be,
+            vpc_id: self.egress_vpc,
+            proto,
+            _pad: 0,
+        }
+    }
+}
+
+/// Key of `PL_SNAT_RANGES` (LPM trie, data part): a SNAT range's network address.
+/// Traffic into a range with no flow is dropped: access is one-way.
+pub type SnatRangeKey = u32;
+
+/// Per-CPU counters, per endpoint (`PL_EP_STATS`) and global (`PL_GSTATS`, index 0,
+/// for packets no endpoint can be charged with).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub fwd_packets: u64,
+    pub fwd_bytes: u64,
+    pub rev_packets: u64,
+    pub rev_bytes: u64,
+    pub new_flows: u64,
+    /// TCP resets the gateway sent on its own (over limit, no backend, no flow...).
+    pub resets_sent: u64,
+    /// ARP requests answered.
+    pub arp_replies: u64,
+    pub _reserved: u64,
+    /// Indexed by `DropReason as usize`.
+    pub drops: [u64; DROP_REASON_SLOTS],
+}
+const _: () = assert!(size_of::<Stats>() == 8 * 8 + 8 * DROP_REASON_SLOTS);
+
+impl Stats {
+    pub fn drop_count(&self, r: DropReason) -> u64 {
+        self.drops.get(r as usize).copied().unwrap_or(0)
+    }
+
+    pub fn add(&mut self, o: &Stats) {
+        self.fwd_packets += o.fwd_packets;
+        self.fwd_bytes += o.fwd_bytes;
+        self.rev_packets += o.rev_packets;
+        self.rev_bytes += o.rev_bytes;
+        self.new_flows += o.new_flows;
+        self.resets_sent += o.resets_sent;
+        self.arp_replies += o.arp_replies;
+        for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
+            *a += *b;
+        }
+    }
+}
+
+/// Input of `privatelink_expire`, passed as the test-run packet after a 14-byte
+/// zero pad (XDP test runs need at least an Ethernet header's worth of data).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExpireRequest {
+    /// The flow's forward key.
+    pub key: CtKey,
+    /// Expire only if both entries were last seen at or before this time (ktime ns);
+    /// `u64::MAX` removes the flow whatever its age (reset, endpoint deleted).
+    pub cutoff_ns: u64,
+}
+const _: () = assert!(size_of::<ExpireRequest>() == 24);
+pub const EXPIRE_PAD: usize = 14;
+/// `privatelink_expire` return values.
+pub const EXPIRE_DELETED: u32 = 1;
+pub const EXPIRE_KEPT: u32 = 2;
+pub const EXPIRE_BAD_INPUT: u32 = 3;
+/// The forward entry was deleted but its reverse entry was already gone.
+pub const EXPIRE_DELETED_NO_PEER: u32 = 4;
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    unsafe impl aya::Pod for VpcInfo {}
+    unsafe impl aya::Pod for EpIpKey {}
+    unsafe impl aya::Pod for EndpointInfo {}
+    unsafe impl aya::Pod for PortKey {}
+    unsafe impl aya::Pod for PortTarget {}
+    unsafe impl aya::Pod for ServiceInfo {}
+    unsafe impl aya::Pod for BackendInfo {}
+    unsafe impl aya::Pod for CtKey {}
+    unsafe impl aya::Pod for CtValue {}
+    unsafe impl aya::Pod for Stats {}
+    unsafe impl aya::Pod for ExpireRequest {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reverse_twice_is_identity() {
+        let k = CtKey {
+            src_ip_be: 1,
+            dst_ip_be: 2,
+            src_port_be: 3,
+            dst_port_be: 4,
+            vpc_id: 5,
+            proto: 6,
+            _pad: 0,
+        };
+        assert_eq!(k.reverse().reverse(), k);
+        assert_eq!(k.reverse().src_ip_be, 2);
+        assert_eq!(k.reverse().dst_port_be, 3);
+    }
+
+    #[test]
+    fn peer_key_of_forward_entry_is_the_backends_reply() {
+        let v = CtValue {
+            nat_src_ip_be: 0x0b_a3_00_01, // SNAT address
+            nat_dst_ip_be: 0xc0_a8_02_0a, // backend
+            nat_src_port_be: 1111,
+            nat_dst_port_be: 8080,
+            egress_vpc: 7,
+            ..Default::default()
+        };
+        let k = v.peer_key(PROTO_TCP);
+        assert_eq!(k.src_ip_be, 0xc0_a8_02_0a);
+        assert_eq!(k.dst_ip_be, 0x0b_a3_00_01);
+        assert_eq!(k.src_port_be, 8080);
+        assert_eq!(k.dst_port_be, 1111);
+        assert_eq!(k.vpc_id, 7);
+        assert_eq!(k.proto, PROTO_TCP);
+    }
+
+    #[test]
+    fn drop_reasons_round_trip_and_fit() {
+        for r in DropReason::ALL {
+            assert_eq!(DropReason::try_from(r as u32), Ok(r));
+            assert!((r as usize) < DROP_REASON_SLOTS);
+        }
+        assert_eq!(DropReason::try_from(0), Err(0));
+        assert_eq!(DropReason::try_from(99), Err(99));
+    }
+}

@@ -1,0 +1,219 @@
+//! Flows: creation under the connection limit (atomic add, check, roll back), SNAT port
+//! choice, paired forward/reverse entries inserted with BPF_NOEXIST and rolled back on
+//! failure (the shape of cilium's snat_v4_new_mapping), TCP state, and expiry.
+//! Never evicts a live flow; the active count goes down exactly once per flow, in
+//! `expire`, when the forward entry's delete succeeds.
+
+use crate::{
+    parse::{ptr_at, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    stats::Drop,
+    PL_CT, PL_EP_ACTIVE,
+};
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, programs::XdpContext};
+use core::intrinsics::{atomic_xadd, AtomicOrdering};
+use privatelink_common::*;
+
+const EEXIST: i32 = 17;
+
+#[inline(always)]
+pub fn now() -> u64 {
+    unsafe { bpf_ktime_get_ns() }
+}
+
+#[inline(always)]
+pub fn get(key: &CtKey) -> Option<&'static mut CtValue> {
+    PL_CT.get_ptr_mut(key).map(|p| unsafe { &mut *p })
+}
+
+/// Add `delta` to the endpoint's live-flow count and return the previous value.
+/// SeqCst on purpose: with Relaxed, LLVM 22 emits a plain BPF XADD whose "returned old
+/// value" is garbage (seen on kernel 6.18: the limit never fired); SeqCst emits
+/// atomic_fetch_add, which returns it.
+#[inline(always)]
+fn active_add(endpoint: u32, delta: u64) -> Option<u64> {
+    let p = PL_EP_ACTIVE.get_ptr_mut(endpoint)?;
+    Some(unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, delta) })
+}
+
+/// Take one connection slot of `endpoint`; `false` when its limit is reached.
+#[inline(always)]
+pub fn acquire_slot(endpoint: u32, limit: u32) -> bool {
+    match active_add(endpoint, 1) {
+        Some(old) if old < limit as u64 => true,
+        Some(_) => {
+            release_slot(endpoint);
+            false
+        }
+        None => false,
+    }
+}
+
+#[inline(always)]
+pub fn release_slot(endpoint: u32) {
+    active_add(endpoint, u64::MAX); // wrapping -1
+}
+
+/// Everything a new flow's two entries need.
+pub struct NewFlow {
+    pub key: CtKey,
+    pub endpoint: u32,
+    pub snat_ip: u32,
+    pub backend_ip: u32,
+    pub service_port: u16,
+    pub provider_vpc: u16,
+    pub provider_ifindex: u32,
+    pub consumer_ifindex: u32,
+    /// The frame's MACs: client (source) and gateway interface (destination).
+    pub client_mac: [u8; 6],
+    pub gateway_mac: [u8; 6],
+    pub port_seed: u32,
+}
+
+/// Insert the flow's reverse then forward entry. The reverse insert claims a SNAT port
+/// (BPF_NOEXIST makes (snat ip, snat port, backend, service port, proto) unique).
+/// Returns the forward entry.
+pub enum CreateError {
+    /// Another CPU created this very flow first: use its entry.
+    Raced,
+    Refused(Drop),
+}
+
+#[inline(always)]
+pub fn create(f: &NewFlow) -> Result<CtValue, CreateError> {
+    let t = now();
+    let state = if f.key.proto == PROTO_TCP { TCP_STATE_SYN } else { UDP_STATE };
+    let rev = CtValue {
+        last_seen_ns: t,
+        endpoint: f.endpoint,
+        kind: CT_KIND_REVERSE,
+        state,
+        flags: 0,
+        _pad: 0,
+        nat_src_ip_be: f.key.dst_ip_be,
+        nat_dst_ip_be: f.key.src_ip_be,
+        nat_src_port_be: f.key.dst_port_be,
+        nat_dst_port_be: f.key.src_port_be,
+        egress_vpc: f.key.vpc_id,
+        _pad2: 0,
+        ifindex: f.consumer_ifindex,
+        smac: f.gateway_mac,
+        dmac: f.client_mac,
+    };
+    let span = (SNAT_PORT_MAX - SNAT_PORT_MIN) as u32 + 1;
+    let mut rev_key = CtKey {
+        src_ip_be: f.backend_ip,
+        dst_ip_be: f.snat_ip,
+        src_port_be: f.service_port,
+        dst_port_be: 0,
+        vpc_id: f.provider_vpc,
+        proto: f.key.proto,
+        _pad: 0,
+    };
+    let mut claimed = false;
+    let mut i = 0u32;
+    while i < SNAT_PORT_TRIES {
+        let port = SNAT_PORT_MIN as u32 + (f.port_seed.wrapping_add(i.wrapping_mul(7919))) % span;
+        rev_key.dst_port_be = (port as u16).to_be();
+        match PL_CT.insert(&rev_key, &rev, BPF_NOEXIST as u64) {
+            Ok(()) => {
+                claimed = true;
+                break;
+            }
+            Err(e) if e == -EEXIST => {}
+            Err(_) => return Err(CreateError::Refused(Drop::endpoint(DropReason::ConntrackFull, f.endpoint))),
+        }
+        i += 1;
+    }
+    if !claimed {
+        return Err(CreateError::Refused(Drop::endpoint(DropReason::SnatExhausted, f.endpoint)));
+    }
+    let fwd = CtValue {
+        last_seen_ns: t,
+        endpoint: f.endpoint,
+        kind: CT_KIND_FORWARD,
+        state,
+        flags: 0,
+        _pad: 0,
+        nat_src_ip_be: f.snat_ip,
+        nat_dst_ip_be: f.backend_ip,
+        nat_src_port_be: rev_key.dst_port_be,
+        nat_dst_port_be: f.service_port,
+        egress_vpc: f.provider_vpc,
+        _pad2: 0,
+        ifindex: f.provider_ifindex,
+        smac: [0; 6],
+        dmac: [0; 6],
+    };
+    if let Err(e) = PL_CT.insert(&f.key, &fwd, BPF_NOEXIST as u64) {
+        // Roll back the claimed port. Only this CPU knows the entry, so the delete cannot
+        // race; should it fail anyway, the sweeper removes reverse entries with no peer.
+        if PL_CT.remove(&rev_key).is_err() {
+            crate::stats::count_drop(Drop::global(DropReason::ConntrackFull));
+        }
+        if e == -EEXIST {
+            return Err(CreateError::Raced);
+        }
+        return Err(CreateError::Refused(Drop::endpoint(DropReason::ConntrackFull, f.endpoint)));
+    }
+    Ok(fwd)
+}
+
+/// Track TCP state on the forward entry from a segment's flags.
+/// `from_backend`: the segment came on the reverse path.
+#[inline(always)]
+pub fn track_tcp(fwd: &mut CtValue, flags: u8, from_backend: bool) {
+    if flags & TCP_RST != 0 {
+        fwd.state = TCP_STATE_CLOSING;
+        return;
+    }
+    if flags & TCP_SYN != 0 && flags & TCP_ACK == 0 && !from_backend {
+        // A new SYN on a closing flow: the client reuses its port; start over.
+        if fwd.state == TCP_STATE_CLOSING {
+            fwd.state = TCP_STATE_SYN;
+            fwd.flags = 0;
+        }
+        return;
+    }
+    if from_backend && fwd.state == TCP_STATE_SYN && flags & TCP_ACK != 0 {
+        fwd.state = TCP_STATE_ESTABLISHED;
+    }
+    if flags & TCP_FIN != 0 {
+        fwd.flags |= if from_backend { CT_FLAG_FIN_REV } else { CT_FLAG_FIN_FWD };
+        if fwd.flags & (CT_FLAG_FIN_FWD | CT_FLAG_FIN_REV) == (CT_FLAG_FIN_FWD | CT_FLAG_FIN_REV) {
+            fwd.state = TCP_STATE_CLOSING;
+        }
+    }
+}
+
+/// `privatelink_expire`: delete one flow if it is older than the cutoff, and release its
+/// connection slot. Input: `EXPIRE_PAD` bytes, then an [`ExpireRequest`].
+#[inline(always)]
+pub fn expire(ctx: &XdpContext) -> u32 {
+    let req = match ptr_at::<ExpireRequest>(ctx, EXPIRE_PAD) {
+        Some(r) => unsafe { *r },
+        None => return EXPIRE_BAD_INPUT,
+    };
+    let key = req.key;
+    let fwd = match get(&key) {
+        Some(v) => *v,
+        None => return EXPIRE_KEPT,
+    };
+    if fwd.kind != CT_KIND_FORWARD {
+        return EXPIRE_BAD_INPUT;
+    }
+    let peer = fwd.peer_key(key.proto);
+    let rev_seen = get(&peer).map(|v| v.last_seen_ns).unwrap_or(0);
+    if req.cutoff_ns != u64::MAX && (fwd.last_seen_ns > req.cutoff_ns || rev_seen > req.cutoff_ns) {
+        return EXPIRE_KEPT;
+    }
+    // Only the caller whose delete succeeds releases the slot: exactly once per flow.
+    if PL_CT.remove(&key).is_err() {
+        return EXPIRE_KEPT;
+    }
+    release_slot(fwd.endpoint);
+    if PL_CT.remove(&peer).is_ok() {
+        EXPIRE_DELETED
+    } else {
+        EXPIRE_DELETED_NO_PEER
+    }
+}

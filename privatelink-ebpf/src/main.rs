@@ -1,0 +1,76 @@
+//! privatelink's XDP data path: map declarations and the program entry shims only.
+//! Every verdict is counted: `Ok(action)` is returned as is, `Err(drop)` is counted by
+//! reason (per endpoint when one is known) and becomes XDP_DROP.
+#![no_std]
+#![no_main]
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
+
+mod conntrack;
+mod forward;
+mod lookup;
+mod nat;
+mod parse;
+mod path;
+mod reply;
+mod stats;
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::{map, xdp},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray},
+    programs::XdpContext,
+};
+use privatelink_common::*;
+
+#[map]
+static PL_VPCS: HashMap<u32, VpcInfo> = HashMap::with_max_entries(MAX_VPCS, 0);
+#[map]
+static PL_EP_IPS: HashMap<EpIpKey, u32> = HashMap::with_max_entries(MAX_ENDPOINTS, 0);
+#[map]
+static PL_ENDPOINTS: Array<EndpointInfo> = Array::with_max_entries(MAX_ENDPOINTS, 0);
+/// Live flows per endpoint, shared by all CPUs: changed only with atomic adds.
+#[map]
+static PL_EP_ACTIVE: Array<u64> = Array::with_max_entries(MAX_ENDPOINTS, 0);
+#[map]
+static PL_PORTS: HashMap<PortKey, PortTarget> =
+    HashMap::with_max_entries(MAX_SERVICES * MAX_PORTS_PER_SERVICE, 0);
+#[map]
+static PL_SERVICES: Array<ServiceInfo> = Array::with_max_entries(MAX_SERVICES, 0);
+#[map]
+static PL_BACKENDS: Array<BackendInfo> = Array::with_max_entries(MAX_BACKENDS, 0);
+#[map]
+static PL_MAGLEV: Array<u32> = Array::with_max_entries(MAX_SERVICES * MAGLEV_SIZE, 0);
+/// Not an LRU: an established flow is never evicted to make room (capacity is set by
+/// userspace at load time).
+#[map]
+static PL_CT: HashMap<CtKey, CtValue> = HashMap::with_max_entries(DEFAULT_CT_CAPACITY, 0);
+#[map]
+static PL_SNAT_RANGES: LpmTrie<SnatRangeKey, u32> = LpmTrie::with_max_entries(MAX_SNAT_RANGES, 0);
+#[map]
+static PL_EP_STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(MAX_ENDPOINTS, 0);
+#[map]
+static PL_GSTATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(1, 0);
+
+#[xdp]
+pub fn privatelink(ctx: XdpContext) -> u32 {
+    match path::run(&ctx) {
+        Ok(action) => action,
+        Err(drop) => {
+            stats::count_drop(drop);
+            xdp_action::XDP_DROP
+        }
+    }
+}
+
+/// Run by the userspace sweeper with BPF_PROG_TEST_RUN, never attached.
+#[xdp]
+pub fn privatelink_expire(ctx: XdpContext) -> u32 {
+    conntrack::expire(&ctx)
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}

@@ -1,0 +1,124 @@
+//! Answers the gateway builds itself and sends back with XDP_TX: TCP resets (RFC 793
+//! "Reset Generation") and ARP replies for endpoint addresses (RFC 826).
+//! Every original field is read before the first write.
+
+use crate::parse::{ptr_at, Packet, ETH_LEN, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+use aya_ebpf::{bindings::xdp_action, helpers::bpf_xdp_adjust_tail, programs::XdpContext};
+use network_types::arp::ArpHdr;
+
+const RST_FRAME_LEN: usize = ETH_LEN + 20 + 20;
+
+#[inline(always)]
+fn add_be32(sum: u32, v: u32) -> u32 {
+    sum + (v >> 16) + (v & 0xffff)
+}
+
+#[inline(always)]
+fn fold(mut s: u32) -> u16 {
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    !(s as u16)
+}
+
+/// Turn the TCP segment `p` into a RST to its sender, trimmed to 54 bytes.
+/// If the segment had ACK: `seq = its ack`, flags RST; else `seq = 0`,
+/// `ack = its seq + its length`, flags RST|ACK.
+#[inline(always)]
+pub fn tcp_reset(ctx: &XdpContext, p: &Packet) -> Option<u32> {
+    // Fixed-offset check first: LLVM drops it as implied by the variable-offset one when
+    // it comes second, and the verifier (6.18) cannot make that inference
+    // ("invalid access to packet, off=0 size=1, R1 ... r=0").
+    let frame = ptr_at::<[u8; RST_FRAME_LEN]>(ctx, 0)?;
+    let tcp = ptr_at::<[u8; 20]>(ctx, p.l4_off)?;
+    let (seq, ack, flags) = unsafe {
+        let t = &*tcp;
+        (
+            u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
+            u32::from_be_bytes([t[8], t[9], t[10], t[11]]),
+            t[13],
+        )
+    };
+    let payload = p.ip_tot_len.wrapping_sub(p.ihl_bytes).wrapping_sub(p.tcp_hdr_len) as u32;
+    let seg_len = payload + (flags & TCP_SYN != 0) as u32 + (flags & TCP_FIN != 0) as u32;
+    let (r_seq, r_ack, r_flags) = if flags & TCP_ACK != 0 {
+        (ack, 0u32, TCP_RST)
+    } else {
+        (0u32, seq.wrapping_add(seg_len), TCP_RST | TCP_ACK)
+    };
+    let src = u32::from_be(p.dst_ip);
+    let dst = u32::from_be(p.src_ip);
+    let sport = u16::from_be(p.dst_port);
+    let dport = u16::from_be(p.src_port);
+
+    let f = unsafe { &mut *frame };
+    // Ethernet: back to the sender.
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&f[0..6]);
+    f.copy_within(6..12, 0);
+    f[6..12].copy_from_slice(&mac);
+
+    // IPv4, no options: 45 00 | len 40 | id 0 | DF | ttl 64, proto 6 | csum | src | dst
+    let mut ip_sum = 0x4500 + 40 + 0x4000 + (64 << 8 | 6);
+    ip_sum = add_be32(add_be32(ip_sum, src), dst);
+    let ipc = fold(ip_sum);
+    let ip = [
+        0x45u8, 0, 0, 40, 0, 0, 0x40, 0, 64, 6,
+    ];
+    f[14..24].copy_from_slice(&ip);
+    f[24..26].copy_from_slice(&ipc.to_be_bytes());
+    f[26..30].copy_from_slice(&src.to_be_bytes());
+    f[30..34].copy_from_slice(&dst.to_be_bytes());
+
+    // TCP: ports, seq, ack, doff 5, flags, window 0, csum, urg 0.
+    let mut s = add_be32(add_be32(0, src), dst) + 6 + 20; // pseudo header
+    s += sport as u32 + dport as u32;
+    s = add_be32(add_be32(s, r_seq), r_ack);
+    s += (5u32 << 12) | r_flags as u32;
+    let tc = fold(s);
+    f[34..36].copy_from_slice(&sport.to_be_bytes());
+    f[36..38].copy_from_slice(&dport.to_be_bytes());
+    f[38..42].copy_from_slice(&r_seq.to_be_bytes());
+    f[42..46].copy_from_slice(&r_ack.to_be_bytes());
+    f[46] = 5 << 4;
+    f[47] = r_flags;
+    f[48..50].copy_from_slice(&[0, 0]);
+    f[50..52].copy_from_slice(&tc.to_be_bytes());
+    f[52..54].copy_from_slice(&[0, 0]);
+
+    let delta = RST_FRAME_LEN as i32 - p.frame_len as i32;
+    if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
+        return None;
+    }
+    Some(xdp_action::XDP_TX)
+}
+
+/// The ARP request this frame carries, if it asks for an IPv4 address over Ethernet:
+/// its target protocol address (raw).
+#[inline(always)]
+pub fn arp_request_target(ctx: &XdpContext) -> Option<u32> {
+    let arp = ptr_at::<ArpHdr>(ctx, ETH_LEN)?;
+    let a = unsafe { &*arp };
+    if a.htype != [0, 1] || a.ptype != [0x08, 0x00] || a.hlen != 6 || a.plen != 4 || a.oper != [0, 1] {
+        return None;
+    }
+    Some(u32::from_ne_bytes(a.tpa))
+}
+
+/// Answer the ARP request in this frame: `target` is at `mac`.
+#[inline(always)]
+pub fn arp_reply(ctx: &XdpContext, mac: &[u8; 6]) -> Option<u32> {
+    let eth = ptr_at::<[u8; 12]>(ctx, 0)?;
+    let arp = ptr_at::<ArpHdr>(ctx, ETH_LEN)?;
+    let (e, a) = unsafe { (&mut *eth, &mut *arp) };
+    let asker_mac = a.sha;
+    let asker_ip = a.spa;
+    let target_ip = a.tpa;
+    a.oper = [0, 2];
+    a.tha = asker_mac;
+    a.tpa = asker_ip;
+    a.sha = *mac;
+    a.spa = target_ip;
+    e[0..6].copy_from_slice(&asker_mac);
+    e[6..12].copy_from_slice(mac);
+    Some(xdp_action::XDP_TX)
+}

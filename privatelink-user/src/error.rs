@@ -1,0 +1,39 @@
+//! The library's error type: structured variants, no strings to match on.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("loading the eBPF object: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("eBPF program {name}: {source}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("the eBPF object has no {kind} named {name}")]
+    Missing { kind: &'static str, name: &'static str },
+    #[error("BPF map {map}: {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("index {index} is out of range for {map} (capacity {capacity})")]
+    OutOfRange { map: &'static str, index: u32, capacity: u32 },
+    #[error("running {name} with BPF_PROG_TEST_RUN: {source}")]
+    TestRun {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("{name} returned unexpected value {value}")]
+    UnexpectedReturn { name: &'static str, value: u32 },
+    #[error("XDP link: {0}")]
+    Link(String),
+    #[error("interface {0} does not exist")]
+    NoInterface(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,23 @@
+//! privatelink's userspace library: loading the embedded XDP object, the only code that
+//! touches BPF maps (`maps`), Maglev tables, and the conntrack sweeper.
+//! The binary and the tests only wire these together.
+
+pub mod error;
+pub mod loader;
+pub mod maglev;
+pub mod maps;
+pub mod sweep;
+
+pub use error::Error;
+
+/// The XDP object built by `cargo xtask build-ebpf`, embedded at compile time.
+pub static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("PRIVATELINK_BPF_OBJECT"));
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns()`, which stamps flows.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a timespec; CLOCK_MONOTONIC always exists on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC) failed");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

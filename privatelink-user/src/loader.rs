@@ -1,0 +1,101 @@
+//! Loads the embedded XDP object, sizes the conntrack table, hands out the maps and the
+//! programs, and attaches the data path to interfaces. Knows nothing of specs.
+
+use crate::{
+    error::{Error, Result},
+    maps::Maps,
+    BPF_OBJECT,
+};
+use aya::{
+    programs::{links::FdLink, xdp::XdpLinkId, Xdp, XdpMode},
+    Ebpf, EbpfLoader,
+};
+use privatelink_common::{DEFAULT_CT_CAPACITY, MAP_CT, PROG_EXPIRE, PROG_XDP};
+
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Conntrack entries (two per flow). Default: `DEFAULT_CT_CAPACITY`.
+    pub ct_capacity: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { ct_capacity: DEFAULT_CT_CAPACITY }
+    }
+}
+
+/// A loaded data path: its programs and its maps.
+pub struct Dataplane {
+    ebpf: Ebpf,
+    pub maps: Maps,
+}
+
+impl Dataplane {
+    pub fn load(opts: &LoadOptions) -> Result<Dataplane> {
+        let mut ebpf = EbpfLoader::new().map_max_entries(MAP_CT, opts.ct_capacity).load(BPF_OBJECT)?;
+        for name in [PROG_XDP, PROG_EXPIRE] {
+            program_mut(&mut ebpf, name)?
+                .load()
+                .map_err(|source| Error::Program { name, source })?;
+        }
+        let maps = Maps::take(&mut ebpf)?;
+        Ok(Dataplane { ebpf, maps })
+    }
+
+    /// The data path program.
+    pub fn xdp(&self) -> Result<&Xdp> {
+        program(&self.ebpf, PROG_XDP)
+    }
+
+    /// The flow-expiry program (run by the sweeper, never attached).
+    pub fn expire_program(&self) -> Result<&Xdp> {
+        program(&self.ebpf, PROG_EXPIRE)
+    }
+
+    /// Attach the data path to `ifindex` (native mode unless `mode` says otherwise).
+    pub fn attach(&mut self, ifindex: u32, mode: XdpMode) -> Result<XdpLinkId> {
+        program_mut(&mut self.ebpf, PROG_XDP)?
+            .attach_to_if_index(ifindex, mode)
+            .map_err(|source| Error::Program { name: PROG_XDP, source })
+    }
+
+    /// Detach the data path from the interface behind `link`.
+    pub fn detach(&mut self, link: XdpLinkId) -> Result<()> {
+        program_mut(&mut self.ebpf, PROG_XDP)?
+            .detach(link)
+            .map_err(|source| Error::Program { name: PROG_XDP, source })
+    }
+
+    /// Take ownership of an attachment as a bpf_link fd (to pin it).
+    pub fn take_link(&mut self, link: XdpLinkId) -> Result<FdLink> {
+        let l = program_mut(&mut self.ebpf, PROG_XDP)?
+            .take_link(link)
+            .map_err(|source| Error::Program { name: PROG_XDP, source })?;
+        FdLink::try_from(l).map_err(|e| Error::Link(e.to_string()))
+    }
+}
+
+fn program<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<&'a Xdp> {
+    ebpf.program(name)
+        .ok_or(Error::Missing { kind: "program", name })?
+        .try_into()
+        .map_err(|source| Error::Program { name, source })
+}
+
+fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp> {
+    ebpf.program_mut(name)
+        .ok_or(Error::Missing { kind: "program", name })?
+        .try_into()
+        .map_err(|source| Error::Program { name, source })
+}
+
+/// Interface index of `name`.
+pub fn ifindex(name: &str) -> Result<u32> {
+    let c = std::ffi::CString::new(name).map_err(|_| Error::NoInterface(name.to_string()))?;
+    // SAFETY: NUL-terminated string that lives across the call.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if idx == 0 {
+        return Err(Error::NoInterface(name.to_string()));
+    }
+    Ok(idx)
+}
