@@ -52,6 +52,12 @@ impl Dataplane {
         program(&self.ebpf, PROG_EXPIRE)
     }
 
+    /// One sweeper pass over the conntrack table (see `sweep`).
+    pub fn sweep(&mut self, scope: crate::sweep::Scope) -> Result<crate::sweep::SweepReport> {
+        let prog = program(&self.ebpf, PROG_EXPIRE)?;
+        crate::sweep::sweep(&mut self.maps, prog, scope)
+    }
+
     /// Attach the data path to `ifindex` (native mode unless `mode` says otherwise).
     pub fn attach(&mut self, ifindex: u32, mode: XdpMode) -> Result<XdpLinkId> {
         program_mut(&mut self.ebpf, PROG_XDP)?

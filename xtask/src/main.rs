@@ -1,1 +1,242 @@
-fn main(){}
+//! Orchestration only: install what is missing, build the XDP object with a toolchain
+//! that has `rust-src`, build the binary, run the tests. No product logic here.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what is missing (apt packages, bpf-linker, test tools). Idempotent.
+    Setup,
+    /// Build the XDP object (target/ebpf/bpfel-unknown-none/release/privatelink).
+    BuildEbpf,
+    /// Build the XDP object, then the `privatelink` binary (release) that embeds it.
+    Build,
+    /// Run every test: unit, packet-level (BPF_PROG_TEST_RUN) and network namespaces.
+    Test {
+        /// Extra arguments for `cargo test` (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    match cli.command {
+        Cmd::Setup => {
+            setup()?;
+        }
+        Cmd::BuildEbpf => {
+            let tc = setup()?;
+            build_ebpf(&root, &tc)?;
+        }
+        Cmd::Build => {
+            let tc = setup()?;
+            build_ebpf(&root, &tc)?;
+            run(Command::new(cargo()).current_dir(&root).args(["build", "--release", "-p", "privatelink-user"]))?;
+            println!("built {}", root.join("target/release/privatelink").display());
+        }
+        Cmd::Test { args } => {
+            let tc = setup()?;
+            build_ebpf(&root, &tc)?;
+            check_root()?;
+            let mut c = Command::new(cargo());
+            c.current_dir(&root).arg("test").args(["--", "--test-threads", "4"]).args(&args);
+            run(&mut c)?;
+        }
+    }
+    Ok(())
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn run(c: &mut Command) -> Result<()> {
+    let status = c.status().with_context(|| format!("running {c:?}"))?;
+    if !status.success() {
+        bail!("{c:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn succeeds(c: &mut Command) -> bool {
+    c.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn output(c: &mut Command) -> Option<String> {
+    let o = c.output().ok()?;
+    o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+fn check_root() -> Result<()> {
+    let uid = output(Command::new("id").arg("-u")).unwrap_or_default();
+    if uid != "0" {
+        bail!("the tests load XDP programs and create network namespaces: run them as root");
+    }
+    Ok(())
+}
+
+/// How the eBPF crate gets built: which cargo, which rustc, and with which environment.
+struct Toolchain {
+    cargo: PathBuf,
+    rustc: Option<PathBuf>,
+    /// `cargo +nightly` (rustup) vs. a stable rustc unlocked with RUSTC_BOOTSTRAP.
+    rustup_nightly: bool,
+    describe: String,
+}
+
+const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
+const DEBIAN_CARGO: &str = "/usr/bin/cargo";
+const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
+/// Debian bookworm-security ships rustc 1.96 with its library source and LLVM 22, which
+/// is rustc's own LLVM: enough to build the object offline when rustup has no rust-src.
+const APT_TOOLCHAIN: &[&str] = &[
+    "rustc-web", "rust-web-src", "cargo-web", "llvm-22-dev", "libpolly-22-dev", "libzstd-dev",
+    "zlib1g-dev", "libxml2-dev",
+];
+/// Used by the network-namespace tests.
+const APT_TEST_TOOLS: &[&str] = &["iproute2", "ethtool"];
+
+fn has_rust_src(sysroot: &str) -> bool {
+    Path::new(sysroot).join("lib/rustlib/src/rust/library/core/src/lib.rs").is_file()
+}
+
+fn find_toolchain() -> Option<Toolchain> {
+    // A rustup nightly with rust-src: the normal case on a developer's machine.
+    if let Some(sysroot) = output(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"])) {
+        if has_rust_src(&sysroot) {
+            return Some(Toolchain {
+                cargo: "cargo".into(),
+                rustc: None,
+                rustup_nightly: true,
+                describe: "rustup nightly (rust-src present)".into(),
+            });
+        }
+    }
+    // Debian's rustc-web with rust-web-src.
+    if let Some(sysroot) = output(Command::new(DEBIAN_RUSTC).args(["--print", "sysroot"])) {
+        if has_rust_src(&sysroot) && Path::new(DEBIAN_CARGO).is_file() {
+            let version = output(Command::new(DEBIAN_RUSTC).arg("--version")).unwrap_or_default();
+            return Some(Toolchain {
+                cargo: DEBIAN_CARGO.into(),
+                rustc: Some(DEBIAN_RUSTC.into()),
+                rustup_nightly: false,
+                describe: format!("{version} from Debian with RUSTC_BOOTSTRAP=1"),
+            });
+        }
+    }
+    None
+}
+
+fn apt_missing(pkgs: &[&str]) -> Vec<String> {
+    pkgs.iter()
+        .filter(|p| {
+            let st = output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p])).unwrap_or_default();
+            !st.contains("install ok installed")
+        })
+        .map(|p| p.to_string())
+        .collect()
+}
+
+fn apt_install(pkgs: &[String]) -> Result<()> {
+    if pkgs.is_empty() {
+        return Ok(());
+    }
+    println!("xtask setup: installing {}", pkgs.join(" "));
+    run(Command::new("apt-get").arg("update").arg("-q"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(pkgs)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn bpf_linker_path() -> Option<PathBuf> {
+    if succeeds(Command::new("bpf-linker").arg("--version")) {
+        return Some("bpf-linker".into());
+    }
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
+    let p = home.join("bin/bpf-linker");
+    succeeds(Command::new(&p).arg("--version")).then_some(p)
+}
+
+fn setup() -> Result<Toolchain> {
+    let has_apt = Path::new("/usr/bin/apt-get").exists();
+    let mut missing = apt_missing(APT_TEST_TOOLS);
+    let tc = find_toolchain();
+    if tc.as_ref().is_none_or(|t| !t.rustup_nightly) || bpf_linker_path().is_none() {
+        // The Debian toolchain doubles as the LLVM that bpf-linker links against.
+        missing.extend(apt_missing(APT_TOOLCHAIN));
+    }
+    if !missing.is_empty() {
+        if !has_apt {
+            bail!(
+                "missing {}: install them, or a rustup nightly with rust-src plus bpf-linker",
+                missing.join(" ")
+            );
+        }
+        apt_install(&missing)?;
+    }
+    let tc = find_toolchain().context(
+        "no toolchain can build the eBPF object: need a rustup nightly with rust-src \
+         (`rustup component add rust-src --toolchain nightly`) or Debian's rustc-web + rust-web-src",
+    )?;
+    if bpf_linker_path().is_none() {
+        println!("xtask setup: installing bpf-linker (about 2 minutes)");
+        let path = format!("{LLVM_BIN}:{}", std::env::var("PATH").unwrap_or_default());
+        run(Command::new(cargo())
+            .args(["install", "bpf-linker", "--locked", "--version", "^0.13", "--no-default-features", "--features", "llvm-22"])
+            .env("PATH", path))?;
+    }
+    Ok(tc)
+}
+
+fn build_ebpf(root: &Path, tc: &Toolchain) -> Result<()> {
+    println!("xtask: building the XDP object with {}", tc.describe);
+    let mut c = Command::new(&tc.cargo);
+    if tc.rustup_nightly {
+        c.arg("+nightly");
+    }
+    c.current_dir(root.join("privatelink-ebpf"))
+        .args(["build", "--release", "-Z", "build-std=core", "--target", "bpfel-unknown-none"])
+        .args(["-p", "privatelink-ebpf", "--ignore-rust-version"])
+        .env("CARGO_TARGET_DIR", root.join("target/ebpf"))
+        // v3: 32-bit jumps and atomic fetch-and-add (the connection limit needs the
+        // returned old value).
+        .env("RUSTFLAGS", "-C target-cpu=v3")
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("CARGO");
+    if let Some(rustc) = &tc.rustc {
+        c.env("RUSTC", rustc).env("RUSTC_BOOTSTRAP", "1");
+    }
+    if let Some(linker) = bpf_linker_path() {
+        if let Some(dir) = linker.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default());
+            c.env("PATH", path);
+        }
+    }
+    run(&mut c)
+}

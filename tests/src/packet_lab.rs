@@ -1,0 +1,162 @@
+//! The packet-level harness: the real XDP object loaded, its maps seeded through the
+//! library's `maps` module (the daemon's own code path), frames run through it with
+//! BPF_PROG_TEST_RUN. The program runs in a namespace of its own, with two VPC-facing
+//! veths, routes and neighbours, so `bpf_fib_lookup` gives deterministic answers.
+
+use crate::netns::{veth, Netns};
+use aya::programs::{TestRun, TestRunOptions};
+use privatelink::{
+    loader::{Dataplane, LoadOptions},
+    maglev::{self, Member},
+    maps::ip_raw,
+};
+use privatelink_common::*;
+use std::net::Ipv4Addr;
+
+pub const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0xc1, 0, 0, 0, 0x02];
+pub const GW_CONSUMER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+pub const GW_CONSUMER_MAC: [u8; 6] = [0x02, 0x90, 0, 0, 1, 0x01];
+pub const GW_PROVIDER: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 1);
+pub const GW_PROVIDER_MAC: [u8; 6] = [0x02, 0x90, 0, 0, 2, 0x01];
+pub const BACKEND: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 10);
+pub const BACKEND_MAC: [u8; 6] = [0x02, 0xb0, 0, 0, 2, 0x0a];
+/// A backend with no neighbour entry: the FIB answers NO_NEIGH.
+pub const BACKEND_UNRESOLVED: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 99);
+pub const EP_ACCEPTED: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+pub const EP_PENDING: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 101);
+pub const EP_REJECTED: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 102);
+pub const EP_NO_BACKEND: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 103);
+pub const EP_UNRESOLVED: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 104);
+pub const SNAT_IP: Ipv4Addr = Ipv4Addr::new(11, 163, 0, 5);
+pub const SNAT_NET: Ipv4Addr = Ipv4Addr::new(11, 163, 0, 0);
+pub const CONSUMER_VPC: u16 = 1;
+pub const PROVIDER_VPC: u16 = 2;
+
+/// Endpoint indices seeded by [`PacketLab::new`].
+pub const EP_IDX_ACCEPTED: u32 = 0;
+pub const EP_IDX_PENDING: u32 = 1;
+pub const EP_IDX_REJECTED: u32 = 2;
+pub const EP_IDX_NO_BACKEND: u32 = 3;
+pub const EP_IDX_UNRESOLVED: u32 = 4;
+
+pub struct PacketLab {
+    pub dp: Dataplane,
+    pub consumer_if: u32,
+    pub provider_if: u32,
+    // Dropped last: the dataplane goes before its namespaces. `peer` holds the other
+    // ends of the veths (deleting it would delete them).
+    pub peer: Netns,
+    pub ns: Netns,
+}
+
+pub struct Outcome {
+    pub action: u32,
+    pub frame: Vec<u8>,
+}
+
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+pub const XDP_REDIRECT: u32 = 4;
+
+pub fn action_name(a: u32) -> &'static str {
+    match a {
+        0 => "XDP_ABORTED",
+        XDP_DROP => "XDP_DROP",
+        XDP_PASS => "XDP_PASS",
+        XDP_TX => "XDP_TX",
+        XDP_REDIRECT => "XDP_REDIRECT",
+        _ => "?",
+    }
+}
+
+fn mac_str(m: [u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+impl PacketLab {
+    /// A gateway namespace with a consumer VPC (10.0.0.0/24) and a provider VPC
+    /// (192.168.2.0/24), and endpoints in every state. Enters the calling thread into it.
+    pub fn new(ct_capacity: u32) -> PacketLab {
+        let ns = Netns::new("pkt");
+        let peer = Netns::new("pktpeer");
+        veth(&ns, "vpc1", &peer, "c0");
+        veth(&ns, "vpc2", &peer, "b0");
+        ns.ip(&["link", "set", "vpc1", "address", &mac_str(GW_CONSUMER_MAC)]);
+        ns.ip(&["link", "set", "vpc2", "address", &mac_str(GW_PROVIDER_MAC)]);
+        ns.ip(&["addr", "add", "10.0.0.1/24", "dev", "vpc1"]);
+        ns.ip(&["addr", "add", "192.168.2.1/24", "dev", "vpc2"]);
+        ns.ip(&["neigh", "replace", &BACKEND.to_string(), "lladdr", &mac_str(BACKEND_MAC), "dev", "vpc2", "nud", "permanent"]);
+        ns.sysctl("net.ipv4.ip_forward", "1");
+        let consumer_if = ns.ifindex("vpc1");
+        let provider_if = ns.ifindex("vpc2");
+        ns.enter();
+        let mut dp = Dataplane::load(&LoadOptions { ct_capacity }).expect("load the XDP object");
+        seed(&mut dp, consumer_if, provider_if);
+        PacketLab { dp, consumer_if, provider_if, peer, ns }
+    }
+
+    /// Run `frame` through the data path as if it arrived on `ingress_ifindex`.
+    pub fn run(&self, ingress_ifindex: u32, frame: &[u8]) -> Outcome {
+        let prog = self.dp.xdp().expect("xdp program");
+        // struct xdp_md { data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex }
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&ingress_ifindex.to_ne_bytes());
+        let mut out = vec![0u8; frame.len() + 256];
+        let r = prog
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
+                ..Default::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        out.truncate(r.data_size_out as usize);
+        Outcome { action: r.return_value, frame: out }
+    }
+
+    pub fn from_consumer(&self, frame: &[u8]) -> Outcome {
+        self.run(self.consumer_if, frame)
+    }
+
+    pub fn from_provider(&self, frame: &[u8]) -> Outcome {
+        self.run(self.provider_if, frame)
+    }
+}
+
+fn seed(dp: &mut Dataplane, consumer_if: u32, provider_if: u32) {
+    let m = &mut dp.maps;
+    m.set_vpc(consumer_if, VpcInfo { vpc_id: CONSUMER_VPC, mac: GW_CONSUMER_MAC, ..Default::default() }).unwrap();
+    m.set_vpc(provider_if, VpcInfo { vpc_id: PROVIDER_VPC, mac: GW_PROVIDER_MAC, ..Default::default() }).unwrap();
+    m.add_snat_range(SNAT_NET, 16).unwrap();
+    // service 0: backend 0; service 1: no backend up; service 2: a backend with no neighbour.
+    for (svc, backend) in [(0u32, Some((0u32, BACKEND))), (1, None), (2, Some((1, BACKEND_UNRESOLVED)))] {
+        m.set_service(svc, ServiceInfo { ifindex: provider_if, vpc_id: PROVIDER_VPC, active: 1, ..Default::default() })
+            .unwrap();
+        m.set_port(svc, PROTO_TCP, 80, 8080).unwrap();
+        m.set_port(svc, PROTO_UDP, 53, 5353).unwrap();
+        let members: Vec<Member> = backend
+            .iter()
+            .map(|(idx, ip)| {
+                m.set_backend(*idx, *ip, true).unwrap();
+                Member { index: *idx, id: ip_raw(*ip), weight: 100 }
+            })
+            .collect();
+        m.set_maglev(svc, &maglev::table(&members)).unwrap();
+    }
+    let eps = [
+        (EP_IDX_ACCEPTED, EP_ACCEPTED, 0, EP_STATE_ACCEPTED),
+        (EP_IDX_PENDING, EP_PENDING, 0, EP_STATE_PENDING),
+        (EP_IDX_REJECTED, EP_REJECTED, 0, EP_STATE_REJECTED),
+        (EP_IDX_NO_BACKEND, EP_NO_BACKEND, 1, EP_STATE_ACCEPTED),
+        (EP_IDX_UNRESOLVED, EP_UNRESOLVED, 2, EP_STATE_ACCEPTED),
+    ];
+    for (idx, ip, svc, state) in eps {
+        let snat = Ipv4Addr::from(u32::from(SNAT_IP) + idx);
+        m.set_endpoint(idx, EndpointInfo { service: svc, snat_ip_be: ip_raw(snat), conn_limit: 3000, state, _pad: [0; 3] })
+            .unwrap();
+        m.bind_endpoint_ip(CONSUMER_VPC, ip, idx).unwrap();
+    }
+}
