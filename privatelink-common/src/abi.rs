@@ -24,6 +24,8 @@ pub const PROG_XDP: &str = "privatelink";
 /// Deletes one expired flow and decrements its endpoint's active count exactly once.
 /// Never attached: userspace runs it with BPF_PROG_TEST_RUN (see [`ExpireRequest`]).
 pub const PROG_EXPIRE: &str = "privatelink_expire";
+/// XDP_PASS only: gives a veth peer the NAPI it needs to receive redirected frames.
+pub const PROG_PASS: &str = "privatelink_pass";
 
 // ---- capacities ----
 pub const MAX_VPCS: u32 = 256;

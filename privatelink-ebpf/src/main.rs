@@ -69,6 +69,15 @@ pub fn privatelink_expire(ctx: XdpContext) -> u32 {
     conntrack::expire(&ctx)
 }
 
+/// XDP_PASS and nothing else. Attached to the far end of a veth that the data path
+/// redirects into: a veth only delivers redirected (and XDP_TX) frames when its peer
+/// runs NAPI, which an XDP program guarantees (on 6.18, `ethtool -K PEER gro on` alone
+/// did not deliver them).
+#[xdp]
+pub fn privatelink_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

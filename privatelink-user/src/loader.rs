@@ -10,7 +10,7 @@ use aya::{
     programs::{links::FdLink, xdp::XdpLinkId, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
-use privatelink_common::{DEFAULT_CT_CAPACITY, MAP_CT, PROG_EXPIRE, PROG_XDP};
+use privatelink_common::{DEFAULT_CT_CAPACITY, MAP_CT, PROG_EXPIRE, PROG_PASS, PROG_XDP};
 
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
@@ -33,7 +33,7 @@ pub struct Dataplane {
 impl Dataplane {
     pub fn load(opts: &LoadOptions) -> Result<Dataplane> {
         let mut ebpf = EbpfLoader::new().map_max_entries(MAP_CT, opts.ct_capacity).load(BPF_OBJECT)?;
-        for name in [PROG_XDP, PROG_EXPIRE] {
+        for name in [PROG_XDP, PROG_EXPIRE, PROG_PASS] {
             program_mut(&mut ebpf, name)?
                 .load()
                 .map_err(|source| Error::Program { name, source })?;
@@ -63,6 +63,14 @@ impl Dataplane {
         program_mut(&mut self.ebpf, PROG_XDP)?
             .attach_to_if_index(ifindex, mode)
             .map_err(|source| Error::Program { name: PROG_XDP, source })
+    }
+
+    /// Attach the XDP_PASS program to `ifindex` (in the calling thread's network
+    /// namespace): for the far end of a veth that the data path redirects into.
+    pub fn attach_pass(&mut self, ifindex: u32, mode: XdpMode) -> Result<XdpLinkId> {
+        program_mut(&mut self.ebpf, PROG_PASS)?
+            .attach_to_if_index(ifindex, mode)
+            .map_err(|source| Error::Program { name: PROG_PASS, source })
     }
 
     /// Detach the data path from the interface behind `link`.

@@ -54,7 +54,7 @@ fn main() -> Result<()> {
             check_root()?;
             let mut c = Command::new(cargo());
             c.current_dir(&root).arg("test").args(["--", "--test-threads", "4"]).args(&args);
-            run(&mut c)?;
+            run_tests(&mut c)?;
         }
     }
     Ok(())
@@ -72,6 +72,42 @@ fn run(c: &mut Command) -> Result<()> {
     let status = c.status().with_context(|| format!("running {c:?}"))?;
     if !status.success() {
         bail!("{c:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Run `cargo test`, echo its output, and close with one summary line over every test
+/// binary ("N passed, N failed").
+fn run_tests(c: &mut Command) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    let mut child = c
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {c:?}"))?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split(['.', ';']) {
+                let mut w = part.split_whitespace();
+                if let (Some(n), Some(kind)) = (w.next().and_then(|n| n.parse::<u64>().ok()), w.next()) {
+                    match kind {
+                        "passed" => passed += n,
+                        "failed" => failed += n,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    let status = child.wait()?;
+    println!("{passed} passed, {failed} failed");
+    if !status.success() || failed > 0 {
+        bail!("tests failed ({status})");
+    }
+    if passed == 0 {
+        bail!("no test ran");
     }
     Ok(())
 }
@@ -207,7 +243,7 @@ fn setup() -> Result<Toolchain> {
         println!("xtask setup: installing bpf-linker (about 2 minutes)");
         let path = format!("{LLVM_BIN}:{}", std::env::var("PATH").unwrap_or_default());
         run(Command::new(cargo())
-            .args(["install", "bpf-linker", "--locked", "--version", "^0.13", "--no-default-features", "--features", "llvm-22"])
+            .args(["install", "bpf-linker", "--version", "^0.13", "--no-default-features", "--features", "llvm-22"])
             .env("PATH", path))?;
     }
     Ok(tc)

@@ -1,0 +1,323 @@
+//! The network-namespace lab: a gateway namespace running the real XDP program in native
+//! mode on its veths, consumer VPC namespaces with a client each, and a provider VPC
+//! namespace whose backends answer with their own name and the source address they saw.
+//! Everything is removed on drop. Traffic stays between these namespaces.
+//!
+//! Lab facts (kernel 6.18): a frame redirected or XDP_TX'd into a veth is only
+//! delivered when the peer runs NAPI; `ethtool -K PEER gro on` did not make that happen
+//! here, an XDP program on the peer does, so the hosts run `privatelink_pass`. Local
+//! senders on veth emit partial checksums that an XDP rewrite would turn into bad ones,
+//! so the hosts turn tx checksum offload off (a real NIC delivers full checksums).
+
+use crate::netns::{veth, Netns};
+use aya::programs::XdpMode;
+use privatelink::{
+    loader::{Dataplane, LoadOptions},
+    maglev::{self, Member},
+    maps::ip_raw,
+};
+use privatelink_common::*;
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+pub const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+pub const ENDPOINT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+pub const BACKENDS: [Ipv4Addr; 2] = [Ipv4Addr::new(192, 168, 2, 10), Ipv4Addr::new(192, 168, 2, 11)];
+pub const GW_PROVIDER: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 1);
+pub const SNAT_NET: Ipv4Addr = Ipv4Addr::new(11, 163, 0, 0);
+pub const SERVICE_TCP_PORT: u16 = 8080;
+pub const SERVICE_UDP_PORT: u16 = 5353;
+pub const ENDPOINT_TCP_PORT: u16 = 80;
+pub const ENDPOINT_UDP_PORT: u16 = 53;
+pub const PROVIDER_VPC: u16 = 100;
+
+pub fn snat_ip(endpoint: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(SNAT_NET) + 1 + endpoint)
+}
+
+/// A consumer VPC: its client namespace and the gateway interface facing it.
+pub struct Consumer {
+    pub ns: Netns,
+    pub gw_if: String,
+    pub ifindex: u32,
+    pub vpc_id: u16,
+}
+
+pub struct Lab {
+    pub dp: Dataplane,
+    pub consumers: Vec<Consumer>,
+    pub provider: Netns,
+    stop: Arc<AtomicBool>,
+    pub gw: Netns,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn read_sys(ns: &Netns, dev: &str, what: &str) -> String {
+    let out = ns.exec(&["cat", &format!("/sys/class/net/{dev}/{what}")]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn parse_mac(s: &str) -> [u8; 6] {
+    let mut m = [0u8; 6];
+    for (i, p) in s.split(':').enumerate().take(6) {
+        m[i] = u8::from_str_radix(p, 16).expect("MAC");
+    }
+    m
+}
+
+fn host_offloads(ns: &Netns, dev: &str) {
+    ns.exec(&["ethtool", "-K", dev, "tx", "off"]);
+}
+
+impl Lab {
+    /// `consumers` consumer VPCs, all with the same CIDR 10.0.0.0/24 and a client at
+    /// 10.0.0.2, one endpoint 10.0.0.100 each (endpoint index = consumer index), all on
+    /// one service with both backends, tcp 80 -> 8080 and udp 53 -> 5353.
+    pub fn new(consumers: usize, conn_limit: u32) -> Lab {
+        let gw = Netns::new("gw");
+        gw.sysctl("net.ipv4.ip_forward", "1");
+        gw.sysctl("net.ipv4.conf.all.rp_filter", "0");
+        gw.sysctl("net.ipv4.conf.default.rp_filter", "0");
+
+        let provider = Netns::new("prov");
+        veth(&gw, "gw-prov", &provider, "b0");
+        gw.ip(&["addr", "add", "192.168.2.1/24", "dev", "gw-prov"]);
+        for b in BACKENDS {
+            provider.ip(&["addr", "add", &format!("{b}/24"), "dev", "b0"]);
+        }
+        // The provider's route for the SNAT range back to the gateway.
+        provider.ip(&["route", "add", "11.163.0.0/16", "via", "192.168.2.1"]);
+        host_offloads(&provider, "b0");
+
+        let mut cs = Vec::new();
+        for i in 0..consumers {
+            let ns = Netns::new(&format!("c{i}"));
+            let gw_if = format!("gw-c{i}");
+            veth(&gw, &gw_if, &ns, "c0");
+            gw.sysctl(&format!("net.ipv4.conf.{gw_if}.rp_filter"), "0");
+            ns.ip(&["addr", "add", "10.0.0.2/24", "dev", "c0"]);
+            host_offloads(&ns, "c0");
+            let ifindex = gw.ifindex(&gw_if);
+            cs.push(Consumer { ns, gw_if, ifindex, vpc_id: 1 + i as u16 });
+        }
+
+        gw.enter();
+        let mut dp = Dataplane::load(&LoadOptions { ct_capacity: 65536 }).expect("load the XDP object");
+        let prov_if = gw.ifindex("gw-prov");
+        let m = &mut dp.maps;
+        let prov_mac = parse_mac(&read_sys(&gw, "gw-prov", "address"));
+        m.set_vpc(prov_if, VpcInfo { vpc_id: PROVIDER_VPC, mac: prov_mac, ..Default::default() }).unwrap();
+        m.add_snat_range(SNAT_NET, 16).unwrap();
+        m.set_service(0, ServiceInfo { ifindex: prov_if, vpc_id: PROVIDER_VPC, active: 1, ..Default::default() })
+            .unwrap();
+        m.set_port(0, PROTO_TCP, ENDPOINT_TCP_PORT, SERVICE_TCP_PORT).unwrap();
+        m.set_port(0, PROTO_UDP, ENDPOINT_UDP_PORT, SERVICE_UDP_PORT).unwrap();
+        let members: Vec<Member> = BACKENDS
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                m.set_backend(i as u32, *b, true).unwrap();
+                Member { index: i as u32, id: ip_raw(*b), weight: 100 }
+            })
+            .collect();
+        m.set_maglev(0, &maglev::table(&members)).unwrap();
+        for (i, c) in cs.iter().enumerate() {
+            let mac = parse_mac(&read_sys(&gw, &c.gw_if, "address"));
+            m.set_vpc(c.ifindex, VpcInfo { vpc_id: c.vpc_id, mac, ..Default::default() }).unwrap();
+            let info = EndpointInfo {
+                service: 0,
+                snat_ip_be: ip_raw(snat_ip(i as u32)),
+                conn_limit,
+                state: EP_STATE_ACCEPTED,
+                _pad: [0; 3],
+            };
+            m.set_endpoint(i as u32, info).unwrap();
+            m.bind_endpoint_ip(c.vpc_id, ENDPOINT, i as u32).unwrap();
+        }
+        dp.attach(prov_if, XdpMode::Driver).expect("attach XDP (native) to gw-prov");
+        for c in &cs {
+            dp.attach(c.ifindex, XdpMode::Driver).expect("attach XDP (native) to a consumer interface");
+        }
+        // The hosts' ends of the veths: XDP_PASS, so redirected frames are delivered.
+        for (ns, dev) in cs.iter().map(|c| (&c.ns, "c0")).chain([(&provider, "b0")]) {
+            ns.enter();
+            let idx = ns.ifindex(dev);
+            dp.attach_pass(idx, XdpMode::Driver).expect("attach XDP_PASS to a host veth");
+        }
+        gw.enter();
+
+        let stop = Arc::new(AtomicBool::new(false));
+        for (i, b) in BACKENDS.iter().enumerate() {
+            let name = format!("backend-{i}");
+            start_tcp_server(&provider, SocketAddr::from((*b, SERVICE_TCP_PORT)), name.clone(), stop.clone());
+            start_udp_server(&provider, SocketAddr::from((*b, SERVICE_UDP_PORT)), name, stop.clone());
+        }
+        Lab { dp, consumers: cs, provider, stop, gw }
+    }
+
+    pub fn set_endpoint_state(&mut self, endpoint: u32, state: u8) {
+        let mut info = self.dp.maps.endpoint(endpoint).unwrap();
+        info.state = state;
+        self.dp.maps.set_endpoint(endpoint, info).unwrap();
+    }
+
+    /// Run `f` on a thread inside consumer `i`'s client namespace and wait for it.
+    pub fn in_client<T: Send + 'static>(&self, i: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
+        self.consumers[i].ns.spawn(f).join().expect("client thread panicked")
+    }
+}
+
+/// Backends answer on TCP:
+/// - `GET ...` (HTTP/1.0): 200 with body `backend=NAME peer=IP:PORT`;
+/// - `ECHO N`: N bytes echoed back;
+/// - `HOLD`: `held` then keep the connection until the client closes it.
+fn start_tcp_server(ns: &Netns, addr: SocketAddr, name: String, stop: Arc<AtomicBool>) {
+    let listener = ns.spawn(move || TcpListener::bind(addr)).join().unwrap().expect("bind backend");
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((s, peer)) => {
+                    let name = name.clone();
+                    std::thread::spawn(move || serve(s, peer, &name));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+}
+
+fn serve(s: TcpStream, peer: SocketAddr, name: &str) {
+    s.set_nonblocking(false).ok();
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let mut line = String::new();
+    if r.read_line(&mut line).is_err() {
+        return;
+    }
+    if line.starts_with("GET ") {
+        let mut h = String::new();
+        while r.read_line(&mut h).map(|n| n > 0 && h.trim_end() != "").unwrap_or(false) {
+            h.clear();
+        }
+        let body = format!("backend={name} peer={peer}");
+        let _ = write!(w, "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    } else if let Some(n) = line.trim().strip_prefix("ECHO ") {
+        let mut left: usize = n.parse().unwrap_or(0);
+        let mut buf = vec![0u8; 65536];
+        while left > 0 {
+            let want = left.min(buf.len());
+            match r.read(&mut buf[..want]) {
+                Ok(0) | Err(_) => return,
+                Ok(k) => {
+                    if w.write_all(&buf[..k]).is_err() {
+                        return;
+                    }
+                    left -= k;
+                }
+            }
+        }
+    } else if line.trim() == "HOLD" {
+        let _ = w.write_all(b"held\n");
+        let mut b = [0u8; 1];
+        let _ = r.read(&mut b);
+    }
+    let _ = w.shutdown(Shutdown::Both);
+}
+
+fn start_udp_server(ns: &Netns, addr: SocketAddr, name: String, stop: Arc<AtomicBool>) {
+    let sock = ns.spawn(move || UdpSocket::bind(addr)).join().unwrap().expect("bind UDP backend");
+    sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok((n, peer)) = sock.recv_from(&mut buf) {
+                let reply = format!("backend={name} peer={peer} got={}", String::from_utf8_lossy(&buf[..n]));
+                let _ = sock.send_to(reply.as_bytes(), peer);
+            }
+        }
+    });
+}
+
+// ---- client side helpers (call them inside a client namespace) ----
+
+pub fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    Ok(s)
+}
+
+/// HTTP/1.0 GET; returns the body of a 200 answer.
+pub fn http_get(addr: SocketAddr) -> std::io::Result<String> {
+    let mut s = connect(addr)?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: endpoint\r\n\r\n")?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let (head, body) = resp
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("not HTTP: {resp:?}")))?;
+    if !head.starts_with("HTTP/1.0 200") {
+        return Err(std::io::Error::other(format!("status: {head}")));
+    }
+    Ok(body.to_string())
+}
+
+/// Send `data` through an ECHO connection and return what came back.
+pub fn echo(addr: SocketAddr, data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let s = connect(addr)?;
+    let mut w = s.try_clone()?;
+    w.write_all(format!("ECHO {}\n", data.len()).as_bytes())?;
+    let data = data.to_vec();
+    let writer = std::thread::spawn(move || w.write_all(&data));
+    let mut back = Vec::new();
+    (&s).read_to_end(&mut back)?;
+    writer.join().expect("writer")?;
+    Ok(back)
+}
+
+/// A connection held open by the backend until dropped.
+pub fn hold(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let mut s = connect(addr)?;
+    s.write_all(b"HOLD\n")?;
+    let mut b = [0u8; 5];
+    s.read_exact(&mut b)?;
+    if &b != b"held\n" {
+        return Err(std::io::Error::other("backend did not hold"));
+    }
+    Ok(s)
+}
+
+pub fn udp_ask(addr: SocketAddr, msg: &[u8]) -> std::io::Result<String> {
+    let s = UdpSocket::bind("0.0.0.0:0")?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.send_to(msg, addr)?;
+    let mut buf = [0u8; 2048];
+    let (n, _) = s.recv_from(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf[..n]).to_string())
+}
+
+/// FNV-1a over a byte stream: the checksum both ends compare.
+pub fn fnv1a(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+/// The peer address a backend reported in `backend=NAME peer=IP:PORT`.
+pub fn reported_peer(body: &str) -> SocketAddr {
+    body.split_whitespace()
+        .find_map(|w| w.strip_prefix("peer="))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no peer in {body:?}"))
+}
