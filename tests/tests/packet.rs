@@ -492,3 +492,77 @@ fn sweeper_expires_idle_flows_and_keeps_fresh_ones() {
     assert_eq!(dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 0);
     assert!(dp.maps.conntrack().unwrap().is_empty(), "both entries of every flow are gone");
 }
+
+#[test]
+fn backend_marked_down_takes_no_new_flows() {
+    let mut lab = PacketLab::new(1024);
+    lab.dp.maps.set_backend(0, BACKEND, false).unwrap();
+    let seg = syn(EP_ACCEPTED, 80, SPORT);
+    expect(&lab.from_consumer(&seg.build()), XDP_TX, &expected_rst(&seg), "SYN while the only backend is down");
+    assert_eq!(ep_stats(&lab, EP_IDX_ACCEPTED).drop_count(DropReason::NoBackend), 1);
+    assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 0);
+}
+
+#[test]
+fn provider_vpc_with_its_own_routing_table() {
+    let mut lab = PacketLab::new(1024);
+    // Table 100 reaches the backend through another next hop than the main table does:
+    // the frame's destination MAC tells which table the data path used.
+    let hop_mac = "02:77:00:00:00:77";
+    lab.ns.ip(&["neigh", "replace", "192.168.2.77", "lladdr", hop_mac, "dev", "vpc2", "nud", "permanent"]);
+    lab.ns.ip(&["route", "add", "192.168.2.10/32", "via", "192.168.2.77", "dev", "vpc2", "table", "100"]);
+    let info = VpcInfo { vpc_id: PROVIDER_VPC, fib_table: 100, mac: GW_PROVIDER_MAC, ..Default::default() };
+    lab.dp.maps.set_vpc(lab.provider_if, info).unwrap();
+    let out = lab.from_consumer(&syn(EP_ACCEPTED, 80, SPORT).build());
+    let port = snat_port(&lab, &fwd_key(EP_ACCEPTED, 80, SPORT, PROTO_TCP));
+    let want = Packet::tcp((SNAT_IP, port), (BACKEND, 8080), SYN)
+        .macs(GW_PROVIDER_MAC, [0x02, 0x77, 0, 0, 0, 0x77])
+        .seq_ack(1000, 0)
+        .build();
+    expect(&out, XDP_REDIRECT, &want, "routed by the provider VPC's table");
+}
+
+#[test]
+fn inactive_endpoint_and_unroutable_backend_are_counted_drops() {
+    let mut lab = PacketLab::new(1024);
+    // A failed/deleting endpoint passes nothing.
+    let mut info = lab.dp.maps.endpoint(EP_IDX_PENDING).unwrap();
+    info.state = EP_STATE_INACTIVE;
+    lab.dp.maps.set_endpoint(EP_IDX_PENDING, info).unwrap();
+    let input = syn(EP_PENDING, 80, SPORT).build();
+    expect(&lab.from_consumer(&input), XDP_DROP, &input, "inactive endpoint");
+    assert_eq!(ep_stats(&lab, EP_IDX_PENDING).drop_count(DropReason::Inactive), 1);
+
+    // A backend the FIB has no route to (no default route in the gateway namespace).
+    lab.dp.maps.set_backend(0, Ipv4Addr::new(172, 31, 0, 1), true).unwrap();
+    let out = lab.from_consumer(&syn(EP_ACCEPTED, 80, SPORT).build());
+    assert_eq!(action_name(out.action), "XDP_DROP");
+    assert_eq!(ep_stats(&lab, EP_IDX_ACCEPTED).drop_count(DropReason::NoRoute), 1);
+}
+
+#[test]
+fn backend_choice_follows_the_maglev_table_per_flow() {
+    use privatelink::maglev::{self, Member};
+    let mut lab = PacketLab::new(1024);
+    let second = Ipv4Addr::new(192, 168, 2, 11);
+    let second_mac = [0x02, 0xb0, 0, 0, 2, 0x0b];
+    lab.ns.ip(&["neigh", "replace", "192.168.2.11", "lladdr", "02:b0:00:00:02:0b", "dev", "vpc2", "nud", "permanent"]);
+    lab.dp.maps.set_backend(7, second, true).unwrap();
+    let members = [
+        Member { index: 0, id: ip_raw(BACKEND), weight: 100 },
+        Member { index: 7, id: ip_raw(second), weight: 50 },
+    ];
+    let table = maglev::table(&members);
+    lab.dp.maps.set_maglev(0, &table).unwrap();
+    let mut seen = [0u32; 2];
+    for sport in 20_000..20_060u16 {
+        let out = lab.from_consumer(&syn(EP_ACCEPTED, 80, sport).build());
+        let d = decode(&out.frame).unwrap();
+        let ip = d.ip.unwrap();
+        let h = hash::flow_hash(ip_raw(CLIENT), ip_raw(EP_ACCEPTED), sport.to_be(), 80u16.to_be(), PROTO_TCP);
+        let want = if table[(h % MAGLEV_SIZE) as usize] == 0 { (BACKEND, BACKEND_MAC) } else { (second, second_mac) };
+        assert_eq!((ip.dst, d.dst_mac), want, "flow from port {sport}");
+        seen[(ip.dst == second) as usize] += 1;
+    }
+    assert!(seen[0] > 0 && seen[1] > 0, "both backends take flows: {seen:?}");
+}
