@@ -49,16 +49,7 @@ fn arp(ctx: &XdpContext, vpc: &VpcInfo) -> Result<u32, Drop> {
 #[inline(always)]
 fn ipv4(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet) -> Result<u32, Drop> {
     if p.has_ports {
-        let key = CtKey {
-            src_ip_be: p.src_ip,
-            dst_ip_be: p.dst_ip,
-            src_port_be: p.src_port,
-            dst_port_be: p.dst_port,
-            vpc_id: vpc.vpc_id,
-            proto: p.proto,
-            _pad: 0,
-        };
-        if let Some(entry) = conntrack::get(&key) {
+        if let Some(entry) = conntrack::get(&flow_key(p, vpc.vpc_id)) {
             if entry.kind == CT_KIND_FORWARD {
                 return established_forward(ctx, p, entry);
             }
@@ -80,6 +71,20 @@ fn ipv4(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet) -> Result<u32
         return Err(Drop::global(reason));
     }
     Ok(XDP_PASS)
+}
+
+/// The conntrack key of a packet as it arrives.
+#[inline(always)]
+fn flow_key(p: &Packet, vpc_id: u16) -> CtKey {
+    CtKey {
+        src_ip_be: p.src_ip,
+        dst_ip_be: p.dst_ip,
+        src_port_be: p.src_port,
+        dst_port_be: p.dst_port,
+        vpc_id,
+        proto: p.proto,
+        _pad: 0,
+    }
 }
 
 #[inline(always)]
@@ -205,15 +210,7 @@ fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u32) 
             return Err(Drop::endpoint(DropReason::Malformed, ep));
         }
     };
-    let key = CtKey {
-        src_ip_be: p.src_ip,
-        dst_ip_be: p.dst_ip,
-        src_port_be: p.src_port,
-        dst_port_be: p.dst_port,
-        vpc_id: vpc.vpc_id,
-        proto: p.proto,
-        _pad: 0,
-    };
+    let key = flow_key(p, vpc.vpc_id);
     let flow = NewFlow {
         key,
         endpoint: ep,

@@ -106,7 +106,7 @@ impl Packet {
         self
     }
     pub fn options(mut self, o: &[u8]) -> Self {
-        assert!(o.len() % 4 == 0 && o.len() <= 40, "IPv4 options are 4-byte words, at most 40 bytes");
+        assert!(o.len().is_multiple_of(4) && o.len() <= 40, "IPv4 options are 4-byte words, at most 40 bytes");
         self.options = o.to_vec();
         self
     }
