@@ -17,6 +17,11 @@ pub const MAP_CT: &str = "PL_CT";
 pub const MAP_SNAT_RANGES: &str = "PL_SNAT_RANGES";
 pub const MAP_EP_STATS: &str = "PL_EP_STATS";
 pub const MAP_GLOBAL_STATS: &str = "PL_GSTATS";
+/// Every map of the data path (what a pin directory holds).
+pub const ALL_MAPS: [&str; 12] = [
+    MAP_VPCS, MAP_EP_IPS, MAP_ENDPOINTS, MAP_EP_ACTIVE, MAP_PORTS, MAP_SERVICES, MAP_BACKENDS,
+    MAP_MAGLEV, MAP_CT, MAP_SNAT_RANGES, MAP_EP_STATS, MAP_GLOBAL_STATS,
+];
 
 // ---- program names ----
 /// The data path, attached to every VPC-facing interface.

@@ -30,6 +30,12 @@ pub enum Error {
     },
     #[error("{name} returned unexpected value {value}")]
     UnexpectedReturn { name: &'static str, value: u32 },
+    #[error("pin directory {}: {source}", dir.display())]
+    PinDir {
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("XDP link: {0}")]
     Link(String),
     #[error("interface {0} does not exist")]

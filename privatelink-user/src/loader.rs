@@ -10,17 +10,22 @@ use aya::{
     programs::{links::FdLink, xdp::XdpLinkId, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
-use privatelink_common::{DEFAULT_CT_CAPACITY, MAP_CT, PROG_EXPIRE, PROG_PASS, PROG_XDP};
+use privatelink_common::{ALL_MAPS, DEFAULT_CT_CAPACITY, MAP_CT, PROG_EXPIRE, PROG_PASS, PROG_XDP};
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
     /// Conntrack entries (two per flow). Default: `DEFAULT_CT_CAPACITY`.
     pub ct_capacity: u32,
+    /// A directory on a bpffs: maps pinned there are reused (flows, counters and
+    /// configuration survive a restart of the process); missing ones are created and
+    /// pinned. `None`: private maps that die with the process.
+    pub pin_dir: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { ct_capacity: DEFAULT_CT_CAPACITY }
+        LoadOptions { ct_capacity: DEFAULT_CT_CAPACITY, pin_dir: None }
     }
 }
 
@@ -32,7 +37,15 @@ pub struct Dataplane {
 
 impl Dataplane {
     pub fn load(opts: &LoadOptions) -> Result<Dataplane> {
-        let mut ebpf = EbpfLoader::new().map_max_entries(MAP_CT, opts.ct_capacity).load(BPF_OBJECT)?;
+        let mut loader = EbpfLoader::new();
+        loader.map_max_entries(MAP_CT, opts.ct_capacity);
+        if let Some(dir) = &opts.pin_dir {
+            std::fs::create_dir_all(dir).map_err(|source| Error::PinDir { dir: dir.clone(), source })?;
+            for name in ALL_MAPS {
+                loader.map_pin_path(name, dir.join(name));
+            }
+        }
+        let mut ebpf = loader.load(BPF_OBJECT)?;
         for name in [PROG_XDP, PROG_EXPIRE, PROG_PASS] {
             program_mut(&mut ebpf, name)?
                 .load()
@@ -101,6 +114,19 @@ fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp
         .ok_or(Error::Missing { kind: "program", name })?
         .try_into()
         .map_err(|source| Error::Program { name, source })
+}
+
+/// Remove the pinned maps in `dir` (what `privatelink down` will do): the kernel frees
+/// them once no program uses them. Pins already gone are fine.
+pub fn remove_pins(dir: &Path) -> Result<()> {
+    for name in ALL_MAPS {
+        match std::fs::remove_file(dir.join(name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(Error::PinDir { dir: dir.to_path_buf(), source }),
+        }
+    }
+    Ok(())
 }
 
 /// Interface index of `name`.

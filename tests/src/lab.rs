@@ -114,7 +114,7 @@ impl Lab {
         }
 
         gw.enter();
-        let mut dp = Dataplane::load(&LoadOptions { ct_capacity: 65536 }).expect("load the XDP object");
+        let mut dp = Dataplane::load(&LoadOptions { ct_capacity: 65536, pin_dir: None }).expect("load the XDP object");
         let prov_if = gw.ifindex("gw-prov");
         let m = &mut dp.maps;
         let prov_mac = parse_mac(&read_sys(&gw, "gw-prov", "address"));

@@ -92,7 +92,7 @@ impl PacketLab {
         let consumer_if = ns.ifindex("vpc1");
         let provider_if = ns.ifindex("vpc2");
         ns.enter();
-        let mut dp = Dataplane::load(&LoadOptions { ct_capacity }).expect("load the XDP object");
+        let mut dp = Dataplane::load(&LoadOptions { ct_capacity, pin_dir: None }).expect("load the XDP object");
         seed(&mut dp, consumer_if, provider_if);
         PacketLab { dp, consumer_if, provider_if, peer, ns }
     }
