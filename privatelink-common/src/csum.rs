@@ -3,8 +3,9 @@
 //! the one's-complement sum is byte-order independent as long as every word and the
 //! checksum field are loaded the same way, so the data path needs no byte swaps.
 
+/// Fold a 32-bit one's-complement sum to 16 bits (not complemented).
 #[inline(always)]
-const fn fold(mut sum: u32) -> u16 {
+pub const fn fold(mut sum: u32) -> u16 {
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     sum as u16

@@ -5,19 +5,13 @@
 use crate::parse::{ptr_at, Packet, ETH_LEN, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_xdp_adjust_tail, programs::XdpContext};
 use network_types::arp::ArpHdr;
+use privatelink_common::csum;
 
 const RST_FRAME_LEN: usize = ETH_LEN + 20 + 20;
 
 #[inline(always)]
 fn add_be32(sum: u32, v: u32) -> u32 {
     sum + (v >> 16) + (v & 0xffff)
-}
-
-#[inline(always)]
-fn fold(mut s: u32) -> u16 {
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    !(s as u16)
 }
 
 /// Turn the TCP segment `p` into a RST to its sender, trimmed to 54 bytes.
@@ -60,7 +54,7 @@ pub fn tcp_reset(ctx: &XdpContext, p: &Packet) -> Option<u32> {
     // IPv4, no options: 45 00 | len 40 | id 0 | DF | ttl 64, proto 6 | csum | src | dst
     let mut ip_sum = 0x4500 + 40 + 0x4000 + (64 << 8 | 6);
     ip_sum = add_be32(add_be32(ip_sum, src), dst);
-    let ipc = fold(ip_sum);
+    let ipc = !csum::fold(ip_sum);
     let ip = [
         0x45u8, 0, 0, 40, 0, 0, 0x40, 0, 64, 6,
     ];
@@ -74,7 +68,7 @@ pub fn tcp_reset(ctx: &XdpContext, p: &Packet) -> Option<u32> {
     s += sport as u32 + dport as u32;
     s = add_be32(add_be32(s, r_seq), r_ack);
     s += (5u32 << 12) | r_flags as u32;
-    let tc = fold(s);
+    let tc = !csum::fold(s);
     f[34..36].copy_from_slice(&sport.to_be_bytes());
     f[36..38].copy_from_slice(&dport.to_be_bytes());
     f[38..42].copy_from_slice(&r_seq.to_be_bytes());

@@ -177,8 +177,9 @@ impl Maps {
     }
     /// Remove an entry that holds no connection slot (an orphaned reverse entry).
     /// Forward entries go through the sweeper, which releases their slot.
-    pub(crate) fn ct_remove_orphan(&mut self, key: &CtKey) -> Result<()> {
-        remove_ok(self.ct.remove(key), MAP_CT)
+    /// Returns whether this call removed it.
+    pub(crate) fn ct_remove_orphan(&mut self, key: &CtKey) -> Result<bool> {
+        absent_ok(self.ct.remove(key), MAP_CT).map(|r| r.is_some())
     }
     /// Seed a conntrack entry directly (tests and benchmarks only).
     pub fn ct_insert(&mut self, key: CtKey, value: CtValue) -> Result<()> {

@@ -122,13 +122,16 @@ pub fn sweep(maps: &mut Maps, prog: &Xdp, scope: Scope) -> Result<SweepReport> {
                 }
             }
             CT_KIND_REVERSE => {
-                let peer = value.peer_key(key.proto);
-                let orphan = !index.contains_key(&peer) && maps.ct_get(&peer)?.is_none();
                 // A reverse entry exists alone for an instant while a flow is created or
-                // expired; one alone and idle for a second is an orphan.
+                // expired; one alone and idle for a second is an orphan. The map is asked
+                // again (not only the snapshot) so a flow created meanwhile is kept.
                 let old = now.saturating_sub(value.last_seen_ns) > Duration::from_secs(1).as_nanos() as u64;
-                if orphan && old && maps.ct_get(key)?.is_some() {
-                    maps.ct_remove_orphan(key)?;
+                let peer = value.peer_key(key.proto);
+                if old
+                    && !index.contains_key(&peer)
+                    && maps.ct_get(&peer)?.is_none()
+                    && maps.ct_remove_orphan(key)?
+                {
                     report.orphans += 1;
                 }
             }
