@@ -1,14 +1,22 @@
-//! privatelink's userspace library: loading the embedded XDP object, the only code that
-//! touches BPF maps (`maps`), Maglev tables, and the conntrack sweeper.
-//! The binary and the tests only wire these together.
+//! privatelink's userspace library. Pure core: `spec` (read YAML) -> `validate` ->
+//! `plan` (next state) -> `tables` (map contents and the ordered diff). Edges: `store`
+//! (state on disk), `maps` (the only code touching BPF maps), `reconcile`, `loader`,
+//! `sweep`, the daemon and the CLI, which only wire these together.
 
 pub mod error;
 pub mod loader;
 pub mod maglev;
 pub mod maps;
+pub mod plan;
+pub mod spec;
+pub mod state;
 pub mod sweep;
+pub mod tables;
+pub mod validate;
+pub mod yaml;
 
 pub use error::Error;
+pub use spec::SpecError;
 
 /// The XDP object built by `cargo xtask build-ebpf`, embedded at compile time.
 pub static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("PRIVATELINK_BPF_OBJECT"));

@@ -1,0 +1,180 @@
+//! The recorded state: every service and endpoint with its generated id, lifecycle
+//! state, approval decision and the data-path slots it holds. What the reconciler turns
+//! into map contents. Plain data; `plan` changes it, `store` persists it.
+
+use crate::spec::{Cidr, Endpoint, Gateway, Service, Spec, Vpc};
+use serde::{Deserialize, Serialize};
+use std::{collections::BTreeMap, fmt, net::Ipv4Addr};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ServiceState {
+    Creating,
+    Available,
+    Failed,
+    Deleting,
+    Deleted,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EndpointState {
+    PendingAcceptance,
+    Creating,
+    Accepted,
+    Rejected,
+    Failed,
+    Deleting,
+}
+
+impl fmt::Display for ServiceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = serde_json::to_value(self).map_err(|_| fmt::Error)?;
+        f.write_str(s.as_str().unwrap_or("?"))
+    }
+}
+
+impl fmt::Display for EndpointState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = serde_json::to_value(self).map_err(|_| fmt::Error)?;
+        f.write_str(s.as_str().unwrap_or("?"))
+    }
+}
+
+impl EndpointState {
+    /// The byte the data path reads (`EP_STATE_*`).
+    pub fn data_path(self) -> u8 {
+        use privatelink_common::*;
+        match self {
+            EndpointState::Accepted => EP_STATE_ACCEPTED,
+            EndpointState::PendingAcceptance => EP_STATE_PENDING,
+            EndpointState::Rejected => EP_STATE_REJECTED,
+            EndpointState::Creating | EndpointState::Failed | EndpointState::Deleting => EP_STATE_INACTIVE,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VpcRecord {
+    pub spec: Vpc,
+    /// Small id carried in conntrack keys (VPC ranges may overlap).
+    pub vpc_id: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    /// `epsrv-` + 17 lowercase hex digits, fixed for the life of the service.
+    pub id: String,
+    pub spec: Service,
+    pub state: ServiceState,
+    /// Slot in PL_SERVICES / PL_MAGLEV / PL_PORTS keys.
+    pub index: u32,
+    /// Global PL_BACKENDS slot of each backend address.
+    pub backend_slots: BTreeMap<Ipv4Addr, u32>,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EndpointRecord {
+    /// `ep-` + 17 lowercase hex digits, fixed for the life of the endpoint.
+    pub id: String,
+    pub spec: Endpoint,
+    /// The service it connects to (its name; ids are in `services`).
+    pub service: String,
+    pub state: EndpointState,
+    /// The endpoint's address (given, or assigned once and kept).
+    pub ip: Ipv4Addr,
+    /// The source address backends see for this endpoint, from its SNAT range.
+    pub snat_ip: Ipv4Addr,
+    /// Slot in PL_ENDPOINTS / PL_EP_ACTIVE / PL_EP_STATS.
+    pub index: u32,
+    /// Why the endpoint is rejected, when the provider did not say it with `reject`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub created_at: u64,
+}
+
+/// Everything the gateway has recorded.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// The spec last applied (as edited by `delete`): what `apply` diffs against.
+    pub spec: Spec,
+    pub gateway: Gateway,
+    pub vpcs: BTreeMap<String, VpcRecord>,
+    pub services: BTreeMap<String, ServiceRecord>,
+    pub endpoints: BTreeMap<String, EndpointRecord>,
+    /// Bumped by every change that reaches the store.
+    pub generation: u64,
+}
+
+impl State {
+    pub fn full_service_name(&self, s: &ServiceRecord) -> String {
+        format!("{}.{}.{}", self.gateway.region, s.spec.name, s.id)
+    }
+
+    /// A service by name, id or full name.
+    pub fn find_service(&self, key: &str) -> Option<&ServiceRecord> {
+        self.services.get(key).or_else(|| {
+            self.services.values().find(|s| s.id == key || self.full_service_name(s) == key)
+        })
+    }
+
+    /// An endpoint by name or id.
+    pub fn find_endpoint(&self, key: &str) -> Option<&EndpointRecord> {
+        self.endpoints.get(key).or_else(|| self.endpoints.values().find(|e| e.id == key))
+    }
+
+    /// The SNAT range of a service's endpoints.
+    pub fn snat_range_of(&self, s: &Service) -> Cidr {
+        s.snat_range.unwrap_or(self.gateway.snat_range)
+    }
+
+    /// The endpoint whose SNAT address is `ip`.
+    pub fn endpoint_by_snat_ip(&self, ip: Ipv4Addr) -> Option<&EndpointRecord> {
+        self.endpoints.values().find(|e| e.snat_ip == ip)
+    }
+
+    pub fn endpoint_by_index(&self, index: u32) -> Option<&EndpointRecord> {
+        self.endpoints.values().find(|e| e.index == index)
+    }
+}
+
+/// A new random id: `prefix` + 17 lowercase hex digits (68 random bits).
+pub fn new_id(prefix: &str) -> String {
+    use std::io::Read;
+    let mut b = [0u8; 9];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .expect("reading /dev/urandom");
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{prefix}{}", &hex[..17])
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_have_the_consoles_shape() {
+        let a = new_id("epsrv-");
+        let b = new_id("ep-");
+        assert_eq!(a.len(), 6 + 17);
+        assert_eq!(b.len(), 3 + 17);
+        assert!(a[6..].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(new_id("ep-"), b);
+    }
+
+    #[test]
+    fn states_print_as_the_consoles_name_them() {
+        assert_eq!(EndpointState::PendingAcceptance.to_string(), "pendingAcceptance");
+        assert_eq!(ServiceState::Available.to_string(), "available");
+    }
+}

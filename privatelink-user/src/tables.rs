@@ -1,0 +1,271 @@
+//! The exact BPF map contents a state calls for (`desired`), and the ordered writes
+//! that turn observed contents into desired ones (`diff`). Pure: `reconcile` reads and
+//! writes the real maps; tests run the same ops on the in-memory model (`apply`).
+//!
+//! Order of writes: everything an endpoint depends on (SNAT ranges, VPC interfaces,
+//! backends, services, ports, Maglev tables) is written before the endpoint itself,
+//! and an endpoint's address is bound last; removals go the other way round. So an
+//! unchanged endpoint never loses a piece it uses, and a new one is reachable only
+//! once it is complete.
+
+use crate::{
+    maglev::{self, Member},
+    maps::ip_raw,
+    state::{EndpointState, State},
+};
+use privatelink_common::*;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+};
+
+pub type IpKey = (u16, Ipv4Addr);
+pub type PortK = (u32, u8, u16);
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tables {
+    /// ifindex -> VPC
+    pub vpcs: BTreeMap<u32, VpcInfo>,
+    pub ep_ips: BTreeMap<IpKey, u32>,
+    pub endpoints: BTreeMap<u32, EndpointInfo>,
+    pub services: BTreeMap<u32, ServiceInfo>,
+    /// (service, proto, endpoint port) -> service port
+    pub ports: BTreeMap<PortK, u16>,
+    /// slot -> (address, up)
+    pub backends: BTreeMap<u32, (Ipv4Addr, bool)>,
+    /// Maglev table of each active service.
+    pub maglev: BTreeMap<u32, Vec<u32>>,
+    pub snat_ranges: BTreeSet<(Ipv4Addr, u8)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    AddSnatRange(Ipv4Addr, u8),
+    SetVpc(u32, VpcInfo),
+    SetBackend(u32, Ipv4Addr, bool),
+    SetService(u32, ServiceInfo),
+    SetPort(PortK, u16),
+    SetMaglev(u32, Vec<u32>),
+    /// A slot taken by a new endpoint starts with zero counters.
+    ResetCounters(u32),
+    SetEndpoint(u32, EndpointInfo),
+    BindIp(IpKey, u32),
+    UnbindIp(IpKey),
+    ClearEndpoint(u32),
+    RemovePort(PortK),
+    ClearService(u32),
+    ClearBackend(u32),
+    RemoveSnatRange(Ipv4Addr, u8),
+    RemoveVpc(u32),
+}
+
+/// What the host tells about an interface: its ifindex and MAC.
+pub type Resolve<'a> = &'a dyn Fn(&str) -> Option<(u32, [u8; 6])>;
+
+/// The map contents `st` calls for.
+pub fn desired(st: &State, resolve: Resolve) -> Tables {
+    let mut t = Tables::default();
+    t.snat_ranges.insert((st.gateway.snat_range.net, st.gateway.snat_range.prefix));
+    for v in st.vpcs.values() {
+        if let Some((ifindex, mac)) = resolve(&v.spec.interface) {
+            let info = VpcInfo {
+                vpc_id: v.vpc_id,
+                fib_table: v.spec.route_table.unwrap_or(0) as u32,
+                mac,
+                ..Default::default()
+            };
+            t.vpcs.insert(ifindex, info);
+        }
+    }
+    for s in st.services.values() {
+        let range = st.snat_range_of(&s.spec);
+        t.snat_ranges.insert((range.net, range.prefix));
+        let vpc = st.vpcs.get(&s.spec.vpc);
+        let ifindex = vpc.and_then(|v| resolve(&v.spec.interface)).map_or(0, |r| r.0);
+        let info = ServiceInfo {
+            ifindex,
+            fib_table: vpc.and_then(|v| v.spec.route_table).unwrap_or(0) as u32,
+            vpc_id: vpc.map_or(0, |v| v.vpc_id),
+            // A deleting service keeps serving until its endpoints are gone.
+            active: 1,
+            ..Default::default()
+        };
+        t.services.insert(s.index, info);
+        for p in &s.spec.ports {
+            t.ports.insert((s.index, p.protocol.number(), p.endpoint_port as u16), p.service_port as u16);
+        }
+        let mut members = Vec::new();
+        for b in &s.spec.backends {
+            if let Some(slot) = s.backend_slots.get(&b.address) {
+                // Health checks (a later issue) will clear `up`; until then all are up.
+                t.backends.insert(*slot, (b.address, true));
+                if b.weight > 0 {
+                    members.push(Member { index: *slot, id: ip_raw(b.address), weight: b.weight as u32 });
+                }
+            }
+        }
+        t.maglev.insert(s.index, maglev::table(&members));
+    }
+    // Deleting endpoints first: a new endpoint given the same address wins the key.
+    let mut eps: Vec<_> = st.endpoints.values().collect();
+    eps.sort_by_key(|e| (e.state != EndpointState::Deleting, e.index));
+    for e in eps {
+        let (Some(svc), Some(vpc)) = (st.services.get(&e.service), st.vpcs.get(&e.spec.vpc)) else { continue };
+        let info = EndpointInfo {
+            service: svc.index,
+            snat_ip_be: ip_raw(e.snat_ip),
+            conn_limit: svc.spec.connection_limit as u32,
+            state: e.state.data_path(),
+            _pad: [0; 3],
+        };
+        t.endpoints.insert(e.index, info);
+        t.ep_ips.insert((vpc.vpc_id, e.ip), e.index);
+    }
+    t
+}
+
+/// Writes that turn `have` into `want`, in a safe order (see the module comment).
+pub fn diff(want: &Tables, have: &Tables) -> Vec<Op> {
+    let mut ops = Vec::new();
+    fn changed<'a, K: Ord + Clone, V: PartialEq>(
+        want: &'a BTreeMap<K, V>,
+        have: &'a BTreeMap<K, V>,
+    ) -> impl Iterator<Item = (&'a K, &'a V)> {
+        want.iter().filter(move |(k, v)| have.get(k) != Some(v))
+    }
+    fn gone<'a, K: Ord, V>(want: &'a BTreeMap<K, V>, have: &'a BTreeMap<K, V>) -> impl Iterator<Item = &'a K> {
+        have.keys().filter(move |k| !want.contains_key(k))
+    }
+    for (net, p) in want.snat_ranges.difference(&have.snat_ranges) {
+        ops.push(Op::AddSnatRange(*net, *p));
+    }
+    for (k, v) in changed(&want.vpcs, &have.vpcs) {
+        ops.push(Op::SetVpc(*k, *v));
+    }
+    for (k, (ip, up)) in changed(&want.backends, &have.backends) {
+        ops.push(Op::SetBackend(*k, *ip, *up));
+    }
+    for (k, v) in changed(&want.services, &have.services) {
+        ops.push(Op::SetService(*k, *v));
+    }
+    for (k, v) in changed(&want.ports, &have.ports) {
+        ops.push(Op::SetPort(*k, *v));
+    }
+    for (k, v) in changed(&want.maglev, &have.maglev) {
+        ops.push(Op::SetMaglev(*k, v.clone()));
+    }
+    for (k, v) in changed(&want.endpoints, &have.endpoints) {
+        if !have.endpoints.contains_key(k) {
+            ops.push(Op::ResetCounters(*k));
+        }
+        ops.push(Op::SetEndpoint(*k, *v));
+    }
+    for (k, v) in changed(&want.ep_ips, &have.ep_ips) {
+        ops.push(Op::BindIp(*k, *v));
+    }
+    for k in gone(&want.ep_ips, &have.ep_ips) {
+        ops.push(Op::UnbindIp(*k));
+    }
+    for k in gone(&want.endpoints, &have.endpoints) {
+        ops.push(Op::ClearEndpoint(*k));
+    }
+    for k in gone(&want.ports, &have.ports) {
+        ops.push(Op::RemovePort(*k));
+    }
+    for k in gone(&want.services, &have.services) {
+        ops.push(Op::ClearService(*k));
+    }
+    for k in gone(&want.backends, &have.backends) {
+        ops.push(Op::ClearBackend(*k));
+    }
+    for (net, p) in have.snat_ranges.difference(&want.snat_ranges) {
+        ops.push(Op::RemoveSnatRange(*net, *p));
+    }
+    for k in gone(&want.vpcs, &have.vpcs) {
+        ops.push(Op::RemoveVpc(*k));
+    }
+    ops
+}
+
+/// The in-memory model of one write (what `reconcile` does to the real maps).
+pub fn apply(t: &mut Tables, op: &Op) {
+    match op {
+        Op::AddSnatRange(n, p) => {
+            t.snat_ranges.insert((*n, *p));
+        }
+        Op::SetVpc(k, v) => {
+            t.vpcs.insert(*k, *v);
+        }
+        Op::SetBackend(k, ip, up) => {
+            t.backends.insert(*k, (*ip, *up));
+        }
+        Op::SetService(k, v) => {
+            t.services.insert(*k, *v);
+        }
+        Op::SetPort(k, v) => {
+            t.ports.insert(*k, *v);
+        }
+        Op::SetMaglev(k, v) => {
+            t.maglev.insert(*k, v.clone());
+        }
+        Op::ResetCounters(_) => {}
+        Op::SetEndpoint(k, v) => {
+            t.endpoints.insert(*k, *v);
+        }
+        Op::BindIp(k, v) => {
+            t.ep_ips.insert(*k, *v);
+        }
+        Op::UnbindIp(k) => {
+            t.ep_ips.remove(k);
+        }
+        Op::ClearEndpoint(k) => {
+            t.endpoints.remove(k);
+        }
+        Op::RemovePort(k) => {
+            t.ports.remove(k);
+        }
+        Op::ClearService(k) => {
+            t.services.remove(k);
+            // Observation reads Maglev tables of active services only.
+            t.maglev.remove(k);
+        }
+        Op::ClearBackend(k) => {
+            t.backends.remove(k);
+        }
+        Op::RemoveSnatRange(n, p) => {
+            t.snat_ranges.remove(&(*n, *p));
+        }
+        Op::RemoveVpc(k) => {
+            t.vpcs.remove(k);
+        }
+    }
+}
+
+/// What a packet to an endpoint address meets, as the data path would look it up:
+/// the endpoint, its service, the port map, and the backend each Maglev slot leads to.
+/// `None`: the address is not bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub endpoint: EndpointInfo,
+    pub service: Option<ServiceInfo>,
+    pub ports: Vec<(u8, u16, u16)>,
+    pub slots: Vec<Option<(Ipv4Addr, bool)>>,
+}
+
+pub fn resolve(t: &Tables, key: &IpKey) -> Option<Resolved> {
+    let idx = *t.ep_ips.get(key)?;
+    let endpoint = t.endpoints.get(&idx).copied().unwrap_or_default();
+    let s = endpoint.service;
+    let service = t.services.get(&s).copied();
+    let ports = t.ports.iter().filter(|(k, _)| k.0 == s).map(|(k, v)| (k.1, k.2, *v)).collect();
+    let slots = t
+        .maglev
+        .get(&s)
+        .map(|m| m.iter().map(|b| t.backends.get(b).copied()).collect())
+        .unwrap_or_default();
+    Some(Resolved { endpoint, service, ports, slots })
+}
+
+#[cfg(test)]
+#[path = "tables_tests.rs"]
+mod tests;
