@@ -10,6 +10,7 @@ pub mod maps;
 pub mod plan;
 pub mod spec;
 pub mod state;
+pub mod store;
 pub mod sweep;
 pub mod tables;
 pub mod validate;

@@ -489,3 +489,7 @@ pub fn without_service(st: &State, key: &str, force: bool) -> Result<Spec, Decis
     spec.services.retain(|x| x.name != name);
     Ok(spec)
 }
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -1,0 +1,225 @@
+//! Properties of the reconciler's core on random specs and random transitions:
+//! applying `diff(b, a)` to `a` gives `b`; a second diff is empty; and at every
+//! intermediate write no unchanged endpoint resolves differently and no new endpoint
+//! is reachable before it is complete.
+
+use super::*;
+use crate::{
+    plan::{self, Env},
+    spec::{Account, Backend, Endpoint, PortMapping, Protocol, Service, Spec, Vpc},
+    state::State,
+};
+use proptest::prelude::*;
+
+fn iface(name: &str) -> Option<(u32, [u8; 6])> {
+    let n: u32 = name.trim_start_matches("gw-vpc").parse().ok()?;
+    Some((10 + n, [2, 0, 0, 0, 0, n as u8]))
+}
+
+#[derive(Clone, Debug)]
+struct SvcGen {
+    backends: Vec<(u8, i64)>,
+    ports: Vec<(bool, u16, u16)>,
+    limit: i64,
+    auto: bool,
+}
+
+#[derive(Clone, Debug)]
+struct EpGen {
+    name: u8,
+    service: usize,
+    vpc: u8,
+    ip: Option<u8>,
+    owner: u8,
+}
+
+fn svc_gen() -> impl Strategy<Value = SvcGen> {
+    (
+        proptest::collection::vec((1u8..8, 0i64..=100), 1..4),
+        proptest::collection::vec((any::<bool>(), 1u16..6, 1u16..9000), 1..4),
+        1i64..5000,
+        any::<bool>(),
+    )
+        .prop_map(|(backends, ports, limit, auto)| SvcGen { backends, ports, limit, auto })
+}
+
+fn ep_gen() -> impl Strategy<Value = EpGen> {
+    (0u8..8, 0usize..3, 1u8..3, proptest::option::of(2u8..12), 1u8..3)
+        .prop_map(|(name, service, vpc, ip, owner)| EpGen { name, service, vpc, ip, owner })
+}
+
+fn spec_gen() -> impl Strategy<Value = Spec> {
+    (proptest::collection::vec(svc_gen(), 1..4), proptest::collection::vec(ep_gen(), 0..7)).prop_map(|(svcs, eps)| {
+        let vpcs = (1..=3)
+            .map(|i| Vpc {
+                name: format!("vpc{i}"),
+                interface: format!("gw-vpc{i}"),
+                cidr: format!("10.{i}.0.0/24").parse().unwrap(),
+                route_table: None,
+            })
+            .collect();
+        let services: Vec<Service> = svcs
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let mut backends: Vec<Backend> = Vec::new();
+                for (host, w) in &g.backends {
+                    let address = format!("10.3.0.{host}").parse().unwrap();
+                    if !backends.iter().any(|b| b.address == address) {
+                        backends.push(Backend { address, weight: *w });
+                    }
+                }
+                let mut ports: Vec<PortMapping> = Vec::new();
+                for (tcp, ep, sp) in &g.ports {
+                    let protocol = if *tcp { Protocol::Tcp } else { Protocol::Udp };
+                    if !ports.iter().any(|p| p.protocol == protocol && p.endpoint_port == *ep as i64) {
+                        ports.push(PortMapping { protocol, endpoint_port: *ep as i64, service_port: *sp as i64 });
+                    }
+                }
+                Service {
+                    name: format!("svc{i}"),
+                    owner: Account("1".into()),
+                    vpc: "vpc3".into(),
+                    backends,
+                    ports,
+                    auto_accept: g.auto,
+                    allowed_accounts: vec![Account("*".into())],
+                    connection_limit: g.limit,
+                    on_revoke: Default::default(),
+                    description: None,
+                    snat_range: None,
+                }
+            })
+            .collect();
+        let mut endpoints: Vec<Endpoint> = Vec::new();
+        for e in eps {
+            let name = format!("ep{}", e.name);
+            let ip = e.ip.map(|h| format!("10.{}.0.{h}", e.vpc).parse().unwrap());
+            let clash = endpoints.iter().any(|x| x.name == name || (x.ip.is_some() && x.ip == ip && x.vpc == format!("vpc{}", e.vpc)));
+            if !clash {
+                endpoints.push(Endpoint {
+                    name,
+                    owner: Account(e.owner.to_string()),
+                    vpc: format!("vpc{}", e.vpc),
+                    service: format!("svc{}", e.service % services.len()),
+                    ip,
+                });
+            }
+        }
+        Spec { vpcs, services, endpoints, ..Default::default() }
+    })
+}
+
+/// The endpoint addresses of either side.
+fn keys(a: &Tables, b: &Tables) -> BTreeSet<IpKey> {
+    a.ep_ips.keys().chain(b.ep_ips.keys()).copied().collect()
+}
+
+/// Run `ops` on `from` one write at a time, checking the safety property after each.
+fn check_transition(from: &Tables, to: &Tables) -> Result<(), TestCaseError> {
+    let ops = diff(to, from);
+    let mut mid = from.clone();
+    for (n, op) in ops.iter().enumerate() {
+        apply(&mut mid, op);
+        for k in keys(from, to) {
+            let (a, b, m) = (resolve(from, &k), resolve(to, &k), resolve(&mid, &k));
+            if a.is_some() && a == b {
+                prop_assert_eq!(&m, &a, "unchanged endpoint {:?} disturbed after op {} {:?}", k, n, op);
+            } else if a.is_none() {
+                if let (Some(m), Some(b)) = (&m, &b) {
+                    prop_assert_eq!(m.endpoint, b.endpoint, "new endpoint {:?} half-configured after {:?}", k, op);
+                    prop_assert_eq!(m.service, b.service);
+                    prop_assert_eq!(&m.slots, &b.slots);
+                    prop_assert!(b.ports.iter().all(|p| m.ports.contains(p)), "new endpoint {:?} lacks ports after {:?}", k, op);
+                }
+            }
+        }
+    }
+    prop_assert_eq!(&mid, to, "diff did not reach the target");
+    prop_assert!(diff(to, &mid).is_empty(), "a second diff is not empty");
+    Ok(())
+}
+
+fn phases(spec: &Spec, st: &State) -> Option<(State, State)> {
+    let p = plan::plan(spec, None, st, &Env::offline()).ok()?;
+    let one = p.state.clone();
+    Some((one, plan::finish(p.state)))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, .. ProptestConfig::default() })]
+
+    #[test]
+    fn diff_reaches_the_target_safely(a in spec_gen(), b in spec_gen(), accept_mask in any::<u8>()) {
+        let Some((_, mut sa)) = phases(&a, &State::default()) else { return Ok(()) };
+        // Some provider decisions in between.
+        let names: Vec<String> = sa.endpoints.keys().cloned().collect();
+        for (i, n) in names.iter().enumerate() {
+            if accept_mask & (1 << (i % 8)) != 0 {
+                if let Ok(next) = plan::accept(&sa, n) { sa = next; }
+            } else if let Ok((next, _)) = plan::reject(&sa, n) {
+                sa = next;
+            }
+        }
+        let ta = desired(&sa, &iface);
+        check_transition(&Tables::default(), &ta)?;
+        let Some((p1, p2)) = phases(&b, &sa) else { return Ok(()) };
+        let (t1, t2) = (desired(&p1, &iface), desired(&p2, &iface));
+        check_transition(&ta, &t1)?;
+        check_transition(&t1, &t2)?;
+        // Re-planning the same spec is a no-op, in state and in writes.
+        let Some((q1, q2)) = phases(&b, &p2) else { panic!("re-plan of an applied spec failed") };
+        prop_assert_eq!(&q2, &p2);
+        prop_assert!(diff(&desired(&q1, &iface), &t2).is_empty());
+        // Every bound address leads to a complete endpoint.
+        for k in t2.ep_ips.keys() {
+            let r = resolve(&t2, k).unwrap();
+            prop_assert!(r.service.is_some());
+            prop_assert_eq!(r.slots.len(), MAGLEV_SIZE as usize);
+        }
+    }
+}
+
+#[test]
+fn removing_everything_clears_every_table() {
+    let spec = Spec {
+        vpcs: vec![Vpc { name: "vpc1".into(), interface: "gw-vpc1".into(), cidr: "10.1.0.0/24".parse().unwrap(), route_table: None }],
+        ..Default::default()
+    };
+    let mut spec_full = spec.clone();
+    spec_full.vpcs.push(Vpc { name: "vpc3".into(), interface: "gw-vpc3".into(), cidr: "10.3.0.0/24".parse().unwrap(), route_table: Some(7) });
+    spec_full.services.push(Service {
+        name: "s".into(),
+        owner: Account("1".into()),
+        vpc: "vpc3".into(),
+        backends: vec![Backend { address: "10.3.0.5".parse().unwrap(), weight: 100 }],
+        ports: vec![PortMapping { protocol: Protocol::Tcp, endpoint_port: 80, service_port: 8080 }],
+        auto_accept: false,
+        allowed_accounts: vec![],
+        connection_limit: 10,
+        on_revoke: Default::default(),
+        description: None,
+        snat_range: Some("11.164.0.0/24".parse().unwrap()),
+    });
+    spec_full.endpoints.push(Endpoint { name: "e1".into(), owner: Account("1".into()), vpc: "vpc1".into(), service: "s".into(), ip: None });
+    let (_, full) = phases(&spec_full, &State::default()).unwrap();
+    let t = desired(&full, &iface);
+    assert_eq!(t.vpcs[&13].fib_table, 7);
+    assert_eq!(t.services[&0], ServiceInfo { ifindex: 13, fib_table: 7, vpc_id: 2, active: 1, ..Default::default() });
+    assert_eq!(t.ports[&(0, PROTO_TCP, 80)], 8080);
+    assert!(t.snat_ranges.contains(&("11.164.0.0".parse().unwrap(), 24)));
+    let e = t.endpoints[&0];
+    assert_eq!((e.conn_limit, e.state), (10, EP_STATE_ACCEPTED));
+    assert_eq!(crate::maps::ip_from_raw(e.snat_ip_be).to_string(), "11.164.0.1");
+    let (_, empty) = phases(&spec, &full).unwrap();
+    let t2 = desired(&empty, &iface);
+    let ops = diff(&t2, &t);
+    let mut m = t.clone();
+    for op in &ops {
+        apply(&mut m, op);
+    }
+    assert_eq!(m, t2);
+    assert!(t2.endpoints.is_empty() && t2.services.is_empty() && t2.ports.is_empty() && t2.backends.is_empty());
+    assert_eq!(t2.vpcs.len(), 1);
+    assert_eq!(t2.snat_ranges.len(), 1, "only the gateway's default range stays");
+}

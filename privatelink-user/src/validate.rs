@@ -289,3 +289,7 @@ pub fn validate(spec: &Spec, doc: Option<&Doc>, known: &Known) -> Vec<SpecError>
     }
     c.errors
 }
+
+#[cfg(test)]
+#[path = "validate_tests.rs"]
+mod tests;

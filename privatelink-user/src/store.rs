@@ -1,0 +1,155 @@
+//! The state store: the recorded `State` in an embedded transactional database (redb)
+//! under the state directory. Every commit is one transaction, so a crash leaves either
+//! the previous state or the new one, never a mix. Knows nothing of maps or specs'
+//! meaning; records are JSON values keyed by name.
+
+use crate::state::State;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{de::DeserializeOwned, Serialize};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const VPCS: TableDefinition<&str, &[u8]> = TableDefinition::new("vpcs");
+const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("services");
+const ENDPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("endpoints");
+
+/// Version of the record layout; a store written by a newer layout is refused.
+const SCHEMA: u64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state directory {}: {source}", dir.display())]
+    Dir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state store {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: redb::DatabaseError,
+    },
+    #[error("state store: {0}")]
+    Db(String),
+    #[error("state store record {key}: {source}")]
+    Record {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("state store has schema {found}; this privatelink reads schema {SCHEMA}")]
+    Schema { found: u64 },
+}
+
+fn dberr<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Record { key: key.to_string(), source })
+}
+
+fn encode<T: Serialize>(key: &str, v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|source| StoreError::Record { key: key.to_string(), source })
+}
+
+impl Store {
+    /// Open (or create) the store in `dir`. Only one process may hold it.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir { dir: dir.to_path_buf(), source })?;
+        let path = dir.join("state.redb");
+        let db = Database::create(&path).map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        let store = Store { db, path };
+        // Make the tables exist so a fresh store reads as an empty state.
+        let tx = store.db.begin_write().map_err(dberr)?;
+        for t in [META, VPCS, SERVICES, ENDPOINTS] {
+            tx.open_table(t).map_err(dberr)?;
+        }
+        tx.commit().map_err(dberr)?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The recorded state (empty for a fresh store).
+    pub fn load(&self) -> Result<State, StoreError> {
+        let tx = self.db.begin_read().map_err(dberr)?;
+        let meta = tx.open_table(META).map_err(dberr)?;
+        let get = |k: &str| -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(meta.get(k).map_err(dberr)?.map(|v| v.value().to_vec()))
+        };
+        if let Some(b) = get("schema")? {
+            let found: u64 = decode("schema", &b)?;
+            if found != SCHEMA {
+                return Err(StoreError::Schema { found });
+            }
+        }
+        let mut st = State::default();
+        if let Some(b) = get("spec")? {
+            st.spec = decode("spec", &b)?;
+        }
+        if let Some(b) = get("gateway")? {
+            st.gateway = decode("gateway", &b)?;
+        }
+        if let Some(b) = get("generation")? {
+            st.generation = decode("generation", &b)?;
+        }
+        fn all<T: DeserializeOwned>(
+            tx: &redb::ReadTransaction,
+            t: TableDefinition<&str, &[u8]>,
+        ) -> Result<BTreeMap<String, T>, StoreError> {
+            let table = tx.open_table(t).map_err(dberr)?;
+            let mut out = BTreeMap::new();
+            for row in table.iter().map_err(dberr)? {
+                let (k, v) = row.map_err(dberr)?;
+                out.insert(k.value().to_string(), decode(k.value(), v.value())?);
+            }
+            Ok(out)
+        }
+        st.vpcs = all(&tx, VPCS)?;
+        st.services = all(&tx, SERVICES)?;
+        st.endpoints = all(&tx, ENDPOINTS)?;
+        Ok(st)
+    }
+
+    /// Record `st` in one transaction (its generation is bumped first).
+    pub fn commit(&self, st: &mut State) -> Result<(), StoreError> {
+        st.generation += 1;
+        let tx = self.db.begin_write().map_err(dberr)?;
+        {
+            let mut meta = tx.open_table(META).map_err(dberr)?;
+            meta.insert("schema", encode("schema", &SCHEMA)?.as_slice()).map_err(dberr)?;
+            meta.insert("spec", encode("spec", &st.spec)?.as_slice()).map_err(dberr)?;
+            meta.insert("gateway", encode("gateway", &st.gateway)?.as_slice()).map_err(dberr)?;
+            meta.insert("generation", encode("generation", &st.generation)?.as_slice()).map_err(dberr)?;
+            fn put<T: Serialize>(
+                tx: &redb::WriteTransaction,
+                t: TableDefinition<&str, &[u8]>,
+                rows: &BTreeMap<String, T>,
+            ) -> Result<(), StoreError> {
+                let mut table = tx.open_table(t).map_err(dberr)?;
+                table.retain(|k, _| rows.contains_key(k)).map_err(dberr)?;
+                for (k, v) in rows {
+                    table.insert(k.as_str(), encode(k, v)?.as_slice()).map_err(dberr)?;
+                }
+                Ok(())
+            }
+            put(&tx, VPCS, &st.vpcs)?;
+            put(&tx, SERVICES, &st.services)?;
+            put(&tx, ENDPOINTS, &st.endpoints)?;
+        }
+        tx.commit().map_err(dberr)?;
+        Ok(())
+    }
+}
