@@ -3,11 +3,15 @@
 //! (state on disk), `maps` (the only code touching BPF maps), `reconcile`, `loader`,
 //! `sweep`, the daemon and the CLI, which only wire these together.
 
+pub mod api;
+pub mod cli;
+pub mod daemon;
 pub mod error;
 pub mod loader;
 pub mod maglev;
 pub mod maps;
 pub mod plan;
+pub mod reconcile;
 pub mod spec;
 pub mod state;
 pub mod store;

@@ -7,7 +7,7 @@ use crate::{
     BPF_OBJECT,
 };
 use aya::{
-    programs::{links::FdLink, xdp::XdpLinkId, Xdp, XdpMode},
+    programs::{links::FdLink, xdp::{XdpLink, XdpLinkId}, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
 use privatelink_common::{ALL_MAPS, DEFAULT_CT_CAPACITY, MAP_CT, PROG_EXPIRE, PROG_PASS, PROG_XDP};
@@ -91,6 +91,26 @@ impl Dataplane {
         program_mut(&mut self.ebpf, PROG_XDP)?
             .detach(link)
             .map_err(|source| Error::Program { name: PROG_XDP, source })
+    }
+
+    /// Attach the data path to `ifindex` in native mode, falling back to generic (skb)
+    /// mode where the driver has no native XDP, and return the bpf_link (to pin it).
+    pub fn attach_link(&mut self, ifindex: u32) -> Result<(FdLink, XdpMode)> {
+        let (id, mode) = match self.attach(ifindex, XdpMode::Driver) {
+            Ok(id) => (id, XdpMode::Driver),
+            Err(_) => (self.attach(ifindex, XdpMode::Skb)?, XdpMode::Skb),
+        };
+        Ok((self.take_link(id)?, mode))
+    }
+
+    /// Point an existing (pinned) XDP link at this object's data path program: the
+    /// kernel swaps the program atomically, so the interface never runs without one.
+    pub fn adopt_link(&mut self, link: FdLink) -> Result<FdLink> {
+        let link = XdpLink::try_from(link).map_err(|e| Error::Link(e.to_string()))?;
+        let id = program_mut(&mut self.ebpf, PROG_XDP)?
+            .attach_to_link(link)
+            .map_err(|source| Error::Program { name: PROG_XDP, source })?;
+        self.take_link(id)
     }
 
     /// Take ownership of an attachment as a bpf_link fd (to pin it).

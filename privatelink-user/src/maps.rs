@@ -6,12 +6,12 @@ use crate::error::{Error, Result};
 use aya::{
     maps::{
         lpm_trie::{Key, LpmTrie},
-        Array, HashMap, Map, MapData, MapError, PerCpuArray,
+        Array, HashMap, IterableMap, Map, MapData, MapError, PerCpuArray, PerCpuValues,
     },
     Ebpf,
 };
 use privatelink_common::*;
-use std::net::Ipv4Addr;
+use std::{collections::BTreeMap, net::Ipv4Addr};
 
 /// Raw network-order value of an address, as the data path loads it from a packet.
 pub fn ip_raw(ip: Ipv4Addr) -> u32 {
@@ -184,6 +184,104 @@ impl Maps {
     /// Seed a conntrack entry directly (tests and benchmarks only).
     pub fn ct_insert(&mut self, key: CtKey, value: CtValue) -> Result<()> {
         self.ct.insert(key, value, 0).map_err(err(MAP_CT))
+    }
+
+    // ---- whole tables (what the reconciler observes) ----
+    pub fn all_vpcs(&self) -> Result<BTreeMap<u32, VpcInfo>> {
+        self.vpcs.iter().collect::<std::result::Result<_, _>>().map_err(err(MAP_VPCS))
+    }
+    /// (vpc id, address) -> endpoint index
+    pub fn all_endpoint_ips(&self) -> Result<BTreeMap<(u16, Ipv4Addr), u32>> {
+        let mut out = BTreeMap::new();
+        for kv in self.ep_ips.iter() {
+            let (k, v) = kv.map_err(err(MAP_EP_IPS))?;
+            out.insert((k.vpc_id, ip_from_raw(k.ip_be)), v);
+        }
+        Ok(out)
+    }
+    /// Endpoint slots in use (state != 0).
+    pub fn all_endpoints(&self) -> Result<BTreeMap<u32, EndpointInfo>> {
+        let mut out = BTreeMap::new();
+        for i in 0..MAX_ENDPOINTS {
+            let e = self.endpoints.get(&i, 0).map_err(err(MAP_ENDPOINTS))?;
+            if e.state != 0 {
+                out.insert(i, e);
+            }
+        }
+        Ok(out)
+    }
+    /// Service slots in use (active).
+    pub fn all_services(&self) -> Result<BTreeMap<u32, ServiceInfo>> {
+        let mut out = BTreeMap::new();
+        for i in 0..MAX_SERVICES {
+            let s = self.services.get(&i, 0).map_err(err(MAP_SERVICES))?;
+            if s.active != 0 {
+                out.insert(i, s);
+            }
+        }
+        Ok(out)
+    }
+    /// (service, proto, endpoint port) -> service port, ports in host order.
+    pub fn all_ports(&self) -> Result<BTreeMap<(u32, u8, u16), u16>> {
+        let mut out = BTreeMap::new();
+        for kv in self.ports.iter() {
+            let (k, v) = kv.map_err(err(MAP_PORTS))?;
+            out.insert((k.service, k.proto, u16::from_be(k.endpoint_port_be)), u16::from_be(v.service_port_be));
+        }
+        Ok(out)
+    }
+    /// Backend slots in use: slot -> (address, up).
+    pub fn all_backends(&self) -> Result<BTreeMap<u32, (Ipv4Addr, bool)>> {
+        let mut out = BTreeMap::new();
+        for i in 0..MAX_BACKENDS {
+            let b = self.backends.get(&i, 0).map_err(err(MAP_BACKENDS))?;
+            if b.ip_be != 0 || b.flags != 0 {
+                out.insert(i, (ip_from_raw(b.ip_be), b.flags & BACKEND_FLAG_UP != 0));
+            }
+        }
+        Ok(out)
+    }
+    pub fn maglev_table(&self, service: u32) -> Result<Vec<u32>> {
+        check_index(MAP_SERVICES, service, MAX_SERVICES)?;
+        let base = service * MAGLEV_SIZE;
+        (base..base + MAGLEV_SIZE).map(|i| self.maglev.get(&i, 0).map_err(err(MAP_MAGLEV))).collect()
+    }
+    pub fn all_snat_ranges(&self) -> Result<std::collections::BTreeSet<(Ipv4Addr, u8)>> {
+        let mut out = std::collections::BTreeSet::new();
+        for k in self.snat_ranges.keys() {
+            let k = k.map_err(err(MAP_SNAT_RANGES))?;
+            out.insert((ip_from_raw(k.data()), k.prefix_len() as u8));
+        }
+        Ok(out)
+    }
+
+    // ---- clearing slots ----
+    pub fn clear_endpoint(&mut self, index: u32) -> Result<()> {
+        self.set_endpoint(index, EndpointInfo::default())
+    }
+    pub fn clear_service(&mut self, index: u32) -> Result<()> {
+        self.set_service(index, ServiceInfo::default())
+    }
+    pub fn clear_backend(&mut self, index: u32) -> Result<()> {
+        check_index(MAP_BACKENDS, index, MAX_BACKENDS)?;
+        self.backends.set(index, BackendInfo::default(), 0).map_err(err(MAP_BACKENDS))
+    }
+    /// Zero a slot's counters (a new endpoint in a reused slot starts from zero).
+    pub fn reset_endpoint_stats(&mut self, index: u32) -> Result<()> {
+        check_index(MAP_EP_STATS, index, MAX_ENDPOINTS)?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| Error::Map { map: MAP_EP_STATS, source: MapError::IoError(e) })?;
+        let zero = PerCpuValues::try_from(vec![Stats::default(); cpus])
+            .map_err(|e| Error::Map { map: MAP_EP_STATS, source: MapError::IoError(e) })?;
+        self.ep_stats.set(index, zero, 0).map_err(err(MAP_EP_STATS))
+    }
+
+    /// Entries in the conntrack table (two per flow) and its capacity.
+    pub fn conntrack_fill(&self) -> Result<(u64, u32)> {
+        let n = self.ct.keys().try_fold(0u64, |n, k| k.map(|_| n + 1)).map_err(err(MAP_CT))?;
+        Ok((n, self.ct_capacity()))
+    }
+    pub fn ct_capacity(&self) -> u32 {
+        self.ct.map().info().map(|i| i.max_entries()).unwrap_or(0)
     }
 
     // ---- counters ----

@@ -1,0 +1,206 @@
+//! The daemon's local API: one JSON request per line on a Unix socket, one JSON
+//! response line back. These types are the whole protocol; the daemon fills them,
+//! the CLI prints them.
+
+use crate::{plan::Change, reconcile::Report, spec::SpecError};
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Services,
+    Endpoints,
+    Vpcs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum One {
+    Service,
+    Endpoint,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    Apply { spec: String, dry_run: bool },
+    Get { kind: Kind, name: Option<String> },
+    Describe { kind: One, name: String },
+    Accept { endpoint: String },
+    Reject { endpoint: String },
+    Delete { kind: One, name: String, force: bool },
+    Stats,
+    Conntrack { endpoint: Option<String> },
+    Whois { ip: Ipv4Addr, port: Option<u16> },
+    Status,
+    Down,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Response {
+    Ok { ok: serde_json::Value },
+    Err { error: String, #[serde(default, skip_serializing_if = "Vec::is_empty")] spec_errors: Vec<SpecError> },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApplyResult {
+    pub dry_run: bool,
+    pub changes: Vec<Change>,
+    /// Map writes the apply made (0 for a dry run or an apply that changed nothing).
+    pub reconcile: Report,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceView {
+    pub name: String,
+    pub id: String,
+    pub full_name: String,
+    pub state: String,
+    pub owner: String,
+    pub vpc: String,
+    pub backends: Vec<String>,
+    pub ports: Vec<String>,
+    pub auto_accept: bool,
+    pub allowed_accounts: Vec<String>,
+    pub connection_limit: i64,
+    pub on_revoke: String,
+    pub snat_range: String,
+    pub description: Option<String>,
+    pub endpoints: Vec<String>,
+    pub created_at: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EndpointView {
+    pub name: String,
+    pub id: String,
+    pub state: String,
+    pub owner: String,
+    pub vpc: String,
+    pub ip: Ipv4Addr,
+    pub service: String,
+    pub service_id: String,
+    pub snat_ip: Ipv4Addr,
+    pub connection_limit: i64,
+    pub active_connections: u64,
+    pub reason: Option<String>,
+    pub created_at: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VpcView {
+    pub name: String,
+    pub interface: String,
+    pub cidr: String,
+    pub vpc_id: u16,
+    pub attached: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counters {
+    pub fwd_packets: u64,
+    pub fwd_bytes: u64,
+    pub rev_packets: u64,
+    pub rev_bytes: u64,
+    pub new_connections: u64,
+    pub resets_sent: u64,
+    pub arp_replies: u64,
+    /// Drop reason name -> count, only reasons that happened.
+    pub drops: std::collections::BTreeMap<String, u64>,
+}
+
+impl From<privatelink_common::Stats> for Counters {
+    fn from(s: privatelink_common::Stats) -> Self {
+        let drops = privatelink_common::DropReason::ALL
+            .into_iter()
+            .filter(|r| s.drop_count(*r) > 0)
+            .map(|r| (r.name().to_string(), s.drop_count(r)))
+            .collect();
+        Counters {
+            fwd_packets: s.fwd_packets,
+            fwd_bytes: s.fwd_bytes,
+            rev_packets: s.rev_packets,
+            rev_bytes: s.rev_bytes,
+            new_connections: s.new_flows,
+            resets_sent: s.resets_sent,
+            arp_replies: s.arp_replies,
+            drops,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EndpointStats {
+    pub endpoint: String,
+    pub id: String,
+    pub state: String,
+    pub active_connections: u64,
+    pub connection_limit: i64,
+    #[serde(flatten)]
+    pub counters: Counters,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatsView {
+    pub endpoints: Vec<EndpointStats>,
+    /// Packets no endpoint could be charged with.
+    pub gateway: Counters,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlowView {
+    pub endpoint: String,
+    pub protocol: String,
+    pub client: String,
+    pub endpoint_address: String,
+    pub snat: String,
+    pub backend: String,
+    pub state: String,
+    pub idle_seconds: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WhoisView {
+    pub snat_ip: Ipv4Addr,
+    pub endpoint: String,
+    pub endpoint_id: String,
+    pub account: String,
+    pub vpc: String,
+    pub endpoint_ip: Ipv4Addr,
+    pub service: String,
+    /// Flows using this SNAT address (and port, if one was asked).
+    pub flows: Vec<FlowView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InterfaceView {
+    pub vpc: String,
+    pub interface: String,
+    pub ifindex: u32,
+    pub program_id: u32,
+    pub link_pinned: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Fill {
+    pub table: String,
+    pub used: u64,
+    pub capacity: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusView {
+    pub data_path_loaded: bool,
+    pub program_id: Option<u32>,
+    pub interfaces: Vec<InterfaceView>,
+    pub maps: Vec<Fill>,
+    pub bpffs: String,
+    pub state_dir: String,
+    pub generation: u64,
+    pub reconciles: u64,
+    pub last_reconcile: Option<Report>,
+    pub sweeps: u64,
+    pub expired_flows: u64,
+}

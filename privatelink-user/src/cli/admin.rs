@@ -1,0 +1,80 @@
+//! `daemon`, `status`, `down`, `check`: running and inspecting the gateway itself.
+
+use super::{client, output::{self, Format}};
+use crate::{
+    api::{Request, StatusView},
+    daemon,
+};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+pub fn daemon(state_dir: PathBuf, bpffs: PathBuf, socket: PathBuf) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(daemon::run(daemon::Options { state_dir, bpffs, socket }))
+}
+
+pub fn status(socket: &Path, fmt: Format) -> Result<()> {
+    let s: StatusView = client::call_as(socket, &Request::Status)?;
+    if fmt == Format::Json {
+        print!("{}", output::json(&s));
+        return Ok(());
+    }
+    let mut out = output::fields(&[
+        ("data path", if s.data_path_loaded { format!("loaded, program id {}", s.program_id.unwrap_or(0)) } else { "not loaded (no spec applied yet)".into() }),
+        ("state", format!("{} (generation {})", s.state_dir, s.generation)),
+        ("pins", s.bpffs.clone()),
+        ("reconciles", match s.last_reconcile {
+            Some(r) => format!("{} (last: {} operations, {} map writes)", s.reconciles, r.ops, r.writes),
+            None => s.reconciles.to_string(),
+        }),
+        ("sweeper", format!("{} passes, {} flows expired", s.sweeps, s.expired_flows)),
+    ]);
+    if !s.interfaces.is_empty() {
+        out.push('\n');
+        out.push_str(&output::table(
+            &["VPC", "INTERFACE", "IFINDEX", "PROGRAM", "LINK PIN"],
+            &s.interfaces
+                .iter()
+                .map(|i| vec![i.vpc.clone(), i.interface.clone(), i.ifindex.to_string(), i.program_id.to_string(), i.link_pinned.clone()])
+                .collect::<Vec<_>>(),
+        ));
+    }
+    if !s.maps.is_empty() {
+        out.push('\n');
+        out.push_str(&output::table(
+            &["TABLE", "USED", "CAPACITY", "FILL"],
+            &s.maps
+                .iter()
+                .map(|m| {
+                    let pct = if m.capacity == 0 { 0.0 } else { m.used as f64 * 100.0 / m.capacity as f64 };
+                    vec![m.table.clone(), m.used.to_string(), m.capacity.to_string(), format!("{pct:.1}%")]
+                })
+                .collect::<Vec<_>>(),
+        ));
+    }
+    print!("{out}");
+    Ok(())
+}
+
+pub fn down(socket: &Path, bpffs: &Path) -> Result<()> {
+    match client::call(socket, &Request::Down) {
+        Ok(v) => {
+            println!("{}", v.as_str().unwrap_or("down"));
+            Ok(())
+        }
+        Err(e) if e.downcast_ref::<client::CallError>().is_none() => {
+            // No daemon answers: remove the pins it left.
+            daemon::remove_pins(bpffs).with_context(|| format!("removing pins under {}", bpffs.display()))?;
+            println!("no daemon answered ({e:#}); removed the pins under {}", bpffs.display());
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+pub fn check() -> Result<()> {
+    let dp = crate::loader::Dataplane::load(&Default::default()).context("loading the data path")?;
+    let info = dp.xdp()?.info().context("reading program info")?;
+    println!("data path loaded: program id {}, verified by the kernel", info.id());
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! `apply -f FILE [--dry-run]`
+
+use super::{client, output::{self, Format}};
+use crate::api::{ApplyResult, Request};
+use anyhow::{Context, Result};
+use std::path::Path;
+
+pub fn run(socket: &Path, file: &Path, dry_run: bool, fmt: Format) -> Result<()> {
+    let spec = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let r: ApplyResult = match client::call_as(socket, &Request::Apply { spec, dry_run }) {
+        Ok(r) => r,
+        Err(e) => {
+            // Spec errors point into the file: prefix them with its name.
+            if let Some(client::CallError::Spec { error, errors }) = e.downcast_ref::<client::CallError>() {
+                let errors = errors
+                    .iter()
+                    .map(|se| crate::SpecError { path: se.path.clone(), pos: se.pos, message: se.message.clone() })
+                    .collect::<Vec<_>>();
+                for se in &errors {
+                    eprintln!("{}:{se}", file.display());
+                }
+                anyhow::bail!("{error}");
+            }
+            return Err(e);
+        }
+    };
+    if fmt == Format::Json {
+        print!("{}", output::json(&r));
+        return Ok(());
+    }
+    for c in &r.changes {
+        println!("{c}");
+    }
+    match (r.dry_run, r.changes.len()) {
+        (true, 0) => println!("dry run: no changes"),
+        (true, n) => println!("dry run: {n} change(s) planned, nothing applied"),
+        (false, 0) => println!("no changes ({} map writes)", r.reconcile.writes),
+        (false, n) => println!("applied {n} change(s) ({} map writes)", r.reconcile.writes),
+    }
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! The CLI's side of the local API: one request, one response, over the daemon's
+//! Unix socket.
+
+use crate::api::{Request, Response};
+use anyhow::{bail, Context, Result};
+use std::{
+    io::{BufRead, BufReader, Write},
+    os::unix::net::UnixStream,
+    path::Path,
+};
+
+/// A failed call: a plain error, or a spec with errors (printed one per line).
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("{0}")]
+    Failed(String),
+    #[error("{error}")]
+    Spec { error: String, errors: Vec<crate::SpecError> },
+}
+
+pub fn call(socket: &Path, req: &Request) -> Result<serde_json::Value> {
+    let mut s = UnixStream::connect(socket).with_context(|| {
+        format!("cannot reach the daemon at {}: is `privatelink daemon` running? (--socket / PRIVATELINK_SOCKET)", socket.display())
+    })?;
+    let mut line = serde_json::to_vec(req)?;
+    line.push(b'\n');
+    s.write_all(&line)?;
+    let mut answer = String::new();
+    BufReader::new(&s).read_line(&mut answer).context("reading the daemon's answer")?;
+    if answer.is_empty() {
+        bail!("the daemon closed the connection without answering");
+    }
+    match serde_json::from_str::<Response>(&answer).context("decoding the daemon's answer")? {
+        Response::Ok { ok } => Ok(ok),
+        Response::Err { error, spec_errors } if spec_errors.is_empty() => Err(CallError::Failed(error).into()),
+        Response::Err { error, spec_errors } => Err(CallError::Spec { error, errors: spec_errors }.into()),
+    }
+}
+
+pub fn call_as<T: serde::de::DeserializeOwned>(socket: &Path, req: &Request) -> Result<T> {
+    let v = call(socket, req)?;
+    serde_json::from_value(v).context("decoding the daemon's answer")
+}

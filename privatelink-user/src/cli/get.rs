@@ -1,0 +1,126 @@
+//! `get services|endpoints|vpcs [NAME]`, `describe service|endpoint NAME`
+
+use super::{client, output::{self, Format}};
+use crate::api::{EndpointView, Kind, One, Request, ServiceView, VpcView};
+use anyhow::Result;
+use std::path::Path;
+
+pub fn get(socket: &Path, kind: Kind, name: Option<String>, fmt: Format) -> Result<()> {
+    let v = client::call(socket, &Request::Get { kind, name })?;
+    if fmt == Format::Json {
+        print!("{}", output::json(&v));
+        return Ok(());
+    }
+    let out = match kind {
+        Kind::Services => {
+            let rows: Vec<ServiceView> = serde_json::from_value(v)?;
+            output::table(
+                &["NAME", "ID", "STATE", "OWNER", "VPC", "PORTS", "APPROVAL", "ENDPOINTS"],
+                &rows
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.name.clone(),
+                            s.id.clone(),
+                            s.state.clone(),
+                            s.owner.clone(),
+                            s.vpc.clone(),
+                            s.ports.join(","),
+                            if s.auto_accept { "auto".into() } else { "manual".into() },
+                            s.endpoints.len().to_string(),
+                        ]
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        }
+        Kind::Endpoints => {
+            let rows: Vec<EndpointView> = serde_json::from_value(v)?;
+            output::table(
+                &["NAME", "ID", "STATE", "OWNER", "VPC", "IP", "SERVICE", "SNAT IP", "CONNECTIONS"],
+                &rows
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.name.clone(),
+                            e.id.clone(),
+                            e.state.clone(),
+                            e.owner.clone(),
+                            e.vpc.clone(),
+                            e.ip.to_string(),
+                            e.service.clone(),
+                            e.snat_ip.to_string(),
+                            format!("{}/{}", e.active_connections, e.connection_limit),
+                        ]
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        }
+        Kind::Vpcs => {
+            let rows: Vec<VpcView> = serde_json::from_value(v)?;
+            output::table(
+                &["NAME", "INTERFACE", "CIDR", "VPC ID", "XDP"],
+                &rows
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.name.clone(),
+                            r.interface.clone(),
+                            r.cidr.clone(),
+                            r.vpc_id.to_string(),
+                            if r.attached { "attached".into() } else { "-".into() },
+                        ]
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    print!("{out}");
+    Ok(())
+}
+
+pub fn describe(socket: &Path, kind: One, name: String, fmt: Format) -> Result<()> {
+    let v = client::call(socket, &Request::Describe { kind, name })?;
+    if fmt == Format::Json {
+        print!("{}", output::json(&v));
+        return Ok(());
+    }
+    let out = match kind {
+        One::Service => {
+            let s: ServiceView = serde_json::from_value(v)?;
+            output::fields(&[
+                ("name", s.name),
+                ("id", s.id),
+                ("full name", s.full_name),
+                ("state", s.state),
+                ("owner", s.owner),
+                ("vpc", s.vpc),
+                ("backends", s.backends.join(", ")),
+                ("ports", s.ports.join(", ")),
+                ("approval", if s.auto_accept { "automatic".into() } else { "manual".into() }),
+                ("allowed accounts", if s.allowed_accounts.is_empty() { "(owner only)".into() } else { s.allowed_accounts.join(", ") }),
+                ("connection limit", format!("{} per endpoint", s.connection_limit)),
+                ("on revoke", s.on_revoke),
+                ("snat range", s.snat_range),
+                ("description", s.description.unwrap_or_default()),
+                ("endpoints", s.endpoints.join(", ")),
+            ])
+        }
+        One::Endpoint => {
+            let e: EndpointView = serde_json::from_value(v)?;
+            output::fields(&[
+                ("name", e.name),
+                ("id", e.id),
+                ("state", e.state),
+                ("owner", e.owner),
+                ("vpc", e.vpc),
+                ("ip", e.ip.to_string()),
+                ("service", format!("{} ({})", e.service, e.service_id)),
+                ("snat ip", e.snat_ip.to_string()),
+                ("connections", format!("{} active, limit {}", e.active_connections, e.connection_limit)),
+                ("reason", e.reason.unwrap_or_default()),
+            ])
+        }
+    };
+    print!("{out}");
+    Ok(())
+}

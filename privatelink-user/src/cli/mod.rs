@@ -1,0 +1,171 @@
+//! The `privatelink` command line: clap types here, one file per group of verbs,
+//! formatting in `output`. Exit codes: 0 ok, 1 error, 2 usage (clap).
+
+mod admin;
+mod apply;
+pub mod client;
+mod decide;
+mod get;
+mod observe;
+pub mod output;
+
+use crate::{
+    api::{Kind, One},
+    daemon,
+};
+use clap::{Parser, Subcommand};
+use output::Format;
+use std::{net::Ipv4Addr, path::PathBuf, process::ExitCode};
+
+#[derive(Parser)]
+#[command(name = "privatelink", version, about = "PrivateLink data plane for Linux hosts: endpoint services and endpoints, in XDP")]
+pub struct Cli {
+    /// The daemon's API socket.
+    #[arg(long, global = true, env = "PRIVATELINK_SOCKET", default_value = daemon::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Output of read commands.
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value = "table")]
+    pub output: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground: load and attach the data path, keep the maps in
+    /// sync with the recorded state, expire idle flows, serve the API.
+    Daemon {
+        #[arg(long, default_value = daemon::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// A directory on a bpffs (mounted if missing) for pinned maps and links. Pins
+        /// must outlive the daemon for flows to survive a restart.
+        #[arg(long, default_value = daemon::DEFAULT_BPFFS)]
+        bpffs: PathBuf,
+    },
+    /// Apply a spec: print the plan (+ create, ~ change, - delete) and carry it out.
+    Apply {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Print the plan only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List services, endpoints or VPCs.
+    Get {
+        #[arg(value_enum)]
+        kind: Kind,
+        name: Option<String>,
+    },
+    /// Everything about one service or endpoint (name or id).
+    Describe {
+        #[arg(value_enum)]
+        kind: One,
+        name: String,
+    },
+    /// Accept a pendingAcceptance (or rejected) endpoint.
+    Accept { endpoint: String },
+    /// Reject an endpoint; its live flows follow the service's on_revoke.
+    Reject { endpoint: String },
+    /// Delete a service (with its endpoints) or an endpoint.
+    Delete {
+        #[arg(value_enum)]
+        kind: One,
+        name: String,
+        /// Delete a service even while endpoints are accepted or creating.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Per-endpoint packets, bytes, connections and drops by reason.
+    Stats {
+        /// Redraw every second with rates.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Live flows.
+    Conntrack {
+        #[command(subcommand)]
+        command: ConntrackCommand,
+    },
+    /// Which endpoint, account, VPC and client a backend is talking to.
+    Whois {
+        /// SNAT_IP or SNAT_IP:PORT, as a backend sees its peer.
+        address: String,
+    },
+    /// Attached interfaces, program ids, map fill levels.
+    Status,
+    /// Detach the data path everywhere, remove every pinned map and link, stop the daemon.
+    Down {
+        /// Where pins are, for when no daemon answers.
+        #[arg(long, default_value = daemon::DEFAULT_BPFFS)]
+        bpffs: PathBuf,
+    },
+    /// Load the data path into the kernel (runs the verifier) and unload it again.
+    Check,
+}
+
+#[derive(Subcommand)]
+pub enum ConntrackCommand {
+    List {
+        /// Only this endpoint's flows (name or id).
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
+}
+
+/// `SNAT_IP[:PORT]`
+pub fn parse_address(s: &str) -> Result<(Ipv4Addr, Option<u16>), String> {
+    let (ip, port) = match s.split_once(':') {
+        Some((ip, port)) => (ip, Some(port.parse::<u16>().map_err(|_| format!("`{port}` is not a port"))?)),
+        None => (s, None),
+    };
+    let ip = ip.parse().map_err(|_| format!("`{ip}` is not an IPv4 address"))?;
+    Ok((ip, port))
+}
+
+fn is_root() -> bool {
+    // SAFETY: trivial libc call.
+    unsafe { libc::geteuid() == 0 }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if !is_root() {
+        eprintln!("privatelink: must be run as root (the API and the data path are root-only)");
+        return ExitCode::FAILURE;
+    }
+    let r = match cli.command {
+        Command::Daemon { state_dir, bpffs } => admin::daemon(state_dir, bpffs, cli.socket),
+        Command::Apply { file, dry_run } => apply::run(&cli.socket, &file, dry_run, cli.output),
+        Command::Get { kind, name } => get::get(&cli.socket, kind, name, cli.output),
+        Command::Describe { kind, name } => get::describe(&cli.socket, kind, name, cli.output),
+        Command::Accept { endpoint } => decide::accept(&cli.socket, endpoint, cli.output),
+        Command::Reject { endpoint } => decide::reject(&cli.socket, endpoint, cli.output),
+        Command::Delete { kind, name, force } => decide::delete(&cli.socket, kind, name, force, cli.output),
+        Command::Stats { watch } => observe::stats(&cli.socket, watch, cli.output),
+        Command::Conntrack { command: ConntrackCommand::List { endpoint } } => observe::conntrack(&cli.socket, endpoint, cli.output),
+        Command::Whois { address } => match parse_address(&address) {
+            Ok((ip, port)) => observe::whois(&cli.socket, ip, port, cli.output),
+            Err(e) => {
+                eprintln!("privatelink: whois: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        Command::Status => admin::status(&cli.socket, cli.output),
+        Command::Down { bpffs } => admin::down(&cli.socket, &bpffs),
+        Command::Check => admin::check(),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(client::CallError::Spec { error, errors }) = e.downcast_ref::<client::CallError>() {
+                for se in errors {
+                    eprintln!("{se}");
+                }
+                eprintln!("privatelink: {error}");
+            } else {
+                eprintln!("privatelink: {e:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,703 @@
+//! `privatelink daemon`: owns the state store and the data path. Mounts bpffs if
+//! needed, pins maps and XDP links there (so flows outlive a restart or an upgrade),
+//! runs the conntrack sweeper, and serves the local API to root on a Unix socket.
+//! Every mutation goes: validate -> plan -> commit phase 1 -> reconcile -> commit
+//! phase 2 -> reconcile, so a crash anywhere is finished by the next start.
+
+use crate::{
+    api::*,
+    loader::{self, Dataplane, LoadOptions},
+    plan::{self, Env, Planned},
+    reconcile::{self, Report},
+    spec,
+    state::{EndpointState, State},
+    store::Store,
+    sweep::Scope,
+    tables,
+};
+use anyhow::{bail, Context, Result};
+use aya::programs::links::{FdLink, PinnedLink};
+use privatelink_common::*;
+use std::{
+    collections::BTreeMap,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+    sync::{Mutex, Notify},
+};
+
+/// Defaults of the daemon's paths (a systemd unit would use the same).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/privatelink";
+pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/privatelink";
+pub const DEFAULT_SOCKET: &str = "/run/privatelink.sock";
+/// How often the sweeper looks for idle flows.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub state_dir: PathBuf,
+    pub bpffs: PathBuf,
+    pub socket: PathBuf,
+}
+
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+fn on_bpffs(p: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else { return false };
+    // SAFETY: statfs into a zeroed struct with a NUL-terminated path.
+    unsafe {
+        let mut s: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut s) == 0 && s.f_type as i64 == BPF_FS_MAGIC
+    }
+}
+
+fn mount_bpffs(at: &Path) -> Result<()> {
+    std::fs::create_dir_all(at).with_context(|| format!("creating {}", at.display()))?;
+    let target = std::ffi::CString::new(at.as_os_str().as_encoded_bytes())?;
+    let (src, fstype) = (c"bpf", c"bpf");
+    // SAFETY: valid NUL-terminated strings; no mount data.
+    let rc = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
+    if rc != 0 {
+        bail!("mounting bpffs at {}: {}", at.display(), std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Make `dir` a directory on a bpffs: mount one at /sys/fs/bpf (for paths below it)
+/// or at `dir` itself when there is none.
+pub fn ensure_bpffs(dir: &Path) -> Result<()> {
+    if dir.exists() && on_bpffs(dir) {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| p.exists()) {
+        if on_bpffs(parent) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            return Ok(());
+        }
+        if parent == Path::new("/sys/fs/bpf") {
+            mount_bpffs(parent)?;
+            std::fs::create_dir_all(dir)?;
+            return Ok(());
+        }
+    }
+    mount_bpffs(dir)
+}
+
+/// ifindex and MAC of an interface in this network namespace (ioctl, so it works
+/// whatever /sys shows).
+pub fn interface(name: &str) -> Option<(u32, [u8; 6])> {
+    let ifindex = loader::ifindex(name).ok()?;
+    if name.len() >= libc::IFNAMSIZ {
+        return None;
+    }
+    // SAFETY: a plain datagram socket used for one ioctl on a zeroed ifreq whose name
+    // is NUL-terminated (checked length above); closed before returning.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return None;
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+            *d = s as libc::c_char;
+        }
+        let rc = libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req);
+        libc::close(fd);
+        if rc != 0 {
+            return None;
+        }
+        let mut mac = [0u8; 6];
+        for (m, b) in mac.iter_mut().zip(req.ifr_ifru.ifru_hwaddr.sa_data.iter()) {
+            *m = *b as u8;
+        }
+        Some((ifindex, mac))
+    }
+}
+
+pub struct Gateway {
+    opts: Options,
+    store: Store,
+    state: State,
+    dp: Option<Dataplane>,
+    /// interface name -> its pinned XDP link
+    links: BTreeMap<String, FdLink>,
+    reconciles: u64,
+    last_reconcile: Option<Report>,
+    sweeps: u64,
+    expired: u64,
+}
+
+fn spec_error_response(errors: Vec<spec::SpecError>) -> Response {
+    let n = errors.len();
+    Response::Err { error: format!("the spec has {n} error{}; nothing was applied", if n == 1 { "" } else { "s" }), spec_errors: errors }
+}
+
+impl Gateway {
+    pub fn open(opts: Options) -> Result<Gateway> {
+        ensure_bpffs(&opts.bpffs)?;
+        let store = Store::open(&opts.state_dir)?;
+        let state = store.load()?;
+        let mut gw = Gateway { opts, store, state, dp: None, links: BTreeMap::new(), reconciles: 0, last_reconcile: None, sweeps: 0, expired: 0 };
+        if !gw.state.vpcs.is_empty() {
+            gw.load_data_path()?;
+            gw.sync().context("reconciling the recorded state into the maps")?;
+            gw.ensure_links()?;
+            if plan::unfinished(&gw.state) {
+                eprintln!("privatelink: finishing an apply that was interrupted");
+                gw.finish_apply()?;
+            }
+        }
+        Ok(gw)
+    }
+
+    fn maps_dir(&self) -> PathBuf {
+        self.opts.bpffs.join("maps")
+    }
+    fn links_dir(&self) -> PathBuf {
+        self.opts.bpffs.join("links")
+    }
+
+    fn load_data_path(&mut self) -> Result<()> {
+        if self.dp.is_none() {
+            let opts = LoadOptions {
+                ct_capacity: self.state.gateway.conntrack_capacity as u32,
+                pin_dir: Some(self.maps_dir()),
+            };
+            self.dp = Some(Dataplane::load(&opts).context("loading the data path")?);
+        }
+        Ok(())
+    }
+
+    fn dp(&mut self) -> Result<&mut Dataplane> {
+        self.dp.as_mut().context("no spec has been applied yet: the data path is not loaded")
+    }
+
+    /// Reconcile the maps with the current state.
+    fn sync(&mut self) -> Result<Report> {
+        let want = tables::desired(&self.state, &interface);
+        let r = reconcile::reconcile(&mut self.dp()?.maps, &want)?;
+        self.reconciles += 1;
+        self.last_reconcile = Some(r);
+        Ok(r)
+    }
+
+    /// Attach (or re-adopt) the XDP link of every VPC interface; drop the links of
+    /// interfaces no longer in the state.
+    fn ensure_links(&mut self) -> Result<()> {
+        let dir = self.links_dir();
+        std::fs::create_dir_all(&dir)?;
+        let wanted: Vec<String> = self.state.vpcs.values().map(|v| v.spec.interface.clone()).collect();
+        for name in self.links.keys().filter(|n| !wanted.contains(n)).cloned().collect::<Vec<_>>() {
+            self.detach(&name)?;
+        }
+        for name in wanted {
+            if self.links.contains_key(&name) {
+                continue;
+            }
+            let pin = dir.join(&name);
+            let ifindex = loader::ifindex(&name)?;
+            let adopted = match PinnedLink::from_pin(&pin) {
+                Ok(p) => match self.dp()?.adopt_link(FdLink::from(p)) {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        eprintln!("privatelink: the pinned link of {name} is stale ({e}); attaching anew");
+                        std::fs::remove_file(&pin).ok();
+                        None
+                    }
+                },
+                Err(_) => None,
+            };
+            let link = match adopted {
+                Some(l) => l,
+                None => {
+                    let (l, mode) = self.dp()?.attach_link(ifindex).with_context(|| format!("attaching XDP to {name}"))?;
+                    if mode != aya::programs::XdpMode::Driver {
+                        eprintln!("privatelink: {name} has no native XDP; attached in generic (skb) mode");
+                    }
+                    FdLink::from(l.pin(&pin).with_context(|| format!("pinning the XDP link of {name}"))?)
+                }
+            };
+            self.links.insert(name, link);
+        }
+        Ok(())
+    }
+
+    fn detach(&mut self, name: &str) -> Result<()> {
+        let pin = self.links_dir().join(name);
+        match std::fs::remove_file(&pin) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", pin.display())),
+        }
+        // Closing the last reference to the link detaches the program.
+        self.links.remove(name);
+        Ok(())
+    }
+
+    fn commit(&mut self, mut st: State) -> Result<()> {
+        self.store.commit(&mut st).context("recording the state")?;
+        self.state = st;
+        Ok(())
+    }
+
+    fn sweep_endpoint(&mut self, index: u32) -> Result<u64> {
+        let r = self.dp()?.sweep(Scope::Endpoint(index))?;
+        self.expired += r.expired;
+        Ok(r.expired)
+    }
+
+    /// Phase 2 of an apply (also run at start when a crash interrupted one).
+    fn finish_apply(&mut self) -> Result<Report> {
+        // Flows of endpoints being deleted go now, while they are inactive.
+        let going: Vec<u32> = self.state.endpoints.values().filter(|e| e.state == EndpointState::Deleting).map(|e| e.index).collect();
+        for i in going {
+            self.sweep_endpoint(i)?;
+        }
+        let next = plan::finish(self.state.clone());
+        self.commit(next)?;
+        let r = self.sync()?;
+        self.ensure_links()?;
+        Ok(r)
+    }
+
+    fn env_ct(&self) -> Option<u32> {
+        self.dp.as_ref().map(|d| d.maps.ct_capacity())
+    }
+
+    /// Apply a spec (parsed and planned against the recorded state).
+    fn apply_spec(&mut self, s: &spec::Spec, doc: Option<&crate::yaml::Doc>, dry_run: bool) -> Response {
+        let ct = self.env_ct();
+        let env = Env { ct_capacity: ct, interface_exists: &|i| loader::ifindex(i).is_ok() };
+        let planned = match plan::plan(s, doc, &self.state, &env) {
+            Ok(p) => p,
+            Err(errors) => return spec_error_response(errors),
+        };
+        if dry_run {
+            return ok(ApplyResult { dry_run, changes: planned.changes, reconcile: Report::default() });
+        }
+        match self.run_plan(planned) {
+            Ok(r) => ok(r),
+            Err(e) => Response::Err { error: format!("{e:#}"), spec_errors: vec![] },
+        }
+    }
+
+    fn run_plan(&mut self, p: Planned) -> Result<ApplyResult> {
+        let Planned { state, changes, reset } = p;
+        let mut total = Report::default();
+        if changes.is_empty() && !plan::unfinished(&self.state) && self.dp.is_some() {
+            // Nothing to record; the maps are still checked (and written only if they
+            // drifted).
+            let r = self.sync()?;
+            return Ok(ApplyResult { dry_run: false, changes, reconcile: r });
+        }
+        self.commit(state)?;
+        self.load_data_path()?;
+        let r = self.sync()?;
+        total.ops += r.ops;
+        total.writes += r.writes;
+        for i in reset {
+            self.sweep_endpoint(i)?;
+        }
+        self.ensure_links()?;
+        let r = self.finish_apply()?;
+        total.ops += r.ops;
+        total.writes += r.writes;
+        Ok(ApplyResult { dry_run: false, changes, reconcile: total })
+    }
+
+    pub fn handle(&mut self, req: Request) -> Response {
+        match self.try_handle(req) {
+            Ok(r) => r,
+            Err(e) => Response::Err { error: format!("{e:#}"), spec_errors: vec![] },
+        }
+    }
+
+    fn try_handle(&mut self, req: Request) -> Result<Response> {
+        Ok(match req {
+            Request::Apply { spec: text, dry_run } => match spec::parse(&text) {
+                Ok((s, doc)) => self.apply_spec(&s, Some(&doc), dry_run),
+                Err(errors) => spec_error_response(errors),
+            },
+            Request::Get { kind, name } => self.get(kind, name.as_deref())?,
+            Request::Describe { kind, name } => match kind {
+                One::Service => ok(self.service_view(&name)?),
+                One::Endpoint => ok(self.endpoint_view(&name)?),
+            },
+            Request::Accept { endpoint } => {
+                let next = plan::accept(&self.state, &endpoint)?;
+                self.commit(next)?;
+                self.sync()?;
+                ok(self.endpoint_view(&endpoint)?)
+            }
+            Request::Reject { endpoint } => {
+                let (next, cut) = plan::reject(&self.state, &endpoint)?;
+                self.commit(next)?;
+                self.sync()?;
+                if let Some(i) = cut {
+                    self.sweep_endpoint(i)?;
+                }
+                ok(self.endpoint_view(&endpoint)?)
+            }
+            Request::Delete { kind, name, force } => {
+                let next = match kind {
+                    One::Endpoint => plan::without_endpoint(&self.state, &name)?,
+                    One::Service => plan::without_service(&self.state, &name, force)?,
+                };
+                self.apply_spec(&next, None, false)
+            }
+            Request::Stats => ok(self.stats()?),
+            Request::Conntrack { endpoint } => {
+                let only = match endpoint {
+                    Some(e) => Some(self.state.find_endpoint(&e).with_context(|| format!("no endpoint named or with id `{e}`"))?.index),
+                    None => None,
+                };
+                ok(self.flows(|v| only.is_none_or(|i| v.endpoint == i))?)
+            }
+            Request::Whois { ip, port } => ok(self.whois(ip, port)?),
+            Request::Status => ok(self.status()?),
+            Request::Down => {
+                self.down()?;
+                ok("the data path is detached and every pinned map and link is removed; the daemon stops")
+            }
+        })
+    }
+
+    fn get(&mut self, kind: Kind, name: Option<&str>) -> Result<Response> {
+        Ok(match kind {
+            Kind::Services => {
+                let names: Vec<String> = match name {
+                    Some(n) => vec![n.to_string()],
+                    None => self.state.services.keys().cloned().collect(),
+                };
+                ok(names.iter().map(|n| self.service_view(n)).collect::<Result<Vec<_>>>()?)
+            }
+            Kind::Endpoints => {
+                let names: Vec<String> = match name {
+                    Some(n) => vec![n.to_string()],
+                    None => self.state.endpoints.keys().cloned().collect(),
+                };
+                ok(names.iter().map(|n| self.endpoint_view(n)).collect::<Result<Vec<_>>>()?)
+            }
+            Kind::Vpcs => {
+                let rows: Vec<VpcView> = self
+                    .state
+                    .vpcs
+                    .values()
+                    .filter(|v| name.is_none_or(|n| n == v.spec.name))
+                    .map(|v| VpcView {
+                        name: v.spec.name.clone(),
+                        interface: v.spec.interface.clone(),
+                        cidr: v.spec.cidr.to_string(),
+                        vpc_id: v.vpc_id,
+                        attached: self.links.contains_key(&v.spec.interface),
+                    })
+                    .collect();
+                if let (Some(n), true) = (name, rows.is_empty()) {
+                    bail!("no VPC named `{n}`");
+                }
+                ok(rows)
+            }
+        })
+    }
+
+    fn service_view(&self, key: &str) -> Result<ServiceView> {
+        let s = self.state.find_service(key).with_context(|| format!("no service named or with id `{key}`"))?;
+        let sp = &s.spec;
+        Ok(ServiceView {
+            name: sp.name.clone(),
+            id: s.id.clone(),
+            full_name: self.state.full_service_name(s),
+            state: s.state.to_string(),
+            owner: sp.owner.0.clone(),
+            vpc: sp.vpc.clone(),
+            backends: sp.backends.iter().map(|b| format!("{} (weight {})", b.address, b.weight)).collect(),
+            ports: sp.ports.iter().map(|p| format!("{}/{} -> {}", p.protocol, p.endpoint_port, p.service_port)).collect(),
+            auto_accept: sp.auto_accept,
+            allowed_accounts: sp.allowed_accounts.iter().map(|a| a.0.clone()).collect(),
+            connection_limit: sp.connection_limit,
+            on_revoke: format!("{:?}", sp.on_revoke).to_lowercase(),
+            snat_range: self.state.snat_range_of(sp).to_string(),
+            description: sp.description.clone(),
+            endpoints: self.state.endpoints.values().filter(|e| e.service == sp.name).map(|e| e.spec.name.clone()).collect(),
+            created_at: s.created_at,
+        })
+    }
+
+    fn endpoint_view(&self, key: &str) -> Result<EndpointView> {
+        let e = self.state.find_endpoint(key).with_context(|| format!("no endpoint named or with id `{key}`"))?;
+        let svc = self.state.services.get(&e.service);
+        let active = match &self.dp {
+            Some(dp) => dp.maps.active_flows(e.index)?,
+            None => 0,
+        };
+        Ok(EndpointView {
+            name: e.spec.name.clone(),
+            id: e.id.clone(),
+            state: e.state.to_string(),
+            owner: e.spec.owner.0.clone(),
+            vpc: e.spec.vpc.clone(),
+            ip: e.ip,
+            service: e.service.clone(),
+            service_id: svc.map(|s| s.id.clone()).unwrap_or_default(),
+            snat_ip: e.snat_ip,
+            connection_limit: svc.map_or(0, |s| s.spec.connection_limit),
+            active_connections: active,
+            reason: e.reason.clone(),
+            created_at: e.created_at,
+        })
+    }
+
+    fn stats(&mut self) -> Result<StatsView> {
+        let Some(dp) = &self.dp else {
+            return Ok(StatsView { endpoints: vec![], gateway: Counters::default() });
+        };
+        let mut endpoints = Vec::new();
+        for e in self.state.endpoints.values() {
+            endpoints.push(EndpointStats {
+                endpoint: e.spec.name.clone(),
+                id: e.id.clone(),
+                state: e.state.to_string(),
+                active_connections: dp.maps.active_flows(e.index)?,
+                connection_limit: self.state.services.get(&e.service).map_or(0, |s| s.spec.connection_limit),
+                counters: dp.maps.endpoint_stats(e.index)?.into(),
+            });
+        }
+        Ok(StatsView { endpoints, gateway: dp.maps.global_stats()?.into() })
+    }
+
+    fn flows(&self, keep: impl Fn(&CtValue) -> bool) -> Result<Vec<FlowView>> {
+        let Some(dp) = &self.dp else { return Ok(vec![]) };
+        let now = crate::monotonic_ns();
+        let ip = crate::maps::ip_from_raw;
+        let mut out = Vec::new();
+        for (k, v) in dp.maps.conntrack()? {
+            if v.kind != CT_KIND_FORWARD || !keep(&v) {
+                continue;
+            }
+            let endpoint = self.state.endpoint_by_index(v.endpoint).map_or_else(|| format!("#{}", v.endpoint), |e| e.spec.name.clone());
+            let state = match v.state {
+                TCP_STATE_SYN => "syn",
+                TCP_STATE_ESTABLISHED => "established",
+                TCP_STATE_CLOSING => "closing",
+                UDP_STATE => "udp",
+                _ => "?",
+            };
+            out.push(FlowView {
+                endpoint,
+                protocol: if k.proto == PROTO_TCP { "tcp" } else { "udp" }.into(),
+                client: format!("{}:{}", ip(k.src_ip_be), u16::from_be(k.src_port_be)),
+                endpoint_address: format!("{}:{}", ip(k.dst_ip_be), u16::from_be(k.dst_port_be)),
+                snat: format!("{}:{}", ip(v.nat_src_ip_be), u16::from_be(v.nat_src_port_be)),
+                backend: format!("{}:{}", ip(v.nat_dst_ip_be), u16::from_be(v.nat_dst_port_be)),
+                state: state.into(),
+                idle_seconds: now.saturating_sub(v.last_seen_ns) as f64 / 1e9,
+            });
+        }
+        out.sort_by(|a, b| (&a.endpoint, &a.client).cmp(&(&b.endpoint, &b.client)));
+        Ok(out)
+    }
+
+    fn whois(&self, snat_ip: Ipv4Addr, port: Option<u16>) -> Result<WhoisView> {
+        let e = self
+            .state
+            .endpoint_by_snat_ip(snat_ip)
+            .with_context(|| format!("{snat_ip} is not the SNAT address of any endpoint"))?;
+        let raw = crate::maps::ip_raw(snat_ip);
+        let flows = self.flows(|v| v.nat_src_ip_be == raw && port.is_none_or(|p| v.nat_src_port_be == p.to_be()))?;
+        if let (Some(p), true) = (port, flows.is_empty()) {
+            bail!("no live flow uses {snat_ip}:{p} (it belongs to endpoint {} of account {})", e.spec.name, e.spec.owner);
+        }
+        Ok(WhoisView {
+            snat_ip,
+            endpoint: e.spec.name.clone(),
+            endpoint_id: e.id.clone(),
+            account: e.spec.owner.0.clone(),
+            vpc: e.spec.vpc.clone(),
+            endpoint_ip: e.ip,
+            service: e.service.clone(),
+            flows,
+        })
+    }
+
+    fn status(&mut self) -> Result<StatusView> {
+        let mut view = StatusView {
+            data_path_loaded: self.dp.is_some(),
+            program_id: None,
+            interfaces: vec![],
+            maps: vec![],
+            bpffs: self.opts.bpffs.display().to_string(),
+            state_dir: self.opts.state_dir.display().to_string(),
+            generation: self.state.generation,
+            reconciles: self.reconciles,
+            last_reconcile: self.last_reconcile,
+            sweeps: self.sweeps,
+            expired_flows: self.expired,
+        };
+        let Some(dp) = &self.dp else { return Ok(view) };
+        view.program_id = Some(dp.xdp()?.info()?.id());
+        for v in self.state.vpcs.values() {
+            let Some(link) = self.links.get(&v.spec.interface) else { continue };
+            view.interfaces.push(InterfaceView {
+                vpc: v.spec.name.clone(),
+                interface: v.spec.interface.clone(),
+                ifindex: loader::ifindex(&v.spec.interface).unwrap_or(0),
+                program_id: link.info().map(|i| i.program_id()).unwrap_or(0),
+                link_pinned: self.links_dir().join(&v.spec.interface).display().to_string(),
+            });
+        }
+        let (ct, cap) = dp.maps.conntrack_fill()?;
+        let fill = |t: &str, used: usize, cap: u32| Fill { table: t.into(), used: used as u64, capacity: cap as u64 };
+        view.maps = vec![
+            Fill { table: "conntrack entries".into(), used: ct, capacity: cap as u64 },
+            fill("endpoints", self.state.endpoints.len(), MAX_ENDPOINTS),
+            fill("services", self.state.services.len(), MAX_SERVICES),
+            fill("backends", self.state.services.values().map(|s| s.backend_slots.len()).sum(), MAX_BACKENDS),
+            fill("vpcs", self.state.vpcs.len(), MAX_VPCS - 1),
+        ];
+        Ok(view)
+    }
+
+    /// Detach from every interface and remove every pin. The recorded state stays.
+    pub fn down(&mut self) -> Result<()> {
+        for name in self.links.keys().cloned().collect::<Vec<_>>() {
+            self.detach(&name)?;
+        }
+        self.dp = None;
+        remove_pins(&self.opts.bpffs)
+    }
+
+    pub fn sweep_idle(&mut self) -> Result<()> {
+        let timeouts = self.state.gateway.timeouts.into();
+        if let Some(dp) = &mut self.dp {
+            let r = dp.sweep(Scope::Idle(timeouts))?;
+            self.sweeps += 1;
+            self.expired += r.expired;
+        }
+        Ok(())
+    }
+}
+
+/// Remove every pin under a daemon's bpffs directory (links first, then maps).
+pub fn remove_pins(bpffs: &Path) -> Result<()> {
+    let links = bpffs.join("links");
+    if let Ok(rd) = std::fs::read_dir(&links) {
+        for e in rd.flatten() {
+            std::fs::remove_file(e.path()).with_context(|| format!("removing {}", e.path().display()))?;
+        }
+        std::fs::remove_dir(&links).ok();
+    }
+    let maps = bpffs.join("maps");
+    if maps.exists() {
+        loader::remove_pins(&maps)?;
+        std::fs::remove_dir(&maps).ok();
+    }
+    Ok(())
+}
+
+fn ok<T: serde::Serialize>(v: T) -> Response {
+    match serde_json::to_value(v) {
+        Ok(ok) => Response::Ok { ok },
+        Err(e) => Response::Err { error: format!("encoding the answer: {e}"), spec_errors: vec![] },
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: trivial libc call.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Run the daemon in the foreground until SIGTERM/SIGINT or `down`.
+pub async fn run(opts: Options) -> Result<()> {
+    if !is_root() {
+        bail!("the daemon must run as root (it loads XDP programs and pins BPF objects)");
+    }
+    let socket = opts.socket.clone();
+    let gw = Gateway::open(opts.clone())?;
+    if socket.exists() {
+        if UnixStream::connect(&socket).await.is_ok() {
+            bail!("another daemon is already listening on {}", socket.display());
+        }
+        std::fs::remove_file(&socket).with_context(|| format!("removing the stale socket {}", socket.display()))?;
+    }
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let listener = UnixListener::bind(&socket).with_context(|| format!("listening on {}", socket.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+    eprintln!(
+        "privatelink daemon: listening on {} (state {}, bpffs {})",
+        socket.display(),
+        opts.state_dir.display(),
+        opts.bpffs.display()
+    );
+    let gw = Arc::new(Mutex::new(gw));
+    let stop = Arc::new(Notify::new());
+
+    let sweeper = {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+            loop {
+                tick.tick().await;
+                if let Err(e) = gw.lock().await.sweep_idle() {
+                    eprintln!("privatelink: sweeper: {e:#}");
+                }
+            }
+        })
+    };
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = accepted?;
+                let (gw, stop) = (gw.clone(), stop.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = serve(stream, gw, stop).await {
+                        eprintln!("privatelink: client: {e:#}");
+                    }
+                });
+            }
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = stop.notified() => break,
+        }
+    }
+    sweeper.abort();
+    std::fs::remove_file(&socket).ok();
+    // Pinned links and maps stay: the data path keeps running without the daemon.
+    eprintln!("privatelink daemon: stopped");
+    Ok(())
+}
+
+async fn serve(stream: UnixStream, gw: Arc<Mutex<Gateway>>, stop: Arc<Notify>) -> Result<()> {
+    let uid = stream.peer_cred()?.uid();
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r).lines();
+    while let Some(line) = lines.next_line().await? {
+        let (resp, down) = if uid != 0 {
+            (Response::Err { error: "only root may use the privatelink API".into(), spec_errors: vec![] }, false)
+        } else {
+            match serde_json::from_str::<Request>(&line) {
+                Ok(req) => {
+                    let down = req == Request::Down;
+                    (gw.lock().await.handle(req), down)
+                }
+                Err(e) => (Response::Err { error: format!("bad request: {e}"), spec_errors: vec![] }, false),
+            }
+        };
+        let mut out = serde_json::to_vec(&resp)?;
+        out.push(b'\n');
+        w.write_all(&out).await?;
+        if down && matches!(resp, Response::Ok { .. }) {
+            stop.notify_one();
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! The reconciler: reads what the live maps hold, diffs it against what the state
+//! calls for (`tables`), and writes only the difference, in `tables::diff`'s safe
+//! order. Decides nothing itself.
+
+use crate::{
+    error::Result,
+    maps::Maps,
+    tables::{self, Op, Tables},
+};
+
+/// What the live maps hold, in `Tables` form. Maglev tables are read for active
+/// services only.
+pub fn observe(maps: &Maps) -> Result<Tables> {
+    let services = maps.all_services()?;
+    let mut maglev = std::collections::BTreeMap::new();
+    for s in services.keys() {
+        maglev.insert(*s, maps.maglev_table(*s)?);
+    }
+    Ok(Tables {
+        vpcs: maps.all_vpcs()?,
+        ep_ips: maps.all_endpoint_ips()?,
+        endpoints: maps.all_endpoints()?,
+        services,
+        ports: maps.all_ports()?,
+        backends: maps.all_backends()?,
+        maglev,
+        snat_ranges: maps.all_snat_ranges()?,
+    })
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Report {
+    /// Table operations carried out.
+    pub ops: usize,
+    /// Map elements written or deleted (Maglev slots counted one by one).
+    pub writes: usize,
+}
+
+/// Bring the live maps to `want`. A failed write stops the run: the maps then hold a
+/// prefix of the ordered writes, which is safe, and the next reconcile finishes it.
+pub fn reconcile(maps: &mut Maps, want: &Tables) -> Result<Report> {
+    let have = observe(maps)?;
+    let ops = tables::diff(want, &have);
+    let mut report = Report { ops: ops.len(), writes: 0 };
+    for op in &ops {
+        report.writes += write(maps, op)?;
+    }
+    Ok(report)
+}
+
+fn write(maps: &mut Maps, op: &Op) -> Result<usize> {
+    match op {
+        Op::AddSnatRange(net, p) => maps.add_snat_range(*net, *p)?,
+        Op::SetVpc(k, v) => maps.set_vpc(*k, *v)?,
+        Op::SetBackend(k, ip, up) => maps.set_backend(*k, *ip, *up)?,
+        Op::SetService(k, v) => maps.set_service(*k, *v)?,
+        Op::SetPort((s, proto, port), target) => maps.set_port(*s, *proto, *port, *target)?,
+        Op::SetMaglev(s, table) => return maps.set_maglev(*s, table),
+        Op::ResetCounters(k) => maps.reset_endpoint_stats(*k)?,
+        Op::SetEndpoint(k, v) => maps.set_endpoint(*k, *v)?,
+        Op::BindIp((vpc, ip), idx) => maps.bind_endpoint_ip(*vpc, *ip, *idx)?,
+        Op::UnbindIp((vpc, ip)) => maps.unbind_endpoint_ip(*vpc, *ip)?,
+        Op::ClearEndpoint(k) => maps.clear_endpoint(*k)?,
+        Op::RemovePort((s, proto, port)) => maps.remove_port(*s, *proto, *port)?,
+        Op::ClearService(k) => maps.clear_service(*k)?,
+        Op::ClearBackend(k) => maps.clear_backend(*k)?,
+        Op::RemoveSnatRange(net, p) => maps.remove_snat_range(*net, *p)?,
+        Op::RemoveVpc(k) => maps.remove_vpc(*k)?,
+    }
+    Ok(1)
+}
