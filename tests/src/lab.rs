@@ -50,17 +50,32 @@ pub struct Consumer {
     pub vpc_id: u16,
 }
 
-pub struct Lab {
-    pub dp: Dataplane,
+/// The namespaces, veths, XDP_PASS programs on the hosts' veth ends, and the backend
+/// servers: everything but the gateway's own data path configuration.
+pub struct Topology {
     pub consumers: Vec<Consumer>,
     pub provider: Netns,
     stop: Arc<AtomicBool>,
+    /// Holds the XDP_PASS attachments of the hosts' veth ends.
+    _pass: Dataplane,
     pub gw: Netns,
 }
 
-impl Drop for Lab {
+impl Drop for Topology {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+pub struct Lab {
+    pub dp: Dataplane,
+    pub topo: Topology,
+}
+
+impl std::ops::Deref for Lab {
+    type Target = Topology;
+    fn deref(&self) -> &Topology {
+        &self.topo
     }
 }
 
@@ -81,11 +96,12 @@ fn host_offloads(ns: &Netns, dev: &str) {
     ns.exec(&["ethtool", "-K", dev, "tx", "off"]);
 }
 
-impl Lab {
-    /// `consumers` consumer VPCs, all with the same CIDR 10.0.0.0/24 and a client at
-    /// 10.0.0.2, one endpoint 10.0.0.100 each (endpoint index = consumer index), all on
-    /// one service with both backends, tcp 80 -> 8080 and udp 53 -> 5353.
-    pub fn new(consumers: usize, conn_limit: u32) -> Lab {
+impl Topology {
+    /// A gateway namespace facing `consumers` consumer VPCs (interfaces `gw-c{i}`, all
+    /// 10.0.0.0/24 with a client at 10.0.0.2) and one provider VPC (`gw-prov`,
+    /// 192.168.2.1/24) whose backends serve TCP 8080 and UDP 5353, and route the SNAT
+    /// range back to the gateway.
+    pub fn new(consumers: usize) -> Topology {
         let gw = Netns::new("gw");
         gw.sysctl("net.ipv4.ip_forward", "1");
         gw.sysctl("net.ipv4.conf.all.rp_filter", "0");
@@ -113,11 +129,49 @@ impl Lab {
             cs.push(Consumer { ns, gw_if, ifindex, vpc_id: 1 + i as u16 });
         }
 
+        // The hosts' ends of the veths: XDP_PASS, so redirected frames are delivered.
+        let mut pass = Dataplane::load(&LoadOptions { ct_capacity: 1024, pin_dir: None }).expect("load the XDP object");
+        for (ns, dev) in cs.iter().map(|c| (&c.ns, "c0")).chain([(&provider, "b0")]) {
+            let idx = ns.ifindex(dev);
+            let ns_name = ns.name.clone();
+            // Attach from inside the host's namespace (ifindexes are per namespace).
+            let handle = std::thread::scope(|sc| {
+                sc.spawn(|| {
+                    Netns { name: ns_name }.enter_and_forget();
+                    pass.attach_pass(idx, XdpMode::Driver)
+                })
+                .join()
+            });
+            handle.expect("attach thread").expect("attach XDP_PASS to a host veth");
+        }
+
+        let stop = Arc::new(AtomicBool::new(false));
+        for (i, b) in BACKENDS.iter().enumerate() {
+            let name = format!("backend-{i}");
+            start_tcp_server(&provider, SocketAddr::from((*b, SERVICE_TCP_PORT)), name.clone(), stop.clone());
+            start_udp_server(&provider, SocketAddr::from((*b, SERVICE_UDP_PORT)), name, stop.clone());
+        }
+        Topology { consumers: cs, provider, stop, _pass: pass, gw }
+    }
+
+    /// Run `f` on a thread inside consumer `i`'s client namespace and wait for it.
+    pub fn in_client<T: Send + 'static>(&self, i: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
+        self.consumers[i].ns.spawn(f).join().expect("client thread panicked")
+    }
+}
+
+impl Lab {
+    /// `Topology::new(consumers)` with the data path configured directly through the
+    /// maps: one endpoint 10.0.0.100 per consumer VPC (endpoint index = consumer
+    /// index), all on one service with both backends, tcp 80 -> 8080, udp 53 -> 5353.
+    pub fn new(consumers: usize, conn_limit: u32) -> Lab {
+        let topo = Topology::new(consumers);
+        let (gw, cs) = (&topo.gw, &topo.consumers);
         gw.enter();
         let mut dp = Dataplane::load(&LoadOptions { ct_capacity: 65536, pin_dir: None }).expect("load the XDP object");
         let prov_if = gw.ifindex("gw-prov");
         let m = &mut dp.maps;
-        let prov_mac = parse_mac(&read_sys(&gw, "gw-prov", "address"));
+        let prov_mac = parse_mac(&read_sys(gw, "gw-prov", "address"));
         m.set_vpc(prov_if, VpcInfo { vpc_id: PROVIDER_VPC, mac: prov_mac, ..Default::default() }).unwrap();
         m.add_snat_range(SNAT_NET, 16).unwrap();
         m.set_service(0, ServiceInfo { ifindex: prov_if, vpc_id: PROVIDER_VPC, active: 1, ..Default::default() })
@@ -134,7 +188,7 @@ impl Lab {
             .collect();
         m.set_maglev(0, &maglev::table(&members)).unwrap();
         for (i, c) in cs.iter().enumerate() {
-            let mac = parse_mac(&read_sys(&gw, &c.gw_if, "address"));
+            let mac = parse_mac(&read_sys(gw, &c.gw_if, "address"));
             m.set_vpc(c.ifindex, VpcInfo { vpc_id: c.vpc_id, mac, ..Default::default() }).unwrap();
             let info = EndpointInfo {
                 service: 0,
@@ -147,24 +201,10 @@ impl Lab {
             m.bind_endpoint_ip(c.vpc_id, ENDPOINT, i as u32).unwrap();
         }
         dp.attach(prov_if, XdpMode::Driver).expect("attach XDP (native) to gw-prov");
-        for c in &cs {
+        for c in cs {
             dp.attach(c.ifindex, XdpMode::Driver).expect("attach XDP (native) to a consumer interface");
         }
-        // The hosts' ends of the veths: XDP_PASS, so redirected frames are delivered.
-        for (ns, dev) in cs.iter().map(|c| (&c.ns, "c0")).chain([(&provider, "b0")]) {
-            ns.enter();
-            let idx = ns.ifindex(dev);
-            dp.attach_pass(idx, XdpMode::Driver).expect("attach XDP_PASS to a host veth");
-        }
-        gw.enter();
-
-        let stop = Arc::new(AtomicBool::new(false));
-        for (i, b) in BACKENDS.iter().enumerate() {
-            let name = format!("backend-{i}");
-            start_tcp_server(&provider, SocketAddr::from((*b, SERVICE_TCP_PORT)), name.clone(), stop.clone());
-            start_udp_server(&provider, SocketAddr::from((*b, SERVICE_UDP_PORT)), name, stop.clone());
-        }
-        Lab { dp, consumers: cs, provider, stop, gw }
+        Lab { dp, topo }
     }
 
     pub fn set_endpoint_state(&mut self, endpoint: u32, state: u8) {
@@ -173,10 +213,6 @@ impl Lab {
         self.dp.maps.set_endpoint(endpoint, info).unwrap();
     }
 
-    /// Run `f` on a thread inside consumer `i`'s client namespace and wait for it.
-    pub fn in_client<T: Send + 'static>(&self, i: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
-        self.consumers[i].ns.spawn(f).join().expect("client thread panicked")
-    }
 }
 
 /// Backends answer on TCP:

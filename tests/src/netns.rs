@@ -121,7 +121,8 @@ impl Netns {
         })
     }
 
-    fn enter_and_forget(self) {
+    /// Enter this namespace on the calling thread without deleting it on drop.
+    pub fn enter_and_forget(self) {
         self.enter();
         std::mem::forget(self);
     }

@@ -52,6 +52,8 @@ fn main() -> Result<()> {
             let tc = setup()?;
             build_ebpf(&root, &tc)?;
             check_root()?;
+            // The netns tests drive the real binary (target/debug/privatelink).
+            run(Command::new(cargo()).current_dir(&root).args(["build", "-p", "privatelink-user", "--bin", "privatelink"]))?;
             let mut c = Command::new(cargo());
             c.current_dir(&root).arg("test").args(["--", "--test-threads", "4"]).args(&args);
             run_tests(&mut c)?;

@@ -1,0 +1,287 @@
+//! The network-namespace lab driven the way an operator drives a gateway: the real
+//! `privatelink daemon` runs in the gateway namespace (started with `ip netns exec`),
+//! pins into a bpffs mounted in the host's mount namespace (so pins outlive a daemon
+//! restart), and every step goes through the `privatelink` CLI. On drop: `down`, the
+//! daemon killed, the bpffs unmounted, the namespaces deleted.
+
+use crate::{
+    lab::Topology,
+    netns::{require_root, sh},
+};
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// The `privatelink` binary: `PRIVATELINK_BIN`, or beside the test executable's
+/// directory (target/<profile>/privatelink).
+pub fn privatelink_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("PRIVATELINK_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("privatelink");
+    assert!(bin.exists(), "{} is missing: build it (cargo build -p privatelink-user) or set PRIVATELINK_BIN", bin.display());
+    bin
+}
+
+/// A bpffs mounted at a fresh directory in the host's mount namespace; unmounted and
+/// removed on drop.
+pub struct Bpffs(pub PathBuf);
+
+impl Bpffs {
+    pub fn new(dir: PathBuf) -> Bpffs {
+        require_root();
+        std::fs::create_dir_all(&dir).unwrap();
+        sh(&["mount", "-t", "bpf", "bpf", dir.to_str().unwrap()]);
+        Bpffs(dir)
+    }
+}
+
+impl Drop for Bpffs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// What a CLI call did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+pub struct DaemonLab {
+    pub topo: Topology,
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    pub bpffs: PathBuf,
+    daemon: Option<Child>,
+    fs: Option<Bpffs>,
+}
+
+impl std::ops::Deref for DaemonLab {
+    type Target = Topology;
+    fn deref(&self) -> &Topology {
+        &self.topo
+    }
+}
+
+impl DaemonLab {
+    pub fn new(consumers: usize) -> DaemonLab {
+        let topo = Topology::new(consumers);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = PathBuf::from(format!("/run/pltest{}-daemon-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fs = Bpffs::new(dir.join("bpffs"));
+        let mut lab = DaemonLab {
+            topo,
+            socket: dir.join("api.sock"),
+            state_dir: dir.join("state"),
+            bpffs: fs.0.join("privatelink"),
+            dir,
+            daemon: None,
+            fs: Some(fs),
+        };
+        lab.start_daemon();
+        lab
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Start `privatelink daemon` in the gateway namespace and wait until it answers.
+    pub fn start_daemon(&mut self) {
+        assert!(self.daemon.is_none(), "daemon already running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.topo.gw.name])
+            .arg(privatelink_bin())
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("daemon")
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .arg("--bpffs")
+            .arg(&self.bpffs)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn the daemon");
+        self.daemon = Some(child);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.daemon.as_mut().unwrap().try_wait().unwrap() {
+                self.daemon = None;
+                panic!("the daemon exited ({status}):\n{}", self.log());
+            }
+            if self.socket.exists() && self.cli(&["status"]).code == 0 {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "the daemon did not come up:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stop the daemon with `signal` (SIGTERM: orderly; SIGKILL: a crash) and reap it.
+    pub fn stop_daemon(&mut self, signal: i32) {
+        let mut child = self.daemon.take().expect("no daemon running");
+        // `ip netns exec` execs the daemon, so the child's pid is the daemon's.
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let start = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            assert!(start.elapsed() < Duration::from_secs(10), "the daemon did not stop:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the daemon process is still running.
+    pub fn daemon_running(&mut self) -> bool {
+        match &mut self.daemon {
+            Some(c) => c.try_wait().unwrap().is_none(),
+            None => false,
+        }
+    }
+
+    /// Wait for the daemon to exit on its own (after `down`).
+    pub fn wait_daemon_exit(&mut self) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if !self.daemon_running() {
+                self.daemon = None;
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Run the CLI (from the host namespace: the API is a Unix socket path).
+    pub fn cli(&self, args: &[&str]) -> Run {
+        Command::new(privatelink_bin())
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run privatelink")
+            .into()
+    }
+
+    /// Run the CLI and panic unless it succeeds; its stdout.
+    #[track_caller]
+    pub fn ok(&self, args: &[&str]) -> String {
+        let r = self.cli(args);
+        assert_eq!(r.code, 0, "privatelink {args:?} failed: {r:#?}\ndaemon log:\n{}", self.log());
+        r.stdout
+    }
+
+    /// A read command's JSON output.
+    #[track_caller]
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        let out = self.ok(&a);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
+    }
+
+    /// Write `spec` to a file in the lab directory and `apply -f` it.
+    pub fn apply(&self, spec: &str, extra: &[&str]) -> Run {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.join(format!("spec-{n}.yaml"));
+        std::fs::write(&path, spec).unwrap();
+        let mut args = vec!["apply", "-f", path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.cli(&args)
+    }
+
+    /// An endpoint's field from `get endpoints NAME -o json`.
+    pub fn endpoint(&self, name: &str) -> serde_json::Value {
+        let v = self.json(&["get", "endpoints", name]);
+        v[0].clone()
+    }
+
+    /// Pins under the daemon's bpffs directory.
+    pub fn pins(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for sub in ["maps", "links"] {
+            if let Ok(rd) = std::fs::read_dir(self.bpffs.join(sub)) {
+                out.extend(rd.flatten().map(|e| format!("{sub}/{}", e.file_name().to_string_lossy())));
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+impl Drop for DaemonLab {
+    fn drop(&mut self) {
+        if self.daemon_running() {
+            let r = self.cli(&["down"]);
+            if r.code != 0 {
+                eprintln!("privatelink down failed: {r:?}");
+            }
+            self.wait_daemon_exit();
+        }
+        if let Some(mut c) = self.daemon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Pins left by a killed daemon: remove them so the bpffs unmounts clean.
+        let _ = Command::new(privatelink_bin()).arg("--socket").arg(&self.socket).args(["down", "--bpffs"]).arg(&self.bpffs).output();
+        drop(self.fs.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A spec for a `Topology` of `consumers` consumer VPCs: VPCs `vpc{i}` (gw-c{i},
+/// 10.0.0.0/24) and `prov` (gw-prov, 192.168.2.0/24); `services` and `endpoints` are
+/// YAML list items, already indented by two spaces.
+pub fn spec(consumers: usize, services: &str, endpoints: &str) -> String {
+    let mut s = String::from("gateway:\n  region: lab\n  conntrack_capacity: 65536\n  timeouts: { tcp_established: 350s, tcp_closing: 10s, udp: 60s }\nvpcs:\n");
+    for i in 0..consumers {
+        s.push_str(&format!("  - {{ name: vpc{i}, interface: gw-c{i}, cidr: 10.0.0.0/24 }}\n"));
+    }
+    s.push_str("  - { name: prov, interface: gw-prov, cidr: 192.168.2.0/24 }\nservices:\n");
+    s.push_str(services);
+    s.push_str("endpoints:\n");
+    s.push_str(endpoints);
+    s
+}
+
+/// One service `name` on both lab backends (tcp 80 -> 8080, udp 53 -> 5353), owned by
+/// `owner`; `extra` are more `key: value` lines for it.
+pub fn service(name: &str, owner: &str, extra: &[&str]) -> String {
+    let mut s = format!(
+        "  - name: {name}\n    owner: \"{owner}\"\n    vpc: prov\n    backends: [{{ address: 192.168.2.10 }}, {{ address: 192.168.2.11 }}]\n    ports:\n      - {{ protocol: tcp, endpoint_port: 80, service_port: 8080 }}\n      - {{ protocol: udp, endpoint_port: 53, service_port: 5353 }}\n"
+    );
+    for e in extra {
+        s.push_str(&format!("    {e}\n"));
+    }
+    s
+}
+
+/// An endpoint item at 10.0.0.100 in consumer VPC `consumer`.
+pub fn endpoint(name: &str, owner: &str, consumer: usize, service: &str) -> String {
+    format!("  - {{ name: {name}, owner: \"{owner}\", vpc: vpc{consumer}, service: {service}, ip: 10.0.0.100 }}\n")
+}
