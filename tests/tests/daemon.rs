@@ -6,7 +6,7 @@ use privatelink_tests::{daemon_lab::*, lab::*};
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 fn ep_tcp() -> SocketAddr {
@@ -30,14 +30,6 @@ fn roundtrip(s: &mut TcpStream, msg: &[u8]) -> std::io::Result<()> {
         return Err(std::io::Error::other("echo mismatch"));
     }
     Ok(())
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -96,4 +88,220 @@ fn cross_account_endpoint_waits_for_approval_then_reaches_a_backend_from_its_sna
     assert!(lab.in_client(0, || http_get(ep_tcp())).is_err(), "connected through a rejected endpoint");
     let stats = lab.json(&["stats"]);
     assert!(stats["endpoints"][0]["drops"]["rejected"].as_u64().unwrap() >= 1, "{stats:#}");
+}
+
+#[test]
+fn same_account_is_accepted_at_once_star_with_auto_accept_too_and_a_stranger_is_refused() {
+    let lab = DaemonLab::new(3);
+    let services = service("web", "100002", &[]) + &service("open", "100002", &["allowed_accounts: [\"*\"]", "auto_accept: true"]);
+    let endpoints = endpoint("own", "100002", 0, "web") + &endpoint("anyone", "100007", 1, "open");
+    let spec1 = spec(3, &services, &endpoints);
+    let r = lab.apply(&spec1, &[]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    assert_eq!(lab.endpoint("own")["state"], "accepted", "the owner's own endpoint needs no approval");
+    assert_eq!(lab.endpoint("anyone")["state"], "accepted", "\"*\" with auto_accept");
+    for i in [0, 1] {
+        let body = lab.in_client(i, || http_get(ep_tcp())).expect("HTTP through an accepted endpoint");
+        assert!(body.starts_with("backend=backend-"), "{body}");
+    }
+    // UDP through the same endpoint: 53 -> 5353.
+    let answer = lab.in_client(1, || udp_ask(SocketAddr::from((ENDPOINT, ENDPOINT_UDP_PORT)), b"q")).expect("UDP answer");
+    assert!(answer.contains("got=q"), "{answer}");
+
+    // A second apply of the same spec changes nothing and writes nothing.
+    let r = lab.apply(&spec1, &[]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    assert_eq!(r.stdout.trim(), "no changes (0 map writes)");
+
+    // An account that is neither the owner nor allowed: refused with the reason, and
+    // nothing of that apply happens (the other new endpoint is not created either).
+    let stranger = endpoints.clone() + &endpoint("stranger", "100009", 2, "web") + "  - { name: extra, owner: \"100002\", vpc: vpc2, service: open, ip: 10.0.0.50 }\n";
+    let r = lab.apply(&spec(3, &services, &stranger), &[]);
+    assert_eq!(r.code, 1, "{r:#?}");
+    assert!(
+        r.stderr.contains("endpoints[2].owner: account 100009 may not connect to service `web`: it is neither the owner (100002) nor in allowed_accounts"),
+        "{}",
+        r.stderr
+    );
+    let names: Vec<String> = lab.json(&["get", "endpoints"]).as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, ["anyone", "own"]);
+    assert!(lab.in_client(2, || http_get(ep_tcp())).is_err());
+}
+
+#[test]
+fn spec_errors_come_back_all_at_once_with_file_line_and_column_and_usage_errors_exit_2() {
+    let lab = DaemonLab::new(1);
+    let bad = spec(
+        1,
+        &service("web", "100002", &["connection_limit: 0", "colour: blue"]).replace("endpoint_port: 80,", "endpoint_port: 99999,"),
+        &endpoint("1-bad-name", "100002", 0, "web"),
+    );
+    let r = lab.apply(&bad, &["--dry-run"]);
+    assert_eq!(r.code, 1, "{r:#?}");
+    // Unknown fields are structural errors: reported (with the rest of that item
+    // unread) together with every other item's.
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert!(lines[0].ends_with(".yaml:17:5: services[0].colour: unknown field `colour`, expected one of `name`, `owner`, `vpc`, `backends`, `ports`, `auto_accept`, `allowed_accounts`, `connection_limit`, `on_revoke`, `description`, `snat_range`"), "{}", r.stderr);
+    assert_eq!(lines.last().unwrap(), &"privatelink: the spec has 1 error; nothing was applied");
+    let bad = bad.replace("    colour: blue\n", "");
+    let r = lab.apply(&bad, &[]);
+    assert_eq!(r.code, 1, "{r:#?}");
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", r.stderr);
+    assert!(lines[0].ends_with(".yaml:14:26: services[0].ports[0].endpoint_port: a port must be 1-65535, not 99999"), "{}", r.stderr);
+    assert!(lines[1].ends_with(".yaml:16:5: services[0].connection_limit: the connection limit must be 1-1000000, not 0"), "{}", r.stderr);
+    assert!(lines[2].contains(".yaml:18:7: endpoints[0].name: must be 2-128 characters, start with a letter"), "{}", r.stderr);
+    assert_eq!(lines[3], "privatelink: the spec has 3 errors; nothing was applied");
+    assert_eq!(lab.json(&["get", "services"]), serde_json::json!([]), "nothing was applied");
+    // Usage errors exit 2; a missing name exits 1 with a one-line reason.
+    assert_eq!(lab.cli(&["get", "widgets"]).code, 2);
+    assert_eq!(lab.cli(&["whois", "11.163.0.1:notaport"]).code, 2);
+    let r = lab.cli(&["describe", "endpoint", "nope"]);
+    assert_eq!((r.code, r.stderr.trim()), (1, "privatelink: no endpoint named or with id `nope`"));
+}
+
+#[test]
+fn the_connection_limit_holds_and_quotas_are_enforced() {
+    let lab = DaemonLab::new(1);
+    let r = lab.apply(&spec(1, &service("web", "100002", &["connection_limit: 2"]), &endpoint("ep", "100002", 0, "web")), &[]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    let held = lab.in_client(0, || {
+        let a = hold(ep_tcp()).expect("first connection");
+        let b = hold(ep_tcp()).expect("second connection");
+        let third = hold(ep_tcp());
+        (a, b, third.is_err())
+    });
+    assert!(held.2, "a third connection got through a limit of 2");
+    let ep = lab.endpoint("ep");
+    assert_eq!(ep["active_connections"], 2, "{ep:#}");
+    let stats = lab.json(&["stats"]);
+    assert!(stats["endpoints"][0]["drops"]["over_limit"].as_u64().unwrap() >= 1, "{stats:#}");
+    let table = lab.ok(&["stats"]);
+    assert!(table.lines().any(|l| l.starts_with("ep ") && l.contains("2/2") && l.contains("over_limit=")), "{table}");
+    drop(held);
+
+    // Quotas: one service per account here, and the second is refused with its path.
+    let quota = spec(1, &(service("web", "100002", &[]) + &service("web2", "100002", &[])), "")
+        .replace("region: lab\n", "region: lab\n  quotas: { services_per_account: 1 }\n");
+    let r = lab.apply(&quota, &[]);
+    assert_eq!(r.code, 1, "{r:#?}");
+    assert!(r.stderr.contains("services[1]: account 100002 exceeds its quota of 1 services"), "{}", r.stderr);
+}
+
+#[test]
+fn on_revoke_keep_lets_live_flows_finish_and_reset_cuts_them() {
+    let lab = DaemonLab::new(2);
+    let services = service("keep", "100002", &["allowed_accounts: [\"100001\"]", "auto_accept: true", "on_revoke: keep"])
+        + &service("cut", "100002", &["allowed_accounts: [\"100001\"]", "auto_accept: true", "on_revoke: reset"]);
+    let endpoints = endpoint("ep-keep", "100001", 0, "keep") + &endpoint("ep-cut", "100001", 1, "cut");
+    let r = lab.apply(&spec(2, &services, &endpoints), &[]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    let mut keep = lab.in_client(0, echo_session).expect("session through ep-keep");
+    let mut cut = lab.in_client(1, echo_session).expect("session through ep-cut");
+    roundtrip(&mut keep, b"before").unwrap();
+    roundtrip(&mut cut, b"before").unwrap();
+
+    // The provider removes the account from both whitelists.
+    let revoked = spec(2, &services.replace("allowed_accounts: [\"100001\"]", "allowed_accounts: []"), &endpoints);
+    let r = lab.apply(&revoked, &[]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    assert!(r.stdout.contains("rejected: account 100001 is no longer allowed (on_revoke: reset)"), "{}", r.stdout);
+    assert_eq!(lab.endpoint("ep-keep")["state"], "rejected");
+    assert_eq!(lab.endpoint("ep-cut")["reason"], "account 100001 was removed from allowed_accounts");
+
+    roundtrip(&mut keep, b"after").expect("on_revoke: keep must let a live flow go on");
+    assert!(roundtrip(&mut cut, b"after").is_err(), "on_revoke: reset must cut the live flow");
+    assert_eq!(lab.endpoint("ep-cut")["active_connections"], 0);
+    assert_eq!(lab.endpoint("ep-keep")["active_connections"], 1);
+    // New connections are refused on both.
+    assert!(lab.in_client(0, || http_get(ep_tcp())).is_err());
+    assert!(lab.in_client(1, || http_get(ep_tcp())).is_err());
+
+    // `reject` on an accepted endpoint of a reset service cuts as well.
+    let r = lab.apply(&spec(2, &services, &endpoints), &[]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    assert_eq!(lab.endpoint("ep-cut")["state"], "rejected", "re-applying never resets a decision");
+    lab.ok(&["accept", "ep-cut"]);
+    let mut again = lab.in_client(1, echo_session).expect("session after accepting again");
+    roundtrip(&mut again, b"x").unwrap();
+    lab.ok(&["reject", "ep-cut"]);
+    assert!(roundtrip(&mut again, b"y").is_err(), "reject under on_revoke: reset must cut the live flow");
+}
+
+#[test]
+fn a_live_connection_survives_daemon_restarts_and_a_crash() {
+    let mut lab = DaemonLab::new(1);
+    let spec1 = spec(1, &service("web", "100002", &[]), &endpoint("ep", "100002", 0, "web"));
+    assert_eq!(lab.apply(&spec1, &[]).code, 0);
+    let mut s = lab.in_client(0, echo_session).expect("session");
+    roundtrip(&mut s, b"one").unwrap();
+    let prog_before = lab.json(&["status"])["interfaces"][0]["program_id"].as_u64().unwrap();
+
+    // An orderly stop detaches nothing: the pinned links keep the data path running.
+    lab.stop_daemon(libc::SIGTERM);
+    assert_eq!(lab.pins().iter().filter(|p| p.starts_with("links/")).count(), 2, "{:?}", lab.pins());
+    roundtrip(&mut s, b"daemon stopped").expect("the flow must survive the daemon stopping");
+    lab.start_daemon();
+    roundtrip(&mut s, b"restarted").expect("the flow must survive a restart");
+    let status = lab.json(&["status"]);
+    let prog_after = status["interfaces"][0]["program_id"].as_u64().unwrap();
+    assert_ne!(prog_before, prog_after, "the restarted daemon swaps in its own program");
+    assert_eq!(lab.endpoint("ep")["active_connections"], 1, "the flow is still counted");
+    let r = lab.apply(&spec1, &[]);
+    assert_eq!(r.stdout.trim(), "no changes (0 map writes)", "the restart lost nothing: {r:#?}");
+
+    // A crash (SIGKILL) is no different.
+    lab.stop_daemon(libc::SIGKILL);
+    roundtrip(&mut s, b"crashed").expect("the flow must survive a crash");
+    lab.start_daemon();
+    roundtrip(&mut s, b"back").expect("the flow must survive the restart after a crash");
+    let body = lab.in_client(0, || http_get(ep_tcp())).expect("new connections after the restart");
+    assert!(body.starts_with("backend=backend-"), "{body}");
+}
+
+#[test]
+fn deleting_a_service_in_use_needs_force_and_down_leaves_nothing_behind() {
+    let mut lab = DaemonLab::new(1);
+    let r = lab.apply(&spec(1, &service("web", "100002", &[]), &endpoint("ep", "100002", 0, "web")), &[]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    assert!(lab.in_client(0, || http_get(ep_tcp())).is_ok());
+    let r = lab.cli(&["delete", "service", "web"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.stderr.trim(),
+        "privatelink: service web still has endpoints that are accepted or creating: ep; delete them first or use --force"
+    );
+    let id = lab.json(&["get", "services"])[0]["id"].as_str().unwrap().to_string();
+    let out = lab.ok(&["delete", "service", &id, "--force"]);
+    assert!(out.contains("- service web") && out.contains("- endpoint ep"), "{out}");
+    assert_eq!(lab.json(&["get", "endpoints"]), serde_json::json!([]));
+    assert!(lab.in_client(0, || http_get(ep_tcp())).is_err(), "a deleted endpoint still answers");
+
+    assert!(lab.topo.gw.exec(&["ip", "link", "show", "gw-c0"]).stdout.windows(3).any(|w| w == b"xdp"));
+    let out = lab.ok(&["down"]);
+    assert!(out.contains("detached"), "{out}");
+    assert!(lab.wait_daemon_exit(), "the daemon did not stop after down");
+    assert_eq!(lab.pins(), Vec::<String>::new(), "pins left after down");
+    for dev in ["gw-c0", "gw-prov"] {
+        let link = lab.topo.gw.exec(&["ip", "link", "show", dev]).stdout;
+        assert!(!link.windows(3).any(|w| w == b"xdp"), "XDP still attached to {dev}: {}", String::from_utf8_lossy(&link));
+    }
+}
+
+#[test]
+fn only_root_may_use_the_cli() {
+    let lab = DaemonLab::new(1);
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(privatelink_bin())
+        .arg("--socket")
+        .arg(&lab.socket)
+        .arg("status")
+        .output()
+        .expect("setpriv");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "privatelink: must be run as root (the API and the data path are root-only)"
+    );
 }
