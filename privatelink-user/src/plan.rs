@@ -210,11 +210,11 @@ pub fn plan(spec: &Spec, doc: Option<&Doc>, old: &State, env: &Env) -> Result<Pl
         };
         rec.backend_slots.retain(|ip, _| s.backends.iter().any(|b| b.address == *ip));
         for b in &s.backends {
-            if !rec.backend_slots.contains_key(&b.address) {
+            if let std::collections::btree_map::Entry::Vacant(v) = rec.backend_slots.entry(b.address) {
                 match alloc(0..MAX_BACKENDS, &used_backends) {
                     Some(slot) => {
                         used_backends.insert(slot);
-                        rec.backend_slots.insert(b.address, slot);
+                        v.insert(slot);
                     }
                     None => backend_error = Some(err(doc, "services".into(), "no free backend slot".into())),
                 }

@@ -32,6 +32,18 @@ impl Check<'_> {
         self.errors.push(SpecError { path, pos, message: message.into() });
     }
 
+    /// The owner's id is well formed and within its account's quota of `what`.
+    fn owner<'s>(&mut self, p: &str, owner: &'s Account, counts: &mut BTreeMap<&'s Account, usize>, quota: i64, what: &str) {
+        if !account_ok(owner) {
+            self.err(format!("{p}.owner"), "an account id is 1-64 characters: letters, digits, '-' and '_'");
+        }
+        let n = counts.entry(owner).or_default();
+        *n += 1;
+        if *n as i64 == quota + 1 {
+            self.err(p, format!("account {owner} exceeds its quota of {quota} {what}"));
+        }
+    }
+
     fn range(&mut self, path: String, v: i64, lo: i64, hi: i64, what: &str) {
         if v < lo || v > hi {
             self.err(path, format!("{what} must be {lo}-{hi}, not {v}"));
@@ -157,14 +169,7 @@ pub fn validate(spec: &Spec, doc: Option<&Doc>, known: &Known) -> Vec<SpecError>
         } else if let Some(j) = svc_names.insert(&s.name, i) {
             c.err(format!("{p}.name"), format!("service `{}` is already defined at services[{j}]", s.name));
         }
-        if !account_ok(&s.owner) {
-            c.err(format!("{p}.owner"), "an account id is 1-64 characters: letters, digits, '-' and '_'");
-        }
-        let n = per_account.entry(&s.owner).or_default();
-        *n += 1;
-        if *n as i64 == g.quotas.services_per_account + 1 {
-            c.err(format!("{p}"), format!("account {} exceeds its quota of {} services", s.owner, g.quotas.services_per_account));
-        }
+        c.owner(&p, &s.owner, &mut per_account, g.quotas.services_per_account, "services");
         let vpc = spec.vpcs.iter().find(|v| v.name == s.vpc);
         if vpc.is_none() {
             c.err(format!("{p}.vpc"), format!("VPC `{}` is not defined under vpcs", s.vpc));
@@ -248,14 +253,7 @@ pub fn validate(spec: &Spec, doc: Option<&Doc>, known: &Known) -> Vec<SpecError>
         } else if let Some(j) = ep_names.insert(&e.name, i) {
             c.err(format!("{p}.name"), format!("endpoint `{}` is already defined at endpoints[{j}]", e.name));
         }
-        if !account_ok(&e.owner) {
-            c.err(format!("{p}.owner"), "an account id is 1-64 characters: letters, digits, '-' and '_'");
-        }
-        let n = per_account.entry(&e.owner).or_default();
-        *n += 1;
-        if *n as i64 == g.quotas.endpoints_per_account + 1 {
-            c.err(p.clone(), format!("account {} exceeds its quota of {} endpoints", e.owner, g.quotas.endpoints_per_account));
-        }
+        c.owner(&p, &e.owner, &mut per_account, g.quotas.endpoints_per_account, "endpoints");
         let vpc = spec.vpcs.iter().find(|v| v.name == e.vpc);
         match vpc {
             None => c.err(format!("{p}.vpc"), format!("VPC `{}` is not defined under vpcs", e.vpc)),

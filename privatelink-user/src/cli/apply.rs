@@ -12,11 +12,7 @@ pub fn run(socket: &Path, file: &Path, dry_run: bool, fmt: Format) -> Result<()>
         Err(e) => {
             // Spec errors point into the file: prefix them with its name.
             if let Some(client::CallError::Spec { error, errors }) = e.downcast_ref::<client::CallError>() {
-                let errors = errors
-                    .iter()
-                    .map(|se| crate::SpecError { path: se.path.clone(), pos: se.pos, message: se.message.clone() })
-                    .collect::<Vec<_>>();
-                for se in &errors {
+                for se in errors {
                     eprintln!("{}:{se}", file.display());
                 }
                 anyhow::bail!("{error}");

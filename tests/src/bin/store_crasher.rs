@@ -4,7 +4,7 @@
 
 use privatelink::{
     spec::{Account, Endpoint},
-    state::{EndpointRecord, EndpointState, State},
+    state::{EndpointRecord, EndpointState},
     store::Store,
 };
 use std::io::Write;
