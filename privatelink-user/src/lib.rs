@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 pub mod daemon;
 pub mod error;
+pub mod lab;
 pub mod loader;
 pub mod maglev;
 pub mod maps;

@@ -86,6 +86,16 @@ impl Dataplane {
             .map_err(|source| Error::Program { name: PROG_PASS, source })
     }
 
+    /// `attach_pass`, returning the bpf_link so it can be pinned (outlive the process).
+    pub fn attach_pass_link(&mut self, ifindex: u32) -> Result<FdLink> {
+        let prog = program_mut(&mut self.ebpf, PROG_PASS)?;
+        let id = prog
+            .attach_to_if_index(ifindex, XdpMode::Driver)
+            .map_err(|source| Error::Program { name: PROG_PASS, source })?;
+        let link = prog.take_link(id).map_err(|source| Error::Program { name: PROG_PASS, source })?;
+        FdLink::try_from(link).map_err(|e| Error::Link(e.to_string()))
+    }
+
     /// Detach the data path from the interface behind `link`.
     pub fn detach(&mut self, link: XdpLinkId) -> Result<()> {
         program_mut(&mut self.ebpf, PROG_XDP)?

@@ -1,6 +1,8 @@
 //! Orchestration only: install what is missing, build the XDP object with a toolchain
 //! that has `rust-src`, build the binary, run the tests. No product logic here.
 
+mod demo;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::{
@@ -29,6 +31,12 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Build, then run the seeds' quick start end to end in network namespaces.
+    Demo {
+        /// Leave the lab up afterwards to try it by hand.
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -47,6 +55,13 @@ fn main() -> Result<()> {
             build_ebpf(&root, &tc)?;
             run(Command::new(cargo()).current_dir(&root).args(["build", "--release", "-p", "privatelink-user"]))?;
             println!("built {}", root.join("target/release/privatelink").display());
+        }
+        Cmd::Demo { keep } => {
+            let tc = setup()?;
+            build_ebpf(&root, &tc)?;
+            check_root()?;
+            run(Command::new(cargo()).current_dir(&root).args(["build", "--release", "-p", "privatelink-user"]))?;
+            demo::run(&root, root.join("target/release/privatelink"), keep)?;
         }
         Cmd::Test { args } => {
             let tc = setup()?;

@@ -78,3 +78,24 @@ pub fn check() -> Result<()> {
     println!("data path loaded: program id {}, verified by the kernel", info.id());
     Ok(())
 }
+
+pub fn lab(cmd: super::LabCommand) -> Result<()> {
+    use super::LabCommand;
+    use crate::lab;
+    match cmd {
+        LabCommand::Up => {
+            lab::up()?;
+            println!("lab up: client netns {}, backends in {}, gateway {}", lab::NS_CLIENT, lab::NS_PROVIDER, lab::NS_GATEWAY);
+            println!("export PRIVATELINK_SOCKET={}", lab::socket().display());
+        }
+        LabCommand::Down => {
+            lab::down()?;
+            println!("lab down: namespaces, processes, pins and {} removed", lab::LAB_DIR);
+        }
+        LabCommand::Serve { name, address } => lab::serve(&name, address)?,
+        LabCommand::Get { address, timeout_secs } => {
+            println!("{}", lab::http_get(address, std::time::Duration::from_secs(timeout_secs))?);
+        }
+    }
+    Ok(())
+}

@@ -101,6 +101,35 @@ pub enum Command {
     },
     /// Load the data path into the kernel (runs the verifier) and unload it again.
     Check,
+    /// The seeds' quick-start topology in network namespaces, to try it by hand.
+    Lab {
+        #[command(subcommand)]
+        command: LabCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum LabCommand {
+    /// Build it: consumer VPC1 with a client (netns pl-vpc1), provider VPC2 with two
+    /// backends (pl-vpc2), a gateway (pl-gw) running the daemon. API socket:
+    /// /run/privatelink-lab/api.sock.
+    Up,
+    /// Stop and remove everything `lab up` made.
+    Down,
+    /// (used by `lab up`) a backend answering `backend=NAME peer=IP:PORT`.
+    #[command(hide = true)]
+    Serve {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        address: std::net::SocketAddr,
+    },
+    /// An HTTP GET from the current network namespace, with a timeout.
+    Get {
+        address: std::net::SocketAddr,
+        #[arg(long, default_value = "3")]
+        timeout_secs: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -153,6 +182,7 @@ pub fn main() -> ExitCode {
         Command::Status => admin::status(&cli.socket, cli.output),
         Command::Down { bpffs } => admin::down(&cli.socket, &bpffs),
         Command::Check => admin::check(),
+        Command::Lab { command } => admin::lab(command),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

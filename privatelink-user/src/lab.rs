@@ -1,0 +1,244 @@
+//! `privatelink lab up|down`: the seeds' quick-start topology on one Linux host, in
+//! network namespaces, for people who want to try the gateway by hand.
+//!
+//!   pl-vpc1 (consumer VPC1, 10.0.0.0/24)      pl-vpc2 (provider VPC2, 192.168.2.0/24)
+//!   client 10.0.0.2 ── gw-vpc1 ┐   pl-gw   ┌ gw-vpc2 192.168.2.1 ── backends .10 .11 :8080
+//!                              └ privatelink daemon (XDP) ┘
+//!
+//! Everything it starts (daemon, backends) runs detached with a pid file under
+//! `LAB_DIR`; `down` stops it all and removes namespaces, pins and files. Never
+//! touches anything it did not create.
+
+use crate::loader::{self, Dataplane, LoadOptions};
+use anyhow::{bail, Context, Result};
+use std::{
+    fs::File,
+    io::{BufRead, BufReader, Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+pub const LAB_DIR: &str = "/run/privatelink-lab";
+pub const NS_CLIENT: &str = "pl-vpc1";
+pub const NS_PROVIDER: &str = "pl-vpc2";
+pub const NS_GATEWAY: &str = "pl-gw";
+pub const BACKENDS: [(&str, &str); 2] = [("backend-1", "192.168.2.10:8080"), ("backend-2", "192.168.2.11:8080")];
+
+pub fn socket() -> PathBuf {
+    Path::new(LAB_DIR).join("api.sock")
+}
+
+fn sh(args: &[&str]) -> Result<()> {
+    let out = Command::new(args[0]).args(&args[1..]).output().with_context(|| format!("running {}", args.join(" ")))?;
+    if !out.status.success() {
+        bail!("`{}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+fn ip(ns: &str, args: &[&str]) -> Result<()> {
+    let mut v = vec!["ip", "-n", ns];
+    v.extend_from_slice(args);
+    sh(&v)
+}
+
+fn in_ns(ns: &str, args: &[&str]) -> Result<()> {
+    let mut v = vec!["ip", "netns", "exec", ns];
+    v.extend_from_slice(args);
+    sh(&v)
+}
+
+fn ns_exists(ns: &str) -> bool {
+    Path::new("/run/netns").join(ns).exists()
+}
+
+/// Start `args` in namespace `ns`, detached (own session), output to `log`, pid to
+/// `LAB_DIR/<name>.pid`.
+fn spawn_detached(ns: &str, name: &str, args: &[&str]) -> Result<()> {
+    let dir = Path::new(LAB_DIR);
+    let log = File::create(dir.join(format!("{name}.log")))?;
+    let child = Command::new("setsid")
+        .args(["ip", "netns", "exec", ns])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    std::fs::write(dir.join(format!("{name}.pid")), child.id().to_string())?;
+    Ok(())
+}
+
+/// Run `f` on a thread inside network namespace `ns`.
+fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    let file = File::open(Path::new("/run/netns").join(ns)).with_context(|| format!("opening netns {ns}"))?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns on this thread only, with a valid netns fd.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                bail!("entering netns {ns}: {}", std::io::Error::last_os_error());
+            }
+            f()
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("thread in {ns} panicked"))?
+    })
+}
+
+/// Build the topology, start both backends and the daemon. Fails if a lab is up.
+pub fn up() -> Result<()> {
+    if ns_exists(NS_GATEWAY) || Path::new(LAB_DIR).exists() {
+        bail!("a lab is already up (or was left half-made): run `privatelink lab down` first");
+    }
+    let r = build();
+    if r.is_err() {
+        // Nothing half-made stays behind.
+        let _ = down();
+    }
+    r
+}
+
+fn build() -> Result<()> {
+    let dir = Path::new(LAB_DIR);
+    std::fs::create_dir_all(dir)?;
+    for ns in [NS_GATEWAY, NS_CLIENT, NS_PROVIDER] {
+        sh(&["ip", "netns", "add", ns])?;
+        ip(ns, &["link", "set", "lo", "up"])?;
+    }
+    for (gw_if, ns) in [("gw-vpc1", NS_CLIENT), ("gw-vpc2", NS_PROVIDER)] {
+        ip(NS_GATEWAY, &["link", "add", gw_if, "type", "veth", "peer", "name", "eth0", "netns", ns])?;
+        ip(NS_GATEWAY, &["link", "set", gw_if, "up"])?;
+        ip(ns, &["link", "set", "eth0", "up"])?;
+        // Local senders on veth leave checksums to offload; an XDP rewrite would turn
+        // them into bad ones (a real NIC delivers full checksums).
+        in_ns(ns, &["ethtool", "-K", "eth0", "tx", "off"])?;
+    }
+    in_ns(NS_GATEWAY, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+    ip(NS_GATEWAY, &["addr", "add", "192.168.2.1/24", "dev", "gw-vpc2"])?;
+    ip(NS_CLIENT, &["addr", "add", "10.0.0.2/24", "dev", "eth0"])?;
+    for (_, addr) in BACKENDS {
+        let host = addr.split(':').next().unwrap_or_default();
+        ip(NS_PROVIDER, &["addr", "add", &format!("{host}/24"), "dev", "eth0"])?;
+    }
+    // The provider routes the SNAT range back to the gateway (the seeds' security
+    // group rule for 11.163.0.0/16).
+    ip(NS_PROVIDER, &["route", "add", "11.163.0.0/16", "via", "192.168.2.1"])?;
+
+    // A bpffs in the host's mount namespace, so pins outlive every process here.
+    let bpffs = dir.join("bpffs");
+    std::fs::create_dir_all(&bpffs)?;
+    sh(&["mount", "-t", "bpf", "bpf", bpffs.to_str().unwrap_or_default()])?;
+
+    // The hosts' veth ends need an XDP program of their own to receive the frames
+    // the gateway redirects into them (kernel 6.18 veth); pin those links too.
+    let mut pass = Dataplane::load(&LoadOptions { ct_capacity: 1024, pin_dir: None })?;
+    for ns in [NS_CLIENT, NS_PROVIDER] {
+        let link = in_netns(ns, || Ok(pass.attach_pass_link(loader::ifindex("eth0")?)?))?;
+        link.pin(bpffs.join(format!("pass-{ns}"))).with_context(|| format!("pinning the XDP_PASS link in {ns}"))?;
+    }
+
+    let me = std::env::current_exe()?;
+    let me = me.to_str().context("binary path")?;
+    for (name, addr) in BACKENDS {
+        spawn_detached(NS_PROVIDER, name, &[me, "lab", "serve", "--name", name, "--address", addr])?;
+    }
+    let sock = socket();
+    let state = dir.join("state");
+    let pins = bpffs.join("privatelink");
+    spawn_detached(
+        NS_GATEWAY,
+        "daemon",
+        &[me, "--socket", sock.to_str().unwrap_or_default(), "daemon", "--state-dir", state.to_str().unwrap_or_default(), "--bpffs", pins.to_str().unwrap_or_default()],
+    )?;
+    let start = Instant::now();
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        if start.elapsed() > Duration::from_secs(20) {
+            let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
+            bail!("the daemon did not come up:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Stop everything `up` started and remove what it made. Safe to run twice.
+pub fn down() -> Result<()> {
+    let dir = Path::new(LAB_DIR);
+    let sock = socket();
+    if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+        let _ = crate::cli::client::call(&sock, &crate::api::Request::Down);
+    }
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "pid") {
+                if let Some(pid) = std::fs::read_to_string(&p).ok().and_then(|s| s.trim().parse::<i32>().ok()) {
+                    // SAFETY: signalling a process this lab started (its pid file).
+                    unsafe { libc::kill(pid, libc::SIGTERM) };
+                }
+            }
+        }
+    }
+    for ns in [NS_CLIENT, NS_PROVIDER, NS_GATEWAY] {
+        if ns_exists(ns) {
+            sh(&["ip", "netns", "del", ns])?;
+        }
+    }
+    let bpffs = dir.join("bpffs");
+    if bpffs.exists() {
+        crate::daemon::remove_pins(&bpffs.join("privatelink"))?;
+        if let Ok(rd) = std::fs::read_dir(&bpffs) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with("pass-") {
+                    std::fs::remove_file(e.path())?;
+                }
+            }
+        }
+        std::fs::remove_dir(bpffs.join("privatelink")).ok();
+        let _ = Command::new("umount").arg(&bpffs).status();
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// A backend: answers each HTTP request with `backend=NAME peer=IP:PORT` (the source
+/// address it saw) and closes.
+pub fn serve(name: &str, addr: SocketAddr) -> Result<()> {
+    let l = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+    eprintln!("{name}: serving on {addr}");
+    for s in l.incoming() {
+        let Ok(mut s) = s else { continue };
+        let Ok(peer) = s.peer_addr() else { continue };
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+        let mut r = BufReader::new(match s.try_clone() {
+            Ok(c) => c,
+            Err(_) => continue,
+        });
+        let mut line = String::new();
+        while r.read_line(&mut line).map(|n| n > 0 && line.trim_end() != "").unwrap_or(false) {
+            line.clear();
+        }
+        let body = format!("backend={name} peer={peer}\n");
+        let _ = write!(s, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    }
+    Ok(())
+}
+
+/// A minimal HTTP/1.0 GET with timeouts (for the demo; curl does the same by hand).
+pub fn http_get(addr: SocketAddr, timeout: Duration) -> Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {addr}"))?;
+    s.set_read_timeout(Some(timeout))?;
+    write!(s, "GET / HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let (head, body) = resp.split_once("\r\n\r\n").context("not an HTTP answer")?;
+    if !head.starts_with("HTTP/1.0 200") {
+        bail!("{}", head.lines().next().unwrap_or_default());
+    }
+    Ok(body.trim_end().to_string())
+}

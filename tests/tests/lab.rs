@@ -1,0 +1,63 @@
+//! `privatelink lab up|down` (what `cargo xtask demo` drives): the quick start through
+//! the lab's own processes, and nothing left behind afterwards.
+
+use privatelink_tests::{daemon_lab::privatelink_bin, netns::require_root};
+use std::process::Command;
+
+fn pl(args: &[&str]) -> std::process::Output {
+    Command::new(privatelink_bin())
+        .env("PRIVATELINK_SOCKET", "/run/privatelink-lab/api.sock")
+        .args(args)
+        .output()
+        .expect("run privatelink")
+}
+
+#[track_caller]
+fn ok(args: &[&str]) -> String {
+    let o = pl(args);
+    assert!(o.status.success(), "privatelink {args:?}: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `lab down` on drop, also when the test fails.
+struct Up;
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = pl(&["lab", "down"]);
+    }
+}
+
+fn client_get() -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", "pl-vpc1"])
+        .arg(privatelink_bin())
+        .args(["lab", "get", "10.0.0.100:80", "--timeout-secs", "2"])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_lab_runs_the_quick_start_and_leaves_nothing_behind() {
+    require_root();
+    let quickstart = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/quickstart.yaml");
+    {
+        let _up = Up;
+        ok(&["lab", "up"]);
+        let r = pl(&["lab", "up"]);
+        assert_eq!(r.status.code(), Some(1), "a second lab up must refuse");
+        assert!(String::from_utf8_lossy(&r.stderr).contains("a lab is already up"));
+        ok(&["apply", "-f", quickstart]);
+        assert!(!client_get().status.success(), "connected through a pending endpoint");
+        ok(&["accept", "web-from-vpc1"]);
+        let out = client_get();
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && body.starts_with("backend=backend-") && body.contains(" peer=11.163.0.1:"), "{body}");
+        ok(&["lab", "down"]);
+    }
+    for ns in ["pl-vpc1", "pl-vpc2", "pl-gw"] {
+        assert!(!std::path::Path::new("/run/netns").join(ns).exists(), "{ns} left behind");
+    }
+    assert!(!std::path::Path::new("/run/privatelink-lab").exists());
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(!mounts.contains("privatelink-lab"), "bpffs left mounted");
+}
