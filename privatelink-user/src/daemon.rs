@@ -200,7 +200,12 @@ impl Gateway {
                 continue;
             }
             let pin = dir.join(&name);
-            let ifindex = loader::ifindex(&name)?;
+            let Ok(ifindex) = loader::ifindex(&name) else {
+                // Say so and carry on: the other VPCs keep working, and `status` shows
+                // this one unattached until the interface is back and a spec is applied.
+                eprintln!("privatelink: interface {name} does not exist; its VPC is not attached");
+                continue;
+            };
             let adopted = match PinnedLink::from_pin(&pin) {
                 Ok(p) => match self.dp()?.adopt_link(FdLink::from(p)) {
                     Ok(l) => Some(l),
