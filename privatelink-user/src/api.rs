@@ -35,6 +35,8 @@ pub enum Request {
     Whois { ip: Ipv4Addr, port: Option<u16> },
     Status,
     Down,
+    /// Events with a sequence number above `after`.
+    Events { after: u64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -70,6 +72,9 @@ pub struct ServiceView {
     pub description: Option<String>,
     pub endpoints: Vec<String>,
     pub created_at: u64,
+    pub health: Vec<crate::health::BackendHealth>,
+    /// Every backend is down: new flows use them all.
+    pub failing_open: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

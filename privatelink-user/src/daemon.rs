@@ -6,6 +6,8 @@
 
 use crate::{
     api::*,
+    health, metrics,
+    state::Event,
     loader::{self, Dataplane, LoadOptions},
     plan::{self, Env, Planned},
     reconcile::{self, Report},
@@ -43,6 +45,8 @@ pub struct Options {
     pub state_dir: PathBuf,
     pub bpffs: PathBuf,
     pub socket: PathBuf,
+    /// Serve Prometheus metrics on `/metrics` here.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -128,8 +132,13 @@ pub struct Gateway {
     links: BTreeMap<String, FdLink>,
     reconciles: u64,
     last_reconcile: Option<Report>,
+    last_reconcile_seconds: f64,
     sweeps: u64,
     expired: u64,
+    checker: health::Checker,
+    /// (endpoint index, drop reason) -> refusals counted so far, and the count when
+    /// the current episode began (None: no episode).
+    episodes: BTreeMap<(u32, u32), (u64, Option<u64>)>,
 }
 
 fn spec_error_response(errors: Vec<spec::SpecError>) -> Response {
@@ -142,13 +151,27 @@ impl Gateway {
         ensure_bpffs(&opts.bpffs)?;
         let store = Store::open(&opts.state_dir)?;
         let state = store.load()?;
-        let mut gw = Gateway { opts, store, state, dp: None, links: BTreeMap::new(), reconciles: 0, last_reconcile: None, sweeps: 0, expired: 0 };
+        let mut gw = Gateway {
+            opts,
+            store,
+            state,
+            dp: None,
+            links: BTreeMap::new(),
+            reconciles: 0,
+            last_reconcile: None,
+            last_reconcile_seconds: 0.0,
+            sweeps: 0,
+            expired: 0,
+            checker: health::Checker::default(),
+            episodes: BTreeMap::new(),
+        };
+        gw.checker.sync(&gw.state);
         if !gw.state.vpcs.is_empty() {
             gw.load_data_path()?;
             gw.sync().context("reconciling the recorded state into the maps")?;
             gw.ensure_links()?;
             if plan::unfinished(&gw.state) {
-                eprintln!("privatelink: finishing an apply that was interrupted");
+                tracing::warn!("finishing an apply that was interrupted");
                 gw.finish_apply()?;
             }
         }
@@ -179,11 +202,164 @@ impl Gateway {
 
     /// Reconcile the maps with the current state.
     fn sync(&mut self) -> Result<Report> {
-        let want = tables::desired(&self.state, &interface);
+        let started = std::time::Instant::now();
+        let checker = &self.checker;
+        let want = tables::desired(&self.state, &interface, &|s, ip| checker.is_up(s, ip));
         let r = reconcile::reconcile(&mut self.dp()?.maps, &want)?;
         self.reconciles += 1;
         self.last_reconcile = Some(r);
+        self.last_reconcile_seconds = started.elapsed().as_secs_f64();
+        if r.ops > 0 {
+            tracing::info!(ops = r.ops, writes = r.writes, seconds = self.last_reconcile_seconds, "reconciled the maps");
+        }
         Ok(r)
+    }
+
+    /// Record events (and send them to their service's webhook).
+    fn record(&mut self, mut events: Vec<Event>) -> Result<()> {
+        self.store.record(&mut events)?;
+        self.announce(&events);
+        Ok(())
+    }
+
+    fn announce(&self, events: &[Event]) {
+        for e in events {
+            tracing::info!(kind = %e.kind, subject = %e.subject, seq = e.seq, "{}", e.message);
+            let url = e.service.as_ref().and_then(|s| self.state.services.get(s)).and_then(|s| s.spec.notify_url.clone());
+            if let Some(url) = url {
+                crate::notify::send(url, e.clone());
+            }
+        }
+    }
+
+    /// A health probe finished: on a flip, record it, rewrite the backend tables, and
+    /// cut the backend's flows where the service says so.
+    pub fn health_result(&mut self, target: &health::Target, result: std::result::Result<(), String>) -> Result<()> {
+        let Some(flip) = self.checker.record(target, result) else { return Ok(()) };
+        let mut events = Vec::new();
+        let users = self.checker.users(target);
+        for svc in &users {
+            let subject = format!("{svc}/{}", target.ip);
+            let (kind, msg) = if flip.up {
+                ("backend.up", format!("backend {} of service {svc} is healthy again", target.ip))
+            } else {
+                ("backend.down", format!("backend {} of service {svc} failed its checks: {}", target.ip, flip.error.clone().unwrap_or_default()))
+            };
+            events.push(Event::new(kind, &subject, Some(svc), msg));
+            if let Some(s) = self.state.services.get(svc) {
+                let checker = &self.checker;
+                if tables::failing_open(&s.spec, &|n, ip| checker.is_up(n, ip)) && !flip.up {
+                    events.push(Event::new("service.fail_open", svc, Some(svc), format!("every backend of {svc} is down: failing open, new flows use them all")));
+                }
+            }
+        }
+        self.record(events)?;
+        if self.dp.is_some() {
+            self.sync()?;
+            if !flip.up {
+                for svc in &users {
+                    let Some(s) = self.state.services.get(svc) else { continue };
+                    let reset = s.spec.effective_check().is_some_and(|(hc, _)| hc.on_backend_down == spec::OnRevoke::Reset);
+                    let vpc_id = self.state.vpcs.get(&s.spec.vpc).map(|v| v.vpc_id);
+                    if let (true, Some(vpc_id)) = (reset, vpc_id) {
+                        let scope = Scope::Backend { ip_be: crate::maps::ip_raw(target.ip), vpc_id };
+                        let r = self.dp()?.sweep(scope)?;
+                        self.expired += r.expired;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Targets due for a health probe.
+    pub fn due_probes(&mut self) -> Vec<health::Target> {
+        self.checker.due(std::time::Instant::now())
+    }
+
+    /// Connection-limit and SNAT-exhaustion episodes: an episode starts when refusals
+    /// grow and ends at the first quiet second.
+    fn watch_limits(&mut self) -> Result<()> {
+        let Some(dp) = &self.dp else { return Ok(()) };
+        let mut events = Vec::new();
+        for e in self.state.endpoints.values() {
+            let stats = dp.maps.endpoint_stats(e.index)?;
+            for reason in [DropReason::OverLimit, DropReason::SnatExhausted] {
+                let n = stats.drop_count(reason);
+                let (last, start) = self.episodes.entry((e.index, reason as u32)).or_insert((n, None));
+                let what = if reason == DropReason::OverLimit { "connection_limit" } else { "snat_exhausted" };
+                match (*start, n > *last) {
+                    (None, true) => {
+                        events.push(Event::new(&format!("endpoint.{what}"), &e.spec.name, Some(&e.service), format!("{}: new connections refused ({what})", e.spec.name)));
+                        *start = Some(*last);
+                    }
+                    (Some(from), false) => {
+                        events.push(Event::new(&format!("endpoint.{what}_ended"), &e.spec.name, Some(&e.service), format!("{}: {} connections refused in the episode ({what})", e.spec.name, n - from)));
+                        *start = None;
+                    }
+                    _ => {}
+                }
+                *last = n;
+            }
+        }
+        if !events.is_empty() {
+            self.record(events)?;
+        }
+        Ok(())
+    }
+
+    /// What `/metrics` shows.
+    pub fn snapshot(&self) -> Result<metrics::Snapshot> {
+        let mut snap = metrics::Snapshot {
+            reconciles: self.reconciles,
+            last_reconcile_seconds: self.last_reconcile_seconds,
+            sweeps: self.sweeps,
+            expired_flows: self.expired,
+            ..Default::default()
+        };
+        for s in self.state.services.values() {
+            let checker = &self.checker;
+            snap.services.push((s.spec.name.clone(), tables::failing_open(&s.spec, &|n, ip| checker.is_up(n, ip))));
+        }
+        let Some(dp) = &self.dp else { return Ok(snap) };
+        let flows = dp.maps.conntrack()?;
+        let (used, cap) = (flows.len() as u64, dp.maps.ct_capacity() as u64);
+        snap.conntrack_entries = used;
+        snap.conntrack_capacity = cap;
+        snap.gateway = dp.maps.global_stats()?.into();
+        for e in self.state.endpoints.values() {
+            let Some(svc) = self.state.services.get(&e.service) else { continue };
+            let active = dp.maps.active_flows(e.index)?;
+            let protos = svc.spec.ports.iter().map(|p| p.protocol).collect::<std::collections::BTreeSet<_>>().len() as u64;
+            let up = svc.spec.backends.iter().filter(|b| self.checker.is_up(&svc.spec.name, b.address)).count().max(1) as u64;
+            let ports = (SNAT_PORT_MAX as u64 - SNAT_PORT_MIN as u64 + 1) * protos * up;
+            snap.endpoints.push(metrics::EndpointSample {
+                labels: vec![
+                    ("endpoint".into(), e.spec.name.clone()),
+                    ("endpoint_id".into(), e.id.clone()),
+                    ("service".into(), e.service.clone()),
+                    ("account".into(), e.spec.owner.0.clone()),
+                    ("vpc".into(), e.spec.vpc.clone()),
+                ],
+                counters: dp.maps.endpoint_stats(e.index)?.into(),
+                active,
+                snat_ports_in_use: active,
+                snat_ports_free: ports.saturating_sub(active),
+            });
+        }
+        for s in self.state.services.values() {
+            let vpc_id = self.state.vpcs.get(&s.spec.vpc).map_or(0, |v| v.vpc_id);
+            for b in &s.spec.backends {
+                let raw = crate::maps::ip_raw(b.address);
+                let n = flows.iter().filter(|(_, v)| v.kind == CT_KIND_FORWARD && v.nat_dst_ip_be == raw && v.egress_vpc == vpc_id).count();
+                snap.backends.push(metrics::BackendSample {
+                    labels: vec![("service".into(), s.spec.name.clone()), ("backend".into(), b.address.to_string())],
+                    up: self.checker.is_up(&s.spec.name, b.address),
+                    flows: n as u64,
+                });
+            }
+        }
+        Ok(snap)
     }
 
     /// Attach (or re-adopt) the XDP link of every VPC interface; drop the links of
@@ -203,14 +379,14 @@ impl Gateway {
             let Ok(ifindex) = loader::ifindex(&name) else {
                 // Say so and carry on: the other VPCs keep working, and `status` shows
                 // this one unattached until the interface is back and a spec is applied.
-                eprintln!("privatelink: interface {name} does not exist; its VPC is not attached");
+                tracing::error!(interface = %name, "the interface does not exist; its VPC is not attached");
                 continue;
             };
             let adopted = match PinnedLink::from_pin(&pin) {
                 Ok(p) => match self.dp()?.adopt_link(FdLink::from(p)) {
                     Ok(l) => Some(l),
                     Err(e) => {
-                        eprintln!("privatelink: the pinned link of {name} is stale ({e}); attaching anew");
+                        tracing::warn!(interface = %name, error = %e, "the pinned link is stale; attaching anew");
                         std::fs::remove_file(&pin).ok();
                         None
                     }
@@ -222,7 +398,7 @@ impl Gateway {
                 None => {
                     let (l, mode) = self.dp()?.attach_link(ifindex).with_context(|| format!("attaching XDP to {name}"))?;
                     if mode != aya::programs::XdpMode::Driver {
-                        eprintln!("privatelink: {name} has no native XDP; attached in generic (skb) mode");
+                        tracing::warn!(interface = %name, "no native XDP; attached in generic (skb) mode");
                     }
                     FdLink::from(l.pin(&pin).with_context(|| format!("pinning the XDP link of {name}"))?)
                 }
@@ -244,9 +420,13 @@ impl Gateway {
         Ok(())
     }
 
+    /// Record a new state with the endpoint events it carries, in one transaction.
     fn commit(&mut self, mut st: State) -> Result<()> {
-        self.store.commit(&mut st).context("recording the state")?;
+        let mut events = crate::state::endpoint_events(&self.state, &st);
+        self.store.commit_with_events(&mut st, &mut events).context("recording the state")?;
         self.state = st;
+        self.checker.sync(&self.state);
+        self.announce(&events);
         Ok(())
     }
 
@@ -365,6 +545,7 @@ impl Gateway {
             }
             Request::Whois { ip, port } => ok(self.whois(ip, port)?),
             Request::Status => ok(self.status()?),
+            Request::Events { after } => ok(self.store.events(after, 10_000)?),
             Request::Down => {
                 self.down()?;
                 ok("the data path is detached and every pinned map and link is removed; the daemon stops")
@@ -430,6 +611,8 @@ impl Gateway {
             description: sp.description.clone(),
             endpoints: self.state.endpoints.values().filter(|e| e.service == sp.name).map(|e| e.spec.name.clone()).collect(),
             created_at: s.created_at,
+            health: sp.backends.iter().map(|b| self.checker.backend(&sp.name, b.address)).collect(),
+            failing_open: tables::failing_open(sp, &|n, ip| self.checker.is_up(n, ip)),
         })
     }
 
@@ -576,14 +759,15 @@ impl Gateway {
         remove_pins(&self.opts.bpffs)
     }
 
-    pub fn sweep_idle(&mut self) -> Result<()> {
+    /// The once-a-second housekeeping: expire idle flows, watch limit episodes.
+    pub fn tick(&mut self) -> Result<()> {
         let timeouts = self.state.gateway.timeouts.into();
         if let Some(dp) = &mut self.dp {
             let r = dp.sweep(Scope::Idle(timeouts))?;
             self.sweeps += 1;
             self.expired += r.expired;
         }
-        Ok(())
+        self.watch_limits()
     }
 }
 
@@ -635,14 +819,28 @@ pub async fn run(opts: Options) -> Result<()> {
     let listener = UnixListener::bind(&socket).with_context(|| format!("listening on {}", socket.display()))?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
-    eprintln!(
-        "privatelink daemon: listening on {} (state {}, bpffs {})",
-        socket.display(),
-        opts.state_dir.display(),
-        opts.bpffs.display()
-    );
+    tracing::info!(socket = %socket.display(), state = %opts.state_dir.display(), bpffs = %opts.bpffs.display(), "privatelink daemon listening");
     let gw = Arc::new(Mutex::new(gw));
     let stop = Arc::new(Notify::new());
+
+    let checks = tokio::spawn(health_loop(gw.clone()));
+    let metrics_server = opts.metrics.map(|addr| {
+        let g = gw.clone();
+        let snap: metrics::Snap = Arc::new(move || {
+            let g = g.clone();
+            Box::pin(async move {
+                g.lock().await.snapshot().unwrap_or_else(|e| {
+                    tracing::error!(error = %format!("{e:#}"), "metrics snapshot");
+                    metrics::Snapshot::default()
+                })
+            })
+        });
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve(addr, snap).await {
+                tracing::error!(error = %format!("{e:#}"), "the metrics server stopped");
+            }
+        })
+    });
 
     let sweeper = {
         let gw = gw.clone();
@@ -650,8 +848,8 @@ pub async fn run(opts: Options) -> Result<()> {
             let mut tick = tokio::time::interval(SWEEP_INTERVAL);
             loop {
                 tick.tick().await;
-                if let Err(e) = gw.lock().await.sweep_idle() {
-                    eprintln!("privatelink: sweeper: {e:#}");
+                if let Err(e) = gw.lock().await.tick() {
+                    tracing::error!(error = %format!("{e:#}"), "sweeper");
                 }
             }
         })
@@ -665,7 +863,7 @@ pub async fn run(opts: Options) -> Result<()> {
                 let (gw, stop) = (gw.clone(), stop.clone());
                 tokio::spawn(async move {
                     if let Err(e) = serve(stream, gw, stop).await {
-                        eprintln!("privatelink: client: {e:#}");
+                        tracing::warn!(error = %format!("{e:#}"), "API client");
                     }
                 });
             }
@@ -675,9 +873,13 @@ pub async fn run(opts: Options) -> Result<()> {
         }
     }
     sweeper.abort();
+    checks.abort();
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     std::fs::remove_file(&socket).ok();
     // Pinned links and maps stay: the data path keeps running without the daemon.
-    eprintln!("privatelink daemon: stopped");
+    tracing::info!("privatelink daemon stopped (the data path stays attached)");
     Ok(())
 }
 
@@ -705,4 +907,27 @@ async fn serve(stream: UnixStream, gw: Arc<Mutex<Gateway>>, stop: Arc<Notify>) -
         }
     }
     Ok(())
+}
+
+/// Most probes in flight at once, whatever the number of targets.
+const MAX_PROBES: usize = 64;
+
+/// Run due health probes (bounded) and feed their results back.
+async fn health_loop(gw: Arc<Mutex<Gateway>>) {
+    let sem = Arc::new(tokio::sync::Semaphore::new(MAX_PROBES));
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let due = gw.lock().await.due_probes();
+        for t in due {
+            let (gw, sem) = (gw.clone(), sem.clone());
+            tokio::spawn(async move {
+                let Ok(_permit) = sem.acquire().await else { return };
+                let r = health::probe(&t).await;
+                if let Err(e) = gw.lock().await.health_result(&t, r) {
+                    tracing::error!(error = %format!("{e:#}"), "applying a health result");
+                }
+            });
+        }
+    }
 }

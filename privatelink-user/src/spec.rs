@@ -168,6 +168,98 @@ pub struct Service {
     /// SNAT range of this service's endpoints; the gateway's when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snat_range: Option<Cidr>,
+    /// How backends are checked; absent: TCP connect to the first TCP service port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    /// `http://host:port/path`: every event of this service is POSTed there as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_url: Option<String>,
+}
+
+/// Backend health checks, run by the daemon from the gateway into the provider VPC.
+/// Defaults are the CLB console's: every 5 s, 2 s timeout, 3 results to change state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    #[serde(default, rename = "type")]
+    pub kind: CheckKind,
+    /// Port checked on each backend; default: the first TCP mapping's service port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    /// HTTP only.
+    #[serde(default = "d_path")]
+    pub path: String,
+    /// HTTP only: the status a healthy backend answers.
+    #[serde(default = "d_status")]
+    pub expected_status: i64,
+    #[serde(default = "d_interval")]
+    pub interval: Dur,
+    #[serde(default = "d_timeout")]
+    pub timeout: Dur,
+    #[serde(default = "d_threshold")]
+    pub healthy_threshold: i64,
+    #[serde(default = "d_threshold")]
+    pub unhealthy_threshold: i64,
+    /// Flows already on a backend that goes down: `keep` them until they end, or `reset`.
+    #[serde(default)]
+    pub on_backend_down: OnRevoke,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    #[default]
+    Tcp,
+    Http,
+    /// No checks: every backend is always up.
+    None,
+}
+
+fn d_path() -> String {
+    "/".into()
+}
+fn d_status() -> i64 {
+    200
+}
+fn d_interval() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+fn d_timeout() -> Dur {
+    Dur(Duration::from_secs(2))
+}
+fn d_threshold() -> i64 {
+    3
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            kind: CheckKind::Tcp,
+            port: None,
+            path: d_path(),
+            expected_status: d_status(),
+            interval: d_interval(),
+            timeout: d_timeout(),
+            healthy_threshold: d_threshold(),
+            unhealthy_threshold: d_threshold(),
+            on_backend_down: OnRevoke::Keep,
+        }
+    }
+}
+
+impl Service {
+    /// The checks in force: the spec's, or TCP connect on the first TCP service port;
+    /// `None` when nothing can be checked (UDP only, or `type: none`).
+    pub fn effective_check(&self) -> Option<(HealthCheck, u16)> {
+        let hc = self.health_check.clone().unwrap_or_default();
+        if hc.kind == CheckKind::None {
+            return None;
+        }
+        let port = hc
+            .port
+            .or_else(|| self.ports.iter().find(|p| p.protocol == Protocol::Tcp).map(|p| p.service_port))?;
+        u16::try_from(port).ok().map(|p| (hc, p))
+    }
 }
 fn d_limit() -> i64 {
     DEFAULT_CONNECTION_LIMIT

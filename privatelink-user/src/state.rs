@@ -140,6 +140,56 @@ impl State {
     }
 }
 
+/// Something that happened, as `privatelink events` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Increasing from 1; assigned by the store.
+    pub seq: u64,
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    /// `endpoint.created`, `endpoint.accepted`, `backend.down`, `endpoint.connection_limit`...
+    pub kind: String,
+    /// The endpoint's name, or `service/backend-address`.
+    pub subject: String,
+    /// The service concerned (its webhook gets the event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    pub message: String,
+}
+
+impl Event {
+    pub fn new(kind: &str, subject: &str, service: Option<&str>, message: String) -> Event {
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Event { seq: 0, at_ms, kind: kind.into(), subject: subject.into(), service: service.map(Into::into), message }
+    }
+}
+
+/// The endpoint events a change of state carries (created, each new lifecycle state,
+/// deleted), in a stable order.
+pub fn endpoint_events(old: &State, new: &State) -> Vec<Event> {
+    let mut out = Vec::new();
+    for (name, e) in &new.endpoints {
+        let before = old.endpoints.get(name).filter(|o| o.id == e.id);
+        if before.is_none() {
+            out.push(Event::new("endpoint.created", name, Some(&e.service), format!("{} ({}) created in VPC {} at {}, for service {}", name, e.id, e.spec.vpc, e.ip, e.service)));
+        }
+        let was = before.map(|o| o.state);
+        if was != Some(e.state) && !matches!(e.state, EndpointState::Creating | EndpointState::Deleting) {
+            let why = e.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+            out.push(Event::new(&format!("endpoint.{}", e.state), name, Some(&e.service), format!("{name} is {}{why}", e.state)));
+        }
+    }
+    for (name, e) in &old.endpoints {
+        if new.endpoints.get(name).is_none_or(|n| n.id != e.id) {
+            out.push(Event::new("endpoint.deleted", name, Some(&e.service), format!("{name} ({}) deleted", e.id)));
+        }
+    }
+    out
+}
+
 /// A new random id: `prefix` + 17 lowercase hex digits (68 random bits).
 pub fn new_id(prefix: &str) -> String {
     use std::io::Read;

@@ -3,7 +3,7 @@
 //! the previous state or the new one, never a mix. Knows nothing of maps or specs'
 //! meaning; records are JSON values keyed by name.
 
-use crate::state::State;
+use crate::state::{Event, State};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Serialize};
 use std::{
@@ -15,6 +15,8 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const VPCS: TableDefinition<&str, &[u8]> = TableDefinition::new("vpcs");
 const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("services");
 const ENDPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("endpoints");
+/// seq -> Event (JSON), append-only.
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 
 /// Version of the record layout; a store written by a newer layout is refused.
 const SCHEMA: u64 = 1;
@@ -74,6 +76,7 @@ impl Store {
         for t in [META, VPCS, SERVICES, ENDPOINTS] {
             tx.open_table(t).map_err(dberr)?;
         }
+        tx.open_table(EVENTS).map_err(dberr)?;
         tx.commit().map_err(dberr)?;
         Ok(store)
     }
@@ -125,8 +128,15 @@ impl Store {
 
     /// Record `st` in one transaction (its generation is bumped first).
     pub fn commit(&self, st: &mut State) -> Result<(), StoreError> {
+        self.commit_with_events(st, &mut [])
+    }
+
+    /// Record `st` and append `events` (their `seq` is assigned here) in one
+    /// transaction: a state change and the events it caused land together or not at all.
+    pub fn commit_with_events(&self, st: &mut State, events: &mut [Event]) -> Result<(), StoreError> {
         st.generation += 1;
         let tx = self.db.begin_write().map_err(dberr)?;
+        append(&tx, events)?;
         {
             let mut meta = tx.open_table(META).map_err(dberr)?;
             meta.insert("schema", encode("schema", &SCHEMA)?.as_slice()).map_err(dberr)?;
@@ -152,4 +162,37 @@ impl Store {
         tx.commit().map_err(dberr)?;
         Ok(())
     }
+
+    /// Append events on their own (health changes, limit episodes).
+    pub fn record(&self, events: &mut [Event]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(dberr)?;
+        append(&tx, events)?;
+        tx.commit().map_err(dberr)
+    }
+
+    /// Events with `seq > after`, oldest first, at most `limit`.
+    pub fn events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let tx = self.db.begin_read().map_err(dberr)?;
+        let t = tx.open_table(EVENTS).map_err(dberr)?;
+        let mut out = Vec::new();
+        for row in t.range(after.saturating_add(1)..).map_err(dberr)?.take(limit) {
+            let (k, v) = row.map_err(dberr)?;
+            out.push(decode(&format!("event {}", k.value()), v.value())?);
+        }
+        Ok(out)
+    }
+}
+
+fn append(tx: &redb::WriteTransaction, events: &mut [Event]) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut t = tx.open_table(EVENTS).map_err(dberr)?;
+    let mut seq = t.last().map_err(dberr)?.map_or(0, |(k, _)| k.value());
+    for e in events.iter_mut() {
+        seq += 1;
+        e.seq = seq;
+        t.insert(seq, encode("event", e)?.as_slice()).map_err(dberr)?;
+    }
+    Ok(())
 }

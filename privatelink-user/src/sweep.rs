@@ -63,6 +63,9 @@ pub enum Scope {
     Idle(Timeouts),
     /// Every flow of this endpoint, whatever its age (reset on revoke, endpoint deleted).
     Endpoint(u32),
+    /// Every flow to this backend address in this (provider) VPC: a backend that went
+    /// down under `on_backend_down: reset`.
+    Backend { ip_be: u32, vpc_id: u16 },
 }
 
 /// Remove one flow by its forward key. `cutoff_ns`: only if idle since then
@@ -100,7 +103,8 @@ pub fn sweep(maps: &mut Maps, prog: &Xdp, scope: Scope) -> Result<SweepReport> {
             CT_KIND_FORWARD => {
                 let cutoff = match scope {
                     Scope::Endpoint(ep) if value.endpoint == ep => u64::MAX,
-                    Scope::Endpoint(_) => {
+                    Scope::Backend { ip_be, vpc_id } if value.nat_dst_ip_be == ip_be && value.egress_vpc == vpc_id => u64::MAX,
+                    Scope::Endpoint(_) | Scope::Backend { .. } => {
                         report.alive += 1;
                         continue;
                     }

@@ -62,8 +62,18 @@ pub enum Op {
 /// What the host tells about an interface: its ifindex and MAC.
 pub type Resolve<'a> = &'a dyn Fn(&str) -> Option<(u32, [u8; 6])>;
 
-/// The map contents `st` calls for.
-pub fn desired(st: &State, resolve: Resolve) -> Tables {
+/// Whether a service's backend passes its health checks.
+pub type Up<'a> = &'a dyn Fn(&str, Ipv4Addr) -> bool;
+
+/// Whether every weighted backend of `svc` is down, so it fails open (uses all of them,
+/// as AWS NLB does rather than refusing everything).
+pub fn failing_open(svc: &crate::spec::Service, up: Up) -> bool {
+    let weighted: Vec<_> = svc.backends.iter().filter(|b| b.weight > 0).collect();
+    !weighted.is_empty() && weighted.iter().all(|b| !up(&svc.name, b.address))
+}
+
+/// The map contents `st` calls for, with backends' health from `up`.
+pub fn desired(st: &State, resolve: Resolve, up: Up) -> Tables {
     let mut t = Tables::default();
     t.snat_ranges.insert((st.gateway.snat_range.net, st.gateway.snat_range.prefix));
     for v in st.vpcs.values() {
@@ -95,11 +105,12 @@ pub fn desired(st: &State, resolve: Resolve) -> Tables {
             t.ports.insert((s.index, p.protocol.number(), p.endpoint_port as u16), p.service_port as u16);
         }
         let mut members = Vec::new();
+        let open = failing_open(&s.spec, up);
         for b in &s.spec.backends {
             if let Some(slot) = s.backend_slots.get(&b.address) {
-                // Health checks (a later issue) will clear `up`; until then all are up.
-                t.backends.insert(*slot, (b.address, true));
-                if b.weight > 0 {
+                let healthy = open || up(&s.spec.name, b.address);
+                t.backends.insert(*slot, (b.address, healthy));
+                if b.weight > 0 && healthy {
                     members.push(Member { index: *slot, id: ip_raw(b.address), weight: b.weight as u32 });
                 }
             }
@@ -142,7 +153,11 @@ pub fn diff(want: &Tables, have: &Tables) -> Vec<Op> {
     for (k, v) in changed(&want.vpcs, &have.vpcs) {
         ops.push(Op::SetVpc(*k, *v));
     }
-    for (k, (ip, up)) in changed(&want.backends, &have.backends) {
+    // A backend coming up (or new) is marked before Maglev slots point at it; one
+    // going down is marked after the slots moved away from it.
+    let (going_down, rest): (Vec<_>, Vec<_>) = changed(&want.backends, &have.backends)
+        .partition(|(k, (_, up))| !*up && have.backends.get(*k).is_some_and(|h| h.1));
+    for (k, (ip, up)) in rest {
         ops.push(Op::SetBackend(*k, *ip, *up));
     }
     for (k, v) in changed(&want.services, &have.services) {
@@ -153,6 +168,9 @@ pub fn diff(want: &Tables, have: &Tables) -> Vec<Op> {
     }
     for (k, v) in changed(&want.maglev, &have.maglev) {
         ops.push(Op::SetMaglev(*k, v.clone()));
+    }
+    for (k, (ip, up)) in going_down {
+        ops.push(Op::SetBackend(*k, *ip, *up));
     }
     for (k, v) in changed(&want.endpoints, &have.endpoints) {
         if !have.endpoints.contains_key(k) {

@@ -88,6 +88,8 @@ fn spec_gen() -> impl Strategy<Value = Spec> {
                     on_revoke: Default::default(),
                     description: None,
                     snat_range: None,
+                    health_check: None,
+                    notify_url: None,
                 }
             })
             .collect();
@@ -161,16 +163,16 @@ proptest! {
                 sa = next;
             }
         }
-        let ta = desired(&sa, &iface);
+        let ta = desired(&sa, &iface, &|_, _| true);
         check_transition(&Tables::default(), &ta)?;
         let Some((p1, p2)) = phases(&b, &sa) else { return Ok(()) };
-        let (t1, t2) = (desired(&p1, &iface), desired(&p2, &iface));
+        let (t1, t2) = (desired(&p1, &iface, &|_, _| true), desired(&p2, &iface, &|_, _| true));
         check_transition(&ta, &t1)?;
         check_transition(&t1, &t2)?;
         // Re-planning the same spec is a no-op, in state and in writes.
         let Some((q1, q2)) = phases(&b, &p2) else { panic!("re-plan of an applied spec failed") };
         prop_assert_eq!(&q2, &p2);
-        prop_assert!(diff(&desired(&q1, &iface), &t2).is_empty());
+        prop_assert!(diff(&desired(&q1, &iface, &|_, _| true), &t2).is_empty());
         // Every bound address leads to a complete endpoint.
         for k in t2.ep_ips.keys() {
             let r = resolve(&t2, k).unwrap();
@@ -200,10 +202,12 @@ fn removing_everything_clears_every_table() {
         on_revoke: Default::default(),
         description: None,
         snat_range: Some("11.164.0.0/24".parse().unwrap()),
+        health_check: None,
+        notify_url: None,
     });
     spec_full.endpoints.push(Endpoint { name: "e1".into(), owner: Account("1".into()), vpc: "vpc1".into(), service: "s".into(), ip: None });
     let (_, full) = phases(&spec_full, &State::default()).unwrap();
-    let t = desired(&full, &iface);
+    let t = desired(&full, &iface, &|_, _| true);
     assert_eq!(t.vpcs[&13].fib_table, 7);
     assert_eq!(t.services[&0], ServiceInfo { ifindex: 13, fib_table: 7, vpc_id: 2, active: 1, ..Default::default() });
     assert_eq!(t.ports[&(0, PROTO_TCP, 80)], 8080);
@@ -212,7 +216,7 @@ fn removing_everything_clears_every_table() {
     assert_eq!((e.conn_limit, e.state), (10, EP_STATE_ACCEPTED));
     assert_eq!(crate::maps::ip_from_raw(e.snat_ip_be).to_string(), "11.164.0.1");
     let (_, empty) = phases(&spec, &full).unwrap();
-    let t2 = desired(&empty, &iface);
+    let t2 = desired(&empty, &iface, &|_, _| true);
     let ops = diff(&t2, &t);
     let mut m = t.clone();
     for op in &ops {
@@ -222,4 +226,29 @@ fn removing_everything_clears_every_table() {
     assert!(t2.endpoints.is_empty() && t2.services.is_empty() && t2.ports.is_empty() && t2.backends.is_empty());
     assert_eq!(t2.vpcs.len(), 1);
     assert_eq!(t2.snat_ranges.len(), 1, "only the gateway's default range stays");
+}
+
+#[test]
+fn a_down_backend_leaves_the_maglev_table_before_it_is_marked_down_and_all_down_fails_open() {
+    let spec_text = "vpcs:\n- {name: c, interface: gw-vpc1, cidr: 10.1.0.0/24}\n- {name: p, interface: gw-vpc3, cidr: 10.3.0.0/24}\nservices:\n- name: s\n  owner: \"1\"\n  vpc: p\n  backends: [{address: 10.3.0.5}, {address: 10.3.0.6}]\n  ports: [{protocol: tcp, endpoint_port: 80, service_port: 80}]\nendpoints:\n- {name: e1, owner: \"1\", vpc: c, service: s}\n";
+    let spec = crate::spec::parse(spec_text).unwrap().0;
+    let (_, st) = phases(&spec, &State::default()).unwrap();
+    let b5: Ipv4Addr = "10.3.0.5".parse().unwrap();
+    let all = desired(&st, &iface, &|_, _| true);
+    let one_down = desired(&st, &iface, &|_, ip| ip != b5);
+    let slot5 = st.services["s"].backend_slots[&b5];
+    assert!(!one_down.backends[&slot5].1, "10.3.0.5 is marked down");
+    assert!(!one_down.maglev[&0].contains(&slot5), "and no Maglev slot leads to it");
+    let ops = diff(&one_down, &all);
+    let maglev_at = ops.iter().position(|o| matches!(o, Op::SetMaglev(..))).unwrap();
+    let down_at = ops.iter().position(|o| matches!(o, Op::SetBackend(k, _, false) if *k == slot5)).unwrap();
+    assert!(maglev_at < down_at, "{ops:?}");
+    // Coming back: marked up before the table points at it again.
+    let ops = diff(&all, &one_down);
+    let maglev_at = ops.iter().position(|o| matches!(o, Op::SetMaglev(..))).unwrap();
+    let up_at = ops.iter().position(|o| matches!(o, Op::SetBackend(k, _, true) if *k == slot5)).unwrap();
+    assert!(up_at < maglev_at, "{ops:?}");
+    // Every backend down: fail open, the table uses them all.
+    assert!(failing_open(&st.services["s"].spec, &|_, _| false));
+    assert_eq!(desired(&st, &iface, &|_, _| false), all);
 }

@@ -231,6 +231,30 @@ pub fn validate(spec: &Spec, doc: Option<&Doc>, known: &Known) -> Vec<SpecError>
                 c.err(format!("{p}.snat_range"), format!("{r} is too small: use a /30 or larger"));
             }
         }
+        if let Some(h) = &s.health_check {
+            let hp = format!("{p}.health_check");
+            if let Some(port) = h.port {
+                c.range(format!("{hp}.port"), port, 1, 65535, "a port");
+            } else if h.kind != crate::spec::CheckKind::None && !s.ports.iter().any(|m| m.protocol == crate::spec::Protocol::Tcp) {
+                c.err(format!("{hp}.port"), "the service has no TCP port mapping to check: give a port (or type: none)");
+            }
+            if !h.path.starts_with('/') {
+                c.err(format!("{hp}.path"), "must start with '/'");
+            }
+            c.range(format!("{hp}.expected_status"), h.expected_status, 100, 599, "an HTTP status");
+            let ms = |d: crate::spec::Dur| d.0.as_millis() as i64;
+            c.range(format!("{hp}.interval"), ms(h.interval), 200, 300_000, "the interval (ms)");
+            if h.timeout.0.is_zero() || h.timeout >= h.interval {
+                c.err(format!("{hp}.timeout"), format!("must be above 0 and below the interval ({})", h.interval));
+            }
+            c.range(format!("{hp}.healthy_threshold"), h.healthy_threshold, 1, 10, "a threshold");
+            c.range(format!("{hp}.unhealthy_threshold"), h.unhealthy_threshold, 1, 10, "a threshold");
+        }
+        if let Some(u) = &s.notify_url {
+            if crate::notify::parse_url(u).is_none() {
+                c.err(format!("{p}.notify_url"), "must be an http://host:port/path URL (https is not supported)");
+            }
+        }
     }
     if backends_total > MAX_BACKENDS as usize {
         c.err("services", format!("{backends_total} backends in all; the gateway holds at most {MAX_BACKENDS}"));

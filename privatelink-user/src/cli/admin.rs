@@ -6,11 +6,19 @@ use crate::{
     daemon,
 };
 use anyhow::{Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-pub fn daemon(state_dir: PathBuf, bpffs: PathBuf, socket: PathBuf) -> Result<()> {
+pub fn daemon(opts: daemon::Options, log_format: super::LogFormat, log_level: &str) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(log_level))
+        .context("--log-level")?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match log_format {
+        super::LogFormat::Json => builder.json().init(),
+        super::LogFormat::Text => builder.init(),
+    }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(daemon::run(daemon::Options { state_dir, bpffs, socket }))
+    rt.block_on(daemon::run(opts))
 }
 
 pub fn status(socket: &Path, fmt: Format) -> Result<()> {

@@ -15,7 +15,7 @@ pub fn get(socket: &Path, kind: Kind, name: Option<String>, fmt: Format) -> Resu
         Kind::Services => {
             let rows: Vec<ServiceView> = serde_json::from_value(v)?;
             output::table(
-                &["NAME", "ID", "STATE", "OWNER", "VPC", "PORTS", "APPROVAL", "ENDPOINTS"],
+                &["NAME", "ID", "STATE", "OWNER", "VPC", "PORTS", "APPROVAL", "BACKENDS UP", "ENDPOINTS"],
                 &rows
                     .iter()
                     .map(|s| {
@@ -27,6 +27,7 @@ pub fn get(socket: &Path, kind: Kind, name: Option<String>, fmt: Format) -> Resu
                             s.vpc.clone(),
                             s.ports.join(","),
                             if s.auto_accept { "auto".into() } else { "manual".into() },
+                            health_summary(&s),
                             s.endpoints.len().to_string(),
                         ]
                     })
@@ -87,6 +88,7 @@ pub fn describe(socket: &Path, kind: One, name: String, fmt: Format) -> Result<(
     let out = match kind {
         One::Service => {
             let s: ServiceView = serde_json::from_value(v)?;
+            let health = health_detail(&s);
             output::fields(&[
                 ("name", s.name),
                 ("id", s.id),
@@ -95,6 +97,7 @@ pub fn describe(socket: &Path, kind: One, name: String, fmt: Format) -> Result<(
                 ("owner", s.owner),
                 ("vpc", s.vpc),
                 ("backends", s.backends.join(", ")),
+                ("health", health),
                 ("ports", s.ports.join(", ")),
                 ("approval", if s.auto_accept { "automatic".into() } else { "manual".into() }),
                 ("allowed accounts", if s.allowed_accounts.is_empty() { "(owner only)".into() } else { s.allowed_accounts.join(", ") }),
@@ -123,4 +126,27 @@ pub fn describe(socket: &Path, kind: One, name: String, fmt: Format) -> Result<(
     };
     print!("{out}");
     Ok(())
+}
+
+fn health_summary(s: &ServiceView) -> String {
+    let up = s.health.iter().filter(|h| h.up).count();
+    let open = if s.failing_open { " (failing open)" } else { "" };
+    format!("{up}/{}{open}", s.health.len())
+}
+
+fn health_detail(s: &ServiceView) -> String {
+    let mut parts: Vec<String> = s
+        .health
+        .iter()
+        .map(|h| match (h.checked, h.up, &h.last_error) {
+            (false, _, _) => format!("{} unchecked", h.address),
+            (true, true, _) => format!("{} up", h.address),
+            (true, false, Some(e)) => format!("{} DOWN ({e})", h.address),
+            (true, false, None) => format!("{} DOWN", h.address),
+        })
+        .collect();
+    if s.failing_open {
+        parts.push("failing open: every backend is down, new flows use them all".into());
+    }
+    parts.join(", ")
 }

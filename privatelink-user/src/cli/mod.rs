@@ -41,6 +41,15 @@ pub enum Command {
         /// must outlive the daemon for flows to survive a restart.
         #[arg(long, default_value = daemon::DEFAULT_BPFFS)]
         bpffs: PathBuf,
+        /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9469).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
+        /// Log lines as text or JSON (to stderr).
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+        /// Least level logged (error, warn, info, debug, trace); RUST_LOG overrides.
+        #[arg(long, default_value = "info")]
+        log_level: String,
     },
     /// Apply a spec: print the plan (+ create, ~ change, - delete) and carry it out.
     Apply {
@@ -93,6 +102,13 @@ pub enum Command {
     },
     /// Attached interfaces, program ids, map fill levels.
     Status,
+    /// Endpoint state changes, backend health changes, connection-limit and SNAT
+    /// exhaustion episodes, oldest first.
+    Events {
+        /// Keep printing new events as they happen.
+        #[arg(long)]
+        follow: bool,
+    },
     /// Detach the data path everywhere, remove every pinned map and link, stop the daemon.
     Down {
         /// Where pins are, for when no daemon answers.
@@ -132,6 +148,12 @@ pub enum LabCommand {
     },
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 pub enum ConntrackCommand {
     List {
@@ -163,7 +185,9 @@ pub fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let r = match cli.command {
-        Command::Daemon { state_dir, bpffs } => admin::daemon(state_dir, bpffs, cli.socket),
+        Command::Daemon { state_dir, bpffs, metrics, log_format, log_level } => {
+            admin::daemon(daemon::Options { state_dir, bpffs, socket: cli.socket, metrics }, log_format, &log_level)
+        }
         Command::Apply { file, dry_run } => apply::run(&cli.socket, &file, dry_run, cli.output),
         Command::Get { kind, name } => get::get(&cli.socket, kind, name, cli.output),
         Command::Describe { kind, name } => get::describe(&cli.socket, kind, name, cli.output),
@@ -180,6 +204,7 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Status => admin::status(&cli.socket, cli.output),
+        Command::Events { follow } => observe::events(&cli.socket, follow, cli.output),
         Command::Down { bpffs } => admin::down(&cli.socket, &bpffs),
         Command::Check => admin::check(),
         Command::Lab { command } => admin::lab(command),

@@ -140,3 +140,27 @@ pub fn whois(socket: &Path, ip: Ipv4Addr, port: Option<u16>, fmt: Format) -> Res
     }
     Ok(())
 }
+
+pub fn events(socket: &Path, follow: bool, fmt: Format) -> Result<()> {
+    let mut after = 0u64;
+    loop {
+        let events: Vec<crate::state::Event> = client::call_as(socket, &Request::Events { after })?;
+        for e in &events {
+            match fmt {
+                Format::Json => println!("{}", serde_json::to_string(e)?),
+                Format::Table => {
+                    let secs = e.at_ms / 1000;
+                    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+                    println!("{:>5}  {h:02}:{m:02}:{s:02}.{:03}Z  {:<28} {:<24} {}", e.seq, e.at_ms % 1000, e.kind, e.subject, e.message);
+                }
+            }
+            after = e.seq;
+        }
+        if !follow {
+            return Ok(());
+        }
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
