@@ -424,6 +424,14 @@ impl Gateway {
     fn commit(&mut self, mut st: State) -> Result<()> {
         let mut events = crate::state::endpoint_events(&self.state, &st);
         self.store.commit_with_events(&mut st, &mut events).context("recording the state")?;
+        // A new endpoint's counters start at zero: so does its refusal baseline.
+        for e in st.endpoints.values() {
+            if self.state.endpoints.get(&e.spec.name).is_none_or(|o| o.id != e.id) {
+                for reason in [DropReason::OverLimit, DropReason::SnatExhausted] {
+                    self.episodes.insert((e.index, reason as u32), (0, None));
+                }
+            }
+        }
         self.state = st;
         self.checker.sync(&self.state);
         self.announce(&events);

@@ -177,7 +177,7 @@ async fn probe_inner(t: &Target) -> Result<(), String> {
     }
     let req = format!("GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: privatelink-health\r\n\r\n", t.path, t.ip);
     s.write_all(req.as_bytes()).await.map_err(|e| format!("sending the request: {e}"))?;
-    let mut head = vec![0u8; 64];
+    let mut head = [0u8; 64];
     let mut n = 0;
     while n < 12 {
         match s.read(&mut head[n..]).await {

@@ -58,6 +58,11 @@ fn with(l: &Labels, k: &str, v: &str) -> Labels {
 fn family<M: EncodeMetric>(enc: &mut DescriptorEncoder, name: &str, help: &str, samples: Vec<(Labels, M)>) -> std::fmt::Result {
     let Some(first) = samples.first() else { return Ok(()) };
     let mut m = enc.encode_descriptor(name, help, None, first.1.metric_type())?;
+    if let [(labels, metric)] = &samples[..] {
+        if labels.is_empty() {
+            return metric.encode(m);
+        }
+    }
     for (labels, metric) in &samples {
         metric.encode(m.encode_family(labels)?)?;
     }

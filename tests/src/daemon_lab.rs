@@ -74,6 +74,7 @@ pub struct DaemonLab {
     pub state_dir: PathBuf,
     pub bpffs: PathBuf,
     daemon: Option<Child>,
+    daemon_args: Vec<String>,
     fs: Option<Bpffs>,
 }
 
@@ -86,6 +87,11 @@ impl std::ops::Deref for DaemonLab {
 
 impl DaemonLab {
     pub fn new(consumers: usize) -> DaemonLab {
+        DaemonLab::with_daemon_args(consumers, &[])
+    }
+
+    /// A lab whose daemon gets `args` too (e.g. `--metrics 127.0.0.1:9469`).
+    pub fn with_daemon_args(consumers: usize, args: &[&str]) -> DaemonLab {
         let topo = Topology::new(consumers);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = PathBuf::from(format!("/run/pltest{}-daemon-{n}", std::process::id()));
@@ -99,13 +105,15 @@ impl DaemonLab {
             bpffs: fs.0.join("privatelink"),
             dir,
             daemon: None,
+            daemon_args: args.iter().map(|a| a.to_string()).collect(),
             fs: Some(fs),
         };
         lab.start_daemon();
         lab
     }
 
-    fn log(&self) -> String {
+    /// What the daemon wrote to stderr.
+    pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
     }
 
@@ -123,6 +131,7 @@ impl DaemonLab {
             .arg(&self.state_dir)
             .arg("--bpffs")
             .arg(&self.bpffs)
+            .args(&self.daemon_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -219,6 +228,33 @@ impl DaemonLab {
     pub fn endpoint(&self, name: &str) -> serde_json::Value {
         let v = self.json(&["get", "endpoints", name]);
         v[0].clone()
+    }
+
+    /// `GET /metrics` from the daemon's metrics server at 127.0.0.1:`port` in the
+    /// gateway namespace.
+    pub fn scrape(&self, port: u16) -> String {
+        self.topo
+            .gw
+            .spawn(move || {
+                use std::io::{Read, Write};
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to /metrics");
+                s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+                let mut out = String::new();
+                s.read_to_string(&mut out).unwrap();
+                out
+            })
+            .join()
+            .unwrap()
+    }
+
+    /// Wait (up to 15 s) until `f` holds.
+    #[track_caller]
+    pub fn wait_until(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !f() {
+            assert!(start.elapsed() < Duration::from_secs(15), "timed out waiting for {what}\ndaemon log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Pins under the daemon's bpffs directory.

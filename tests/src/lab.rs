@@ -56,6 +56,8 @@ pub struct Topology {
     pub consumers: Vec<Consumer>,
     pub provider: Netns,
     stop: Arc<AtomicBool>,
+    /// Per backend: while set, its TCP server is closed (connections are refused).
+    paused: Vec<Arc<AtomicBool>>,
     /// Holds the XDP_PASS attachments of the hosts' veth ends.
     _pass: Dataplane,
     pub gw: Netns,
@@ -146,12 +148,22 @@ impl Topology {
         }
 
         let stop = Arc::new(AtomicBool::new(false));
+        let mut paused = Vec::new();
         for (i, b) in BACKENDS.iter().enumerate() {
             let name = format!("backend-{i}");
-            start_tcp_server(&provider, SocketAddr::from((*b, SERVICE_TCP_PORT)), name.clone(), stop.clone());
+            let p = Arc::new(AtomicBool::new(false));
+            start_tcp_server(&provider, SocketAddr::from((*b, SERVICE_TCP_PORT)), name.clone(), stop.clone(), p.clone());
             start_udp_server(&provider, SocketAddr::from((*b, SERVICE_UDP_PORT)), name, stop.clone());
+            paused.push(p);
         }
-        Topology { consumers: cs, provider, stop, _pass: pass, gw }
+        Topology { consumers: cs, provider, stop, paused, _pass: pass, gw }
+    }
+
+    /// Stop (close) or restart backend `i`'s TCP server.
+    pub fn set_backend_running(&self, i: usize, running: bool) {
+        self.paused[i].store(!running, Ordering::Relaxed);
+        // The server loop notices within 20 ms.
+        std::thread::sleep(Duration::from_millis(100));
     }
 
     /// Run `f` on a thread inside consumer `i`'s client namespace and wait for it.
@@ -219,12 +231,34 @@ impl Lab {
 /// - `GET ...` (HTTP/1.0): 200 with body `backend=NAME peer=IP:PORT`;
 /// - `ECHO N`: N bytes echoed back;
 /// - `HOLD`: `held` then keep the connection until the client closes it.
-fn start_tcp_server(ns: &Netns, addr: SocketAddr, name: String, stop: Arc<AtomicBool>) {
-    let listener = ns.spawn(move || TcpListener::bind(addr)).join().unwrap().expect("bind backend");
-    listener.set_nonblocking(true).unwrap();
+fn start_tcp_server(ns: &Netns, addr: SocketAddr, name: String, stop: Arc<AtomicBool>, paused: Arc<AtomicBool>) {
+    let bind = {
+        let ns_name = ns.name.clone();
+        move || {
+            let l = std::thread::spawn({
+                let ns_name = ns_name.clone();
+                move || {
+                    Netns { name: ns_name }.enter_and_forget();
+                    TcpListener::bind(addr)
+                }
+            })
+            .join()
+            .unwrap()
+            .expect("bind backend");
+            l.set_nonblocking(true).unwrap();
+            l
+        }
+    };
+    let mut listener = Some(bind());
     std::thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
-            match listener.accept() {
+            if paused.load(Ordering::Relaxed) {
+                listener = None;
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            let l = listener.get_or_insert_with(&bind);
+            match l.accept() {
                 Ok((s, peer)) => {
                     let name = name.clone();
                     std::thread::spawn(move || serve(s, peer, &name));

@@ -12,7 +12,10 @@ pub fn daemon(opts: daemon::Options, log_format: super::LogFormat, log_level: &s
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(log_level))
         .context("--log-level")?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match log_format {
         super::LogFormat::Json => builder.json().init(),
         super::LogFormat::Text => builder.init(),

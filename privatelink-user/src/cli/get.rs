@@ -27,7 +27,7 @@ pub fn get(socket: &Path, kind: Kind, name: Option<String>, fmt: Format) -> Resu
                             s.vpc.clone(),
                             s.ports.join(","),
                             if s.auto_accept { "auto".into() } else { "manual".into() },
-                            health_summary(&s),
+                            health_summary(s),
                             s.endpoints.len().to_string(),
                         ]
                     })

@@ -145,6 +145,11 @@ pub fn events(socket: &Path, follow: bool, fmt: Format) -> Result<()> {
     let mut after = 0u64;
     loop {
         let events: Vec<crate::state::Event> = client::call_as(socket, &Request::Events { after })?;
+        if fmt == Format::Json && !follow {
+            // One JSON array for scripts; --follow prints one object per line.
+            print!("{}", output::json(&events));
+            return Ok(());
+        }
         for e in &events {
             match fmt {
                 Format::Json => println!("{}", serde_json::to_string(e)?),
