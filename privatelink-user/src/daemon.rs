@@ -482,7 +482,7 @@ impl Gateway {
     fn run_plan(&mut self, p: Planned) -> Result<ApplyResult> {
         let Planned { state, changes, reset } = p;
         let mut total = Report::default();
-        if changes.is_empty() && !plan::unfinished(&self.state) && self.dp.is_some() {
+        if state == self.state && !plan::unfinished(&self.state) && self.dp.is_some() {
             // Nothing to record; the maps are still checked (and written only if they
             // drifted).
             let r = self.sync()?;

@@ -137,6 +137,19 @@ pub fn plan(spec: &Spec, doc: Option<&Doc>, old: &State, env: &Env) -> Result<Pl
     let mut changes = Vec::new();
     let mut reset = Vec::new();
 
+    if old.generation > 0 && old.gateway != spec.gateway {
+        let (a, b) = (serde_json::to_value(&old.gateway).unwrap_or_default(), serde_json::to_value(&spec.gateway).unwrap_or_default());
+        let mut details = Vec::new();
+        if let (Some(a), Some(b)) = (a.as_object(), b.as_object()) {
+            for (k, v) in b {
+                if a.get(k) != Some(v) {
+                    details.push(format!("{k}: {} -> {v}", a.get(k).map(|x| x.to_string()).unwrap_or_default()));
+                }
+            }
+        }
+        changes.push(Change { op: '~', kind: "gateway".into(), name: spec.gateway.region.clone(), id: None, details });
+    }
+
     // ---- VPCs (removed ones stay until `finish`: deleting endpoints still use their id)
     let mut used_vpc_ids: BTreeSet<u16> = old.vpcs.values().map(|v| v.vpc_id).collect();
     for v in &spec.vpcs {
@@ -362,7 +375,7 @@ fn initial_state(svc: &crate::spec::Service, e: &crate::spec::Endpoint) -> Endpo
 fn service_diff(a: &crate::spec::Service, b: &crate::spec::Service) -> Vec<String> {
     let mut d = Vec::new();
     let show = |v: &dyn fmt::Debug| format!("{v:?}");
-    let fields: [(&str, String, String); 8] = [
+    let fields: [(&str, String, String); 10] = [
         ("backends", show(&a.backends.iter().map(|x| format!("{}@{}", x.address, x.weight)).collect::<Vec<_>>()), show(&b.backends.iter().map(|x| format!("{}@{}", x.address, x.weight)).collect::<Vec<_>>())),
         ("ports", show(&a.ports.iter().map(|p| format!("{}/{}->{}", p.protocol, p.endpoint_port, p.service_port)).collect::<Vec<_>>()), show(&b.ports.iter().map(|p| format!("{}/{}->{}", p.protocol, p.endpoint_port, p.service_port)).collect::<Vec<_>>())),
         ("auto_accept", a.auto_accept.to_string(), b.auto_accept.to_string()),
@@ -371,6 +384,8 @@ fn service_diff(a: &crate::spec::Service, b: &crate::spec::Service) -> Vec<Strin
         ("on_revoke", show(&a.on_revoke), show(&b.on_revoke)),
         ("description", show(&a.description), show(&b.description)),
         ("snat_range", show(&a.snat_range.map(|r| r.to_string())), show(&b.snat_range.map(|r| r.to_string()))),
+        ("health_check", show(&a.health_check), show(&b.health_check)),
+        ("notify_url", show(&a.notify_url), show(&b.notify_url)),
     ];
     for (name, x, y) in fields {
         if x != y {

@@ -204,3 +204,17 @@ fn changes_are_listed_field_by_field() {
     let after = finish(p.state);
     assert_eq!(after.services["web"].backend_slots.len(), 2);
 }
+
+#[test]
+fn every_service_field_and_the_gateway_show_up_in_the_plan() {
+    let (mut st, _) = apply(SPEC, &State::default());
+    st.generation = 1;
+    let text = SPEC
+        .replacen("allowed_accounts: [\"100001\"]", "allowed_accounts: [\"100001\"]\n    health_check: { type: http }\n    notify_url: http://10.9.9.9/hook", 1)
+        .replacen("vpcs:", "gateway: { timeouts: { udp: 30s } }\nvpcs:", 1);
+    let p = plan(&parse(&text), None, &st, &Env::offline()).unwrap();
+    let shown: Vec<String> = p.changes.iter().map(|c| c.to_string()).collect();
+    assert_eq!(shown.len(), 2, "{shown:#?}");
+    assert!(shown[0].starts_with("~ gateway local\n    timeouts: ") && shown[0].contains("\"udp\":\"30s\""), "{}", shown[0]);
+    assert!(shown[1].contains("health_check: None -> Some(") && shown[1].contains("notify_url: None -> Some(\"http://10.9.9.9/hook\")"), "{}", shown[1]);
+}

@@ -185,3 +185,43 @@ fn events_list_a_cross_account_approval_in_order_and_reach_the_webhook() {
     assert_eq!(delivered, want);
     assert!(hook.lock().unwrap().iter().all(|v| v["service"] == "web"));
 }
+
+#[test]
+fn http_checks_compare_the_status_and_a_reset_policy_cuts_flows_on_a_dead_backend() {
+    let lab = DaemonLab::new(1);
+    let http = |status: u16| {
+        format!("health_check: {{ type: http, path: /healthz, expected_status: {status}, interval: 300ms, timeout: 200ms, healthy_threshold: 1, unhealthy_threshold: 1, on_backend_down: reset }}")
+    };
+    let with = |status: u16| spec(1, &service("web", "100002", &[&http(status)]), &endpoint("ep", "100002", 0, "web"));
+    assert_eq!(lab.apply(&with(204), &[]).code, 0);
+    // The lab backends answer 200: both fail a check expecting 204.
+    lab.wait_until("both down", || health(&lab) == (vec![false, false], true));
+    let d = lab.ok(&["describe", "service", "web"]);
+    assert!(d.contains("DOWN (HTTP status 200, expected 204)"), "{d}");
+    let r = lab.apply(&with(200), &[]);
+    assert!(r.stdout.contains("health_check"), "the plan shows the change: {}", r.stdout);
+    lab.wait_until("both up", || health(&lab) == (vec![true, true], false));
+
+    // A live session on one backend; that backend dies; `reset` cuts the session.
+    let mut s = lab.in_client(0, || {
+        let mut s = connect(ep_tcp()).unwrap();
+        s.write_all(b"ECHO 1000000\n").unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+        s
+    });
+    let roundtrip = |s: &mut std::net::TcpStream| -> std::io::Result<()> {
+        s.write_all(b"ping")?;
+        let mut b = [0u8; 4];
+        s.read_exact(&mut b)
+    };
+    roundtrip(&mut s).expect("the session works");
+    let flows = lab.json(&["conntrack", "list"]);
+    let backend = flows[0]["backend"].as_str().unwrap().to_string();
+    let i = if backend.starts_with("192.168.2.10:") { 0 } else { 1 };
+    lab.set_backend_running(i, false);
+    // The HTTP check of the stopped backend now fails to connect.
+    lab.wait_until("the session's backend down", || !health(&lab).0[i]);
+    lab.wait_until("its flow removed", || lab.json(&["conntrack", "list"]).as_array().unwrap().is_empty());
+    assert!(roundtrip(&mut s).is_err(), "on_backend_down: reset must cut the session");
+    lab.set_backend_running(i, true);
+}
