@@ -31,6 +31,13 @@ pub const PROG_XDP: &str = "privatelink";
 pub const PROG_EXPIRE: &str = "privatelink_expire";
 /// XDP_PASS only: gives a veth peer the NAPI it needs to receive redirected frames.
 pub const PROG_PASS: &str = "privatelink_pass";
+/// Benchmark reference (R1): parse + `bpf_fib_lookup` + redirect, no NAT.
+pub const PROG_FWD: &str = "privatelink_fwd";
+/// Benchmark traffic generator: XDP_TX (run in live-frames mode, never attached).
+pub const PROG_TX: &str = "privatelink_tx";
+/// Its frame: a 60-byte Ethernet frame (64 on the wire), rewritten on every send.
+pub const MAP_TX_FRAME: &str = "PL_TX_FRAME";
+pub const TX_FRAME_LEN: usize = 60;
 
 // ---- capacities ----
 pub const MAX_VPCS: u32 = 256;

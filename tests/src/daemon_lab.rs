@@ -9,7 +9,7 @@ use crate::{
     netns::{require_root, sh},
 };
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
@@ -20,13 +20,18 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 /// The `privatelink` binary: `PRIVATELINK_BIN`, or beside the test executable's
 /// directory (target/<profile>/privatelink).
 pub fn privatelink_bin() -> PathBuf {
+    find_bin().unwrap_or_else(|| panic!("the privatelink binary is missing: build it (cargo build -p privatelink-user) or set PRIVATELINK_BIN"))
+}
+
+/// `PRIVATELINK_BIN`, or `privatelink` beside this executable or one directory up
+/// (tests live in target/<profile>/deps, binaries in target/<profile>).
+fn find_bin() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("PRIVATELINK_BIN") {
-        return PathBuf::from(p);
+        return Some(PathBuf::from(p));
     }
-    let exe = std::env::current_exe().expect("current_exe");
-    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("privatelink");
-    assert!(bin.exists(), "{} is missing: build it (cargo build -p privatelink-user) or set PRIVATELINK_BIN", bin.display());
-    bin
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [dir.join("privatelink"), dir.parent()?.join("privatelink")].into_iter().find(|p| p.exists())
 }
 
 /// A bpffs mounted at a fresh directory in the host's mount namespace; unmounted and
@@ -165,6 +170,11 @@ impl DaemonLab {
         }
     }
 
+    /// The daemon's pid (`ip netns exec` execs it, so it is the child's).
+    pub fn daemon_pid(&self) -> u32 {
+        self.daemon.as_ref().expect("no daemon running").id()
+    }
+
     /// Whether the daemon process is still running.
     pub fn daemon_running(&mut self) -> bool {
         match &mut self.daemon {
@@ -284,7 +294,9 @@ impl Drop for DaemonLab {
             let _ = c.wait();
         }
         // Pins left by a killed daemon: remove them so the bpffs unmounts clean.
-        let _ = Command::new(privatelink_bin()).arg("--socket").arg(&self.socket).args(["down", "--bpffs"]).arg(&self.bpffs).output();
+        if let Some(bin) = find_bin() {
+            let _ = Command::new(bin).arg("--socket").arg(&self.socket).args(["down", "--bpffs"]).arg(&self.bpffs).output();
+        }
         drop(self.fs.take());
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -1,5 +1,6 @@
 //! Test support: a frame builder/decoder, network namespaces, the BPF_PROG_TEST_RUN
 //! packet lab and the network-namespace lab with real traffic.
+pub mod bench;
 pub mod daemon_lab;
 pub mod frame;
 pub mod lab;

@@ -31,6 +31,15 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Measure the data path against its references and baselines; writes BENCHMARKS.md.
+    Bench {
+        /// Few trials and small sizes: a smoke run, not a measurement.
+        #[arg(long)]
+        quick: bool,
+        /// Only this part: 1 (per packet), 2 (scale), 3 (end to end).
+        #[arg(long)]
+        only: Option<String>,
+    },
     /// Build, then run the seeds' quick start end to end in network namespaces.
     Demo {
         /// Leave the lab up afterwards to try it by hand.
@@ -55,6 +64,26 @@ fn main() -> Result<()> {
             build_ebpf(&root, &tc)?;
             run(Command::new(cargo()).current_dir(&root).args(["build", "--release", "-p", "privatelink-user"]))?;
             println!("built {}", root.join("target/release/privatelink").display());
+        }
+        Cmd::Bench { quick, only } => {
+            let tc = setup()?;
+            let missing = apt_missing_bins(APT_BENCH_TOOLS);
+            if !missing.is_empty() {
+                apt_install(&missing)?;
+            }
+            build_ebpf(&root, &tc)?;
+            check_root()?;
+            run(Command::new(cargo()).current_dir(&root).args(["build", "--release", "-p", "privatelink-user", "--bin", "privatelink"]))?;
+            run(Command::new(cargo()).current_dir(&root).args(["build", "--release", "-p", "privatelink-tests", "--bin", "plbench"]))?;
+            let mut c = Command::new(root.join("target/release/plbench"));
+            c.current_dir(&root).env("PRIVATELINK_BIN", root.join("target/release/privatelink")).args(["--out", "BENCHMARKS.md"]);
+            if quick {
+                c.arg("--quick");
+            }
+            if let Some(p) = only {
+                c.args(["--only", &p]);
+            }
+            run(&mut c)?;
         }
         Cmd::Demo { keep } => {
             let tc = setup()?;
@@ -170,6 +199,14 @@ const APT_TOOLCHAIN: &[&str] = &[
 ];
 /// Used by the network-namespace tests.
 const APT_TEST_TOOLS: &[&str] = &["iproute2", "ethtool"];
+/// What `bench` compares against (part 3): nftables, HAProxy, iperf3, wrk, nginx.
+const APT_BENCH_TOOLS: &[(&str, &str)] = &[
+    ("nft", "nftables"),
+    ("haproxy", "haproxy"),
+    ("iperf3", "iperf3"),
+    ("wrk", "wrk"),
+    ("nginx", "nginx-light"),
+];
 
 fn has_rust_src(sysroot: &str) -> bool {
     Path::new(sysroot).join("lib/rustlib/src/rust/library/core/src/lib.rs").is_file()
@@ -209,6 +246,14 @@ fn apt_missing(pkgs: &[&str]) -> Vec<String> {
             !st.contains("install ok installed")
         })
         .map(|p| p.to_string())
+        .collect()
+}
+
+/// Packages of the binaries not on PATH.
+fn apt_missing_bins(bins: &[(&str, &str)]) -> Vec<String> {
+    bins.iter()
+        .filter(|(bin, _)| !succeeds(Command::new("sh").args(["-c", &format!("command -v {bin}")])))
+        .map(|(_, pkg)| pkg.to_string())
         .collect()
 }
 

@@ -1,0 +1,198 @@
+//! Part 1 and the data-path half of part 2: per-packet cost of the XDP programs with
+//! BPF_PROG_TEST_RUN in the packet lab's gateway namespace (neighbours prefilled,
+//! `ingress_ifindex` set through the context).
+//!
+//! The kernel does not reset the packet between repeats, so a NAT program would measure
+//! its own rewritten packet from the second repeat on: every run here is repeat=1 with
+//! a fresh copy of the frame, and the median of many runs is the cost. The same holds
+//! for the references, so the timer's own overhead is in every number alike (R0 shows
+//! it). New-flow runs vary the source address and port so each one is really new.
+
+use super::{Effort, Row};
+use crate::{
+    frame::{Packet, ACK, SYN},
+    packet_lab::*,
+};
+use aya::programs::{TestRun, TestRunOptions, Xdp};
+use privatelink::maps::ip_raw;
+use privatelink_common::*;
+use std::net::Ipv4Addr;
+
+const PART: &str = "1. per packet (BPF_PROG_TEST_RUN)";
+const SCALE: &str = "2. scale";
+/// An accepted endpoint with no limit to speak of (new-flow runs), and one with a limit
+/// of 0 (every SYN over the limit).
+const EP_IDX_UNLIMITED: u32 = 5;
+const EP_UNLIMITED: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 105);
+const EP_IDX_ZERO: u32 = 6;
+const EP_ZERO: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 106);
+
+fn ctx(ifindex: u32, len: usize) -> [u8; 24] {
+    let mut c = [0u8; 24];
+    c[4..8].copy_from_slice(&(len as u32).to_ne_bytes());
+    c[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+    c
+}
+
+/// One repeat=1 run; (return value, kernel-measured ns).
+fn once(prog: &Xdp, ifindex: u32, frame: &[u8]) -> (u32, f64) {
+    let c = ctx(ifindex, frame.len());
+    let mut out = vec![0u8; frame.len() + 256];
+    let r = prog
+        .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ctx_in: Some(&c), ..Default::default() })
+        .expect("BPF_PROG_TEST_RUN");
+    (r.return_value, r.duration.as_nanos() as f64)
+}
+
+/// Trial medians of `runs` runs each; `frame(i)` gives run i's frame.
+fn measure(prog: &Xdp, ifindex: u32, e: Effort, expect: u32, mut frame: impl FnMut(usize) -> Vec<u8>) -> Vec<f64> {
+    let mut i = 0;
+    // Warm-up.
+    for _ in 0..e.runs.min(200) {
+        once(prog, ifindex, &frame(i));
+        i += 1;
+    }
+    (0..e.trials)
+        .map(|_| {
+            let mut ns: Vec<f64> = (0..e.runs)
+                .map(|_| {
+                    let (rc, t) = once(prog, ifindex, &frame(i));
+                    assert_eq!(rc, expect, "benchmark case returned {} instead of {}", action_name(rc), action_name(expect));
+                    i += 1;
+                    t
+                })
+                .collect();
+            ns.sort_by(|a, b| a.total_cmp(b));
+            ns[ns.len() / 2]
+        })
+        .collect()
+}
+
+fn ack(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), smac: [u8; 6], dmac: [u8; 6]) -> Vec<u8> {
+    Packet::tcp(src, dst, ACK).macs(smac, dmac).seq_ack(2000, 3000).payload(&[0u8; 18]).build()
+}
+
+fn syn_from(sport: u16, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    Packet::tcp((src, sport), (dst, 80), SYN).macs(CLIENT_MAC, GW_CONSUMER_MAC).seq_ack(1000, 0).build()
+}
+
+fn add_endpoint(lab: &mut PacketLab, idx: u32, ip: Ipv4Addr, limit: u32) {
+    let m = &mut lab.dp.maps;
+    let snat = Ipv4Addr::from(u32::from(SNAT_IP) + idx);
+    m.set_endpoint(idx, EndpointInfo { service: 0, snat_ip_be: ip_raw(snat), conn_limit: limit, state: EP_STATE_ACCEPTED, _pad: [0; 3] })
+        .unwrap();
+    m.bind_endpoint_ip(CONSUMER_VPC, ip, idx).unwrap();
+}
+
+/// An established flow: SYN through the data path, then its SNAT port.
+fn establish(lab: &PacketLab, sport: u16) -> u16 {
+    let out = lab.from_consumer(&syn_from(sport, CLIENT, EP_ACCEPTED));
+    assert_eq!(out.action, XDP_REDIRECT, "the benchmark flow did not open");
+    let key = CtKey {
+        src_ip_be: ip_raw(CLIENT),
+        dst_ip_be: ip_raw(EP_ACCEPTED),
+        src_port_be: sport.to_be(),
+        dst_port_be: 80u16.to_be(),
+        vpc_id: CONSUMER_VPC,
+        proto: PROTO_TCP,
+        _pad: 0,
+    };
+    let v = lab.dp.maps.ct_get(&key).unwrap().expect("the flow's entry");
+    u16::from_be(v.nat_src_port_be)
+}
+
+/// Established-forward cost in `lab` (a fresh flow on `sport`).
+fn established_forward(lab: &PacketLab, e: Effort, sport: u16) -> Vec<f64> {
+    establish(lab, sport);
+    let prog = lab.dp.xdp().unwrap();
+    let f = ack((CLIENT, sport), (EP_ACCEPTED, 80), CLIENT_MAC, GW_CONSUMER_MAC);
+    measure(prog, lab.consumer_if, e, XDP_REDIRECT, |_| f.clone())
+}
+
+pub fn run(e: Effort) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let mut lab = PacketLab::new(2 << 20);
+    add_endpoint(&mut lab, EP_IDX_UNLIMITED, EP_UNLIMITED, u32::MAX);
+    add_endpoint(&mut lab, EP_IDX_ZERO, EP_ZERO, 0);
+    let prog = lab.dp.xdp().unwrap();
+    let r0 = lab.dp.program(PROG_PASS).unwrap();
+    let r1 = lab.dp.program(PROG_FWD).unwrap();
+    let cif = lab.consumer_if;
+
+    let direct = ack((CLIENT, 40000), (BACKEND, 8080), CLIENT_MAC, GW_CONSUMER_MAC);
+    let r0_t = measure(r0, cif, e, XDP_PASS, |_| direct.clone());
+    let r1_t = measure(r1, cif, e, XDP_REDIRECT, |_| direct.clone());
+    let r1_med = super::summary(&r1_t).0;
+    let ratio = |t: &[f64]| format!("{:.2}x R1", super::summary(t).0 / r1_med);
+    rows.push(Row::new(PART, "R0: XDP_PASS only", &r0_t, "ns/pkt").note(ratio(&r0_t)));
+    rows.push(Row::new(PART, "R1: parse + bpf_fib_lookup + redirect, no NAT", &r1_t, "ns/pkt"));
+
+    let other = ack((CLIENT, 40000), (Ipv4Addr::new(10, 0, 0, 50), 80), CLIENT_MAC, GW_CONSUMER_MAC);
+    let t = measure(prog, cif, e, XDP_PASS, |_| other.clone());
+    rows.push(Row::new(PART, "non-endpoint traffic (passes to the kernel)", &t, "ns/pkt").note(ratio(&t)));
+
+    let sport = 41000;
+    let snat_port = establish(&lab, sport);
+    let fwd = ack((CLIENT, sport), (EP_ACCEPTED, 80), CLIENT_MAC, GW_CONSUMER_MAC);
+    let t = measure(prog, cif, e, XDP_REDIRECT, |_| fwd.clone());
+    rows.push(Row::new(PART, "established forward (DNAT+SNAT, redirect)", &t, "ns/pkt").note(ratio(&t)));
+    let rev = ack((BACKEND, 8080), (SNAT_IP, snat_port), BACKEND_MAC, GW_PROVIDER_MAC);
+    let t = measure(prog, lab.provider_if, e, XDP_REDIRECT, |_| rev.clone());
+    rows.push(Row::new(PART, "established reverse", &t, "ns/pkt").note(ratio(&t)));
+
+    // New flows: source address and port vary, so every SYN opens a new flow.
+    let t = measure(prog, cif, e, XDP_REDIRECT, |i| {
+        let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + 2 + (i / 50_000) as u32 % 200);
+        syn_from(1024 + (i % 50_000) as u16, src, EP_UNLIMITED)
+    });
+    rows.push(Row::new(PART, "new TCP flow (SYN: limit check, conntrack insert, SNAT port)", &t, "ns/pkt").note(ratio(&t)));
+    let t = measure(prog, cif, e, XDP_TX, |i| syn_from(2000 + (i % 1000) as u16, CLIENT, EP_ZERO));
+    rows.push(Row::new(PART, "SYN over the connection limit (RST sent)", &t, "ns/pkt").note(ratio(&t)));
+    let noflow = ack((CLIENT, 45000), (EP_ACCEPTED, 80), CLIENT_MAC, GW_CONSUMER_MAC);
+    let t = measure(prog, cif, e, XDP_TX, |_| noflow.clone());
+    rows.push(Row::new(PART, "non-SYN of no flow (RST sent)", &t, "ns/pkt").note(ratio(&t)));
+    drop(lab);
+
+    rows.extend(scale(e));
+    rows
+}
+
+/// Established-forward cost with 1 vs 10,000 endpoints and 1,000 vs 1,000,000 flows.
+fn scale(e: Effort) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let (n_eps, n_flows) = if e.quick { (1_000, 100_000) } else { (10_000, 1_000_000) };
+    let mut lab = PacketLab::new(2 * n_flows + 65_536);
+    let one = established_forward(&lab, e, 41000);
+    for i in 0..n_eps {
+        let idx = 100 + i;
+        let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 100, 0)) + i);
+        add_endpoint(&mut lab, idx, ip, 3000);
+    }
+    let many = established_forward(&lab, e, 41001);
+    let base = super::summary(&one).0;
+    rows.push(Row::new(SCALE, "established forward, 5 endpoints", &one, "ns/pkt"));
+    rows.push(
+        Row::new(SCALE, format!("established forward, {} endpoints", n_eps + 5), &many, "ns/pkt")
+            .note(format!("{:.2}x of 5 endpoints", super::summary(&many).0 / base)),
+    );
+    // Live flows: synthetic conntrack entries (forward and reverse) of other clients.
+    let fill = |lab: &mut PacketLab, from: u32, to: u32| {
+        for i in from..to {
+            let src = ip_raw(Ipv4Addr::from(0x0a_40_00_00 + i));
+            let key = CtKey { src_ip_be: src, dst_ip_be: ip_raw(EP_ACCEPTED), src_port_be: 5000u16.to_be(), dst_port_be: 80u16.to_be(), vpc_id: CONSUMER_VPC, proto: PROTO_TCP, _pad: 0 };
+            let v = CtValue { kind: CT_KIND_FORWARD, state: TCP_STATE_ESTABLISHED, last_seen_ns: u64::MAX / 2, ..Default::default() };
+            lab.dp.maps.ct_insert(key, v).unwrap();
+        }
+    };
+    fill(&mut lab, 0, 1_000);
+    let k1 = established_forward(&lab, e, 41002);
+    fill(&mut lab, 1_000, n_flows);
+    let kmany = established_forward(&lab, e, 41003);
+    let base = super::summary(&k1).0;
+    rows.push(Row::new(SCALE, "established forward, 1,000 live flows", &k1, "ns/pkt"));
+    rows.push(
+        Row::new(SCALE, format!("established forward, {n_flows} live flows"), &kmany, "ns/pkt")
+            .note(format!("{:.2}x of 1,000 flows", super::summary(&kmany).0 / base)),
+    );
+    rows
+}

@@ -1,0 +1,28 @@
+//! `cargo xtask bench` runs this: every benchmark part, a table on stdout, and
+//! BENCHMARKS.md. Usage: plbench [--quick] [--out FILE] [--only 1|2|3]
+use privatelink_tests::bench::{self, control, e2e, report, testrun, Effort};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let out = args.windows(2).find(|w| w[0] == "--out").map(|w| w[1].clone()).unwrap_or_else(|| "BENCHMARKS.md".into());
+    let only = args.windows(2).find(|w| w[0] == "--only").map(|w| w[1].clone());
+    let e = Effort::new(quick);
+    let want = |p: &str| only.as_deref().is_none_or(|o| o == p);
+    let mut rows: Vec<bench::Row> = Vec::new();
+    if want("1") || want("2") {
+        eprintln!("part 1 and 2 (data path): BPF_PROG_TEST_RUN ...");
+        rows.extend(testrun::run(e));
+    }
+    if want("2") {
+        eprintln!("part 2 (control plane): apply through the daemon ...");
+        rows.extend(control::run(e));
+    }
+    if want("3") {
+        eprintln!("part 3: end to end in network namespaces ...");
+        rows.extend(e2e::run(e));
+    }
+    print!("{}", report::table(&rows));
+    std::fs::write(&out, report::markdown(&rows, quick)).expect("write the report");
+    eprintln!("wrote {out}");
+}
