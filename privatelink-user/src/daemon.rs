@@ -139,6 +139,9 @@ pub struct Gateway {
     /// (endpoint index, drop reason) -> refusals counted so far, and the count when
     /// the current episode began (None: no episode).
     episodes: BTreeMap<(u32, u32), (u64, Option<u64>)>,
+    /// The last spec text read and what it parsed to: re-applying the same file skips
+    /// the YAML parse (a pure function of the text); planning still runs in full.
+    parsed: Option<(String, Arc<(spec::Spec, crate::yaml::Doc)>)>,
 }
 
 fn spec_error_response(errors: Vec<spec::SpecError>) -> Response {
@@ -164,6 +167,7 @@ impl Gateway {
             expired: 0,
             checker: health::Checker::default(),
             episodes: BTreeMap::new(),
+            parsed: None,
         };
         gw.checker.sync(&gw.state);
         if !gw.state.vpcs.is_empty() {
@@ -512,10 +516,21 @@ impl Gateway {
 
     fn try_handle(&mut self, req: Request) -> Result<Response> {
         Ok(match req {
-            Request::Apply { spec: text, dry_run } => match spec::parse(&text) {
-                Ok((s, doc)) => self.apply_spec(&s, Some(&doc), dry_run),
-                Err(errors) => spec_error_response(errors),
-            },
+            Request::Apply { spec: text, dry_run } => {
+                let cached = self.parsed.as_ref().filter(|(t, _)| *t == text).map(|(_, p)| p.clone());
+                let parsed = match cached {
+                    Some(p) => p,
+                    None => match spec::parse(&text) {
+                        Ok(p) => {
+                            let p = Arc::new(p);
+                            self.parsed = Some((text, p.clone()));
+                            p
+                        }
+                        Err(errors) => return Ok(spec_error_response(errors)),
+                    },
+                };
+                self.apply_spec(&parsed.0, Some(&parsed.1), dry_run)
+            }
             Request::Get { kind, name } => self.get(kind, name.as_deref())?,
             Request::Describe { kind, name } => match kind {
                 One::Service => ok(self.service_view(&name)?),

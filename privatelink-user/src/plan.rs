@@ -70,9 +70,32 @@ fn err(doc: Option<&Doc>, path: String, message: String) -> SpecError {
     SpecError { pos: doc.and_then(|d| d.pos(&path)), path, message }
 }
 
-/// Lowest free value in `range` not in `used`.
-fn alloc<T: Ord + Copy>(range: impl Iterator<Item = T>, used: &BTreeSet<T>) -> Option<T> {
-    range.into_iter().find(|v| !used.contains(v))
+/// Values of `lo..=hi` handed out one by one, skipping `used` ones: lowest first, or
+/// highest first when `down`. A cursor keeps a plan of N allocations O(N log N).
+struct Pool {
+    used: BTreeSet<u64>,
+    next: i64,
+    lo: i64,
+    hi: i64,
+    step: i64,
+}
+
+impl Pool {
+    fn new(lo: u64, hi: u64, used: impl IntoIterator<Item = u64>, down: bool) -> Pool {
+        let (lo, hi) = (lo as i64, hi as i64);
+        Pool { used: used.into_iter().collect(), next: if down { hi } else { lo }, lo, hi, step: if down { -1 } else { 1 } }
+    }
+
+    fn take(&mut self) -> Option<u64> {
+        while self.lo <= self.next && self.next <= self.hi {
+            let v = self.next as u64;
+            self.next += self.step;
+            if self.used.insert(v) {
+                return Some(v);
+            }
+        }
+        None
+    }
 }
 
 fn list<T: fmt::Display>(v: &[T]) -> String {
@@ -151,7 +174,7 @@ pub fn plan(spec: &Spec, doc: Option<&Doc>, old: &State, env: &Env) -> Result<Pl
     }
 
     // ---- VPCs (removed ones stay until `finish`: deleting endpoints still use their id)
-    let mut used_vpc_ids: BTreeSet<u16> = old.vpcs.values().map(|v| v.vpc_id).collect();
+    let mut vpc_ids = Pool::new(1, MAX_VPCS as u64 - 1, old.vpcs.values().map(|v| v.vpc_id as u64), false);
     for v in &spec.vpcs {
         match st.vpcs.get_mut(&v.name) {
             Some(r) => {
@@ -171,8 +194,7 @@ pub fn plan(spec: &Spec, doc: Option<&Doc>, old: &State, env: &Env) -> Result<Pl
                 r.spec = v.clone();
             }
             None => {
-                let id = alloc(1..MAX_VPCS as u16, &used_vpc_ids).expect("validated: fewer VPCs than ids");
-                used_vpc_ids.insert(id);
+                let id = vpc_ids.take().expect("validated: fewer VPCs than ids") as u16;
                 changes.push(Change { op: '+', kind: "vpc".into(), name: v.name.clone(), id: None, details: vec![format!("interface {}, cidr {}", v.interface, v.cidr)] });
                 st.vpcs.insert(v.name.clone(), VpcRecord { spec: v.clone(), vpc_id: id });
             }
@@ -183,8 +205,9 @@ pub fn plan(spec: &Spec, doc: Option<&Doc>, old: &State, env: &Env) -> Result<Pl
     }
 
     // ---- services
-    let mut used_svc: BTreeSet<u32> = old.services.values().map(|s| s.index).collect();
-    let mut used_backends: BTreeSet<u32> = old.services.values().flat_map(|s| s.backend_slots.values().copied()).collect();
+    let mut svc_slots = Pool::new(0, MAX_SERVICES as u64 - 1, old.services.values().map(|s| s.index as u64), false);
+    let mut backend_slots =
+        Pool::new(0, MAX_BACKENDS as u64 - 1, old.services.values().flat_map(|s| s.backend_slots.values().map(|v| *v as u64)), false);
     let mut backend_error = None;
     for s in &spec.services {
         let rec = match st.services.get_mut(&s.name).filter(|r| live(&r.state)) {
@@ -197,8 +220,7 @@ pub fn plan(spec: &Spec, doc: Option<&Doc>, old: &State, env: &Env) -> Result<Pl
                 r
             }
             None => {
-                let index = alloc(0..MAX_SERVICES, &used_svc).ok_or_else(|| vec![err(doc, "services".into(), "no free service slot".into())])?;
-                used_svc.insert(index);
+                let index = svc_slots.take().ok_or_else(|| vec![err(doc, "services".into(), "no free service slot".into())])? as u32;
                 let id = new_id("epsrv-");
                 changes.push(Change {
                     op: '+',
@@ -224,10 +246,9 @@ pub fn plan(spec: &Spec, doc: Option<&Doc>, old: &State, env: &Env) -> Result<Pl
         rec.backend_slots.retain(|ip, _| s.backends.iter().any(|b| b.address == *ip));
         for b in &s.backends {
             if let std::collections::btree_map::Entry::Vacant(v) = rec.backend_slots.entry(b.address) {
-                match alloc(0..MAX_BACKENDS, &used_backends) {
+                match backend_slots.take() {
                     Some(slot) => {
-                        used_backends.insert(slot);
-                        v.insert(slot);
+                        v.insert(slot as u32);
                     }
                     None => backend_error = Some(err(doc, "services".into(), "no free backend slot".into())),
                 }
@@ -243,11 +264,18 @@ pub fn plan(spec: &Spec, doc: Option<&Doc>, old: &State, env: &Env) -> Result<Pl
     }
 
     // ---- endpoints
-    let mut used_ep: BTreeSet<u32> = old.endpoints.values().map(|e| e.index).collect();
-    let mut used_snat: BTreeSet<Ipv4Addr> = old.endpoints.values().map(|e| e.snat_ip).collect();
-    // Addresses taken per VPC: the ones endpoints hold now and the ones the spec gives.
-    let mut used_ips: BTreeSet<(String, Ipv4Addr)> = old.endpoints.values().map(|e| (e.spec.vpc.clone(), e.ip)).collect();
-    used_ips.extend(spec.endpoints.iter().filter_map(|e| e.ip.map(|ip| (e.vpc.clone(), ip))));
+    let mut ep_slots = Pool::new(0, MAX_ENDPOINTS as u64 - 1, old.endpoints.values().map(|e| e.index as u64), false);
+    let used_snat: Vec<u64> = old.endpoints.values().map(|e| u32::from(e.snat_ip) as u64).collect();
+    // SNAT addresses per range, lowest first; endpoint addresses per VPC, highest first
+    // (hosts are usually numbered from the bottom), skipping the ones endpoints hold now
+    // and the ones the spec gives.
+    let mut snat_pools: std::collections::HashMap<crate::spec::Cidr, Pool> = Default::default();
+    let mut ip_pools: std::collections::HashMap<String, Pool> = Default::default();
+    let mut given_snat: std::collections::HashSet<u64> = Default::default();
+    let mut taken: std::collections::HashMap<&str, Vec<u64>> = Default::default();
+    for (vpc, ip) in old.endpoints.values().map(|e| (e.spec.vpc.as_str(), e.ip)).chain(spec.endpoints.iter().filter_map(|e| e.ip.map(|ip| (e.vpc.as_str(), ip)))) {
+        taken.entry(vpc).or_default().push(u32::from(ip) as u64);
+    }
     let mut errors = Vec::new();
     for (i, e) in spec.endpoints.iter().enumerate() {
         let si = validate::resolve_service(spec, &known, &e.service).expect("validated");
@@ -259,15 +287,12 @@ pub fn plan(spec: &Spec, doc: Option<&Doc>, old: &State, env: &Env) -> Result<Pl
             (Some(ip), _) => ip,
             (None, Some(r)) => r.ip,
             (None, None) => {
-                // Auto-assign from the top of the VPC's range down: hosts are usually
-                // numbered from the bottom.
-                let lo = u32::from(vpc.cidr.net) + 1;
-                let hi = u32::from(vpc.cidr.broadcast()) - 1;
-                match (lo..=hi).rev().map(Ipv4Addr::from).find(|ip| !used_ips.contains(&(e.vpc.clone(), *ip))) {
-                    Some(ip) => {
-                        used_ips.insert((e.vpc.clone(), ip));
-                        ip
-                    }
+                let pool = ip_pools.entry(e.vpc.clone()).or_insert_with(|| {
+                    let used = taken.get(e.vpc.as_str()).cloned().unwrap_or_default();
+                    Pool::new(u32::from(vpc.cidr.net) as u64 + 1, u32::from(vpc.cidr.broadcast()) as u64 - 1, used, true)
+                });
+                match pool.take() {
+                    Some(ip) => Ipv4Addr::from(ip as u32),
                     None => {
                         errors.push(err(doc, format!("endpoints[{i}].ip"), format!("VPC {} ({}) has no free address left", vpc.name, vpc.cidr)));
                         continue;
@@ -278,12 +303,19 @@ pub fn plan(spec: &Spec, doc: Option<&Doc>, old: &State, env: &Env) -> Result<Pl
         let snat_ip = match existing.as_ref().map(|r| r.snat_ip).filter(|s| range.contains(*s)) {
             Some(s) => s,
             None => {
-                let lo = u32::from(range.net) + 1;
-                let hi = u32::from(range.broadcast()) - 1;
-                match (lo..=hi).map(Ipv4Addr::from).find(|a| !used_snat.contains(a)) {
+                let pool = snat_pools.entry(range).or_insert_with(|| {
+                    Pool::new(u32::from(range.net) as u64 + 1, u32::from(range.broadcast()) as u64 - 1, used_snat.iter().copied(), false)
+                });
+                // Ranges of different services may overlap: an address handed out from
+                // another range's pool in this plan is skipped too.
+                let mut got = pool.take();
+                while got.is_some_and(|a| given_snat.contains(&a)) {
+                    got = pool.take();
+                }
+                match got {
                     Some(a) => {
-                        used_snat.insert(a);
-                        a
+                        given_snat.insert(a);
+                        Ipv4Addr::from(a as u32)
                     }
                     None => {
                         errors.push(err(doc, format!("endpoints[{i}]"), format!("SNAT range {range} has no free address for this endpoint")));
@@ -322,11 +354,10 @@ pub fn plan(spec: &Spec, doc: Option<&Doc>, old: &State, env: &Env) -> Result<Pl
                 st.endpoints.insert(e.name.clone(), r);
             }
             None => {
-                let Some(index) = alloc(0..MAX_ENDPOINTS, &used_ep) else {
+                let Some(index) = ep_slots.take().map(|i| i as u32) else {
                     errors.push(err(doc, format!("endpoints[{i}]"), "no free endpoint slot".into()));
                     continue;
                 };
-                used_ep.insert(index);
                 let id = new_id("ep-");
                 let fate = if initial_state(svc, e) == EndpointState::Accepted { "accepted" } else { "pendingAcceptance" };
                 changes.push(Change {
@@ -356,7 +387,8 @@ pub fn plan(spec: &Spec, doc: Option<&Doc>, old: &State, env: &Env) -> Result<Pl
     if !errors.is_empty() {
         return Err(errors);
     }
-    for (name, r) in st.endpoints.iter_mut().filter(|(n, r)| r.state != EndpointState::Deleting && !spec.endpoints.iter().any(|e| &e.name == *n)) {
+    let in_spec: std::collections::HashSet<&str> = spec.endpoints.iter().map(|e| e.name.as_str()).collect();
+    for (name, r) in st.endpoints.iter_mut().filter(|(n, r)| r.state != EndpointState::Deleting && !in_spec.contains(n.as_str())) {
         changes.push(Change { op: '-', kind: "endpoint".into(), name: name.clone(), id: Some(r.id.clone()), details: vec![] });
         r.state = EndpointState::Deleting;
     }

@@ -167,15 +167,18 @@ impl MarkedEventReceiver for Builder {
                 }
             }
             Event::Scalar(s, style, anchor, _tag) => {
-                let is_key = matches!(self.stack.last(), Some(Frame::Map { key: None, .. }));
-                if !is_key {
+                // A scalar's own path matters only as a sequence item (a mapping value's
+                // position is its key's, recorded with the key).
+                if matches!(self.stack.last(), Some(Frame::Seq { .. })) {
                     self.next_path(mark);
                 }
                 let v = if style == TScalarStyle::Plain { resolve_plain(&s) } else { Value::String(s) };
                 self.place(v, anchor, mark);
             }
             Event::Alias(id) => {
-                self.next_path(mark);
+                if matches!(self.stack.last(), Some(Frame::Seq { .. })) {
+                    self.next_path(mark);
+                }
                 let v = self.anchors.get(&id).cloned().unwrap_or(Value::Null);
                 self.place(v, 0, mark);
             }
