@@ -7,7 +7,8 @@
 //! XDP_TX'd or redirected frames with NAPI running) and have tx checksum offload off
 //! (an XDP rewrite of a partial checksum breaks it); the generator's frames arrive at
 //! the gateway through XDP_TX, so D and N get XDP_PASS on the gateway's client-side
-//! veth too. Senders run on CPU 0.
+//! veth too. Senders run on CPU 0. `PLBENCH_DEBUG=1` prints every veth's counters and
+//! the gateway's `nstat` after each UDP run (where did the packets go).
 
 use super::{summary, Effort, Row};
 use crate::{
@@ -271,28 +272,20 @@ impl Bed {
         self.dp.set_tx_frame(f).expect("set the generator frame");
     }
 
-    fn udp_rate(&mut self, v: Variant, packets: u32) -> (f64, f64) {
-        let dst = v.target(DISCARD);
-        let dst_ip = match dst.ip() {
-            std::net::IpAddr::V4(ip) => ip,
-            _ => unreachable!(),
-        };
-        let frame = Packet::udp((Ipv4Addr::new(10, 0, 0, 2), 40000), (dst_ip, DISCARD))
-            .macs(mac_of(&self.client, "c0"), mac_of(&self.gw, "gw-c"))
-            .payload(&[0u8; 18])
-            .build();
-        self.load_frame(&frame);
+    /// Send `frame` `packets` times out of the client's veth from CPU 0 (live-frames
+    /// BPF_PROG_TEST_RUN of the XDP_TX generator), as fast as it goes.
+    fn send(&mut self, frame: &[u8], packets: u32) -> Result<(), aya::programs::ProgramError> {
+        self.load_frame(frame);
+        let mut frame = frame.to_vec();
+        frame.resize(TX_FRAME_LEN, 0);
         let c0 = self.client.ifindex("c0");
-        let before = rx_packets(&self.server, "s0");
-        let cpu0 = cpu_busy_ns();
-        let t = Instant::now();
         let name = self.client.name.clone();
-        let prog_fd_user = &self.dp;
+        let dp = &self.dp;
         std::thread::scope(|sc| {
             sc.spawn(|| {
                 Netns { name }.enter_and_forget();
                 pin_to_cpu(0);
-                let prog = prog_fd_user.program(PROG_TX).unwrap();
+                let prog = dp.program(PROG_TX).expect("the generator program");
                 let mut ctx = [0u8; 24];
                 ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
                 ctx[12..16].copy_from_slice(&c0.to_ne_bytes());
@@ -303,11 +296,27 @@ impl Bed {
                     attrs: TestRunAttrs::new().xdp_live_frames(64),
                     ..Default::default()
                 };
-                prog.test_run(opts).expect("live-frames generator");
+                prog.test_run(opts).map(|_| ())
             })
             .join()
-            .unwrap();
-        });
+            .expect("generator thread")
+        })
+    }
+
+    fn udp_rate(&mut self, v: Variant, packets: u32) -> (f64, f64) {
+        let dst = v.target(DISCARD);
+        let dst_ip = match dst.ip() {
+            std::net::IpAddr::V4(ip) => ip,
+            _ => unreachable!(),
+        };
+        let frame = Packet::udp((Ipv4Addr::new(10, 0, 0, 2), 40000), (dst_ip, DISCARD))
+            .macs(mac_of(&self.client, "c0"), mac_of(&self.gw, "gw-c"))
+            .payload(&[0u8; 18])
+            .build();
+        let before = rx_packets(&self.server, "s0");
+        let cpu0 = cpu_busy_ns();
+        let t = Instant::now();
+        self.send(&frame, packets).expect("live-frames generator");
         std::thread::sleep(Duration::from_millis(200));
         let secs = t.elapsed().as_secs_f64() - 0.2;
         let got = rx_packets(&self.server, "s0").saturating_sub(before);
@@ -368,24 +377,8 @@ impl Bed {
         let frame = Packet::tcp((Ipv4Addr::new(10, 0, 0, 3), 50000), (ENDPOINT, HTTP), SYN)
             .macs(mac_of(&self.client, "c0"), mac_of(&self.gw, "gw-c"))
             .build();
-        self.load_frame(&frame);
-        let mut frame = frame;
-        frame.resize(TX_FRAME_LEN, 0);
-        let c0 = self.client.ifindex("c0");
-        let name = self.client.name.clone();
-        let dp = &self.dp;
-        std::thread::scope(|sc| {
-            sc.spawn(|| {
-                Netns { name }.enter_and_forget();
-                pin_to_cpu(0);
-                let prog = dp.program(PROG_TX).unwrap();
-                let mut ctx = [0u8; 24];
-                ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
-                ctx[12..16].copy_from_slice(&c0.to_ne_bytes());
-                let opts = TestRunOptions { data_in: Some(&frame), ctx_in: Some(&ctx), repeat: packets, attrs: TestRunAttrs::new().xdp_live_frames(64), ..Default::default() };
-                let _ = prog.test_run(opts);
-            });
-        });
+        // Refused SYNs come back as resets; some are lost when the ring is full.
+        let _ = self.send(&frame, packets);
     }
 
     /// p99 of a ping-pong on CPU 1, with an over-limit SYN flood from CPU 0 meanwhile
