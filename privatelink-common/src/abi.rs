@@ -240,6 +240,9 @@ pub const TCP_STATE_CLOSING: u8 = 3;
 /// UDP flows carry this state.
 pub const UDP_STATE: u8 = 4;
 
+/// `CtValue::route` of a forward entry whose next hop is known.
+pub const CT_ROUTE_CACHED: u8 = 1;
+
 pub const CT_FLAG_FIN_FWD: u8 = 1;
 pub const CT_FLAG_FIN_REV: u8 = 2;
 
@@ -286,7 +289,9 @@ pub struct CtValue {
     pub state: u8,
     /// `CT_FLAG_*` (kept on the forward entry)
     pub flags: u8,
-    pub _pad: u8,
+    /// Forward entries: `CT_ROUTE_CACHED` once `ifindex`/`smac`/`dmac` hold the next
+    /// hop towards the backend (written after them).
+    pub route: u8,
     /// The packet after NAT: its new source and destination.
     pub nat_src_ip_be: u32,
     pub nat_dst_ip_be: u32,
@@ -296,7 +301,9 @@ pub struct CtValue {
     pub egress_vpc: u16,
     pub _pad2: u16,
     /// Egress interface. Reverse entries learn it (and the MACs) from the flow's first
-    /// packet: overlapping consumer VPCs cannot be told apart by a route lookup.
+    /// packet: overlapping consumer VPCs cannot be told apart by a route lookup. Forward
+    /// entries start with the provider VPC's interface (the FIB lookup's input) and
+    /// cache the FIB's answer at their first established packet (see `route`).
     pub ifindex: u32,
     pub smac: [u8; 6],
     pub dmac: [u8; 6],

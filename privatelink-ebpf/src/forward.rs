@@ -1,5 +1,6 @@
 //! Sending a rewritten frame on: `bpf_fib_lookup` towards backends (per provider VPC
-//! routing table), learned interface and MACs back to consumers, then redirect.
+//! routing table), learned interface and MACs back to consumers (and, once known, to
+//! backends), then redirect.
 //! XDP has no neighbour resolution: an unresolved neighbour hands the already
 //! rewritten frame to the kernel (XDP_PASS), which resolves ARP and forwards it.
 
@@ -22,10 +23,18 @@ pub enum Route {
     NoRoute,
 }
 
-/// Route the (rewritten) packet to `dst` through the FIB: `table` 0 is the main table,
-/// anything else a provider VPC's own table (BPF_FIB_LOOKUP_TBID, kernel >= 6.8).
+/// What the FIB says about a destination.
+pub enum Fib {
+    Next { ifindex: u32, smac: [u8; 6], dmac: [u8; 6] },
+    /// No neighbour entry yet (or fragmentation needed): the kernel must handle it.
+    Kernel,
+    NoRoute,
+}
+
+/// Look `dst` up in the FIB: `table` 0 is the main table, anything else a provider
+/// VPC's own table (BPF_FIB_LOOKUP_TBID, kernel >= 6.8).
 #[inline(always)]
-pub fn via_fib(ctx: &XdpContext, ifindex: u32, table: u32, src: u32, dst: u32, proto: u8, tot_len: u16) -> Route {
+pub fn fib(ctx: &XdpContext, ifindex: u32, table: u32, src: u32, dst: u32, proto: u8, tot_len: u16) -> Fib {
     let mut p: bpf_fib_lookup = unsafe { zeroed() };
     p.family = AF_INET;
     p.l4_protocol = proto;
@@ -42,12 +51,22 @@ pub fn via_fib(ctx: &XdpContext, ifindex: u32, table: u32, src: u32, dst: u32, p
         fib_lookup(ctx.ctx as *mut _, &mut p, size_of::<bpf_fib_lookup>() as i32, flags)
     } as u32;
     if rc == BPF_FIB_LKUP_RET_SUCCESS {
-        return set_macs_and_redirect(ctx, p.ifindex, &p.smac, &p.dmac);
+        return Fib::Next { ifindex: p.ifindex, smac: p.smac, dmac: p.dmac };
     }
     if rc == BPF_FIB_LKUP_RET_NO_NEIGH || rc == BPF_FIB_LKUP_RET_FRAG_NEEDED {
-        return Route::Action(xdp_action::XDP_PASS);
+        return Fib::Kernel;
     }
-    Route::NoRoute
+    Fib::NoRoute
+}
+
+/// Route the (rewritten) packet to `dst` through the FIB and send it on.
+#[inline(always)]
+pub fn via_fib(ctx: &XdpContext, ifindex: u32, table: u32, src: u32, dst: u32, proto: u8, tot_len: u16) -> Route {
+    match fib(ctx, ifindex, table, src, dst, proto, tot_len) {
+        Fib::Next { ifindex, smac, dmac } => set_macs_and_redirect(ctx, ifindex, &smac, &dmac),
+        Fib::Kernel => Route::Action(xdp_action::XDP_PASS),
+        Fib::NoRoute => Route::NoRoute,
+    }
 }
 
 /// Send the frame out of `ifindex` with the given MACs (reverse path: learned from

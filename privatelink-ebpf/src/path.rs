@@ -5,7 +5,7 @@
 
 use crate::{
     conntrack::{self, CreateError, NewFlow},
-    forward::{self, Route},
+    forward::{self, Fib, Route},
     lookup,
     nat,
     parse::{self, ptr_at, Packet, Parsed, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
@@ -99,7 +99,36 @@ fn established_forward(ctx: &XdpContext, p: &Packet, entry: &mut CtValue) -> Res
         conntrack::track_tcp(entry, p.tcp_flags, false);
     }
     let fwd = *entry;
-    send_forward(ctx, p, &fwd)
+    let ep = fwd.endpoint;
+    if fwd.route != CT_ROUTE_CACHED {
+        // First established packet: ask the FIB once and keep its answer in the flow,
+        // as the reverse entry keeps the consumer's. A backend's next hop changing
+        // (its MAC, the route) reaches new flows only.
+        let table = match lookup::vpc(fwd.ifindex) {
+            Some(v) => v.fib_table,
+            None => return Err(Drop::endpoint(DropReason::NoRoute, ep)),
+        };
+        if let Fib::Next { ifindex, smac, dmac } = forward::fib(ctx, fwd.ifindex, table, fwd.nat_src_ip_be, fwd.nat_dst_ip_be, p.proto, p.ip_tot_len) {
+            entry.ifindex = ifindex;
+            entry.smac = smac;
+            entry.dmac = dmac;
+            // Published last: a reader that sees the flag sees the hop.
+            unsafe { core::ptr::write_volatile(&mut entry.route, CT_ROUTE_CACHED) };
+        } else {
+            return send_forward(ctx, p, &fwd);
+        }
+    }
+    let hop = *entry;
+    if !nat::rewrite(ctx, p, hop.nat_src_ip_be, hop.nat_dst_ip_be, hop.nat_src_port_be, hop.nat_dst_port_be) {
+        return Err(Drop::endpoint(DropReason::Malformed, ep));
+    }
+    match forward::set_macs_and_redirect(ctx, hop.ifindex, &hop.smac, &hop.dmac) {
+        Route::Action(a) => {
+            stats::count_forward(ep, p.frame_len);
+            Ok(a)
+        }
+        Route::NoRoute => Err(Drop::endpoint(DropReason::NoRoute, ep)),
+    }
 }
 
 #[inline(always)]

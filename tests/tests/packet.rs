@@ -566,3 +566,21 @@ fn backend_choice_follows_the_maglev_table_per_flow() {
     }
     assert!(seen[0] > 0 && seen[1] > 0, "both backends take flows: {seen:?}");
 }
+
+#[test]
+fn an_established_flow_keeps_its_next_hop_while_new_flows_ask_the_fib() {
+    let lab = PacketLab::new(1024);
+    let port = open_tcp(&lab, SPORT);
+    let key = fwd_key(EP_ACCEPTED, 80, SPORT, PROTO_TCP);
+    assert_eq!(lab.dp.maps.ct_get(&key).unwrap().unwrap().route, 0, "the first packet does not cache");
+    let data = Packet::tcp((CLIENT, SPORT), (EP_ACCEPTED, 80), ACK).macs(CLIENT_MAC, GW_CONSUMER_MAC).seq_ack(1001, 5001);
+    let want = Packet::tcp((SNAT_IP, port), (BACKEND, 8080), ACK).macs(GW_PROVIDER_MAC, BACKEND_MAC).seq_ack(1001, 5001).build();
+    expect(&lab.from_consumer(&data.build()), XDP_REDIRECT, &want, "first established packet");
+    let v = lab.dp.maps.ct_get(&key).unwrap().unwrap();
+    assert_eq!((v.route, v.ifindex, v.smac, v.dmac), (CT_ROUTE_CACHED, lab.provider_if, GW_PROVIDER_MAC, BACKEND_MAC));
+    // The backend's neighbour entry goes: the flow still goes out with its known hop,
+    // a new flow to the same backend is handed to the kernel (which resolves ARP).
+    lab.ns.ip(&["neigh", "del", &BACKEND.to_string(), "dev", "vpc2"]);
+    expect(&lab.from_consumer(&data.build()), XDP_REDIRECT, &want, "established packet after the neighbour went");
+    assert_eq!(lab.from_consumer(&syn(EP_ACCEPTED, 80, SPORT + 1).build()).action, XDP_PASS, "a new flow asks the FIB");
+}
