@@ -99,35 +99,26 @@ fn established_forward(ctx: &XdpContext, p: &Packet, entry: &mut CtValue) -> Res
         conntrack::track_tcp(entry, p.tcp_flags, false);
     }
     let fwd = *entry;
-    let ep = fwd.endpoint;
-    if fwd.route != CT_ROUTE_CACHED {
-        // First established packet: ask the FIB once and keep its answer in the flow,
-        // as the reverse entry keeps the consumer's. A backend's next hop changing
-        // (its MAC, the route) reaches new flows only.
-        let table = match lookup::vpc(fwd.ifindex) {
-            Some(v) => v.fib_table,
-            None => return Err(Drop::endpoint(DropReason::NoRoute, ep)),
-        };
-        if let Fib::Next { ifindex, smac, dmac } = forward::fib(ctx, fwd.ifindex, table, fwd.nat_src_ip_be, fwd.nat_dst_ip_be, p.proto, p.ip_tot_len) {
+    if fwd.route == CT_ROUTE_CACHED {
+        return rewrite_and_send(ctx, p, &fwd, stats::count_forward, || {
+            forward::set_macs_and_redirect(ctx, fwd.ifindex, &fwd.smac, &fwd.dmac)
+        });
+    }
+    // Not yet cached: ask the FIB once and keep its answer in the flow, as the reverse
+    // entry keeps the consumer's. A backend's next hop changing (its MAC, the route)
+    // reaches new flows only.
+    match fib_towards_backend(ctx, p, &fwd)? {
+        Fib::Next { ifindex, smac, dmac } => {
             entry.ifindex = ifindex;
             entry.smac = smac;
             entry.dmac = dmac;
             // Published last: a reader that sees the flag sees the hop.
             unsafe { core::ptr::write_volatile(&mut entry.route, CT_ROUTE_CACHED) };
-        } else {
-            return send_forward(ctx, p, &fwd);
+            rewrite_and_send(ctx, p, &fwd, stats::count_forward, || {
+                forward::set_macs_and_redirect(ctx, ifindex, &smac, &dmac)
+            })
         }
-    }
-    let hop = *entry;
-    if !nat::rewrite(ctx, p, hop.nat_src_ip_be, hop.nat_dst_ip_be, hop.nat_src_port_be, hop.nat_dst_port_be) {
-        return Err(Drop::endpoint(DropReason::Malformed, ep));
-    }
-    match forward::set_macs_and_redirect(ctx, hop.ifindex, &hop.smac, &hop.dmac) {
-        Route::Action(a) => {
-            stats::count_forward(ep, p.frame_len);
-            Ok(a)
-        }
-        Route::NoRoute => Err(Drop::endpoint(DropReason::NoRoute, ep)),
+        hop => rewrite_and_send(ctx, p, &fwd, stats::count_forward, || forward::uncached(hop)),
     }
 }
 
@@ -140,32 +131,48 @@ fn established_reverse(ctx: &XdpContext, p: &Packet, entry: &mut CtValue) -> Res
             conntrack::track_tcp(fwd, p.tcp_flags, true);
         }
     }
-    let ep = rev.endpoint;
-    if !nat::rewrite(ctx, p, rev.nat_src_ip_be, rev.nat_dst_ip_be, rev.nat_src_port_be, rev.nat_dst_port_be) {
-        return Err(Drop::endpoint(DropReason::Malformed, ep));
-    }
-    match forward::set_macs_and_redirect(ctx, rev.ifindex, &rev.smac, &rev.dmac) {
-        Route::Action(a) => {
-            stats::count_reverse(ep, p.frame_len);
-            Ok(a)
-        }
-        Route::NoRoute => Err(Drop::endpoint(DropReason::NoRoute, ep)),
-    }
+    rewrite_and_send(ctx, p, &rev, stats::count_reverse, || {
+        forward::set_macs_and_redirect(ctx, rev.ifindex, &rev.smac, &rev.dmac)
+    })
 }
 
+/// The FIB's answer for a flow's rewritten packet, in its provider VPC's table.
 #[inline(always)]
-fn send_forward(ctx: &XdpContext, p: &Packet, fwd: &CtValue) -> Result<u32, Drop> {
-    let ep = fwd.endpoint;
+fn fib_towards_backend(ctx: &XdpContext, p: &Packet, fwd: &CtValue) -> Result<Fib, Drop> {
     let table = match lookup::vpc(fwd.ifindex) {
         Some(v) => v.fib_table,
-        None => return Err(Drop::endpoint(DropReason::NoRoute, ep)),
+        None => return Err(Drop::endpoint(DropReason::NoRoute, fwd.endpoint)),
     };
-    if !nat::rewrite(ctx, p, fwd.nat_src_ip_be, fwd.nat_dst_ip_be, fwd.nat_src_port_be, fwd.nat_dst_port_be) {
+    Ok(forward::fib(ctx, fwd.ifindex, table, fwd.nat_src_ip_be, fwd.nat_dst_ip_be, p.proto, p.ip_tot_len))
+}
+
+/// A new flow's first packet: through the FIB, nothing cached yet.
+#[inline(always)]
+fn send_forward(ctx: &XdpContext, p: &Packet, fwd: &CtValue) -> Result<u32, Drop> {
+    let hop = fib_towards_backend(ctx, p, fwd)?;
+    rewrite_and_send(ctx, p, fwd, stats::count_forward, || match hop {
+        Fib::Next { ifindex, smac, dmac } => forward::set_macs_and_redirect(ctx, ifindex, &smac, &dmac),
+        other => forward::uncached(other),
+    })
+}
+
+/// Rewrite `p` as flow entry `v` says, send it with `send`, and count it with `count`
+/// (a rewrite that fails is `Malformed`, a send with no way out `NoRoute`).
+#[inline(always)]
+fn rewrite_and_send(
+    ctx: &XdpContext,
+    p: &Packet,
+    v: &CtValue,
+    count: fn(u32, u32),
+    send: impl FnOnce() -> Route,
+) -> Result<u32, Drop> {
+    let ep = v.endpoint;
+    if !nat::rewrite(ctx, p, v.nat_src_ip_be, v.nat_dst_ip_be, v.nat_src_port_be, v.nat_dst_port_be) {
         return Err(Drop::endpoint(DropReason::Malformed, ep));
     }
-    match forward::via_fib(ctx, fwd.ifindex, table, fwd.nat_src_ip_be, fwd.nat_dst_ip_be, p.proto, p.ip_tot_len) {
+    match send() {
         Route::Action(a) => {
-            stats::count_forward(ep, p.frame_len);
+            count(ep, p.frame_len);
             Ok(a)
         }
         Route::NoRoute => Err(Drop::endpoint(DropReason::NoRoute, ep)),
