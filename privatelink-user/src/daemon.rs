@@ -442,8 +442,12 @@ impl Gateway {
         Ok(())
     }
 
-    fn sweep_endpoint(&mut self, index: u32) -> Result<u64> {
-        let r = self.dp()?.sweep(Scope::Endpoint(index))?;
+    /// Remove every flow of these endpoints (one pass over the conntrack table).
+    fn sweep_endpoints(&mut self, indices: std::collections::BTreeSet<u32>) -> Result<u64> {
+        if indices.is_empty() {
+            return Ok(0);
+        }
+        let r = self.dp()?.sweep(Scope::Endpoints(&indices))?;
         self.expired += r.expired;
         Ok(r.expired)
     }
@@ -451,10 +455,8 @@ impl Gateway {
     /// Phase 2 of an apply (also run at start when a crash interrupted one).
     fn finish_apply(&mut self) -> Result<Report> {
         // Flows of endpoints being deleted go now, while they are inactive.
-        let going: Vec<u32> = self.state.endpoints.values().filter(|e| e.state == EndpointState::Deleting).map(|e| e.index).collect();
-        for i in going {
-            self.sweep_endpoint(i)?;
-        }
+        let going = self.state.endpoints.values().filter(|e| e.state == EndpointState::Deleting).map(|e| e.index).collect();
+        self.sweep_endpoints(going)?;
         let next = plan::finish(self.state.clone());
         self.commit(next)?;
         let r = self.sync()?;
@@ -497,9 +499,7 @@ impl Gateway {
         let r = self.sync()?;
         total.ops += r.ops;
         total.writes += r.writes;
-        for i in reset {
-            self.sweep_endpoint(i)?;
-        }
+        self.sweep_endpoints(reset.into_iter().collect())?;
         self.ensure_links()?;
         let r = self.finish_apply()?;
         total.ops += r.ops;
@@ -546,9 +546,7 @@ impl Gateway {
                 let (next, cut) = plan::reject(&self.state, &endpoint)?;
                 self.commit(next)?;
                 self.sync()?;
-                if let Some(i) = cut {
-                    self.sweep_endpoint(i)?;
-                }
+                self.sweep_endpoints(cut.into_iter().collect())?;
                 ok(self.endpoint_view(&endpoint)?)
             }
             Request::Delete { kind, name, force } => {

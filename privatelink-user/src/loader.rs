@@ -87,7 +87,7 @@ impl Dataplane {
     }
 
     /// One sweeper pass over the conntrack table (see `sweep`).
-    pub fn sweep(&mut self, scope: crate::sweep::Scope) -> Result<crate::sweep::SweepReport> {
+    pub fn sweep(&mut self, scope: crate::sweep::Scope<'_>) -> Result<crate::sweep::SweepReport> {
         let prog = program(&self.ebpf, PROG_EXPIRE)?;
         crate::sweep::sweep(&mut self.maps, prog, scope)
     }

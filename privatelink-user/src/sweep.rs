@@ -58,11 +58,12 @@ pub struct SweepReport {
 
 /// What to remove.
 #[derive(Clone, Copy, Debug)]
-pub enum Scope {
+pub enum Scope<'a> {
     /// Flows idle past their timeout.
     Idle(Timeouts),
-    /// Every flow of this endpoint, whatever its age (reset on revoke, endpoint deleted).
-    Endpoint(u32),
+    /// Every flow of these endpoints, whatever its age (reset on revoke, endpoints
+    /// deleted): one pass over the table however many endpoints.
+    Endpoints(&'a std::collections::BTreeSet<u32>),
     /// Every flow to this backend address in this (provider) VPC: a backend that went
     /// down under `on_backend_down: reset`.
     Backend { ip_be: u32, vpc_id: u16 },
@@ -102,9 +103,9 @@ pub fn sweep(maps: &mut Maps, prog: &Xdp, scope: Scope) -> Result<SweepReport> {
         match value.kind {
             CT_KIND_FORWARD => {
                 let cutoff = match scope {
-                    Scope::Endpoint(ep) if value.endpoint == ep => u64::MAX,
+                    Scope::Endpoints(eps) if eps.contains(&value.endpoint) => u64::MAX,
                     Scope::Backend { ip_be, vpc_id } if value.nat_dst_ip_be == ip_be && value.egress_vpc == vpc_id => u64::MAX,
-                    Scope::Endpoint(_) | Scope::Backend { .. } => {
+                    Scope::Endpoints(_) | Scope::Backend { .. } => {
                         report.alive += 1;
                         continue;
                     }

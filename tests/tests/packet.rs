@@ -487,7 +487,7 @@ fn sweeper_expires_idle_flows_and_keeps_fresh_ones() {
     assert_eq!(dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 1);
     assert!(dp.maps.ct_get(&fwd_key(EP_ACCEPTED, 53, 2, PROTO_UDP)).unwrap().is_none());
 
-    let report = dp.sweep(Scope::Endpoint(EP_IDX_ACCEPTED)).unwrap();
+    let report = dp.sweep(Scope::Endpoints(&[EP_IDX_ACCEPTED].into())).unwrap();
     assert_eq!(report.expired, 1);
     assert_eq!(dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 0);
     assert!(dp.maps.conntrack().unwrap().is_empty(), "both entries of every flow are gone");
