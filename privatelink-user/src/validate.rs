@@ -44,6 +44,13 @@ impl Check<'_> {
         }
     }
 
+    /// A range with room for hosts besides its network and broadcast addresses.
+    fn big_enough(&mut self, path: String, r: &Cidr) {
+        if r.prefix > 30 {
+            self.err(path, format!("{r} is too small: use a /30 or larger"));
+        }
+    }
+
     fn range(&mut self, path: String, v: i64, lo: i64, hi: i64, what: &str) {
         if v < lo || v > hi {
             self.err(path, format!("{what} must be {lo}-{hi}, not {v}"));
@@ -99,9 +106,7 @@ pub fn validate(spec: &Spec, doc: Option<&Doc>, known: &Known) -> Vec<SpecError>
     {
         c.err("gateway.region", "must be 1-32 characters: lowercase letters, digits and '-'");
     }
-    if g.snat_range.prefix > 30 {
-        c.err("gateway.snat_range", format!("{} is too small: use a /30 or larger", g.snat_range));
-    }
+    c.big_enough("gateway.snat_range".into(), &g.snat_range);
     c.range("gateway.conntrack_capacity".into(), g.conntrack_capacity, 1024, 16 << 20, "the conntrack capacity");
     for (name, d) in [
         ("tcp_syn", g.timeouts.tcp_syn),
@@ -142,9 +147,7 @@ pub fn validate(spec: &Spec, doc: Option<&Doc>, known: &Known) -> Vec<SpecError>
         } else if let Some(j) = ifaces.insert(&v.interface, i) {
             c.err(format!("{p}.interface"), format!("interface `{}` already faces vpcs[{j}]", v.interface));
         }
-        if v.cidr.prefix > 30 {
-            c.err(format!("{p}.cidr"), format!("{} is too small: use a /30 or larger", v.cidr));
-        }
+        c.big_enough(format!("{p}.cidr"), &v.cidr);
         for (sp, r) in &snat_ranges {
             if r.overlaps(&v.cidr) {
                 c.err(format!("{p}.cidr"), format!("{} overlaps the SNAT range {r} ({sp}): traffic into a SNAT range is one-way", v.cidr));
@@ -226,10 +229,8 @@ pub fn validate(spec: &Spec, doc: Option<&Doc>, known: &Known) -> Vec<SpecError>
                 c.err(format!("{p}.description"), "must not start with http:// or https://");
             }
         }
-        if let Some(r) = s.snat_range {
-            if r.prefix > 30 {
-                c.err(format!("{p}.snat_range"), format!("{r} is too small: use a /30 or larger"));
-            }
+        if let Some(r) = &s.snat_range {
+            c.big_enough(format!("{p}.snat_range"), r);
         }
         if let Some(h) = &s.health_check {
             let hp = format!("{p}.health_check");
