@@ -81,19 +81,6 @@ impl std::ops::Deref for Lab {
     }
 }
 
-fn read_sys(ns: &Netns, dev: &str, what: &str) -> String {
-    let out = ns.exec(&["cat", &format!("/sys/class/net/{dev}/{what}")]);
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn parse_mac(s: &str) -> [u8; 6] {
-    let mut m = [0u8; 6];
-    for (i, p) in s.split(':').enumerate().take(6) {
-        m[i] = u8::from_str_radix(p, 16).expect("MAC");
-    }
-    m
-}
-
 fn host_offloads(ns: &Netns, dev: &str) {
     ns.exec(&["ethtool", "-K", dev, "tx", "off"]);
 }
@@ -183,7 +170,7 @@ impl Lab {
         let mut dp = Dataplane::load(&LoadOptions { ct_capacity: 65536, pin_dir: None }).expect("load the XDP object");
         let prov_if = gw.ifindex("gw-prov");
         let m = &mut dp.maps;
-        let prov_mac = parse_mac(&read_sys(gw, "gw-prov", "address"));
+        let prov_mac = gw.mac("gw-prov");
         m.set_vpc(prov_if, VpcInfo { vpc_id: PROVIDER_VPC, mac: prov_mac, ..Default::default() }).unwrap();
         m.add_snat_range(SNAT_NET, 16).unwrap();
         m.set_service(0, ServiceInfo { ifindex: prov_if, vpc_id: PROVIDER_VPC, active: 1, ..Default::default() })
@@ -200,7 +187,7 @@ impl Lab {
             .collect();
         m.set_maglev(0, &maglev::table(&members)).unwrap();
         for (i, c) in cs.iter().enumerate() {
-            let mac = parse_mac(&read_sys(gw, &c.gw_if, "address"));
+            let mac = gw.mac(&c.gw_if);
             m.set_vpc(c.ifindex, VpcInfo { vpc_id: c.vpc_id, mac, ..Default::default() }).unwrap();
             let info = EndpointInfo {
                 service: 0,

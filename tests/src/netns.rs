@@ -127,10 +127,25 @@ impl Netns {
         std::mem::forget(self);
     }
 
+    /// `/sys/class/net/DEV/WHAT` of `dev` inside this namespace, trimmed.
+    pub fn sys(&self, dev: &str, what: &str) -> String {
+        let out = self.exec(&["cat", &format!("/sys/class/net/{dev}/{what}")]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// ifindex of `dev` inside this namespace.
     pub fn ifindex(&self, dev: &str) -> u32 {
-        let out = self.exec(&["cat", &format!("/sys/class/net/{dev}/ifindex")]);
-        String::from_utf8_lossy(&out.stdout).trim().parse().expect("ifindex")
+        self.sys(dev, "ifindex").parse().expect("ifindex")
+    }
+
+    /// MAC address of `dev` inside this namespace.
+    pub fn mac(&self, dev: &str) -> [u8; 6] {
+        let s = self.sys(dev, "address");
+        let mut m = [0u8; 6];
+        for (i, p) in s.split(':').enumerate().take(6) {
+            m[i] = u8::from_str_radix(p, 16).expect("MAC");
+        }
+        m
     }
 }
 

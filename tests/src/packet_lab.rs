@@ -71,6 +71,16 @@ pub fn action_name(a: u32) -> &'static str {
     }
 }
 
+/// The `struct xdp_md` context of a test run: a frame of `len` bytes arriving on
+/// `ingress_ifindex` { data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+/// egress_ifindex }.
+pub fn xdp_md(ingress_ifindex: u32, len: usize) -> [u8; 24] {
+    let mut ctx = [0u8; 24];
+    ctx[4..8].copy_from_slice(&(len as u32).to_ne_bytes());
+    ctx[12..16].copy_from_slice(&ingress_ifindex.to_ne_bytes());
+    ctx
+}
+
 fn mac_str(m: [u8; 6]) -> String {
     m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
@@ -100,10 +110,7 @@ impl PacketLab {
     /// Run `frame` through the data path as if it arrived on `ingress_ifindex`.
     pub fn run(&self, ingress_ifindex: u32, frame: &[u8]) -> Outcome {
         let prog = self.dp.xdp().expect("xdp program");
-        // struct xdp_md { data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex }
-        let mut ctx = [0u8; 24];
-        ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
-        ctx[12..16].copy_from_slice(&ingress_ifindex.to_ne_bytes());
+        let ctx = xdp_md(ingress_ifindex, frame.len());
         let mut out = vec![0u8; frame.len() + 256];
         let r = prog
             .test_run(TestRunOptions {

@@ -82,16 +82,6 @@ struct Bed {
     gw_s: u32,
 }
 
-fn mac_of(ns: &Netns, dev: &str) -> [u8; 6] {
-    let out = ns.exec(&["cat", &format!("/sys/class/net/{dev}/address")]);
-    let s = String::from_utf8_lossy(&out.stdout);
-    let mut m = [0u8; 6];
-    for (i, p) in s.trim().split(':').enumerate().take(6) {
-        m[i] = u8::from_str_radix(p, 16).unwrap_or(0);
-    }
-    m
-}
-
 fn pin_to_cpu(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t with one CPU set, for the calling thread.
     unsafe {
@@ -102,8 +92,28 @@ fn pin_to_cpu(cpu: usize) {
 }
 
 fn rx_packets(ns: &Netns, dev: &str) -> u64 {
-    let out = ns.exec(&["cat", &format!("/sys/class/net/{dev}/statistics/rx_packets")]);
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    ns.sys(dev, "statistics/rx_packets").parse().unwrap_or(0)
+}
+
+/// A 1-byte ping-pong of `n` round trips on one connection to `target`, from CPU
+/// `cpu` (call it inside the client namespace); `connected` runs once the connection
+/// is up. (p50, p99) in microseconds.
+fn pingpong(target: SocketAddr, n: usize, cpu: usize, connected: impl FnOnce()) -> Option<(f64, f64)> {
+    pin_to_cpu(cpu);
+    let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(2)).ok()?;
+    s.set_nodelay(true).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    connected();
+    let mut b = [7u8; 1];
+    let mut us = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        s.write_all(&b).ok()?;
+        s.read_exact(&mut b).ok()?;
+        us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    us.sort_by(|a, b| a.total_cmp(b));
+    Some((us[n / 2], us[n * 99 / 100]))
 }
 
 /// Busy CPU time of all CPUs so far (ns), from /proc/stat.
@@ -143,8 +153,8 @@ impl Bed {
         let (gw_c, gw_s) = (gw.ifindex("gw-c"), gw.ifindex("gw-s"));
         // X's configuration: one endpoint, one backend, the bench's ports.
         let m = &mut dp.maps;
-        m.set_vpc(gw_c, VpcInfo { vpc_id: 1, mac: mac_of(&gw, "gw-c"), ..Default::default() }).unwrap();
-        m.set_vpc(gw_s, VpcInfo { vpc_id: 2, mac: mac_of(&gw, "gw-s"), ..Default::default() }).unwrap();
+        m.set_vpc(gw_c, VpcInfo { vpc_id: 1, mac: gw.mac("gw-c"), ..Default::default() }).unwrap();
+        m.set_vpc(gw_s, VpcInfo { vpc_id: 2, mac: gw.mac("gw-s"), ..Default::default() }).unwrap();
         m.add_snat_range(Ipv4Addr::new(11, 163, 0, 0), 16).unwrap();
         m.set_service(0, ServiceInfo { ifindex: gw_s, vpc_id: 2, active: 1, ..Default::default() }).unwrap();
         for p in [PINGPONG, HTTP, IPERF] {
@@ -286,9 +296,7 @@ impl Bed {
                 Netns { name }.enter_and_forget();
                 pin_to_cpu(0);
                 let prog = dp.program(PROG_TX).expect("the generator program");
-                let mut ctx = [0u8; 24];
-                ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
-                ctx[12..16].copy_from_slice(&c0.to_ne_bytes());
+                let ctx = crate::packet_lab::xdp_md(c0, frame.len());
                 let opts = TestRunOptions {
                     data_in: Some(&frame),
                     ctx_in: Some(&ctx),
@@ -310,7 +318,7 @@ impl Bed {
             _ => unreachable!(),
         };
         let frame = Packet::udp((Ipv4Addr::new(10, 0, 0, 2), 40000), (dst_ip, DISCARD))
-            .macs(mac_of(&self.client, "c0"), mac_of(&self.gw, "gw-c"))
+            .macs(self.client.mac("c0"), self.gw.mac("gw-c"))
             .payload(&[0u8; 18])
             .build();
         let before = rx_packets(&self.server, "s0");
@@ -321,7 +329,7 @@ impl Bed {
         let secs = t.elapsed().as_secs_f64() - 0.2;
         let got = rx_packets(&self.server, "s0").saturating_sub(before);
         if std::env::var_os("PLBENCH_DEBUG").is_some() {
-            eprintln!("frame dst mac {:02x?} src mac {:02x?}; gw-c now {:02x?}", &frame[0..6], &frame[6..12], mac_of(&self.gw, "gw-c"));
+            eprintln!("frame dst mac {:02x?} src mac {:02x?}; gw-c now {:02x?}", &frame[0..6], &frame[6..12], self.gw.mac("gw-c"));
             for (ns, dev) in [(&self.client, "c0"), (&self.gw, "gw-c"), (&self.gw, "gw-s"), (&self.server, "s0")] {
                 let o = ns.exec(&["ip", "-s", "-s", "link", "show", dev]);
                 eprintln!("{v:?} {dev}: {}", String::from_utf8_lossy(&o.stdout));
@@ -336,25 +344,7 @@ impl Bed {
     /// Round trips of one byte on one connection: (p50, p99) in microseconds.
     fn rtt(&self, v: Variant, n: usize, cpu: usize) -> Option<(f64, f64)> {
         let target = v.target(PINGPONG);
-        self.client
-            .spawn(move || {
-                pin_to_cpu(cpu);
-                let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(2)).ok()?;
-                s.set_nodelay(true).ok()?;
-                s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-                let mut b = [7u8; 1];
-                let mut us = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let t = Instant::now();
-                    s.write_all(&b).ok()?;
-                    s.read_exact(&mut b).ok()?;
-                    us.push(t.elapsed().as_secs_f64() * 1e6);
-                }
-                us.sort_by(|a, b| a.total_cmp(b));
-                Some((us[n / 2], us[n * 99 / 100]))
-            })
-            .join()
-            .unwrap()
+        self.client.spawn(move || pingpong(target, n, cpu, || {})).join().unwrap()
     }
 
     fn iperf(&self, v: Variant, streams: u32, secs: u32) -> Option<f64> {
@@ -375,7 +365,7 @@ impl Bed {
     /// An over-limit SYN flood at the endpoint from the client's veth, on CPU 0.
     fn flood(&mut self, packets: u32) {
         let frame = Packet::tcp((Ipv4Addr::new(10, 0, 0, 3), 50000), (ENDPOINT, HTTP), SYN)
-            .macs(mac_of(&self.client, "c0"), mac_of(&self.gw, "gw-c"))
+            .macs(self.client.mac("c0"), self.gw.mac("gw-c"))
             .build();
         // Refused SYNs come back as resets; some are lost when the ring is full.
         let _ = self.send(&frame, packets);
@@ -389,22 +379,11 @@ impl Bed {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let pinger = std::thread::spawn(move || {
             Netns { name }.enter_and_forget();
-            pin_to_cpu(1);
-            let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(2)).ok()?;
-            s.set_nodelay(true).ok()?;
-            s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-            let _ = ready_tx.send(());
-            std::thread::sleep(Duration::from_millis(30));
-            let mut b = [1u8];
-            let mut us = Vec::with_capacity(n);
-            for _ in 0..n {
-                let t = Instant::now();
-                s.write_all(&b).ok()?;
-                s.read_exact(&mut b).ok()?;
-                us.push(t.elapsed().as_secs_f64() * 1e6);
-            }
-            us.sort_by(|a, b| a.total_cmp(b));
-            Some(us[n * 99 / 100])
+            pingpong(target, n, 1, move || {
+                let _ = ready_tx.send(());
+                std::thread::sleep(Duration::from_millis(30));
+            })
+            .map(|(_, p99)| p99)
         });
         if ready_rx.recv_timeout(Duration::from_secs(3)).is_ok() && flood {
             self.flood(flood_packets);

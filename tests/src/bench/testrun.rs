@@ -27,16 +27,9 @@ const EP_UNLIMITED: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 105);
 const EP_IDX_ZERO: u32 = 6;
 const EP_ZERO: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 106);
 
-fn ctx(ifindex: u32, len: usize) -> [u8; 24] {
-    let mut c = [0u8; 24];
-    c[4..8].copy_from_slice(&(len as u32).to_ne_bytes());
-    c[12..16].copy_from_slice(&ifindex.to_ne_bytes());
-    c
-}
-
 /// One repeat=1 run; (return value, kernel-measured ns).
 fn once(prog: &Xdp, ifindex: u32, frame: &[u8]) -> (u32, f64) {
-    let c = ctx(ifindex, frame.len());
+    let c = xdp_md(ifindex, frame.len());
     let mut out = vec![0u8; frame.len() + 256];
     let r = prog
         .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ctx_in: Some(&c), ..Default::default() })
