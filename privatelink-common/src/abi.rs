@@ -31,9 +31,10 @@ pub const PROG_XDP: &str = "privatelink";
 pub const PROG_EXPIRE: &str = "privatelink_expire";
 /// XDP_PASS only: gives a veth peer the NAPI it needs to receive redirected frames.
 pub const PROG_PASS: &str = "privatelink_pass";
-/// Benchmark reference (R1): parse + `bpf_fib_lookup` + redirect, no NAT.
+/// In the benchmarks' object (`privatelink-bench`, built by `cargo xtask bench`, never
+/// loaded by the daemon): the reference R1, parse + `bpf_fib_lookup` + redirect, no NAT.
 pub const PROG_FWD: &str = "privatelink_fwd";
-/// Benchmark traffic generator: XDP_TX (run in live-frames mode, never attached).
+/// In the benchmarks' object: the traffic generator, XDP_TX (run in live-frames mode, never attached).
 pub const PROG_TX: &str = "privatelink_tx";
 /// Its frame: a 60-byte Ethernet frame (64 on the wire), rewritten on every send.
 pub const MAP_TX_FRAME: &str = "PL_TX_FRAME";
@@ -210,9 +211,9 @@ const _: () = assert!(size_of::<PortTarget>() == 4);
 pub struct ServiceInfo {
     /// The provider VPC's interface on the gateway.
     pub ifindex: u32,
-    /// Routing table for FIB lookups towards backends (0 = main). Provider VPCs may
-    /// overlap, so each one can get a table of its own.
-    pub fib_table: u32,
+    /// Retired (was a routing table the data path never read: it takes the provider
+    /// VPC's table from `VpcInfo`). Kept zero so pinned maps keep their layout.
+    pub _reserved: u32,
     pub vpc_id: u16,
     /// 1 when the slot is in use.
     pub active: u8,

@@ -59,15 +59,6 @@ pub fn fib(ctx: &XdpContext, ifindex: u32, table: u32, src: u32, dst: u32, proto
     Fib::NoRoute
 }
 
-/// Route the (rewritten) packet to `dst` through the FIB and send it on.
-#[inline(always)]
-pub fn via_fib(ctx: &XdpContext, ifindex: u32, table: u32, src: u32, dst: u32, proto: u8, tot_len: u16) -> Route {
-    match fib(ctx, ifindex, table, src, dst, proto, tot_len) {
-        Fib::Next { ifindex, smac, dmac } => set_macs_and_redirect(ctx, ifindex, &smac, &dmac),
-        other => uncached(other),
-    }
-}
-
 /// What to do with a frame whose FIB answer gave no next hop: the kernel resolves a
 /// missing neighbour (the frame passes up), no route is no route.
 #[inline(always)]

@@ -9,7 +9,7 @@
 //! `LAB_DIR`; `down` stops it all and removes namespaces, pins and files. Never
 //! touches anything it did not create.
 
-use crate::loader::{self, Dataplane, LoadOptions};
+use crate::dataplane::loader::{self, Dataplane, LoadOptions};
 use anyhow::{bail, Context, Result};
 use std::{
     fs::File,
@@ -169,7 +169,7 @@ pub fn down() -> Result<()> {
     let dir = Path::new(LAB_DIR);
     let sock = socket();
     if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
-        let _ = crate::cli::client::call(&sock, &crate::api::Request::Down);
+        let _ = crate::cli::client::call(&sock, &crate::daemon::api::Request::Down);
     }
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
@@ -189,7 +189,7 @@ pub fn down() -> Result<()> {
     }
     let bpffs = dir.join("bpffs");
     if bpffs.exists() {
-        crate::daemon::remove_pins(&bpffs.join("privatelink"))?;
+        crate::dataplane::links::remove_pins(&bpffs.join("privatelink"))?;
         if let Ok(rd) = std::fs::read_dir(&bpffs) {
             for e in rd.flatten() {
                 if e.file_name().to_string_lossy().starts_with("pass-") {

@@ -11,7 +11,7 @@
 
 use crate::netns::{veth, Netns};
 use aya::programs::XdpMode;
-use privatelink::{
+use privatelink::dataplane::{
     loader::{Dataplane, LoadOptions},
     maglev::{self, Member},
     maps::ip_raw,

@@ -5,7 +5,7 @@
 
 use crate::netns::{veth, Netns};
 use aya::programs::{TestRun, TestRunOptions};
-use privatelink::{
+use privatelink::dataplane::{
     loader::{Dataplane, LoadOptions},
     maglev::{self, Member},
     maps::ip_raw,

@@ -1,10 +1,10 @@
 //! Every example under examples/ parses, validates and plans (offline: every
 //! interface assumed present), so they never rot.
 
-use privatelink::{
-    plan::{self, Env},
-    spec,
+use privatelink::model::{
+    plan, plan_spec, spec,
     state::{EndpointState, State},
+    validate::Env,
 };
 
 fn examples() -> Vec<std::path::PathBuf> {
@@ -26,12 +26,12 @@ fn every_example_plans_cleanly() {
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
         let (s, doc) = spec::parse(&text).unwrap_or_else(|e| panic!("{}: {e:#?}", f.display()));
-        let p = plan::plan(&s, Some(&doc), &State::default(), &Env::offline()).unwrap_or_else(|e| panic!("{}: {e:#?}", f.display()));
+        let p = plan_spec(&s, Some(&doc), &State::default(), &Env::offline()).unwrap_or_else(|e| panic!("{}: {e:#?}", f.display()));
         assert!(!p.changes.is_empty(), "{}", f.display());
         let st = plan::finish(p.state);
         assert!(!st.endpoints.is_empty(), "{}", f.display());
         // And a re-plan is a no-op.
-        let again = plan::plan(&s, Some(&doc), &st, &Env::offline()).unwrap();
+        let again = plan_spec(&s, Some(&doc), &st, &Env::offline()).unwrap();
         assert_eq!(again.changes, vec![], "{}", f.display());
     }
 }
@@ -40,7 +40,7 @@ fn every_example_plans_cleanly() {
 fn the_quickstart_is_the_seeds_scenario() {
     let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart.yaml")).unwrap();
     let (s, _) = spec::parse(&text).unwrap();
-    let st = plan::finish(plan::plan(&s, None, &State::default(), &Env::offline()).unwrap().state);
+    let st = plan::finish(plan_spec(&s, None, &State::default(), &Env::offline()).unwrap().state);
     let ep = &st.endpoints["web-from-vpc1"];
     assert_eq!(ep.state, EndpointState::PendingAcceptance, "cross-account with manual approval");
     assert_eq!(ep.ip.to_string(), "10.0.0.100");

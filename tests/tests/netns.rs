@@ -105,11 +105,11 @@ fn connection_limit_admits_n_resets_the_next_and_frees_on_close() {
     // Close one; once its FINs went through, the sweeper frees its slot.
     let mut held = held;
     drop(held.pop());
-    let quick = privatelink::sweep::Timeouts { tcp_closing: Duration::ZERO, ..Default::default() };
+    let quick = privatelink::dataplane::sweep::Timeouts { tcp_closing: Duration::ZERO, ..Default::default() };
     let deadline = Instant::now() + Duration::from_secs(10);
     while lab.dp.maps.active_flows(0).unwrap() > 2 {
         assert!(Instant::now() < deadline, "closed flow never expired");
-        lab.dp.sweep(privatelink::sweep::Scope::Idle(quick)).unwrap();
+        lab.dp.sweep(privatelink::dataplane::sweep::Scope::Idle(quick)).unwrap();
         std::thread::sleep(Duration::from_millis(50));
     }
     lab.in_client(0, || hold(ep_tcp())).expect("a new connection after one closed");

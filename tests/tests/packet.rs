@@ -2,7 +2,7 @@
 //! drop reason, asserting the returned action, the whole output frame (checksums
 //! verified independently by the decoder) and the counters.
 
-use privatelink::{
+use privatelink::dataplane::{
     maps::ip_raw,
     sweep::{self, Scope, Timeouts},
 };
@@ -542,7 +542,7 @@ fn inactive_endpoint_and_unroutable_backend_are_counted_drops() {
 
 #[test]
 fn backend_choice_follows_the_maglev_table_per_flow() {
-    use privatelink::maglev::{self, Member};
+    use privatelink::dataplane::maglev::{self, Member};
     let mut lab = PacketLab::new(1024);
     let second = Ipv4Addr::new(192, 168, 2, 11);
     let second_mac = [0x02, 0xb0, 0, 0, 2, 0x0b];

@@ -1,7 +1,7 @@
 //! Maps pinned in a bpffs directory outlive the process that loaded them: a restarted
 //! loader finds its flows, endpoints and counters again; removing the pins starts over.
 
-use privatelink::{
+use privatelink::dataplane::{
     loader::{remove_pins, Dataplane, LoadOptions},
     maps::ip_raw,
 };

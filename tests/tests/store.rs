@@ -2,7 +2,7 @@
 //! stream of commits leaves exactly one whole generation, never a mix, and never
 //! loses a commit that had returned.
 
-use privatelink::store::Store;
+use privatelink::store::{RedbStore, Store};
 use std::{
     io::{BufRead, BufReader},
     process::{Command, Stdio},
@@ -32,7 +32,7 @@ fn a_killed_writer_leaves_one_whole_committed_generation() {
         for l in lines.map_while(Result::ok) {
             last = l.parse().unwrap();
         }
-        let st = Store::open(&dir).expect("reopen after the crash").load().expect("load after the crash");
+        let st = RedbStore::open(&dir).expect("reopen after the crash").load().expect("load after the crash");
         assert!(st.generation == last || st.generation == last + 1, "round {round}: reported {last}, found {}", st.generation);
         assert_eq!(st.endpoints.len(), 300);
         let want = format!("generation {}", st.generation);

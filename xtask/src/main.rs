@@ -57,11 +57,11 @@ fn main() -> Result<()> {
         }
         Cmd::BuildEbpf => {
             let tc = setup()?;
-            build_ebpf(&root, &tc)?;
+            build_ebpf(&root, &tc, EBPF_PRODUCT)?;
         }
         Cmd::Build => {
             let tc = setup()?;
-            build_ebpf(&root, &tc)?;
+            build_ebpf(&root, &tc, EBPF_PRODUCT)?;
             run(Command::new(cargo()).current_dir(&root).args(["build", "--release", "-p", "privatelink-user"]))?;
             println!("built {}", root.join("target/release/privatelink").display());
         }
@@ -71,12 +71,15 @@ fn main() -> Result<()> {
             if !missing.is_empty() {
                 apt_install(&missing)?;
             }
-            build_ebpf(&root, &tc)?;
+            build_ebpf(&root, &tc, EBPF_BENCH)?;
             check_root()?;
             run(Command::new(cargo()).current_dir(&root).args(["build", "--release", "-p", "privatelink-user", "--bin", "privatelink"]))?;
             run(Command::new(cargo()).current_dir(&root).args(["build", "--release", "-p", "privatelink-tests", "--bin", "plbench"]))?;
             let mut c = Command::new(root.join("target/release/plbench"));
-            c.current_dir(&root).env("PRIVATELINK_BIN", root.join("target/release/privatelink")).args(["--out", "BENCHMARKS.md"]);
+            c.current_dir(&root)
+                .env("PRIVATELINK_BIN", root.join("target/release/privatelink"))
+                .env("PRIVATELINK_BENCH_OBJECT", root.join("target/ebpf/bpfel-unknown-none/release/privatelink-bench"))
+                .args(["--out", "BENCHMARKS.md"]);
             if quick {
                 c.arg("--quick");
             }
@@ -87,14 +90,14 @@ fn main() -> Result<()> {
         }
         Cmd::Demo { keep } => {
             let tc = setup()?;
-            build_ebpf(&root, &tc)?;
+            build_ebpf(&root, &tc, EBPF_PRODUCT)?;
             check_root()?;
             run(Command::new(cargo()).current_dir(&root).args(["build", "--release", "-p", "privatelink-user"]))?;
             demo::run(&root, root.join("target/release/privatelink"), keep)?;
         }
         Cmd::Test { args } => {
             let tc = setup()?;
-            build_ebpf(&root, &tc)?;
+            build_ebpf(&root, &tc, EBPF_PRODUCT)?;
             check_root()?;
             // The netns tests drive the real binary (target/debug/privatelink).
             run(Command::new(cargo()).current_dir(&root).args(["build", "-p", "privatelink-user", "--bin", "privatelink"]))?;
@@ -311,8 +314,13 @@ fn setup() -> Result<Toolchain> {
     Ok(tc)
 }
 
-fn build_ebpf(root: &Path, tc: &Toolchain) -> Result<()> {
-    println!("xtask: building the XDP object with {}", tc.describe);
+/// The product's XDP object (embedded in the binary).
+const EBPF_PRODUCT: &[&str] = &["privatelink"];
+/// The product's and the benchmarks' (R1 forwarder, traffic generator).
+const EBPF_BENCH: &[&str] = &["privatelink", "privatelink-bench"];
+
+fn build_ebpf(root: &Path, tc: &Toolchain, objects: &[&str]) -> Result<()> {
+    println!("xtask: building the XDP object(s) {} with {}", objects.join(", "), tc.describe);
     let mut c = Command::new(&tc.cargo);
     if tc.rustup_nightly {
         c.arg("+nightly");
@@ -320,6 +328,7 @@ fn build_ebpf(root: &Path, tc: &Toolchain) -> Result<()> {
     c.current_dir(root.join("privatelink-ebpf"))
         .args(["build", "--release", "-Z", "build-std=core", "--target", "bpfel-unknown-none"])
         .args(["-p", "privatelink-ebpf", "--ignore-rust-version"])
+        .args(objects.iter().flat_map(|o| ["--bin", o]))
         .env("CARGO_TARGET_DIR", root.join("target/ebpf"))
         // v3: 32-bit jumps and atomic fetch-and-add (the connection limit needs the
         // returned old value).

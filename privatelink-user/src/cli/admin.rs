@@ -2,7 +2,7 @@
 
 use super::{client, output::{self, Format}};
 use crate::{
-    api::{Request, StatusView},
+    daemon::api::{Request, StatusView},
     daemon,
 };
 use anyhow::{Context, Result};
@@ -75,7 +75,7 @@ pub fn down(socket: &Path, bpffs: &Path) -> Result<()> {
         }
         Err(e) if e.downcast_ref::<client::CallError>().is_none() => {
             // No daemon answers: remove the pins it left.
-            daemon::remove_pins(bpffs).with_context(|| format!("removing pins under {}", bpffs.display()))?;
+            crate::dataplane::links::remove_pins(bpffs).with_context(|| format!("removing pins under {}", bpffs.display()))?;
             println!("no daemon answered ({e:#}); removed the pins under {}", bpffs.display());
             Ok(())
         }
@@ -84,7 +84,7 @@ pub fn down(socket: &Path, bpffs: &Path) -> Result<()> {
 }
 
 pub fn check() -> Result<()> {
-    let dp = crate::loader::Dataplane::load(&Default::default()).context("loading the data path")?;
+    let dp = crate::dataplane::loader::Dataplane::load(&Default::default()).context("loading the data path")?;
     let info = dp.xdp()?.info().context("reading program info")?;
     println!("data path loaded: program id {}, verified by the kernel", info.id());
     Ok(())

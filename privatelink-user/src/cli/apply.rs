@@ -1,7 +1,7 @@
 //! `apply -f FILE [--dry-run]`
 
 use super::{client, output::{self, Format}};
-use crate::api::{ApplyResult, Request};
+use crate::daemon::api::{ApplyResult, Request};
 use anyhow::{Context, Result};
 use std::path::Path;
 

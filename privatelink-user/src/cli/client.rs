@@ -1,7 +1,7 @@
 //! The CLI's side of the local API: one request, one response, over the daemon's
 //! Unix socket.
 
-use crate::api::{Request, Response};
+use crate::daemon::api::{Request, Response};
 use anyhow::{bail, Context, Result};
 use std::{
     io::{BufRead, BufReader, Write},
@@ -15,7 +15,7 @@ pub enum CallError {
     #[error("{0}")]
     Failed(String),
     #[error("{error}")]
-    Spec { error: String, errors: Vec<crate::SpecError> },
+    Spec { error: String, errors: Vec<crate::daemon::api::SpecError> },
 }
 
 pub fn call(socket: &Path, req: &Request) -> Result<serde_json::Value> {

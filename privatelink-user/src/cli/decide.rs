@@ -1,7 +1,7 @@
 //! `accept`, `reject`, `delete`: the provider's decisions and removals.
 
 use super::{client, output::{self, Format}};
-use crate::api::{ApplyResult, EndpointView, One, Request};
+use crate::daemon::api::{ApplyResult, EndpointView, One, Request};
 use anyhow::Result;
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! `get services|endpoints|vpcs [NAME]`, `describe service|endpoint NAME`
 
 use super::{client, output::{self, Format}};
-use crate::api::{EndpointView, Kind, One, Request, ServiceView, VpcView};
+use crate::daemon::api::{EndpointView, Kind, One, Request, ServiceView, VpcView};
 use anyhow::Result;
 use std::path::Path;
 

@@ -10,7 +10,7 @@ mod observe;
 pub mod output;
 
 use crate::{
-    api::{Kind, One},
+    daemon::api::{Kind, One},
     daemon,
 };
 use clap::{Parser, Subcommand};

@@ -1,7 +1,7 @@
 //! `stats [--watch]`, `conntrack list`, `whois`: what the data path is doing.
 
 use super::{client, output::{self, Format}};
-use crate::api::{Counters, FlowView, Request, StatsView, WhoisView};
+use crate::daemon::api::{Counters, FlowView, Request, StatsView, WhoisView};
 use anyhow::Result;
 use std::{collections::BTreeMap, net::Ipv4Addr, path::Path, time::Duration};
 
@@ -144,7 +144,7 @@ pub fn whois(socket: &Path, ip: Ipv4Addr, port: Option<u16>, fmt: Format) -> Res
 pub fn events(socket: &Path, follow: bool, fmt: Format) -> Result<()> {
     let mut after = 0u64;
     loop {
-        let events: Vec<crate::state::Event> = client::call_as(socket, &Request::Events { after })?;
+        let events: Vec<crate::daemon::api::Event> = client::call_as(socket, &Request::Events { after })?;
         if fmt == Format::Json && !follow {
             // One JSON array for scripts; --follow prints one object per line.
             print!("{}", output::json(&events));

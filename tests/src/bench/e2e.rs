@@ -16,7 +16,7 @@ use crate::{
     netns::{veth, Netns},
 };
 use aya::programs::{links::FdLink, TestRun, TestRunAttrs, TestRunOptions, XdpMode};
-use privatelink::{
+use privatelink::dataplane::{
     loader::{Dataplane, LoadOptions},
     maglev::{self, Member},
     maps::ip_raw,
@@ -73,6 +73,8 @@ struct Bed {
     gw: Netns,
     server: Netns,
     dp: Dataplane,
+    /// R1 and the traffic generator.
+    bench: super::object::BenchObject,
     links: Vec<FdLink>,
     haproxy: Option<Child>,
     nginx: Option<Child>,
@@ -184,7 +186,8 @@ impl Bed {
         }
         let dir = std::env::temp_dir().join(format!("plbench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut bed = Bed { client, gw, server, dp, links, haproxy: None, nginx: None, iperf: None, dir, gw_c, gw_s };
+        let bench = super::object::BenchObject::load();
+        let mut bed = Bed { client, gw, server, dp, bench, links, haproxy: None, nginx: None, iperf: None, dir, gw_c, gw_s };
         bed.start_servers();
         bed
     }
@@ -237,8 +240,8 @@ impl Bed {
                 self.links.push(self.dp.attach_program(PROG_PASS, gw_c, XdpMode::Driver).unwrap());
             }
             Variant::F => {
-                self.links.push(self.dp.attach_program(PROG_FWD, gw_c, XdpMode::Driver).unwrap());
-                self.links.push(self.dp.attach_program(PROG_FWD, gw_s, XdpMode::Driver).unwrap());
+                self.links.push(self.bench.attach(PROG_FWD, gw_c, XdpMode::Driver));
+                self.links.push(self.bench.attach(PROG_FWD, gw_s, XdpMode::Driver));
             }
             Variant::X => {
                 self.links.push(self.dp.attach_program(PROG_XDP, gw_c, XdpMode::Driver).unwrap());
@@ -279,7 +282,7 @@ impl Bed {
     fn load_frame(&mut self, frame: &[u8]) {
         let mut f = [0u8; TX_FRAME_LEN];
         f[..frame.len().min(TX_FRAME_LEN)].copy_from_slice(&frame[..frame.len().min(TX_FRAME_LEN)]);
-        self.dp.set_tx_frame(f).expect("set the generator frame");
+        self.bench.set_tx_frame(f);
     }
 
     /// Send `frame` `packets` times out of the client's veth from CPU 0 (live-frames
@@ -290,12 +293,12 @@ impl Bed {
         frame.resize(TX_FRAME_LEN, 0);
         let c0 = self.client.ifindex("c0");
         let name = self.client.name.clone();
-        let dp = &self.dp;
+        let bench = &self.bench;
         std::thread::scope(|sc| {
             sc.spawn(|| {
                 Netns { name }.enter_and_forget();
                 pin_to_cpu(0);
-                let prog = dp.program(PROG_TX).expect("the generator program");
+                let prog = bench.program(PROG_TX);
                 let ctx = crate::packet_lab::xdp_md(c0, frame.len());
                 let opts = TestRunOptions {
                     data_in: Some(&frame),

@@ -14,7 +14,7 @@ use crate::{
     packet_lab::*,
 };
 use aya::programs::{TestRun, TestRunOptions, Xdp};
-use privatelink::maps::ip_raw;
+use privatelink::dataplane::maps::ip_raw;
 use privatelink_common::*;
 use std::net::Ipv4Addr;
 
@@ -109,7 +109,8 @@ pub fn run(e: Effort) -> Vec<Row> {
     add_endpoint(&mut lab, EP_IDX_ZERO, EP_ZERO, 0);
     let prog = lab.dp.xdp().unwrap();
     let r0 = lab.dp.program(PROG_PASS).unwrap();
-    let r1 = lab.dp.program(PROG_FWD).unwrap();
+    let bench = super::object::BenchObject::load();
+    let r1 = bench.program(PROG_FWD);
     let cif = lab.consumer_if;
 
     let direct = ack((CLIENT, 40000), (BACKEND, 8080), CLIENT_MAC, GW_CONSUMER_MAC);

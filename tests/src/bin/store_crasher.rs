@@ -3,15 +3,17 @@
 //! commit returned, until it is killed.
 
 use privatelink::{
-    spec::{Account, Endpoint},
-    state::{EndpointRecord, EndpointState},
-    store::Store,
+    model::{
+        spec::{Account, Endpoint},
+        state::{EndpointRecord, EndpointState},
+    },
+    store::{RedbStore, Store},
 };
 use std::io::Write;
 
 fn main() {
     let dir = std::env::args().nth(1).expect("usage: store_crasher DIR");
-    let store = Store::open(std::path::Path::new(&dir)).expect("open the store");
+    let store = RedbStore::open(std::path::Path::new(&dir)).expect("open the store");
     let mut st = store.load().expect("load");
     loop {
         let g = st.generation + 1;

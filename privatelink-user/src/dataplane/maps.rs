@@ -2,7 +2,7 @@
 //! in the units the rest of the code thinks in (`Ipv4Addr`, ports in host order).
 //! Must never decide what to write; the reconciler and tests do.
 
-use crate::error::{Error, Result};
+use super::error::{Error, Result};
 use aya::{
     maps::{
         lpm_trie::{Key, LpmTrie},

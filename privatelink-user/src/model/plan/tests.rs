@@ -2,7 +2,12 @@
 //! stability of ids, addresses and decisions across re-applies.
 
 use super::*;
-use crate::spec::{self, OnRevoke};
+use std::collections::BTreeSet;
+use crate::model::{
+    plan_spec,
+    spec::{self, OnRevoke, Spec},
+    validate::Env,
+};
 
 const SPEC: &str = r#"
 vpcs:
@@ -34,7 +39,7 @@ fn parse(text: &str) -> Spec {
 
 /// Both phases of an apply.
 fn apply(text: &str, st: &State) -> (State, Vec<Change>) {
-    let p = plan(&parse(text), None, st, &Env::offline()).unwrap_or_else(|e| panic!("{e:#?}"));
+    let p = plan_spec(&parse(text), None, st, &Env::offline()).unwrap_or_else(|e| panic!("{e:#?}"));
     (finish(p.state), p.changes)
 }
 
@@ -44,7 +49,7 @@ fn states(st: &State) -> Vec<(String, EndpointState)> {
 
 #[test]
 fn first_apply_creates_with_the_consoles_states_and_ids() {
-    let p = plan(&parse(SPEC), None, &State::default(), &Env::offline()).unwrap();
+    let p = plan_spec(&parse(SPEC), None, &State::default(), &Env::offline()).unwrap();
     // Phase 1: everything new is `creating`.
     assert!(p.state.services.values().all(|s| s.state == ServiceState::Creating));
     assert!(p.state.endpoints.values().all(|e| e.state == EndpointState::Creating));
@@ -84,7 +89,7 @@ fn reapplying_changes_nothing_and_keeps_decisions_ids_and_addresses() {
     let (st, _) = apply(SPEC, &State::default());
     let st = accept(&st, "cross").unwrap();
     assert_eq!(st.endpoints["cross"].state, EndpointState::Accepted);
-    let p = plan(&parse(SPEC), None, &st, &Env::offline()).unwrap();
+    let p = plan_spec(&parse(SPEC), None, &st, &Env::offline()).unwrap();
     assert_eq!(p.changes, vec![]);
     assert!(p.reset.is_empty());
     assert_eq!(finish(p.state), st);
@@ -95,7 +100,7 @@ fn revoking_an_account_rejects_its_endpoint_and_reset_cuts_its_flows() {
     let (st, _) = apply(SPEC, &State::default());
     let st = accept(&st, "cross").unwrap();
     let revoked = SPEC.replacen("allowed_accounts: [\"100001\"]", "allowed_accounts: []\n    on_revoke: reset", 1);
-    let p = plan(&parse(&revoked), None, &st, &Env::offline()).unwrap();
+    let p = plan_spec(&parse(&revoked), None, &st, &Env::offline()).unwrap();
     let cross = &p.state.endpoints["cross"];
     assert_eq!(cross.state, EndpointState::Rejected);
     assert_eq!(cross.reason.as_deref(), Some("account 100001 was removed from allowed_accounts"));
@@ -143,7 +148,7 @@ fn deleting_a_service_in_use_needs_force_and_takes_its_endpoints() {
         "service web still has endpoints that are accepted or creating: same; delete them first or use --force"
     );
     let spec = without_service(&st, &st.services["web"].id, true).unwrap();
-    let p = plan(&spec, None, &st, &Env::offline()).unwrap();
+    let p = plan_spec(&spec, None, &st, &Env::offline()).unwrap();
     let gone: Vec<_> = p.changes.iter().map(|c| format!("{} {}", c.op, c.name)).collect();
     assert_eq!(gone, ["- web", "- cross", "- same"]);
     // Phase 1 keeps them, deleting; phase 2 removes them.
@@ -159,7 +164,7 @@ fn freed_slots_are_not_reused_in_the_same_apply() {
     let (st, _) = apply(SPEC, &State::default());
     let old = st.endpoints["cross"].index;
     let replaced = SPEC.replacen("{name: cross,", "{name: cross2,", 1);
-    let p = plan(&parse(&replaced), None, &st, &Env::offline()).unwrap();
+    let p = plan_spec(&parse(&replaced), None, &st, &Env::offline()).unwrap();
     let new = p.state.endpoints["cross2"].index;
     assert_ne!(new, old);
     assert_ne!(p.state.endpoints["cross2"].snat_ip, st.endpoints["cross"].snat_ip);
@@ -171,18 +176,18 @@ fn immutable_fields_and_host_facts_are_errors() {
     let (st, _) = apply(SPEC, &State::default());
     let owner = SPEC.replacen("    owner: \"100002\"\n    vpc: vpc2\n    backends: [{address: 192.168.2.10}]", "    owner: \"100005\"\n    vpc: vpc2\n    backends: [{address: 192.168.2.10}]", 1);
     let text = owner.replacen("allowed_accounts: [\"100001\"]", "allowed_accounts: [\"*\"]", 1);
-    let e = plan(&parse(&text), None, &st, &Env::offline()).unwrap_err();
+    let e = plan_spec(&parse(&text), None, &st, &Env::offline()).unwrap_err();
     assert_eq!(e.len(), 1, "{e:#?}");
     assert_eq!(e[0].path, "services[0].owner");
     assert!(e[0].message.contains("an owner cannot change"), "{}", e[0].message);
     let moved = SPEC.replacen("service: web}", "service: auto}", 1);
-    let e = plan(&parse(&moved), None, &st, &Env::offline()).unwrap_err();
+    let e = plan_spec(&parse(&moved), None, &st, &Env::offline()).unwrap_err();
     assert_eq!(e[0].path, "endpoints[1].service");
     let no_if = Env { ct_capacity: None, interface_exists: &|i| i != "gw-vpc2" };
-    let e = plan(&parse(SPEC), None, &State::default(), &no_if).unwrap_err();
+    let e = plan_spec(&parse(SPEC), None, &State::default(), &no_if).unwrap_err();
     assert_eq!((e[0].path.as_str(), e[0].message.as_str()), ("vpcs[1].interface", "interface `gw-vpc2` does not exist on this gateway"));
     let cap = Env { ct_capacity: Some(1024), interface_exists: &|_| true };
-    let e = plan(&parse(SPEC), None, &st, &cap).unwrap_err();
+    let e = plan_spec(&parse(SPEC), None, &st, &cap).unwrap_err();
     assert_eq!(e[0].path, "gateway.conntrack_capacity");
 }
 
@@ -192,7 +197,7 @@ fn changes_are_listed_field_by_field() {
     let text = SPEC
         .replacen("backends: [{address: 192.168.2.10}]", "backends: [{address: 192.168.2.10}, {address: 192.168.2.12, weight: 20}]", 1)
         .replacen("ip: 10.0.0.100", "ip: 10.0.0.101", 1);
-    let p = plan(&parse(&text), None, &st, &Env::offline()).unwrap();
+    let p = plan_spec(&parse(&text), None, &st, &Env::offline()).unwrap();
     let shown: Vec<String> = p.changes.iter().map(|c| c.to_string()).collect();
     assert_eq!(
         shown,
@@ -212,7 +217,7 @@ fn every_service_field_and_the_gateway_show_up_in_the_plan() {
     let text = SPEC
         .replacen("allowed_accounts: [\"100001\"]", "allowed_accounts: [\"100001\"]\n    health_check: { type: http }\n    notify_url: http://10.9.9.9/hook", 1)
         .replacen("vpcs:", "gateway: { timeouts: { udp: 30s } }\nvpcs:", 1);
-    let p = plan(&parse(&text), None, &st, &Env::offline()).unwrap();
+    let p = plan_spec(&parse(&text), None, &st, &Env::offline()).unwrap();
     let shown: Vec<String> = p.changes.iter().map(|c| c.to_string()).collect();
     assert_eq!(shown.len(), 2, "{shown:#?}");
     assert!(shown[0].starts_with("~ gateway local\n    timeouts: ") && shown[0].contains("\"udp\":\"30s\""), "{}", shown[0]);

@@ -2,7 +2,7 @@
 //! expected back.
 
 use super::*;
-use crate::spec;
+use crate::model::spec;
 
 const BASE: &str = r#"gateway: {region: local}
 vpcs:

@@ -1,16 +1,17 @@
 //! Loads the embedded XDP object, sizes the conntrack table, hands out the maps and the
 //! programs, and attaches the data path to interfaces. Knows nothing of specs.
 
-use crate::{
+use super::{
     error::{Error, Result},
     maps::Maps,
+    sweep::{self, Scope, SweepReport},
     BPF_OBJECT,
 };
 use aya::{
     programs::{links::FdLink, xdp::{XdpLink, XdpLinkId}, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
-use privatelink_common::{ALL_MAPS, DEFAULT_CT_CAPACITY, MAP_CT, PROG_EXPIRE, PROG_FWD, PROG_PASS, PROG_TX, PROG_XDP};
+use privatelink_common::{ALL_MAPS, DEFAULT_CT_CAPACITY, MAP_CT, PROG_EXPIRE, PROG_PASS, PROG_XDP};
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug)]
@@ -46,7 +47,7 @@ impl Dataplane {
             }
         }
         let mut ebpf = loader.load(BPF_OBJECT)?;
-        for name in [PROG_XDP, PROG_EXPIRE, PROG_PASS, PROG_FWD, PROG_TX] {
+        for name in [PROG_XDP, PROG_EXPIRE, PROG_PASS] {
             program_mut(&mut ebpf, name)?
                 .load()
                 .map_err(|source| Error::Program { name, source })?;
@@ -60,25 +61,17 @@ impl Dataplane {
         program(&self.ebpf, PROG_XDP)
     }
 
-    /// A program of the object by name (`PROG_*`): benchmarks run the references.
+    /// A program of the object by name (`PROG_*`).
     pub fn program(&self, name: &'static str) -> Result<&Xdp> {
         program(&self.ebpf, name)
     }
 
-    /// Attach program `name` to `ifindex` (benchmark variants), returning its link.
+    /// Attach program `name` to `ifindex` (benchmarks), returning its link.
     pub fn attach_program(&mut self, name: &'static str, ifindex: u32, mode: XdpMode) -> Result<FdLink> {
         let prog = program_mut(&mut self.ebpf, name)?;
         let id = prog.attach_to_if_index(ifindex, mode).map_err(|source| Error::Program { name, source })?;
         let link = prog.take_link(id).map_err(|source| Error::Program { name, source })?;
         FdLink::try_from(link).map_err(|e| Error::Link(e.to_string()))
-    }
-
-    /// Set the benchmark generator's frame (`PROG_TX`).
-    pub fn set_tx_frame(&mut self, frame: [u8; privatelink_common::TX_FRAME_LEN]) -> Result<()> {
-        let map = self.ebpf.map_mut(privatelink_common::MAP_TX_FRAME).ok_or(Error::Missing { kind: "map", name: privatelink_common::MAP_TX_FRAME })?;
-        let mut arr: aya::maps::Array<&mut aya::maps::MapData, [u8; privatelink_common::TX_FRAME_LEN]> =
-            aya::maps::Array::try_from(map).map_err(|source| Error::Map { map: privatelink_common::MAP_TX_FRAME, source })?;
-        arr.set(0, frame, 0).map_err(|source| Error::Map { map: privatelink_common::MAP_TX_FRAME, source })
     }
 
     /// The flow-expiry program (run by the sweeper, never attached).
@@ -87,9 +80,9 @@ impl Dataplane {
     }
 
     /// One sweeper pass over the conntrack table (see `sweep`).
-    pub fn sweep(&mut self, scope: crate::sweep::Scope<'_>) -> Result<crate::sweep::SweepReport> {
+    pub fn sweep(&mut self, scope: Scope<'_>) -> Result<SweepReport> {
         let prog = program(&self.ebpf, PROG_EXPIRE)?;
-        crate::sweep::sweep(&mut self.maps, prog, scope)
+        sweep::sweep(&mut self.maps, prog, scope)
     }
 
     /// Attach the data path to `ifindex` (native mode unless `mode` says otherwise).

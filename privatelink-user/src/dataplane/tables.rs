@@ -1,6 +1,7 @@
 //! The exact BPF map contents a state calls for (`desired`), and the ordered writes
 //! that turn observed contents into desired ones (`diff`). Pure: `reconcile` reads and
 //! writes the real maps; tests run the same ops on the in-memory model (`apply`).
+//! Takes the model's state in; touches no map itself.
 //!
 //! Order of writes: everything an endpoint depends on (SNAT ranges, VPC interfaces,
 //! backends, services, ports, Maglev tables) is written before the endpoint itself,
@@ -8,11 +9,11 @@
 //! unchanged endpoint never loses a piece it uses, and a new one is reachable only
 //! once it is complete.
 
-use crate::{
+use super::{
     maglev::{self, Member},
     maps::ip_raw,
-    state::{EndpointState, State},
 };
+use crate::model::state::{EndpointState, State};
 use privatelink_common::*;
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -59,18 +60,21 @@ pub enum Op {
     RemoveVpc(u32),
 }
 
+/// The byte the data path reads for an endpoint's state (`EP_STATE_*`).
+fn state_byte(s: EndpointState) -> u8 {
+    match s {
+        EndpointState::Accepted => EP_STATE_ACCEPTED,
+        EndpointState::PendingAcceptance => EP_STATE_PENDING,
+        EndpointState::Rejected => EP_STATE_REJECTED,
+        EndpointState::Creating | EndpointState::Failed | EndpointState::Deleting => EP_STATE_INACTIVE,
+    }
+}
+
 /// What the host tells about an interface: its ifindex and MAC.
 pub type Resolve<'a> = &'a dyn Fn(&str) -> Option<(u32, [u8; 6])>;
 
 /// Whether a service's backend passes its health checks.
 pub type Up<'a> = &'a dyn Fn(&str, Ipv4Addr) -> bool;
-
-/// Whether every weighted backend of `svc` is down, so it fails open (uses all of them,
-/// as AWS NLB does rather than refusing everything).
-pub fn failing_open(svc: &crate::spec::Service, up: Up) -> bool {
-    let weighted: Vec<_> = svc.backends.iter().filter(|b| b.weight > 0).collect();
-    !weighted.is_empty() && weighted.iter().all(|b| !up(&svc.name, b.address))
-}
 
 /// The map contents `st` calls for, with backends' health from `up`.
 pub fn desired(st: &State, resolve: Resolve, up: Up) -> Tables {
@@ -94,7 +98,6 @@ pub fn desired(st: &State, resolve: Resolve, up: Up) -> Tables {
         let ifindex = vpc.and_then(|v| resolve(&v.spec.interface)).map_or(0, |r| r.0);
         let info = ServiceInfo {
             ifindex,
-            fib_table: vpc.and_then(|v| v.spec.route_table).unwrap_or(0) as u32,
             vpc_id: vpc.map_or(0, |v| v.vpc_id),
             // A deleting service keeps serving until its endpoints are gone.
             active: 1,
@@ -105,7 +108,7 @@ pub fn desired(st: &State, resolve: Resolve, up: Up) -> Tables {
             t.ports.insert((s.index, p.protocol.number(), p.endpoint_port as u16), p.service_port as u16);
         }
         let mut members = Vec::new();
-        let open = failing_open(&s.spec, up);
+        let open = s.spec.failing_open(up);
         for b in &s.spec.backends {
             if let Some(slot) = s.backend_slots.get(&b.address) {
                 let healthy = open || up(&s.spec.name, b.address);
@@ -126,7 +129,7 @@ pub fn desired(st: &State, resolve: Resolve, up: Up) -> Tables {
             service: svc.index,
             snat_ip_be: ip_raw(e.snat_ip),
             conn_limit: svc.spec.connection_limit as u32,
-            state: e.state.data_path(),
+            state: state_byte(e.state),
             _pad: [0; 3],
         };
         t.endpoints.insert(e.index, info);

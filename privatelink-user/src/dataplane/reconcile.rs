@@ -2,7 +2,7 @@
 //! calls for (`tables`), and writes only the difference, in `tables::diff`'s safe
 //! order. Decides nothing itself.
 
-use crate::{
+use super::{
     error::Result,
     maps::Maps,
     tables::{self, Op, Tables},

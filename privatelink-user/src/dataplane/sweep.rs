@@ -4,18 +4,17 @@
 //! concurrent sweep or reset cannot release a slot twice). Userspace cannot do that
 //! decrement itself: it would race the data path's atomic adds.
 
-use crate::{
+use super::{
     error::{Error, Result},
     maps::Maps,
     monotonic_ns,
 };
+use crate::model::spec;
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use privatelink_common::*;
 use std::time::Duration;
 
-/// Idle timeouts. Defaults: established TCP 350 s and UDP 60 s as the seeds' consoles
-/// document for PrivateLink; closing 10 s; a SYN left unanswered 60 s (Linux
-/// nf_conntrack keeps SYN_RECV 60 s).
+/// Idle timeouts by flow state (defaults: the spec's, `spec::DEFAULT_TCP_SYN`...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
     pub tcp_syn: Duration,
@@ -27,11 +26,17 @@ pub struct Timeouts {
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
-            tcp_syn: Duration::from_secs(60),
-            tcp_established: Duration::from_secs(350),
-            tcp_closing: Duration::from_secs(10),
-            udp: Duration::from_secs(60),
+            tcp_syn: spec::DEFAULT_TCP_SYN,
+            tcp_established: spec::DEFAULT_TCP_ESTABLISHED,
+            tcp_closing: spec::DEFAULT_TCP_CLOSING,
+            udp: spec::DEFAULT_UDP,
         }
+    }
+}
+
+impl From<spec::Timeouts> for Timeouts {
+    fn from(t: spec::Timeouts) -> Self {
+        Timeouts { tcp_syn: t.tcp_syn.0, tcp_established: t.tcp_established.0, tcp_closing: t.tcp_closing.0, udp: t.udp.0 }
     }
 }
 

@@ -2,7 +2,10 @@
 //! response line back. These types are the whole protocol; the daemon fills them,
 //! the CLI prints them.
 
-use crate::{plan::Change, reconcile::Report, spec::SpecError};
+pub use crate::{
+    dataplane::reconcile::Report,
+    model::{plan::Change, spec::SpecError, state::Event},
+};
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 
@@ -72,7 +75,7 @@ pub struct ServiceView {
     pub description: Option<String>,
     pub endpoints: Vec<String>,
     pub created_at: u64,
-    pub health: Vec<crate::health::BackendHealth>,
+    pub health: Vec<super::health::BackendHealth>,
     /// Every backend is down: new flows use them all.
     pub failing_open: bool,
 }

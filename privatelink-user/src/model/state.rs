@@ -1,8 +1,9 @@
 //! The recorded state: every service and endpoint with its generated id, lifecycle
-//! state, approval decision and the data-path slots it holds. What the reconciler turns
-//! into map contents. Plain data; `plan` changes it, `store` persists it.
+//! state, approval decision and the data-path slots it holds, and the events a change
+//! of it carries. Plain data; `plan` changes it, the store persists it, the data plane
+//! turns it into map contents.
 
-use crate::spec::{Cidr, Endpoint, Gateway, Service, Spec, Vpc};
+use super::spec::{Cidr, Endpoint, Gateway, Service, Spec, Vpc};
 use serde::{Deserialize, Serialize};
 use std::{collections::BTreeMap, fmt, net::Ipv4Addr};
 
@@ -38,19 +39,6 @@ impl fmt::Display for EndpointState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = serde_json::to_value(self).map_err(|_| fmt::Error)?;
         f.write_str(s.as_str().unwrap_or("?"))
-    }
-}
-
-impl EndpointState {
-    /// The byte the data path reads (`EP_STATE_*`).
-    pub fn data_path(self) -> u8 {
-        use privatelink_common::*;
-        match self {
-            EndpointState::Accepted => EP_STATE_ACCEPTED,
-            EndpointState::PendingAcceptance => EP_STATE_PENDING,
-            EndpointState::Rejected => EP_STATE_REJECTED,
-            EndpointState::Creating | EndpointState::Failed | EndpointState::Deleting => EP_STATE_INACTIVE,
-        }
     }
 }
 
@@ -190,15 +178,16 @@ pub fn endpoint_events(old: &State, new: &State) -> Vec<Event> {
     out
 }
 
-/// A new random id: `prefix` + 17 lowercase hex digits (68 random bits).
+/// A new random id: `prefix` + 17 lowercase hex digits (68 random bits, from the
+/// standard library's randomly keyed SipHash: unique, not secret).
 pub fn new_id(prefix: &str) -> String {
-    use std::io::Read;
-    let mut b = [0u8; 9];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .expect("reading /dev/urandom");
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{prefix}{}", &hex[..17])
+    use std::hash::{BuildHasher, Hasher};
+    let word = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(unix_now());
+        h.finish()
+    };
+    format!("{prefix}{:016x}{:01x}", word(), word() & 0xf)
 }
 
 pub fn unix_now() -> u64 {

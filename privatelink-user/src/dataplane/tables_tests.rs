@@ -4,10 +4,11 @@
 //! is reachable before it is complete.
 
 use super::*;
-use crate::{
-    plan::{self, Env},
+use crate::model::{
+    plan, plan_spec,
     spec::{Account, Backend, Endpoint, PortMapping, Protocol, Service, Spec, Vpc},
     state::State,
+    validate::Env,
 };
 use proptest::prelude::*;
 
@@ -143,7 +144,7 @@ fn check_transition(from: &Tables, to: &Tables) -> Result<(), TestCaseError> {
 }
 
 fn phases(spec: &Spec, st: &State) -> Option<(State, State)> {
-    let p = plan::plan(spec, None, st, &Env::offline()).ok()?;
+    let p = plan_spec(spec, None, st, &Env::offline()).ok()?;
     let one = p.state.clone();
     Some((one, plan::finish(p.state)))
 }
@@ -209,12 +210,12 @@ fn removing_everything_clears_every_table() {
     let (_, full) = phases(&spec_full, &State::default()).unwrap();
     let t = desired(&full, &iface, &|_, _| true);
     assert_eq!(t.vpcs[&13].fib_table, 7);
-    assert_eq!(t.services[&0], ServiceInfo { ifindex: 13, fib_table: 7, vpc_id: 2, active: 1, ..Default::default() });
+    assert_eq!(t.services[&0], ServiceInfo { ifindex: 13, vpc_id: 2, active: 1, ..Default::default() });
     assert_eq!(t.ports[&(0, PROTO_TCP, 80)], 8080);
     assert!(t.snat_ranges.contains(&("11.164.0.0".parse().unwrap(), 24)));
     let e = t.endpoints[&0];
     assert_eq!((e.conn_limit, e.state), (10, EP_STATE_ACCEPTED));
-    assert_eq!(crate::maps::ip_from_raw(e.snat_ip_be).to_string(), "11.164.0.1");
+    assert_eq!(super::super::maps::ip_from_raw(e.snat_ip_be).to_string(), "11.164.0.1");
     let (_, empty) = phases(&spec, &full).unwrap();
     let t2 = desired(&empty, &iface, &|_, _| true);
     let ops = diff(&t2, &t);
@@ -231,7 +232,7 @@ fn removing_everything_clears_every_table() {
 #[test]
 fn a_down_backend_leaves_the_maglev_table_before_it_is_marked_down_and_all_down_fails_open() {
     let spec_text = "vpcs:\n- {name: c, interface: gw-vpc1, cidr: 10.1.0.0/24}\n- {name: p, interface: gw-vpc3, cidr: 10.3.0.0/24}\nservices:\n- name: s\n  owner: \"1\"\n  vpc: p\n  backends: [{address: 10.3.0.5}, {address: 10.3.0.6}]\n  ports: [{protocol: tcp, endpoint_port: 80, service_port: 80}]\nendpoints:\n- {name: e1, owner: \"1\", vpc: c, service: s}\n";
-    let spec = crate::spec::parse(spec_text).unwrap().0;
+    let spec = crate::model::spec::parse(spec_text).unwrap().0;
     let (_, st) = phases(&spec, &State::default()).unwrap();
     let b5: Ipv4Addr = "10.3.0.5".parse().unwrap();
     let all = desired(&st, &iface, &|_, _| true);
@@ -249,6 +250,6 @@ fn a_down_backend_leaves_the_maglev_table_before_it_is_marked_down_and_all_down_
     let up_at = ops.iter().position(|o| matches!(o, Op::SetBackend(k, _, true) if *k == slot5)).unwrap();
     assert!(up_at < maglev_at, "{ops:?}");
     // Every backend down: fail open, the table uses them all.
-    assert!(failing_open(&st.services["s"].spec, &|_, _| false));
+    assert!(st.services["s"].spec.failing_open(&|_, _| false));
     assert_eq!(desired(&st, &iface, &|_, _| false), all);
 }

@@ -4,10 +4,16 @@
 //! healthy/unhealthy thresholds. Never touches maps: the daemon turns a verdict into a
 //! reconcile. Backends start up; an unchecked backend is always up.
 
+use super::gateway::Gateway;
 use crate::{
-    spec::{CheckKind, HealthCheck},
-    state::State,
+    dataplane::{maps, sweep::Scope},
+    model::{
+        spec::{CheckKind, HealthCheck, OnRevoke},
+        state::{Event, State},
+    },
 };
+use std::sync::Arc;
+use tokio::sync::Mutex;
 use std::{
     collections::BTreeMap,
     net::{Ipv4Addr, SocketAddr},
@@ -192,6 +198,76 @@ async fn probe_inner(t: &Target) -> Result<(), String> {
         return Err(format!("HTTP status {status}, expected {}", t.expected_status));
     }
     Ok(())
+}
+
+impl Gateway {
+    /// A health probe finished: on a flip, record it, rewrite the backend tables, and
+    /// cut the backend's flows where the service says so.
+    pub fn health_result(&mut self, target: &Target, result: Result<(), String>) -> anyhow::Result<()> {
+        let Some(flip) = self.checker.record(target, result) else { return Ok(()) };
+        let mut events = Vec::new();
+        let users = self.checker.users(target);
+        for svc in &users {
+            let subject = format!("{svc}/{}", target.ip);
+            let (kind, msg) = if flip.up {
+                ("backend.up", format!("backend {} of service {svc} is healthy again", target.ip))
+            } else {
+                ("backend.down", format!("backend {} of service {svc} failed its checks: {}", target.ip, flip.error.clone().unwrap_or_default()))
+            };
+            events.push(Event::new(kind, &subject, Some(svc), msg));
+            if let Some(s) = self.state.services.get(svc) {
+                let checker = &self.checker;
+                if s.spec.failing_open(&|n, ip| checker.is_up(n, ip)) && !flip.up {
+                    events.push(Event::new("service.fail_open", svc, Some(svc), format!("every backend of {svc} is down: failing open, new flows use them all")));
+                }
+            }
+        }
+        self.record(events)?;
+        if self.dp.is_some() {
+            self.sync()?;
+            if !flip.up {
+                for svc in &users {
+                    let Some(s) = self.state.services.get(svc) else { continue };
+                    let reset = s.spec.effective_check().is_some_and(|(hc, _)| hc.on_backend_down == OnRevoke::Reset);
+                    let vpc_id = self.state.vpcs.get(&s.spec.vpc).map(|v| v.vpc_id);
+                    if let (true, Some(vpc_id)) = (reset, vpc_id) {
+                        let scope = Scope::Backend { ip_be: maps::ip_raw(target.ip), vpc_id };
+                        let r = self.dp()?.sweep(scope)?;
+                        self.expired += r.expired;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Targets due for a health probe.
+    pub fn due_probes(&mut self) -> Vec<Target> {
+        self.checker.due(std::time::Instant::now())
+    }
+}
+
+/// Most probes in flight at once, whatever the number of targets.
+const MAX_PROBES: usize = 64;
+
+/// Run due health probes (bounded) and feed their results back.
+pub(super) async fn health_loop(gw: Arc<Mutex<Gateway>>) {
+    let sem = Arc::new(tokio::sync::Semaphore::new(MAX_PROBES));
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let due = gw.lock().await.due_probes();
+        for t in due {
+            let (gw, sem) = (gw.clone(), sem.clone());
+            tokio::spawn(async move {
+                let Ok(_permit) = sem.acquire().await else { return };
+                let r = probe(&t).await;
+                if let Err(e) = gw.lock().await.health_result(&t, r) {
+                    tracing::error!(error = %format!("{e:#}"), "applying a health result");
+                }
+            });
+        }
+    }
 }
 
 #[cfg(test)]

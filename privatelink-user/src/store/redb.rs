@@ -1,9 +1,9 @@
-//! The state store: the recorded `State` in an embedded transactional database (redb)
-//! under the state directory. Every commit is one transaction, so a crash leaves either
-//! the previous state or the new one, never a mix. Knows nothing of maps or specs'
-//! meaning; records are JSON values keyed by name.
+//! The embedded store: the recorded `State` in a transactional database (redb) under
+//! the state directory. Every commit is one transaction, so a crash leaves either the
+//! previous state or the new one, never a mix. Records are JSON values keyed by name.
 
-use crate::state::{Event, State};
+use super::{Store, StoreError, SCHEMA};
+use crate::model::state::{Event, State};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Serialize};
 use std::{
@@ -18,40 +18,11 @@ const ENDPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("endpoints"
 /// seq -> Event (JSON), append-only.
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 
-/// Version of the record layout; a store written by a newer layout is refused.
-const SCHEMA: u64 = 1;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("state directory {}: {source}", dir.display())]
-    Dir {
-        dir: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("state store {}: {source}", path.display())]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: redb::DatabaseError,
-    },
-    #[error("state store: {0}")]
-    Db(String),
-    #[error("state store record {key}: {source}")]
-    Record {
-        key: String,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("state store has schema {found}; this privatelink reads schema {SCHEMA}")]
-    Schema { found: u64 },
-}
-
 fn dberr<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Db(e.to_string())
 }
 
-pub struct Store {
+pub struct RedbStore {
     db: Database,
     path: PathBuf,
 }
@@ -64,13 +35,13 @@ fn encode<T: Serialize>(key: &str, v: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(v).map_err(|source| StoreError::Record { key: key.to_string(), source })
 }
 
-impl Store {
+impl RedbStore {
     /// Open (or create) the store in `dir`. Only one process may hold it.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+    pub fn open(dir: &Path) -> Result<RedbStore, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir { dir: dir.to_path_buf(), source })?;
         let path = dir.join("state.redb");
         let db = Database::create(&path).map_err(|source| StoreError::Open { path: path.clone(), source })?;
-        let store = Store { db, path };
+        let store = RedbStore { db, path };
         // Make the tables exist so a fresh store reads as an empty state.
         let tx = store.db.begin_write().map_err(dberr)?;
         for t in [META, VPCS, SERVICES, ENDPOINTS] {
@@ -85,8 +56,11 @@ impl Store {
         &self.path
     }
 
+}
+
+impl Store for RedbStore {
     /// The recorded state (empty for a fresh store).
-    pub fn load(&self) -> Result<State, StoreError> {
+    fn load(&self) -> Result<State, StoreError> {
         let tx = self.db.begin_read().map_err(dberr)?;
         let meta = tx.open_table(META).map_err(dberr)?;
         let get = |k: &str| -> Result<Option<Vec<u8>>, StoreError> {
@@ -126,14 +100,9 @@ impl Store {
         Ok(st)
     }
 
-    /// Record `st` in one transaction (its generation is bumped first).
-    pub fn commit(&self, st: &mut State) -> Result<(), StoreError> {
-        self.commit_with_events(st, &mut [])
-    }
-
     /// Record `st` and append `events` (their `seq` is assigned here) in one
     /// transaction: a state change and the events it caused land together or not at all.
-    pub fn commit_with_events(&self, st: &mut State, events: &mut [Event]) -> Result<(), StoreError> {
+    fn commit_with_events(&self, st: &mut State, events: &mut [Event]) -> Result<(), StoreError> {
         st.generation += 1;
         let tx = self.db.begin_write().map_err(dberr)?;
         append(&tx, events)?;
@@ -164,14 +133,14 @@ impl Store {
     }
 
     /// Append events on their own (health changes, limit episodes).
-    pub fn record(&self, events: &mut [Event]) -> Result<(), StoreError> {
+    fn record(&self, events: &mut [Event]) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(dberr)?;
         append(&tx, events)?;
         tx.commit().map_err(dberr)
     }
 
     /// Events with `seq > after`, oldest first, at most `limit`.
-    pub fn events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+    fn events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         let tx = self.db.begin_read().map_err(dberr)?;
         let t = tx.open_table(EVENTS).map_err(dberr)?;
         let mut out = Vec::new();

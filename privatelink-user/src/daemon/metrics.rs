@@ -2,7 +2,9 @@
 //! scrape time, exposed through prometheus-client as const metrics (the counters live
 //! in BPF maps; this module only reads them), and the `/metrics` HTTP server (hyper).
 
-use crate::api::Counters;
+use super::{api::Counters, gateway::Gateway};
+use crate::dataplane::maps;
+use privatelink_common::*;
 use http_body_util::Full;
 use hyper::{body::Bytes, Request, Response};
 use prometheus_client::{
@@ -125,6 +127,62 @@ pub fn render(s: Snapshot) -> String {
         return format!("# encoding failed: {e}\n");
     }
     out
+}
+
+impl Gateway {
+    /// What `/metrics` shows.
+    pub fn snapshot(&self) -> anyhow::Result<Snapshot> {
+        let mut snap = Snapshot {
+            reconciles: self.reconciles,
+            last_reconcile_seconds: self.last_reconcile_seconds,
+            sweeps: self.sweeps,
+            expired_flows: self.expired,
+            ..Default::default()
+        };
+        for s in self.state.services.values() {
+            let checker = &self.checker;
+            snap.services.push((s.spec.name.clone(), s.spec.failing_open(&|n, ip| checker.is_up(n, ip))));
+        }
+        let Some(dp) = &self.dp else { return Ok(snap) };
+        let flows = dp.maps.conntrack()?;
+        let (used, cap) = (flows.len() as u64, dp.maps.ct_capacity() as u64);
+        snap.conntrack_entries = used;
+        snap.conntrack_capacity = cap;
+        snap.gateway = dp.maps.global_stats()?.into();
+        for e in self.state.endpoints.values() {
+            let Some(svc) = self.state.services.get(&e.service) else { continue };
+            let active = dp.maps.active_flows(e.index)?;
+            let protos = svc.spec.ports.iter().map(|p| p.protocol).collect::<std::collections::BTreeSet<_>>().len() as u64;
+            let up = svc.spec.backends.iter().filter(|b| self.checker.is_up(&svc.spec.name, b.address)).count().max(1) as u64;
+            let ports = (SNAT_PORT_MAX as u64 - SNAT_PORT_MIN as u64 + 1) * protos * up;
+            snap.endpoints.push(EndpointSample {
+                labels: vec![
+                    ("endpoint".into(), e.spec.name.clone()),
+                    ("endpoint_id".into(), e.id.clone()),
+                    ("service".into(), e.service.clone()),
+                    ("account".into(), e.spec.owner.0.clone()),
+                    ("vpc".into(), e.spec.vpc.clone()),
+                ],
+                counters: dp.maps.endpoint_stats(e.index)?.into(),
+                active,
+                snat_ports_in_use: active,
+                snat_ports_free: ports.saturating_sub(active),
+            });
+        }
+        for s in self.state.services.values() {
+            let vpc_id = self.state.vpcs.get(&s.spec.vpc).map_or(0, |v| v.vpc_id);
+            for b in &s.spec.backends {
+                let raw = maps::ip_raw(b.address);
+                let n = flows.iter().filter(|(_, v)| v.kind == CT_KIND_FORWARD && v.nat_dst_ip_be == raw && v.egress_vpc == vpc_id).count();
+                snap.backends.push(BackendSample {
+                    labels: vec![("service".into(), s.spec.name.clone()), ("backend".into(), b.address.to_string())],
+                    up: self.checker.is_up(&s.spec.name, b.address),
+                    flows: n as u64,
+                });
+            }
+        }
+        Ok(snap)
+    }
 }
 
 pub type Snap = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Snapshot> + Send>> + Send + Sync>;

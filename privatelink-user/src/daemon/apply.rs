@@ -1,0 +1,128 @@
+//! Applying changes, in two phases so a crash anywhere is finished by the next start:
+//! validate -> plan -> commit phase 1 -> reconcile -> commit phase 2 -> reconcile. The
+//! provider's decisions (accept, reject) and deletes go the same way.
+
+use super::{
+    api::{ApplyResult, EndpointView, One, Response},
+    gateway::{spec_error_response, Gateway},
+    handler::ok,
+};
+use crate::{
+    dataplane::{loader, reconcile::Report, sweep::Scope},
+    model::{
+        plan::{self, Planned},
+        plan_spec,
+        spec::{self, Spec},
+        state::EndpointState,
+        validate::Env,
+        yaml::Doc,
+    },
+};
+use anyhow::Result;
+use std::{collections::BTreeSet, sync::Arc};
+
+impl Gateway {
+    /// `apply -f`: the spec text is parsed (or its last parse reused), then applied.
+    pub(super) fn apply_text(&mut self, text: String, dry_run: bool) -> Response {
+        let cached = self.parsed.as_ref().filter(|(t, _)| *t == text).map(|(_, p)| p.clone());
+        let parsed = match cached {
+            Some(p) => p,
+            None => match spec::parse(&text) {
+                Ok(p) => {
+                    let p = Arc::new(p);
+                    self.parsed = Some((text, p.clone()));
+                    p
+                }
+                Err(errors) => return spec_error_response(errors),
+            },
+        };
+        self.apply_spec(&parsed.0, Some(&parsed.1), dry_run)
+    }
+
+    /// Apply a spec (parsed and planned against the recorded state).
+    fn apply_spec(&mut self, s: &Spec, doc: Option<&Doc>, dry_run: bool) -> Response {
+        let ct = self.dp.as_ref().map(|d| d.maps.ct_capacity());
+        let env = Env { ct_capacity: ct, interface_exists: &|i| loader::ifindex(i).is_ok() };
+        let planned = match plan_spec(s, doc, &self.state, &env) {
+            Ok(p) => p,
+            Err(errors) => return spec_error_response(errors),
+        };
+        if dry_run {
+            return ok(ApplyResult { dry_run, changes: planned.changes, reconcile: Report::default() });
+        }
+        match self.run_plan(planned) {
+            Ok(r) => ok(r),
+            Err(e) => Response::Err { error: format!("{e:#}"), spec_errors: vec![] },
+        }
+    }
+
+    fn run_plan(&mut self, p: Planned) -> Result<ApplyResult> {
+        let Planned { state, changes, reset } = p;
+        let mut total = Report::default();
+        if state == self.state && !plan::unfinished(&self.state) && self.dp.is_some() {
+            // Nothing to record; the maps are still checked (and written only if they
+            // drifted).
+            let r = self.sync()?;
+            return Ok(ApplyResult { dry_run: false, changes, reconcile: r });
+        }
+        self.commit(state)?;
+        self.load_data_path()?;
+        let r = self.sync()?;
+        total.ops += r.ops;
+        total.writes += r.writes;
+        self.sweep_endpoints(reset.into_iter().collect())?;
+        self.ensure_links()?;
+        let r = self.finish_apply()?;
+        total.ops += r.ops;
+        total.writes += r.writes;
+        Ok(ApplyResult { dry_run: false, changes, reconcile: total })
+    }
+
+    /// Phase 2 of an apply (also run at start when a crash interrupted one).
+    pub(super) fn finish_apply(&mut self) -> Result<Report> {
+        // Flows of endpoints being deleted go now, while they are inactive.
+        let going = self.state.endpoints.values().filter(|e| e.state == EndpointState::Deleting).map(|e| e.index).collect();
+        self.sweep_endpoints(going)?;
+        let next = plan::finish(self.state.clone());
+        self.commit(next)?;
+        let r = self.sync()?;
+        self.ensure_links()?;
+        Ok(r)
+    }
+
+    /// Remove every flow of these endpoints (one pass over the conntrack table).
+    fn sweep_endpoints(&mut self, indices: BTreeSet<u32>) -> Result<u64> {
+        if indices.is_empty() {
+            return Ok(0);
+        }
+        let r = self.dp()?.sweep(Scope::Endpoints(&indices))?;
+        self.expired += r.expired;
+        Ok(r.expired)
+    }
+
+    /// `accept ENDPOINT`: the provider approves the connection.
+    pub(super) fn accept(&mut self, endpoint: &str) -> Result<EndpointView> {
+        let next = plan::accept(&self.state, endpoint)?;
+        self.commit(next)?;
+        self.sync()?;
+        self.endpoint_view(endpoint)
+    }
+
+    /// `reject ENDPOINT`: live flows are cut when the service says `on_revoke: reset`.
+    pub(super) fn reject(&mut self, endpoint: &str) -> Result<EndpointView> {
+        let (next, cut) = plan::reject(&self.state, endpoint)?;
+        self.commit(next)?;
+        self.sync()?;
+        self.sweep_endpoints(cut.into_iter().collect())?;
+        self.endpoint_view(endpoint)
+    }
+
+    /// `delete endpoint|service NAME`: the recorded spec without it, applied.
+    pub(super) fn delete(&mut self, kind: One, name: &str, force: bool) -> Result<Response> {
+        let next = match kind {
+            One::Endpoint => plan::without_endpoint(&self.state, name)?,
+            One::Service => plan::without_service(&self.state, name, force)?,
+        };
+        Ok(self.apply_spec(&next, None, false))
+    }
+}

@@ -1,0 +1,161 @@
+//! The gateway the daemon runs: the recorded state, its store, the loaded data path
+//! and its links, and the counters the views show. Opening it finishes whatever a
+//! previous process left half done; every change goes through `commit` (store first)
+//! and `sync` (maps after).
+
+use super::{health, Options};
+use crate::{
+    dataplane::{
+        links::{self, Links},
+        loader::{Dataplane, LoadOptions},
+        reconcile::{self, Report},
+        sweep::Scope,
+        tables,
+    },
+    model::{
+        plan,
+        spec::{self, SpecError},
+        state::{endpoint_events, State},
+        yaml::Doc,
+    },
+    store::{RedbStore, Store},
+};
+use anyhow::{Context, Result};
+use privatelink_common::DropReason;
+use std::{collections::BTreeMap, sync::Arc};
+
+pub struct Gateway {
+    pub(super) opts: Options,
+    pub(super) store: Box<dyn Store>,
+    pub(super) state: State,
+    pub(super) dp: Option<Dataplane>,
+    pub(super) links: Links,
+    pub(super) reconciles: u64,
+    pub(super) last_reconcile: Option<Report>,
+    pub(super) last_reconcile_seconds: f64,
+    pub(super) sweeps: u64,
+    pub(super) expired: u64,
+    pub(super) checker: health::Checker,
+    /// (endpoint index, drop reason) -> refusals counted so far, and the count when
+    /// the current episode began (None: no episode).
+    pub(super) episodes: BTreeMap<(u32, u32), (u64, Option<u64>)>,
+    /// The last spec text read and what it parsed to: re-applying the same file skips
+    /// the YAML parse (a pure function of the text); planning still runs in full.
+    pub(super) parsed: Option<(String, Arc<(spec::Spec, Doc)>)>,
+}
+
+impl Gateway {
+    pub fn open(opts: Options) -> Result<Gateway> {
+        links::ensure_bpffs(&opts.bpffs)?;
+        let store: Box<dyn Store> = Box::new(RedbStore::open(&opts.state_dir)?);
+        let state = store.load()?;
+        let links = Links::new(&opts.bpffs);
+        let mut gw = Gateway {
+            opts,
+            store,
+            state,
+            dp: None,
+            links,
+            reconciles: 0,
+            last_reconcile: None,
+            last_reconcile_seconds: 0.0,
+            sweeps: 0,
+            expired: 0,
+            checker: health::Checker::default(),
+            episodes: BTreeMap::new(),
+            parsed: None,
+        };
+        gw.checker.sync(&gw.state);
+        if !gw.state.vpcs.is_empty() {
+            gw.load_data_path()?;
+            gw.sync().context("reconciling the recorded state into the maps")?;
+            gw.ensure_links()?;
+            if plan::unfinished(&gw.state) {
+                tracing::warn!("finishing an apply that was interrupted");
+                gw.finish_apply()?;
+            }
+        }
+        Ok(gw)
+    }
+
+    pub(super) fn load_data_path(&mut self) -> Result<()> {
+        if self.dp.is_none() {
+            let opts = LoadOptions {
+                ct_capacity: self.state.gateway.conntrack_capacity as u32,
+                pin_dir: Some(links::maps_dir(&self.opts.bpffs)),
+            };
+            self.dp = Some(Dataplane::load(&opts).context("loading the data path")?);
+        }
+        Ok(())
+    }
+
+    pub(super) fn dp(&mut self) -> Result<&mut Dataplane> {
+        self.dp.as_mut().context("no spec has been applied yet: the data path is not loaded")
+    }
+
+
+    /// Reconcile the maps with the current state.
+    pub(super) fn sync(&mut self) -> Result<Report> {
+        let started = std::time::Instant::now();
+        let checker = &self.checker;
+        let want = tables::desired(&self.state, &links::interface, &|s, ip| checker.is_up(s, ip));
+        let r = reconcile::reconcile(&mut self.dp()?.maps, &want)?;
+        self.reconciles += 1;
+        self.last_reconcile = Some(r);
+        self.last_reconcile_seconds = started.elapsed().as_secs_f64();
+        if r.ops > 0 {
+            tracing::info!(ops = r.ops, writes = r.writes, seconds = self.last_reconcile_seconds, "reconciled the maps");
+        }
+        Ok(r)
+    }
+
+    /// Attach (or re-adopt) the XDP link of every VPC interface; drop the links of
+    /// interfaces no longer in the state.
+    pub(super) fn ensure_links(&mut self) -> Result<()> {
+        let wanted: Vec<String> = self.state.vpcs.values().map(|v| v.spec.interface.clone()).collect();
+        let dp = self.dp.as_mut().context("no spec has been applied yet: the data path is not loaded")?;
+        Ok(self.links.ensure(dp, &wanted)?)
+    }
+
+    /// Record a new state with the endpoint events it carries, in one transaction.
+    pub(super) fn commit(&mut self, mut st: State) -> Result<()> {
+        let mut events = endpoint_events(&self.state, &st);
+        self.store.commit_with_events(&mut st, &mut events).context("recording the state")?;
+        // A new endpoint's counters start at zero: so does its refusal baseline.
+        for e in st.endpoints.values() {
+            if self.state.endpoints.get(&e.spec.name).is_none_or(|o| o.id != e.id) {
+                for reason in [DropReason::OverLimit, DropReason::SnatExhausted] {
+                    self.episodes.insert((e.index, reason as u32), (0, None));
+                }
+            }
+        }
+        self.state = st;
+        self.checker.sync(&self.state);
+        self.announce(&events);
+        Ok(())
+    }
+
+    /// Detach from every interface and remove every pin. The recorded state stays.
+    pub fn down(&mut self) -> Result<()> {
+        self.links.detach_all()?;
+        self.dp = None;
+        Ok(links::remove_pins(&self.opts.bpffs)?)
+    }
+
+    /// The once-a-second housekeeping: expire idle flows, watch limit episodes.
+    pub fn tick(&mut self) -> Result<()> {
+        let timeouts = self.state.gateway.timeouts.into();
+        if let Some(dp) = &mut self.dp {
+            let r = dp.sweep(Scope::Idle(timeouts))?;
+            self.sweeps += 1;
+            self.expired += r.expired;
+        }
+        self.watch_limits()
+    }
+}
+
+pub(super) fn spec_error_response(errors: Vec<SpecError>) -> super::api::Response {
+    let n = errors.len();
+    let error = format!("the spec has {n} error{}; nothing was applied", if n == 1 { "" } else { "s" });
+    super::api::Response::Err { error, spec_errors: errors }
+}

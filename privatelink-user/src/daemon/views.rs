@@ -1,0 +1,217 @@
+//! What `get`, `describe`, `stats`, `conntrack list`, `whois` and `status` show: the
+//! recorded state joined with what the data path observes, as the API's view types.
+//! Reads only; never changes the state or the maps.
+
+use super::{api::*, gateway::Gateway, handler::ok};
+use crate::dataplane::{loader, maps, monotonic_ns};
+use anyhow::{bail, Context, Result};
+use privatelink_common::*;
+use std::net::Ipv4Addr;
+
+impl Gateway {
+    pub(super) fn get(&mut self, kind: Kind, name: Option<&str>) -> Result<Response> {
+        Ok(match kind {
+            Kind::Services => {
+                let names: Vec<String> = match name {
+                    Some(n) => vec![n.to_string()],
+                    None => self.state.services.keys().cloned().collect(),
+                };
+                ok(names.iter().map(|n| self.service_view(n)).collect::<Result<Vec<_>>>()?)
+            }
+            Kind::Endpoints => {
+                let names: Vec<String> = match name {
+                    Some(n) => vec![n.to_string()],
+                    None => self.state.endpoints.keys().cloned().collect(),
+                };
+                ok(names.iter().map(|n| self.endpoint_view(n)).collect::<Result<Vec<_>>>()?)
+            }
+            Kind::Vpcs => {
+                let rows: Vec<VpcView> = self
+                    .state
+                    .vpcs
+                    .values()
+                    .filter(|v| name.is_none_or(|n| n == v.spec.name))
+                    .map(|v| VpcView {
+                        name: v.spec.name.clone(),
+                        interface: v.spec.interface.clone(),
+                        cidr: v.spec.cidr.to_string(),
+                        vpc_id: v.vpc_id,
+                        attached: self.links.contains(&v.spec.interface),
+                    })
+                    .collect();
+                if let (Some(n), true) = (name, rows.is_empty()) {
+                    bail!("no VPC named `{n}`");
+                }
+                ok(rows)
+            }
+        })
+    }
+
+    pub(super) fn service_view(&self, key: &str) -> Result<ServiceView> {
+        let s = self.state.find_service(key).with_context(|| format!("no service named or with id `{key}`"))?;
+        let sp = &s.spec;
+        Ok(ServiceView {
+            name: sp.name.clone(),
+            id: s.id.clone(),
+            full_name: self.state.full_service_name(s),
+            state: s.state.to_string(),
+            owner: sp.owner.0.clone(),
+            vpc: sp.vpc.clone(),
+            backends: sp.backends.iter().map(|b| format!("{} (weight {})", b.address, b.weight)).collect(),
+            ports: sp.ports.iter().map(|p| format!("{}/{} -> {}", p.protocol, p.endpoint_port, p.service_port)).collect(),
+            auto_accept: sp.auto_accept,
+            allowed_accounts: sp.allowed_accounts.iter().map(|a| a.0.clone()).collect(),
+            connection_limit: sp.connection_limit,
+            on_revoke: format!("{:?}", sp.on_revoke).to_lowercase(),
+            snat_range: self.state.snat_range_of(sp).to_string(),
+            description: sp.description.clone(),
+            endpoints: self.state.endpoints.values().filter(|e| e.service == sp.name).map(|e| e.spec.name.clone()).collect(),
+            created_at: s.created_at,
+            health: sp.backends.iter().map(|b| self.checker.backend(&sp.name, b.address)).collect(),
+            failing_open: sp.failing_open(&|n, ip| self.checker.is_up(n, ip)),
+        })
+    }
+
+    pub(super) fn endpoint_view(&self, key: &str) -> Result<EndpointView> {
+        let e = self.state.find_endpoint(key).with_context(|| format!("no endpoint named or with id `{key}`"))?;
+        let svc = self.state.services.get(&e.service);
+        let active = match &self.dp {
+            Some(dp) => dp.maps.active_flows(e.index)?,
+            None => 0,
+        };
+        Ok(EndpointView {
+            name: e.spec.name.clone(),
+            id: e.id.clone(),
+            state: e.state.to_string(),
+            owner: e.spec.owner.0.clone(),
+            vpc: e.spec.vpc.clone(),
+            ip: e.ip,
+            service: e.service.clone(),
+            service_id: svc.map(|s| s.id.clone()).unwrap_or_default(),
+            snat_ip: e.snat_ip,
+            connection_limit: svc.map_or(0, |s| s.spec.connection_limit),
+            active_connections: active,
+            reason: e.reason.clone(),
+            created_at: e.created_at,
+        })
+    }
+
+    pub(super) fn stats(&mut self) -> Result<StatsView> {
+        let Some(dp) = &self.dp else {
+            return Ok(StatsView { endpoints: vec![], gateway: Counters::default() });
+        };
+        let mut endpoints = Vec::new();
+        for e in self.state.endpoints.values() {
+            endpoints.push(EndpointStats {
+                endpoint: e.spec.name.clone(),
+                id: e.id.clone(),
+                state: e.state.to_string(),
+                active_connections: dp.maps.active_flows(e.index)?,
+                connection_limit: self.state.services.get(&e.service).map_or(0, |s| s.spec.connection_limit),
+                counters: dp.maps.endpoint_stats(e.index)?.into(),
+            });
+        }
+        Ok(StatsView { endpoints, gateway: dp.maps.global_stats()?.into() })
+    }
+
+    pub(super) fn flows(&self, keep: impl Fn(&CtValue) -> bool) -> Result<Vec<FlowView>> {
+        let Some(dp) = &self.dp else { return Ok(vec![]) };
+        let now = monotonic_ns();
+        let ip = maps::ip_from_raw;
+        let mut out = Vec::new();
+        for (k, v) in dp.maps.conntrack()? {
+            if v.kind != CT_KIND_FORWARD || !keep(&v) {
+                continue;
+            }
+            let endpoint = self.state.endpoint_by_index(v.endpoint).map_or_else(|| format!("#{}", v.endpoint), |e| e.spec.name.clone());
+            let state = match v.state {
+                TCP_STATE_SYN => "syn",
+                TCP_STATE_ESTABLISHED => "established",
+                TCP_STATE_CLOSING => "closing",
+                UDP_STATE => "udp",
+                _ => "?",
+            };
+            out.push(FlowView {
+                endpoint,
+                protocol: if k.proto == PROTO_TCP { "tcp" } else { "udp" }.into(),
+                client: format!("{}:{}", ip(k.src_ip_be), u16::from_be(k.src_port_be)),
+                endpoint_address: format!("{}:{}", ip(k.dst_ip_be), u16::from_be(k.dst_port_be)),
+                snat: format!("{}:{}", ip(v.nat_src_ip_be), u16::from_be(v.nat_src_port_be)),
+                backend: format!("{}:{}", ip(v.nat_dst_ip_be), u16::from_be(v.nat_dst_port_be)),
+                state: state.into(),
+                idle_seconds: now.saturating_sub(v.last_seen_ns) as f64 / 1e9,
+            });
+        }
+        out.sort_by(|a, b| (&a.endpoint, &a.client).cmp(&(&b.endpoint, &b.client)));
+        Ok(out)
+    }
+
+    /// `conntrack list [--endpoint E]`.
+    pub(super) fn conntrack(&self, endpoint: Option<&str>) -> Result<Vec<FlowView>> {
+        let only = match endpoint {
+            Some(e) => Some(self.state.find_endpoint(e).with_context(|| format!("no endpoint named or with id `{e}`"))?.index),
+            None => None,
+        };
+        self.flows(|v| only.is_none_or(|i| v.endpoint == i))
+    }
+
+    pub(super) fn whois(&self, snat_ip: Ipv4Addr, port: Option<u16>) -> Result<WhoisView> {
+        let e = self
+            .state
+            .endpoint_by_snat_ip(snat_ip)
+            .with_context(|| format!("{snat_ip} is not the SNAT address of any endpoint"))?;
+        let raw = maps::ip_raw(snat_ip);
+        let flows = self.flows(|v| v.nat_src_ip_be == raw && port.is_none_or(|p| v.nat_src_port_be == p.to_be()))?;
+        if let (Some(p), true) = (port, flows.is_empty()) {
+            bail!("no live flow uses {snat_ip}:{p} (it belongs to endpoint {} of account {})", e.spec.name, e.spec.owner);
+        }
+        Ok(WhoisView {
+            snat_ip,
+            endpoint: e.spec.name.clone(),
+            endpoint_id: e.id.clone(),
+            account: e.spec.owner.0.clone(),
+            vpc: e.spec.vpc.clone(),
+            endpoint_ip: e.ip,
+            service: e.service.clone(),
+            flows,
+        })
+    }
+
+    pub(super) fn status(&mut self) -> Result<StatusView> {
+        let mut view = StatusView {
+            data_path_loaded: self.dp.is_some(),
+            program_id: None,
+            interfaces: vec![],
+            maps: vec![],
+            bpffs: self.opts.bpffs.display().to_string(),
+            state_dir: self.opts.state_dir.display().to_string(),
+            generation: self.state.generation,
+            reconciles: self.reconciles,
+            last_reconcile: self.last_reconcile,
+            sweeps: self.sweeps,
+            expired_flows: self.expired,
+        };
+        let Some(dp) = &self.dp else { return Ok(view) };
+        view.program_id = Some(dp.xdp()?.info()?.id());
+        for v in self.state.vpcs.values() {
+            let Some(link) = self.links.get(&v.spec.interface) else { continue };
+            view.interfaces.push(InterfaceView {
+                vpc: v.spec.name.clone(),
+                interface: v.spec.interface.clone(),
+                ifindex: loader::ifindex(&v.spec.interface).unwrap_or(0),
+                program_id: link.info().map(|i| i.program_id()).unwrap_or(0),
+                link_pinned: self.links.pin_path(&v.spec.interface).display().to_string(),
+            });
+        }
+        let (ct, cap) = dp.maps.conntrack_fill()?;
+        let fill = |t: &str, used: usize, cap: u32| Fill { table: t.into(), used: used as u64, capacity: cap as u64 };
+        view.maps = vec![
+            Fill { table: "conntrack entries".into(), used: ct, capacity: cap as u64 },
+            fill("endpoints", self.state.endpoints.len(), MAX_ENDPOINTS),
+            fill("services", self.state.services.len(), MAX_SERVICES),
+            fill("backends", self.state.services.values().map(|s| s.backend_slots.len()).sum(), MAX_BACKENDS),
+            fill("vpcs", self.state.vpcs.len(), MAX_VPCS - 1),
+        ];
+        Ok(view)
+    }
+}

@@ -1,0 +1,208 @@
+//! Where the data path lives between processes: a bpffs directory with the pinned maps
+//! (`maps/`) and one pinned XDP link per interface (`links/<ifname>`). Mounts the bpffs
+//! when missing, attaches or re-adopts links, and removes every pin on `down`. Also
+//! answers which interfaces exist (ifindex and MAC, by ioctl: it works whatever /sys
+//! shows).
+
+use super::{
+    error::{Error, Result},
+    loader::{self, Dataplane},
+};
+use aya::programs::{
+    links::{FdLink, PinnedLink},
+    XdpMode,
+};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+fn io(dir: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |source| Error::PinDir { dir: dir.to_path_buf(), source }
+}
+
+fn on_bpffs(p: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else { return false };
+    // SAFETY: statfs into a zeroed struct with a NUL-terminated path.
+    unsafe {
+        let mut s: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut s) == 0 && s.f_type as i64 == BPF_FS_MAGIC
+    }
+}
+
+fn mount_bpffs(at: &Path) -> Result<()> {
+    std::fs::create_dir_all(at).map_err(io(at))?;
+    let target = std::ffi::CString::new(at.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::PinDir { dir: at.to_path_buf(), source: std::io::ErrorKind::InvalidInput.into() })?;
+    let (src, fstype) = (c"bpf", c"bpf");
+    // SAFETY: valid NUL-terminated strings; no mount data.
+    let rc = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
+    if rc != 0 {
+        return Err(io(at)(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Make `dir` a directory on a bpffs: mount one at /sys/fs/bpf (for paths below it)
+/// or at `dir` itself when there is none.
+pub fn ensure_bpffs(dir: &Path) -> Result<()> {
+    if dir.exists() && on_bpffs(dir) {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| p.exists()) {
+        if on_bpffs(parent) {
+            return std::fs::create_dir_all(dir).map_err(io(dir));
+        }
+        if parent == Path::new("/sys/fs/bpf") {
+            mount_bpffs(parent)?;
+            return std::fs::create_dir_all(dir).map_err(io(dir));
+        }
+    }
+    mount_bpffs(dir)
+}
+
+/// The pinned maps' directory under a daemon's bpffs directory.
+pub fn maps_dir(bpffs: &Path) -> PathBuf {
+    bpffs.join("maps")
+}
+
+/// Remove every pin under a daemon's bpffs directory (links first, then maps).
+pub fn remove_pins(bpffs: &Path) -> Result<()> {
+    let links = bpffs.join("links");
+    if let Ok(rd) = std::fs::read_dir(&links) {
+        for e in rd.flatten() {
+            std::fs::remove_file(e.path()).map_err(io(&links))?;
+        }
+        std::fs::remove_dir(&links).ok();
+    }
+    let maps = maps_dir(bpffs);
+    if maps.exists() {
+        loader::remove_pins(&maps)?;
+        std::fs::remove_dir(&maps).ok();
+    }
+    Ok(())
+}
+
+/// ifindex and MAC of an interface in this network namespace.
+pub fn interface(name: &str) -> Option<(u32, [u8; 6])> {
+    let ifindex = loader::ifindex(name).ok()?;
+    if name.len() >= libc::IFNAMSIZ {
+        return None;
+    }
+    // SAFETY: a plain datagram socket used for one ioctl on a zeroed ifreq whose name
+    // is NUL-terminated (checked length above); closed before returning.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return None;
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+            *d = s as libc::c_char;
+        }
+        let rc = libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req);
+        libc::close(fd);
+        if rc != 0 {
+            return None;
+        }
+        let mut mac = [0u8; 6];
+        for (m, b) in mac.iter_mut().zip(req.ifr_ifru.ifru_hwaddr.sa_data.iter()) {
+            *m = *b as u8;
+        }
+        Some((ifindex, mac))
+    }
+}
+
+/// The data path's pinned XDP links, by interface name.
+pub struct Links {
+    dir: PathBuf,
+    links: BTreeMap<String, FdLink>,
+}
+
+impl Links {
+    /// Links pinned under `bpffs/links`.
+    pub fn new(bpffs: &Path) -> Links {
+        Links { dir: bpffs.join("links"), links: BTreeMap::new() }
+    }
+
+    pub fn pin_path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&FdLink> {
+        self.links.get(name)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.links.contains_key(name)
+    }
+
+    /// Attach (or re-adopt) the data path on every `wanted` interface; drop the links
+    /// of the others. An interface that does not exist is logged and left unattached:
+    /// the other VPCs keep working, and `status` shows it until it is back.
+    pub fn ensure(&mut self, dp: &mut Dataplane, wanted: &[String]) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        for name in self.links.keys().filter(|n| !wanted.contains(n)).cloned().collect::<Vec<_>>() {
+            self.detach(&name)?;
+        }
+        for name in wanted {
+            if self.links.contains_key(name) {
+                continue;
+            }
+            let Ok(ifindex) = loader::ifindex(name) else {
+                tracing::error!(interface = %name, "the interface does not exist; its VPC is not attached");
+                continue;
+            };
+            let link = match self.adopt(dp, name)? {
+                Some(l) => l,
+                None => self.attach(dp, name, ifindex)?,
+            };
+            self.links.insert(name.clone(), link);
+        }
+        Ok(())
+    }
+
+    /// The link pinned for `name` by an earlier process, pointed at `dp`'s program (the
+    /// kernel swaps programs atomically, so the interface never runs without one).
+    fn adopt(&self, dp: &mut Dataplane, name: &str) -> Result<Option<FdLink>> {
+        let pin = self.pin_path(name);
+        let Ok(p) = PinnedLink::from_pin(&pin) else { return Ok(None) };
+        match dp.adopt_link(FdLink::from(p)) {
+            Ok(l) => Ok(Some(l)),
+            Err(e) => {
+                tracing::warn!(interface = %name, error = %e, "the pinned link is stale; attaching anew");
+                std::fs::remove_file(&pin).map_err(io(&self.dir))?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn attach(&self, dp: &mut Dataplane, name: &str, ifindex: u32) -> Result<FdLink> {
+        let (l, mode) = dp.attach_link(ifindex).map_err(|e| Error::Link(format!("attaching XDP to {name}: {e}")))?;
+        if mode != XdpMode::Driver {
+            tracing::warn!(interface = %name, "no native XDP; attached in generic (skb) mode");
+        }
+        let pinned = l.pin(self.pin_path(name)).map_err(|e| Error::Link(format!("pinning the XDP link of {name}: {e}")))?;
+        Ok(FdLink::from(pinned))
+    }
+
+    /// Unpin and close the link of `name`: closing the last reference detaches it.
+    pub fn detach(&mut self, name: &str) -> Result<()> {
+        match std::fs::remove_file(self.pin_path(name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&self.dir)(e)),
+        }
+        self.links.remove(name);
+        Ok(())
+    }
+
+    pub fn detach_all(&mut self) -> Result<()> {
+        for name in self.links.keys().cloned().collect::<Vec<_>>() {
+            self.detach(&name)?;
+        }
+        Ok(())
+    }
+}

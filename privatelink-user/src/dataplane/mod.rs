@@ -1,0 +1,30 @@
+//! The data plane: the only code that touches BPF. `loader` loads the XDP object and
+//! attaches its programs, `links` pins the attachments on a bpffs, `maps` reads and
+//! writes every map, `tables` computes the map contents a state calls for and the
+//! ordered writes that reach them, `reconcile` carries those writes out, `sweep`
+//! expires flows, `maglev` builds backend tables.
+//! Uses the model's types (a state in; map contents, counters and flows out); never
+//! decides what the state should be, and knows nothing of the store or the daemon.
+
+pub mod error;
+pub mod links;
+pub mod loader;
+pub mod maglev;
+pub mod maps;
+pub mod reconcile;
+pub mod sweep;
+pub mod tables;
+
+pub use error::{Error, Result};
+
+/// The XDP object built by `cargo xtask build-ebpf`, embedded at compile time.
+pub static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("PRIVATELINK_BPF_OBJECT"));
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns()`, which stamps flows.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a timespec; CLOCK_MONOTONIC always exists on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC) failed");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

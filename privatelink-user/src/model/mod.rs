@@ -1,0 +1,24 @@
+//! The model: pure. Spec text -> validated spec -> plan -> the next recorded state.
+//! `yaml` reads text with positions, `spec` describes and reads a spec, `validate`
+//! checks every rule (the spec's own, the recorded state's, the host's answers given
+//! as `Env`), `plan` computes the next state and its changes, `state` is the recorded
+//! state and the events its changes carry.
+//! Uses nothing of the other layers: no BPF, no store, no sockets, no files. It reads
+//! the clock and a random key only to stamp and name new records, and privatelink-common
+//! only for the data path's table sizes it validates against.
+
+pub mod plan;
+pub mod spec;
+pub mod state;
+pub mod validate;
+pub mod yaml;
+
+use spec::{Spec, SpecError};
+use state::State;
+use validate::Env;
+
+/// The one way from a spec to the next state: every rule checked, then planned.
+pub fn plan_spec(spec: &Spec, doc: Option<&yaml::Doc>, old: &State, env: &Env) -> Result<plan::Planned, Vec<SpecError>> {
+    let valid = validate::check(spec, doc, old, env)?;
+    plan::plan(&valid, old)
+}

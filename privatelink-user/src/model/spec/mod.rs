@@ -1,0 +1,348 @@
+//! The declarative spec: its types (serde, unknown fields refused) and their defaults.
+//! Reading it from YAML is `read`, its text-valued fields are `values`; the semantic
+//! rules live in `validate`. This module only describes.
+
+mod read;
+mod values;
+
+pub use read::{parse, SpecError};
+pub use values::{parse_http_url, Account, Cidr, Dur};
+
+use serde::{Deserialize, Serialize};
+use std::{fmt, net::Ipv4Addr, time::Duration};
+
+// ---- defaults: written once, each with where it comes from ----
+/// Region part of full service names.
+pub const DEFAULT_REGION: &str = "local";
+/// Tencent Cloud documents 11.163.0.0/16 as the range backends see.
+pub const DEFAULT_SNAT_RANGE: Cidr = Cidr { net: Ipv4Addr::new(11, 163, 0, 0), prefix: 16 };
+/// "An endpoint allows at most 3000 concurrent connections" (the consoles).
+pub const DEFAULT_CONNECTION_LIMIT: i64 = 3000;
+/// Quotas of the consoles: 20 services and 50 endpoints per account.
+pub const DEFAULT_SERVICES_PER_ACCOUNT: i64 = 20;
+pub const DEFAULT_ENDPOINTS_PER_ACCOUNT: i64 = 50;
+/// Backend weight: 0-100, 100 unless given (Alibaba's server weight).
+pub const DEFAULT_WEIGHT: i64 = 100;
+/// Conntrack idle timeouts: established TCP 350 s and UDP 60 s as the seeds' consoles
+/// document for PrivateLink; closing 10 s; a SYN left unanswered 60 s (Linux
+/// nf_conntrack keeps SYN_RECV 60 s).
+pub const DEFAULT_TCP_SYN: Duration = Duration::from_secs(60);
+pub const DEFAULT_TCP_ESTABLISHED: Duration = Duration::from_secs(350);
+pub const DEFAULT_TCP_CLOSING: Duration = Duration::from_secs(10);
+pub const DEFAULT_UDP: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    #[serde(default)]
+    pub gateway: Gateway,
+    #[serde(default)]
+    pub vpcs: Vec<Vpc>,
+    #[serde(default)]
+    pub services: Vec<Service>,
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gateway {
+    #[serde(default = "default_region")]
+    pub region: String,
+    #[serde(default = "default_snat_range")]
+    pub snat_range: Cidr,
+    #[serde(default = "default_ct_capacity")]
+    pub conntrack_capacity: i64,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub quotas: Quotas,
+}
+
+impl Default for Gateway {
+    fn default() -> Self {
+        Gateway {
+            region: default_region(),
+            snat_range: DEFAULT_SNAT_RANGE,
+            conntrack_capacity: default_ct_capacity(),
+            timeouts: Timeouts::default(),
+            quotas: Quotas::default(),
+        }
+    }
+}
+
+fn default_region() -> String {
+    DEFAULT_REGION.to_string()
+}
+fn default_snat_range() -> Cidr {
+    DEFAULT_SNAT_RANGE
+}
+fn default_ct_capacity() -> i64 {
+    privatelink_common::DEFAULT_CT_CAPACITY as i64
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    #[serde(default = "d_syn")]
+    pub tcp_syn: Dur,
+    #[serde(default = "d_est")]
+    pub tcp_established: Dur,
+    #[serde(default = "d_closing")]
+    pub tcp_closing: Dur,
+    #[serde(default = "d_udp")]
+    pub udp: Dur,
+}
+fn d_syn() -> Dur {
+    Dur(DEFAULT_TCP_SYN)
+}
+fn d_est() -> Dur {
+    Dur(DEFAULT_TCP_ESTABLISHED)
+}
+fn d_closing() -> Dur {
+    Dur(DEFAULT_TCP_CLOSING)
+}
+fn d_udp() -> Dur {
+    Dur(DEFAULT_UDP)
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { tcp_syn: d_syn(), tcp_established: d_est(), tcp_closing: d_closing(), udp: d_udp() }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quotas {
+    #[serde(default = "d_sq")]
+    pub services_per_account: i64,
+    #[serde(default = "d_eq")]
+    pub endpoints_per_account: i64,
+}
+fn d_sq() -> i64 {
+    DEFAULT_SERVICES_PER_ACCOUNT
+}
+fn d_eq() -> i64 {
+    DEFAULT_ENDPOINTS_PER_ACCOUNT
+}
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas { services_per_account: d_sq(), endpoints_per_account: d_eq() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vpc {
+    pub name: String,
+    /// The gateway's interface facing this VPC.
+    pub interface: String,
+    pub cidr: Cidr,
+    /// Routing table for lookups towards this VPC's hosts (0 or absent: main).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_table: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub name: String,
+    pub owner: Account,
+    pub vpc: String,
+    #[serde(default)]
+    pub backends: Vec<Backend>,
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
+    #[serde(default)]
+    pub auto_accept: bool,
+    #[serde(default)]
+    pub allowed_accounts: Vec<Account>,
+    #[serde(default = "d_limit")]
+    pub connection_limit: i64,
+    #[serde(default)]
+    pub on_revoke: OnRevoke,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// SNAT range of this service's endpoints; the gateway's when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snat_range: Option<Cidr>,
+    /// How backends are checked; absent: TCP connect to the first TCP service port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    /// `http://host:port/path`: every event of this service is POSTed there as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_url: Option<String>,
+}
+
+/// Backend health checks, run by the daemon from the gateway into the provider VPC.
+/// Defaults are the CLB console's: every 5 s, 2 s timeout, 3 results to change state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    #[serde(default, rename = "type")]
+    pub kind: CheckKind,
+    /// Port checked on each backend; default: the first TCP mapping's service port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    /// HTTP only.
+    #[serde(default = "d_path")]
+    pub path: String,
+    /// HTTP only: the status a healthy backend answers.
+    #[serde(default = "d_status")]
+    pub expected_status: i64,
+    #[serde(default = "d_interval")]
+    pub interval: Dur,
+    #[serde(default = "d_timeout")]
+    pub timeout: Dur,
+    #[serde(default = "d_threshold")]
+    pub healthy_threshold: i64,
+    #[serde(default = "d_threshold")]
+    pub unhealthy_threshold: i64,
+    /// Flows already on a backend that goes down: `keep` them until they end, or `reset`.
+    #[serde(default)]
+    pub on_backend_down: OnRevoke,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    #[default]
+    Tcp,
+    Http,
+    /// No checks: every backend is always up.
+    None,
+}
+
+fn d_path() -> String {
+    "/".into()
+}
+fn d_status() -> i64 {
+    200
+}
+fn d_interval() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+fn d_timeout() -> Dur {
+    Dur(Duration::from_secs(2))
+}
+fn d_threshold() -> i64 {
+    3
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            kind: CheckKind::Tcp,
+            port: None,
+            path: d_path(),
+            expected_status: d_status(),
+            interval: d_interval(),
+            timeout: d_timeout(),
+            healthy_threshold: d_threshold(),
+            unhealthy_threshold: d_threshold(),
+            on_backend_down: OnRevoke::Keep,
+        }
+    }
+}
+
+impl Service {
+    /// The checks in force: the spec's, or TCP connect on the first TCP service port;
+    /// `None` when nothing can be checked (UDP only, or `type: none`).
+    pub fn effective_check(&self) -> Option<(HealthCheck, u16)> {
+        let hc = self.health_check.clone().unwrap_or_default();
+        if hc.kind == CheckKind::None {
+            return None;
+        }
+        let port = hc
+            .port
+            .or_else(|| self.ports.iter().find(|p| p.protocol == Protocol::Tcp).map(|p| p.service_port))?;
+        u16::try_from(port).ok().map(|p| (hc, p))
+    }
+}
+fn d_limit() -> i64 {
+    DEFAULT_CONNECTION_LIMIT
+}
+
+impl Service {
+    pub fn allows(&self, account: &Account) -> bool {
+        *account == self.owner || self.allowed_accounts.iter().any(|a| a.0 == "*" || a == account)
+    }
+
+    /// Whether every weighted backend is down (`up` says which are up), so the service
+    /// fails open and uses all of them, as AWS NLB does rather than refusing everything.
+    pub fn failing_open(&self, up: &dyn Fn(&str, Ipv4Addr) -> bool) -> bool {
+        let weighted: Vec<_> = self.backends.iter().filter(|b| b.weight > 0).collect();
+        !weighted.is_empty() && weighted.iter().all(|b| !up(&self.name, b.address))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    pub address: Ipv4Addr,
+    #[serde(default = "d_weight")]
+    pub weight: i64,
+}
+fn d_weight() -> i64 {
+    DEFAULT_WEIGHT
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortMapping {
+    pub protocol: Protocol,
+    pub endpoint_port: i64,
+    pub service_port: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => privatelink_common::PROTO_TCP,
+            Protocol::Udp => privatelink_common::PROTO_UDP,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+/// What happens to live flows when an endpoint is rejected or its account loses access.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRevoke {
+    /// Live flows continue until they end; new ones are refused.
+    #[default]
+    Keep,
+    /// Live flows are removed at once (the next packet of each gets a TCP reset).
+    Reset,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    pub name: String,
+    pub owner: Account,
+    pub vpc: String,
+    /// The service's name or its full name `{region}.{name}.{service_id}`.
+    pub service: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<Ipv4Addr>,
+}
+
+#[cfg(test)]
+mod tests;

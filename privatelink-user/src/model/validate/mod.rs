@@ -1,0 +1,179 @@
+//! Every rule a spec must pass before it is planned, checked at once: the spec's own
+//! rules (`rules`: names, ranges, references, uniqueness, address plans, whitelists,
+//! quotas) and what only the recorded state and the host can tell (`history`:
+//! immutable fields, interfaces, the live conntrack size). Pure: returns every error
+//! with its path, or a `Valid` spec whose references are resolved, which is what
+//! `plan` takes.
+
+mod history;
+mod rules;
+
+use super::{
+    spec::{Account, Cidr, Spec, SpecError},
+    state::{EndpointState, ServiceState, State},
+    yaml::Doc,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What the recorded state contributes to the spec's own rules.
+#[derive(Clone, Debug, Default)]
+pub struct Known {
+    /// Endpoints that exist already (by name): the whitelist gates creation only; an
+    /// existing endpoint whose account loses access is revoked, not refused.
+    pub endpoints: BTreeSet<String>,
+    /// Ids of existing services, by name (for full service names).
+    pub service_ids: BTreeMap<String, String>,
+}
+
+impl Known {
+    /// What `st` knows: its live endpoints and services.
+    pub fn of(st: &State) -> Known {
+        Known {
+            endpoints: st.endpoints.iter().filter(|(_, e)| e.state != EndpointState::Deleting).map(|(n, _)| n.clone()).collect(),
+            service_ids: st
+                .services
+                .iter()
+                .filter(|(_, s)| s.state != ServiceState::Deleting)
+                .map(|(n, s)| (n.clone(), s.id.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// What the host contributes.
+pub struct Env<'a> {
+    /// Capacity of the live conntrack table, if the data path is loaded.
+    pub ct_capacity: Option<u32>,
+    /// Whether an interface exists on the gateway.
+    pub interface_exists: &'a dyn Fn(&str) -> bool,
+}
+
+impl Env<'_> {
+    /// No data path yet, every interface exists (tests, dry runs of examples).
+    pub fn offline() -> Env<'static> {
+        Env { ct_capacity: None, interface_exists: &|_| true }
+    }
+}
+
+/// A spec that passed every rule, with its references resolved.
+#[derive(Clone, Debug)]
+pub struct Valid<'a> {
+    pub spec: &'a Spec,
+    /// Positions of later (planning) errors.
+    pub doc: Option<&'a Doc>,
+    /// `endpoints[i]` connects to `services[service_of[i]]`.
+    pub service_of: Vec<usize>,
+}
+
+/// The spec's own rules, with what the state `known`s: every error, in document order.
+pub fn validate(spec: &Spec, doc: Option<&Doc>, known: &Known) -> Vec<SpecError> {
+    let mut c = Check { doc, errors: Vec::new() };
+    c.spec_rules(spec, known);
+    c.errors
+}
+
+/// Every rule: the spec's own, then the recorded state's and the host's. The only way
+/// to the resolutions a plan needs.
+pub fn check<'a>(spec: &'a Spec, doc: Option<&'a Doc>, old: &State, env: &Env) -> Result<Valid<'a>, Vec<SpecError>> {
+    let mut c = Check { doc, errors: Vec::new() };
+    let known = Known::of(old);
+    let service_of = c.spec_rules(spec, &known);
+    c.host(spec, old, env);
+    c.immutable_services(spec, old);
+    c.immutable_endpoints(spec, old, &service_of);
+    if !c.errors.is_empty() {
+        return Err(c.errors);
+    }
+    // Every endpoint resolved, or an error was reported above.
+    Ok(Valid { spec, doc, service_of: service_of.into_iter().flatten().collect() })
+}
+
+/// The error list being built, with the document that gives positions.
+struct Check<'a> {
+    doc: Option<&'a Doc>,
+    errors: Vec<SpecError>,
+}
+
+impl Check<'_> {
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        let path = path.into();
+        let pos = self.doc.and_then(|d| d.pos(&path));
+        self.errors.push(SpecError { path, pos, message: message.into() });
+    }
+
+    /// Gateway, VPCs, services, endpoints, in that order; returns each endpoint's
+    /// service (None where it does not resolve, which is an error already).
+    fn spec_rules(&mut self, spec: &Spec, known: &Known) -> Vec<Option<usize>> {
+        self.gateway(spec);
+        self.vpcs(spec);
+        self.services(spec);
+        self.endpoints(spec, known)
+    }
+
+    /// The owner's id is well formed and within its account's quota of `what`.
+    fn owner<'s>(&mut self, p: &str, owner: &'s Account, counts: &mut BTreeMap<&'s Account, usize>, quota: i64, what: &str) {
+        if !account_ok(owner) {
+            self.err(format!("{p}.owner"), "an account id is 1-64 characters: letters, digits, '-' and '_'");
+        }
+        let n = counts.entry(owner).or_default();
+        *n += 1;
+        if *n as i64 == quota + 1 {
+            self.err(p, format!("account {owner} exceeds its quota of {quota} {what}"));
+        }
+    }
+
+    /// A range with room for hosts besides its network and broadcast addresses.
+    fn big_enough(&mut self, path: String, r: &Cidr) {
+        if r.prefix > 30 {
+            self.err(path, format!("{r} is too small: use a /30 or larger"));
+        }
+    }
+
+    fn range(&mut self, path: String, v: i64, lo: i64, hi: i64, what: &str) {
+        if v < lo || v > hi {
+            self.err(path, format!("{what} must be {lo}-{hi}, not {v}"));
+        }
+    }
+}
+
+fn simple_name(s: &str, max: usize) -> bool {
+    (1..=max).contains(&s.chars().count()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Endpoint names: 2-128 characters, starting with a letter (CJK included); letters,
+/// digits, '-' and '_' (the consoles' rule).
+pub fn endpoint_name_ok(s: &str) -> bool {
+    let n = s.chars().count();
+    (2..=128).contains(&n)
+        && s.chars().next().is_some_and(char::is_alphabetic)
+        && s.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+}
+
+fn account_ok(a: &Account) -> bool {
+    simple_name(&a.0, 64)
+}
+
+/// Resolve an endpoint's `service:` (a name or a full name) to a service index.
+pub fn resolve_service(spec: &Spec, known: &Known, reference: &str) -> Result<usize, String> {
+    if let Some(i) = spec.services.iter().position(|s| s.name == reference) {
+        return Ok(i);
+    }
+    let parts: Vec<&str> = reference.split('.').collect();
+    if let [region, name, id] = parts[..] {
+        let Some(i) = spec.services.iter().position(|s| s.name == name) else {
+            return Err(format!("service `{name}` (of full name `{reference}`) is not in the spec"));
+        };
+        if region != spec.gateway.region {
+            return Err(format!("`{reference}` names region `{region}`, this gateway is `{}`", spec.gateway.region));
+        }
+        return match known.service_ids.get(name) {
+            Some(known_id) if known_id == id => Ok(i),
+            Some(known_id) => Err(format!("service `{name}` has id {known_id}, not {id}")),
+            None => Err(format!("service `{name}` is new and has no id yet: refer to it by its name")),
+        };
+    }
+    Err(format!("service `{reference}` is not in the spec"))
+}
+
+#[cfg(test)]
+mod tests;
