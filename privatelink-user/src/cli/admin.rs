@@ -2,7 +2,7 @@
 
 use super::{client, output::{self, Format}};
 use crate::{
-    daemon::api::{Request, StatusView},
+    daemon::api::{Fill, Request, StatusView},
     daemon,
 };
 use anyhow::{Context, Result};
@@ -42,25 +42,28 @@ pub fn status(socket: &Path, fmt: Format) -> Result<()> {
     ]);
     if !s.interfaces.is_empty() {
         out.push('\n');
-        out.push_str(&output::table(
-            &["VPC", "INTERFACE", "IFINDEX", "PROGRAM", "LINK PIN"],
-            &s.interfaces
-                .iter()
-                .map(|i| vec![i.vpc.clone(), i.interface.clone(), i.ifindex.to_string(), i.program_id.to_string(), i.link_pinned.clone()])
-                .collect::<Vec<_>>(),
+        out.push_str(&output::table_of(
+            &s.interfaces,
+            &[
+                ("VPC", &|i| i.vpc.clone()),
+                ("INTERFACE", &|i| i.interface.clone()),
+                ("IFINDEX", &|i| i.ifindex.to_string()),
+                ("PROGRAM", &|i| i.program_id.to_string()),
+                ("LINK PIN", &|i| i.link_pinned.clone()),
+            ],
         ));
     }
     if !s.maps.is_empty() {
         out.push('\n');
-        out.push_str(&output::table(
-            &["TABLE", "USED", "CAPACITY", "FILL"],
-            &s.maps
-                .iter()
-                .map(|m| {
-                    let pct = if m.capacity == 0 { 0.0 } else { m.used as f64 * 100.0 / m.capacity as f64 };
-                    vec![m.table.clone(), m.used.to_string(), m.capacity.to_string(), format!("{pct:.1}%")]
-                })
-                .collect::<Vec<_>>(),
+        let fill = |m: &Fill| if m.capacity == 0 { 0.0 } else { m.used as f64 * 100.0 / m.capacity as f64 };
+        out.push_str(&output::table_of(
+            &s.maps,
+            &[
+                ("TABLE", &|m| m.table.clone()),
+                ("USED", &|m| m.used.to_string()),
+                ("CAPACITY", &|m| m.capacity.to_string()),
+                ("FILL", &|m| format!("{:.1}%", fill(m))),
+            ],
         ));
     }
     print!("{out}");

@@ -12,68 +12,44 @@ pub fn get(socket: &Path, kind: Kind, name: Option<String>, fmt: Format) -> Resu
         return Ok(());
     }
     let out = match kind {
-        Kind::Services => {
-            let rows: Vec<ServiceView> = serde_json::from_value(v)?;
-            output::table(
-                &["NAME", "ID", "STATE", "OWNER", "VPC", "PORTS", "APPROVAL", "BACKENDS UP", "ENDPOINTS"],
-                &rows
-                    .iter()
-                    .map(|s| {
-                        vec![
-                            s.name.clone(),
-                            s.id.clone(),
-                            s.state.clone(),
-                            s.owner.clone(),
-                            s.vpc.clone(),
-                            s.ports.join(","),
-                            if s.auto_accept { "auto".into() } else { "manual".into() },
-                            health_summary(s),
-                            s.endpoints.len().to_string(),
-                        ]
-                    })
-                    .collect::<Vec<_>>(),
-            )
-        }
-        Kind::Endpoints => {
-            let rows: Vec<EndpointView> = serde_json::from_value(v)?;
-            output::table(
-                &["NAME", "ID", "STATE", "OWNER", "VPC", "IP", "SERVICE", "SNAT IP", "CONNECTIONS"],
-                &rows
-                    .iter()
-                    .map(|e| {
-                        vec![
-                            e.name.clone(),
-                            e.id.clone(),
-                            e.state.clone(),
-                            e.owner.clone(),
-                            e.vpc.clone(),
-                            e.ip.to_string(),
-                            e.service.clone(),
-                            e.snat_ip.to_string(),
-                            format!("{}/{}", e.active_connections, e.connection_limit),
-                        ]
-                    })
-                    .collect::<Vec<_>>(),
-            )
-        }
-        Kind::Vpcs => {
-            let rows: Vec<VpcView> = serde_json::from_value(v)?;
-            output::table(
-                &["NAME", "INTERFACE", "CIDR", "VPC ID", "XDP"],
-                &rows
-                    .iter()
-                    .map(|r| {
-                        vec![
-                            r.name.clone(),
-                            r.interface.clone(),
-                            r.cidr.clone(),
-                            r.vpc_id.to_string(),
-                            if r.attached { "attached".into() } else { "-".into() },
-                        ]
-                    })
-                    .collect::<Vec<_>>(),
-            )
-        }
+        Kind::Services => output::table_of(
+            &serde_json::from_value::<Vec<ServiceView>>(v)?,
+            &[
+                ("NAME", &|s| s.name.clone()),
+                ("ID", &|s| s.id.clone()),
+                ("STATE", &|s| s.state.clone()),
+                ("OWNER", &|s| s.owner.clone()),
+                ("VPC", &|s| s.vpc.clone()),
+                ("PORTS", &|s| s.ports.join(",")),
+                ("APPROVAL", &|s| if s.auto_accept { "auto".into() } else { "manual".into() }),
+                ("BACKENDS UP", &health_summary),
+                ("ENDPOINTS", &|s| s.endpoints.len().to_string()),
+            ],
+        ),
+        Kind::Endpoints => output::table_of(
+            &serde_json::from_value::<Vec<EndpointView>>(v)?,
+            &[
+                ("NAME", &|e| e.name.clone()),
+                ("ID", &|e| e.id.clone()),
+                ("STATE", &|e| e.state.clone()),
+                ("OWNER", &|e| e.owner.clone()),
+                ("VPC", &|e| e.vpc.clone()),
+                ("IP", &|e| e.ip.to_string()),
+                ("SERVICE", &|e| e.service.clone()),
+                ("SNAT IP", &|e| e.snat_ip.to_string()),
+                ("CONNECTIONS", &|e| format!("{}/{}", e.active_connections, e.connection_limit)),
+            ],
+        ),
+        Kind::Vpcs => output::table_of(
+            &serde_json::from_value::<Vec<VpcView>>(v)?,
+            &[
+                ("NAME", &|r| r.name.clone()),
+                ("INTERFACE", &|r| r.interface.clone()),
+                ("CIDR", &|r| r.cidr.clone()),
+                ("VPC ID", &|r| r.vpc_id.to_string()),
+                ("XDP", &|r| if r.attached { "attached".into() } else { "-".into() }),
+            ],
+        ),
     };
     print!("{out}");
     Ok(())

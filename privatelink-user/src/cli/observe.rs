@@ -1,7 +1,7 @@
 //! `stats [--watch]`, `conntrack list`, `whois`: what the data path is doing.
 
 use super::{client, output::{self, Format}};
-use crate::daemon::api::{Counters, FlowView, Request, StatsView, WhoisView};
+use crate::daemon::api::{Counters, EndpointStats, FlowView, Request, StatsView, WhoisView};
 use anyhow::Result;
 use std::{collections::BTreeMap, net::Ipv4Addr, path::Path, time::Duration};
 
@@ -14,54 +14,48 @@ fn drops(c: &Counters) -> String {
 }
 
 fn stats_table(v: &StatsView) -> String {
-    let mut rows: Vec<Vec<String>> = v
-        .endpoints
-        .iter()
-        .map(|e| {
-            let c = &e.counters;
-            vec![
-                e.endpoint.clone(),
-                e.state.clone(),
-                format!("{}/{}", e.active_connections, e.connection_limit),
-                c.new_connections.to_string(),
-                c.fwd_packets.to_string(),
-                output::bytes(c.fwd_bytes),
-                c.rev_packets.to_string(),
-                output::bytes(c.rev_bytes),
-                c.resets_sent.to_string(),
-                drops(c),
-            ]
-        })
-        .collect();
-    let g = &v.gateway;
-    rows.push(vec!["(gateway)".into(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into(), g.resets_sent.to_string(), drops(g)]);
-    output::table(&["ENDPOINT", "STATE", "ACTIVE/LIMIT", "NEW", "PKTS IN", "BYTES IN", "PKTS OUT", "BYTES OUT", "RESETS", "DROPS"], &rows)
+    let columns: [output::Column<EndpointStats>; 10] = [
+        ("ENDPOINT", &|e| e.endpoint.clone()),
+        ("STATE", &|e| e.state.clone()),
+        ("ACTIVE/LIMIT", &|e| format!("{}/{}", e.active_connections, e.connection_limit)),
+        ("NEW", &|e| e.counters.new_connections.to_string()),
+        ("PKTS IN", &|e| e.counters.fwd_packets.to_string()),
+        ("BYTES IN", &|e| output::bytes(e.counters.fwd_bytes)),
+        ("PKTS OUT", &|e| e.counters.rev_packets.to_string()),
+        ("BYTES OUT", &|e| output::bytes(e.counters.rev_bytes)),
+        ("RESETS", &|e| e.counters.resets_sent.to_string()),
+        ("DROPS", &|e| drops(&e.counters)),
+    ];
+    let mut rows = output::cells(&v.endpoints, &columns);
+    // The gateway's own counters: resets and drops of no endpoint.
+    let mut gateway = vec!["-".to_string(); columns.len()];
+    gateway[0] = "(gateway)".into();
+    gateway[8] = v.gateway.resets_sent.to_string();
+    gateway[9] = drops(&v.gateway);
+    rows.push(gateway);
+    output::table(&output::headers(&columns), &rows)
 }
 
 /// Per-second rates between two snapshots.
 fn rates_table(now: &StatsView, before: &BTreeMap<String, Counters>, secs: f64) -> String {
     let rate = |a: u64, b: u64| format!("{:.0}", a.saturating_sub(b) as f64 / secs);
-    let rows: Vec<Vec<String>> = now
-        .endpoints
-        .iter()
-        .map(|e| {
-            let c = &e.counters;
-            let p = before.get(&e.endpoint).cloned().unwrap_or_default();
-            let dropped: u64 = c.drops.values().sum::<u64>().saturating_sub(p.drops.values().sum());
-            vec![
-                e.endpoint.clone(),
-                e.state.clone(),
-                format!("{}/{}", e.active_connections, e.connection_limit),
-                rate(c.new_connections, p.new_connections),
-                rate(c.fwd_packets, p.fwd_packets),
-                output::bytes((c.fwd_bytes.saturating_sub(p.fwd_bytes) as f64 / secs) as u64) + "/s",
-                rate(c.rev_packets, p.rev_packets),
-                output::bytes((c.rev_bytes.saturating_sub(p.rev_bytes) as f64 / secs) as u64) + "/s",
-                format!("{:.0}", dropped as f64 / secs),
-            ]
-        })
-        .collect();
-    output::table(&["ENDPOINT", "STATE", "ACTIVE/LIMIT", "NEW/S", "PKTS IN/S", "IN", "PKTS OUT/S", "OUT", "DROPS/S"], &rows)
+    let bytes = |a: u64, b: u64| output::bytes((a.saturating_sub(b) as f64 / secs) as u64) + "/s";
+    let zero = Counters::default();
+    let was = |e: &EndpointStats| before.get(&e.endpoint).unwrap_or(&zero).clone();
+    output::table_of(
+        &now.endpoints,
+        &[
+            ("ENDPOINT", &|e| e.endpoint.clone()),
+            ("STATE", &|e| e.state.clone()),
+            ("ACTIVE/LIMIT", &|e| format!("{}/{}", e.active_connections, e.connection_limit)),
+            ("NEW/S", &|e| rate(e.counters.new_connections, was(e).new_connections)),
+            ("PKTS IN/S", &|e| rate(e.counters.fwd_packets, was(e).fwd_packets)),
+            ("IN", &|e| bytes(e.counters.fwd_bytes, was(e).fwd_bytes)),
+            ("PKTS OUT/S", &|e| rate(e.counters.rev_packets, was(e).rev_packets)),
+            ("OUT", &|e| bytes(e.counters.rev_bytes, was(e).rev_bytes)),
+            ("DROPS/S", &|e| rate(e.counters.drops.values().sum(), was(e).drops.values().sum())),
+        ],
+    )
 }
 
 pub fn stats(socket: &Path, watch: bool, fmt: Format) -> Result<()> {
@@ -89,23 +83,18 @@ pub fn stats(socket: &Path, watch: bool, fmt: Format) -> Result<()> {
 }
 
 fn flows_table(flows: &[FlowView]) -> String {
-    output::table(
-        &["ENDPOINT", "PROTO", "CLIENT", "ENDPOINT ADDRESS", "SNAT", "BACKEND", "STATE", "IDLE"],
-        &flows
-            .iter()
-            .map(|f| {
-                vec![
-                    f.endpoint.clone(),
-                    f.protocol.clone(),
-                    f.client.clone(),
-                    f.endpoint_address.clone(),
-                    f.snat.clone(),
-                    f.backend.clone(),
-                    f.state.clone(),
-                    format!("{:.0}s", f.idle_seconds),
-                ]
-            })
-            .collect::<Vec<_>>(),
+    output::table_of(
+        flows,
+        &[
+            ("ENDPOINT", &|f| f.endpoint.clone()),
+            ("PROTO", &|f| f.protocol.clone()),
+            ("CLIENT", &|f| f.client.clone()),
+            ("ENDPOINT ADDRESS", &|f| f.endpoint_address.clone()),
+            ("SNAT", &|f| f.snat.clone()),
+            ("BACKEND", &|f| f.backend.clone()),
+            ("STATE", &|f| f.state.clone()),
+            ("IDLE", &|f| format!("{:.0}s", f.idle_seconds)),
+        ],
     )
 }
 

@@ -33,6 +33,23 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out.join("\n") + "\n"
 }
 
+/// One column of a table: its header and how a row shows in it.
+pub type Column<'a, T> = (&'a str, &'a dyn Fn(&T) -> String);
+
+/// A table of `rows`, one cell per column.
+pub fn table_of<T>(rows: &[T], columns: &[Column<T>]) -> String {
+    table(&headers(columns), &cells(rows, columns))
+}
+
+pub fn headers<'a, T>(columns: &[Column<'a, T>]) -> Vec<&'a str> {
+    columns.iter().map(|(h, _)| *h).collect()
+}
+
+/// The cells of `rows` (to add rows of another kind before printing them).
+pub fn cells<T>(rows: &[T], columns: &[Column<T>]) -> Vec<Vec<String>> {
+    rows.iter().map(|r| columns.iter().map(|(_, cell)| cell(r)).collect()).collect()
+}
+
 /// `key: value` lines, keys aligned.
 pub fn fields(pairs: &[(&str, String)]) -> String {
     let w = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);

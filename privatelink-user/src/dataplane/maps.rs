@@ -181,7 +181,9 @@ impl Maps {
     pub(crate) fn ct_remove_orphan(&mut self, key: &CtKey) -> Result<bool> {
         absent_ok(self.ct.remove(key), MAP_CT).map(|r| r.is_some())
     }
-    /// Seed a conntrack entry directly (tests and benchmarks only).
+    /// Seed a conntrack entry directly: tests and benchmarks only (feature
+    /// `test-support`); the data path alone creates flows.
+    #[cfg(feature = "test-support")]
     pub fn ct_insert(&mut self, key: CtKey, value: CtValue) -> Result<()> {
         self.ct.insert(key, value, 0).map_err(err(MAP_CT))
     }
