@@ -304,4 +304,27 @@ fn only_root_may_use_the_cli() {
         String::from_utf8_lossy(&out.stderr).trim(),
         "privatelink: must be run as root (the API and the data path are root-only)"
     );
+    // The daemon checks on its own (SO_PEERCRED), whatever the client: open the socket
+    // to everyone and ask as uid 65534, from a thread whose credentials alone change
+    // (the raw setresuid syscall, not libc's process-wide wrapper).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&lab.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let socket = lab.socket.clone();
+    let answer = std::thread::spawn(move || {
+        // SAFETY: changes only this thread's credentials; the thread ends right after.
+        let rc = unsafe { libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) };
+        assert_eq!(rc, 0, "setresuid: {}", std::io::Error::last_os_error());
+        let mut s = std::os::unix::net::UnixStream::connect(&socket).expect("connect as uid 65534");
+        s.write_all(b"{\"request\":\"status\"}\n").unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(s), &mut line).unwrap();
+        line
+    })
+    .join()
+    .expect("the unprivileged client");
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer}"));
+    assert_eq!(v["error"], "only root may use the privatelink API", "{answer}");
+    assert!(v.get("ok").is_none(), "{answer}");
+    // Root still gets answers.
+    assert_eq!(lab.cli(&["status"]).code, 0);
 }

@@ -60,6 +60,18 @@ fn remove_ok(r: std::result::Result<(), MapError>, map: &'static str) -> Result<
     absent_ok(r, map).map(|_| ())
 }
 
+/// The slots of an array map that `in_use` says are taken.
+fn slots_in_use<V: aya::Pod>(a: &Array<MapData, V>, map: &'static str, capacity: u32, in_use: impl Fn(&V) -> bool) -> Result<BTreeMap<u32, V>> {
+    let mut out = BTreeMap::new();
+    for i in 0..capacity {
+        let v = a.get(&i, 0).map_err(err(map))?;
+        if in_use(&v) {
+            out.insert(i, v);
+        }
+    }
+    Ok(out)
+}
+
 fn check_index(map: &'static str, index: u32, capacity: u32) -> Result<()> {
     if index >= capacity {
         return Err(Error::OutOfRange { map, index, capacity });
@@ -203,25 +215,11 @@ impl Maps {
     }
     /// Endpoint slots in use (state != 0).
     pub fn all_endpoints(&self) -> Result<BTreeMap<u32, EndpointInfo>> {
-        let mut out = BTreeMap::new();
-        for i in 0..MAX_ENDPOINTS {
-            let e = self.endpoints.get(&i, 0).map_err(err(MAP_ENDPOINTS))?;
-            if e.state != 0 {
-                out.insert(i, e);
-            }
-        }
-        Ok(out)
+        slots_in_use(&self.endpoints, MAP_ENDPOINTS, MAX_ENDPOINTS, |e| e.state != 0)
     }
     /// Service slots in use (active).
     pub fn all_services(&self) -> Result<BTreeMap<u32, ServiceInfo>> {
-        let mut out = BTreeMap::new();
-        for i in 0..MAX_SERVICES {
-            let s = self.services.get(&i, 0).map_err(err(MAP_SERVICES))?;
-            if s.active != 0 {
-                out.insert(i, s);
-            }
-        }
-        Ok(out)
+        slots_in_use(&self.services, MAP_SERVICES, MAX_SERVICES, |s| s.active != 0)
     }
     /// (service, proto, endpoint port) -> service port, ports in host order.
     pub fn all_ports(&self) -> Result<BTreeMap<(u32, u8, u16), u16>> {
@@ -234,14 +232,8 @@ impl Maps {
     }
     /// Backend slots in use: slot -> (address, up).
     pub fn all_backends(&self) -> Result<BTreeMap<u32, (Ipv4Addr, bool)>> {
-        let mut out = BTreeMap::new();
-        for i in 0..MAX_BACKENDS {
-            let b = self.backends.get(&i, 0).map_err(err(MAP_BACKENDS))?;
-            if b.ip_be != 0 || b.flags != 0 {
-                out.insert(i, (ip_from_raw(b.ip_be), b.flags & BACKEND_FLAG_UP != 0));
-            }
-        }
-        Ok(out)
+        let used = slots_in_use(&self.backends, MAP_BACKENDS, MAX_BACKENDS, |b| b.ip_be != 0 || b.flags != 0)?;
+        Ok(used.into_iter().map(|(i, b)| (i, (ip_from_raw(b.ip_be), b.flags & BACKEND_FLAG_UP != 0))).collect())
     }
     pub fn maglev_table(&self, service: u32) -> Result<Vec<u32>> {
         check_index(MAP_SERVICES, service, MAX_SERVICES)?;
