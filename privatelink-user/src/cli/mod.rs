@@ -1,5 +1,8 @@
 //! The `privatelink` command line: clap types here, one file per group of verbs,
 //! formatting in `output`. Exit codes: 0 ok, 1 error, 2 usage (clap).
+//! Talks to the daemon only through `daemon::api`'s types on the socket; `daemon`,
+//! `check`, `lab` and `down` (when no daemon answers) start or clean up things
+//! themselves.
 
 mod admin;
 mod apply;

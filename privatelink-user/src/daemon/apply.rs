@@ -4,8 +4,8 @@
 
 use super::{
     api::{ApplyResult, EndpointView, One, Response},
-    gateway::{spec_error_response, Gateway},
-    handler::ok,
+    gateway::Gateway,
+    handler::{ok, spec_error_response},
 };
 use crate::{
     dataplane::{loader, reconcile::Report, sweep::Scope},

@@ -14,7 +14,7 @@ use crate::{
     },
     model::{
         plan,
-        spec::{self, SpecError},
+        spec,
         state::{endpoint_events, State},
         yaml::Doc,
     },
@@ -152,10 +152,4 @@ impl Gateway {
         }
         self.watch_limits()
     }
-}
-
-pub(super) fn spec_error_response(errors: Vec<SpecError>) -> super::api::Response {
-    let n = errors.len();
-    let error = format!("the spec has {n} error{}; nothing was applied", if n == 1 { "" } else { "s" });
-    super::api::Response::Err { error, spec_errors: errors }
 }

@@ -2,7 +2,7 @@
 //! owns the concern (apply, views, events, gateway). Reads like a table of contents.
 
 use super::{
-    api::{One, Request, Response},
+    api::{One, Request, Response, SpecError},
     gateway::Gateway,
 };
 use anyhow::Result;
@@ -42,4 +42,10 @@ pub(super) fn ok<T: serde::Serialize>(v: T) -> Response {
         Ok(ok) => Response::Ok { ok },
         Err(e) => Response::Err { error: format!("encoding the answer: {e}"), spec_errors: vec![] },
     }
+}
+
+pub(super) fn spec_error_response(errors: Vec<SpecError>) -> Response {
+    let n = errors.len();
+    let error = format!("the spec has {n} error{}; nothing was applied", if n == 1 { "" } else { "s" });
+    Response::Err { error, spec_errors: errors }
 }
