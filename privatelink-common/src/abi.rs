@@ -17,10 +17,15 @@ pub const MAP_CT: &str = "PL_CT";
 pub const MAP_SNAT_RANGES: &str = "PL_SNAT_RANGES";
 pub const MAP_EP_STATS: &str = "PL_EP_STATS";
 pub const MAP_GLOBAL_STATS: &str = "PL_GSTATS";
+/// Counters of what a VPC interface dropped that no endpoint can be charged with
+/// (indexed by VPC id).
+pub const MAP_VPC_STATS: &str = "PL_VPC_STATS";
+/// Per endpoint and CPU: the ICMP the gateway generated in the current second.
+pub const MAP_ICMP_RATE: &str = "PL_ICMP_RATE";
 /// Every map of the data path (what a pin directory holds).
-pub const ALL_MAPS: [&str; 12] = [
+pub const ALL_MAPS: [&str; 14] = [
     MAP_VPCS, MAP_EP_IPS, MAP_ENDPOINTS, MAP_EP_ACTIVE, MAP_PORTS, MAP_SERVICES, MAP_BACKENDS,
-    MAP_MAGLEV, MAP_CT, MAP_SNAT_RANGES, MAP_EP_STATS, MAP_GLOBAL_STATS,
+    MAP_MAGLEV, MAP_CT, MAP_SNAT_RANGES, MAP_EP_STATS, MAP_GLOBAL_STATS, MAP_VPC_STATS, MAP_ICMP_RATE,
 ];
 
 // ---- program names ----
@@ -94,12 +99,30 @@ pub enum DropReason {
     NoRoute = 11,
     /// The endpoint is neither accepted, pending nor rejected (failed, deleting).
     Inactive = 12,
+    /// For neither an endpoint, a flow nor the gateway itself: the gateway never routes
+    /// between VPCs on its own.
+    NotRouted = 13,
+    /// An 802.1Q / 802.1ad tagged frame on a VPC interface.
+    Vlan = 14,
+    /// IPv6 on a VPC interface (not supported yet).
+    Ipv6 = 15,
+    /// Arrived with TTL <= 1: not forwarded; the sender gets a time-exceeded.
+    TtlExceeded = 16,
+    /// DF set and larger than the next hop's MTU: not forwarded; the sender gets a
+    /// fragmentation-needed with that MTU.
+    FragNeeded = 17,
+    /// An ICMP answer (error or echo reply) was due, but its endpoint's rate was spent.
+    IcmpRateLimited = 18,
+    /// ICMP that cannot be translated safely (IP options in or around the quote, a
+    /// quote too short) or is not answered (types other than echo request to an
+    /// endpoint).
+    IcmpUnsupported = 19,
 }
 
-pub const DROP_REASON_SLOTS: usize = 16;
+pub const DROP_REASON_SLOTS: usize = 32;
 
 impl DropReason {
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 19] = [
         DropReason::Malformed,
         DropReason::Fragment,
         DropReason::UnmappedPort,
@@ -112,6 +135,13 @@ impl DropReason {
         DropReason::NoFlow,
         DropReason::NoRoute,
         DropReason::Inactive,
+        DropReason::NotRouted,
+        DropReason::Vlan,
+        DropReason::Ipv6,
+        DropReason::TtlExceeded,
+        DropReason::FragNeeded,
+        DropReason::IcmpRateLimited,
+        DropReason::IcmpUnsupported,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -128,6 +158,13 @@ impl DropReason {
             DropReason::NoFlow => "no_flow",
             DropReason::NoRoute => "no_route",
             DropReason::Inactive => "inactive",
+            DropReason::NotRouted => "not_routed",
+            DropReason::Vlan => "vlan",
+            DropReason::Ipv6 => "ipv6",
+            DropReason::TtlExceeded => "ttl_exceeded",
+            DropReason::FragNeeded => "frag_needed",
+            DropReason::IcmpRateLimited => "icmp_rate_limited",
+            DropReason::IcmpUnsupported => "icmp_unsupported",
         }
     }
 }
@@ -146,7 +183,8 @@ impl TryFrom<u32> for DropReason {
 pub struct VpcInfo {
     /// Small id of the VPC, part of every conntrack key (VPC ranges may overlap).
     pub vpc_id: u16,
-    pub _pad: u16,
+    /// The interface's MTU (what fits towards this VPC's hosts).
+    pub mtu: u16,
     /// Routing table used for FIB lookups towards this VPC's hosts; 0 = main table.
     pub fib_table: u32,
     /// MAC of the gateway's interface, used for ARP answers.
@@ -155,7 +193,9 @@ pub struct VpcInfo {
 }
 const _: () = assert!(size_of::<VpcInfo>() == 16);
 
-/// Key of `PL_EP_IPS`: an endpoint address inside a VPC. Value: `u32` endpoint index.
+/// Key of `PL_EP_IPS`: an endpoint address inside a VPC. Value: `u32` endpoint index,
+/// or `EP_GATEWAY_OWN` for an address of the gateway itself on that VPC's interface
+/// (traffic to it goes up to the kernel).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct EpIpKey {
@@ -164,6 +204,9 @@ pub struct EpIpKey {
     pub _pad: u16,
 }
 const _: () = assert!(size_of::<EpIpKey>() == 8);
+
+/// `PL_EP_IPS` value of the gateway's own addresses.
+pub const EP_GATEWAY_OWN: u32 = u32::MAX;
 
 pub const EP_STATE_ACCEPTED: u8 = 1;
 pub const EP_STATE_PENDING: u8 = 2;
@@ -182,7 +225,9 @@ pub struct EndpointInfo {
     pub conn_limit: u32,
     /// One of `EP_STATE_*`; 0 = slot unused.
     pub state: u8,
-    pub _pad: [u8; 3],
+    pub _pad: u8,
+    /// MSS that TCP SYNs and SYN-ACKs of this endpoint's flows are clamped to; 0 = off.
+    pub mss_clamp: u16,
 }
 const _: () = assert!(size_of::<EndpointInfo>() == 16);
 
@@ -300,7 +345,9 @@ pub struct CtValue {
     pub nat_dst_port_be: u16,
     /// The VPC the rewritten packet goes to.
     pub egress_vpc: u16,
-    pub _pad2: u16,
+    /// MTU of `ifindex` once the hop is known (reverse entries: from the start; forward
+    /// entries: with `route`); 0 = unknown, not checked.
+    pub mtu: u16,
     /// Egress interface. Reverse entries learn it (and the MACs) from the flow's first
     /// packet: overlapping consumer VPCs cannot be told apart by a route lookup. Forward
     /// entries start with the provider VPC's interface (the FIB lookup's input) and
@@ -344,7 +391,8 @@ pub struct Stats {
     pub resets_sent: u64,
     /// ARP requests answered.
     pub arp_replies: u64,
-    pub _reserved: u64,
+    /// ICMP the gateway generated: echo replies, time-exceeded, fragmentation-needed.
+    pub icmp_sent: u64,
     /// Indexed by `DropReason as usize`.
     pub drops: [u64; DROP_REASON_SLOTS],
 }
@@ -363,11 +411,26 @@ impl Stats {
         self.new_flows += o.new_flows;
         self.resets_sent += o.resets_sent;
         self.arp_replies += o.arp_replies;
+        self.icmp_sent += o.icmp_sent;
         for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
             *a += *b;
         }
     }
 }
+
+/// Value of `PL_ICMP_RATE` (per CPU, per endpoint): ICMP generated in the current
+/// one-second window.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IcmpRate {
+    pub window_start_ns: u64,
+    pub sent: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<IcmpRate>() == 16);
+/// ICMP messages the gateway generates per endpoint, per CPU and per second at most
+/// (Linux's own default, net.ipv4.icmp_msgs_per_sec, is 1000 for the whole host).
+pub const ICMP_RATE_PER_SEC: u32 = 100;
 
 /// Input of `privatelink_expire`, passed as the test-run packet after a 14-byte
 /// zero pad (XDP test runs need at least an Ethernet header's worth of data).
@@ -403,6 +466,7 @@ mod pod {
     unsafe impl aya::Pod for CtValue {}
     unsafe impl aya::Pod for Stats {}
     unsafe impl aya::Pod for ExpireRequest {}
+    unsafe impl aya::Pod for IcmpRate {}
 }
 
 #[cfg(test)]

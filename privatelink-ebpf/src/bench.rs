@@ -28,11 +28,11 @@ pub fn privatelink_fwd(ctx: XdpContext) -> u32 {
     match parse::parse(&ctx) {
         parse::Parsed::Ipv4(p) if !p.fragment => {
             let ifindex = ctx.ingress_ifindex() as u32;
-            let route = match forward::fib(&ctx, ifindex, 0, p.src_ip, p.dst_ip, p.proto, p.ip_tot_len) {
-                forward::Fib::Next { ifindex, smac, dmac } => forward::set_macs_and_redirect(&ctx, ifindex, &smac, &dmac),
-                other => forward::uncached(other),
-            };
-            match route {
+            let hop = forward::fib(&ctx, ifindex, 0, p.src_ip, p.dst_ip, p.proto, p.ip_tot_len);
+            if hop.kind != forward::HOP_REDIRECT {
+                return xdp_action::XDP_PASS;
+            }
+            match forward::set_macs_and_redirect(&ctx, hop.ifindex, &hop.smac, &hop.dmac) {
                 forward::Route::Action(a) => a,
                 forward::Route::NoRoute => xdp_action::XDP_PASS,
             }

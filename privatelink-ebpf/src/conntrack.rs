@@ -63,6 +63,8 @@ pub struct NewFlow {
     pub provider_vpc: u16,
     pub provider_ifindex: u32,
     pub consumer_ifindex: u32,
+    /// MTU of the consumer's interface: the reverse entry's hop.
+    pub consumer_mtu: u16,
     /// The frame's MACs: client (source) and gateway interface (destination).
     pub client_mac: [u8; 6],
     pub gateway_mac: [u8; 6],
@@ -94,7 +96,7 @@ pub fn create(f: &NewFlow) -> Result<CtValue, CreateError> {
         nat_src_port_be: f.key.dst_port_be,
         nat_dst_port_be: f.key.src_port_be,
         egress_vpc: f.key.vpc_id,
-        _pad2: 0,
+        mtu: f.consumer_mtu,
         ifindex: f.consumer_ifindex,
         smac: f.gateway_mac,
         dmac: f.client_mac,
@@ -139,7 +141,7 @@ pub fn create(f: &NewFlow) -> Result<CtValue, CreateError> {
         nat_src_port_be: rev_key.dst_port_be,
         nat_dst_port_be: f.service_port,
         egress_vpc: f.provider_vpc,
-        _pad2: 0,
+        mtu: 0,
         ifindex: f.provider_ifindex,
         smac: [0; 6],
         dmac: [0; 6],

@@ -8,11 +8,14 @@
 
 mod conntrack;
 mod forward;
+mod icmp;
 mod lookup;
 mod nat;
 mod parse;
+mod newflow;
 mod path;
 mod reply;
+mod send;
 mod stats;
 
 use aya_ebpf::{
@@ -51,6 +54,10 @@ static PL_SNAT_RANGES: LpmTrie<SnatRangeKey, u32> = LpmTrie::with_max_entries(MA
 static PL_EP_STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(MAX_ENDPOINTS, 0);
 #[map]
 static PL_GSTATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static PL_VPC_STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(MAX_VPCS, 0);
+#[map]
+static PL_ICMP_RATE: PerCpuArray<IcmpRate> = PerCpuArray::with_max_entries(MAX_ENDPOINTS, 0);
 
 #[xdp]
 pub fn privatelink(ctx: XdpContext) -> u32 {

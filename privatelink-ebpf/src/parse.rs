@@ -11,6 +11,10 @@ use privatelink_common::{PROTO_TCP, PROTO_UDP};
 pub const ETH_LEN: usize = EthHdr::LEN;
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+/// 802.1Q and 802.1ad (QinQ) tags.
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88a8;
 
 pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
@@ -37,6 +41,9 @@ pub struct Packet {
     pub l4_off: usize,
     pub ip_tot_len: u16,
     pub ihl_bytes: u16,
+    pub ttl: u8,
+    /// Don't Fragment.
+    pub df: bool,
     /// L4 header present, complete and the packet is not a fragment.
     pub has_ports: bool,
     pub fragment: bool,
@@ -49,8 +56,10 @@ pub struct Packet {
 }
 
 pub enum Parsed {
-    /// Not IPv4 or ARP, or an Ethernet frame too short to tell.
-    Other,
+    /// Shorter than an Ethernet header.
+    Runt,
+    /// Neither IPv4 nor ARP: the frame's EtherType.
+    NotIp(u16),
     Arp,
     Ipv4(Packet),
     /// An IPv4 header that cannot be used (truncated, bad version or IHL, bad length).
@@ -61,14 +70,14 @@ pub enum Parsed {
 pub fn parse(ctx: &XdpContext) -> Parsed {
     let eth: *const EthHdr = match ptr_at(ctx, 0) {
         Some(p) => p,
-        None => return Parsed::Other,
+        None => return Parsed::Runt,
     };
     let ether_type = u16::from_be(unsafe { (*eth).ether_type });
     if ether_type == ETH_P_ARP {
         return Parsed::Arp;
     }
     if ether_type != ETH_P_IP {
-        return Parsed::Other;
+        return Parsed::NotIp(ether_type);
     }
     let ip: *const Ipv4Hdr = match ptr_at(ctx, ETH_LEN) {
         Some(p) => p,
@@ -94,6 +103,8 @@ pub fn parse(ctx: &XdpContext) -> Parsed {
         l4_off,
         ip_tot_len: tot_len,
         ihl_bytes: ihl_bytes as u16,
+        ttl: unsafe { (*ip).ttl },
+        df: frags & 0x4000 != 0,
         has_ports: false,
         fragment,
         src_port: 0,

@@ -1,20 +1,23 @@
-//! The packet's way through the gateway: ARP for endpoint addresses, the established
-//! forward and reverse paths (one conntrack lookup), and new flows (state gate, backend
-//! choice, connection limit, SNAT). Decides; the rewriting and sending live in `nat`,
-//! `forward` and `reply`.
+//! The packet's way through the gateway. On a VPC interface the data path decides
+//! every frame: flows (one conntrack lookup), new flows to endpoints (`newflow`), ARP,
+//! ICMP for endpoints and flows, and what is addressed to the gateway itself (its own
+//! addresses in that VPC, broadcast, multicast), which goes up to the kernel.
+//! Everything else is dropped and counted: the gateway never routes between VPCs on
+//! its own. Decides; rewriting and sending live in `send`, `nat`, `forward`, `icmp`.
 
 use crate::{
-    conntrack::{self, CreateError, NewFlow},
-    forward::{self, Fib, Route},
-    lookup,
-    nat,
-    parse::{self, ptr_at, Packet, Parsed, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    conntrack,
+    forward::{self, Hop, HOP_NO_ROUTE, HOP_REDIRECT},
+    icmp::{self, Quote},
+    lookup, nat, newflow,
+    parse::{self, Packet, Parsed, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV6, TCP_FIN, TCP_RST, TCP_SYN},
     reply,
+    send,
     stats::{self, Drop},
     PL_SNAT_RANGES,
 };
 use aya_ebpf::{bindings::xdp_action::XDP_PASS, maps::lpm_trie::Key, programs::XdpContext};
-use privatelink_common::{hash::{self, flow_hash}, *};
+use privatelink_common::*;
 
 #[inline(always)]
 pub fn run(ctx: &XdpContext) -> Result<u32, Drop> {
@@ -24,13 +27,17 @@ pub fn run(ctx: &XdpContext) -> Result<u32, Drop> {
         None => return Ok(XDP_PASS), // not a VPC interface of ours
     };
     match parse::parse(ctx) {
-        Parsed::Other => Ok(XDP_PASS),
         Parsed::Arp => arp(ctx, &vpc),
-        Parsed::Malformed => Err(Drop::global(DropReason::Malformed)),
         Parsed::Ipv4(p) => ipv4(ctx, &vpc, ifindex, &p),
+        Parsed::NotIp(ETH_P_8021Q | ETH_P_8021AD) => Err(Drop::vpc(DropReason::Vlan, vpc.vpc_id)),
+        Parsed::NotIp(ETH_P_IPV6) => Err(Drop::vpc(DropReason::Ipv6, vpc.vpc_id)),
+        Parsed::NotIp(_) => Err(Drop::vpc(DropReason::NotRouted, vpc.vpc_id)),
+        Parsed::Runt | Parsed::Malformed => Err(Drop::vpc(DropReason::Malformed, vpc.vpc_id)),
     }
 }
 
+/// ARP requests for endpoint addresses are answered here; the rest (the gateway's own
+/// addresses, replies to its own requests) is the kernel's.
 #[inline(always)]
 fn arp(ctx: &XdpContext, vpc: &VpcInfo) -> Result<u32, Drop> {
     let target = match reply::arp_request_target(ctx) {
@@ -38,8 +45,8 @@ fn arp(ctx: &XdpContext, vpc: &VpcInfo) -> Result<u32, Drop> {
         None => return Ok(XDP_PASS),
     };
     let ep = match lookup::endpoint_at(vpc.vpc_id, target) {
-        Some(ep) => ep,
-        None => return Ok(XDP_PASS),
+        Some(ep) if ep != EP_GATEWAY_OWN => ep,
+        _ => return Ok(XDP_PASS),
     };
     let action = reply::arp_reply(ctx, &vpc.mac).ok_or(Drop::endpoint(DropReason::Malformed, ep))?;
     stats::count_arp_reply(ep);
@@ -56,8 +63,13 @@ fn ipv4(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet) -> Result<u32
             return established_reverse(ctx, p, entry);
         }
     }
-    if let Some(ep) = lookup::endpoint_at(vpc.vpc_id, p.dst_ip) {
-        return new_flow(ctx, vpc, ifindex, p, ep);
+    if p.proto == PROTO_ICMP && !p.fragment {
+        return icmp_in(ctx, vpc, p);
+    }
+    match lookup::endpoint_at(vpc.vpc_id, p.dst_ip) {
+        Some(EP_GATEWAY_OWN) => return Ok(XDP_PASS),
+        Some(ep) => return newflow::new_flow(ctx, vpc, ifindex, p, ep),
+        None => {}
     }
     if in_snat_range(p.dst_ip) {
         // One-way access: the provider side may only answer flows.
@@ -68,14 +80,115 @@ fn ipv4(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet) -> Result<u32
         } else {
             DropReason::NoFlow
         };
-        return Err(Drop::global(reason));
+        return Err(Drop::vpc(reason, vpc.vpc_id));
     }
-    Ok(XDP_PASS)
+    not_for_a_flow(p, vpc)
+}
+
+/// A packet of no flow and no endpoint: the kernel's if it is the gateway's
+/// (broadcast, multicast), dropped otherwise.
+#[inline(always)]
+fn not_for_a_flow(p: &Packet, vpc: &VpcInfo) -> Result<u32, Drop> {
+    let dst = u32::from_be(p.dst_ip);
+    if dst == u32::MAX || dst >> 28 == 0xe {
+        return Ok(XDP_PASS);
+    }
+    Err(Drop::vpc(DropReason::NotRouted, vpc.vpc_id))
+}
+
+/// ICMP: errors about a flow are translated through the NAT, echo requests to an
+/// endpoint answered; ICMP for the gateway itself goes up.
+#[inline(always)]
+fn icmp_in(ctx: &XdpContext, vpc: &VpcInfo, p: &Packet) -> Result<u32, Drop> {
+    let at = lookup::endpoint_at(vpc.vpc_id, p.dst_ip);
+    match icmp::quote(ctx, p) {
+        Ok(Some(q)) => {
+            if let Some(action) = translate_error(ctx, vpc, p, &q)? {
+                return Ok(action);
+            }
+            if at == Some(EP_GATEWAY_OWN) {
+                return Ok(XDP_PASS);
+            }
+            Err(Drop::vpc(DropReason::NoFlow, vpc.vpc_id))
+        }
+        Err(()) if at != Some(EP_GATEWAY_OWN) => Err(Drop::vpc(DropReason::IcmpUnsupported, vpc.vpc_id)),
+        _ => match at {
+            Some(EP_GATEWAY_OWN) => Ok(XDP_PASS),
+            Some(ep) => echo(ctx, p, ep),
+            None if in_snat_range(p.dst_ip) => Err(Drop::vpc(DropReason::NoFlow, vpc.vpc_id)),
+            None => not_for_a_flow(p, vpc),
+        },
+    }
+}
+
+/// An echo request to an endpoint: answered when the endpoint is accepted.
+#[inline(always)]
+fn echo(ctx: &XdpContext, p: &Packet, ep: u32) -> Result<u32, Drop> {
+    let info = lookup::endpoint(ep).ok_or(Drop::endpoint(DropReason::Inactive, ep))?;
+    match info.state {
+        EP_STATE_ACCEPTED => {}
+        EP_STATE_PENDING => return Err(Drop::endpoint(DropReason::Pending, ep)),
+        EP_STATE_REJECTED => return Err(Drop::endpoint(DropReason::Rejected, ep)),
+        _ => return Err(Drop::endpoint(DropReason::Inactive, ep)),
+    }
+    if !icmp::rate_allows(ep) {
+        return Err(Drop::endpoint(DropReason::IcmpRateLimited, ep));
+    }
+    let action = icmp::echo_reply(ctx, p).ok_or(Drop::endpoint(DropReason::IcmpUnsupported, ep))?;
+    stats::count_icmp_sent(ep);
+    Ok(action)
+}
+
+/// An ICMP error about a packet of a flow, rewritten to what the other side sent and
+/// sent there (RFC 5508): from the provider side about a forward packet (to a SNAT
+/// address), or from the consumer side about a reverse packet (to an endpoint).
+/// `None`: no flow matches the quote (or the error is not addressed to its sender).
+#[inline(always)]
+fn translate_error(ctx: &XdpContext, vpc: &VpcInfo, p: &Packet, q: &Quote) -> Result<Option<u32>, Drop> {
+    let key = CtKey {
+        src_ip_be: q.dst_ip,
+        dst_ip_be: q.src_ip,
+        src_port_be: q.dst_port,
+        dst_port_be: q.src_port,
+        vpc_id: vpc.vpc_id,
+        proto: q.proto,
+        _pad: 0,
+    };
+    let v = match conntrack::get(&key) {
+        Some(v) if p.dst_ip == q.src_ip => *v,
+        _ => return Ok(None),
+    };
+    let ep = v.endpoint;
+    if p.ttl <= 1 {
+        // No ICMP about ICMP errors (RFC 1812 4.3.2.7).
+        return Err(Drop::endpoint(DropReason::TtlExceeded, ep));
+    }
+    // From the provider: quoted SNAT address -> backend, back to client -> endpoint.
+    // From the consumer: quoted endpoint -> client, back to backend -> SNAT address.
+    // Either way the flow entry's NAT fields are what the quote must become, reversed.
+    let reverse = v.kind == CT_KIND_REVERSE;
+    let hop = if reverse || v.route == CT_ROUTE_CACHED { Hop::cached(&v) } else { hop_towards_backend(ctx, p, &v)? };
+    let (src, dst) = (v.nat_src_ip_be, v.nat_dst_ip_be);
+    let (q_src, q_dst, q_sport, q_dport) = (v.nat_dst_ip_be, v.nat_src_ip_be, v.nat_dst_port_be, v.nat_src_port_be);
+    if hop.kind == HOP_NO_ROUTE {
+        return Err(Drop::endpoint(DropReason::NoRoute, ep));
+    }
+    let send = hop.kind == HOP_REDIRECT;
+    if !icmp::translate(ctx, p, q, src, dst, q_src, q_dst, q_sport, q_dport, send) {
+        return Err(Drop::endpoint(DropReason::IcmpUnsupported, ep));
+    }
+    let action = if send { send::redirect(ctx, &hop, ep)? } else { XDP_PASS };
+    if reverse {
+        stats::count_reverse(ep, p.frame_len);
+    } else {
+        stats::count_forward(ep, p.frame_len);
+    }
+    Ok(Some(action))
 }
 
 /// The conntrack key of a packet as it arrives.
 #[inline(always)]
-fn flow_key(p: &Packet, vpc_id: u16) -> CtKey {
+pub fn flow_key(p: &Packet, vpc_id: u16) -> CtKey {
     CtKey {
         src_ip_be: p.src_ip,
         dst_ip_be: p.dst_ip,
@@ -97,29 +210,27 @@ fn established_forward(ctx: &XdpContext, p: &Packet, entry: &mut CtValue) -> Res
     entry.last_seen_ns = conntrack::now();
     if p.proto == PROTO_TCP {
         conntrack::track_tcp(entry, p.tcp_flags, false);
+        if p.tcp_flags & TCP_SYN != 0 {
+            clamp_mss(ctx, p, entry.endpoint);
+        }
     }
     let fwd = *entry;
     if fwd.route == CT_ROUTE_CACHED {
-        return rewrite_and_send(ctx, p, &fwd, stats::count_forward, || {
-            forward::set_macs_and_redirect(ctx, fwd.ifindex, &fwd.smac, &fwd.dmac)
-        });
+        return send::rewrite_and_send(ctx, p, &fwd, stats::count_forward, Hop::cached(&fwd));
     }
     // Not yet cached: ask the FIB once and keep its answer in the flow, as the reverse
     // entry keeps the consumer's. A backend's next hop changing (its MAC, the route)
     // reaches new flows only.
-    match fib_towards_backend(ctx, p, &fwd)? {
-        Fib::Next { ifindex, smac, dmac } => {
-            entry.ifindex = ifindex;
-            entry.smac = smac;
-            entry.dmac = dmac;
-            // Published last: a reader that sees the flag sees the hop.
-            unsafe { core::ptr::write_volatile(&mut entry.route, CT_ROUTE_CACHED) };
-            rewrite_and_send(ctx, p, &fwd, stats::count_forward, || {
-                forward::set_macs_and_redirect(ctx, ifindex, &smac, &dmac)
-            })
-        }
-        hop => rewrite_and_send(ctx, p, &fwd, stats::count_forward, || forward::uncached(hop)),
+    let hop = hop_towards_backend(ctx, p, &fwd)?;
+    if hop.kind == HOP_REDIRECT {
+        entry.ifindex = hop.ifindex;
+        entry.smac = hop.smac;
+        entry.dmac = hop.dmac;
+        entry.mtu = hop.mtu;
+        // Published last: a reader that sees the flag sees the hop.
+        unsafe { core::ptr::write_volatile(&mut entry.route, CT_ROUTE_CACHED) };
     }
+    send::rewrite_and_send(ctx, p, &fwd, stats::count_forward, hop)
 }
 
 #[inline(always)]
@@ -130,152 +241,34 @@ fn established_reverse(ctx: &XdpContext, p: &Packet, entry: &mut CtValue) -> Res
         if let Some(fwd) = conntrack::get(&rev.peer_key(p.proto)) {
             conntrack::track_tcp(fwd, p.tcp_flags, true);
         }
+        if p.tcp_flags & TCP_SYN != 0 {
+            clamp_mss(ctx, p, rev.endpoint);
+        }
     }
-    rewrite_and_send(ctx, p, &rev, stats::count_reverse, || {
-        forward::set_macs_and_redirect(ctx, rev.ifindex, &rev.smac, &rev.dmac)
-    })
+    send::rewrite_and_send(ctx, p, &rev, stats::count_reverse, Hop::cached(&rev))
 }
 
-/// The FIB's answer for a flow's rewritten packet, in its provider VPC's table.
+/// Clamp a SYN's MSS to its endpoint's `mss_clamp` (0: off).
 #[inline(always)]
-fn fib_towards_backend(ctx: &XdpContext, p: &Packet, fwd: &CtValue) -> Result<Fib, Drop> {
-    let table = match lookup::vpc(fwd.ifindex) {
-        Some(v) => v.fib_table,
+fn clamp_mss(ctx: &XdpContext, p: &Packet, ep: u32) {
+    if let Some(info) = lookup::endpoint(ep) {
+        if info.mss_clamp != 0 {
+            nat::clamp_mss(ctx, p, info.mss_clamp);
+        }
+    }
+}
+
+/// The FIB's answer for a flow's rewritten packet, in its provider VPC's table, with
+/// the MTU of the interface it leads out of.
+#[inline(always)]
+pub fn hop_towards_backend(ctx: &XdpContext, p: &Packet, fwd: &CtValue) -> Result<Hop, Drop> {
+    let vpc = match lookup::vpc(fwd.ifindex) {
+        Some(v) => v,
         None => return Err(Drop::endpoint(DropReason::NoRoute, fwd.endpoint)),
     };
-    Ok(forward::fib(ctx, fwd.ifindex, table, fwd.nat_src_ip_be, fwd.nat_dst_ip_be, p.proto, p.ip_tot_len))
-}
-
-/// A new flow's first packet: through the FIB, nothing cached yet.
-#[inline(always)]
-fn send_forward(ctx: &XdpContext, p: &Packet, fwd: &CtValue) -> Result<u32, Drop> {
-    let hop = fib_towards_backend(ctx, p, fwd)?;
-    rewrite_and_send(ctx, p, fwd, stats::count_forward, || match hop {
-        Fib::Next { ifindex, smac, dmac } => forward::set_macs_and_redirect(ctx, ifindex, &smac, &dmac),
-        other => forward::uncached(other),
-    })
-}
-
-/// Rewrite `p` as flow entry `v` says, send it with `send`, and count it with `count`
-/// (a rewrite that fails is `Malformed`, a send with no way out `NoRoute`).
-#[inline(always)]
-fn rewrite_and_send(
-    ctx: &XdpContext,
-    p: &Packet,
-    v: &CtValue,
-    count: fn(u32, u32),
-    send: impl FnOnce() -> Route,
-) -> Result<u32, Drop> {
-    let ep = v.endpoint;
-    if !nat::rewrite(ctx, p, v.nat_src_ip_be, v.nat_dst_ip_be, v.nat_src_port_be, v.nat_dst_port_be) {
-        return Err(Drop::endpoint(DropReason::Malformed, ep));
+    let mut hop = forward::fib(ctx, fwd.ifindex, vpc.fib_table, fwd.nat_src_ip_be, fwd.nat_dst_ip_be, p.proto, p.ip_tot_len);
+    if hop.kind == HOP_REDIRECT {
+        hop.mtu = if hop.ifindex == fwd.ifindex { vpc.mtu } else { lookup::vpc(hop.ifindex).map_or(0, |v| v.mtu) };
     }
-    match send() {
-        Route::Action(a) => {
-            count(ep, p.frame_len);
-            Ok(a)
-        }
-        Route::NoRoute => Err(Drop::endpoint(DropReason::NoRoute, ep)),
-    }
-}
-
-/// Refuse a new flow: a TCP SYN is answered with a RST so the client fails fast, a UDP
-/// datagram is dropped. Counted under `d` either way.
-#[inline(always)]
-fn refuse(ctx: &XdpContext, p: &Packet, d: Drop) -> Result<u32, Drop> {
-    if p.proto != PROTO_TCP {
-        return Err(d);
-    }
-    match reply::tcp_reset(ctx, p) {
-        Some(action) => {
-            stats::count_drop(d);
-            stats::count_reset(d.endpoint);
-            Ok(action)
-        }
-        None => Err(d),
-    }
-}
-
-#[inline(always)]
-fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u32) -> Result<u32, Drop> {
-    if p.fragment {
-        return Err(Drop::endpoint(DropReason::Fragment, ep));
-    }
-    if p.proto != PROTO_TCP && p.proto != PROTO_UDP {
-        return Err(Drop::endpoint(DropReason::UnmappedPort, ep));
-    }
-    if !p.has_ports {
-        return Err(Drop::endpoint(DropReason::Malformed, ep));
-    }
-    let info = lookup::endpoint(ep).ok_or(Drop::endpoint(DropReason::Inactive, ep))?;
-    let service_port = lookup::service_port(info.service, p.dst_port, p.proto)
-        .ok_or(Drop::endpoint(DropReason::UnmappedPort, ep))?;
-    match info.state {
-        EP_STATE_ACCEPTED => {}
-        EP_STATE_PENDING => return Err(Drop::endpoint(DropReason::Pending, ep)),
-        EP_STATE_REJECTED => return Err(Drop::endpoint(DropReason::Rejected, ep)),
-        _ => return Err(Drop::endpoint(DropReason::Inactive, ep)),
-    }
-    if p.proto == PROTO_TCP {
-        let f = p.tcp_flags;
-        if f & TCP_RST != 0 {
-            return Err(Drop::endpoint(DropReason::NoFlow, ep));
-        }
-        if f & TCP_SYN == 0 || f & TCP_ACK != 0 {
-            // Mid-stream segment of no flow (expired, or the gateway restarted without
-            // its maps): reset it so the client fails fast instead of hanging.
-            return refuse(ctx, p, Drop::endpoint(DropReason::NoFlow, ep));
-        }
-    }
-    let svc = match lookup::service(info.service) {
-        Some(s) => s,
-        None => return refuse(ctx, p, Drop::endpoint(DropReason::NoBackend, ep)),
-    };
-    let h = flow_hash(p.src_ip, p.dst_ip, p.src_port, p.dst_port, p.proto);
-    let backend = match lookup::backend(info.service, h) {
-        Some(b) => b,
-        None => return refuse(ctx, p, Drop::endpoint(DropReason::NoBackend, ep)),
-    };
-    if !conntrack::acquire_slot(ep, info.conn_limit) {
-        return refuse(ctx, p, Drop::endpoint(DropReason::OverLimit, ep));
-    }
-    let eth = match ptr_at::<[u8; 12]>(ctx, 0) {
-        Some(e) => unsafe { *e },
-        None => {
-            conntrack::release_slot(ep);
-            return Err(Drop::endpoint(DropReason::Malformed, ep));
-        }
-    };
-    let key = flow_key(p, vpc.vpc_id);
-    let flow = NewFlow {
-        key,
-        endpoint: ep,
-        snat_ip: info.snat_ip_be,
-        backend_ip: backend.ip_be,
-        service_port,
-        provider_vpc: svc.vpc_id,
-        provider_ifindex: svc.ifindex,
-        consumer_ifindex: ifindex,
-        client_mac: [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]],
-        gateway_mac: [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]],
-        port_seed: hash::mix32(h),
-    };
-    let fwd = match conntrack::create(&flow) {
-        Ok(v) => {
-            stats::count_new_flow(ep);
-            v
-        }
-        Err(CreateError::Raced) => {
-            conntrack::release_slot(ep);
-            match conntrack::get(&key) {
-                Some(v) => *v,
-                None => return Err(Drop::endpoint(DropReason::NoFlow, ep)),
-            }
-        }
-        Err(CreateError::Refused(d)) => {
-            conntrack::release_slot(ep);
-            return refuse(ctx, p, d);
-        }
-    };
-    send_forward(ctx, p, &fwd)
+    Ok(hop)
 }

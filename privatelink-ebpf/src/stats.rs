@@ -1,18 +1,20 @@
-//! Per-CPU counters: per endpoint, and a global slot for packets no endpoint can be
-//! charged with. Counting never fails a packet.
+//! Per-CPU counters: per endpoint, per VPC interface for packets no endpoint can be
+//! charged with, and a global slot for the rest. Counting never fails a packet.
 
-use crate::{PL_EP_STATS, PL_GSTATS};
+use crate::{PL_EP_STATS, PL_GSTATS, PL_VPC_STATS};
 use privatelink_common::{DropReason, Stats, DROP_REASON_SLOTS};
 
 /// A refused packet and who it is charged to.
 #[derive(Clone, Copy)]
 pub struct Drop {
     pub reason: DropReason,
-    /// Endpoint index, or `GLOBAL`.
+    /// Endpoint index, `VPC | vpc_id`, or `GLOBAL`.
     pub endpoint: u32,
 }
 
 pub const GLOBAL: u32 = u32::MAX;
+/// Marks a VPC id in `Drop::endpoint` (endpoint indices stay far below).
+const VPC: u32 = 0x8000_0000;
 
 impl Drop {
     #[inline(always)]
@@ -23,12 +25,19 @@ impl Drop {
     pub const fn endpoint(reason: DropReason, endpoint: u32) -> Drop {
         Drop { reason, endpoint }
     }
+    /// Charged to the VPC interface the packet came in on.
+    #[inline(always)]
+    pub const fn vpc(reason: DropReason, vpc_id: u16) -> Drop {
+        Drop { reason, endpoint: VPC | vpc_id as u32 }
+    }
 }
 
 #[inline(always)]
 pub fn slot(endpoint: u32) -> Option<&'static mut Stats> {
     let p = if endpoint == GLOBAL {
         PL_GSTATS.get_ptr_mut(0)
+    } else if endpoint & VPC != 0 {
+        PL_VPC_STATS.get_ptr_mut(endpoint & 0xffff)
     } else {
         PL_EP_STATS.get_ptr_mut(endpoint)
     }?;
@@ -82,5 +91,12 @@ pub fn count_reset(endpoint: u32) {
 pub fn count_arp_reply(endpoint: u32) {
     if let Some(s) = slot(endpoint) {
         s.arp_replies += 1;
+    }
+}
+
+#[inline(always)]
+pub fn count_icmp_sent(endpoint: u32) {
+    if let Some(s) = slot(endpoint) {
+        s.icmp_sent += 1;
     }
 }

@@ -41,6 +41,9 @@ pub enum L4 {
     Tcp { sport: u16, dport: u16, flags: u8, seq: u32, ack: u32, window: u16 },
     Udp { sport: u16, dport: u16, zero_checksum: bool },
     Icmp { kind: u8, code: u8 },
+    /// An ICMP error: `rest` is the header's second word (the MTU of a
+    /// fragmentation-needed); the quoted packet goes in the payload.
+    IcmpError { kind: u8, code: u8, rest: u32 },
     Raw { proto: u8 },
 }
 
@@ -56,6 +59,8 @@ pub struct Packet {
     /// Raw flags + fragment offset field (e.g. 0x4000 = DF, 0x2000 = MF).
     pub frag: u16,
     pub options: Vec<u8>,
+    /// TCP options (a multiple of 4 bytes).
+    pub tcp_options: Vec<u8>,
     pub l4: L4,
     pub payload: Vec<u8>,
 }
@@ -71,6 +76,7 @@ impl Packet {
             id: 0x1c46,
             frag: 0x4000,
             options: vec![],
+            tcp_options: vec![],
             l4,
             payload: vec![],
         }
@@ -87,6 +93,28 @@ impl Packet {
 
     pub fn icmp_echo(src: Ipv4Addr, dst: Ipv4Addr) -> Packet {
         Packet::base(src, dst, L4::Icmp { kind: 8, code: 0 })
+    }
+
+    /// An ICMP error quoting `quote` (the IP packet, from its IP header on).
+    pub fn icmp_error(src: Ipv4Addr, dst: Ipv4Addr, kind: u8, code: u8, rest: u32, quote: &[u8]) -> Packet {
+        let mut p = Packet::base(src, dst, L4::IcmpError { kind, code, rest });
+        p.payload = quote.to_vec();
+        p.frag = 0;
+        p
+    }
+
+    pub fn ttl(mut self, t: u8) -> Self {
+        self.ttl = t;
+        self
+    }
+    pub fn tcp_options(mut self, o: &[u8]) -> Self {
+        assert!(o.len().is_multiple_of(4) && o.len() <= 40, "TCP options are 4-byte words, at most 40 bytes");
+        self.tcp_options = o.to_vec();
+        self
+    }
+    /// The IP packet (no Ethernet header): what an ICMP error quotes.
+    pub fn ip_bytes(&self) -> Vec<u8> {
+        self.build()[14..].to_vec()
     }
 
     pub fn macs(mut self, src: Mac, dst: Mac) -> Self {
@@ -125,7 +153,7 @@ impl Packet {
         match self.l4 {
             L4::Tcp { .. } => 6,
             L4::Udp { .. } => 17,
-            L4::Icmp { .. } => 1,
+            L4::Icmp { .. } | L4::IcmpError { .. } => 1,
             L4::Raw { proto } => proto,
         }
     }
@@ -138,10 +166,11 @@ impl Packet {
                 b.extend(dport.to_be_bytes());
                 b.extend(seq.to_be_bytes());
                 b.extend(ack.to_be_bytes());
-                b.push(5 << 4);
+                b.push(((5 + self.tcp_options.len() / 4) as u8) << 4);
                 b.push(flags);
                 b.extend(window.to_be_bytes());
                 b.extend([0, 0, 0, 0]);
+                b.extend(&self.tcp_options);
                 b.extend(&self.payload);
                 let c = inet_checksum(&b, pseudo_sum(self.src, self.dst, 6, b.len()));
                 b[16..18].copy_from_slice(&c.to_be_bytes());
@@ -162,6 +191,13 @@ impl Packet {
             }
             L4::Icmp { kind, code } => {
                 b.extend([kind, code, 0, 0, 0x12, 0x34, 0, 1]);
+                b.extend(&self.payload);
+                let c = inet_checksum(&b, 0);
+                b[2..4].copy_from_slice(&c.to_be_bytes());
+            }
+            L4::IcmpError { kind, code, rest } => {
+                b.extend([kind, code, 0, 0]);
+                b.extend(rest.to_be_bytes());
                 b.extend(&self.payload);
                 let c = inet_checksum(&b, 0);
                 b[2..4].copy_from_slice(&c.to_be_bytes());
@@ -237,7 +273,8 @@ pub struct DecodedIp {
     pub tcp_flags: u8,
     pub seq: u32,
     pub ack: u32,
-    /// TCP/UDP checksum verified over pseudo header + segment (UDP zero: "none").
+    /// TCP/UDP checksum verified over pseudo header + segment (UDP zero: "none"),
+    /// ICMP's over the message.
     pub l4_checksum_ok: bool,
     pub l4_checksum: u16,
     pub payload: Vec<u8>,
@@ -318,6 +355,15 @@ pub fn decode(f: &[u8]) -> Option<Decoded> {
                 ip.l4_checksum = u16::from_be_bytes([l4[6], l4[7]]);
                 ip.l4_checksum_ok = ip.l4_checksum == 0
                     || inet_checksum(l4, pseudo_sum(src, dst, 17, l4.len())) == 0;
+                ip.payload = l4[8..].to_vec();
+            }
+            1 if l4.len() >= 8 => {
+                // Type and code shown where TCP shows its flags; the rest in seq.
+                ip.tcp_flags = l4[0];
+                ip.sport = l4[1] as u16;
+                ip.seq = u32::from_be_bytes(l4[4..8].try_into().ok()?);
+                ip.l4_checksum = u16::from_be_bytes([l4[2], l4[3]]);
+                ip.l4_checksum_ok = inet_checksum(l4, 0) == 0;
                 ip.payload = l4[8..].to_vec();
             }
             _ => ip.payload = l4.to_vec(),

@@ -194,7 +194,7 @@ impl Lab {
                 snat_ip_be: ip_raw(snat_ip(i as u32)),
                 conn_limit,
                 state: EP_STATE_ACCEPTED,
-                _pad: [0; 3],
+                ..Default::default()
             };
             m.set_endpoint(i as u32, info).unwrap();
             m.bind_endpoint_ip(c.vpc_id, ENDPOINT, i as u32).unwrap();

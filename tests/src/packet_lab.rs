@@ -135,8 +135,11 @@ impl PacketLab {
 
 fn seed(dp: &mut Dataplane, consumer_if: u32, provider_if: u32) {
     let m = &mut dp.maps;
-    m.set_vpc(consumer_if, VpcInfo { vpc_id: CONSUMER_VPC, mac: GW_CONSUMER_MAC, ..Default::default() }).unwrap();
-    m.set_vpc(provider_if, VpcInfo { vpc_id: PROVIDER_VPC, mac: GW_PROVIDER_MAC, ..Default::default() }).unwrap();
+    m.set_vpc(consumer_if, VpcInfo { vpc_id: CONSUMER_VPC, mtu: 1500, mac: GW_CONSUMER_MAC, ..Default::default() }).unwrap();
+    m.set_vpc(provider_if, VpcInfo { vpc_id: PROVIDER_VPC, mtu: 1500, mac: GW_PROVIDER_MAC, ..Default::default() }).unwrap();
+    // The gateway's own addresses: traffic to them is the kernel's.
+    m.bind_endpoint_ip(CONSUMER_VPC, GW_CONSUMER, EP_GATEWAY_OWN).unwrap();
+    m.bind_endpoint_ip(PROVIDER_VPC, GW_PROVIDER, EP_GATEWAY_OWN).unwrap();
     m.add_snat_range(SNAT_NET, 16).unwrap();
     // service 0: backend 0; service 1: no backend up; service 2: a backend with no neighbour.
     for (svc, backend) in [(0u32, Some((0u32, BACKEND))), (1, None), (2, Some((1, BACKEND_UNRESOLVED)))] {
@@ -162,7 +165,7 @@ fn seed(dp: &mut Dataplane, consumer_if: u32, provider_if: u32) {
     ];
     for (idx, ip, svc, state) in eps {
         let snat = Ipv4Addr::from(u32::from(SNAT_IP) + idx);
-        m.set_endpoint(idx, EndpointInfo { service: svc, snat_ip_be: ip_raw(snat), conn_limit: 3000, state, _pad: [0; 3] })
+        m.set_endpoint(idx, EndpointInfo { service: svc, snat_ip_be: ip_raw(snat), conn_limit: 3000, state, ..Default::default() })
             .unwrap();
         m.bind_endpoint_ip(CONSUMER_VPC, ip, idx).unwrap();
     }

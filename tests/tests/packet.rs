@@ -70,7 +70,7 @@ fn new_tcp_flow_is_translated_and_redirected_to_the_backend() {
     let port = snat_port(&lab, &fwd_key(EP_ACCEPTED, 80, SPORT, PROTO_TCP));
     assert!(port >= SNAT_PORT_MIN, "SNAT port {port} below the range");
     let want = Packet::tcp((SNAT_IP, port), (BACKEND, 8080), SYN)
-        .macs(GW_PROVIDER_MAC, BACKEND_MAC)
+        .ttl(63).macs(GW_PROVIDER_MAC, BACKEND_MAC)
         .seq_ack(1000, 0)
         .build();
     expect(&out, XDP_REDIRECT, &want, "SYN to endpoint");
@@ -103,7 +103,7 @@ fn full_tcp_exchange_forward_reverse_and_state() {
         .seq_ack(5000, 1001);
     let out = lab.from_provider(&synack.build());
     let want = Packet::tcp((EP_ACCEPTED, 80), (CLIENT, SPORT), SYN | ACK)
-        .macs(GW_CONSUMER_MAC, CLIENT_MAC)
+        .ttl(63).macs(GW_CONSUMER_MAC, CLIENT_MAC)
         .seq_ack(5000, 1001)
         .build();
     expect(&out, XDP_REDIRECT, &want, "SYN-ACK back to the client");
@@ -116,7 +116,7 @@ fn full_tcp_exchange_forward_reverse_and_state() {
         .payload(b"GET / HTTP/1.0\r\n\r\n");
     let out = lab.from_consumer(&data.build());
     let want = Packet::tcp((SNAT_IP, port), (BACKEND, 8080), ACK | PSH)
-        .macs(GW_PROVIDER_MAC, BACKEND_MAC)
+        .ttl(63).macs(GW_PROVIDER_MAC, BACKEND_MAC)
         .seq_ack(1001, 5001)
         .payload(b"GET / HTTP/1.0\r\n\r\n")
         .build();
@@ -141,7 +141,7 @@ fn rst_from_backend_moves_flow_to_closing() {
     let rst = Packet::tcp((BACKEND, 8080), (SNAT_IP, port), RST).macs(BACKEND_MAC, GW_PROVIDER_MAC);
     let out = lab.from_provider(&rst.build());
     let want = Packet::tcp((EP_ACCEPTED, 80), (CLIENT, SPORT), RST)
-        .macs(GW_CONSUMER_MAC, CLIENT_MAC)
+        .ttl(63).macs(GW_CONSUMER_MAC, CLIENT_MAC)
         .build();
     expect(&out, XDP_REDIRECT, &want, "RST back to client");
     let key = fwd_key(EP_ACCEPTED, 80, SPORT, PROTO_TCP);
@@ -154,18 +154,18 @@ fn udp_flow_both_ways_and_zero_checksum_stays_zero() {
     let q = Packet::udp((CLIENT, 5555), (EP_ACCEPTED, 53)).macs(CLIENT_MAC, GW_CONSUMER_MAC).payload(b"query");
     let out = lab.from_consumer(&q.build());
     let port = snat_port(&lab, &fwd_key(EP_ACCEPTED, 53, 5555, PROTO_UDP));
-    let want = Packet::udp((SNAT_IP, port), (BACKEND, 5353)).macs(GW_PROVIDER_MAC, BACKEND_MAC).payload(b"query").build();
+    let want = Packet::udp((SNAT_IP, port), (BACKEND, 5353)).ttl(63).macs(GW_PROVIDER_MAC, BACKEND_MAC).payload(b"query").build();
     expect(&out, XDP_REDIRECT, &want, "UDP query");
 
     let a = Packet::udp((BACKEND, 5353), (SNAT_IP, port)).macs(BACKEND_MAC, GW_PROVIDER_MAC).payload(b"answer!");
     let out = lab.from_provider(&a.build());
-    let want = Packet::udp((EP_ACCEPTED, 53), (CLIENT, 5555)).macs(GW_CONSUMER_MAC, CLIENT_MAC).payload(b"answer!").build();
+    let want = Packet::udp((EP_ACCEPTED, 53), (CLIENT, 5555)).ttl(63).macs(GW_CONSUMER_MAC, CLIENT_MAC).payload(b"answer!").build();
     expect(&out, XDP_REDIRECT, &want, "UDP answer");
 
     let z = q.clone().udp_no_checksum();
     let out = lab.from_consumer(&z.build());
     let want = Packet::udp((SNAT_IP, port), (BACKEND, 5353))
-        .macs(GW_PROVIDER_MAC, BACKEND_MAC)
+        .ttl(63).macs(GW_PROVIDER_MAC, BACKEND_MAC)
         .payload(b"query")
         .udp_no_checksum()
         .build();
@@ -180,7 +180,7 @@ fn ip_options_are_honoured_and_kept() {
     let out = lab.from_consumer(&input);
     let port = snat_port(&lab, &fwd_key(EP_ACCEPTED, 80, SPORT, PROTO_TCP));
     let want = Packet::tcp((SNAT_IP, port), (BACKEND, 8080), SYN)
-        .macs(GW_PROVIDER_MAC, BACKEND_MAC)
+        .ttl(63).macs(GW_PROVIDER_MAC, BACKEND_MAC)
         .seq_ack(1000, 0)
         .options(&opts)
         .build();
@@ -188,20 +188,44 @@ fn ip_options_are_honoured_and_kept() {
 }
 
 #[test]
-fn traffic_not_for_an_endpoint_passes_untouched() {
+fn traffic_for_no_endpoint_flow_or_the_gateway_is_dropped_per_vpc() {
     let lab = PacketLab::new(1024);
     let mut ipv6 = syn(EP_ACCEPTED, 80, SPORT).build();
     ipv6[12] = 0x86;
     ipv6[13] = 0xdd;
-    let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("TCP to another host", syn(Ipv4Addr::new(10, 0, 0, 50), 80, SPORT).build()),
-        ("UDP to the gateway", Packet::udp((CLIENT, 1), (GW_CONSUMER, 53)).build()),
-        ("ICMP to another host", Packet::icmp_echo(CLIENT, Ipv4Addr::new(10, 0, 0, 50)).build()),
-        ("IPv6 ethertype", ipv6),
-        ("ARP for another host", arp_request(CLIENT_MAC, CLIENT, GW_CONSUMER)),
-        ("fragment to another host", syn(Ipv4Addr::new(10, 0, 0, 50), 80, SPORT).frag(0x2000).build()),
+    let vlan = {
+        let mut f = syn(EP_ACCEPTED, 80, SPORT).build();
+        f.splice(12..12, [0x81, 0x00, 0x00, 0x0a]);
+        f
+    };
+    let mut lldp = syn(EP_ACCEPTED, 80, SPORT).build();
+    lldp[12..14].copy_from_slice(&[0x88, 0xcc]);
+    let other = Ipv4Addr::new(192, 168, 2, 10);
+    // Nothing for an endpoint, a flow or the gateway: dropped, charged to the VPC.
+    let dropped: Vec<(&str, Vec<u8>, DropReason)> = vec![
+        ("TCP routed at a provider host", syn(other, 8080, SPORT).build(), DropReason::NotRouted),
+        ("UDP to another consumer host", Packet::udp((CLIENT, 1), (Ipv4Addr::new(10, 0, 0, 50), 53)).build(), DropReason::NotRouted),
+        ("ICMP to another host", Packet::icmp_echo(CLIENT, other).build(), DropReason::NotRouted),
+        ("fragment to another host", syn(other, 80, SPORT).frag(0x2000).build(), DropReason::NotRouted),
+        ("IPv6", ipv6, DropReason::Ipv6),
+        ("802.1Q tagged", vlan, DropReason::Vlan),
+        ("LLDP", lldp, DropReason::NotRouted),
     ];
-    for (name, input) in cases {
+    for (name, input, reason) in dropped {
+        let before = lab.dp.maps.vpc_stats(CONSUMER_VPC).unwrap().drop_count(reason);
+        let out = lab.from_consumer(&input);
+        expect(&out, XDP_DROP, &input, name);
+        assert_eq!(lab.dp.maps.vpc_stats(CONSUMER_VPC).unwrap().drop_count(reason), before + 1, "{name}: counted per VPC");
+    }
+    // The gateway's own: up to the kernel untouched.
+    let passed: Vec<(&str, Vec<u8>)> = vec![
+        ("UDP to the gateway", Packet::udp((CLIENT, 1), (GW_CONSUMER, 53)).build()),
+        ("ping to the gateway", Packet::icmp_echo(CLIENT, GW_CONSUMER).build()),
+        ("broadcast", Packet::udp((CLIENT, 68), (Ipv4Addr::BROADCAST, 67)).build()),
+        ("multicast", Packet::udp((CLIENT, 5000), (Ipv4Addr::new(224, 0, 0, 251), 5353)).build()),
+        ("ARP for another host", arp_request(CLIENT_MAC, CLIENT, GW_CONSUMER)),
+    ];
+    for (name, input) in passed {
         let out = lab.from_consumer(&input);
         expect(&out, XDP_PASS, &input, name);
     }
@@ -242,7 +266,12 @@ fn drops_are_counted_by_reason_and_endpoint() {
             EP_IDX_ACCEPTED,
             DropReason::UnmappedPort,
         ),
-        ("ICMP to an endpoint", Packet::icmp_echo(CLIENT, EP_ACCEPTED).build(), EP_IDX_ACCEPTED, DropReason::UnmappedPort),
+        (
+            "ICMP timestamp request to an endpoint",
+            Packet { l4: frame::L4::Icmp { kind: 13, code: 0 }, ..Packet::icmp_echo(CLIENT, EP_ACCEPTED) }.build(),
+            EP_IDX_ACCEPTED,
+            DropReason::IcmpUnsupported,
+        ),
         ("pending endpoint", syn(EP_PENDING, 80, SPORT).build(), EP_IDX_PENDING, DropReason::Pending),
         ("rejected endpoint", syn(EP_REJECTED, 80, SPORT).build(), EP_IDX_REJECTED, DropReason::Rejected),
         ("fragment to an endpoint", syn(EP_ACCEPTED, 80, SPORT).frag(0x2000).build(), EP_IDX_ACCEPTED, DropReason::Fragment),
@@ -273,11 +302,11 @@ fn drops_are_counted_by_reason_and_endpoint() {
 fn provider_cannot_open_flows_into_the_snat_range() {
     let lab = PacketLab::new(1024);
     let input = Packet::tcp((BACKEND, 8080), (SNAT_IP, 3333), SYN).macs(BACKEND_MAC, GW_PROVIDER_MAC).build();
-    let before = lab.dp.maps.global_stats().unwrap().drop_count(DropReason::NoFlow);
+    let before = lab.dp.maps.vpc_stats(PROVIDER_VPC).unwrap().drop_count(DropReason::NoFlow);
     expect(&lab.from_provider(&input), XDP_DROP, &input, "SYN into SNAT range");
     let udp = Packet::udp((BACKEND, 1), (Ipv4Addr::new(11, 163, 9, 9), 2)).build();
     expect(&lab.from_provider(&udp), XDP_DROP, &udp, "UDP into SNAT range");
-    assert_eq!(lab.dp.maps.global_stats().unwrap().drop_count(DropReason::NoFlow), before + 2);
+    assert_eq!(lab.dp.maps.vpc_stats(PROVIDER_VPC).unwrap().drop_count(DropReason::NoFlow), before + 2);
 }
 
 /// RST the gateway must send for `seg` (RFC 793): to the sender, from the endpoint.
@@ -446,7 +475,7 @@ fn truncated_and_malformed_frames_never_leave_half_rewritten() {
         let out = lab.from_consumer(input);
         expect(&out, XDP_DROP, input, &format!("truncated to {len} bytes"));
     }
-    let g = lab.dp.maps.global_stats().unwrap().drop_count(DropReason::Malformed);
+    let g = lab.dp.maps.vpc_stats(CONSUMER_VPC).unwrap().drop_count(DropReason::Malformed);
     assert_eq!(g, (full.len() - 14) as u64);
 
     let mut bad_ihl = full.clone();
@@ -461,7 +490,7 @@ fn truncated_and_malformed_frames_never_leave_half_rewritten() {
     let mut long_len = full.clone();
     long_len[16] = 0x05; // total length 1280+ > frame
     expect(&lab.from_consumer(&long_len), XDP_DROP, &long_len, "total length beyond the frame");
-    assert_eq!(lab.dp.maps.global_stats().unwrap().drop_count(DropReason::Malformed), g + 3);
+    assert_eq!(lab.dp.maps.vpc_stats(CONSUMER_VPC).unwrap().drop_count(DropReason::Malformed), g + 3);
     assert_eq!(ep_stats(&lab, EP_IDX_ACCEPTED).drop_count(DropReason::Malformed), 1, "bad data offset, to an endpoint");
     assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 0);
 }
@@ -516,7 +545,7 @@ fn provider_vpc_with_its_own_routing_table() {
     let out = lab.from_consumer(&syn(EP_ACCEPTED, 80, SPORT).build());
     let port = snat_port(&lab, &fwd_key(EP_ACCEPTED, 80, SPORT, PROTO_TCP));
     let want = Packet::tcp((SNAT_IP, port), (BACKEND, 8080), SYN)
-        .macs(GW_PROVIDER_MAC, [0x02, 0x77, 0, 0, 0, 0x77])
+        .ttl(63).macs(GW_PROVIDER_MAC, [0x02, 0x77, 0, 0, 0, 0x77])
         .seq_ack(1000, 0)
         .build();
     expect(&out, XDP_REDIRECT, &want, "routed by the provider VPC's table");
@@ -574,7 +603,7 @@ fn an_established_flow_keeps_its_next_hop_while_new_flows_ask_the_fib() {
     let key = fwd_key(EP_ACCEPTED, 80, SPORT, PROTO_TCP);
     assert_eq!(lab.dp.maps.ct_get(&key).unwrap().unwrap().route, 0, "the first packet does not cache");
     let data = Packet::tcp((CLIENT, SPORT), (EP_ACCEPTED, 80), ACK).macs(CLIENT_MAC, GW_CONSUMER_MAC).seq_ack(1001, 5001);
-    let want = Packet::tcp((SNAT_IP, port), (BACKEND, 8080), ACK).macs(GW_PROVIDER_MAC, BACKEND_MAC).seq_ack(1001, 5001).build();
+    let want = Packet::tcp((SNAT_IP, port), (BACKEND, 8080), ACK).ttl(63).macs(GW_PROVIDER_MAC, BACKEND_MAC).seq_ack(1001, 5001).build();
     expect(&lab.from_consumer(&data.build()), XDP_REDIRECT, &want, "first established packet");
     let v = lab.dp.maps.ct_get(&key).unwrap().unwrap();
     assert_eq!((v.route, v.ifindex, v.smac, v.dmac), (CT_ROUTE_CACHED, lab.provider_if, GW_PROVIDER_MAC, BACKEND_MAC));

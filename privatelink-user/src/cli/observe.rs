@@ -27,12 +27,16 @@ fn stats_table(v: &StatsView) -> String {
         ("DROPS", &|e| drops(&e.counters)),
     ];
     let mut rows = output::cells(&v.endpoints, &columns);
-    // The gateway's own counters: resets and drops of no endpoint.
-    let mut gateway = vec!["-".to_string(); columns.len()];
-    gateway[0] = "(gateway)".into();
-    gateway[8] = v.gateway.resets_sent.to_string();
-    gateway[9] = drops(&v.gateway);
-    rows.push(gateway);
+    // What no endpoint is charged with: per VPC interface, and in all.
+    let own = |name: String, c: &Counters| {
+        let mut row = vec!["-".to_string(); columns.len()];
+        row[0] = name;
+        row[8] = c.resets_sent.to_string();
+        row[9] = drops(c);
+        row
+    };
+    rows.extend(v.vpcs.iter().map(|x| own(format!("(vpc {})", x.vpc), &x.counters)));
+    rows.push(own("(gateway)".into(), &v.gateway));
     output::table(&output::headers(&columns), &rows)
 }
 

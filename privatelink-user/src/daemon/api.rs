@@ -115,6 +115,9 @@ pub struct Counters {
     pub new_connections: u64,
     pub resets_sent: u64,
     pub arp_replies: u64,
+    /// ICMP the gateway generated: echo replies, time-exceeded, fragmentation-needed.
+    #[serde(default)]
+    pub icmp_sent: u64,
     /// Drop reason name -> count, only reasons that happened.
     pub drops: std::collections::BTreeMap<String, u64>,
 }
@@ -134,6 +137,7 @@ impl From<privatelink_common::Stats> for Counters {
             new_connections: s.new_flows,
             resets_sent: s.resets_sent,
             arp_replies: s.arp_replies,
+            icmp_sent: s.icmp_sent,
             drops,
         }
     }
@@ -153,8 +157,18 @@ pub struct EndpointStats {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatsView {
     pub endpoints: Vec<EndpointStats>,
-    /// Packets no endpoint could be charged with.
+    /// What each VPC interface dropped that no endpoint could be charged with.
+    #[serde(default)]
+    pub vpcs: Vec<VpcStats>,
+    /// Packets no endpoint could be charged with: every VPC's, and the rest.
     pub gateway: Counters,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VpcStats {
+    pub vpc: String,
+    #[serde(flatten)]
+    pub counters: Counters,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -42,6 +42,8 @@ pub struct Snapshot {
     /// service -> failing open
     pub services: Vec<(String, bool)>,
     pub gateway: Counters,
+    /// (VPC name, its counters)
+    pub vpcs: Vec<(String, Counters)>,
     pub conntrack_entries: u64,
     pub conntrack_capacity: u64,
     pub reconciles: u64,
@@ -108,6 +110,13 @@ impl Collector for Snapshot {
         family(&mut e, "privatelink_service_failing_open", "1 when every backend of the service is down and it uses them all.", self.services.iter().map(|(s, f)| (vec![("service".to_string(), s.clone())], gauge(*f as i64))).collect())?;
         let gdrops: Vec<_> = privatelink_common::DropReason::ALL.iter().map(|r| (vec![("reason".to_string(), r.name().to_string())], counter(self.gateway.drops.get(r.name()).copied().unwrap_or(0)))).collect();
         family(&mut e, "privatelink_gateway_drops", "Packets dropped that no endpoint could be charged with, by reason.", gdrops)?;
+        let vdrops: Vec<_> = self
+            .vpcs
+            .iter()
+            .flat_map(|(v, c)| privatelink_common::DropReason::ALL.iter().map(move |r| (vec![("vpc".to_string(), v.clone()), ("reason".to_string(), r.name().to_string())], counter(c.drops.get(r.name()).copied().unwrap_or(0)))))
+            .collect();
+        family(&mut e, "privatelink_vpc_drops", "Packets a VPC interface dropped that no endpoint could be charged with (not_routed: the gateway never routes between VPCs), by reason.", vdrops)?;
+        family(&mut e, "privatelink_endpoint_icmp_sent", "ICMP the gateway generated for an endpoint: echo replies, time-exceeded, fragmentation-needed.", eps.iter().map(|s| (s.labels.clone(), counter(s.counters.icmp_sent))).collect())?;
         family(&mut e, "privatelink_conntrack_entries", "Conntrack entries in use (two per flow).", vec![(vec![], gauge(self.conntrack_entries as i64))])?;
         family(&mut e, "privatelink_conntrack_capacity", "Conntrack entries the table holds.", vec![(vec![], gauge(self.conntrack_capacity as i64))])?;
         family(&mut e, "privatelink_reconciles", "Reconciles of the maps with the recorded state.", vec![(vec![], counter(self.reconciles))])?;
@@ -148,7 +157,9 @@ impl Gateway {
         let (used, cap) = (flows.len() as u64, dp.maps.ct_capacity() as u64);
         snap.conntrack_entries = used;
         snap.conntrack_capacity = cap;
-        snap.gateway = dp.maps.global_stats()?.into();
+        let (vpcs, gateway) = self.vpc_counters()?;
+        snap.gateway = gateway;
+        snap.vpcs = vpcs.into_iter().map(|v| (v.vpc, v.counters)).collect();
         for e in self.state.endpoints.values() {
             let Some(svc) = self.state.services.get(&e.service) else { continue };
             let active = dp.maps.active_flows(e.index)?;

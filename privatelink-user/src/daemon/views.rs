@@ -98,7 +98,7 @@ impl Gateway {
 
     pub(super) fn stats(&mut self) -> Result<StatsView> {
         let Some(dp) = &self.dp else {
-            return Ok(StatsView { endpoints: vec![], gateway: Counters::default() });
+            return Ok(StatsView { endpoints: vec![], vpcs: vec![], gateway: Counters::default() });
         };
         let mut endpoints = Vec::new();
         for e in self.state.endpoints.values() {
@@ -111,7 +111,21 @@ impl Gateway {
                 counters: dp.maps.endpoint_stats(e.index)?.into(),
             });
         }
-        Ok(StatsView { endpoints, gateway: dp.maps.global_stats()?.into() })
+        let (vpcs, gateway) = self.vpc_counters()?;
+        Ok(StatsView { endpoints, vpcs, gateway })
+    }
+
+    /// Each VPC interface's counters, and the gateway's: theirs plus the global slot.
+    pub(super) fn vpc_counters(&self) -> Result<(Vec<VpcStats>, Counters)> {
+        let Some(dp) = &self.dp else { return Ok((vec![], Counters::default())) };
+        let mut total = dp.maps.global_stats()?;
+        let mut vpcs = Vec::new();
+        for v in self.state.vpcs.values() {
+            let s = dp.maps.vpc_stats(v.vpc_id)?;
+            total.add(&s);
+            vpcs.push(VpcStats { vpc: v.spec.name.clone(), counters: s.into() });
+        }
+        Ok((vpcs, total.into()))
     }
 
     pub(super) fn flows(&self, keep: impl Fn(&CtValue) -> bool) -> Result<Vec<FlowView>> {

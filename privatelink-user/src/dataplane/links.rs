@@ -85,14 +85,30 @@ pub fn remove_pins(bpffs: &Path) -> Result<()> {
     Ok(())
 }
 
-/// ifindex and MAC of an interface in this network namespace.
-pub fn interface(name: &str) -> Option<(u32, [u8; 6])> {
+/// What the data path needs of an interface: its index, MAC, MTU and the gateway's own
+/// IPv4 addresses on it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Iface {
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub mtu: u16,
+    pub addrs: Vec<std::net::Ipv4Addr>,
+}
+
+/// An interface of this network namespace, asked by ioctl and getifaddrs (so it works
+/// whatever /sys shows).
+pub fn interface(name: &str) -> Option<Iface> {
     let ifindex = loader::ifindex(name).ok()?;
     if name.len() >= libc::IFNAMSIZ {
         return None;
     }
-    // SAFETY: a plain datagram socket used for one ioctl on a zeroed ifreq whose name
-    // is NUL-terminated (checked length above); closed before returning.
+    let (mac, mtu) = mac_and_mtu(name)?;
+    Some(Iface { ifindex, mac, mtu, addrs: addresses(name) })
+}
+
+fn mac_and_mtu(name: &str) -> Option<([u8; 6], u16)> {
+    // SAFETY: a plain datagram socket used for two ioctls on a zeroed ifreq whose name
+    // is NUL-terminated (the caller checked its length); closed before returning.
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
         if fd < 0 {
@@ -103,16 +119,42 @@ pub fn interface(name: &str) -> Option<(u32, [u8; 6])> {
             *d = s as libc::c_char;
         }
         let rc = libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req);
-        libc::close(fd);
-        if rc != 0 {
-            return None;
-        }
         let mut mac = [0u8; 6];
         for (m, b) in mac.iter_mut().zip(req.ifr_ifru.ifru_hwaddr.sa_data.iter()) {
             *m = *b as u8;
         }
-        Some((ifindex, mac))
+        let rc_mtu = libc::ioctl(fd, libc::SIOCGIFMTU, &mut req);
+        let mtu = req.ifr_ifru.ifru_mtu;
+        libc::close(fd);
+        if rc != 0 || rc_mtu != 0 {
+            return None;
+        }
+        Some((mac, mtu.clamp(0, u16::MAX as i32) as u16))
     }
+}
+
+/// The IPv4 addresses assigned to interface `name`.
+fn addresses(name: &str) -> Vec<std::net::Ipv4Addr> {
+    let mut out = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a linked list that we walk read-only and free once.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return out;
+        }
+        let mut cur = list;
+        while !cur.is_null() {
+            let a = &*cur;
+            let same = !a.ifa_name.is_null() && std::ffi::CStr::from_ptr(a.ifa_name).to_bytes() == name.as_bytes();
+            if same && !a.ifa_addr.is_null() && (*a.ifa_addr).sa_family as i32 == libc::AF_INET {
+                let sin = &*(a.ifa_addr as *const libc::sockaddr_in);
+                out.push(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+            }
+            cur = a.ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    out
 }
 
 /// The data path's pinned XDP links, by interface name.

@@ -35,6 +35,7 @@ pub struct Maps {
     snat_ranges: LpmTrie<MapData, SnatRangeKey, u32>,
     ep_stats: PerCpuArray<MapData, Stats>,
     global_stats: PerCpuArray<MapData, Stats>,
+    vpc_stats: PerCpuArray<MapData, Stats>,
 }
 
 fn take<T: TryFrom<Map, Error = MapError>>(ebpf: &mut Ebpf, name: &'static str) -> Result<T> {
@@ -95,6 +96,7 @@ impl Maps {
             snat_ranges: take(ebpf, MAP_SNAT_RANGES)?,
             ep_stats: take(ebpf, MAP_EP_STATS)?,
             global_stats: take(ebpf, MAP_GLOBAL_STATS)?,
+            vpc_stats: take(ebpf, MAP_VPC_STATS)?,
         })
     }
 
@@ -285,9 +287,14 @@ impl Maps {
         let per_cpu = self.ep_stats.get(&index, 0).map_err(err(MAP_EP_STATS))?;
         Ok(sum(&per_cpu))
     }
-    /// Counters no endpoint is charged with, summed over CPUs.
+    /// Counters no endpoint or VPC is charged with, summed over CPUs.
     pub fn global_stats(&self) -> Result<Stats> {
         let per_cpu = self.global_stats.get(&0, 0).map_err(err(MAP_GLOBAL_STATS))?;
+        Ok(sum(&per_cpu))
+    }
+    /// What a VPC interface dropped that no endpoint is charged with, summed over CPUs.
+    pub fn vpc_stats(&self, vpc_id: u16) -> Result<Stats> {
+        let per_cpu = self.vpc_stats.get(&(vpc_id as u32), 0).map_err(err(MAP_VPC_STATS))?;
         Ok(sum(&per_cpu))
     }
 }

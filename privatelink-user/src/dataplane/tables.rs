@@ -10,10 +10,14 @@
 //! once it is complete.
 
 use super::{
+    links::Iface,
     maglev::{self, Member},
     maps::ip_raw,
 };
-use crate::model::state::{EndpointState, State};
+use crate::model::{
+    spec::MssClamp,
+    state::{EndpointState, State},
+};
 use privatelink_common::*;
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -70,8 +74,18 @@ fn state_byte(s: EndpointState) -> u8 {
     }
 }
 
-/// What the host tells about an interface: its ifindex and MAC.
-pub type Resolve<'a> = &'a dyn Fn(&str) -> Option<(u32, [u8; 6])>;
+/// The MSS a flow's SYNs are clamped to: `auto` is the smaller MTU of the endpoint's
+/// and the service's interface less 40 (IPv4 and TCP headers without options).
+fn mss_clamp(m: MssClamp, smallest_mtu: Option<u16>) -> u16 {
+    match m {
+        MssClamp::Off => 0,
+        MssClamp::Value(v) => v,
+        MssClamp::Auto => smallest_mtu.map_or(0, |mtu| mtu.saturating_sub(40)),
+    }
+}
+
+/// What the host tells about an interface: its ifindex, MAC, MTU and addresses.
+pub type Resolve<'a> = &'a dyn Fn(&str) -> Option<Iface>;
 
 /// Whether a service's backend passes its health checks.
 pub type Up<'a> = &'a dyn Fn(&str, Ipv4Addr) -> bool;
@@ -80,22 +94,29 @@ pub type Up<'a> = &'a dyn Fn(&str, Ipv4Addr) -> bool;
 pub fn desired(st: &State, resolve: Resolve, up: Up) -> Tables {
     let mut t = Tables::default();
     t.snat_ranges.insert((st.gateway.snat_range.net, st.gateway.snat_range.prefix));
+    let mut mtus = BTreeMap::new();
     for v in st.vpcs.values() {
-        if let Some((ifindex, mac)) = resolve(&v.spec.interface) {
+        if let Some(i) = resolve(&v.spec.interface) {
             let info = VpcInfo {
                 vpc_id: v.vpc_id,
+                mtu: i.mtu,
                 fib_table: v.spec.route_table.unwrap_or(0) as u32,
-                mac,
+                mac: i.mac,
                 ..Default::default()
             };
-            t.vpcs.insert(ifindex, info);
+            t.vpcs.insert(i.ifindex, info);
+            mtus.insert(v.spec.name.as_str(), i.mtu);
+            // The gateway's own addresses there: traffic to them is the kernel's.
+            for a in i.addrs {
+                t.ep_ips.insert((v.vpc_id, a), EP_GATEWAY_OWN);
+            }
         }
     }
     for s in st.services.values() {
         let range = st.snat_range_of(&s.spec);
         t.snat_ranges.insert((range.net, range.prefix));
         let vpc = st.vpcs.get(&s.spec.vpc);
-        let ifindex = vpc.and_then(|v| resolve(&v.spec.interface)).map_or(0, |r| r.0);
+        let ifindex = vpc.and_then(|v| resolve(&v.spec.interface)).map_or(0, |r| r.ifindex);
         let info = ServiceInfo {
             ifindex,
             vpc_id: vpc.map_or(0, |v| v.vpc_id),
@@ -125,12 +146,14 @@ pub fn desired(st: &State, resolve: Resolve, up: Up) -> Tables {
     eps.sort_by_key(|e| (e.state != EndpointState::Deleting, e.index));
     for e in eps {
         let (Some(svc), Some(vpc)) = (st.services.get(&e.service), st.vpcs.get(&e.spec.vpc)) else { continue };
+        let sides = [mtus.get(e.spec.vpc.as_str()), mtus.get(svc.spec.vpc.as_str())];
         let info = EndpointInfo {
             service: svc.index,
             snat_ip_be: ip_raw(e.snat_ip),
             conn_limit: svc.spec.connection_limit as u32,
             state: state_byte(e.state),
-            _pad: [0; 3],
+            _pad: 0,
+            mss_clamp: mss_clamp(st.gateway.mss_clamp, sides.into_iter().flatten().copied().min()),
         };
         t.endpoints.insert(e.index, info);
         t.ep_ips.insert((vpc.vpc_id, e.ip), e.index);

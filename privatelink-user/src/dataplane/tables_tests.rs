@@ -4,6 +4,7 @@
 //! is reachable before it is complete.
 
 use super::*;
+use crate::dataplane::links::Iface;
 use crate::model::{
     plan, plan_spec,
     spec::{Account, Backend, Endpoint, PortMapping, Protocol, Service, Spec, Vpc},
@@ -12,9 +13,10 @@ use crate::model::{
 };
 use proptest::prelude::*;
 
-fn iface(name: &str) -> Option<(u32, [u8; 6])> {
+fn iface(name: &str) -> Option<Iface> {
     let n: u32 = name.trim_start_matches("gw-vpc").parse().ok()?;
-    Some((10 + n, [2, 0, 0, 0, 0, n as u8]))
+    let addrs = vec![Ipv4Addr::new(10, n as u8, 0, 1)];
+    Some(Iface { ifindex: 10 + n, mac: [2, 0, 0, 0, 0, n as u8], mtu: 1500 - n as u16 * 100, addrs })
 }
 
 #[derive(Clone, Debug)]
@@ -193,7 +195,7 @@ proptest! {
         prop_assert_eq!(&q2, &p2);
         prop_assert!(diff(&desired(&q1, &iface, &|_, _| true), &t2).is_empty());
         // Every bound address leads to a complete endpoint.
-        for k in t2.ep_ips.keys() {
+        for (k, _) in t2.ep_ips.iter().filter(|(_, i)| **i != EP_GATEWAY_OWN) {
             let r = resolve(&t2, k).unwrap();
             prop_assert!(r.service.is_some());
             prop_assert_eq!(r.slots.len(), MAGLEV_SIZE as usize);
@@ -228,6 +230,10 @@ fn removing_everything_clears_every_table() {
     let (_, full) = phases(&spec_full, &State::default()).unwrap();
     let t = desired(&full, &iface, &|_, _| true);
     assert_eq!(t.vpcs[&13].fib_table, 7);
+    assert_eq!(t.vpcs[&13].mtu, 1200);
+    assert_eq!(t.ep_ips[&(2, Ipv4Addr::new(10, 3, 0, 1))], EP_GATEWAY_OWN, "the gateway's own address on vpc3");
+    // mss_clamp auto: the smaller of the two sides' MTUs (1400, 1200) less 40.
+    assert_eq!(t.endpoints[&0].mss_clamp, 1160);
     assert_eq!(t.services[&0], ServiceInfo { ifindex: 13, vpc_id: 2, active: 1, ..Default::default() });
     assert_eq!(t.ports[&(0, PROTO_TCP, 80)], 8080);
     assert!(t.snat_ranges.contains(&("11.164.0.0".parse().unwrap(), 24)));

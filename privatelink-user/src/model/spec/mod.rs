@@ -6,7 +6,7 @@ mod read;
 mod values;
 
 pub use read::{parse, SpecError};
-pub use values::{parse_http_url, Account, Cidr, Dur};
+pub use values::{parse_http_url, Account, Cidr, Dur, MssClamp};
 
 use serde::{Deserialize, Serialize};
 use std::{fmt, net::Ipv4Addr, time::Duration};
@@ -57,6 +57,10 @@ pub struct Gateway {
     pub timeouts: Timeouts,
     #[serde(default)]
     pub quotas: Quotas,
+    /// MSS clamping of TCP SYNs both ways: `auto` (the smaller MTU of the endpoint's
+    /// and the service's interface less 40), `off`, or a number of bytes.
+    #[serde(default)]
+    pub mss_clamp: MssClamp,
 }
 
 impl Default for Gateway {
@@ -67,6 +71,7 @@ impl Default for Gateway {
             conntrack_capacity: default_ct_capacity(),
             timeouts: Timeouts::default(),
             quotas: Quotas::default(),
+            mss_clamp: MssClamp::Auto,
         }
     }
 }

@@ -134,6 +134,37 @@ impl fmt::Display for Dur {
     }
 }
 
+/// `gateway.mss_clamp`: the MSS TCP SYNs through the gateway are clamped to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MssClamp {
+    /// The smaller MTU of the two sides' interfaces, less 40.
+    #[default]
+    Auto,
+    Off,
+    Value(u16),
+}
+
+impl Serialize for MssClamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MssClamp::Auto => s.serialize_str("auto"),
+            MssClamp::Off => s.serialize_str("off"),
+            MssClamp::Value(v) => s.serialize_u16(*v),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MssClamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(s) if s == "auto" => Ok(MssClamp::Auto),
+            Value::String(s) if s == "off" => Ok(MssClamp::Off),
+            Value::Number(n) if n.as_u64().is_some_and(|v| v <= u16::MAX as u64) => Ok(MssClamp::Value(n.as_u64().unwrap_or(0) as u16)),
+            other => Err(de::Error::custom(format!("mss_clamp is auto, off or a number of bytes, not {other}"))),
+        }
+    }
+}
+
 /// Split an `http://host:port/path` URL into its authority and path (webhooks speak
 /// plain HTTP only: there is no TLS client in the dependency set).
 pub fn parse_http_url(url: &str) -> Option<(String, String)> {

@@ -2,7 +2,7 @@
 //! each service's backends, ports and checks), endpoints.
 
 use super::{account_ok, endpoint_name_ok, resolve_service, simple_name, Check, Known};
-use crate::model::spec::{Account, CheckKind, Cidr, Dur, HealthCheck, Protocol, Service, Spec};
+use crate::model::spec::{Account, CheckKind, Cidr, Dur, HealthCheck, MssClamp, Protocol, Service, Spec};
 use privatelink_common::{MAX_BACKENDS, MAX_ENDPOINTS, MAX_PORTS_PER_SERVICE, MAX_SERVICES, MAX_VPCS};
 use std::collections::{BTreeMap, HashMap};
 
@@ -28,6 +28,10 @@ impl Check<'_> {
         }
         self.range("gateway.quotas.services_per_account".into(), g.quotas.services_per_account, 1, MAX_SERVICES as i64, "the quota");
         self.range("gateway.quotas.endpoints_per_account".into(), g.quotas.endpoints_per_account, 1, MAX_ENDPOINTS as i64, "the quota");
+        if let MssClamp::Value(v) = g.mss_clamp {
+            // 536: the MSS every IPv4 host must accept (RFC 879); 9000: jumbo frames.
+            self.range("gateway.mss_clamp".into(), v as i64, 536, 9000, "an MSS");
+        }
     }
 
     pub(super) fn vpcs(&mut self, spec: &Spec) {

@@ -1,0 +1,123 @@
+//! A flow's first packet: the endpoint's state gate, the port mapping, the backend
+//! choice, the connection limit and SNAT, then the flow's two entries. A refused TCP
+//! SYN is answered with a reset; every refusal is counted by reason.
+
+use crate::{
+    conntrack::{self, CreateError, NewFlow},
+    icmp, lookup, nat,
+    parse::{ptr_at, Packet, TCP_ACK, TCP_RST, TCP_SYN},
+    path, reply, send,
+    stats::{self, Drop},
+};
+use aya_ebpf::programs::XdpContext;
+use privatelink_common::{hash::{self, flow_hash}, *};
+
+/// Refuse a new flow: a TCP SYN is answered with a RST so the client fails fast, a UDP
+/// datagram is dropped. Counted under `d` either way.
+#[inline(always)]
+fn refuse(ctx: &XdpContext, p: &Packet, d: Drop) -> Result<u32, Drop> {
+    if p.proto != PROTO_TCP {
+        return Err(d);
+    }
+    match reply::tcp_reset(ctx, p) {
+        Some(action) => {
+            stats::count_drop(d);
+            stats::count_reset(d.endpoint);
+            Ok(action)
+        }
+        None => Err(d),
+    }
+}
+
+#[inline(always)]
+pub fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u32) -> Result<u32, Drop> {
+    if p.fragment {
+        return Err(Drop::endpoint(DropReason::Fragment, ep));
+    }
+    if p.proto != PROTO_TCP && p.proto != PROTO_UDP {
+        return Err(Drop::endpoint(DropReason::UnmappedPort, ep));
+    }
+    if !p.has_ports {
+        return Err(Drop::endpoint(DropReason::Malformed, ep));
+    }
+    let info = lookup::endpoint(ep).ok_or(Drop::endpoint(DropReason::Inactive, ep))?;
+    let service_port = lookup::service_port(info.service, p.dst_port, p.proto)
+        .ok_or(Drop::endpoint(DropReason::UnmappedPort, ep))?;
+    match info.state {
+        EP_STATE_ACCEPTED => {}
+        EP_STATE_PENDING => return Err(Drop::endpoint(DropReason::Pending, ep)),
+        EP_STATE_REJECTED => return Err(Drop::endpoint(DropReason::Rejected, ep)),
+        _ => return Err(Drop::endpoint(DropReason::Inactive, ep)),
+    }
+    if p.proto == PROTO_TCP {
+        let f = p.tcp_flags;
+        if f & TCP_RST != 0 {
+            return Err(Drop::endpoint(DropReason::NoFlow, ep));
+        }
+        if f & TCP_SYN == 0 || f & TCP_ACK != 0 {
+            // Mid-stream segment of no flow (expired, or the gateway restarted without
+            // its maps): reset it so the client fails fast instead of hanging.
+            return refuse(ctx, p, Drop::endpoint(DropReason::NoFlow, ep));
+        }
+    }
+    if p.ttl <= 1 {
+        // Not forwarded, so no flow: traceroute's first probe is answered, not counted.
+        return send::icmp_error(ctx, p, ep, icmp::TIME_EXCEEDED, 0, 0, DropReason::TtlExceeded);
+    }
+    let svc = match lookup::service(info.service) {
+        Some(s) => s,
+        None => return refuse(ctx, p, Drop::endpoint(DropReason::NoBackend, ep)),
+    };
+    let h = flow_hash(p.src_ip, p.dst_ip, p.src_port, p.dst_port, p.proto);
+    let backend = match lookup::backend(info.service, h) {
+        Some(b) => b,
+        None => return refuse(ctx, p, Drop::endpoint(DropReason::NoBackend, ep)),
+    };
+    if !conntrack::acquire_slot(ep, info.conn_limit) {
+        return refuse(ctx, p, Drop::endpoint(DropReason::OverLimit, ep));
+    }
+    let eth = match ptr_at::<[u8; 12]>(ctx, 0) {
+        Some(e) => unsafe { *e },
+        None => {
+            conntrack::release_slot(ep);
+            return Err(Drop::endpoint(DropReason::Malformed, ep));
+        }
+    };
+    let key = path::flow_key(p, vpc.vpc_id);
+    let flow = NewFlow {
+        key,
+        endpoint: ep,
+        snat_ip: info.snat_ip_be,
+        backend_ip: backend.ip_be,
+        service_port,
+        provider_vpc: svc.vpc_id,
+        provider_ifindex: svc.ifindex,
+        consumer_ifindex: ifindex,
+        consumer_mtu: vpc.mtu,
+        client_mac: [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]],
+        gateway_mac: [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]],
+        port_seed: hash::mix32(h),
+    };
+    let fwd = match conntrack::create(&flow) {
+        Ok(v) => {
+            stats::count_new_flow(ep);
+            v
+        }
+        Err(CreateError::Raced) => {
+            conntrack::release_slot(ep);
+            match conntrack::get(&key) {
+                Some(v) => *v,
+                None => return Err(Drop::endpoint(DropReason::NoFlow, ep)),
+            }
+        }
+        Err(CreateError::Refused(d)) => {
+            conntrack::release_slot(ep);
+            return refuse(ctx, p, d);
+        }
+    };
+    if p.proto == PROTO_TCP && info.mss_clamp != 0 {
+        nat::clamp_mss(ctx, p, info.mss_clamp);
+    }
+    let hop = path::hop_towards_backend(ctx, p, &fwd)?;
+    send::rewrite_and_send(ctx, p, &fwd, stats::count_forward, hop)
+}
