@@ -100,6 +100,7 @@ impl Packet {
         let mut p = Packet::base(src, dst, L4::IcmpError { kind, code, rest });
         p.payload = quote.to_vec();
         p.frag = 0;
+        p.id = 0;
         p
     }
 
@@ -395,6 +396,29 @@ impl fmt::Display for Decoded {
             write!(f, " | arp op {} {} is-at {} -> {} {}", a.oper, a.spa, mac(&a.sha), a.tpa, mac(&a.tha))?;
         }
         Ok(())
+    }
+}
+
+/// Every checksum of an ICMP error frame, each verified on its own: the outer IP
+/// header's, the ICMP message's, the quoted IP header's, and the quoted L4 checksum
+/// when the quote holds the whole segment. Panics with the frame decoded.
+#[track_caller]
+pub fn assert_icmp_checksums(f: &[u8], case: &str) {
+    let d = decode(f).unwrap_or_else(|| panic!("{case}: not a frame"));
+    let ip = d.ip.clone().unwrap_or_else(|| panic!("{case}: not IPv4: {d}"));
+    assert!(ip.ip_checksum_ok && ip.proto == 1 && ip.l4_checksum_ok, "{case}: outer IP or ICMP checksum: {d}");
+    let q = &ip.payload;
+    let ihl = q.first().map_or(0, |v| ((v & 0x0f) as usize) * 4);
+    assert!(ihl >= 20 && q.len() >= ihl + 8, "{case}: the quote holds no IP header and 8 bytes: {d}");
+    assert_eq!(inet_checksum(&q[..ihl], 0), 0, "{case}: quoted IP checksum: {d}");
+    let tot_len = u16::from_be_bytes([q[2], q[3]]) as usize;
+    if tot_len == q.len() {
+        // The whole packet is quoted: its L4 checksum can be checked too.
+        let mut inner = vec![0u8; 12];
+        inner.extend([0x08, 0x00]);
+        inner.extend(q);
+        let qi = decode(&inner).and_then(|x| x.ip).unwrap_or_else(|| panic!("{case}: quoted packet"));
+        assert!(qi.l4_checksum_ok, "{case}: quoted L4 checksum over the whole quoted segment: {d}");
     }
 }
 

@@ -3,7 +3,10 @@
 //! BPF_PROG_TEST_RUN. The program runs in a namespace of its own, with two VPC-facing
 //! veths, routes and neighbours, so `bpf_fib_lookup` gives deterministic answers.
 
-use crate::netns::{veth, Netns};
+use crate::{
+    frame::{assert_frame_eq, decode, Packet, SYN},
+    netns::{veth, Netns},
+};
 use aya::programs::{TestRun, TestRunOptions};
 use privatelink::dataplane::{
     loader::{Dataplane, LoadOptions},
@@ -169,4 +172,48 @@ fn seed(dp: &mut Dataplane, consumer_if: u32, provider_if: u32) {
             .unwrap();
         m.bind_endpoint_ip(CONSUMER_VPC, ip, idx).unwrap();
     }
+}
+
+// ---- what the packet tests share ----
+
+pub const SPORT: u16 = 40000;
+
+pub fn syn(dst: Ipv4Addr, dport: u16, sport: u16) -> Packet {
+    Packet::tcp((CLIENT, sport), (dst, dport), SYN)
+        .macs(CLIENT_MAC, GW_CONSUMER_MAC)
+        .seq_ack(1000, 0)
+}
+
+pub fn fwd_key(dst: Ipv4Addr, dport: u16, sport: u16, proto: u8) -> CtKey {
+    CtKey {
+        src_ip_be: ip_raw(CLIENT),
+        dst_ip_be: ip_raw(dst),
+        src_port_be: sport.to_be(),
+        dst_port_be: dport.to_be(),
+        vpc_id: CONSUMER_VPC,
+        proto,
+        _pad: 0,
+    }
+}
+
+#[track_caller]
+pub fn expect(out: &Outcome, action: u32, want: &[u8], case: &str) {
+    assert_eq!(
+        action_name(out.action),
+        action_name(action),
+        "{case}: action; frame out: {}",
+        decode(&out.frame).map(|d| d.to_string()).unwrap_or_default()
+    );
+    assert_frame_eq(&out.frame, want, case);
+}
+
+pub fn ep_stats(lab: &PacketLab, idx: u32) -> Stats {
+    lab.dp.maps.endpoint_stats(idx).unwrap()
+}
+
+/// The SNAT port the data path picked for a flow, from its conntrack entry.
+pub fn snat_port(lab: &PacketLab, key: &CtKey) -> u16 {
+    let v = lab.dp.maps.ct_get(key).unwrap().expect("forward conntrack entry");
+    assert_eq!(v.kind, CT_KIND_FORWARD);
+    u16::from_be(v.nat_src_port_be)
 }

@@ -8,52 +8,10 @@ use privatelink::dataplane::{
 };
 use privatelink_common::{hash, *};
 use privatelink_tests::{
-    frame::{self, arp_request, assert_frame_eq, decode, Packet, ACK, FIN, PSH, RST, SYN},
+    frame::{self, arp_request, decode, Packet, ACK, FIN, PSH, RST, SYN},
     packet_lab::*,
 };
 use std::{net::Ipv4Addr, time::Duration};
-
-const SPORT: u16 = 40000;
-
-fn syn(dst: Ipv4Addr, dport: u16, sport: u16) -> Packet {
-    Packet::tcp((CLIENT, sport), (dst, dport), SYN)
-        .macs(CLIENT_MAC, GW_CONSUMER_MAC)
-        .seq_ack(1000, 0)
-}
-
-fn fwd_key(dst: Ipv4Addr, dport: u16, sport: u16, proto: u8) -> CtKey {
-    CtKey {
-        src_ip_be: ip_raw(CLIENT),
-        dst_ip_be: ip_raw(dst),
-        src_port_be: sport.to_be(),
-        dst_port_be: dport.to_be(),
-        vpc_id: CONSUMER_VPC,
-        proto,
-        _pad: 0,
-    }
-}
-
-#[track_caller]
-fn expect(out: &Outcome, action: u32, want: &[u8], case: &str) {
-    assert_eq!(
-        action_name(out.action),
-        action_name(action),
-        "{case}: action; frame out: {}",
-        decode(&out.frame).map(|d| d.to_string()).unwrap_or_default()
-    );
-    assert_frame_eq(&out.frame, want, case);
-}
-
-fn ep_stats(lab: &PacketLab, idx: u32) -> Stats {
-    lab.dp.maps.endpoint_stats(idx).unwrap()
-}
-
-/// The SNAT port the data path picked for a flow, from its conntrack entry.
-fn snat_port(lab: &PacketLab, key: &CtKey) -> u16 {
-    let v = lab.dp.maps.ct_get(key).unwrap().expect("forward conntrack entry");
-    assert_eq!(v.kind, CT_KIND_FORWARD);
-    u16::from_be(v.nat_src_port_be)
-}
 
 /// SYN in, the rewritten SYN out towards the backend.
 fn open_tcp(lab: &PacketLab, sport: u16) -> u16 {
