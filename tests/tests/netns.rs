@@ -117,25 +117,3 @@ fn connection_limit_admits_n_resets_the_next_and_frees_on_close() {
     drop(held);
 }
 
-#[test]
-fn provider_cannot_open_a_connection_towards_the_consumer() {
-    let lab = Lab::new(1, 3000);
-    // The client listens; the backend tries the SNAT address and the client's address.
-    let listener = lab.consumers[0]
-        .ns
-        .spawn(|| TcpListener::bind("10.0.0.2:2222"))
-        .join()
-        .unwrap()
-        .expect("client listener");
-    listener.set_nonblocking(true).unwrap();
-    lab.provider.ip(&["route", "add", "10.0.0.0/24", "via", "192.168.2.1"]);
-    let attempts = lab.provider.spawn(|| {
-        let a = connect(SocketAddr::from((snat_ip(0), 2222))).is_ok();
-        let b = connect(SocketAddr::from((CLIENT, 2222))).is_ok();
-        (a, b)
-    });
-    assert_eq!(attempts.join().unwrap(), (false, false), "the provider reached the consumer");
-    assert!(listener.accept().is_err(), "the consumer's listener got a connection");
-    assert!(lab.dp.maps.global_stats().unwrap().drop_count(DropReason::NoFlow) >= 1);
-    assert!(in_snat_range(snat_ip(0)));
-}

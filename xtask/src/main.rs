@@ -201,7 +201,7 @@ const APT_TOOLCHAIN: &[&str] = &[
     "zlib1g-dev", "libxml2-dev",
 ];
 /// Used by the network-namespace tests.
-const APT_TEST_TOOLS: &[&str] = &["iproute2", "ethtool"];
+const APT_TEST_TOOLS: &[&str] = &["iproute2", "ethtool", "iputils-ping"];
 /// What `bench` compares against (part 3): nftables, HAProxy, iperf3, wrk, nginx.
 const APT_BENCH_TOOLS: &[(&str, &str)] = &[
     ("nft", "nftables"),
