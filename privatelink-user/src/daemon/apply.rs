@@ -8,7 +8,7 @@ use super::{
     handler::{ok, spec_error_response},
 };
 use crate::{
-    dataplane::{loader, reconcile::Report, sweep::Scope},
+    dataplane::{links, loader, reconcile::Report, sweep::Scope},
     model::{
         plan::{self, Planned},
         plan_spec,
@@ -42,7 +42,8 @@ impl Gateway {
     /// Apply a spec (parsed and planned against the recorded state).
     fn apply_spec(&mut self, s: &Spec, doc: Option<&Doc>, dry_run: bool) -> Response {
         let ct = self.dp.as_ref().map(|d| d.maps.ct_capacity());
-        let env = Env { ct_capacity: ct, interface_exists: &|i| loader::ifindex(i).is_ok() };
+        let own = |i: &str| links::interface(i).map(|f| f.addrs).unwrap_or_default();
+        let env = Env { ct_capacity: ct, interface_exists: &|i| loader::ifindex(i).is_ok(), gateway_addrs: &own };
         let planned = match plan_spec(s, doc, &self.state, &env) {
             Ok(p) => p,
             Err(errors) => return spec_error_response(errors),

@@ -250,7 +250,7 @@ impl<'a> Draft<'a> {
 
 /// Address pools of one plan: SNAT addresses per range, lowest first; endpoint
 /// addresses per VPC, highest first (hosts are usually numbered from the bottom),
-/// skipping the ones endpoints hold now and the ones the spec gives.
+/// skipping the ones endpoints hold now, the ones the spec gives and the gateway's own.
 struct Addresses {
     used_snat: Vec<u64>,
     snat: HashMap<Cidr, Pool>,
@@ -265,7 +265,8 @@ impl Addresses {
         let mut taken: HashMap<String, Vec<u64>> = HashMap::new();
         let held = old.endpoints.values().map(|e| (e.spec.vpc.as_str(), e.ip));
         let given = v.spec.endpoints.iter().filter_map(|e| e.ip.map(|ip| (e.vpc.as_str(), ip)));
-        for (vpc, ip) in held.chain(given) {
+        let own = v.reserved.iter().flat_map(|(vpc, ips)| ips.iter().map(move |ip| (vpc.as_str(), *ip)));
+        for (vpc, ip) in held.chain(given).chain(own) {
             taken.entry(vpc.to_string()).or_default().push(u32::from(ip) as u64);
         }
         Addresses {

@@ -2,7 +2,7 @@
 //! stability of ids, addresses and decisions across re-applies.
 
 use super::*;
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, net::Ipv4Addr};
 use crate::model::{
     plan_spec,
     spec::{self, OnRevoke, Spec},
@@ -183,12 +183,26 @@ fn immutable_fields_and_host_facts_are_errors() {
     let moved = SPEC.replacen("service: web}", "service: auto}", 1);
     let e = plan_spec(&parse(&moved), None, &st, &Env::offline()).unwrap_err();
     assert_eq!(e[0].path, "endpoints[1].service");
-    let no_if = Env { ct_capacity: None, interface_exists: &|i| i != "gw-vpc2" };
+    let no_if = Env { interface_exists: &|i| i != "gw-vpc2", ..Env::offline() };
     let e = plan_spec(&parse(SPEC), None, &State::default(), &no_if).unwrap_err();
     assert_eq!((e[0].path.as_str(), e[0].message.as_str()), ("vpcs[1].interface", "interface `gw-vpc2` does not exist on this gateway"));
-    let cap = Env { ct_capacity: Some(1024), interface_exists: &|_| true };
+    let cap = Env { ct_capacity: Some(1024), ..Env::offline() };
     let e = plan_spec(&parse(SPEC), None, &st, &cap).unwrap_err();
     assert_eq!(e[0].path, "gateway.conntrack_capacity");
+}
+
+#[test]
+fn the_gateways_own_addresses_are_never_an_endpoints() {
+    // vpc1's interface holds 10.0.0.254 and 10.0.0.100: the top address is skipped by
+    // assignment, and a spec that gives the other is refused.
+    let own = |i: &str| if i == "gw-vpc1" { vec![Ipv4Addr::new(10, 0, 0, 254), Ipv4Addr::new(10, 0, 0, 100)] } else { vec![] };
+    let env = Env { gateway_addrs: &own, ..Env::offline() };
+    let e = plan_spec(&parse(SPEC), None, &State::default(), &env).unwrap_err();
+    assert_eq!((e[0].path.as_str(), e[0].message.as_str()), ("endpoints[0].ip", "10.0.0.100 is the gateway's own address in VPC vpc1"));
+    let given = SPEC.replacen("ip: 10.0.0.100", "ip: 10.0.0.99", 1);
+    let p = plan_spec(&parse(&given), None, &State::default(), &env).unwrap();
+    let assigned: BTreeSet<Ipv4Addr> = p.state.endpoints.values().filter(|e| e.spec.ip.is_none()).map(|e| e.ip).collect();
+    assert_eq!(assigned, [Ipv4Addr::new(10, 0, 0, 253), Ipv4Addr::new(10, 0, 0, 252)].into(), "assigned from the top, skipping the gateway's");
 }
 
 #[test]

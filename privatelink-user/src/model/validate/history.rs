@@ -2,13 +2,15 @@
 //! interfaces that exist, and the fields a service or endpoint keeps for life.
 
 use super::{Check, Env};
+use std::{collections::BTreeMap, net::Ipv4Addr};
 use crate::model::{
     spec::Spec,
     state::{EndpointState, ServiceState, State},
 };
 
 impl Check<'_> {
-    pub(super) fn host(&mut self, spec: &Spec, old: &State, env: &Env) {
+    /// `reserved`: the gateway's own addresses, per VPC name.
+    pub(super) fn host(&mut self, spec: &Spec, old: &State, env: &Env, reserved: &BTreeMap<String, Vec<Ipv4Addr>>) {
         if let Some(cap) = env.ct_capacity {
             if spec.gateway.conntrack_capacity != cap as i64 && !old.vpcs.is_empty() {
                 self.err(
@@ -20,6 +22,12 @@ impl Check<'_> {
         for (i, v) in spec.vpcs.iter().enumerate() {
             if !(env.interface_exists)(&v.interface) {
                 self.err(format!("vpcs[{i}].interface"), format!("interface `{}` does not exist on this gateway", v.interface));
+            }
+        }
+        for (i, e) in spec.endpoints.iter().enumerate() {
+            let (Some(ip), Some(own)) = (e.ip, reserved.get(&e.vpc)) else { continue };
+            if own.contains(&ip) {
+                self.err(format!("endpoints[{i}].ip"), format!("{ip} is the gateway's own address in VPC {}", e.vpc));
             }
         }
     }

@@ -13,7 +13,10 @@ use super::{
     state::{EndpointState, ServiceState, State},
     yaml::Doc,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+};
 
 /// What the recorded state contributes to the spec's own rules.
 #[derive(Clone, Debug, Default)]
@@ -46,12 +49,14 @@ pub struct Env<'a> {
     pub ct_capacity: Option<u32>,
     /// Whether an interface exists on the gateway.
     pub interface_exists: &'a dyn Fn(&str) -> bool,
+    /// The gateway's own IPv4 addresses on an interface: never an endpoint's.
+    pub gateway_addrs: &'a dyn Fn(&str) -> Vec<Ipv4Addr>,
 }
 
 impl Env<'_> {
     /// No data path yet, every interface exists (tests, dry runs of examples).
     pub fn offline() -> Env<'static> {
-        Env { ct_capacity: None, interface_exists: &|_| true }
+        Env { ct_capacity: None, interface_exists: &|_| true, gateway_addrs: &|_| Vec::new() }
     }
 }
 
@@ -63,6 +68,8 @@ pub struct Valid<'a> {
     pub doc: Option<&'a Doc>,
     /// `endpoints[i]` connects to `services[service_of[i]]`.
     pub service_of: Vec<usize>,
+    /// Per VPC name: the gateway's own addresses there, which no endpoint may take.
+    pub reserved: BTreeMap<String, Vec<Ipv4Addr>>,
 }
 
 /// The spec's own rules, with what the state `known`s: every error, in document order.
@@ -78,14 +85,15 @@ pub fn check<'a>(spec: &'a Spec, doc: Option<&'a Doc>, old: &State, env: &Env) -
     let mut c = Check { doc, errors: Vec::new() };
     let known = Known::of(old);
     let service_of = c.spec_rules(spec, &known);
-    c.host(spec, old, env);
+    let reserved: BTreeMap<String, Vec<Ipv4Addr>> = spec.vpcs.iter().map(|v| (v.name.clone(), (env.gateway_addrs)(&v.interface))).collect();
+    c.host(spec, old, env, &reserved);
     c.immutable_services(spec, old);
     c.immutable_endpoints(spec, old, &service_of);
     if !c.errors.is_empty() {
         return Err(c.errors);
     }
     // Every endpoint resolved, or an error was reported above.
-    Ok(Valid { spec, doc, service_of: service_of.into_iter().flatten().collect() })
+    Ok(Valid { spec, doc, service_of: service_of.into_iter().flatten().collect(), reserved })
 }
 
 /// The error list being built, with the document that gives positions.
