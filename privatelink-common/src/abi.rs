@@ -23,10 +23,18 @@ pub const MAP_VPC_STATS: &str = "PL_VPC_STATS";
 /// Per endpoint and CPU: the ICMP the gateway generated in the current second.
 pub const MAP_ICMP_RATE: &str = "PL_ICMP_RATE";
 /// Every map of the data path (what a pin directory holds).
-pub const ALL_MAPS: [&str; 14] = [
+pub const ALL_MAPS: [&str; 15] = [
     MAP_VPCS, MAP_EP_IPS, MAP_ENDPOINTS, MAP_EP_ACTIVE, MAP_PORTS, MAP_SERVICES, MAP_BACKENDS,
     MAP_MAGLEV, MAP_CT, MAP_SNAT_RANGES, MAP_EP_STATS, MAP_GLOBAL_STATS, MAP_VPC_STATS, MAP_ICMP_RATE,
+    MAP_LAYOUT,
 ];
+
+/// Version of the maps' layout (keys, values, the set of maps), kept in `PL_LAYOUT`
+/// (an array of one `u32`) beside the pinned maps; a daemon never reuses pins of another
+/// layout. Pins without `PL_LAYOUT` are layout 1. Bumped whenever a map type or the map
+/// set changes: 2 = per-VPC counters, ICMP rate, 32 drop reasons, MTUs.
+pub const MAP_LAYOUT_VERSION: u32 = 2;
+pub const MAP_LAYOUT: &str = "PL_LAYOUT";
 
 // ---- program names ----
 /// The data path, attached to every VPC-facing interface.

@@ -56,6 +56,9 @@ static PL_EP_STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(MAX_ENDPO
 static PL_GSTATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static PL_VPC_STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(MAX_VPCS, 0);
+/// `MAP_LAYOUT_VERSION`, written by userspace: the data path never reads it.
+#[map]
+static PL_LAYOUT: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
 static PL_ICMP_RATE: PerCpuArray<IcmpRate> = PerCpuArray::with_max_entries(MAX_ENDPOINTS, 0);
 

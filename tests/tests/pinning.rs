@@ -55,3 +55,22 @@ fn pinned_maps_survive_a_reload_and_go_with_their_pins() {
     drop(dp);
     remove_pins(&fs.0.join("privatelink")).unwrap();
 }
+
+#[test]
+fn pins_of_another_map_layout_are_refused_never_read() {
+    let fs = Bpffs::new();
+    let dir = fs.0.join("layout");
+    let opts = LoadOptions { ct_capacity: 1024, pin_dir: Some(dir.clone()) };
+    drop(Dataplane::load(&opts).expect("first load pins the maps"));
+    assert!(dir.join(MAP_LAYOUT).exists(), "the layout is pinned with the maps");
+    drop(Dataplane::load(&opts).expect("the same layout is reused"));
+    // Pins left by a privatelink of the previous layout (which had no layout map).
+    std::fs::remove_file(dir.join(MAP_LAYOUT)).unwrap();
+    let err = Dataplane::load(&opts).err().expect("pins of layout 1 must be refused").to_string();
+    assert!(err.contains("have layout 1") && err.contains(&format!("needs layout {MAP_LAYOUT_VERSION}")), "{err}");
+    assert!(err.contains("`privatelink down`"), "the message names the way out: {err}");
+    remove_pins(&dir).unwrap();
+    assert!(!dir.join(MAP_LAYOUT).exists(), "down removes the layout with the pins");
+    drop(Dataplane::load(&opts).expect("a fresh start after the pins are gone"));
+    remove_pins(&dir).unwrap();
+}

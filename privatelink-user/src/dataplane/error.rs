@@ -36,6 +36,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "the maps pinned in {} have layout {found} (another privatelink version); this one needs layout {want}: \
+         `privatelink down` removes them (it drops every live flow), then start again",
+        dir.display()
+    )]
+    Layout { dir: std::path::PathBuf, found: String, want: u32 },
     #[error("XDP link: {0}")]
     Link(String),
     #[error("interface {0} does not exist")]

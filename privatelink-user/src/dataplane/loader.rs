@@ -8,10 +8,11 @@ use super::{
     BPF_OBJECT,
 };
 use aya::{
+    maps::{Array, Map, MapData},
     programs::{links::FdLink, xdp::{XdpLink, XdpLinkId}, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
-use privatelink_common::{ALL_MAPS, DEFAULT_CT_CAPACITY, MAP_CT, PROG_EXPIRE, PROG_PASS, PROG_XDP};
+use privatelink_common::{ALL_MAPS, DEFAULT_CT_CAPACITY, MAP_CT, MAP_LAYOUT, MAP_LAYOUT_VERSION, PROG_EXPIRE, PROG_PASS, PROG_XDP};
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug)]
@@ -42,6 +43,7 @@ impl Dataplane {
         loader.map_max_entries(MAP_CT, opts.ct_capacity);
         if let Some(dir) = &opts.pin_dir {
             std::fs::create_dir_all(dir).map_err(|source| Error::PinDir { dir: dir.clone(), source })?;
+            check_layout(dir)?;
             for name in ALL_MAPS {
                 loader.map_pin_path(name, dir.join(name));
             }
@@ -53,6 +55,9 @@ impl Dataplane {
                 .map_err(|source| Error::Program { name, source })?;
         }
         let maps = Maps::take(&mut ebpf)?;
+        let layout = ebpf.map_mut(MAP_LAYOUT).ok_or(Error::Missing { kind: "map", name: MAP_LAYOUT })?;
+        let mut layout: Array<&mut MapData, u32> = Array::try_from(layout).map_err(|source| Error::Map { map: MAP_LAYOUT, source })?;
+        layout.set(0, MAP_LAYOUT_VERSION, 0).map_err(|source| Error::Map { map: MAP_LAYOUT, source })?;
         Ok(Dataplane { ebpf, maps })
     }
 
@@ -158,6 +163,26 @@ fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp
         .ok_or(Error::Missing { kind: "program", name })?
         .try_into()
         .map_err(|source| Error::Program { name, source })
+}
+
+/// Pinned maps are reused only when they were pinned with this layout: a map of
+/// another layout is never read. No pins at all is a fresh start.
+fn check_layout(dir: &Path) -> Result<()> {
+    if !ALL_MAPS.iter().any(|m| dir.join(m).exists()) {
+        return Ok(());
+    }
+    let pin = dir.join(MAP_LAYOUT);
+    let found = if pin.exists() {
+        let data = MapData::from_pin(&pin).map_err(|source| Error::Map { map: MAP_LAYOUT, source })?;
+        let a: Array<MapData, u32> = Array::try_from(Map::Array(data)).map_err(|source| Error::Map { map: MAP_LAYOUT, source })?;
+        a.get(&0, 0).map_err(|source| Error::Map { map: MAP_LAYOUT, source })?
+    } else {
+        1
+    };
+    if found != MAP_LAYOUT_VERSION {
+        return Err(Error::Layout { dir: dir.to_path_buf(), found: found.to_string(), want: MAP_LAYOUT_VERSION });
+    }
+    Ok(())
 }
 
 /// Remove the pinned maps in `dir` (what `privatelink down` will do): the kernel frees

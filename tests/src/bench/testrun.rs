@@ -122,17 +122,26 @@ pub fn run(e: Effort) -> Vec<Row> {
     rows.push(Row::new(PART, "R1: parse + bpf_fib_lookup + redirect, no NAT", &r1_t, "ns/pkt"));
 
     let other = ack((CLIENT, 40000), (Ipv4Addr::new(10, 0, 0, 50), 80), CLIENT_MAC, GW_CONSUMER_MAC);
-    let t = measure(prog, cif, e, XDP_PASS, |_| other.clone());
-    rows.push(Row::new(PART, "non-endpoint traffic (passes to the kernel)", &t, "ns/pkt").note(ratio(&t)));
+    let t = measure(prog, cif, e, XDP_DROP, |_| other.clone());
+    rows.push(Row::new(PART, "traffic for no endpoint (dropped, not_routed)", &t, "ns/pkt").note(ratio(&t)));
+    let own = ack((CLIENT, 40000), (GW_CONSUMER, 22), CLIENT_MAC, GW_CONSUMER_MAC);
+    let t = measure(prog, cif, e, XDP_PASS, |_| own.clone());
+    rows.push(Row::new(PART, "traffic for the gateway's own address (passes to the kernel)", &t, "ns/pkt").note(ratio(&t)));
 
     let sport = 41000;
     let snat_port = establish(&lab, sport);
     let fwd = ack((CLIENT, sport), (EP_ACCEPTED, 80), CLIENT_MAC, GW_CONSUMER_MAC);
     let t = measure(prog, cif, e, XDP_REDIRECT, |_| fwd.clone());
-    rows.push(Row::new(PART, "established forward (DNAT+SNAT, redirect)", &t, "ns/pkt").note(ratio(&t)));
+    rows.push(Row::new(PART, "established forward (DNAT+SNAT, TTL, MTU check, redirect)", &t, "ns/pkt").note(ratio(&t)));
     let rev = ack((BACKEND, 8080), (SNAT_IP, snat_port), BACKEND_MAC, GW_PROVIDER_MAC);
     let t = measure(prog, lab.provider_if, e, XDP_REDIRECT, |_| rev.clone());
     rows.push(Row::new(PART, "established reverse", &t, "ns/pkt").note(ratio(&t)));
+    // An ICMP error from the backend about the flow's forward packet, translated back to
+    // the client (RFC 5508: outer and quoted headers, three checksums).
+    let quote = Packet::tcp((SNAT_IP, snat_port), (BACKEND, 8080), ACK).ttl(63).ip_bytes();
+    let err = Packet::icmp_error(BACKEND, SNAT_IP, 3, 3, 0, &quote).macs(BACKEND_MAC, GW_PROVIDER_MAC).build();
+    let t = measure(prog, lab.provider_if, e, XDP_REDIRECT, |_| err.clone());
+    rows.push(Row::new(PART, "ICMP error translated (backend's port unreachable to the client)", &t, "ns/pkt").note(ratio(&t)));
 
     // New flows: source address and port vary, so every SYN opens a new flow.
     let t = measure(prog, cif, e, XDP_REDIRECT, |i| {
