@@ -4,7 +4,7 @@
 use privatelink_common::*;
 use privatelink_tests::lab::*;
 use std::{
-    net::{Ipv4Addr, SocketAddr, TcpListener},
+    net::{Ipv4Addr, SocketAddr},
     time::{Duration, Instant},
 };
 
@@ -14,10 +14,6 @@ fn ep_tcp() -> SocketAddr {
 
 fn ep_udp() -> SocketAddr {
     SocketAddr::from((ENDPOINT, ENDPOINT_UDP_PORT))
-}
-
-fn in_snat_range(ip: Ipv4Addr) -> bool {
-    ip.octets()[0] == 11 && ip.octets()[1] == 163
 }
 
 #[test]

@@ -206,7 +206,7 @@ fn syn_with_mss(sport: u16, mss: u16, at: usize) -> Packet {
     let mut o = vec![1u8; at];
     o.extend([2, 4]);
     o.extend(mss.to_be_bytes());
-    while o.len() % 4 != 0 {
+    while !o.len().is_multiple_of(4) {
         o.push(1);
     }
     syn(EP_ACCEPTED, 80, sport).tcp_options(&o)
