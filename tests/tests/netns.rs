@@ -4,7 +4,7 @@
 use privatelink_common::*;
 use privatelink_tests::lab::*;
 use std::{
-    net::{Ipv4Addr, SocketAddr},
+    net::SocketAddr,
     time::{Duration, Instant},
 };
 
