@@ -299,6 +299,16 @@ pub const CT_ROUTE_CACHED: u8 = 1;
 
 pub const CT_FLAG_FIN_FWD: u8 = 1;
 pub const CT_FLAG_FIN_REV: u8 = 2;
+/// The backend answered the SYN; the client's ACK then establishes the flow.
+pub const CT_FLAG_SYNACK: u8 = 4;
+/// The flow's connection slot has been given back (it closed, or expired). Set with an
+/// atomic fetch-or by whoever releases first, so a slot is released exactly once; every
+/// write to `flags` is atomic for that reason.
+pub const CT_FLAG_RELEASED: u8 = 8;
+/// Byte offset of the 32-bit word holding `kind`, `state`, `flags`, `route`, and the
+/// shift of `flags` in it (little endian): what atomic flag updates operate on.
+pub const CT_FLAGS_WORD_OFFSET: usize = 12;
+pub const CT_FLAGS_SHIFT: u32 = 16;
 
 /// Key of `PL_CT`: a packet's 5-tuple as it arrives, plus the VPC it arrives from.
 #[repr(C)]
@@ -365,6 +375,7 @@ pub struct CtValue {
     pub dmac: [u8; 6],
 }
 const _: () = assert!(size_of::<CtValue>() == 48);
+const _: () = assert!(core::mem::offset_of!(CtValue, flags) == CT_FLAGS_WORD_OFFSET + (CT_FLAGS_SHIFT / 8) as usize);
 
 impl CtValue {
     /// The key of this flow's other entry: the rewritten packet, answered.
@@ -401,10 +412,13 @@ pub struct Stats {
     pub arp_replies: u64,
     /// ICMP the gateway generated: echo replies, time-exceeded, fragmentation-needed.
     pub icmp_sent: u64,
+    /// Releases of a connection slot found the active count at zero (never expected:
+    /// the count saturates instead of wrapping).
+    pub slot_underflows: u64,
     /// Indexed by `DropReason as usize`.
     pub drops: [u64; DROP_REASON_SLOTS],
 }
-const _: () = assert!(size_of::<Stats>() == 8 * 8 + 8 * DROP_REASON_SLOTS);
+const _: () = assert!(size_of::<Stats>() == 9 * 8 + 8 * DROP_REASON_SLOTS);
 
 impl Stats {
     pub fn drop_count(&self, r: DropReason) -> u64 {
@@ -420,6 +434,7 @@ impl Stats {
         self.resets_sent += o.resets_sent;
         self.arp_replies += o.arp_replies;
         self.icmp_sent += o.icmp_sent;
+        self.slot_underflows += o.slot_underflows;
         for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
             *a += *b;
         }

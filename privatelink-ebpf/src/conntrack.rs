@@ -1,8 +1,10 @@
 //! Flows: creation under the connection limit (atomic add, check, roll back), SNAT port
 //! choice, paired forward/reverse entries inserted with BPF_NOEXIST and rolled back on
 //! failure (the shape of cilium's snat_v4_new_mapping), TCP state, and expiry.
-//! Never evicts a live flow; the active count goes down exactly once per flow, in
-//! `expire`, when the forward entry's delete succeeds.
+//! Never evicts a live flow. A flow holds a connection slot while it is open: its slot
+//! goes back when it closes (a RST, or FINs both ways) or expires, exactly once, decided
+//! by an atomic fetch-or of `CT_FLAG_RELEASED` (nf_conncount likewise skips closed TCP
+//! connections). The active count saturates at zero instead of wrapping.
 
 use crate::{
     parse::{ptr_at, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
@@ -10,7 +12,7 @@ use crate::{
     PL_CT, PL_EP_ACTIVE,
 };
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, programs::XdpContext};
-use core::intrinsics::{atomic_xadd, AtomicOrdering};
+use core::intrinsics::{atomic_and, atomic_cxchg, atomic_or, atomic_xadd, AtomicOrdering};
 use privatelink_common::*;
 
 const EEXIST: i32 = 17;
@@ -48,9 +50,58 @@ pub fn acquire_slot(endpoint: u32, limit: u32) -> bool {
     }
 }
 
+/// Give one connection slot of `endpoint` back, never below zero (a release that finds
+/// zero is counted as an anomaly instead).
 #[inline(always)]
 pub fn release_slot(endpoint: u32) {
-    active_add(endpoint, u64::MAX); // wrapping -1
+    let p = match PL_EP_ACTIVE.get_ptr_mut(endpoint) {
+        Some(p) => p,
+        None => return,
+    };
+    let mut tries = 0;
+    while tries < 8 {
+        let cur = unsafe { core::ptr::read_volatile(p) };
+        if cur == 0 {
+            if let Some(s) = crate::stats::slot(endpoint) {
+                s.slot_underflows += 1;
+            }
+            return;
+        }
+        let (_, done) = unsafe { atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(p, cur, cur - 1) };
+        if done {
+            return;
+        }
+        tries += 1;
+    }
+    // Eight CPUs raced this one: take the slot back with a plain atomic decrement.
+    active_add(endpoint, u64::MAX);
+}
+
+/// The 32-bit word of a flow entry that holds `flags` (with `kind`, `state`, `route`).
+#[inline(always)]
+fn flags_word(v: *mut CtValue) -> *mut u32 {
+    unsafe { (v as *mut u8).add(CT_FLAGS_WORD_OFFSET) as *mut u32 }
+}
+
+/// Set `bits` in a flow's flags atomically; returns the flags before.
+#[inline(always)]
+pub fn flags_set(v: *mut CtValue, bits: u8) -> u8 {
+    let old = unsafe { atomic_or::<u32, u32, { AtomicOrdering::SeqCst }>(flags_word(v), (bits as u32) << CT_FLAGS_SHIFT) };
+    (old >> CT_FLAGS_SHIFT) as u8
+}
+
+/// Clear `bits` in a flow's flags atomically.
+#[inline(always)]
+fn flags_clear(v: *mut CtValue, bits: u8) {
+    unsafe { atomic_and::<u32, u32, { AtomicOrdering::SeqCst }>(flags_word(v), !((bits as u32) << CT_FLAGS_SHIFT)) };
+}
+
+/// Give the flow's slot back unless somebody already did: exactly once per opening.
+#[inline(always)]
+pub fn release_flow(v: *mut CtValue, endpoint: u32) {
+    if flags_set(v, CT_FLAG_RELEASED) & CT_FLAG_RELEASED == 0 {
+        release_slot(endpoint);
+    }
 }
 
 /// Everything a new flow's two entries need.
@@ -160,31 +211,64 @@ pub fn create(f: &NewFlow) -> Result<CtValue, CreateError> {
     Ok(fwd)
 }
 
-/// Track TCP state on the forward entry from a segment's flags.
-/// `from_backend`: the segment came on the reverse path.
+/// What a segment did to its flow.
+#[derive(PartialEq, Eq)]
+pub enum Tcp {
+    Nothing,
+    /// A SYN on a closed flow: the client opens the same tuple again; it needs a slot.
+    Reopen,
+}
+
+/// Track TCP state on the forward entry from a segment's flags (`from_backend`: it came
+/// on the reverse path): established when the client's ACK completes the handshake,
+/// closed on a RST or FINs both ways (the slot goes back then).
 #[inline(always)]
-pub fn track_tcp(fwd: &mut CtValue, flags: u8, from_backend: bool) {
+pub fn track_tcp(fwd: &mut CtValue, flags: u8, from_backend: bool) -> Tcp {
+    let v = fwd as *mut CtValue;
     if flags & TCP_RST != 0 {
         fwd.state = TCP_STATE_CLOSING;
-        return;
+        release_flow(v, fwd.endpoint);
+        return Tcp::Nothing;
     }
-    if flags & TCP_SYN != 0 && flags & TCP_ACK == 0 && !from_backend {
-        // A new SYN on a closing flow: the client reuses its port; start over.
-        if fwd.state == TCP_STATE_CLOSING {
-            fwd.state = TCP_STATE_SYN;
-            fwd.flags = 0;
+    if flags & TCP_SYN != 0 {
+        if from_backend {
+            if flags & TCP_ACK != 0 && fwd.state == TCP_STATE_SYN {
+                flags_set(v, CT_FLAG_SYNACK);
+            }
+        } else if flags & TCP_ACK == 0 && fwd.state == TCP_STATE_CLOSING {
+            return Tcp::Reopen;
         }
-        return;
+        return Tcp::Nothing;
     }
-    if from_backend && fwd.state == TCP_STATE_SYN && flags & TCP_ACK != 0 {
+    if !from_backend && fwd.state == TCP_STATE_SYN && flags & TCP_ACK != 0 && fwd.flags & CT_FLAG_SYNACK != 0 {
         fwd.state = TCP_STATE_ESTABLISHED;
     }
     if flags & TCP_FIN != 0 {
-        fwd.flags |= if from_backend { CT_FLAG_FIN_REV } else { CT_FLAG_FIN_FWD };
-        if fwd.flags & (CT_FLAG_FIN_FWD | CT_FLAG_FIN_REV) == (CT_FLAG_FIN_FWD | CT_FLAG_FIN_REV) {
+        let bit = if from_backend { CT_FLAG_FIN_REV } else { CT_FLAG_FIN_FWD };
+        let both = CT_FLAG_FIN_FWD | CT_FLAG_FIN_REV;
+        if (flags_set(v, bit) | bit) & both == both {
             fwd.state = TCP_STATE_CLOSING;
+            release_flow(v, fwd.endpoint);
         }
     }
+    Tcp::Nothing
+}
+
+/// A closed flow opened again by a new SYN: it takes a slot again (`false`: the limit
+/// is reached, the SYN is refused) and starts over.
+#[inline(always)]
+pub fn reopen(fwd: &mut CtValue, limit: u32) -> bool {
+    let v = fwd as *mut CtValue;
+    if fwd.flags & CT_FLAG_RELEASED != 0 {
+        if !acquire_slot(fwd.endpoint, limit) {
+            return false;
+        }
+        flags_clear(v, CT_FLAG_RELEASED | CT_FLAG_FIN_FWD | CT_FLAG_FIN_REV | CT_FLAG_SYNACK);
+    } else {
+        flags_clear(v, CT_FLAG_FIN_FWD | CT_FLAG_FIN_REV | CT_FLAG_SYNACK);
+    }
+    fwd.state = TCP_STATE_SYN;
+    true
 }
 
 /// `privatelink_expire`: delete one flow if it is older than the cutoff, and release its
@@ -208,11 +292,14 @@ pub fn expire(ctx: &XdpContext) -> u32 {
     if req.cutoff_ns != u64::MAX && (fwd.last_seen_ns > req.cutoff_ns || rev_seen > req.cutoff_ns) {
         return EXPIRE_KEPT;
     }
-    // Only the caller whose delete succeeds releases the slot: exactly once per flow.
+    // The slot goes back unless the flow gave it back when it closed (or a concurrent
+    // expiry did): claimed before the delete, while the entry is still ours to touch.
+    if let Some(v) = get(&key) {
+        release_flow(v as *mut CtValue, fwd.endpoint);
+    }
     if PL_CT.remove(&key).is_err() {
         return EXPIRE_KEPT;
     }
-    release_slot(fwd.endpoint);
     if PL_CT.remove(&peer).is_ok() {
         EXPIRE_DELETED
     } else {

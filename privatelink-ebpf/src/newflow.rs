@@ -15,7 +15,7 @@ use privatelink_common::{hash::{self, flow_hash}, *};
 /// Refuse a new flow: a TCP SYN is answered with a RST so the client fails fast, a UDP
 /// datagram is dropped. Counted under `d` either way.
 #[inline(always)]
-fn refuse(ctx: &XdpContext, p: &Packet, d: Drop) -> Result<u32, Drop> {
+pub fn refuse(ctx: &XdpContext, p: &Packet, d: Drop) -> Result<u32, Drop> {
     if p.proto != PROTO_TCP {
         return Err(d);
     }

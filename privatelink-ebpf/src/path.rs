@@ -209,7 +209,14 @@ fn in_snat_range(ip: u32) -> bool {
 fn established_forward(ctx: &XdpContext, p: &Packet, entry: &mut CtValue) -> Result<u32, Drop> {
     entry.last_seen_ns = conntrack::now();
     if p.proto == PROTO_TCP {
-        conntrack::track_tcp(entry, p.tcp_flags, false);
+        if conntrack::track_tcp(entry, p.tcp_flags, false) == conntrack::Tcp::Reopen {
+            let limit = lookup::endpoint(entry.endpoint).map_or(0, |i| i.conn_limit);
+            if !conntrack::reopen(entry, limit) {
+                return newflow::refuse(ctx, p, Drop::endpoint(DropReason::OverLimit, entry.endpoint));
+            }
+            // The same tuple, a new connection.
+            stats::count_new_flow(entry.endpoint);
+        }
         if p.tcp_flags & TCP_SYN != 0 {
             clamp_mss(ctx, p, entry.endpoint);
         }

@@ -89,7 +89,7 @@ fn pending_and_rejected_endpoints_pass_nothing() {
 
 #[test]
 fn connection_limit_admits_n_resets_the_next_and_frees_on_close() {
-    let mut lab = Lab::new(1, 3);
+    let lab = Lab::new(1, 3);
     let held = lab.in_client(0, || (0..3).map(|_| hold(ep_tcp())).collect::<Result<Vec<_>, _>>()).expect("3 connections");
     let refused = lab.in_client(0, || connect(ep_tcp()).map(|_| ()));
     let err = refused.expect_err("the 4th connection must be refused");
@@ -98,18 +98,40 @@ fn connection_limit_admits_n_resets_the_next_and_frees_on_close() {
     assert_eq!(lab.dp.maps.active_flows(0).unwrap(), 3);
     assert!(lab.dp.maps.endpoint_stats(0).unwrap().drop_count(DropReason::OverLimit) >= 1);
 
-    // Close one; once its FINs went through, the sweeper frees its slot.
+    // Close one: once its FINs went through its slot is free, with no sweep (the
+    // closed flow's entries stay for the closing timeout, 10 s, but do not count).
     let mut held = held;
     drop(held.pop());
-    let quick = privatelink::dataplane::sweep::Timeouts { tcp_closing: Duration::ZERO, ..Default::default() };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while lab.dp.maps.active_flows(0).unwrap() > 2 {
-        assert!(Instant::now() < deadline, "closed flow never expired");
-        lab.dp.sweep(privatelink::dataplane::sweep::Scope::Idle(quick)).unwrap();
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    lab.in_client(0, || hold(ep_tcp())).expect("a new connection after one closed");
+    wait_active(&lab, 2);
+    let again = lab.in_client(0, || hold(ep_tcp())).expect("a new connection after one closed");
     assert_eq!(lab.dp.maps.active_flows(0).unwrap(), 3);
-    drop(held);
+    drop((held, again));
+}
+
+/// Wait (at most 2 s, far below the 10 s closing timeout) for the endpoint's active
+/// count to reach `n`.
+fn wait_active(lab: &Lab, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while lab.dp.maps.active_flows(0).unwrap() != n {
+        assert!(Instant::now() < deadline, "active count {} never reached {n}", lab.dp.maps.active_flows(0).unwrap());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn two_thousand_short_connections_pass_a_limit_of_8_and_count_only_while_open() {
+    let lab = Lab::new(1, 8);
+    let failures = lab.in_client(0, || (0..2000).filter(|_| http_get(ep_tcp()).is_err()).count());
+    assert_eq!(failures, 0, "short connections refused by a limit of 8 they never reached");
+    wait_active(&lab, 0);
+    let s = lab.dp.maps.endpoint_stats(0).unwrap();
+    assert_eq!((s.new_flows, s.drop_count(DropReason::OverLimit), s.slot_underflows), (2000, 0, 0));
+    // And the limit still holds: 8 of 9 concurrent connections.
+    let results = lab.in_client(0, || (0..9).map(|_| hold(ep_tcp())).collect::<Vec<_>>());
+    let admitted = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(admitted, 8, "{:?}", results.iter().map(|r| r.as_ref().err().map(|e| e.kind())).collect::<Vec<_>>());
+    assert_eq!(lab.dp.maps.active_flows(0).unwrap(), 8);
+    drop(results);
+    wait_active(&lab, 0);
 }
 

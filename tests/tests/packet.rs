@@ -65,9 +65,9 @@ fn full_tcp_exchange_forward_reverse_and_state() {
         .seq_ack(5000, 1001)
         .build();
     expect(&out, XDP_REDIRECT, &want, "SYN-ACK back to the client");
-    assert_eq!(lab.dp.maps.ct_get(&key).unwrap().unwrap().state, TCP_STATE_ESTABLISHED);
+    assert_eq!(lab.dp.maps.ct_get(&key).unwrap().unwrap().state, TCP_STATE_SYN, "not established before the client's ACK");
 
-    // Data from the client, established path.
+    // Data from the client (its ACK completes the handshake), established path.
     let data = Packet::tcp((CLIENT, SPORT), (EP_ACCEPTED, 80), ACK | PSH)
         .macs(CLIENT_MAC, GW_CONSUMER_MAC)
         .seq_ack(1001, 5001)
@@ -79,14 +79,17 @@ fn full_tcp_exchange_forward_reverse_and_state() {
         .payload(b"GET / HTTP/1.0\r\n\r\n")
         .build();
     expect(&out, XDP_REDIRECT, &want, "client data");
+    assert_eq!(lab.dp.maps.ct_get(&key).unwrap().unwrap().state, TCP_STATE_ESTABLISHED);
+    assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 1);
 
-    // FIN from both sides: closing.
+    // FIN from both sides: closing, and the connection no longer counts.
     let fin = Packet::tcp((CLIENT, SPORT), (EP_ACCEPTED, 80), FIN | ACK).macs(CLIENT_MAC, GW_CONSUMER_MAC);
     assert_eq!(lab.from_consumer(&fin.build()).action, XDP_REDIRECT);
     assert_eq!(lab.dp.maps.ct_get(&key).unwrap().unwrap().state, TCP_STATE_ESTABLISHED);
     let fin2 = Packet::tcp((BACKEND, 8080), (SNAT_IP, port), FIN | ACK).macs(BACKEND_MAC, GW_PROVIDER_MAC);
     assert_eq!(lab.from_provider(&fin2.build()).action, XDP_REDIRECT);
     assert_eq!(lab.dp.maps.ct_get(&key).unwrap().unwrap().state, TCP_STATE_CLOSING);
+    assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 0, "closed: the slot is back at once");
 
     let s = ep_stats(&lab, EP_IDX_ACCEPTED);
     assert_eq!((s.fwd_packets, s.rev_packets, s.new_flows), (3, 2, 1));
@@ -104,6 +107,7 @@ fn rst_from_backend_moves_flow_to_closing() {
     expect(&out, XDP_REDIRECT, &want, "RST back to client");
     let key = fwd_key(EP_ACCEPTED, 80, SPORT, PROTO_TCP);
     assert_eq!(lab.dp.maps.ct_get(&key).unwrap().unwrap().state, TCP_STATE_CLOSING);
+    assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 0, "reset: the slot is back at once");
 }
 
 #[test]

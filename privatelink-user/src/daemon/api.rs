@@ -118,6 +118,9 @@ pub struct Counters {
     /// ICMP the gateway generated: echo replies, time-exceeded, fragmentation-needed.
     #[serde(default)]
     pub icmp_sent: u64,
+    /// Slot releases that found the active count at zero (an anomaly; never expected).
+    #[serde(default)]
+    pub slot_underflows: u64,
     /// Drop reason name -> count, only reasons that happened.
     pub drops: std::collections::BTreeMap<String, u64>,
 }
@@ -138,6 +141,7 @@ impl From<privatelink_common::Stats> for Counters {
             resets_sent: s.resets_sent,
             arp_replies: s.arp_replies,
             icmp_sent: s.icmp_sent,
+            slot_underflows: s.slot_underflows,
             drops,
         }
     }

@@ -116,6 +116,7 @@ impl Collector for Snapshot {
             .flat_map(|(v, c)| privatelink_common::DropReason::ALL.iter().map(move |r| (vec![("vpc".to_string(), v.clone()), ("reason".to_string(), r.name().to_string())], counter(c.drops.get(r.name()).copied().unwrap_or(0)))))
             .collect();
         family(&mut e, "privatelink_vpc_drops", "Packets a VPC interface dropped that no endpoint could be charged with (not_routed: the gateway never routes between VPCs), by reason.", vdrops)?;
+        family(&mut e, "privatelink_endpoint_slot_underflows", "Connection-slot releases that found the endpoint's active count at zero (an anomaly: the count saturates).", eps.iter().map(|s| (s.labels.clone(), counter(s.counters.slot_underflows))).collect())?;
         family(&mut e, "privatelink_endpoint_icmp_sent", "ICMP the gateway generated for an endpoint: echo replies, time-exceeded, fragmentation-needed.", eps.iter().map(|s| (s.labels.clone(), counter(s.counters.icmp_sent))).collect())?;
         family(&mut e, "privatelink_conntrack_entries", "Conntrack entries in use (two per flow).", vec![(vec![], gauge(self.conntrack_entries as i64))])?;
         family(&mut e, "privatelink_conntrack_capacity", "Conntrack entries the table holds.", vec![(vec![], gauge(self.conntrack_capacity as i64))])?;

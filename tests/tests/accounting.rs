@@ -1,0 +1,134 @@
+//! Connection accounting at packet level: a connection counts against its endpoint's
+//! limit while it is open. Established only when the client's ACK completes the
+//! handshake; the slot goes back at a RST or FINs both ways, exactly once (expiry of
+//! the closed flow does not give it back again); a new SYN on a closed tuple takes a
+//! slot again; the count never wraps below zero.
+
+use privatelink::dataplane::sweep::{Scope, Timeouts};
+use privatelink_common::*;
+use privatelink_tests::{
+    frame::{Packet, ACK, FIN, RST, SYN},
+    packet_lab::*,
+};
+use std::time::Duration;
+
+fn synack(port: u16) -> Vec<u8> {
+    Packet::tcp((BACKEND, 8080), (SNAT_IP, port), SYN | ACK).macs(BACKEND_MAC, GW_PROVIDER_MAC).seq_ack(5000, 1001).build()
+}
+
+fn from_client(sport: u16, flags: u8) -> Vec<u8> {
+    Packet::tcp((CLIENT, sport), (EP_ACCEPTED, 80), flags).macs(CLIENT_MAC, GW_CONSUMER_MAC).seq_ack(1001, 5001).build()
+}
+
+fn from_backend(port: u16, flags: u8) -> Vec<u8> {
+    Packet::tcp((BACKEND, 8080), (SNAT_IP, port), flags).macs(BACKEND_MAC, GW_PROVIDER_MAC).seq_ack(5001, 1002).build()
+}
+
+/// SYN, SYN-ACK, ACK: an established connection; returns its SNAT port.
+fn connect(lab: &PacketLab, sport: u16) -> u16 {
+    assert_eq!(lab.from_consumer(&syn(EP_ACCEPTED, 80, sport).build()).action, XDP_REDIRECT);
+    let port = snat_port(lab, &fwd_key(EP_ACCEPTED, 80, sport, PROTO_TCP));
+    assert_eq!(lab.from_provider(&synack(port)).action, XDP_REDIRECT);
+    assert_eq!(lab.from_consumer(&from_client(sport, ACK)).action, XDP_REDIRECT);
+    port
+}
+
+fn state(lab: &PacketLab, sport: u16) -> CtValue {
+    lab.dp.maps.ct_get(&fwd_key(EP_ACCEPTED, 80, sport, PROTO_TCP)).unwrap().expect("the flow")
+}
+
+fn active(lab: &PacketLab) -> u64 {
+    lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap()
+}
+
+#[test]
+fn established_only_when_the_clients_ack_completes_the_handshake() {
+    let lab = PacketLab::new(1024);
+    assert_eq!(lab.from_consumer(&syn(EP_ACCEPTED, 80, 43000).build()).action, XDP_REDIRECT);
+    let port = snat_port(&lab, &fwd_key(EP_ACCEPTED, 80, 43000, PROTO_TCP));
+    // An ACK before any SYN-ACK does not establish (nothing was answered).
+    assert_eq!(lab.from_consumer(&from_client(43000, ACK)).action, XDP_REDIRECT);
+    assert_eq!(state(&lab, 43000).state, TCP_STATE_SYN);
+    assert_eq!(lab.from_provider(&synack(port)).action, XDP_REDIRECT);
+    let v = state(&lab, 43000);
+    assert_eq!((v.state, v.flags & CT_FLAG_SYNACK), (TCP_STATE_SYN, CT_FLAG_SYNACK), "answered, not yet established");
+    assert_eq!(lab.from_consumer(&from_client(43000, ACK)).action, XDP_REDIRECT);
+    assert_eq!(state(&lab, 43000).state, TCP_STATE_ESTABLISHED);
+}
+
+#[test]
+fn a_syn_the_client_never_completes_lives_on_the_syn_timeout() {
+    let mut lab = PacketLab::new(1024);
+    assert_eq!(lab.from_consumer(&syn(EP_ACCEPTED, 80, 43100).build()).action, XDP_REDIRECT);
+    let port = snat_port(&lab, &fwd_key(EP_ACCEPTED, 80, 43100, PROTO_TCP));
+    assert_eq!(lab.from_provider(&synack(port)).action, XDP_REDIRECT);
+    assert_eq!(active(&lab), 1);
+    // Established flows would live 350 s; this one is on the SYN timeout (here 100 ms).
+    let t = Timeouts { tcp_syn: Duration::from_millis(100), ..Timeouts::default() };
+    assert_eq!(lab.dp.sweep(Scope::Idle(t)).unwrap().expired, 0, "younger than the SYN timeout");
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(lab.dp.sweep(Scope::Idle(t)).unwrap().expired, 1);
+    assert_eq!(active(&lab), 0);
+}
+
+#[test]
+fn fins_both_ways_or_a_rst_give_the_slot_back_once_and_expiry_does_not_again() {
+    let mut lab = PacketLab::new(1024);
+    let p1 = connect(&lab, 43200);
+    let p2 = connect(&lab, 43201);
+    assert_eq!(active(&lab), 2);
+    // 43200: FIN from the client, then from the backend.
+    assert_eq!(lab.from_consumer(&from_client(43200, FIN | ACK)).action, XDP_REDIRECT);
+    assert_eq!(active(&lab), 2, "half closed still counts");
+    assert_eq!(lab.from_provider(&from_backend(p1, FIN | ACK)).action, XDP_REDIRECT);
+    assert_eq!(active(&lab), 1, "closed both ways: back at once");
+    // A retransmitted FIN changes nothing.
+    assert_eq!(lab.from_provider(&from_backend(p1, FIN | ACK)).action, XDP_REDIRECT);
+    assert_eq!(active(&lab), 1);
+    // 43201: reset by the backend, then the client's own RST too.
+    assert_eq!(lab.from_provider(&from_backend(p2, RST)).action, XDP_REDIRECT);
+    assert_eq!(lab.from_consumer(&from_client(43201, RST)).action, XDP_REDIRECT);
+    assert_eq!(active(&lab), 0);
+    // Expiry of the closed flows removes their entries and gives nothing back again.
+    let t = Timeouts { tcp_closing: Duration::ZERO, ..Timeouts::default() };
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(lab.dp.sweep(Scope::Idle(t)).unwrap().expired, 2);
+    assert_eq!(active(&lab), 0);
+    assert_eq!(lab.dp.maps.endpoint_stats(EP_IDX_ACCEPTED).unwrap().slot_underflows, 0);
+    assert!(lab.dp.maps.ct_get(&fwd_key(EP_ACCEPTED, 80, 43200, PROTO_TCP)).unwrap().is_none());
+}
+
+#[test]
+fn a_new_syn_on_a_closed_tuple_takes_a_slot_again_within_the_limit() {
+    let mut lab = PacketLab::new(1024);
+    let ep = lab.dp.maps.endpoint(EP_IDX_ACCEPTED).unwrap();
+    lab.dp.maps.set_endpoint(EP_IDX_ACCEPTED, EndpointInfo { conn_limit: 1, ..ep }).unwrap();
+    let port = connect(&lab, 43300);
+    assert_eq!(lab.from_provider(&from_backend(port, RST)).action, XDP_REDIRECT);
+    assert_eq!(active(&lab), 0);
+    // The same tuple again, within the closing timeout: a new connection.
+    assert_eq!(lab.from_consumer(&syn(EP_ACCEPTED, 80, 43300).build()).action, XDP_REDIRECT);
+    let v = state(&lab, 43300);
+    assert_eq!((v.state, v.flags & CT_FLAG_RELEASED), (TCP_STATE_SYN, 0));
+    assert_eq!(active(&lab), 1);
+    assert_eq!(snat_port(&lab, &fwd_key(EP_ACCEPTED, 80, 43300, PROTO_TCP)), port, "the same flow entry");
+    assert_eq!(lab.dp.maps.endpoint_stats(EP_IDX_ACCEPTED).unwrap().new_flows, 2, "a new connection, counted");
+    // A retransmitted SYN takes nothing more.
+    assert_eq!(lab.from_consumer(&syn(EP_ACCEPTED, 80, 43300).build()).action, XDP_REDIRECT);
+    assert_eq!(active(&lab), 1);
+    // A new flow finds the limit (1) taken: a reset.
+    let out = lab.from_consumer(&syn(EP_ACCEPTED, 80, 43301).build());
+    assert_eq!(action_name(out.action), "XDP_TX", "reset, over the limit");
+    // Close 43300; 43301 connects and closes; reopening 43300 takes the slot, and
+    // reopening 43301 then finds the limit taken.
+    assert_eq!(lab.from_provider(&from_backend(port, RST)).action, XDP_REDIRECT);
+    let other = connect(&lab, 43301);
+    assert_eq!(lab.from_provider(&from_backend(other, RST)).action, XDP_REDIRECT);
+    assert_eq!(active(&lab), 0);
+    assert_eq!(lab.from_consumer(&syn(EP_ACCEPTED, 80, 43300).build()).action, XDP_REDIRECT);
+    let out = lab.from_consumer(&syn(EP_ACCEPTED, 80, 43301).build());
+    assert_eq!(action_name(out.action), "XDP_TX", "reopening over the limit: a reset");
+    assert_eq!(state(&lab, 43301).state, TCP_STATE_CLOSING, "the refused flow stays closed");
+    assert_eq!(active(&lab), 1);
+    assert_eq!(lab.dp.maps.endpoint_stats(EP_IDX_ACCEPTED).unwrap().drop_count(DropReason::OverLimit), 2);
+}
