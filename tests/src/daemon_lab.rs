@@ -80,6 +80,8 @@ pub struct DaemonLab {
     pub bpffs: PathBuf,
     daemon: Option<Child>,
     daemon_args: Vec<String>,
+    /// Environment for the next `start_daemon` (failpoints of crash tests).
+    pub daemon_env: Vec<(String, String)>,
     fs: Option<Bpffs>,
 }
 
@@ -111,6 +113,7 @@ impl DaemonLab {
             dir,
             daemon: None,
             daemon_args: args.iter().map(|a| a.to_string()).collect(),
+            daemon_env: Vec::new(),
             fs: Some(fs),
         };
         lab.start_daemon();
@@ -124,6 +127,13 @@ impl DaemonLab {
 
     /// Start `privatelink daemon` in the gateway namespace and wait until it answers.
     pub fn start_daemon(&mut self) {
+        if let Err(e) = self.try_start_daemon() {
+            panic!("{e}");
+        }
+    }
+
+    /// `start_daemon`, returning the daemon's exit and log when it stops on its own.
+    pub fn try_start_daemon(&mut self) -> Result<(), String> {
         assert!(self.daemon.is_none(), "daemon already running");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).unwrap();
         let child = Command::new("ip")
@@ -137,6 +147,7 @@ impl DaemonLab {
             .arg("--bpffs")
             .arg(&self.bpffs)
             .args(&self.daemon_args)
+            .envs(self.daemon_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -147,10 +158,10 @@ impl DaemonLab {
         loop {
             if let Some(status) = self.daemon.as_mut().unwrap().try_wait().unwrap() {
                 self.daemon = None;
-                panic!("the daemon exited ({status}):\n{}", self.log());
+                return Err(format!("the daemon exited ({status}):\n{}", self.log()));
             }
             if self.socket.exists() && self.cli(&["status"]).code == 0 {
-                return;
+                return Ok(());
             }
             assert!(start.elapsed() < Duration::from_secs(20), "the daemon did not come up:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(50));

@@ -2,6 +2,7 @@
 //! through the `privatelink` CLI, with real TCP/UDP from consumer namespaces to the
 //! provider's backends. What is asserted is what an operator or a backend would see.
 
+use privatelink_common::{EpIpKey, MAP_EP_IPS};
 use privatelink_tests::{daemon_lab::*, lab::*};
 use std::{
     io::{Read, Write},
@@ -226,6 +227,86 @@ fn on_revoke_keep_lets_live_flows_finish_and_reset_cuts_them() {
     roundtrip(&mut again, b"x").unwrap();
     lab.ok(&["reject", "ep-cut"]);
     assert!(roundtrip(&mut again, b"y").is_err(), "reject under on_revoke: reset must cut the live flow");
+}
+
+#[test]
+fn a_cut_the_daemon_died_before_is_finished_by_the_next_start() {
+    let mut lab = DaemonLab::new(1);
+    let svc = service("cut", "100002", &["allowed_accounts: [\"100001\"]", "auto_accept: true", "on_revoke: reset"]);
+    assert_eq!(lab.apply(&spec(1, &svc, &endpoint("ep-cut", "100001", 0, "cut")), &[]).code, 0);
+    let mut s = lab.in_client(0, echo_session).expect("session through ep-cut");
+    roundtrip(&mut s, b"before").unwrap();
+    // The daemon dies between recording the reject (with its cut) and the cut itself.
+    lab.stop_daemon(libc::SIGTERM);
+    lab.daemon_env = vec![("PRIVATELINK_FAILPOINT".into(), "before-cut".into())];
+    lab.start_daemon();
+    let r = lab.cli(&["reject", "ep-cut"]);
+    assert_ne!(r.code, 0, "the daemon was to die mid-reject: {r:#?}");
+    assert!(lab.wait_daemon_exit(), "the failpoint did not stop the daemon");
+    assert!(lab.log().contains("failpoint reached"), "{}", lab.log());
+    roundtrip(&mut s, b"still").expect("the cut had not happened yet: the flow is alive");
+    // The next start reads the recorded cut and finishes it.
+    lab.daemon_env.clear();
+    lab.start_daemon();
+    assert_eq!(lab.endpoint("ep-cut")["state"], "rejected", "the decision was committed");
+    assert!(roundtrip(&mut s, b"after").is_err(), "the restarted daemon must cut the live flow");
+    assert_eq!(lab.endpoint("ep-cut")["active_connections"], 0);
+    assert!(lab.log().contains("finishing flow cuts that were interrupted"), "{}", lab.log());
+}
+
+/// `bpftool link detach` for the XDP link pinned at `pin`: the bpf(2) BPF_LINK_DETACH
+/// command on the pin's link.
+fn detach_by_hand(pin: &std::path::Path) {
+    let c = std::ffi::CString::new(pin.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: bpf(2) with attrs laid out as `union bpf_attr`'s members for BPF_OBJ_GET
+    // (pathname, bpf_fd, file_flags) and BPF_LINK_DETACH (link_fd); the fd is closed.
+    unsafe {
+        let get: [u64; 2] = [c.as_ptr() as u64, 0];
+        let fd = libc::syscall(libc::SYS_bpf, 7, get.as_ptr(), 16);
+        assert!(fd >= 0, "BPF_OBJ_GET {}: {}", pin.display(), std::io::Error::last_os_error());
+        let detach: [u32; 2] = [fd as u32, 0];
+        let rc = libc::syscall(libc::SYS_bpf, 34, detach.as_ptr(), 8);
+        assert_eq!(rc, 0, "BPF_LINK_DETACH: {}", std::io::Error::last_os_error());
+        libc::close(fd as i32);
+    }
+}
+
+#[test]
+fn drift_is_repaired_a_detached_link_and_a_removed_map_entry() {
+    let lab = DaemonLab::with_daemon_args(1, &["--repair-interval", "1"]);
+    assert_eq!(lab.apply(&spec(1, &service("web", "100002", &[]), &endpoint("ep", "100002", 0, "web")), &[]).code, 0);
+    lab.in_client(0, || http_get(ep_tcp())).expect("through the endpoint");
+    // Somebody detaches the data path from the consumer interface by hand.
+    detach_by_hand(&lab.bpffs.join("links/gw-c0"));
+    lab.wait_until("the link re-attached", || lab.json(&["status"])["repaired_links"].as_u64() == Some(1));
+    assert!(lab.log().contains("the XDP link was detached by hand: attaching it again"), "{}", lab.log());
+    lab.in_client(0, || http_get(ep_tcp())).expect("through the endpoint again");
+    // Somebody removes the endpoint's address from the data path's map.
+    let pin = lab.bpffs.join("maps").join(MAP_EP_IPS);
+    let data = aya::maps::MapData::from_pin(&pin).expect("the pinned map");
+    let mut ips: aya::maps::HashMap<aya::maps::MapData, EpIpKey, u32> = aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data)).unwrap();
+    let key = EpIpKey { ip_be: u32::from_ne_bytes([10, 0, 0, 100]), vpc_id: lab.json(&["get", "vpcs", "vpc0"])[0]["vpc_id"].as_u64().unwrap() as u16, _pad: 0 };
+    ips.remove(&key).expect("the endpoint's address was bound");
+    lab.wait_until("the map entry rewritten", || lab.json(&["status"])["repaired_map_ops"].as_u64().unwrap_or(0) >= 1);
+    assert!(lab.log().contains("the maps had drifted from the recorded state: repaired"), "{}", lab.log());
+    assert_eq!(ips.get(&key, 0).expect("bound again"), 0);
+    lab.in_client(0, || http_get(ep_tcp())).expect("through the endpoint after the repair");
+}
+
+#[test]
+fn pins_of_an_older_map_layout_are_refused_with_the_way_out() {
+    let mut lab = DaemonLab::new(1);
+    assert_eq!(lab.apply(&spec(1, &service("web", "100002", &[]), &endpoint("ep", "100002", 0, "web")), &[]).code, 0);
+    lab.stop_daemon(libc::SIGTERM);
+    // What a privatelink of layout 1 leaves behind: its maps, no layout map.
+    std::fs::remove_file(lab.bpffs.join("maps").join(privatelink_common::MAP_LAYOUT)).unwrap();
+    let err = lab.try_start_daemon().expect_err("a daemon must not read maps of another layout");
+    assert!(err.contains("have layout 1") && err.contains("`privatelink down`"), "{err}");
+    // The way out it names: down (removes the pins), then start.
+    let r = lab.cli(&["down", "--bpffs", lab.bpffs.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    lab.start_daemon();
+    lab.in_client(0, || http_get(ep_tcp())).expect("the recorded state is applied anew");
 }
 
 #[test]

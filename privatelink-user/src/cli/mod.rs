@@ -47,6 +47,10 @@ pub enum Command {
         /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9469).
         #[arg(long, value_name = "ADDR")]
         metrics: Option<std::net::SocketAddr>,
+        /// Every SECS seconds, re-attach XDP links detached by hand and rewrite map
+        /// entries that differ from the recorded state (logged and counted).
+        #[arg(long, value_name = "SECS", default_value_t = daemon::DEFAULT_REPAIR_INTERVAL_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        repair_interval: u64,
         /// Log lines as text or JSON (to stderr).
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
@@ -188,8 +192,9 @@ pub fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let r = match cli.command {
-        Command::Daemon { state_dir, bpffs, metrics, log_format, log_level } => {
-            admin::daemon(daemon::Options { state_dir, bpffs, socket: cli.socket, metrics }, log_format, &log_level)
+        Command::Daemon { state_dir, bpffs, metrics, repair_interval, log_format, log_level } => {
+            let repair_interval = std::time::Duration::from_secs(repair_interval);
+            admin::daemon(daemon::Options { state_dir, bpffs, socket: cli.socket, metrics, repair_interval }, log_format, &log_level)
         }
         Command::Apply { file, dry_run } => apply::run(&cli.socket, &file, dry_run, cli.output),
         Command::Get { kind, name } => get::get(&cli.socket, kind, name, cli.output),

@@ -229,4 +229,9 @@ pub struct StatusView {
     pub last_reconcile: Option<Report>,
     pub sweeps: u64,
     pub expired_flows: u64,
+    /// Drift repairs: links re-attached, and map operations rewritten.
+    #[serde(default)]
+    pub repaired_links: u64,
+    #[serde(default)]
+    pub repaired_map_ops: u64,
 }

@@ -58,7 +58,7 @@ impl Gateway {
     }
 
     fn run_plan(&mut self, p: Planned) -> Result<ApplyResult> {
-        let Planned { state, changes, reset } = p;
+        let Planned { mut state, changes, reset } = p;
         let mut total = Report::default();
         if state == self.state && !plan::unfinished(&self.state) && self.dp.is_some() {
             // Nothing to record; the maps are still checked (and written only if they
@@ -66,12 +66,14 @@ impl Gateway {
             let r = self.sync()?;
             return Ok(ApplyResult { dry_run: false, changes, reconcile: r });
         }
+        // Flows to cut are part of the committed state (finished at start after a crash).
+        state.cuts.extend(reset);
         self.commit(state)?;
         self.load_data_path()?;
         let r = self.sync()?;
         total.ops += r.ops;
         total.writes += r.writes;
-        self.sweep_endpoints(reset.into_iter().collect())?;
+        self.finish_cuts()?;
         self.ensure_links()?;
         let r = self.finish_apply()?;
         total.ops += r.ops;
@@ -101,6 +103,19 @@ impl Gateway {
         Ok(r.expired)
     }
 
+    /// Cut the flows the recorded state says must go, then record that they are gone.
+    pub(super) fn finish_cuts(&mut self) -> Result<()> {
+        if self.state.cuts.is_empty() || self.dp.is_none() {
+            return Ok(());
+        }
+        failpoint("before-cut");
+        let n = self.sweep_endpoints(self.state.cuts.clone())?;
+        tracing::info!(flows = n, endpoints = ?self.state.cuts, "cut the live flows of revoked endpoints");
+        let mut next = self.state.clone();
+        next.cuts.clear();
+        self.commit(next)
+    }
+
     /// `accept ENDPOINT`: the provider approves the connection.
     pub(super) fn accept(&mut self, endpoint: &str) -> Result<EndpointView> {
         let next = plan::accept(&self.state, endpoint)?;
@@ -111,10 +126,11 @@ impl Gateway {
 
     /// `reject ENDPOINT`: live flows are cut when the service says `on_revoke: reset`.
     pub(super) fn reject(&mut self, endpoint: &str) -> Result<EndpointView> {
-        let (next, cut) = plan::reject(&self.state, endpoint)?;
+        let (mut next, cut) = plan::reject(&self.state, endpoint)?;
+        next.cuts.extend(cut);
         self.commit(next)?;
         self.sync()?;
-        self.sweep_endpoints(cut.into_iter().collect())?;
+        self.finish_cuts()?;
         self.endpoint_view(endpoint)
     }
 
@@ -125,5 +141,14 @@ impl Gateway {
             One::Service => plan::without_service(&self.state, name, force)?,
         };
         Ok(self.apply_spec(&next, None, false))
+    }
+}
+
+/// Crash-recovery tests stop the daemon at a named point (`PRIVATELINK_FAILPOINT`):
+/// the process aborts as a crash would. Unset in production; nothing else reads it.
+fn failpoint(name: &str) {
+    if std::env::var_os("PRIVATELINK_FAILPOINT").is_some_and(|v| v == name) {
+        tracing::error!(failpoint = name, "failpoint reached: aborting");
+        std::process::abort();
     }
 }

@@ -34,6 +34,10 @@ pub struct Gateway {
     pub(super) last_reconcile: Option<Report>,
     pub(super) last_reconcile_seconds: f64,
     pub(super) sweeps: u64,
+    /// Drift repairs so far: links re-attached, map operations rewritten.
+    pub(super) repaired_links: u64,
+    pub(super) repaired_map_ops: u64,
+    pub(super) last_repair: std::time::Instant,
     pub(super) expired: u64,
     pub(super) checker: health::Checker,
     /// (endpoint index, drop reason) -> refusals counted so far, and the count when
@@ -60,6 +64,9 @@ impl Gateway {
             last_reconcile: None,
             last_reconcile_seconds: 0.0,
             sweeps: 0,
+            repaired_links: 0,
+            repaired_map_ops: 0,
+            last_repair: std::time::Instant::now(),
             expired: 0,
             checker: health::Checker::default(),
             episodes: BTreeMap::new(),
@@ -73,6 +80,10 @@ impl Gateway {
             if plan::unfinished(&gw.state) {
                 tracing::warn!("finishing an apply that was interrupted");
                 gw.finish_apply()?;
+            }
+            if !gw.state.cuts.is_empty() {
+                tracing::warn!(endpoints = ?gw.state.cuts, "finishing flow cuts that were interrupted");
+                gw.finish_cuts()?;
             }
         }
         Ok(gw)
@@ -142,7 +153,8 @@ impl Gateway {
         Ok(links::remove_pins(&self.opts.bpffs)?)
     }
 
-    /// The once-a-second housekeeping: expire idle flows, watch limit episodes.
+    /// The once-a-second housekeeping: expire idle flows, watch limit episodes, and
+    /// every `repair_interval` repair drift.
     pub fn tick(&mut self) -> Result<()> {
         let timeouts = self.state.gateway.timeouts.into();
         if let Some(dp) = &mut self.dp {
@@ -150,6 +162,29 @@ impl Gateway {
             self.sweeps += 1;
             self.expired += r.expired;
         }
+        if self.last_repair.elapsed() >= self.opts.repair_interval {
+            self.last_repair = std::time::Instant::now();
+            self.repair()?;
+        }
         self.watch_limits()
+    }
+
+    /// Make links and maps what the recorded state says again: a link detached by hand
+    /// is attached anew, map entries changed or removed by hand are rewritten.
+    pub(super) fn repair(&mut self) -> Result<()> {
+        if self.dp.is_none() {
+            return Ok(());
+        }
+        for name in self.links.drop_detached() {
+            tracing::warn!(interface = %name, "the XDP link was detached by hand: attaching it again");
+            self.repaired_links += 1;
+        }
+        self.ensure_links()?;
+        let r = self.sync()?;
+        if r.ops > 0 {
+            tracing::warn!(ops = r.ops, writes = r.writes, "the maps had drifted from the recorded state: repaired");
+            self.repaired_map_ops += r.ops as u64;
+        }
+        Ok(())
     }
 }

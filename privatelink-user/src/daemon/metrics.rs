@@ -50,6 +50,8 @@ pub struct Snapshot {
     pub last_reconcile_seconds: f64,
     pub sweeps: u64,
     pub expired_flows: u64,
+    pub repaired_links: u64,
+    pub repaired_map_ops: u64,
 }
 
 fn with(l: &Labels, k: &str, v: &str) -> Labels {
@@ -124,6 +126,8 @@ impl Collector for Snapshot {
         family(&mut e, "privatelink_last_reconcile_duration_seconds", "How long the last reconcile took.", vec![(vec![], ConstGauge::new(self.last_reconcile_seconds))])?;
         family(&mut e, "privatelink_sweeper_runs", "Passes of the conntrack sweeper.", vec![(vec![], counter(self.sweeps))])?;
         family(&mut e, "privatelink_sweeper_expired_flows", "Flows the sweeper removed.", vec![(vec![], counter(self.expired_flows))])?;
+        let what = |w: &str| vec![("what".to_string(), w.to_string())];
+        family(&mut e, "privatelink_drift_repairs", "Drift repaired: XDP links re-attached (links), map operations rewritten (map_ops).", vec![(what("links"), counter(self.repaired_links)), (what("map_ops"), counter(self.repaired_map_ops))])?;
         Ok(())
     }
 }
@@ -147,6 +151,8 @@ impl Gateway {
             last_reconcile_seconds: self.last_reconcile_seconds,
             sweeps: self.sweeps,
             expired_flows: self.expired,
+            repaired_links: self.repaired_links,
+            repaired_map_ops: self.repaired_map_ops,
             ..Default::default()
         };
         for s in self.state.services.values() {

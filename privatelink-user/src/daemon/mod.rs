@@ -31,6 +31,8 @@ pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/privatelink";
 pub const DEFAULT_SOCKET: &str = "/run/privatelink.sock";
 /// How often the sweeper looks for idle flows.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// How often links and maps are compared with the recorded state and repaired.
+pub const DEFAULT_REPAIR_INTERVAL_SECS: u64 = 10;
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -39,6 +41,8 @@ pub struct Options {
     pub socket: PathBuf,
     /// Serve Prometheus metrics on `/metrics` here.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Drift repair: links re-attached and maps rewritten to the state this often.
+    pub repair_interval: Duration,
 }
 
 fn is_root() -> bool {

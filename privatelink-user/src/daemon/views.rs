@@ -204,6 +204,8 @@ impl Gateway {
             last_reconcile: self.last_reconcile,
             sweeps: self.sweeps,
             expired_flows: self.expired,
+            repaired_links: self.repaired_links,
+            repaired_map_ops: self.repaired_map_ops,
         };
         let Some(dp) = &self.dp else { return Ok(view) };
         view.program_id = Some(dp.xdp()?.info()?.id());

@@ -241,10 +241,66 @@ impl Links {
         Ok(())
     }
 
+    /// Interfaces whose link no longer holds an attachment (detached by hand, e.g.
+    /// `bpftool link detach`): dropped here, so `ensure` attaches them anew.
+    pub fn drop_detached(&mut self) -> Vec<String> {
+        let gone: Vec<String> = self
+            .links
+            .iter()
+            .filter(|(name, l)| attached_ifindex(l).is_some_and(|i| Some(i) != loader::ifindex(name).ok()))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in &gone {
+            if let Err(e) = self.detach(name) {
+                tracing::warn!(interface = %name, error = %e, "removing a detached link's pin");
+            }
+        }
+        gone
+    }
+
     pub fn detach_all(&mut self) -> Result<()> {
         for name in self.links.keys().cloned().collect::<Vec<_>>() {
             self.detach(&name)?;
         }
         Ok(())
+    }
+}
+
+/// The interface an XDP link is attached to (0 once it was detached), from the
+/// kernel's `bpf_link_info`; `None` when the kernel cannot tell.
+fn attached_ifindex(link: &FdLink) -> Option<u32> {
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
+    /// `bpf_link_info` up to its XDP part: type, id, prog_id, then the union at 16.
+    #[repr(C)]
+    struct Info {
+        kind: u32,
+        id: u32,
+        prog_id: u32,
+        _pad: u32,
+        xdp_ifindex: u32,
+        _rest: [u32; 11],
+    }
+    #[repr(C)]
+    struct InfoAttr {
+        fd: u32,
+        len: u32,
+        info: u64,
+    }
+    let id = link.info().ok()?.id();
+    let mut by_id = [0u32; 4];
+    by_id[0] = id;
+    // SAFETY: the bpf(2) syscall with attrs laid out as the kernel's `union bpf_attr`
+    // members for these commands; the fd it returns is closed below.
+    unsafe {
+        let fd = libc::syscall(libc::SYS_bpf, BPF_LINK_GET_FD_BY_ID, by_id.as_ptr(), std::mem::size_of_val(&by_id));
+        if fd < 0 {
+            return None;
+        }
+        let mut info: Info = std::mem::zeroed();
+        let attr = InfoAttr { fd: fd as u32, len: std::mem::size_of::<Info>() as u32, info: &mut info as *mut Info as u64 };
+        let rc = libc::syscall(libc::SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, &attr, std::mem::size_of::<InfoAttr>());
+        libc::close(fd as i32);
+        (rc == 0).then_some(info.xdp_ifindex)
     }
 }

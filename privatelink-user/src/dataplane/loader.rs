@@ -9,7 +9,7 @@ use super::{
 };
 use aya::{
     maps::{Array, Map, MapData},
-    programs::{links::FdLink, xdp::{XdpLink, XdpLinkId}, Xdp, XdpMode},
+    programs::{links::FdLink, xdp::{XdpLink, XdpLinkId}, ProgramError, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
 use privatelink_common::{ALL_MAPS, DEFAULT_CT_CAPACITY, MAP_CT, MAP_LAYOUT, MAP_LAYOUT_VERSION, PROG_EXPIRE, PROG_PASS, PROG_XDP};
@@ -50,9 +50,7 @@ impl Dataplane {
         }
         let mut ebpf = loader.load(BPF_OBJECT)?;
         for name in [PROG_XDP, PROG_EXPIRE, PROG_PASS] {
-            program_mut(&mut ebpf, name)?
-                .load()
-                .map_err(|source| Error::Program { name, source })?;
+            load_program(&mut ebpf, name)?;
         }
         let maps = Maps::take(&mut ebpf)?;
         let layout = ebpf.map_mut(MAP_LAYOUT).ok_or(Error::Missing { kind: "map", name: MAP_LAYOUT })?;
@@ -148,6 +146,23 @@ impl Dataplane {
             .take_link(link)
             .map_err(|source| Error::Program { name: PROG_XDP, source })?;
         FdLink::try_from(l).map_err(|e| Error::Link(e.to_string()))
+    }
+}
+
+/// Load (verify) one program. The verifier gives up with EAGAIN when a signal arrives
+/// while it works (seen on 6.18 with several loads in parallel, ~0.7 s each); like
+/// libbpf, try again a few times.
+fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        match program_mut(ebpf, name)?.load() {
+            Ok(()) => return Ok(()),
+            Err(ProgramError::LoadError { io_error, .. }) if io_error.raw_os_error() == Some(libc::EAGAIN) && tries < 5 => {
+                tries += 1;
+                tracing::debug!(program = name, tries, "the verifier was interrupted (EAGAIN): loading again");
+            }
+            Err(source) => return Err(Error::Program { name, source }),
+        }
     }
 }
 

@@ -94,6 +94,11 @@ pub struct State {
     pub endpoints: BTreeMap<String, EndpointRecord>,
     /// Bumped by every change that reaches the store.
     pub generation: u64,
+    /// Endpoints (slot indices) whose live flows must still be cut: recorded with the
+    /// decision that asks for it (reject or revoke under `on_revoke: reset`) and cleared
+    /// once the flows are gone, so a daemon that dies in between finishes it at start.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub cuts: std::collections::BTreeSet<u32>,
 }
 
 impl State {

@@ -82,6 +82,9 @@ impl Store for RedbStore {
         if let Some(b) = get("generation")? {
             st.generation = decode("generation", &b)?;
         }
+        if let Some(b) = get("cuts")? {
+            st.cuts = decode("cuts", &b)?;
+        }
         fn all<T: DeserializeOwned>(
             tx: &redb::ReadTransaction,
             t: TableDefinition<&str, &[u8]>,
@@ -112,6 +115,7 @@ impl Store for RedbStore {
             meta.insert("spec", encode("spec", &st.spec)?.as_slice()).map_err(dberr)?;
             meta.insert("gateway", encode("gateway", &st.gateway)?.as_slice()).map_err(dberr)?;
             meta.insert("generation", encode("generation", &st.generation)?.as_slice()).map_err(dberr)?;
+            meta.insert("cuts", encode("cuts", &st.cuts)?.as_slice()).map_err(dberr)?;
             fn put<T: Serialize>(
                 tx: &redb::WriteTransaction,
                 t: TableDefinition<&str, &[u8]>,
