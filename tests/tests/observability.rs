@@ -44,7 +44,7 @@ fn event_kinds(lab: &DaemonLab) -> Vec<String> {
 
 #[test]
 fn a_dead_backend_stops_taking_new_flows_comes_back_and_all_dead_fails_open() {
-    let lab = DaemonLab::with_daemon_args(1, &["--metrics", &format!("127.0.0.1:{METRICS_PORT}")]);
+    let mut lab = DaemonLab::with_daemon_args(1, &["--metrics", &format!("127.0.0.1:{METRICS_PORT}")]);
     let check = "health_check: { type: tcp, interval: 300ms, timeout: 200ms, healthy_threshold: 2, unhealthy_threshold: 2 }";
     let r = lab.apply(&spec(1, &service("web", "100002", &[check]), &endpoint("ep", "100002", 0, "web")), &[]);
     assert_eq!(r.code, 0, "{r:#?}");
@@ -61,6 +61,13 @@ fn a_dead_backend_stops_taking_new_flows_comes_back_and_all_dead_fails_open() {
     assert!(table.contains(" 1/2 "), "{table}");
     let d = lab.ok(&["describe", "service", "web"]);
     assert!(d.contains("192.168.2.10 DOWN (connect: Connection refused"), "{d}");
+
+    // A restarted daemon starts from the last known health: no new flow to backend-0.
+    lab.stop_daemon(libc::SIGTERM);
+    lab.start_daemon();
+    assert_eq!(health(&lab), (vec![false, true], false), "the restart forgot a backend was down");
+    let reached = backends_reached(&lab, 20);
+    assert!(reached.iter().all(|b| b == "backend-1"), "new flows reach the dead backend after a restart: {reached:?}");
 
     lab.set_backend_running(0, true);
     lab.wait_until("backend-0 back up", || health(&lab).0 == [true, true]);

@@ -8,7 +8,7 @@ use super::{
     handler::{ok, spec_error_response},
 };
 use crate::{
-    dataplane::{links, loader, reconcile::Report, sweep::Scope},
+    dataplane::{links, loader, maps, reconcile::Report, sweep::Scope},
     model::{
         plan::{self, Planned},
         plan_spec,
@@ -103,16 +103,25 @@ impl Gateway {
         Ok(r.expired)
     }
 
-    /// Cut the flows the recorded state says must go, then record that they are gone.
+    /// Cut the flows the recorded state says must go (of revoked endpoints, of backends
+    /// gone down under `on_backend_down: reset`), then record that they are gone.
     pub(super) fn finish_cuts(&mut self) -> Result<()> {
-        if self.state.cuts.is_empty() || self.dp.is_none() {
+        if (self.state.cuts.is_empty() && self.state.backend_cuts.is_empty()) || self.dp.is_none() {
             return Ok(());
         }
         failpoint("before-cut");
         let n = self.sweep_endpoints(self.state.cuts.clone())?;
-        tracing::info!(flows = n, endpoints = ?self.state.cuts, "cut the live flows of revoked endpoints");
+        if n > 0 {
+            tracing::info!(flows = n, endpoints = ?self.state.cuts, "cut the live flows of revoked endpoints");
+        }
+        for (ip, vpc_id) in self.state.backend_cuts.clone() {
+            let r = self.dp()?.sweep(Scope::Backend { ip_be: maps::ip_raw(ip), vpc_id })?;
+            self.expired += r.expired;
+            tracing::info!(flows = r.expired, backend = %ip, "cut the live flows of a backend gone down");
+        }
         let mut next = self.state.clone();
         next.cuts.clear();
+        next.backend_cuts.clear();
         self.commit(next)
     }
 

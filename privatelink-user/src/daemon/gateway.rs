@@ -15,7 +15,7 @@ use crate::{
     model::{
         plan,
         spec,
-        state::{endpoint_events, State},
+        state::{endpoint_events, Event, State},
         yaml::Doc,
     },
     store::{RedbStore, Store},
@@ -81,8 +81,8 @@ impl Gateway {
                 tracing::warn!("finishing an apply that was interrupted");
                 gw.finish_apply()?;
             }
-            if !gw.state.cuts.is_empty() {
-                tracing::warn!(endpoints = ?gw.state.cuts, "finishing flow cuts that were interrupted");
+            if !gw.state.cuts.is_empty() || !gw.state.backend_cuts.is_empty() {
+                tracing::warn!(endpoints = ?gw.state.cuts, backends = ?gw.state.backend_cuts, "finishing flow cuts that were interrupted");
                 gw.finish_cuts()?;
             }
         }
@@ -129,8 +129,14 @@ impl Gateway {
     }
 
     /// Record a new state with the endpoint events it carries, in one transaction.
-    pub(super) fn commit(&mut self, mut st: State) -> Result<()> {
+    pub(super) fn commit(&mut self, st: State) -> Result<()> {
+        self.commit_with(st, Vec::new())
+    }
+
+    /// `commit`, with `more` events (health flips) in the same transaction.
+    pub(super) fn commit_with(&mut self, mut st: State, more: Vec<Event>) -> Result<()> {
         let mut events = endpoint_events(&self.state, &st);
+        events.extend(more);
         self.store.commit_with_events(&mut st, &mut events).context("recording the state")?;
         // A new endpoint's counters start at zero: so does its refusal baseline.
         for e in st.endpoints.values() {

@@ -6,7 +6,6 @@
 
 use super::gateway::Gateway;
 use crate::{
-    dataplane::{maps, sweep::Scope},
     model::{
         spec::{CheckKind, HealthCheck, OnRevoke},
         state::{Event, State},
@@ -75,7 +74,8 @@ pub struct Flip {
 }
 
 impl Checker {
-    /// Follow the services of `st`: new targets start up, targets no longer used go.
+    /// Follow the services of `st`: new targets start up (down when `st` last knew them
+    /// down), targets no longer used go.
     pub fn sync(&mut self, st: &State) {
         self.by_backend.clear();
         for s in st.services.values() {
@@ -89,8 +89,10 @@ impl Checker {
         let used: std::collections::BTreeSet<&Target> = self.by_backend.values().collect();
         self.tracks.retain(|t, _| used.contains(t));
         let now = Instant::now();
-        for t in used {
-            self.tracks.entry(t.clone()).or_insert(Track { up: true, against: 0, next: now, in_flight: false, last_error: None });
+        for ((svc, ip), t) in &self.by_backend {
+            let down = st.backends_down.contains(&(svc.clone(), *ip));
+            let last_error = down.then(|| "down when the daemon last checked".to_string());
+            self.tracks.entry(t.clone()).or_insert(Track { up: !down, against: 0, next: now, in_flight: false, last_error });
         }
     }
 
@@ -222,21 +224,25 @@ impl Gateway {
                 }
             }
         }
-        self.record(events)?;
-        if self.dp.is_some() {
-            self.sync()?;
-            if !flip.up {
-                for svc in &users {
-                    let Some(s) = self.state.services.get(svc) else { continue };
-                    let reset = s.spec.effective_check().is_some_and(|(hc, _)| hc.on_backend_down == OnRevoke::Reset);
-                    let vpc_id = self.state.vpcs.get(&s.spec.vpc).map(|v| v.vpc_id);
-                    if let (true, Some(vpc_id)) = (reset, vpc_id) {
-                        let scope = Scope::Backend { ip_be: maps::ip_raw(target.ip), vpc_id };
-                        let r = self.dp()?.sweep(scope)?;
-                        self.expired += r.expired;
-                    }
+        // The flip, the flows it cuts and its events are recorded together.
+        let mut next = self.state.clone();
+        for svc in &users {
+            let key = (svc.clone(), target.ip);
+            if flip.up {
+                next.backends_down.remove(&key);
+            } else {
+                next.backends_down.insert(key);
+                let Some(s) = self.state.services.get(svc) else { continue };
+                let reset = s.spec.effective_check().is_some_and(|(hc, _)| hc.on_backend_down == OnRevoke::Reset);
+                if let (true, Some(v)) = (reset, self.state.vpcs.get(&s.spec.vpc)) {
+                    next.backend_cuts.insert((target.ip, v.vpc_id));
                 }
             }
+        }
+        self.commit_with(next, events)?;
+        if self.dp.is_some() {
+            self.sync()?;
+            self.finish_cuts()?;
         }
         Ok(())
     }

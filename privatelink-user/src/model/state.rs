@@ -99,6 +99,14 @@ pub struct State {
     /// once the flows are gone, so a daemon that dies in between finishes it at start.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub cuts: std::collections::BTreeSet<u32>,
+    /// Backends (address, provider VPC id) whose flows must still be cut: a backend gone
+    /// down under `on_backend_down: reset`, recorded like `cuts`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub backend_cuts: std::collections::BTreeSet<(Ipv4Addr, u16)>,
+    /// (service, backend) last known down by the health checks: a restarted daemon
+    /// starts them down, so new flows never go to a backend that was down.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub backends_down: std::collections::BTreeSet<(String, Ipv4Addr)>,
 }
 
 impl State {

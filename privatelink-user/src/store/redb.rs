@@ -85,6 +85,12 @@ impl Store for RedbStore {
         if let Some(b) = get("cuts")? {
             st.cuts = decode("cuts", &b)?;
         }
+        if let Some(b) = get("backend_cuts")? {
+            st.backend_cuts = decode("backend_cuts", &b)?;
+        }
+        if let Some(b) = get("backends_down")? {
+            st.backends_down = decode("backends_down", &b)?;
+        }
         fn all<T: DeserializeOwned>(
             tx: &redb::ReadTransaction,
             t: TableDefinition<&str, &[u8]>,
@@ -116,6 +122,8 @@ impl Store for RedbStore {
             meta.insert("gateway", encode("gateway", &st.gateway)?.as_slice()).map_err(dberr)?;
             meta.insert("generation", encode("generation", &st.generation)?.as_slice()).map_err(dberr)?;
             meta.insert("cuts", encode("cuts", &st.cuts)?.as_slice()).map_err(dberr)?;
+            meta.insert("backend_cuts", encode("backend_cuts", &st.backend_cuts)?.as_slice()).map_err(dberr)?;
+            meta.insert("backends_down", encode("backends_down", &st.backends_down)?.as_slice()).map_err(dberr)?;
             fn put<T: Serialize>(
                 tx: &redb::WriteTransaction,
                 t: TableDefinition<&str, &[u8]>,
