@@ -22,11 +22,16 @@ pub const MAP_GLOBAL_STATS: &str = "PL_GSTATS";
 pub const MAP_VPC_STATS: &str = "PL_VPC_STATS";
 /// Per endpoint and CPU: the ICMP the gateway generated in the current second.
 pub const MAP_ICMP_RATE: &str = "PL_ICMP_RATE";
+/// An endpoint's SNAT addresses: `u32` at `endpoint * MAX_SNAT_PER_ENDPOINT + i`.
+pub const MAP_EP_SNAT: &str = "PL_EP_SNAT";
+/// Per SNAT address of an endpoint (same index): the next port to try, a cursor that
+/// rotates over the whole port range so a just-freed port is reused as late as possible.
+pub const MAP_SNAT_CURSOR: &str = "PL_SNAT_CURSOR";
 /// Every map of the data path (what a pin directory holds).
-pub const ALL_MAPS: [&str; 15] = [
+pub const ALL_MAPS: [&str; 17] = [
     MAP_VPCS, MAP_EP_IPS, MAP_ENDPOINTS, MAP_EP_ACTIVE, MAP_PORTS, MAP_SERVICES, MAP_BACKENDS,
     MAP_MAGLEV, MAP_CT, MAP_SNAT_RANGES, MAP_EP_STATS, MAP_GLOBAL_STATS, MAP_VPC_STATS, MAP_ICMP_RATE,
-    MAP_LAYOUT,
+    MAP_EP_SNAT, MAP_SNAT_CURSOR, MAP_LAYOUT,
 ];
 
 /// Version of the maps' layout (keys, values, the set of maps), kept in `PL_LAYOUT`
@@ -69,8 +74,11 @@ pub const DEFAULT_CT_CAPACITY: u32 = 262_144;
 /// SNAT source ports handed out per (snat ip, backend, proto).
 pub const SNAT_PORT_MIN: u16 = 1_024;
 pub const SNAT_PORT_MAX: u16 = 65_535;
-/// How many SNAT ports a new flow probes before it is refused as exhausted.
-pub const SNAT_PORT_TRIES: u32 = 32;
+/// SNAT addresses an endpoint may have (`services[].snat_addresses_per_endpoint`).
+pub const MAX_SNAT_PER_ENDPOINT: u32 = 16;
+/// Ports a new flow probes on each of its endpoint's SNAT addresses, from that
+/// address's cursor, before it moves on to the next address.
+pub const SNAT_PROBES_PER_ADDRESS: u32 = 8;
 /// Index of "no backend" in the Maglev table.
 pub const BACKEND_NONE: u32 = u32::MAX;
 
@@ -233,7 +241,8 @@ pub struct EndpointInfo {
     pub conn_limit: u32,
     /// One of `EP_STATE_*`; 0 = slot unused.
     pub state: u8,
-    pub _pad: u8,
+    /// SNAT addresses of the endpoint in `PL_EP_SNAT` (0 counts as 1: `snat_ip_be`).
+    pub snat_count: u8,
     /// MSS that TCP SYNs and SYN-ACKs of this endpoint's flows are clamped to; 0 = off.
     pub mss_clamp: u16,
 }
@@ -415,10 +424,14 @@ pub struct Stats {
     /// Releases of a connection slot found the active count at zero (never expected:
     /// the count saturates instead of wrapping).
     pub slot_underflows: u64,
+    /// SNAT ports claimed by new flows, and given back when their flows went: ports in
+    /// use = claimed - released (each a sum over CPUs).
+    pub snat_ports_claimed: u64,
+    pub snat_ports_released: u64,
     /// Indexed by `DropReason as usize`.
     pub drops: [u64; DROP_REASON_SLOTS],
 }
-const _: () = assert!(size_of::<Stats>() == 9 * 8 + 8 * DROP_REASON_SLOTS);
+const _: () = assert!(size_of::<Stats>() == 11 * 8 + 8 * DROP_REASON_SLOTS);
 
 impl Stats {
     pub fn drop_count(&self, r: DropReason) -> u64 {
@@ -435,6 +448,8 @@ impl Stats {
         self.arp_replies += o.arp_replies;
         self.icmp_sent += o.icmp_sent;
         self.slot_underflows += o.slot_underflows;
+        self.snat_ports_claimed = self.snat_ports_claimed.wrapping_add(o.snat_ports_claimed);
+        self.snat_ports_released = self.snat_ports_released.wrapping_add(o.snat_ports_released);
         for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
             *a += *b;
         }

@@ -9,7 +9,7 @@
 use crate::{
     parse::{ptr_at, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     stats::Drop,
-    PL_CT, PL_EP_ACTIVE,
+    PL_CT, PL_EP_ACTIVE, PL_EP_SNAT, PL_SNAT_CURSOR,
 };
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, programs::XdpContext};
 use core::intrinsics::{atomic_and, atomic_cxchg, atomic_or, atomic_xadd, AtomicOrdering};
@@ -108,7 +108,8 @@ pub fn release_flow(v: *mut CtValue, endpoint: u32) {
 pub struct NewFlow {
     pub key: CtKey,
     pub endpoint: u32,
-    pub snat_ip: u32,
+    /// The endpoint's SNAT addresses in `PL_EP_SNAT` (at least 1).
+    pub snat_count: u8,
     pub backend_ip: u32,
     pub service_port: u16,
     pub provider_vpc: u16,
@@ -119,7 +120,6 @@ pub struct NewFlow {
     /// The frame's MACs: client (source) and gateway interface (destination).
     pub client_mac: [u8; 6],
     pub gateway_mac: [u8; 6],
-    pub port_seed: u32,
 }
 
 /// Insert the flow's reverse then forward entry. The reverse insert claims a SNAT port
@@ -152,32 +152,16 @@ pub fn create(f: &NewFlow) -> Result<CtValue, CreateError> {
         smac: f.gateway_mac,
         dmac: f.client_mac,
     };
-    let span = (SNAT_PORT_MAX - SNAT_PORT_MIN) as u32 + 1;
     let mut rev_key = CtKey {
         src_ip_be: f.backend_ip,
-        dst_ip_be: f.snat_ip,
+        dst_ip_be: 0,
         src_port_be: f.service_port,
         dst_port_be: 0,
         vpc_id: f.provider_vpc,
         proto: f.key.proto,
         _pad: 0,
     };
-    let mut claimed = false;
-    let mut i = 0u32;
-    while i < SNAT_PORT_TRIES {
-        let port = SNAT_PORT_MIN as u32 + (f.port_seed.wrapping_add(i.wrapping_mul(7919))) % span;
-        rev_key.dst_port_be = (port as u16).to_be();
-        match PL_CT.insert(&rev_key, &rev, BPF_NOEXIST as u64) {
-            Ok(()) => {
-                claimed = true;
-                break;
-            }
-            Err(e) if e == -EEXIST => {}
-            Err(_) => return Err(CreateError::Refused(Drop::endpoint(DropReason::ConntrackFull, f.endpoint))),
-        }
-        i += 1;
-    }
-    if !claimed {
+    if !claim_snat_port(f, &mut rev_key, &rev)? {
         return Err(CreateError::Refused(Drop::endpoint(DropReason::SnatExhausted, f.endpoint)));
     }
     let fwd = CtValue {
@@ -187,7 +171,7 @@ pub fn create(f: &NewFlow) -> Result<CtValue, CreateError> {
         state,
         flags: 0,
         route: 0,
-        nat_src_ip_be: f.snat_ip,
+        nat_src_ip_be: rev_key.dst_ip_be,
         nat_dst_ip_be: f.backend_ip,
         nat_src_port_be: rev_key.dst_port_be,
         nat_dst_port_be: f.service_port,
@@ -202,6 +186,8 @@ pub fn create(f: &NewFlow) -> Result<CtValue, CreateError> {
         // race; should it fail anyway, the sweeper removes reverse entries with no peer.
         if PL_CT.remove(&rev_key).is_err() {
             crate::stats::count_drop(Drop::global(DropReason::ConntrackFull));
+        } else {
+            count_ports(f.endpoint, false);
         }
         if e == -EEXIST {
             return Err(CreateError::Raced);
@@ -217,6 +203,52 @@ pub enum Tcp {
     Nothing,
     /// A SYN on a closed flow: the client opens the same tuple again; it needs a slot.
     Reopen,
+}
+
+/// Claim a SNAT port for the flow: the reverse entry `rev` is inserted under `key`
+/// (BPF_NOEXIST: (backend, service port, SNAT address, SNAT port, proto) is unique).
+/// Each of the endpoint's addresses in turn: `SNAT_PROBES_PER_ADDRESS` ports from its
+/// cursor, which advances one port per new flow over the whole range (a just-freed
+/// port comes back last); a full port space moves the flow to the next address.
+/// `Ok(false)`: every address is full towards this backend port.
+#[inline(always)]
+fn claim_snat_port(f: &NewFlow, key: &mut CtKey, rev: &CtValue) -> Result<bool, CreateError> {
+    let span = (SNAT_PORT_MAX - SNAT_PORT_MIN) as u64 + 1;
+    let count = if f.snat_count == 0 { 1 } else { f.snat_count as u32 };
+    let mut a = 0u32;
+    while a < MAX_SNAT_PER_ENDPOINT && a < count {
+        let slot = f.endpoint.wrapping_mul(MAX_SNAT_PER_ENDPOINT).wrapping_add(a);
+        let (Some(ip), Some(cursor)) = (PL_EP_SNAT.get(slot), PL_SNAT_CURSOR.get_ptr_mut(slot)) else { break };
+        key.dst_ip_be = *ip;
+        let c = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(cursor, 1) };
+        let mut i = 0u64;
+        while i < SNAT_PROBES_PER_ADDRESS as u64 {
+            key.dst_port_be = ((SNAT_PORT_MIN as u64 + (c + i) % span) as u16).to_be();
+            match PL_CT.insert(&*key, rev, BPF_NOEXIST as u64) {
+                Ok(()) => {
+                    count_ports(f.endpoint, true);
+                    return Ok(true);
+                }
+                Err(e) if e == -EEXIST => {}
+                Err(_) => return Err(CreateError::Refused(Drop::endpoint(DropReason::ConntrackFull, f.endpoint))),
+            }
+            i += 1;
+        }
+        a += 1;
+    }
+    Ok(false)
+}
+
+/// Count a SNAT port claimed or given back (ports in use = claimed - released).
+#[inline(always)]
+fn count_ports(endpoint: u32, claimed: bool) {
+    if let Some(s) = crate::stats::slot(endpoint) {
+        if claimed {
+            s.snat_ports_claimed += 1;
+        } else {
+            s.snat_ports_released += 1;
+        }
+    }
 }
 
 /// Track TCP state on the forward entry from a segment's flags (`from_backend`: it came
@@ -301,6 +333,7 @@ pub fn expire(ctx: &XdpContext) -> u32 {
         return EXPIRE_KEPT;
     }
     if PL_CT.remove(&peer).is_ok() {
+        count_ports(fwd.endpoint, false);
         EXPIRE_DELETED
     } else {
         EXPIRE_DELETED_NO_PEER

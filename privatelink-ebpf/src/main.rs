@@ -56,6 +56,11 @@ static PL_EP_STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(MAX_ENDPO
 static PL_GSTATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static PL_VPC_STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(MAX_VPCS, 0);
+#[map]
+static PL_EP_SNAT: Array<u32> = Array::with_max_entries(MAX_ENDPOINTS * MAX_SNAT_PER_ENDPOINT, 0);
+/// Changed only with atomic adds.
+#[map]
+static PL_SNAT_CURSOR: Array<u64> = Array::with_max_entries(MAX_ENDPOINTS * MAX_SNAT_PER_ENDPOINT, 0);
 /// `MAP_LAYOUT_VERSION`, written by userspace: the data path never reads it.
 #[map]
 static PL_LAYOUT: Array<u32> = Array::with_max_entries(1, 0);

@@ -10,7 +10,7 @@ use crate::{
     stats::{self, Drop},
 };
 use aya_ebpf::programs::XdpContext;
-use privatelink_common::{hash::{self, flow_hash}, *};
+use privatelink_common::{hash::flow_hash, *};
 
 /// Refuse a new flow: a TCP SYN is answered with a RST so the client fails fast, a UDP
 /// datagram is dropped. Counted under `d` either way.
@@ -87,7 +87,7 @@ pub fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u
     let flow = NewFlow {
         key,
         endpoint: ep,
-        snat_ip: info.snat_ip_be,
+        snat_count: info.snat_count,
         backend_ip: backend.ip_be,
         service_port,
         provider_vpc: svc.vpc_id,
@@ -96,7 +96,6 @@ pub fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u
         consumer_mtu: vpc.mtu,
         client_mac: [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]],
         gateway_mac: [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]],
-        port_seed: hash::mix32(h),
     };
     let fwd = match conntrack::create(&flow) {
         Ok(v) => {

@@ -196,6 +196,7 @@ impl Lab {
                 state: EP_STATE_ACCEPTED,
                 ..Default::default()
             };
+            m.set_ep_snat(i as u32 * MAX_SNAT_PER_ENDPOINT, Some(snat_ip(i as u32))).unwrap();
             m.set_endpoint(i as u32, info).unwrap();
             m.bind_endpoint_ip(c.vpc_id, ENDPOINT, i as u32).unwrap();
         }

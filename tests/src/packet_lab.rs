@@ -168,6 +168,7 @@ fn seed(dp: &mut Dataplane, consumer_if: u32, provider_if: u32) {
     ];
     for (idx, ip, svc, state) in eps {
         let snat = Ipv4Addr::from(u32::from(SNAT_IP) + idx);
+        m.set_ep_snat(idx * MAX_SNAT_PER_ENDPOINT, Some(snat)).unwrap();
         m.set_endpoint(idx, EndpointInfo { service: svc, snat_ip_be: ip_raw(snat), conn_limit: 3000, state, ..Default::default() })
             .unwrap();
         m.bind_endpoint_ip(CONSUMER_VPC, ip, idx).unwrap();

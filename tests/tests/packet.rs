@@ -6,7 +6,7 @@ use privatelink::dataplane::{
     maps::ip_raw,
     sweep::{self, Scope, Timeouts},
 };
-use privatelink_common::{hash, *};
+use privatelink_common::*;
 use privatelink_tests::{
     frame::{self, arp_request, decode, Packet, ACK, FIN, PSH, RST, SYN},
     packet_lab::*,
@@ -402,12 +402,10 @@ fn conntrack_full_refuses_new_flows_and_keeps_old_ones() {
 fn snat_exhaustion_never_reuses_a_live_tuple() {
     let mut lab = PacketLab::new(1024);
     let sport = 4242u16;
-    // Occupy every port the new flow will probe, as live flows would.
-    let h = hash::flow_hash(ip_raw(CLIENT), ip_raw(EP_ACCEPTED), sport.to_be(), 80u16.to_be(), PROTO_TCP);
-    let seed = hash::mix32(h);
-    let span = (SNAT_PORT_MAX - SNAT_PORT_MIN) as u32 + 1;
-    for i in 0..SNAT_PORT_TRIES {
-        let port = SNAT_PORT_MIN as u32 + seed.wrapping_add(i.wrapping_mul(7919)) % span;
+    // Occupy every port the new flow will probe (from the fresh cursor of the
+    // endpoint's only SNAT address), as live flows would.
+    for i in 0..SNAT_PROBES_PER_ADDRESS {
+        let port = SNAT_PORT_MIN as u32 + i;
         let key = CtKey {
             src_ip_be: ip_raw(BACKEND),
             dst_ip_be: ip_raw(SNAT_IP),

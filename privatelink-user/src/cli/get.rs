@@ -94,7 +94,8 @@ pub fn describe(socket: &Path, kind: One, name: String, fmt: Format) -> Result<(
                 ("vpc", e.vpc),
                 ("ip", e.ip.to_string()),
                 ("service", format!("{} ({})", e.service, e.service_id)),
-                ("snat ip", e.snat_ip.to_string()),
+                ("snat ip", e.snat_ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", ")),
+                ("snat ports in use", e.snat_ports_in_use.to_string()),
                 ("connections", format!("{} active, limit {}", e.active_connections, e.connection_limit)),
                 ("reason", e.reason.unwrap_or_default()),
             ])

@@ -91,6 +91,12 @@ pub struct EndpointView {
     pub service: String,
     pub service_id: String,
     pub snat_ip: Ipv4Addr,
+    /// Every SNAT address of the endpoint (the first is `snat_ip`).
+    #[serde(default)]
+    pub snat_ips: Vec<Ipv4Addr>,
+    /// SNAT ports its flows hold, measured by the data path.
+    #[serde(default)]
+    pub snat_ports_in_use: u64,
     pub connection_limit: i64,
     pub active_connections: u64,
     pub reason: Option<String>,

@@ -105,8 +105,8 @@ impl Collector for Snapshot {
         family(&mut e, "privatelink_endpoint_drops", "Packets to an endpoint dropped, by reason.", drops)?;
         family(&mut e, "privatelink_endpoint_connection_limit_hits", "New connections refused by the endpoint's connection limit.", eps.iter().map(|s| (s.labels.clone(), counter(s.counters.drops.get("over_limit").copied().unwrap_or(0)))).collect())?;
         family(&mut e, "privatelink_endpoint_resets_sent", "TCP resets the gateway sent for an endpoint.", eps.iter().map(|s| (s.labels.clone(), counter(s.counters.resets_sent))).collect())?;
-        family(&mut e, "privatelink_endpoint_snat_ports_in_use", "SNAT source ports held by the endpoint's flows.", eps.iter().map(|s| (s.labels.clone(), gauge(s.snat_ports_in_use as i64))).collect())?;
-        family(&mut e, "privatelink_endpoint_snat_ports_free", "SNAT source ports left for new flows (per backend and protocol, summed).", eps.iter().map(|s| (s.labels.clone(), gauge(s.snat_ports_free as i64))).collect())?;
+        family(&mut e, "privatelink_endpoint_snat_ports_in_use", "SNAT source ports held by the endpoint's flows (open or closing), as the data path counts them.", eps.iter().map(|s| (s.labels.clone(), gauge(s.snat_ports_in_use as i64))).collect())?;
+        family(&mut e, "privatelink_endpoint_snat_ports_free", "SNAT source ports left for new flows (per SNAT address, backend and protocol, summed).", eps.iter().map(|s| (s.labels.clone(), gauge(s.snat_ports_free as i64))).collect())?;
         family(&mut e, "privatelink_backend_up", "1 when the backend passes its health checks (or is unchecked).", self.backends.iter().map(|b| (b.labels.clone(), gauge(b.up as i64))).collect())?;
         family(&mut e, "privatelink_backend_flows", "Live flows on a backend.", self.backends.iter().map(|b| (b.labels.clone(), gauge(b.flows as i64))).collect())?;
         family(&mut e, "privatelink_service_failing_open", "1 when every backend of the service is down and it uses them all.", self.services.iter().map(|(s, f)| (vec![("service".to_string(), s.clone())], gauge(*f as i64))).collect())?;
@@ -172,7 +172,11 @@ impl Gateway {
             let active = dp.maps.active_flows(e.index)?;
             let protos = svc.spec.ports.iter().map(|p| p.protocol).collect::<std::collections::BTreeSet<_>>().len() as u64;
             let up = svc.spec.backends.iter().filter(|b| self.checker.is_up(&svc.spec.name, b.address)).count().max(1) as u64;
-            let ports = (SNAT_PORT_MAX as u64 - SNAT_PORT_MIN as u64 + 1) * protos * up;
+            // Each SNAT address has the port range towards each backend and protocol.
+            let ports = (SNAT_PORT_MAX as u64 - SNAT_PORT_MIN as u64 + 1) * protos * up * e.snat_ips().count() as u64;
+            // Measured by the data path: ports claimed by new flows, less ports given back.
+            let stats = dp.maps.endpoint_stats(e.index)?;
+            let in_use = stats.snat_ports_claimed.wrapping_sub(stats.snat_ports_released);
             snap.endpoints.push(EndpointSample {
                 labels: vec![
                     ("endpoint".into(), e.spec.name.clone()),
@@ -181,10 +185,10 @@ impl Gateway {
                     ("account".into(), e.spec.owner.0.clone()),
                     ("vpc".into(), e.spec.vpc.clone()),
                 ],
-                counters: dp.maps.endpoint_stats(e.index)?.into(),
+                counters: stats.into(),
                 active,
-                snat_ports_in_use: active,
-                snat_ports_free: ports.saturating_sub(active),
+                snat_ports_in_use: in_use,
+                snat_ports_free: ports.saturating_sub(in_use),
             });
         }
         for s in self.state.services.values() {

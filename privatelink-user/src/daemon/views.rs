@@ -75,9 +75,12 @@ impl Gateway {
     pub(super) fn endpoint_view(&self, key: &str) -> Result<EndpointView> {
         let e = self.state.find_endpoint(key).with_context(|| format!("no endpoint named or with id `{key}`"))?;
         let svc = self.state.services.get(&e.service);
-        let active = match &self.dp {
-            Some(dp) => dp.maps.active_flows(e.index)?,
-            None => 0,
+        let (active, ports_in_use) = match &self.dp {
+            Some(dp) => {
+                let s = dp.maps.endpoint_stats(e.index)?;
+                (dp.maps.active_flows(e.index)?, s.snat_ports_claimed.wrapping_sub(s.snat_ports_released))
+            }
+            None => (0, 0),
         };
         Ok(EndpointView {
             name: e.spec.name.clone(),
@@ -89,6 +92,8 @@ impl Gateway {
             service: e.service.clone(),
             service_id: svc.map(|s| s.id.clone()).unwrap_or_default(),
             snat_ip: e.snat_ip,
+            snat_ips: e.snat_ips().collect(),
+            snat_ports_in_use: ports_in_use,
             connection_limit: svc.map_or(0, |s| s.spec.connection_limit),
             active_connections: active,
             reason: e.reason.clone(),

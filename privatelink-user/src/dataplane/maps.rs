@@ -36,6 +36,7 @@ pub struct Maps {
     ep_stats: PerCpuArray<MapData, Stats>,
     global_stats: PerCpuArray<MapData, Stats>,
     vpc_stats: PerCpuArray<MapData, Stats>,
+    ep_snat: Array<MapData, u32>,
 }
 
 fn take<T: TryFrom<Map, Error = MapError>>(ebpf: &mut Ebpf, name: &'static str) -> Result<T> {
@@ -97,6 +98,7 @@ impl Maps {
             ep_stats: take(ebpf, MAP_EP_STATS)?,
             global_stats: take(ebpf, MAP_GLOBAL_STATS)?,
             vpc_stats: take(ebpf, MAP_VPC_STATS)?,
+            ep_snat: take(ebpf, MAP_EP_SNAT)?,
         })
     }
 
@@ -218,6 +220,24 @@ impl Maps {
     /// Endpoint slots in use (state != 0).
     pub fn all_endpoints(&self) -> Result<BTreeMap<u32, EndpointInfo>> {
         slots_in_use(&self.endpoints, MAP_ENDPOINTS, MAX_ENDPOINTS, |e| e.state != 0)
+    }
+    /// The SNAT addresses the endpoints count (`snat_count` slots each; 0 = cleared).
+    pub fn all_ep_snat(&self, endpoints: &BTreeMap<u32, EndpointInfo>) -> Result<BTreeMap<u32, Ipv4Addr>> {
+        let mut out = BTreeMap::new();
+        for (idx, e) in endpoints {
+            for i in 0..(e.snat_count.max(1) as u32).min(MAX_SNAT_PER_ENDPOINT) {
+                let slot = idx * MAX_SNAT_PER_ENDPOINT + i;
+                let ip = self.ep_snat.get(&slot, 0).map_err(err(MAP_EP_SNAT))?;
+                if ip != 0 {
+                    out.insert(slot, ip_from_raw(ip));
+                }
+            }
+        }
+        Ok(out)
+    }
+    /// An endpoint's SNAT address slot (`None`: cleared).
+    pub fn set_ep_snat(&mut self, slot: u32, ip: Option<Ipv4Addr>) -> Result<()> {
+        self.ep_snat.set(slot, ip.map_or(0, ip_raw), 0).map_err(err(MAP_EP_SNAT))
     }
     /// Service slots in use (active).
     pub fn all_services(&self) -> Result<BTreeMap<u32, ServiceInfo>> {

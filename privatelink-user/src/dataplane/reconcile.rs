@@ -16,10 +16,12 @@ pub fn observe(maps: &Maps) -> Result<Tables> {
     for s in services.keys() {
         maglev.insert(*s, maps.maglev_table(*s)?);
     }
+    let endpoints = maps.all_endpoints()?;
     Ok(Tables {
         vpcs: maps.all_vpcs()?,
         ep_ips: maps.all_endpoint_ips()?,
-        endpoints: maps.all_endpoints()?,
+        ep_snat: maps.all_ep_snat(&endpoints)?,
+        endpoints,
         services,
         ports: maps.all_ports()?,
         backends: maps.all_backends()?,
@@ -58,6 +60,8 @@ fn write(maps: &mut Maps, op: &Op) -> Result<usize> {
         Op::SetMaglev(s, table) => return maps.set_maglev(*s, table),
         Op::ResetCounters(k) => maps.reset_endpoint_stats(*k)?,
         Op::SetEndpoint(k, v) => maps.set_endpoint(*k, *v)?,
+        Op::SetEpSnat(k, ip) => maps.set_ep_snat(*k, Some(*ip))?,
+        Op::ClearEpSnat(k) => maps.set_ep_snat(*k, None)?,
         Op::BindIp((vpc, ip), idx) => maps.bind_endpoint_ip(*vpc, *ip, *idx)?,
         Op::UnbindIp((vpc, ip)) => maps.unbind_endpoint_ip(*vpc, *ip)?,
         Op::ClearEndpoint(k) => maps.clear_endpoint(*k)?,

@@ -40,6 +40,8 @@ pub struct Tables {
     pub backends: BTreeMap<u32, (Ipv4Addr, bool)>,
     /// Maglev table of each active service.
     pub maglev: BTreeMap<u32, Vec<u32>>,
+    /// `endpoint * MAX_SNAT_PER_ENDPOINT + i` -> the endpoint's i-th SNAT address.
+    pub ep_snat: BTreeMap<u32, Ipv4Addr>,
     pub snat_ranges: BTreeSet<(Ipv4Addr, u8)>,
 }
 
@@ -53,10 +55,12 @@ pub enum Op {
     SetMaglev(u32, Vec<u32>),
     /// A slot taken by a new endpoint starts with zero counters.
     ResetCounters(u32),
+    SetEpSnat(u32, Ipv4Addr),
     SetEndpoint(u32, EndpointInfo),
     BindIp(IpKey, u32),
     UnbindIp(IpKey),
     ClearEndpoint(u32),
+    ClearEpSnat(u32),
     RemovePort(PortK),
     ClearService(u32),
     ClearBackend(u32),
@@ -147,12 +151,16 @@ pub fn desired(st: &State, resolve: Resolve, up: Up) -> Tables {
     for e in eps {
         let (Some(svc), Some(vpc)) = (st.services.get(&e.service), st.vpcs.get(&e.spec.vpc)) else { continue };
         let sides = [mtus.get(e.spec.vpc.as_str()), mtus.get(svc.spec.vpc.as_str())];
+        let snat: Vec<Ipv4Addr> = e.snat_ips().collect();
+        for (i, ip) in snat.iter().enumerate() {
+            t.ep_snat.insert(e.index * MAX_SNAT_PER_ENDPOINT + i as u32, *ip);
+        }
         let info = EndpointInfo {
             service: svc.index,
             snat_ip_be: ip_raw(e.snat_ip),
             conn_limit: svc.spec.connection_limit as u32,
             state: state_byte(e.state),
-            _pad: 0,
+            snat_count: snat.len() as u8,
             mss_clamp: mss_clamp(st.gateway.mss_clamp, sides.into_iter().flatten().copied().min()),
         };
         t.endpoints.insert(e.index, info);
@@ -198,6 +206,10 @@ pub fn diff(want: &Tables, have: &Tables) -> Vec<Op> {
     for (k, (ip, up)) in going_down {
         ops.push(Op::SetBackend(*k, *ip, *up));
     }
+    // An endpoint's SNAT addresses are written before the endpoint that counts them.
+    for (k, ip) in changed(&want.ep_snat, &have.ep_snat) {
+        ops.push(Op::SetEpSnat(*k, *ip));
+    }
     for (k, v) in changed(&want.endpoints, &have.endpoints) {
         if !have.endpoints.contains_key(k) {
             ops.push(Op::ResetCounters(*k));
@@ -212,6 +224,9 @@ pub fn diff(want: &Tables, have: &Tables) -> Vec<Op> {
     }
     for k in gone(&want.endpoints, &have.endpoints) {
         ops.push(Op::ClearEndpoint(*k));
+    }
+    for k in gone(&want.ep_snat, &have.ep_snat) {
+        ops.push(Op::ClearEpSnat(*k));
     }
     for k in gone(&want.ports, &have.ports) {
         ops.push(Op::RemovePort(*k));
@@ -253,6 +268,12 @@ pub fn apply(t: &mut Tables, op: &Op) {
             t.maglev.insert(*k, v.clone());
         }
         Op::ResetCounters(_) => {}
+        Op::SetEpSnat(k, ip) => {
+            t.ep_snat.insert(*k, *ip);
+        }
+        Op::ClearEpSnat(k) => {
+            t.ep_snat.remove(k);
+        }
         Op::SetEndpoint(k, v) => {
             t.endpoints.insert(*k, *v);
         }
@@ -291,6 +312,8 @@ pub fn apply(t: &mut Tables, op: &Op) {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Resolved {
     pub endpoint: EndpointInfo,
+    /// The SNAT addresses the endpoint counts (`None`: a slot not written).
+    pub snat: Vec<Option<Ipv4Addr>>,
     pub service: Option<ServiceInfo>,
     pub ports: Vec<(u8, u16, u16)>,
     pub slots: Vec<Option<(Ipv4Addr, bool)>>,
@@ -299,6 +322,7 @@ pub struct Resolved {
 pub fn resolve(t: &Tables, key: &IpKey) -> Option<Resolved> {
     let idx = *t.ep_ips.get(key)?;
     let endpoint = t.endpoints.get(&idx).copied().unwrap_or_default();
+    let snat = (0..endpoint.snat_count as u32).map(|i| t.ep_snat.get(&(idx * MAX_SNAT_PER_ENDPOINT + i)).copied()).collect();
     let s = endpoint.service;
     let service = t.services.get(&s).copied();
     let ports = t.ports.iter().filter(|(k, _)| k.0 == s).map(|(k, v)| (k.1, k.2, *v)).collect();
@@ -307,7 +331,7 @@ pub fn resolve(t: &Tables, key: &IpKey) -> Option<Resolved> {
         .get(&s)
         .map(|m| m.iter().map(|b| t.backends.get(b).copied()).collect())
         .unwrap_or_default();
-    Some(Resolved { endpoint, service, ports, slots })
+    Some(Resolved { endpoint, snat, service, ports, slots })
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ struct SvcGen {
     ports: Vec<(bool, u16, u16)>,
     limit: i64,
     auto: bool,
+    snat: i64,
 }
 
 #[derive(Clone, Debug)]
@@ -42,8 +43,9 @@ fn svc_gen() -> impl Strategy<Value = SvcGen> {
         proptest::collection::vec((any::<bool>(), 1u16..6, 1u16..9000), 1..4),
         1i64..5000,
         any::<bool>(),
+        1i64..4,
     )
-        .prop_map(|(backends, ports, limit, auto)| SvcGen { backends, ports, limit, auto })
+        .prop_map(|(backends, ports, limit, auto, snat)| SvcGen { backends, ports, limit, auto, snat })
 }
 
 fn ep_gen() -> impl Strategy<Value = EpGen> {
@@ -93,6 +95,7 @@ fn spec_gen() -> impl Strategy<Value = Spec> {
                     on_revoke: Default::default(),
                     description: None,
                     snat_range: None,
+                    snat_addresses_per_endpoint: g.snat,
                     health_check: None,
                     notify_url: None,
                 }
@@ -135,6 +138,7 @@ fn check_transition(from: &Tables, to: &Tables) -> Result<(), TestCaseError> {
             } else if a.is_none() {
                 if let (Some(m), Some(b)) = (&m, &b) {
                     prop_assert_eq!(m.endpoint, b.endpoint, "new endpoint {:?} half-configured after {:?}", k, op);
+                    prop_assert_eq!(&m.snat, &b.snat, "new endpoint {:?} without its SNAT addresses after {:?}", k, op);
                     prop_assert_eq!(m.service, b.service);
                     prop_assert_eq!(&m.slots, &b.slots);
                     prop_assert!(b.ports.iter().all(|p| m.ports.contains(p)), "new endpoint {:?} lacks ports after {:?}", k, op);
@@ -198,6 +202,7 @@ proptest! {
         for (k, _) in t2.ep_ips.iter().filter(|(_, i)| **i != EP_GATEWAY_OWN) {
             let r = resolve(&t2, k).unwrap();
             prop_assert!(r.service.is_some());
+            prop_assert!(!r.snat.is_empty() && r.snat.iter().all(Option::is_some), "an endpoint without its SNAT addresses");
             prop_assert_eq!(r.slots.len(), MAGLEV_SIZE as usize);
         }
     }
@@ -223,6 +228,7 @@ fn removing_everything_clears_every_table() {
         on_revoke: Default::default(),
         description: None,
         snat_range: Some("11.164.0.0/24".parse().unwrap()),
+        snat_addresses_per_endpoint: 2,
         health_check: None,
         notify_url: None,
     });
@@ -238,7 +244,9 @@ fn removing_everything_clears_every_table() {
     assert_eq!(t.ports[&(0, PROTO_TCP, 80)], 8080);
     assert!(t.snat_ranges.contains(&("11.164.0.0".parse().unwrap(), 24)));
     let e = t.endpoints[&0];
-    assert_eq!((e.conn_limit, e.state), (10, EP_STATE_ACCEPTED));
+    assert_eq!((e.conn_limit, e.state, e.snat_count), (10, EP_STATE_ACCEPTED, 2));
+    let snat: Vec<String> = t.ep_snat.range(0..MAX_SNAT_PER_ENDPOINT).map(|(_, ip)| ip.to_string()).collect();
+    assert_eq!(snat, ["11.164.0.1", "11.164.0.2"], "both SNAT addresses, in order");
     assert_eq!(super::super::maps::ip_from_raw(e.snat_ip_be).to_string(), "11.164.0.1");
     let (_, empty) = phases(&spec, &full).unwrap();
     let t2 = desired(&empty, &iface, &|_, _| true);
@@ -248,7 +256,7 @@ fn removing_everything_clears_every_table() {
         apply(&mut m, op);
     }
     assert_eq!(m, t2);
-    assert!(t2.endpoints.is_empty() && t2.services.is_empty() && t2.ports.is_empty() && t2.backends.is_empty());
+    assert!(t2.endpoints.is_empty() && t2.services.is_empty() && t2.ports.is_empty() && t2.backends.is_empty() && t2.ep_snat.is_empty());
     assert_eq!(t2.vpcs.len(), 1);
     assert_eq!(t2.snat_ranges.len(), 1, "only the gateway's default range stays");
 }

@@ -75,12 +75,23 @@ pub struct EndpointRecord {
     pub ip: Ipv4Addr,
     /// The source address backends see for this endpoint, from its SNAT range.
     pub snat_ip: Ipv4Addr,
+    /// More SNAT addresses (`snat_addresses_per_endpoint` - 1): new flows move on to
+    /// them when a port space is full.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_snat_ips: Vec<Ipv4Addr>,
     /// Slot in PL_ENDPOINTS / PL_EP_ACTIVE / PL_EP_STATS.
     pub index: u32,
     /// Why the endpoint is rejected, when the provider did not say it with `reject`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub created_at: u64,
+}
+
+impl EndpointRecord {
+    /// Every SNAT address of the endpoint, the first one first.
+    pub fn snat_ips(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        std::iter::once(self.snat_ip).chain(self.extra_snat_ips.iter().copied())
+    }
 }
 
 /// Everything the gateway has recorded.
@@ -131,9 +142,9 @@ impl State {
         s.snat_range.unwrap_or(self.gateway.snat_range)
     }
 
-    /// The endpoint whose SNAT address is `ip`.
+    /// The endpoint one of whose SNAT addresses is `ip`.
     pub fn endpoint_by_snat_ip(&self, ip: Ipv4Addr) -> Option<&EndpointRecord> {
-        self.endpoints.values().find(|e| e.snat_ip == ip)
+        self.endpoints.values().find(|e| e.snat_ips().any(|s| s == ip))
     }
 
     pub fn endpoint_by_index(&self, index: u32) -> Option<&EndpointRecord> {

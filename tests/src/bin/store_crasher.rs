@@ -23,6 +23,7 @@ fn main() {
             st.endpoints.insert(
                 name.clone(),
                 EndpointRecord {
+                    extra_snat_ips: vec![],
                     id: format!("ep-{i:017x}"),
                     spec: Endpoint { name, owner: Account("1".into()), vpc: "v".into(), service: "s".into(), ip: None },
                     service: "s".into(),

@@ -8,7 +8,7 @@ use crate::model::{
     state::{new_id, unix_now, EndpointRecord, EndpointState, ServiceRecord, ServiceState, State, VpcRecord},
     validate::Valid,
 };
-use privatelink_common::{MAX_BACKENDS, MAX_ENDPOINTS, MAX_SERVICES, MAX_VPCS};
+use privatelink_common::{MAX_BACKENDS, MAX_ENDPOINTS, MAX_SERVICES, MAX_SNAT_PER_ENDPOINT, MAX_VPCS};
 use std::{
     collections::{HashMap, HashSet},
     fmt,
@@ -168,17 +168,14 @@ impl<'a> Draft<'a> {
                 },
             };
             let range = self.st.snat_range_of(svc);
-            let snat_ip = match existing.as_ref().map(|r| r.snat_ip).filter(|s| range.contains(*s)).or_else(|| addrs.snat_ip(range)) {
-                Some(s) => s,
-                None => {
-                    errors.push(err(v, format!("endpoints[{i}]"), format!("SNAT range {range} has no free address for this endpoint")));
-                    continue;
-                }
+            let Some(snat) = snat_addresses(existing.as_ref(), svc, range, &mut addrs) else {
+                errors.push(err(v, format!("endpoints[{i}]"), format!("SNAT range {range} has no free address for this endpoint")));
+                continue;
             };
             match existing {
-                Some(r) => self.update_endpoint(r, e, svc, ip, snat_ip),
+                Some(r) => self.update_endpoint(r, e, svc, ip, snat),
                 None => match slots.take() {
-                    Some(index) => self.new_endpoint(e, svc, index as u32, ip, snat_ip),
+                    Some(index) => self.new_endpoint(e, svc, index as u32, ip, snat),
                     None => errors.push(err(v, format!("endpoints[{i}]"), "no free endpoint slot".into())),
                 },
             }
@@ -190,13 +187,17 @@ impl<'a> Draft<'a> {
         }
     }
 
-    fn update_endpoint(&mut self, mut r: EndpointRecord, e: &Endpoint, svc: &Service, ip: Ipv4Addr, snat_ip: Ipv4Addr) {
+    fn update_endpoint(&mut self, mut r: EndpointRecord, e: &Endpoint, svc: &Service, ip: Ipv4Addr, snat: Vec<Ipv4Addr>) {
         let mut d = Vec::new();
+        let snat_ip = snat[0];
         if r.ip != ip {
             d.push(format!("ip: {} -> {ip}", r.ip));
         }
         if r.snat_ip != snat_ip {
             d.push(format!("snat ip: {} -> {snat_ip}", r.snat_ip));
+        }
+        if r.extra_snat_ips[..] != snat[1..] {
+            d.push(format!("more snat ips: [{}] -> [{}]", list(&r.extra_snat_ips), list(&snat[1..])));
         }
         if r.spec.service != e.service {
             d.push(format!("service: {} -> {}", r.spec.service, e.service));
@@ -215,14 +216,16 @@ impl<'a> Draft<'a> {
         }
         r.ip = ip;
         r.snat_ip = snat_ip;
+        r.extra_snat_ips = snat[1..].to_vec();
         r.spec = e.clone();
         self.st.endpoints.insert(e.name.clone(), r);
     }
 
-    fn new_endpoint(&mut self, e: &Endpoint, svc: &Service, index: u32, ip: Ipv4Addr, snat_ip: Ipv4Addr) {
+    fn new_endpoint(&mut self, e: &Endpoint, svc: &Service, index: u32, ip: Ipv4Addr, snat: Vec<Ipv4Addr>) {
         let id = new_id("ep-");
         let fate = if initial_state(svc, e) == EndpointState::Accepted { "accepted" } else { "pendingAcceptance" };
-        let line = format!("{ip} in VPC {} -> service {} ({fate}), source {snat_ip}", e.vpc, svc.name);
+        let line = format!("{ip} in VPC {} -> service {} ({fate}), source {}", e.vpc, svc.name, list(&snat));
+        let snat_ip = snat[0];
         self.changes.push(change('+', "endpoint", &e.name, Some(&id), vec![line]));
         let rec = EndpointRecord {
             id,
@@ -231,6 +234,7 @@ impl<'a> Draft<'a> {
             state: EndpointState::Creating,
             ip,
             snat_ip,
+            extra_snat_ips: snat[1..].to_vec(),
             index,
             reason: None,
             created_at: self.now,
@@ -270,7 +274,7 @@ impl Addresses {
             taken.entry(vpc.to_string()).or_default().push(u32::from(ip) as u64);
         }
         Addresses {
-            used_snat: old.endpoints.values().map(|e| u32::from(e.snat_ip) as u64).collect(),
+            used_snat: old.endpoints.values().flat_map(|e| e.snat_ips()).map(|a| u32::from(a) as u64).collect(),
             snat: HashMap::new(),
             given_snat: HashSet::new(),
             taken,
@@ -302,6 +306,17 @@ impl Addresses {
     }
 }
 
+/// An endpoint's SNAT addresses (`snat_addresses_per_endpoint` of them, from `range`):
+/// the ones it holds stay, missing ones are handed out. `None`: the range is full.
+fn snat_addresses(existing: Option<&EndpointRecord>, svc: &Service, range: Cidr, addrs: &mut Addresses) -> Option<Vec<Ipv4Addr>> {
+    let want = svc.snat_addresses_per_endpoint.clamp(1, MAX_SNAT_PER_ENDPOINT as i64) as usize;
+    let mut out: Vec<Ipv4Addr> = existing.into_iter().flat_map(|r| r.snat_ips()).filter(|s| range.contains(*s)).take(want).collect();
+    while out.len() < want {
+        out.push(addrs.snat_ip(range)?);
+    }
+    Some(out)
+}
+
 fn vpc_diff(a: &Vpc, b: &Vpc) -> Vec<String> {
     let mut d = Vec::new();
     if a.interface != b.interface {
@@ -329,7 +344,7 @@ fn service_diff(a: &Service, b: &Service) -> Vec<String> {
     let show = |v: &dyn fmt::Debug| format!("{v:?}");
     let backends = |s: &Service| show(&s.backends.iter().map(|x| format!("{}@{}", x.address, x.weight)).collect::<Vec<_>>());
     let accounts = |s: &Service| show(&s.allowed_accounts.iter().map(|x| &x.0).collect::<Vec<_>>());
-    let fields: [(&str, String, String); 10] = [
+    let fields: [(&str, String, String); 11] = [
         ("backends", backends(a), backends(b)),
         ("ports", show(&ports_text(a)), show(&ports_text(b))),
         ("auto_accept", a.auto_accept.to_string(), b.auto_accept.to_string()),
@@ -340,6 +355,7 @@ fn service_diff(a: &Service, b: &Service) -> Vec<String> {
         ("snat_range", show(&a.snat_range.map(|r| r.to_string())), show(&b.snat_range.map(|r| r.to_string()))),
         ("health_check", show(&a.health_check), show(&b.health_check)),
         ("notify_url", show(&a.notify_url), show(&b.notify_url)),
+        ("snat_addresses_per_endpoint", a.snat_addresses_per_endpoint.to_string(), b.snat_addresses_per_endpoint.to_string()),
     ];
     fields.into_iter().filter(|(_, x, y)| x != y).map(|(name, x, y)| format!("{name}: {x} -> {y}")).collect()
 }

@@ -172,6 +172,10 @@ pub struct Service {
     /// SNAT range of this service's endpoints; the gateway's when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snat_range: Option<Cidr>,
+    /// SNAT addresses each endpoint gets (1-16): new flows move to the next one when
+    /// the ports of one towards a backend port are all taken.
+    #[serde(default = "d_snat_addresses")]
+    pub snat_addresses_per_endpoint: i64,
     /// How backends are checked; absent: TCP connect to the first TCP service port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
@@ -264,6 +268,9 @@ impl Service {
             .or_else(|| self.ports.iter().find(|p| p.protocol == Protocol::Tcp).map(|p| p.service_port))?;
         u16::try_from(port).ok().map(|p| (hc, p))
     }
+}
+fn d_snat_addresses() -> i64 {
+    1
 }
 fn d_limit() -> i64 {
     DEFAULT_CONNECTION_LIMIT

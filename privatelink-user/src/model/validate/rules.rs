@@ -3,7 +3,7 @@
 
 use super::{account_ok, endpoint_name_ok, resolve_service, simple_name, Check, Known};
 use crate::model::spec::{Account, CheckKind, Cidr, Dur, HealthCheck, MssClamp, Protocol, Service, Spec};
-use privatelink_common::{MAX_BACKENDS, MAX_ENDPOINTS, MAX_PORTS_PER_SERVICE, MAX_SERVICES, MAX_VPCS};
+use privatelink_common::{MAX_BACKENDS, MAX_ENDPOINTS, MAX_PORTS_PER_SERVICE, MAX_SERVICES, MAX_SNAT_PER_ENDPOINT, MAX_VPCS};
 use std::collections::{BTreeMap, HashMap};
 
 impl Check<'_> {
@@ -115,6 +115,7 @@ impl Check<'_> {
         if let Some(r) = &s.snat_range {
             self.big_enough(format!("{p}.snat_range"), r);
         }
+        self.range(format!("{p}.snat_addresses_per_endpoint"), s.snat_addresses_per_endpoint, 1, MAX_SNAT_PER_ENDPOINT as i64, "the SNAT addresses per endpoint");
         if let Some(h) = &s.health_check {
             self.health_check(&format!("{p}.health_check"), s, h);
         }
