@@ -230,6 +230,32 @@ fn on_revoke_keep_lets_live_flows_finish_and_reset_cuts_them() {
 }
 
 #[test]
+fn an_endpoint_can_have_several_snat_addresses_and_whois_knows_each() {
+    let lab = DaemonLab::new(1);
+    let svc = service("web", "100002", &["snat_addresses_per_endpoint: 3"]);
+    assert_eq!(lab.apply(&spec(1, &svc, &endpoint("ep", "100002", 0, "web")), &[]).code, 0);
+    let ep = lab.endpoint("ep");
+    let ips: Vec<String> = ep["snat_ips"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    assert_eq!(ips, ["11.163.0.1", "11.163.0.2", "11.163.0.3"], "{ep:#}");
+    assert_eq!(ep["snat_ip"], "11.163.0.1");
+    for ip in &ips {
+        assert_eq!(lab.json(&["whois", ip])["endpoint"], "ep", "whois {ip}");
+    }
+    // A connection holds one port, as the data path counts it.
+    let body = lab.in_client(0, || http_get(ep_tcp())).expect("through the endpoint");
+    assert!(body.contains("peer=11.163.0.1:"), "the first address while its ports last: {body}");
+    assert!(lab.endpoint("ep")["snat_ports_in_use"].as_u64().unwrap() >= 1);
+    // Fewer addresses: the first ones stay.
+    let fewer = service("web", "100002", &["snat_addresses_per_endpoint: 2"]);
+    let r = lab.apply(&spec(1, &fewer, &endpoint("ep", "100002", 0, "web")), &[]);
+    assert!(r.stdout.contains("more snat ips: [11.163.0.2, 11.163.0.3] -> [11.163.0.2]"), "{}", r.stdout);
+    assert_eq!(lab.endpoint("ep")["snat_ips"].as_array().unwrap().len(), 2);
+    let bad = service("web", "100002", &["snat_addresses_per_endpoint: 17"]);
+    let r = lab.apply(&spec(1, &bad, &endpoint("ep", "100002", 0, "web")), &[]);
+    assert!(r.stderr.contains("services[0].snat_addresses_per_endpoint: the SNAT addresses per endpoint must be 1-16, not 17"), "{}", r.stderr);
+}
+
+#[test]
 fn a_cut_the_daemon_died_before_is_finished_by_the_next_start() {
     let mut lab = DaemonLab::new(1);
     let svc = service("cut", "100002", &["allowed_accounts: [\"100001\"]", "auto_accept: true", "on_revoke: reset"]);
