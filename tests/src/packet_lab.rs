@@ -218,3 +218,19 @@ pub fn snat_port(lab: &PacketLab, key: &CtKey) -> u16 {
     assert_eq!(v.kind, CT_KIND_FORWARD);
     u16::from_be(v.nat_src_port_be)
 }
+
+/// Hold SNAT port `port` of `snat` towards BACKEND:8080/tcp, as a live flow's reverse
+/// entry would.
+pub fn hold_snat_port(lab: &mut PacketLab, snat: Ipv4Addr, port: u16) {
+    let key = CtKey {
+        src_ip_be: ip_raw(BACKEND),
+        dst_ip_be: ip_raw(snat),
+        src_port_be: 8080u16.to_be(),
+        dst_port_be: port.to_be(),
+        vpc_id: PROVIDER_VPC,
+        proto: PROTO_TCP,
+        _pad: 0,
+    };
+    let v = CtValue { kind: CT_KIND_REVERSE, last_seen_ns: u64::MAX / 2, ..Default::default() };
+    lab.dp.maps.ct_insert(key, v).unwrap();
+}

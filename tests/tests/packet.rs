@@ -404,19 +404,8 @@ fn snat_exhaustion_never_reuses_a_live_tuple() {
     let sport = 4242u16;
     // Occupy every port the new flow will probe (from the fresh cursor of the
     // endpoint's only SNAT address), as live flows would.
-    for i in 0..SNAT_PROBES_PER_ADDRESS {
-        let port = SNAT_PORT_MIN as u32 + i;
-        let key = CtKey {
-            src_ip_be: ip_raw(BACKEND),
-            dst_ip_be: ip_raw(SNAT_IP),
-            src_port_be: 8080u16.to_be(),
-            dst_port_be: (port as u16).to_be(),
-            vpc_id: PROVIDER_VPC,
-            proto: PROTO_TCP,
-            _pad: 0,
-        };
-        let v = CtValue { kind: CT_KIND_REVERSE, last_seen_ns: u64::MAX / 2, ..Default::default() };
-        lab.dp.maps.ct_insert(key, v).unwrap();
+    for i in 0..SNAT_PROBES_PER_ADDRESS as u16 {
+        hold_snat_port(&mut lab, SNAT_IP, SNAT_PORT_MIN + i);
     }
     let seg = syn(EP_ACCEPTED, 80, sport);
     expect(&lab.from_consumer(&seg.build()), XDP_TX, &expected_rst(&seg), "SYN with SNAT ports exhausted");

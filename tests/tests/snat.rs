@@ -3,10 +3,7 @@
 //! endpoint with several SNAT addresses moves new flows to the next one when a port
 //! space is full; when all are full the SYN is reset and counted.
 
-use privatelink::dataplane::{
-    maps::ip_raw,
-    sweep::{Scope, Timeouts},
-};
+use privatelink::dataplane::sweep::{Scope, Timeouts};
 use privatelink_common::*;
 use privatelink_tests::{frame::RST, packet_lab::*, frame::Packet};
 use std::{net::Ipv4Addr, time::Duration};
@@ -55,16 +52,7 @@ fn a_full_port_space_moves_new_flows_to_the_next_snat_address() {
     // Every port of the first address towards backend:8080/tcp is held, as 64512 live
     // flows would hold them.
     for port in SNAT_PORT_MIN..=SNAT_PORT_MAX {
-        let key = CtKey {
-            src_ip_be: ip_raw(BACKEND),
-            dst_ip_be: ip_raw(SNAT_IP),
-            src_port_be: 8080u16.to_be(),
-            dst_port_be: port.to_be(),
-            vpc_id: PROVIDER_VPC,
-            proto: PROTO_TCP,
-            _pad: 0,
-        };
-        lab.dp.maps.ct_insert(key, CtValue { kind: CT_KIND_REVERSE, last_seen_ns: u64::MAX / 2, ..Default::default() }).unwrap();
+        hold_snat_port(&mut lab, SNAT_IP, port);
     }
     for (i, sport) in (45000..45003).enumerate() {
         assert_eq!(action_name(lab.from_consumer(&syn(EP_ACCEPTED, 80, sport).build()).action), "XDP_REDIRECT");

@@ -72,25 +72,20 @@ impl Store for RedbStore {
                 return Err(StoreError::Schema { found });
             }
         }
-        let mut st = State::default();
-        if let Some(b) = get("spec")? {
-            st.spec = decode("spec", &b)?;
+        // A key a store of an earlier version did not write reads as its default.
+        type Get<'a> = &'a dyn Fn(&str) -> Result<Option<Vec<u8>>, StoreError>;
+        fn field<T: DeserializeOwned + Default>(get: Get, key: &str) -> Result<T, StoreError> {
+            get(key)?.map(|b| decode(key, &b)).transpose().map(Option::unwrap_or_default)
         }
-        if let Some(b) = get("gateway")? {
-            st.gateway = decode("gateway", &b)?;
-        }
-        if let Some(b) = get("generation")? {
-            st.generation = decode("generation", &b)?;
-        }
-        if let Some(b) = get("cuts")? {
-            st.cuts = decode("cuts", &b)?;
-        }
-        if let Some(b) = get("backend_cuts")? {
-            st.backend_cuts = decode("backend_cuts", &b)?;
-        }
-        if let Some(b) = get("backends_down")? {
-            st.backends_down = decode("backends_down", &b)?;
-        }
+        let mut st = State {
+            spec: field(&get, "spec")?,
+            gateway: field(&get, "gateway")?,
+            generation: field(&get, "generation")?,
+            cuts: field(&get, "cuts")?,
+            backend_cuts: field(&get, "backend_cuts")?,
+            backends_down: field(&get, "backends_down")?,
+            ..State::default()
+        };
         fn all<T: DeserializeOwned>(
             tx: &redb::ReadTransaction,
             t: TableDefinition<&str, &[u8]>,
@@ -117,13 +112,18 @@ impl Store for RedbStore {
         append(&tx, events)?;
         {
             let mut meta = tx.open_table(META).map_err(dberr)?;
-            meta.insert("schema", encode("schema", &SCHEMA)?.as_slice()).map_err(dberr)?;
-            meta.insert("spec", encode("spec", &st.spec)?.as_slice()).map_err(dberr)?;
-            meta.insert("gateway", encode("gateway", &st.gateway)?.as_slice()).map_err(dberr)?;
-            meta.insert("generation", encode("generation", &st.generation)?.as_slice()).map_err(dberr)?;
-            meta.insert("cuts", encode("cuts", &st.cuts)?.as_slice()).map_err(dberr)?;
-            meta.insert("backend_cuts", encode("backend_cuts", &st.backend_cuts)?.as_slice()).map_err(dberr)?;
-            meta.insert("backends_down", encode("backends_down", &st.backends_down)?.as_slice()).map_err(dberr)?;
+            let fields: [(&str, Vec<u8>); 7] = [
+                ("schema", encode("schema", &SCHEMA)?),
+                ("spec", encode("spec", &st.spec)?),
+                ("gateway", encode("gateway", &st.gateway)?),
+                ("generation", encode("generation", &st.generation)?),
+                ("cuts", encode("cuts", &st.cuts)?),
+                ("backend_cuts", encode("backend_cuts", &st.backend_cuts)?),
+                ("backends_down", encode("backends_down", &st.backends_down)?),
+            ];
+            for (k, v) in fields {
+                meta.insert(k, v.as_slice()).map_err(dberr)?;
+            }
             fn put<T: Serialize>(
                 tx: &redb::WriteTransaction,
                 t: TableDefinition<&str, &[u8]>,
