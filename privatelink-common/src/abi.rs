@@ -235,13 +235,14 @@ pub const EP_STATE_INACTIVE: u8 = 4;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EndpointInfo {
     pub service: u32,
-    /// The endpoint's own source address from its service's SNAT range.
-    pub snat_ip_be: u32,
+    /// Retired (was the endpoint's one SNAT address; its addresses are in `PL_EP_SNAT`
+    /// now). Kept zero so the value keeps its layout.
+    pub _reserved: u32,
     /// Concurrent connections allowed; 0 refuses every new flow.
     pub conn_limit: u32,
     /// One of `EP_STATE_*`; 0 = slot unused.
     pub state: u8,
-    /// SNAT addresses of the endpoint in `PL_EP_SNAT` (0 counts as 1: `snat_ip_be`).
+    /// SNAT addresses of the endpoint in `PL_EP_SNAT` (0 counts as 1).
     pub snat_count: u8,
     /// MSS that TCP SYNs and SYN-ACKs of this endpoint's flows are clamped to; 0 = off.
     pub mss_clamp: u16,
@@ -436,6 +437,11 @@ const _: () = assert!(size_of::<Stats>() == 11 * 8 + 8 * DROP_REASON_SLOTS);
 impl Stats {
     pub fn drop_count(&self, r: DropReason) -> u64 {
         self.drops.get(r as usize).copied().unwrap_or(0)
+    }
+
+    /// SNAT ports held, as the data path counts them (claimed less released).
+    pub fn snat_ports_in_use(&self) -> u64 {
+        self.snat_ports_claimed.wrapping_sub(self.snat_ports_released)
     }
 
     pub fn add(&mut self, o: &Stats) {

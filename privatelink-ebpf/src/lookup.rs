@@ -1,7 +1,7 @@
 //! Frontend -> service -> backend resolution. Read-only: the data path never writes
 //! round-robin or any other selection state; the Maglev table is built by userspace.
 
-use crate::{PL_BACKENDS, PL_ENDPOINTS, PL_EP_IPS, PL_MAGLEV, PL_PORTS, PL_SERVICES, PL_VPCS};
+use crate::{stats::Drop, PL_BACKENDS, PL_ENDPOINTS, PL_EP_IPS, PL_MAGLEV, PL_PORTS, PL_SERVICES, PL_VPCS};
 use privatelink_common::*;
 
 #[inline(always)]
@@ -19,6 +19,17 @@ pub fn endpoint_at(vpc_id: u16, ip_be: u32) -> Option<u32> {
 #[inline(always)]
 pub fn endpoint(idx: u32) -> Option<EndpointInfo> {
     PL_ENDPOINTS.get(idx).copied().filter(|e| e.state != 0)
+}
+
+/// An endpoint passes traffic only when accepted; otherwise the drop its state calls for.
+#[inline(always)]
+pub fn accepted(info: &EndpointInfo, ep: u32) -> Result<(), Drop> {
+    match info.state {
+        EP_STATE_ACCEPTED => Ok(()),
+        EP_STATE_PENDING => Err(Drop::endpoint(DropReason::Pending, ep)),
+        EP_STATE_REJECTED => Err(Drop::endpoint(DropReason::Rejected, ep)),
+        _ => Err(Drop::endpoint(DropReason::Inactive, ep)),
+    }
 }
 
 /// The service port a port mapping sends `endpoint_port_be` to.

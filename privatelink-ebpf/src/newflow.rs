@@ -43,12 +43,7 @@ pub fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u
     let info = lookup::endpoint(ep).ok_or(Drop::endpoint(DropReason::Inactive, ep))?;
     let service_port = lookup::service_port(info.service, p.dst_port, p.proto)
         .ok_or(Drop::endpoint(DropReason::UnmappedPort, ep))?;
-    match info.state {
-        EP_STATE_ACCEPTED => {}
-        EP_STATE_PENDING => return Err(Drop::endpoint(DropReason::Pending, ep)),
-        EP_STATE_REJECTED => return Err(Drop::endpoint(DropReason::Rejected, ep)),
-        _ => return Err(Drop::endpoint(DropReason::Inactive, ep)),
-    }
+    lookup::accepted(&info, ep)?;
     if p.proto == PROTO_TCP {
         let f = p.tcp_flags;
         if f & TCP_RST != 0 {

@@ -125,12 +125,7 @@ fn icmp_in(ctx: &XdpContext, vpc: &VpcInfo, p: &Packet) -> Result<u32, Drop> {
 #[inline(always)]
 fn echo(ctx: &XdpContext, p: &Packet, ep: u32) -> Result<u32, Drop> {
     let info = lookup::endpoint(ep).ok_or(Drop::endpoint(DropReason::Inactive, ep))?;
-    match info.state {
-        EP_STATE_ACCEPTED => {}
-        EP_STATE_PENDING => return Err(Drop::endpoint(DropReason::Pending, ep)),
-        EP_STATE_REJECTED => return Err(Drop::endpoint(DropReason::Rejected, ep)),
-        _ => return Err(Drop::endpoint(DropReason::Inactive, ep)),
-    }
+    lookup::accepted(&info, ep)?;
     if !icmp::rate_allows(ep) {
         return Err(Drop::endpoint(DropReason::IcmpRateLimited, ep));
     }

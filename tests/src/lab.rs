@@ -191,7 +191,6 @@ impl Lab {
             m.set_vpc(c.ifindex, VpcInfo { vpc_id: c.vpc_id, mac, ..Default::default() }).unwrap();
             let info = EndpointInfo {
                 service: 0,
-                snat_ip_be: ip_raw(snat_ip(i as u32)),
                 conn_limit,
                 state: EP_STATE_ACCEPTED,
                 ..Default::default()

@@ -169,7 +169,7 @@ fn seed(dp: &mut Dataplane, consumer_if: u32, provider_if: u32) {
     for (idx, ip, svc, state) in eps {
         let snat = Ipv4Addr::from(u32::from(SNAT_IP) + idx);
         m.set_ep_snat(idx * MAX_SNAT_PER_ENDPOINT, Some(snat)).unwrap();
-        m.set_endpoint(idx, EndpointInfo { service: svc, snat_ip_be: ip_raw(snat), conn_limit: 3000, state, ..Default::default() })
+        m.set_endpoint(idx, EndpointInfo { service: svc, conn_limit: 3000, state, ..Default::default() })
             .unwrap();
         m.bind_endpoint_ip(CONSUMER_VPC, ip, idx).unwrap();
     }
@@ -219,10 +219,10 @@ pub fn snat_port(lab: &PacketLab, key: &CtKey) -> u16 {
     u16::from_be(v.nat_src_port_be)
 }
 
-/// Hold SNAT port `port` of `snat` towards BACKEND:8080/tcp, as a live flow's reverse
-/// entry would.
-pub fn hold_snat_port(lab: &mut PacketLab, snat: Ipv4Addr, port: u16) {
-    let key = CtKey {
+/// The reverse key of a TCP flow to BACKEND:8080 from `snat:port`: what the backend
+/// sends back.
+pub fn rev_key(snat: Ipv4Addr, port: u16) -> CtKey {
+    CtKey {
         src_ip_be: ip_raw(BACKEND),
         dst_ip_be: ip_raw(snat),
         src_port_be: 8080u16.to_be(),
@@ -230,7 +230,12 @@ pub fn hold_snat_port(lab: &mut PacketLab, snat: Ipv4Addr, port: u16) {
         vpc_id: PROVIDER_VPC,
         proto: PROTO_TCP,
         _pad: 0,
-    };
+    }
+}
+
+/// Hold SNAT port `port` of `snat` towards BACKEND:8080/tcp, as a live flow's reverse
+/// entry would.
+pub fn hold_snat_port(lab: &mut PacketLab, snat: Ipv4Addr, port: u16) {
     let v = CtValue { kind: CT_KIND_REVERSE, last_seen_ns: u64::MAX / 2, ..Default::default() };
-    lab.dp.maps.ct_insert(key, v).unwrap();
+    lab.dp.maps.ct_insert(rev_key(snat, port), v).unwrap();
 }

@@ -36,16 +36,7 @@ fn new_tcp_flow_is_translated_and_redirected_to_the_backend() {
     assert_eq!((s.new_flows, s.fwd_packets, s.fwd_bytes), (1, 1, input.len() as u64));
     assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 1);
     // The reverse entry is keyed by what the backend will send back.
-    let rev = CtKey {
-        src_ip_be: ip_raw(BACKEND),
-        dst_ip_be: ip_raw(SNAT_IP),
-        src_port_be: 8080u16.to_be(),
-        dst_port_be: port.to_be(),
-        vpc_id: PROVIDER_VPC,
-        proto: PROTO_TCP,
-        _pad: 0,
-    };
-    let r = lab.dp.maps.ct_get(&rev).unwrap().expect("reverse entry");
+    let r = lab.dp.maps.ct_get(&rev_key(SNAT_IP, port)).unwrap().expect("reverse entry");
     assert_eq!((r.kind, r.ifindex, r.dmac, r.smac), (CT_KIND_REVERSE, lab.consumer_if, CLIENT_MAC, GW_CONSUMER_MAC));
 }
 

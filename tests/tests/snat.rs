@@ -11,8 +11,7 @@ use std::{net::Ipv4Addr, time::Duration};
 const SECOND_SNAT: Ipv4Addr = Ipv4Addr::new(11, 163, 0, 200);
 
 fn in_use(lab: &PacketLab) -> u64 {
-    let s = lab.dp.maps.endpoint_stats(EP_IDX_ACCEPTED).unwrap();
-    s.snat_ports_claimed.wrapping_sub(s.snat_ports_released)
+    lab.dp.maps.endpoint_stats(EP_IDX_ACCEPTED).unwrap().snat_ports_in_use()
 }
 
 /// The SNAT address and port a flow from `sport` got.

@@ -174,9 +174,8 @@ impl Gateway {
             let up = svc.spec.backends.iter().filter(|b| self.checker.is_up(&svc.spec.name, b.address)).count().max(1) as u64;
             // Each SNAT address has the port range towards each backend and protocol.
             let ports = (SNAT_PORT_MAX as u64 - SNAT_PORT_MIN as u64 + 1) * protos * up * e.snat_ips().count() as u64;
-            // Measured by the data path: ports claimed by new flows, less ports given back.
             let stats = dp.maps.endpoint_stats(e.index)?;
-            let in_use = stats.snat_ports_claimed.wrapping_sub(stats.snat_ports_released);
+            let in_use = stats.snat_ports_in_use();
             snap.endpoints.push(EndpointSample {
                 labels: vec![
                     ("endpoint".into(), e.spec.name.clone()),

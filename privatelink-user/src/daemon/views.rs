@@ -76,10 +76,7 @@ impl Gateway {
         let e = self.state.find_endpoint(key).with_context(|| format!("no endpoint named or with id `{key}`"))?;
         let svc = self.state.services.get(&e.service);
         let (active, ports_in_use) = match &self.dp {
-            Some(dp) => {
-                let s = dp.maps.endpoint_stats(e.index)?;
-                (dp.maps.active_flows(e.index)?, s.snat_ports_claimed.wrapping_sub(s.snat_ports_released))
-            }
+            Some(dp) => (dp.maps.active_flows(e.index)?, dp.maps.endpoint_stats(e.index)?.snat_ports_in_use()),
             None => (0, 0),
         };
         Ok(EndpointView {

@@ -157,11 +157,11 @@ pub fn desired(st: &State, resolve: Resolve, up: Up) -> Tables {
         }
         let info = EndpointInfo {
             service: svc.index,
-            snat_ip_be: ip_raw(e.snat_ip),
             conn_limit: svc.spec.connection_limit as u32,
             state: state_byte(e.state),
             snat_count: snat.len() as u8,
             mss_clamp: mss_clamp(st.gateway.mss_clamp, sides.into_iter().flatten().copied().min()),
+            ..Default::default()
         };
         t.endpoints.insert(e.index, info);
         t.ep_ips.insert((vpc.vpc_id, e.ip), e.index);

@@ -165,7 +165,7 @@ impl Bed {
         m.set_port(0, PROTO_UDP, DISCARD, DISCARD).unwrap();
         m.set_backend(0, SERVER, true).unwrap();
         m.set_maglev(0, &maglev::table(&[Member { index: 0, id: ip_raw(SERVER), weight: 100 }])).unwrap();
-        let ep = EndpointInfo { service: 0, snat_ip_be: ip_raw(SNAT), conn_limit: 1_000_000, state: EP_STATE_ACCEPTED, ..Default::default() };
+        let ep = EndpointInfo { service: 0, conn_limit: 1_000_000, state: EP_STATE_ACCEPTED, ..Default::default() };
         m.set_ep_snat(0, Some(SNAT)).unwrap();
         m.set_endpoint(0, ep).unwrap();
         m.bind_endpoint_ip(1, ENDPOINT, 0).unwrap();
