@@ -100,24 +100,21 @@ fn not_for_a_flow(p: &Packet, vpc: &VpcInfo) -> Result<u32, Drop> {
 /// endpoint answered; ICMP for the gateway itself goes up.
 #[inline(always)]
 fn icmp_in(ctx: &XdpContext, vpc: &VpcInfo, p: &Packet) -> Result<u32, Drop> {
-    let at = lookup::endpoint_at(vpc.vpc_id, p.dst_ip);
-    match icmp::quote(ctx, p) {
-        Ok(Some(q)) => {
-            if let Some(action) = translate_error(ctx, vpc, p, &q)? {
-                return Ok(action);
-            }
-            if at == Some(EP_GATEWAY_OWN) {
-                return Ok(XDP_PASS);
-            }
-            Err(Drop::vpc(DropReason::NoFlow, vpc.vpc_id))
+    let quote = icmp::quote(ctx, p);
+    // A translated error needs nothing more: the address is looked up only after.
+    if let Ok(Some(q)) = &quote {
+        if let Some(action) = translate_error(ctx, vpc, p, q)? {
+            return Ok(action);
         }
-        Err(()) if at != Some(EP_GATEWAY_OWN) => Err(Drop::vpc(DropReason::IcmpUnsupported, vpc.vpc_id)),
-        _ => match at {
-            Some(EP_GATEWAY_OWN) => Ok(XDP_PASS),
-            Some(ep) => echo(ctx, p, ep),
-            None if in_snat_range(p.dst_ip) => Err(Drop::vpc(DropReason::NoFlow, vpc.vpc_id)),
-            None => not_for_a_flow(p, vpc),
-        },
+    }
+    let at = lookup::endpoint_at(vpc.vpc_id, p.dst_ip);
+    match (quote, at) {
+        (_, Some(EP_GATEWAY_OWN)) => Ok(XDP_PASS),
+        (Ok(Some(_)), _) => Err(Drop::vpc(DropReason::NoFlow, vpc.vpc_id)),
+        (Err(()), _) => Err(Drop::vpc(DropReason::IcmpUnsupported, vpc.vpc_id)),
+        (Ok(None), Some(ep)) => echo(ctx, p, ep),
+        (Ok(None), None) if in_snat_range(p.dst_ip) => Err(Drop::vpc(DropReason::NoFlow, vpc.vpc_id)),
+        (Ok(None), None) => not_for_a_flow(p, vpc),
     }
 }
 
