@@ -24,6 +24,15 @@ pub fn reject(socket: &Path, endpoint: String, fmt: Format) -> Result<()> {
 }
 
 pub fn delete(socket: &Path, kind: One, name: String, force: bool, fmt: Format) -> Result<()> {
+    if kind == One::Node {
+        let said: String = client::call_as(socket, &Request::Delete { kind, name, force })?;
+        if fmt == Format::Json {
+            print!("{}", output::json(&said));
+        } else {
+            println!("{said}");
+        }
+        return Ok(());
+    }
     let r: ApplyResult = client::call_as(socket, &Request::Delete { kind, name, force })?;
     if fmt == Format::Json {
         print!("{}", output::json(&r));

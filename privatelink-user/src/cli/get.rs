@@ -1,7 +1,7 @@
-//! `get services|endpoints|vpcs [NAME]`, `describe service|endpoint NAME`
+//! `get services|endpoints|vpcs|nodes [NAME]`, `describe service|endpoint|node NAME`
 
 use super::{client, output::{self, Format}};
-use crate::daemon::api::{EndpointView, Kind, One, Request, ServiceView, VpcView};
+use crate::daemon::api::{EndpointView, Kind, NodeView, One, Request, ServiceView, VpcView};
 use anyhow::Result;
 use std::path::Path;
 
@@ -50,6 +50,18 @@ pub fn get(socket: &Path, kind: Kind, name: Option<String>, fmt: Format) -> Resu
                 ("XDP", &|r| if r.attached { "attached".into() } else { "-".into() }),
             ],
         ),
+        Kind::Nodes => output::table_of(
+            &serde_json::from_value::<Vec<NodeView>>(v)?,
+            &[
+                ("NAME", &|n| if n.this_node { format!("{} (this)", n.name) } else { n.name.clone() }),
+                ("ZONE", &|n| n.zone.clone().unwrap_or_else(|| "-".into())),
+                ("STATE", &|n| n.state.clone()),
+                ("SNAT SLICE", &|n| n.snat_slices.join(",")),
+                ("INTERFACES", &|n| if n.interfaces.is_empty() { "-".into() } else { n.interfaces.join(",") }),
+                ("FLOWS", &|n| n.flows.to_string()),
+                ("LAST HEARTBEAT", &|n| heartbeat_age(n.last_heartbeat_ms)),
+            ],
+        ),
     };
     print!("{out}");
     Ok(())
@@ -94,15 +106,39 @@ pub fn describe(socket: &Path, kind: One, name: String, fmt: Format) -> Result<(
                 ("vpc", e.vpc),
                 ("ip", e.ip.to_string()),
                 ("service", format!("{} ({})", e.service, e.service_id)),
-                ("snat ip", e.snat_ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", ")),
+                ("snat ip", list(&e.snat_ips)),
+                ("snat by node", e.snat_by_node.iter().map(|n| format!("{}: {}", n.node, list(&n.snat_ips))).collect::<Vec<_>>().join("; ")),
                 ("snat ports in use", e.snat_ports_in_use.to_string()),
-                ("connections", format!("{} active, limit {}", e.active_connections, e.connection_limit)),
+                ("connections", format!("{} active, limit {} (this node's share {})", e.active_connections, e.connection_limit, e.connection_limit_share)),
                 ("reason", e.reason.unwrap_or_default()),
+            ])
+        }
+        One::Node => {
+            let n: NodeView = serde_json::from_value(v)?;
+            output::fields(&[
+                ("name", n.name),
+                ("zone", n.zone.unwrap_or_default()),
+                ("state", n.state),
+                ("snat slice", format!("{}: {}", n.slice, n.snat_slices.join(", "))),
+                ("interfaces", n.interfaces.join(", ")),
+                ("flows", n.flows.to_string()),
+                ("last heartbeat", heartbeat_age(n.last_heartbeat_ms)),
             ])
         }
     };
     print!("{out}");
     Ok(())
+}
+
+fn list(ips: &[std::net::Ipv4Addr]) -> String {
+    ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// How long ago a heartbeat was, as `1.2s ago` (`-` for none).
+fn heartbeat_age(at_ms: Option<u64>) -> String {
+    let Some(at) = at_ms else { return "-".into() };
+    let now = crate::model::state::unix_now_ms();
+    format!("{:.1}s ago", now.saturating_sub(at) as f64 / 1000.0)
 }
 
 fn health_summary(s: &ServiceView) -> String {

@@ -57,6 +57,16 @@ pub enum Command {
         /// Least level logged (error, warn, info, debug, trace); RUST_LOG overrides.
         #[arg(long, default_value = "info")]
         log_level: String,
+        /// Keep the state in etcd, shared by a fleet of gateways:
+        /// etcd://HOST:PORT[,HOST:PORT...] (default: the embedded store in --state-dir).
+        #[arg(long, value_name = "URL")]
+        store: Option<crate::store::StoreUrl>,
+        /// This gateway's name in the fleet (default: the host name).
+        #[arg(long, value_name = "NAME", value_parser = node_name)]
+        node: Option<String>,
+        /// The zone this gateway is in.
+        #[arg(long, value_name = "ZONE", value_parser = node_name)]
+        zone: Option<String>,
     },
     /// Apply a spec: print the plan (+ create, ~ change, - delete) and carry it out.
     Apply {
@@ -66,7 +76,7 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// List services, endpoints or VPCs.
+    /// List services, endpoints, VPCs or the fleet's nodes.
     Get {
         #[arg(value_enum)]
         kind: Kind,
@@ -82,7 +92,7 @@ pub enum Command {
     Accept { endpoint: String },
     /// Reject an endpoint; its live flows follow the service's on_revoke.
     Reject { endpoint: String },
-    /// Delete a service (with its endpoints) or an endpoint.
+    /// Delete a service (with its endpoints), an endpoint, or a node gone for good.
     Delete {
         #[arg(value_enum)]
         kind: One,
@@ -170,6 +180,15 @@ pub enum ConntrackCommand {
     },
 }
 
+/// A node or zone name: 1-63 letters, digits, '-', '_' and '.'.
+fn node_name(s: &str) -> Result<String, String> {
+    if (1..=63).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("`{s}`: 1-63 letters, digits, '-', '_' or '.'"))
+    }
+}
+
 /// `SNAT_IP[:PORT]`
 pub fn parse_address(s: &str) -> Result<(Ipv4Addr, Option<u16>), String> {
     let (ip, port) = match s.split_once(':') {
@@ -192,9 +211,11 @@ pub fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let r = match cli.command {
-        Command::Daemon { state_dir, bpffs, metrics, repair_interval, log_format, log_level } => {
+        Command::Daemon { state_dir, bpffs, metrics, repair_interval, log_format, log_level, store, node, zone } => {
             let repair_interval = std::time::Duration::from_secs(repair_interval);
-            admin::daemon(daemon::Options { state_dir, bpffs, socket: cli.socket, metrics, repair_interval }, log_format, &log_level)
+            let node = node.unwrap_or_else(daemon::hostname);
+            let opts = daemon::Options { state_dir, bpffs, socket: cli.socket, metrics, repair_interval, store, node, zone };
+            admin::daemon(opts, log_format, &log_level)
         }
         Command::Apply { file, dry_run } => apply::run(&cli.socket, &file, dry_run, cli.output),
         Command::Get { kind, name } => get::get(&cli.socket, kind, name, cli.output),

@@ -15,6 +15,7 @@ pub enum Kind {
     Services,
     Endpoints,
     Vpcs,
+    Nodes,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -22,6 +23,7 @@ pub enum Kind {
 pub enum One {
     Service,
     Endpoint,
+    Node,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -90,10 +92,17 @@ pub struct EndpointView {
     pub ip: Ipv4Addr,
     pub service: String,
     pub service_id: String,
+    /// The source address backends see for flows through this node.
     pub snat_ip: Ipv4Addr,
-    /// Every SNAT address of the endpoint (the first is `snat_ip`).
+    /// Every SNAT address of the endpoint on this node (the first is `snat_ip`).
     #[serde(default)]
     pub snat_ips: Vec<Ipv4Addr>,
+    /// Every node's SNAT addresses of the endpoint (from the node's slice).
+    #[serde(default)]
+    pub snat_by_node: Vec<NodeSnat>,
+    /// This node's share of the connection limit (the limit split among live nodes).
+    #[serde(default)]
+    pub connection_limit_share: u32,
     /// SNAT ports its flows hold, measured by the data path.
     #[serde(default)]
     pub snat_ports_in_use: u64,
@@ -101,6 +110,30 @@ pub struct EndpointView {
     pub active_connections: u64,
     pub reason: Option<String>,
     pub created_at: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeSnat {
+    pub node: String,
+    pub slice: u32,
+    pub snat_ips: Vec<Ipv4Addr>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeView {
+    pub name: String,
+    pub zone: Option<String>,
+    /// up, down (its lease expired), unreachable (expired, not yet recorded), joining.
+    pub state: String,
+    /// Its slice of every SNAT range: the provider routes these to it.
+    pub slice: u32,
+    pub snat_slices: Vec<String>,
+    pub interfaces: Vec<String>,
+    pub flows: u64,
+    /// Unix milliseconds of its last registration (None: not registered now).
+    pub last_heartbeat_ms: Option<u64>,
+    /// The node that answered.
+    pub this_node: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -202,7 +235,10 @@ pub struct WhoisView {
     pub vpc: String,
     pub endpoint_ip: Ipv4Addr,
     pub service: String,
-    /// Flows using this SNAT address (and port, if one was asked).
+    /// The node whose slice the address is in (its flows are on that node).
+    #[serde(default)]
+    pub node: Option<String>,
+    /// Flows on the answering node using this SNAT address (and port, if one was asked).
     pub flows: Vec<FlowView>,
 }
 
@@ -240,4 +276,17 @@ pub struct StatusView {
     pub repaired_links: u64,
     #[serde(default)]
     pub repaired_map_ops: u64,
+    /// This node, its zone, and where the state lives.
+    #[serde(default)]
+    pub node: String,
+    #[serde(default)]
+    pub zone: Option<String>,
+    #[serde(default)]
+    pub store: String,
+    /// Whether the store answered last time; the data path forwards either way.
+    #[serde(default)]
+    pub store_reachable: bool,
+    /// Nodes of the fleet recorded up (1 alone).
+    #[serde(default)]
+    pub nodes_up: u32,
 }

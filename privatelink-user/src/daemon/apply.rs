@@ -4,7 +4,7 @@
 
 use super::{
     api::{ApplyResult, EndpointView, One, Response},
-    gateway::Gateway,
+    gateway::{is_conflict, Gateway, MAX_TRIES},
     handler::{ok, spec_error_response},
 };
 use crate::{
@@ -13,7 +13,7 @@ use crate::{
         plan::{self, Planned},
         plan_spec,
         spec::{self, Spec},
-        state::EndpointState,
+        state::{EndpointState, State},
         validate::Env,
         yaml::Doc,
     },
@@ -39,22 +39,34 @@ impl Gateway {
         self.apply_spec(&parsed.0, Some(&parsed.1), dry_run)
     }
 
-    /// Apply a spec (parsed and planned against the recorded state).
+    /// Apply a spec (parsed and planned against the recorded state; planned again on
+    /// the new state when another node's commit came first).
     fn apply_spec(&mut self, s: &Spec, doc: Option<&Doc>, dry_run: bool) -> Response {
-        let ct = self.dp.as_ref().map(|d| d.maps.ct_capacity());
-        let own = |i: &str| links::interface(i).map(|f| f.addrs).unwrap_or_default();
-        let env = Env { ct_capacity: ct, interface_exists: &|i| loader::ifindex(i).is_ok(), gateway_addrs: &own };
-        let planned = match plan_spec(s, doc, &self.state, &env) {
-            Ok(p) => p,
-            Err(errors) => return spec_error_response(errors),
-        };
-        if dry_run {
-            return ok(ApplyResult { dry_run, changes: planned.changes, reconcile: Report::default() });
+        self.retry_apply(|_| Ok(s.clone()), doc, dry_run).unwrap_or_else(|e| Response::Err { error: format!("{e:#}"), spec_errors: vec![] })
+    }
+
+    /// Apply the spec `spec_of` makes of the recorded state, computed anew (from the
+    /// new state) each time another node's commit came first.
+    fn retry_apply(&mut self, mut spec_of: impl FnMut(&State) -> Result<Spec>, doc: Option<&Doc>, dry_run: bool) -> Result<Response> {
+        for attempt in 1..=MAX_TRIES {
+            let s = spec_of(&self.state)?;
+            let ct = self.dp.as_ref().map(|d| d.maps.ct_capacity());
+            let own = |i: &str| links::interface(i).map(|f| f.addrs).unwrap_or_default();
+            let env = Env { ct_capacity: ct, interface_exists: &|i| loader::ifindex(i).is_ok(), gateway_addrs: &own };
+            let planned = match plan_spec(&s, doc, &self.state, &env) {
+                Ok(p) => p,
+                Err(errors) => return Ok(spec_error_response(errors)),
+            };
+            if dry_run {
+                return Ok(ok(ApplyResult { dry_run, changes: planned.changes, reconcile: Report::default() }));
+            }
+            match self.run_plan(planned) {
+                Ok(r) => return Ok(ok(r)),
+                Err(e) if is_conflict(&e) && attempt < MAX_TRIES => self.reload()?,
+                Err(e) => return Err(e),
+            }
         }
-        match self.run_plan(planned) {
-            Ok(r) => ok(r),
-            Err(e) => Response::Err { error: format!("{e:#}"), spec_errors: vec![] },
-        }
+        anyhow::bail!("other nodes kept changing the state: gave up after {MAX_TRIES} tries")
     }
 
     fn run_plan(&mut self, p: Planned) -> Result<ApplyResult> {
@@ -67,7 +79,7 @@ impl Gateway {
             return Ok(ApplyResult { dry_run: false, changes, reconcile: r });
         }
         // Flows to cut are part of the committed state (finished at start after a crash).
-        state.cuts.extend(reset);
+        state.cut(reset, []);
         self.commit(state)?;
         self.load_data_path()?;
         let r = self.sync()?;
@@ -84,13 +96,17 @@ impl Gateway {
     /// Phase 2 of an apply (also run at start when a crash interrupted one).
     pub(super) fn finish_apply(&mut self) -> Result<Report> {
         // Flows of endpoints being deleted go now, while they are inactive.
-        let going = self.state.endpoints.values().filter(|e| e.state == EndpointState::Deleting).map(|e| e.index).collect();
-        self.sweep_endpoints(going)?;
-        let next = plan::finish(self.state.clone());
-        self.commit(next)?;
+        self.sweep_deleting()?;
+        self.transact(|st| Ok(plan::unfinished(st).then(|| (plan::finish(st.clone()), Vec::new()))))?;
         let r = self.sync()?;
         self.ensure_links()?;
         Ok(r)
+    }
+
+    /// Remove this node's flows of endpoints being deleted.
+    pub(super) fn sweep_deleting(&mut self) -> Result<u64> {
+        let going = self.state.endpoints.values().filter(|e| e.state == EndpointState::Deleting).map(|e| e.index).collect();
+        self.sweep_endpoints(going)
     }
 
     /// Remove every flow of these endpoints (one pass over the conntrack table).
@@ -103,41 +119,47 @@ impl Gateway {
         Ok(r.expired)
     }
 
-    /// Cut the flows the recorded state says must go (of revoked endpoints, of backends
-    /// gone down under `on_backend_down: reset`), then record that they are gone.
+    /// Cut the flows the recorded state says this node must cut (of revoked endpoints,
+    /// of backends gone down under `on_backend_down: reset`), then record that they are
+    /// gone (each node clears its own part).
     pub(super) fn finish_cuts(&mut self) -> Result<()> {
-        if (self.state.cuts.is_empty() && self.state.backend_cuts.is_empty()) || self.dp.is_none() {
+        let me = self.opts.node.clone();
+        let cuts = self.state.cuts_of(&me);
+        if cuts.is_empty() || self.dp.is_none() {
             return Ok(());
         }
         failpoint("before-cut");
-        let n = self.sweep_endpoints(self.state.cuts.clone())?;
+        let n = self.sweep_endpoints(cuts.endpoints.clone())?;
         if n > 0 {
-            tracing::info!(flows = n, endpoints = ?self.state.cuts, "cut the live flows of revoked endpoints");
+            tracing::info!(flows = n, endpoints = ?cuts.endpoints, "cut the live flows of revoked endpoints");
         }
-        for (ip, vpc_id) in self.state.backend_cuts.clone() {
+        for (ip, vpc_id) in cuts.backends.iter().copied() {
             let r = self.dp()?.sweep(Scope::Backend { ip_be: maps::ip_raw(ip), vpc_id })?;
             self.expired += r.expired;
             tracing::info!(flows = r.expired, backend = %ip, "cut the live flows of a backend gone down");
         }
-        let mut next = self.state.clone();
-        next.cuts.clear();
-        next.backend_cuts.clear();
-        self.commit(next)
+        self.transact(|st| {
+            let mut next = st.clone();
+            next.cuts_done(&me, &cuts);
+            Ok((next.cuts != st.cuts).then_some((next, Vec::new())))
+        })?;
+        Ok(())
     }
 
     /// `accept ENDPOINT`: the provider approves the connection.
     pub(super) fn accept(&mut self, endpoint: &str) -> Result<EndpointView> {
-        let next = plan::accept(&self.state, endpoint)?;
-        self.commit(next)?;
+        self.transact(|st| Ok(Some((plan::accept(st, endpoint)?, Vec::new()))))?;
         self.sync()?;
         self.endpoint_view(endpoint)
     }
 
     /// `reject ENDPOINT`: live flows are cut when the service says `on_revoke: reset`.
     pub(super) fn reject(&mut self, endpoint: &str) -> Result<EndpointView> {
-        let (mut next, cut) = plan::reject(&self.state, endpoint)?;
-        next.cuts.extend(cut);
-        self.commit(next)?;
+        self.transact(|st| {
+            let (mut next, cut) = plan::reject(st, endpoint)?;
+            next.cut(cut, []);
+            Ok(Some((next, Vec::new())))
+        })?;
         self.sync()?;
         self.finish_cuts()?;
         self.endpoint_view(endpoint)
@@ -145,11 +167,17 @@ impl Gateway {
 
     /// `delete endpoint|service NAME`: the recorded spec without it, applied.
     pub(super) fn delete(&mut self, kind: One, name: &str, force: bool) -> Result<Response> {
-        let next = match kind {
-            One::Endpoint => plan::without_endpoint(&self.state, name)?,
-            One::Service => plan::without_service(&self.state, name, force)?,
-        };
-        Ok(self.apply_spec(&next, None, false))
+        self.retry_apply(
+            |st| {
+                Ok(match kind {
+                    One::Endpoint => plan::without_endpoint(st, name)?,
+                    One::Service => plan::without_service(st, name, force)?,
+                    One::Node => anyhow::bail!("nodes are deleted on their own"),
+                })
+            },
+            None,
+            false,
+        )
     }
 }
 

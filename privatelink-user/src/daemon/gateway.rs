@@ -13,16 +13,25 @@ use crate::{
         tables,
     },
     model::{
+        fleet::Seat,
         plan,
         spec,
         state::{endpoint_events, Event, State},
         yaml::Doc,
     },
-    store::{RedbStore, Store},
+    store::{EtcdStore, RedbStore, Store, StoreError},
 };
 use anyhow::{Context, Result};
 use privatelink_common::DropReason;
 use std::{collections::BTreeMap, sync::Arc};
+
+/// How many times a change is computed anew when other nodes' commits keep winning.
+pub(super) const MAX_TRIES: u32 = 8;
+
+/// Whether `e` is a commit that lost to another writer's.
+pub(super) fn is_conflict(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| matches!(c.downcast_ref::<StoreError>(), Some(StoreError::Conflict { .. })))
+}
 
 pub struct Gateway {
     pub(super) opts: Options,
@@ -51,7 +60,10 @@ pub struct Gateway {
 impl Gateway {
     pub fn open(opts: Options) -> Result<Gateway> {
         links::ensure_bpffs(&opts.bpffs)?;
-        let store: Box<dyn Store> = Box::new(RedbStore::open(&opts.state_dir)?);
+        let store: Box<dyn Store> = match &opts.store {
+            Some(url) => Box::new(EtcdStore::connect(url, &opts.node)?),
+            None => Box::new(RedbStore::open(&opts.state_dir)?),
+        };
         let state = store.load()?;
         let links = Links::new(&opts.bpffs);
         let mut gw = Gateway {
@@ -73,6 +85,7 @@ impl Gateway {
             parsed: None,
         };
         gw.checker.sync(&gw.state);
+        gw.join().context("joining the fleet")?;
         if !gw.state.vpcs.is_empty() {
             gw.load_data_path()?;
             gw.sync().context("reconciling the recorded state into the maps")?;
@@ -81,12 +94,17 @@ impl Gateway {
                 tracing::warn!("finishing an apply that was interrupted");
                 gw.finish_apply()?;
             }
-            if !gw.state.cuts.is_empty() || !gw.state.backend_cuts.is_empty() {
-                tracing::warn!(endpoints = ?gw.state.cuts, backends = ?gw.state.backend_cuts, "finishing flow cuts that were interrupted");
+            let cuts = gw.state.cuts_of(&gw.opts.node);
+            if !cuts.is_empty() {
+                tracing::warn!(endpoints = ?cuts.endpoints, backends = ?cuts.backends, "finishing flow cuts that were interrupted");
                 gw.finish_cuts()?;
             }
         }
         Ok(gw)
+    }
+
+    pub fn store_description(&self) -> String {
+        self.store.describe()
     }
 
     pub(super) fn load_data_path(&mut self) -> Result<()> {
@@ -109,7 +127,8 @@ impl Gateway {
     pub(super) fn sync(&mut self) -> Result<Report> {
         let started = std::time::Instant::now();
         let checker = &self.checker;
-        let want = tables::desired(&self.state, &links::interface, &|s, ip| checker.is_up(s, ip));
+        let seat = Seat::of(&self.state, &self.opts.node);
+        let want = tables::desired(&self.state, seat, &links::interface, &|s, ip| checker.is_up(s, ip));
         let r = reconcile::reconcile(&mut self.dp()?.maps, &want)?;
         self.reconciles += 1;
         self.last_reconcile = Some(r);
@@ -128,6 +147,21 @@ impl Gateway {
         Ok(self.links.ensure(dp, &wanted)?)
     }
 
+    /// Compute the next state from the recorded one and commit it; when another node
+    /// committed first, reload and compute again (a few times, then report the
+    /// conflict). `f` returns None when there is nothing to change. Whether it committed.
+    pub(super) fn transact(&mut self, mut f: impl FnMut(&State) -> Result<Option<(State, Vec<Event>)>>) -> Result<bool> {
+        for attempt in 1..=MAX_TRIES {
+            let Some((next, events)) = f(&self.state)? else { return Ok(false) };
+            match self.commit_with(next, events) {
+                Err(e) if is_conflict(&e) && attempt < MAX_TRIES => self.reload()?,
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(true),
+            }
+        }
+        unreachable!("the last try returns")
+    }
+
     /// Record a new state with the endpoint events it carries, in one transaction.
     pub(super) fn commit(&mut self, st: State) -> Result<()> {
         self.commit_with(st, Vec::new())
@@ -138,6 +172,13 @@ impl Gateway {
         let mut events = endpoint_events(&self.state, &st);
         events.extend(more);
         self.store.commit_with_events(&mut st, &mut events).context("recording the state")?;
+        self.adopt(st);
+        self.announce(&events);
+        Ok(())
+    }
+
+    /// Make `st` (just committed here, or by another node) the current state.
+    pub(super) fn adopt(&mut self, st: State) {
         // A new endpoint's counters start at zero: so does its refusal baseline.
         for e in st.endpoints.values() {
             if self.state.endpoints.get(&e.spec.name).is_none_or(|o| o.id != e.id) {
@@ -148,8 +189,6 @@ impl Gateway {
         }
         self.state = st;
         self.checker.sync(&self.state);
-        self.announce(&events);
-        Ok(())
     }
 
     /// Detach from every interface and remove every pin. The recorded state stays.

@@ -20,10 +20,17 @@ impl Gateway {
             Request::Apply { spec, dry_run } => self.apply_text(spec, dry_run),
             Request::Accept { endpoint } => ok(self.accept(&endpoint)?),
             Request::Reject { endpoint } => ok(self.reject(&endpoint)?),
+            Request::Delete { kind: One::Node, name, .. } => {
+                self.remove_node(&name)?;
+                ok(format!("node {name} was removed from the fleet; its SNAT slice is free"))
+            }
             Request::Delete { kind, name, force } => self.delete(kind, &name, force)?,
             Request::Get { kind, name } => self.get(kind, name.as_deref())?,
             Request::Describe { kind: One::Service, name } => ok(self.service_view(&name)?),
             Request::Describe { kind: One::Endpoint, name } => ok(self.endpoint_view(&name)?),
+            Request::Describe { kind: One::Node, name } => {
+                ok(self.nodes()?.into_iter().find(|n| n.name == name).ok_or_else(|| anyhow::anyhow!("no node named `{name}` in the fleet"))?)
+            }
             Request::Stats => ok(self.stats()?),
             Request::Conntrack { endpoint } => ok(self.conntrack(endpoint.as_deref())?),
             Request::Whois { ip, port } => ok(self.whois(ip, port)?),

@@ -207,42 +207,44 @@ impl Gateway {
     /// cut the backend's flows where the service says so.
     pub fn health_result(&mut self, target: &Target, result: Result<(), String>) -> anyhow::Result<()> {
         let Some(flip) = self.checker.record(target, result) else { return Ok(()) };
-        let mut events = Vec::new();
         let users = self.checker.users(target);
-        for svc in &users {
-            let subject = format!("{svc}/{}", target.ip);
-            let (kind, msg) = if flip.up {
-                ("backend.up", format!("backend {} of service {svc} is healthy again", target.ip))
-            } else {
-                ("backend.down", format!("backend {} of service {svc} failed its checks: {}", target.ip, flip.error.clone().unwrap_or_default()))
-            };
-            events.push(Event::new(kind, &subject, Some(svc), msg));
-            if let Some(s) = self.state.services.get(svc) {
-                let checker = &self.checker;
-                if s.spec.failing_open(&|n, ip| checker.is_up(n, ip)) && !flip.up {
+        // The flip, the flows it cuts and its events are recorded together; in a fleet
+        // another node may have recorded the same flip already (then nothing is).
+        let checker = &self.checker;
+        let open: Vec<&String> = users.iter().filter(|svc| self.state.services.get(*svc).is_some_and(|s| s.spec.failing_open(&|n, ip| checker.is_up(n, ip)))).collect();
+        let failing_open = |svc: &String| open.contains(&svc);
+        let changed = self.transact(|st| {
+            let mut next = st.clone();
+            let mut events = Vec::new();
+            for svc in &users {
+                let key = (svc.clone(), target.ip);
+                if next.backends_down.contains(&key) != flip.up {
+                    continue;
+                }
+                let subject = format!("{svc}/{}", target.ip);
+                if flip.up {
+                    next.backends_down.remove(&key);
+                    events.push(Event::new("backend.up", &subject, Some(svc), format!("backend {} of service {svc} is healthy again", target.ip)));
+                    continue;
+                }
+                next.backends_down.insert(key);
+                events.push(Event::new("backend.down", &subject, Some(svc), format!("backend {} of service {svc} failed its checks: {}", target.ip, flip.error.clone().unwrap_or_default())));
+                if failing_open(svc) {
                     events.push(Event::new("service.fail_open", svc, Some(svc), format!("every backend of {svc} is down: failing open, new flows use them all")));
                 }
-            }
-        }
-        // The flip, the flows it cuts and its events are recorded together.
-        let mut next = self.state.clone();
-        for svc in &users {
-            let key = (svc.clone(), target.ip);
-            if flip.up {
-                next.backends_down.remove(&key);
-            } else {
-                next.backends_down.insert(key);
-                let Some(s) = self.state.services.get(svc) else { continue };
+                let Some(s) = st.services.get(svc) else { continue };
                 let reset = s.spec.effective_check().is_some_and(|(hc, _)| hc.on_backend_down == OnRevoke::Reset);
-                if let (true, Some(v)) = (reset, self.state.vpcs.get(&s.spec.vpc)) {
-                    next.backend_cuts.insert((target.ip, v.vpc_id));
+                if let (true, Some(v)) = (reset, st.vpcs.get(&s.spec.vpc)) {
+                    next.cut([], [(target.ip, v.vpc_id)]);
                 }
             }
-        }
-        self.commit_with(next, events)?;
+            Ok((!events.is_empty()).then_some((next, events)))
+        })?;
         if self.dp.is_some() {
             self.sync()?;
-            self.finish_cuts()?;
+            if changed {
+                self.finish_cuts()?;
+            }
         }
         Ok(())
     }

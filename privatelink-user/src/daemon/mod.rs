@@ -8,6 +8,7 @@
 pub mod api;
 mod apply;
 mod events;
+mod fleet;
 mod gateway;
 mod handler;
 pub mod health;
@@ -43,6 +44,16 @@ pub struct Options {
     pub metrics: Option<std::net::SocketAddr>,
     /// Drift repair: links re-attached and maps rewritten to the state this often.
     pub repair_interval: Duration,
+    /// The fleet's shared store (None: the embedded one under `state_dir`).
+    pub store: Option<crate::store::StoreUrl>,
+    /// This gateway's name in the fleet, and its zone.
+    pub node: String,
+    pub zone: Option<String>,
+}
+
+/// The host's name: a node's default name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "gateway".into())
 }
 
 fn is_root() -> bool {
@@ -69,11 +80,12 @@ pub async fn run(opts: Options) -> Result<()> {
     let listener = UnixListener::bind(&socket).with_context(|| format!("listening on {}", socket.display()))?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
-    tracing::info!(socket = %socket.display(), state = %opts.state_dir.display(), bpffs = %opts.bpffs.display(), "privatelink daemon listening");
+    tracing::info!(socket = %socket.display(), node = %opts.node, store = %gw.store_description(), bpffs = %opts.bpffs.display(), "privatelink daemon listening");
     let gw = Arc::new(Mutex::new(gw));
     let stop = Arc::new(Notify::new());
 
     let checks = tokio::spawn(health::health_loop(gw.clone()));
+    let follow = tokio::spawn(fleet::fleet_loop(gw.clone()));
     let metrics_server = opts.metrics.map(|addr| {
         let g = gw.clone();
         let snap: metrics::Snap = Arc::new(move || {
@@ -124,6 +136,7 @@ pub async fn run(opts: Options) -> Result<()> {
     }
     sweeper.abort();
     checks.abort();
+    follow.abort();
     if let Some(m) = metrics_server {
         m.abort();
     }

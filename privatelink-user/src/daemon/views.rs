@@ -3,7 +3,10 @@
 //! Reads only; never changes the state or the maps.
 
 use super::{api::*, gateway::Gateway, handler::ok};
-use crate::dataplane::{loader, maps, monotonic_ns};
+use crate::{
+    dataplane::{loader, maps, monotonic_ns},
+    model::fleet::Seat,
+};
 use anyhow::{bail, Context, Result};
 use privatelink_common::*;
 use std::net::Ipv4Addr;
@@ -24,6 +27,13 @@ impl Gateway {
                     None => self.state.endpoints.keys().cloned().collect(),
                 };
                 ok(names.iter().map(|n| self.endpoint_view(n)).collect::<Result<Vec<_>>>()?)
+            }
+            Kind::Nodes => {
+                let rows: Vec<NodeView> = self.nodes()?.into_iter().filter(|v| name.is_none_or(|n| n == v.name)).collect();
+                if let (Some(n), true) = (name, rows.is_empty()) {
+                    bail!("no node named `{n}` in the fleet");
+                }
+                ok(rows)
             }
             Kind::Vpcs => {
                 let rows: Vec<VpcView> = self
@@ -79,6 +89,8 @@ impl Gateway {
             Some(dp) => (dp.maps.active_flows(e.index)?, dp.maps.endpoint_stats(e.index)?.snat_ports_in_use()),
             None => (0, 0),
         };
+        let seat = Seat::of(&self.state, &self.opts.node);
+        let mine = self.state.snat_ips_on(e, seat.slice);
         Ok(EndpointView {
             name: e.spec.name.clone(),
             id: e.id.clone(),
@@ -88,8 +100,10 @@ impl Gateway {
             ip: e.ip,
             service: e.service.clone(),
             service_id: svc.map(|s| s.id.clone()).unwrap_or_default(),
-            snat_ip: e.snat_ip,
-            snat_ips: e.snat_ips().collect(),
+            snat_ip: mine.first().copied().unwrap_or(e.snat_ip),
+            snat_ips: mine,
+            snat_by_node: self.state.nodes.iter().map(|(n, r)| NodeSnat { node: n.clone(), slice: r.slice, snat_ips: self.state.snat_ips_on(e, r.slice) }).collect(),
+            connection_limit_share: seat.share(svc.map_or(0, |s| s.spec.connection_limit as u32)),
             snat_ports_in_use: ports_in_use,
             connection_limit: svc.map_or(0, |s| s.spec.connection_limit),
             active_connections: active,
@@ -172,10 +186,11 @@ impl Gateway {
     }
 
     pub(super) fn whois(&self, snat_ip: Ipv4Addr, port: Option<u16>) -> Result<WhoisView> {
-        let e = self
+        let (e, slice) = self
             .state
             .endpoint_by_snat_ip(snat_ip)
             .with_context(|| format!("{snat_ip} is not the SNAT address of any endpoint"))?;
+        let node = self.state.nodes.iter().find(|(_, r)| r.slice == slice).map(|(n, _)| n.clone());
         let raw = maps::ip_raw(snat_ip);
         let flows = self.flows(|v| v.nat_src_ip_be == raw && port.is_none_or(|p| v.nat_src_port_be == p.to_be()))?;
         if let (Some(p), true) = (port, flows.is_empty()) {
@@ -189,6 +204,7 @@ impl Gateway {
             vpc: e.spec.vpc.clone(),
             endpoint_ip: e.ip,
             service: e.service.clone(),
+            node,
             flows,
         })
     }
@@ -208,6 +224,11 @@ impl Gateway {
             expired_flows: self.expired,
             repaired_links: self.repaired_links,
             repaired_map_ops: self.repaired_map_ops,
+            node: self.opts.node.clone(),
+            zone: self.opts.zone.clone(),
+            store: self.store.describe(),
+            store_reachable: self.store.reachable(),
+            nodes_up: self.state.nodes.values().filter(|n| n.up).count().max(1) as u32,
         };
         let Some(dp) = &self.dp else { return Ok(view) };
         view.program_id = Some(dp.xdp()?.info()?.id());

@@ -177,6 +177,11 @@ impl Links {
         self.links.get(name)
     }
 
+    /// The interfaces with a link held now.
+    pub fn attached(&self) -> Vec<String> {
+        self.links.keys().cloned().collect()
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.links.contains_key(name)
     }

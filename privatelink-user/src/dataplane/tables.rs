@@ -15,6 +15,7 @@ use super::{
     maps::ip_raw,
 };
 use crate::model::{
+    fleet::Seat,
     spec::MssClamp,
     state::{EndpointState, State},
 };
@@ -94,8 +95,9 @@ pub type Resolve<'a> = &'a dyn Fn(&str) -> Option<Iface>;
 /// Whether a service's backend passes its health checks.
 pub type Up<'a> = &'a dyn Fn(&str, Ipv4Addr) -> bool;
 
-/// The map contents `st` calls for, with backends' health from `up`.
-pub fn desired(st: &State, resolve: Resolve, up: Up) -> Tables {
+/// The map contents `st` calls for on the node in `seat` (its SNAT slice, its share of
+/// each connection limit), with backends' health from `up`.
+pub fn desired(st: &State, seat: Seat, resolve: Resolve, up: Up) -> Tables {
     let mut t = Tables::default();
     t.snat_ranges.insert((st.gateway.snat_range.net, st.gateway.snat_range.prefix));
     let mut mtus = BTreeMap::new();
@@ -151,13 +153,13 @@ pub fn desired(st: &State, resolve: Resolve, up: Up) -> Tables {
     for e in eps {
         let (Some(svc), Some(vpc)) = (st.services.get(&e.service), st.vpcs.get(&e.spec.vpc)) else { continue };
         let sides = [mtus.get(e.spec.vpc.as_str()), mtus.get(svc.spec.vpc.as_str())];
-        let snat: Vec<Ipv4Addr> = e.snat_ips().collect();
+        let snat = st.snat_ips_on(e, seat.slice);
         for (i, ip) in snat.iter().enumerate() {
             t.ep_snat.insert(e.index * MAX_SNAT_PER_ENDPOINT + i as u32, *ip);
         }
         let info = EndpointInfo {
             service: svc.index,
-            conn_limit: svc.spec.connection_limit as u32,
+            conn_limit: seat.share(svc.spec.connection_limit as u32),
             state: state_byte(e.state),
             snat_count: snat.len() as u8,
             mss_clamp: mss_clamp(st.gateway.mss_clamp, sides.into_iter().flatten().copied().min()),

@@ -187,17 +187,17 @@ proptest! {
                 sa = next;
             }
         }
-        let ta = desired(&sa, &iface, &|_, _| true);
+        let ta = desired(&sa, Seat::ALONE, &iface, &|_, _| true);
         check_transition(&Tables::default(), &ta)?;
         let b = as_successor(b, &sa);
         let (p1, p2) = phases(&b, &sa)?;
-        let (t1, t2) = (desired(&p1, &iface, &|_, _| true), desired(&p2, &iface, &|_, _| true));
+        let (t1, t2) = (desired(&p1, Seat::ALONE, &iface, &|_, _| true), desired(&p2, Seat::ALONE, &iface, &|_, _| true));
         check_transition(&ta, &t1)?;
         check_transition(&t1, &t2)?;
         // Re-planning the same spec is a no-op, in state and in writes.
         let (q1, q2) = phases(&b, &p2)?;
         prop_assert_eq!(&q2, &p2);
-        prop_assert!(diff(&desired(&q1, &iface, &|_, _| true), &t2).is_empty());
+        prop_assert!(diff(&desired(&q1, Seat::ALONE, &iface, &|_, _| true), &t2).is_empty());
         // Every bound address leads to a complete endpoint.
         for (k, _) in t2.ep_ips.iter().filter(|(_, i)| **i != EP_GATEWAY_OWN) {
             let r = resolve(&t2, k).unwrap();
@@ -234,7 +234,7 @@ fn removing_everything_clears_every_table() {
     });
     spec_full.endpoints.push(Endpoint { name: "e1".into(), owner: Account("1".into()), vpc: "vpc1".into(), service: "s".into(), ip: None });
     let (_, full) = phases(&spec_full, &State::default()).unwrap();
-    let t = desired(&full, &iface, &|_, _| true);
+    let t = desired(&full, Seat::ALONE, &iface, &|_, _| true);
     assert_eq!(t.vpcs[&13].fib_table, 7);
     assert_eq!(t.vpcs[&13].mtu, 1200);
     assert_eq!(t.ep_ips[&(2, Ipv4Addr::new(10, 3, 0, 1))], EP_GATEWAY_OWN, "the gateway's own address on vpc3");
@@ -248,7 +248,7 @@ fn removing_everything_clears_every_table() {
     let snat: Vec<String> = t.ep_snat.range(0..MAX_SNAT_PER_ENDPOINT).map(|(_, ip)| ip.to_string()).collect();
     assert_eq!(snat, ["11.164.0.1", "11.164.0.2"], "both SNAT addresses, in order");
     let (_, empty) = phases(&spec, &full).unwrap();
-    let t2 = desired(&empty, &iface, &|_, _| true);
+    let t2 = desired(&empty, Seat::ALONE, &iface, &|_, _| true);
     let ops = diff(&t2, &t);
     let mut m = t.clone();
     for op in &ops {
@@ -266,8 +266,8 @@ fn a_down_backend_leaves_the_maglev_table_before_it_is_marked_down_and_all_down_
     let spec = crate::model::spec::parse(spec_text).unwrap().0;
     let (_, st) = phases(&spec, &State::default()).unwrap();
     let b5: Ipv4Addr = "10.3.0.5".parse().unwrap();
-    let all = desired(&st, &iface, &|_, _| true);
-    let one_down = desired(&st, &iface, &|_, ip| ip != b5);
+    let all = desired(&st, Seat::ALONE, &iface, &|_, _| true);
+    let one_down = desired(&st, Seat::ALONE, &iface, &|_, ip| ip != b5);
     let slot5 = st.services["s"].backend_slots[&b5];
     assert!(!one_down.backends[&slot5].1, "10.3.0.5 is marked down");
     assert!(!one_down.maglev[&0].contains(&slot5), "and no Maglev slot leads to it");
@@ -282,5 +282,5 @@ fn a_down_backend_leaves_the_maglev_table_before_it_is_marked_down_and_all_down_
     assert!(up_at < maglev_at, "{ops:?}");
     // Every backend down: fail open, the table uses them all.
     assert!(st.services["s"].spec.failing_open(&|_, _| false));
-    assert_eq!(desired(&st, &iface, &|_, _| false), all);
+    assert_eq!(desired(&st, Seat::ALONE, &iface, &|_, _| false), all);
 }

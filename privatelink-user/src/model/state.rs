@@ -3,9 +3,16 @@
 //! of it carries. Plain data; `plan` changes it, the store persists it, the data plane
 //! turns it into map contents.
 
-use super::spec::{Cidr, Endpoint, Gateway, Service, Spec, Vpc};
+use super::{
+    fleet::NodeRecord,
+    spec::{Cidr, Endpoint, Gateway, Service, Spec, Vpc},
+};
 use serde::{Deserialize, Serialize};
-use std::{collections::BTreeMap, fmt, net::Ipv4Addr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    net::Ipv4Addr,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -105,22 +112,72 @@ pub struct State {
     pub endpoints: BTreeMap<String, EndpointRecord>,
     /// Bumped by every change that reaches the store.
     pub generation: u64,
-    /// Endpoints (slot indices) whose live flows must still be cut: recorded with the
-    /// decision that asks for it (reject or revoke under `on_revoke: reset`) and cleared
-    /// once the flows are gone, so a daemon that dies in between finishes it at start.
-    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
-    pub cuts: std::collections::BTreeSet<u32>,
-    /// Backends (address, provider VPC id) whose flows must still be cut: a backend gone
-    /// down under `on_backend_down: reset`, recorded like `cuts`.
-    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
-    pub backend_cuts: std::collections::BTreeSet<(Ipv4Addr, u16)>,
+    /// Flows each node must still cut: recorded with the decision that asks for it
+    /// (reject or revoke under `on_revoke: reset`, a backend gone down under
+    /// `on_backend_down: reset`) for every node of the fleet, and cleared by each node
+    /// once its own flows are gone, so a node that dies in between finishes at start.
+    /// The key "" holds cuts recorded before any node joined (any node takes them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cuts: BTreeMap<String, Cuts>,
     /// (service, backend) last known down by the health checks: a restarted daemon
     /// starts them down, so new flows never go to a backend that was down.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub backends_down: std::collections::BTreeSet<(String, Ipv4Addr)>,
+    /// The gateways sharing this state (one, without a fleet store), by node name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nodes: BTreeMap<String, NodeRecord>,
+}
+
+/// Flows one node must still cut.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cuts {
+    /// Endpoints (slot indices) whose live flows go.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub endpoints: BTreeSet<u32>,
+    /// Backends (address, provider VPC id) whose live flows go.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub backends: BTreeSet<(Ipv4Addr, u16)>,
+}
+
+impl Cuts {
+    pub fn is_empty(&self) -> bool {
+        self.endpoints.is_empty() && self.backends.is_empty()
+    }
 }
 
 impl State {
+    /// Ask every node (every recorded one; "" before any joined) to cut these flows.
+    pub fn cut(&mut self, endpoints: impl IntoIterator<Item = u32> + Clone, backends: impl IntoIterator<Item = (Ipv4Addr, u16)> + Clone) {
+        let names: Vec<String> = if self.nodes.is_empty() { vec![String::new()] } else { self.nodes.keys().cloned().collect() };
+        for n in names {
+            let c = self.cuts.entry(n).or_default();
+            c.endpoints.extend(endpoints.clone());
+            c.backends.extend(backends.clone());
+        }
+        self.cuts.retain(|_, c| !c.is_empty());
+    }
+
+    /// What node `me` must still cut (its own entry and the unaddressed one).
+    pub fn cuts_of(&self, me: &str) -> Cuts {
+        let mut out = Cuts::default();
+        for c in [self.cuts.get(me), self.cuts.get("")].into_iter().flatten() {
+            out.endpoints.extend(c.endpoints.iter().copied());
+            out.backends.extend(c.backends.iter().copied());
+        }
+        out
+    }
+
+    /// `me` has cut `done`: they leave its entry and the unaddressed one.
+    pub fn cuts_done(&mut self, me: &str, done: &Cuts) {
+        for n in [me, ""] {
+            if let Some(c) = self.cuts.get_mut(n) {
+                c.endpoints.retain(|e| !done.endpoints.contains(e));
+                c.backends.retain(|b| !done.backends.contains(b));
+            }
+        }
+        self.cuts.retain(|_, c| !c.is_empty());
+    }
+
     pub fn full_service_name(&self, s: &ServiceRecord) -> String {
         format!("{}.{}.{}", self.gateway.region, s.spec.name, s.id)
     }
@@ -142,9 +199,26 @@ impl State {
         s.snat_range.unwrap_or(self.gateway.snat_range)
     }
 
-    /// The endpoint one of whose SNAT addresses is `ip`.
-    pub fn endpoint_by_snat_ip(&self, ip: Ipv4Addr) -> Option<&EndpointRecord> {
-        self.endpoints.values().find(|e| e.snat_ips().any(|s| s == ip))
+    /// How many slices each SNAT range is cut into (one per node of a fleet).
+    pub fn snat_slices(&self) -> u32 {
+        self.gateway.snat_slices.clamp(1, super::fleet::MAX_SLICES as i64) as u32
+    }
+
+    /// The endpoint one of whose SNAT addresses, on any node, is `ip`, and the slice
+    /// (node) that address belongs to.
+    pub fn endpoint_by_snat_ip(&self, ip: Ipv4Addr) -> Option<(&EndpointRecord, u32)> {
+        let slices = self.snat_slices();
+        self.endpoints.values().find_map(|e| {
+            let range = self.services.get(&e.service).map_or(self.gateway.snat_range, |s| self.snat_range_of(&s.spec));
+            let (slice, base) = super::fleet::from_slice(range, slices, ip)?;
+            e.snat_ips().any(|s| s == base).then_some((e, slice))
+        })
+    }
+
+    /// An endpoint's SNAT addresses on the node holding `slice`.
+    pub fn snat_ips_on(&self, e: &EndpointRecord, slice: u32) -> Vec<Ipv4Addr> {
+        let range = self.services.get(&e.service).map_or(self.gateway.snat_range, |s| self.snat_range_of(&s.spec));
+        e.snat_ips().map(|a| super::fleet::on_slice(range, self.snat_slices(), slice, a)).collect()
     }
 
     pub fn endpoint_by_index(&self, index: u32) -> Option<&EndpointRecord> {
@@ -171,11 +245,7 @@ pub struct Event {
 
 impl Event {
     pub fn new(kind: &str, subject: &str, service: Option<&str>, message: String) -> Event {
-        let at_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        Event { seq: 0, at_ms, kind: kind.into(), subject: subject.into(), service: service.map(Into::into), message }
+        Event { seq: 0, at_ms: unix_now_ms(), kind: kind.into(), subject: subject.into(), service: service.map(Into::into), message }
     }
 }
 
@@ -212,6 +282,13 @@ pub fn new_id(prefix: &str) -> String {
         h.finish()
     };
     format!("{prefix}{:016x}{:01x}", word(), word() & 0xf)
+}
+
+pub fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 pub fn unix_now() -> u64 {

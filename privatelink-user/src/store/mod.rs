@@ -2,13 +2,23 @@
 //! (`Store`): load, commit a state with the events it caused in one transaction,
 //! append events, read events. Transactions and nothing else: it knows nothing of
 //! maps, of the daemon, or of what a spec means. `redb` is the embedded
-//! implementation (the fleet adds etcd).
+//! implementation (one gateway); `etcd` is the shared one of a fleet, which also
+//! watches for changes and keeps each node's registration under a lease.
+//!
+//! Every commit is a compare-and-swap on the generation: it lands only if the store
+//! still holds the generation the new state was computed from, else `Conflict` (the
+//! caller reloads and computes again). So two writers never lose an update.
 
+mod etcd;
 mod redb;
 
-pub use self::redb::RedbStore;
+pub use self::{
+    etcd::{EtcdStore, StoreUrl},
+    redb::RedbStore,
+};
 
 use crate::model::state::{Event, State};
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// Version of the record layout; a store written by another layout is refused.
@@ -21,7 +31,8 @@ pub trait Store: Send {
 
     /// Record `st` and append `events` (their `seq` is assigned here) in one
     /// transaction: a state change and the events it caused land together or not at
-    /// all. The state's generation is bumped first.
+    /// all. `st.generation` is the generation it was computed from; it is bumped here.
+    /// `Conflict` when the store has moved on (nothing is written then).
     fn commit_with_events(&self, st: &mut State, events: &mut [Event]) -> Result<(), StoreError>;
 
     /// Record `st` in one transaction (its generation is bumped first).
@@ -34,6 +45,46 @@ pub trait Store: Send {
 
     /// Events with `seq > after`, oldest first, at most `limit`.
     fn events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
+
+    /// Shared by several gateways (a fleet), so others change it too.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Wakes when another writer may have changed the state (never, alone).
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
+    /// Publish this node's registration (kept under a lease while it beats).
+    fn heartbeat(&self, _beat: &Beat) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The registrations of the nodes alive now (under a live lease).
+    fn beats(&self) -> Result<Vec<Beat>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Whether the last exchange with the store succeeded.
+    fn reachable(&self) -> bool {
+        true
+    }
+
+    /// Where the state lives, for `status`.
+    fn describe(&self) -> String;
+}
+
+/// A node's registration: who it is and what it does now.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Beat {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    pub interfaces: Vec<String>,
+    pub flows: u64,
+    /// Unix milliseconds of this beat.
+    pub at_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,4 +111,8 @@ pub enum StoreError {
     },
     #[error("state store has schema {found}; this privatelink reads schema {SCHEMA}")]
     Schema { found: u64 },
+    #[error("the state changed under this change (generation {expected} was expected, the store holds {found}): retry on the new state")]
+    Conflict { expected: u64, found: u64 },
+    #[error("etcd ({endpoints}): {message}")]
+    Etcd { endpoints: String, message: String },
 }

@@ -3,7 +3,7 @@
 //! previous state or the new one, never a mix. Records are JSON values keyed by name.
 
 use super::{Store, StoreError, SCHEMA};
-use crate::model::state::{Event, State};
+use crate::model::state::{Cuts, Event, State};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Serialize};
 use std::{
@@ -81,11 +81,16 @@ impl Store for RedbStore {
             spec: field(&get, "spec")?,
             gateway: field(&get, "gateway")?,
             generation: field(&get, "generation")?,
-            cuts: field(&get, "cuts")?,
-            backend_cuts: field(&get, "backend_cuts")?,
+            cuts: field(&get, "node_cuts")?,
             backends_down: field(&get, "backends_down")?,
+            nodes: field(&get, "nodes")?,
             ..State::default()
         };
+        // Cuts as a store of the single-gateway layout recorded them: any node's.
+        let legacy = Cuts { endpoints: field(&get, "cuts")?, backends: field(&get, "backend_cuts")? };
+        if !legacy.is_empty() {
+            st.cuts.insert(String::new(), legacy);
+        }
         fn all<T: DeserializeOwned>(
             tx: &redb::ReadTransaction,
             t: TableDefinition<&str, &[u8]>,
@@ -107,22 +112,28 @@ impl Store for RedbStore {
     /// Record `st` and append `events` (their `seq` is assigned here) in one
     /// transaction: a state change and the events it caused land together or not at all.
     fn commit_with_events(&self, st: &mut State, events: &mut [Event]) -> Result<(), StoreError> {
-        st.generation += 1;
         let tx = self.db.begin_write().map_err(dberr)?;
-        append(&tx, events)?;
         {
             let mut meta = tx.open_table(META).map_err(dberr)?;
+            let found: u64 = meta.get("generation").map_err(dberr)?.map(|v| decode("generation", v.value())).transpose()?.unwrap_or(0);
+            if found != st.generation {
+                return Err(StoreError::Conflict { expected: st.generation, found });
+            }
+            st.generation += 1;
             let fields: [(&str, Vec<u8>); 7] = [
                 ("schema", encode("schema", &SCHEMA)?),
                 ("spec", encode("spec", &st.spec)?),
                 ("gateway", encode("gateway", &st.gateway)?),
                 ("generation", encode("generation", &st.generation)?),
-                ("cuts", encode("cuts", &st.cuts)?),
-                ("backend_cuts", encode("backend_cuts", &st.backend_cuts)?),
+                ("node_cuts", encode("node_cuts", &st.cuts)?),
                 ("backends_down", encode("backends_down", &st.backends_down)?),
+                ("nodes", encode("nodes", &st.nodes)?),
             ];
             for (k, v) in fields {
                 meta.insert(k, v.as_slice()).map_err(dberr)?;
+            }
+            for legacy in ["cuts", "backend_cuts"] {
+                meta.remove(legacy).map_err(dberr)?;
             }
             fn put<T: Serialize>(
                 tx: &redb::WriteTransaction,
@@ -140,8 +151,13 @@ impl Store for RedbStore {
             put(&tx, SERVICES, &st.services)?;
             put(&tx, ENDPOINTS, &st.endpoints)?;
         }
+        append(&tx, events)?;
         tx.commit().map_err(dberr)?;
         Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("redb {}", self.path.display())
     }
 
     /// Append events on their own (health changes, limit episodes).

@@ -4,6 +4,7 @@
 
 use super::{initial_state, pool::Pool, Change, Planned};
 use crate::model::{
+    fleet,
     spec::{Cidr, Endpoint, OnRevoke, Service, SpecError, Vpc},
     state::{new_id, unix_now, EndpointRecord, EndpointState, ServiceRecord, ServiceState, State, VpcRecord},
     validate::Valid,
@@ -56,7 +57,7 @@ impl<'a> Draft<'a> {
     /// The gateway's settings, field by field.
     pub(super) fn gateway(&mut self) {
         let (old, new) = (&self.old.gateway, &self.v.spec.gateway);
-        if self.old.generation == 0 || old == new {
+        if self.old.generation == 0 || self.old.vpcs.is_empty() || old == new {
             return;
         }
         let (a, b) = (serde_json::to_value(old).unwrap_or_default(), serde_json::to_value(new).unwrap_or_default());
@@ -167,9 +168,10 @@ impl<'a> Draft<'a> {
                     }
                 },
             };
-            let range = self.st.snat_range_of(svc);
-            let Some(snat) = snat_addresses(existing.as_ref(), svc, range, &mut addrs) else {
-                errors.push(err(v, format!("endpoints[{i}]"), format!("SNAT range {range} has no free address for this endpoint")));
+            let (range, slices) = (self.st.snat_range_of(svc), self.st.snat_slices());
+            let Some(snat) = snat_addresses(existing.as_ref(), svc, range, slices, &mut addrs) else {
+                let place = if slices > 1 { format!("slice 0 of SNAT range {range} (cut into {slices})") } else { format!("SNAT range {range}") };
+                errors.push(err(v, format!("endpoints[{i}]"), format!("{place} has no free address for this endpoint")));
                 continue;
             };
             match existing {
@@ -291,10 +293,12 @@ impl Addresses {
         pool.take().map(|ip| Ipv4Addr::from(ip as u32))
     }
 
-    fn snat_ip(&mut self, range: Cidr) -> Option<Ipv4Addr> {
+    /// A free SNAT address of `range`'s slice 0 (nodes add their slice's offset).
+    fn snat_ip(&mut self, range: Cidr, slices: u32) -> Option<Ipv4Addr> {
         let used = &self.used_snat;
         let pool = self.snat.entry(range).or_insert_with(|| {
-            Pool::new(u32::from(range.net) as u64 + 1, u32::from(range.broadcast()) as u64 - 1, used.iter().copied(), false)
+            let (lo, hi) = fleet::allocatable(range, slices);
+            Pool::new(lo, hi, used.iter().copied(), false)
         });
         let mut got = pool.take();
         while got.is_some_and(|a| self.given_snat.contains(&a)) {
@@ -306,13 +310,15 @@ impl Addresses {
     }
 }
 
-/// An endpoint's SNAT addresses (`snat_addresses_per_endpoint` of them, from `range`):
-/// the ones it holds stay, missing ones are handed out. `None`: the range is full.
-fn snat_addresses(existing: Option<&EndpointRecord>, svc: &Service, range: Cidr, addrs: &mut Addresses) -> Option<Vec<Ipv4Addr>> {
+/// An endpoint's SNAT addresses (`snat_addresses_per_endpoint` of them, from slice 0
+/// of `range`): the ones it holds stay, missing ones are handed out. `None`: full.
+fn snat_addresses(existing: Option<&EndpointRecord>, svc: &Service, range: Cidr, slices: u32, addrs: &mut Addresses) -> Option<Vec<Ipv4Addr>> {
     let want = svc.snat_addresses_per_endpoint.clamp(1, MAX_SNAT_PER_ENDPOINT as i64) as usize;
-    let mut out: Vec<Ipv4Addr> = existing.into_iter().flat_map(|r| r.snat_ips()).filter(|s| range.contains(*s)).take(want).collect();
+    let (lo, hi) = fleet::allocatable(range, slices);
+    let ok = |a: &Ipv4Addr| (lo..=hi).contains(&(u32::from(*a) as u64));
+    let mut out: Vec<Ipv4Addr> = existing.into_iter().flat_map(|r| r.snat_ips()).filter(ok).take(want).collect();
     while out.len() < want {
-        out.push(addrs.snat_ip(range)?);
+        out.push(addrs.snat_ip(range, slices)?);
     }
     Some(out)
 }

@@ -61,6 +61,10 @@ pub struct Gateway {
     /// and the service's interface less 40), `off`, or a number of bytes.
     #[serde(default)]
     pub mss_clamp: MssClamp,
+    /// How many equal slices every SNAT range is cut into: one per gateway node of a
+    /// fleet (a power of two, 1 to 64). Fixed while endpoints exist.
+    #[serde(default = "default_snat_slices")]
+    pub snat_slices: i64,
 }
 
 impl Default for Gateway {
@@ -72,12 +76,16 @@ impl Default for Gateway {
             timeouts: Timeouts::default(),
             quotas: Quotas::default(),
             mss_clamp: MssClamp::Auto,
+            snat_slices: 1,
         }
     }
 }
 
 fn default_region() -> String {
     DEFAULT_REGION.to_string()
+}
+fn default_snat_slices() -> i64 {
+    1
 }
 fn default_snat_range() -> Cidr {
     DEFAULT_SNAT_RANGE

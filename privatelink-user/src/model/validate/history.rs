@@ -32,6 +32,23 @@ impl Check<'_> {
         }
     }
 
+    /// The fleet's nodes keep their SNAT slices: `gateway.snat_slices` holds every
+    /// recorded node's slice, and is fixed while endpoints exist (every node's address
+    /// of every endpoint would move).
+    pub(super) fn fleet(&mut self, spec: &Spec, old: &State) {
+        let want = spec.gateway.snat_slices;
+        if let Some(top) = old.nodes.values().map(|n| n.slice as i64 + 1).max() {
+            if want < top {
+                let names: Vec<&str> = old.nodes.keys().map(String::as_str).collect();
+                self.err("gateway.snat_slices", format!("the fleet's nodes ({}) hold SNAT slices up to {}: it needs at least {}", names.join(", "), top - 1, (top as u64).next_power_of_two()));
+            }
+        }
+        let live = old.endpoints.values().any(|e| e.state != EndpointState::Deleting);
+        if live && want != old.gateway.snat_slices && !old.vpcs.is_empty() {
+            self.err("gateway.snat_slices", format!("is {} while endpoints exist; changing it would move every node's SNAT address of every endpoint (delete the endpoints first)", old.gateway.snat_slices));
+        }
+    }
+
     /// A service's owner and VPC never change.
     pub(super) fn immutable_services(&mut self, spec: &Spec, old: &State) {
         for (i, s) in spec.services.iter().enumerate() {

@@ -89,6 +89,7 @@ pub fn check<'a>(spec: &'a Spec, doc: Option<&'a Doc>, old: &State, env: &Env) -
     c.host(spec, old, env, &reserved);
     c.immutable_services(spec, old);
     c.immutable_endpoints(spec, old, &service_of);
+    c.fleet(spec, old);
     if !c.errors.is_empty() {
         return Err(c.errors);
     }
@@ -131,9 +132,12 @@ impl Check<'_> {
     }
 
     /// A range with room for hosts besides its network and broadcast addresses.
-    fn big_enough(&mut self, path: String, r: &Cidr) {
+    /// A SNAT range holds at least 4 addresses per slice (2 usable in each).
+    fn big_enough(&mut self, path: String, r: &Cidr, slices: i64) {
         if r.prefix > 30 {
             self.err(path, format!("{r} is too small: use a /30 or larger"));
+        } else if slices > 1 && r.size() / (slices as u64) < 4 {
+            self.err(path, format!("{r} is too small for gateway.snat_slices {slices} (each slice needs 4 addresses): use a /{} or larger", 32 - (slices as u64 * 4).trailing_zeros()));
         }
     }
 

@@ -2,6 +2,7 @@
 //! each service's backends, ports and checks), endpoints.
 
 use super::{account_ok, endpoint_name_ok, resolve_service, simple_name, Check, Known};
+use crate::model::fleet::MAX_SLICES;
 use crate::model::spec::{Account, CheckKind, Cidr, Dur, HealthCheck, MssClamp, Protocol, Service, Spec};
 use privatelink_common::{MAX_BACKENDS, MAX_ENDPOINTS, MAX_PORTS_PER_SERVICE, MAX_SERVICES, MAX_SNAT_PER_ENDPOINT, MAX_VPCS};
 use std::collections::{BTreeMap, HashMap};
@@ -14,7 +15,11 @@ impl Check<'_> {
         {
             self.err("gateway.region", "must be 1-32 characters: lowercase letters, digits and '-'");
         }
-        self.big_enough("gateway.snat_range".into(), &g.snat_range);
+        self.big_enough("gateway.snat_range".into(), &g.snat_range, g.snat_slices);
+        let slices = g.snat_slices;
+        if !(1..=MAX_SLICES as i64).contains(&slices) || (slices as u64).count_ones() != 1 {
+            self.err("gateway.snat_slices", format!("must be a power of two from 1 to {MAX_SLICES}, not {slices}"));
+        }
         self.range("gateway.conntrack_capacity".into(), g.conntrack_capacity, 1024, 16 << 20, "the conntrack capacity");
         for (name, d) in [
             ("tcp_syn", g.timeouts.tcp_syn),
@@ -60,7 +65,7 @@ impl Check<'_> {
             } else if let Some(j) = ifaces.insert(&v.interface, i) {
                 self.err(format!("{p}.interface"), format!("interface `{}` already faces vpcs[{j}]", v.interface));
             }
-            self.big_enough(format!("{p}.cidr"), &v.cidr);
+            self.big_enough(format!("{p}.cidr"), &v.cidr, 1);
             for (sp, r) in &snat_ranges {
                 if r.overlaps(&v.cidr) {
                     self.err(format!("{p}.cidr"), format!("{} overlaps the SNAT range {r} ({sp}): traffic into a SNAT range is one-way", v.cidr));
@@ -113,7 +118,7 @@ impl Check<'_> {
             }
         }
         if let Some(r) = &s.snat_range {
-            self.big_enough(format!("{p}.snat_range"), r);
+            self.big_enough(format!("{p}.snat_range"), r, spec.gateway.snat_slices);
         }
         self.range(format!("{p}.snat_addresses_per_endpoint"), s.snat_addresses_per_endpoint, 1, MAX_SNAT_PER_ENDPOINT as i64, "the SNAT addresses per endpoint");
         if let Some(h) = &s.health_check {

@@ -1,0 +1,238 @@
+//! The fleet in the model: the nodes that share one recorded state, the SNAT slice
+//! each one holds, and each one's share of an endpoint's connection limit. Pure: the
+//! store says which nodes are alive, the daemon records it here.
+//!
+//! SNAT slices: every SNAT range (the gateway's and each service's own) is cut into
+//! `gateway.snat_slices` equal slices. Plans hand out an endpoint's SNAT addresses in
+//! slice 0; node k uses the address at the same offset in slice k. So one allocation
+//! serves the whole fleet, an address has one owner (the endpoint, on the node of its
+//! slice), and the provider routes slice k to node k.
+
+use super::{
+    spec::Cidr,
+    state::{unix_now_ms, Event, State},
+};
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+/// Upper bound of `gateway.snat_slices` (a node per slice).
+pub const MAX_SLICES: u32 = 64;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Which slice of every SNAT range this node's addresses come from, for life.
+    pub slice: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// Registered under a live lease (as last recorded).
+    pub up: bool,
+    /// Unix milliseconds of the last change of `up`.
+    pub since_ms: u64,
+}
+
+/// Slice `k` of `range` cut into `slices`.
+pub fn slice_range(range: Cidr, slices: u32, k: u32) -> Cidr {
+    let bits = slices.max(1).trailing_zeros() as u8;
+    let size = range.size() >> bits;
+    Cidr { net: Ipv4Addr::from((u32::from(range.net) as u64 + k as u64 * size) as u32), prefix: range.prefix + bits }
+}
+
+/// The addresses plans hand out (in slice 0): all but the first and the last of a
+/// slice, so that no node's address is a network or broadcast address of the range.
+pub fn allocatable(range: Cidr, slices: u32) -> (u64, u64) {
+    let s0 = slice_range(range, slices, 0);
+    (u32::from(s0.net) as u64 + 1, u32::from(s0.net) as u64 + s0.size() - 2)
+}
+
+/// Node `slice`'s address for the slice-0 address `addr` of `range`.
+pub fn on_slice(range: Cidr, slices: u32, slice: u32, addr: Ipv4Addr) -> Ipv4Addr {
+    let size = slice_range(range, slices, 0).size();
+    Ipv4Addr::from((u32::from(addr) as u64 + slice as u64 * size) as u32)
+}
+
+/// For an address of `range`: (its slice, the slice-0 address at the same offset).
+pub fn from_slice(range: Cidr, slices: u32, addr: Ipv4Addr) -> Option<(u32, Ipv4Addr)> {
+    if !range.contains(addr) {
+        return None;
+    }
+    let size = slice_range(range, slices, 0).size();
+    let off = u32::from(addr) as u64 - u32::from(range.net) as u64;
+    Some(((off / size) as u32, Ipv4Addr::from((u32::from(range.net) as u64 + off % size) as u32)))
+}
+
+/// What one node takes from the recorded state: its slice and its share of limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seat {
+    pub slice: u32,
+    /// This node's rank among the `of` nodes that share limits (0-based).
+    pub rank: u32,
+    pub of: u32,
+}
+
+impl Seat {
+    /// A gateway alone (no fleet recorded yet): slice 0, the whole limit.
+    pub const ALONE: Seat = Seat { slice: 0, rank: 0, of: 1 };
+
+    /// `me`'s seat: limits are shared among the nodes recorded up, and `me` (a node
+    /// always counts itself: one cut off from the store keeps its last share), ranked
+    /// by slice.
+    pub fn of(st: &State, me: &str) -> Seat {
+        let Some(mine) = st.nodes.get(me) else { return Seat::ALONE };
+        let mut sharing: Vec<u32> = st.nodes.iter().filter(|(n, r)| r.up || n.as_str() == me).map(|(_, r)| r.slice).collect();
+        sharing.sort_unstable();
+        let rank = sharing.iter().position(|s| *s == mine.slice).unwrap_or(0) as u32;
+        Seat { slice: mine.slice, rank, of: sharing.len().max(1) as u32 }
+    }
+
+    /// This node's share of a fleet-wide `limit`: the limit split evenly, the first
+    /// `limit % of` nodes one more, so the shares sum to the limit exactly. A share is
+    /// at least 1 (a limit smaller than the fleet lets each node open one flow).
+    pub fn share(&self, limit: u32) -> u32 {
+        let of = self.of.max(1);
+        (limit / of + u32::from(self.rank < limit % of)).max(1)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum FleetError {
+    #[error("no free SNAT slice for node {node}: gateway.snat_slices is {slices} and nodes {holders} hold them; raise gateway.snat_slices (while no endpoint exists) or remove a node that is gone (`privatelink delete node NAME`)")]
+    NoSlice { node: String, slices: u32, holders: String },
+    #[error("node {0} is not part of the fleet")]
+    Unknown(String),
+    #[error("node {0} is alive (its lease is live); stop it before removing it")]
+    Alive(String),
+}
+
+/// `me` joins (or comes back): it keeps its slice, or takes the lowest free one. Its
+/// zone is updated. Returns the next state and the event, or None when nothing changes.
+pub fn join(st: &State, me: &str, zone: Option<&str>, slices_limit: u32) -> Result<Option<(State, Vec<Event>)>, FleetError> {
+    let mut next = st.clone();
+    let mut events = Vec::new();
+    match next.nodes.get_mut(me) {
+        Some(r) => {
+            if r.up && r.zone.as_deref() == zone {
+                return Ok(None);
+            }
+            if !r.up {
+                events.push(node_event("node.joined", me, format!("node {me} is back (slice {})", r.slice)));
+            }
+            r.up = true;
+            r.zone = zone.map(str::to_string);
+            r.since_ms = unix_now_ms();
+        }
+        None => {
+            let slice = (0..slices_limit.max(1))
+                .find(|k| !st.nodes.values().any(|r| r.slice == *k))
+                .ok_or_else(|| FleetError::NoSlice { node: me.into(), slices: slices_limit, holders: st.nodes.keys().cloned().collect::<Vec<_>>().join(", ") })?;
+            events.push(node_event("node.joined", me, format!("node {me} joined the fleet with SNAT slice {slice}")));
+            next.nodes.insert(me.into(), NodeRecord { slice, zone: zone.map(str::to_string), up: true, since_ms: unix_now_ms() });
+        }
+    }
+    Ok(Some((next, events)))
+}
+
+/// Record which nodes are alive (`live`: names registered under a live lease). Only
+/// changes of `up` count; `me` is never recorded down by itself.
+pub fn liveness(st: &State, me: &str, live: &[String]) -> Option<(State, Vec<Event>)> {
+    let mut next = st.clone();
+    let mut events = Vec::new();
+    for (name, r) in next.nodes.iter_mut() {
+        let up = name == me || live.contains(name);
+        if up != r.up {
+            r.up = up;
+            r.since_ms = unix_now_ms();
+            let (kind, what) = if up { ("node.joined", "is back") } else { ("node.expired", "expired (its lease ran out): its share of each limit goes to the others") };
+            events.push(node_event(kind, name, format!("node {name} {what}")));
+        }
+    }
+    (!events.is_empty()).then_some((next, events))
+}
+
+/// Remove a node that is gone for good (its slice becomes free).
+pub fn remove(st: &State, name: &str, live: &[String]) -> Result<(State, Vec<Event>), FleetError> {
+    if !st.nodes.contains_key(name) {
+        return Err(FleetError::Unknown(name.into()));
+    }
+    if live.iter().any(|n| n == name) {
+        return Err(FleetError::Alive(name.into()));
+    }
+    let mut next = st.clone();
+    next.nodes.remove(name);
+    next.cuts.remove(name);
+    Ok((next, vec![node_event("node.removed", name, format!("node {name} was removed from the fleet"))]))
+}
+
+fn node_event(kind: &str, name: &str, message: String) -> Event {
+    Event::new(kind, name, None, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cidr(s: &str) -> Cidr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn slices_cut_a_range_evenly_and_map_offsets_both_ways() {
+        let r = cidr("11.163.0.0/16");
+        assert_eq!(slice_range(r, 4, 0).to_string(), "11.163.0.0/18");
+        assert_eq!(slice_range(r, 4, 3).to_string(), "11.163.192.0/18");
+        assert_eq!(allocatable(r, 4), (u32::from(Ipv4Addr::new(11, 163, 0, 1)) as u64, u32::from(Ipv4Addr::new(11, 163, 63, 254)) as u64));
+        assert_eq!(allocatable(r, 1).1, u32::from(Ipv4Addr::new(11, 163, 255, 254)) as u64);
+        let a = Ipv4Addr::new(11, 163, 0, 7);
+        let on2 = on_slice(r, 4, 2, a);
+        assert_eq!(on2, Ipv4Addr::new(11, 163, 128, 7));
+        assert_eq!(from_slice(r, 4, on2), Some((2, a)));
+        assert_eq!(from_slice(r, 4, Ipv4Addr::new(10, 0, 0, 1)), None);
+    }
+
+    fn fleet(names: &[(&str, bool)]) -> State {
+        let mut st = State::default();
+        for (i, (n, up)) in names.iter().enumerate() {
+            st.nodes.insert(n.to_string(), NodeRecord { slice: i as u32, zone: None, up: *up, since_ms: 0 });
+        }
+        st
+    }
+
+    #[test]
+    fn shares_sum_to_the_limit_and_follow_the_live_nodes() {
+        let st = fleet(&[("a", true), ("b", true), ("c", true)]);
+        for limit in [1u32, 2, 3, 10, 3000, 3001] {
+            let total: u32 = ["a", "b", "c"].iter().map(|n| Seat::of(&st, n).share(limit)).sum();
+            assert_eq!(total, limit.max(3), "limit {limit}");
+        }
+        let st = fleet(&[("a", true), ("b", false), ("c", true)]);
+        assert_eq!(Seat::of(&st, "a").share(3000) + Seat::of(&st, "c").share(3000), 3000);
+        // A node recorded down still counts itself (it keeps its last share).
+        assert_eq!(Seat::of(&st, "b").of, 3);
+        assert_eq!(Seat::of(&State::default(), "x"), Seat::ALONE);
+    }
+
+    #[test]
+    fn joining_takes_the_lowest_free_slice_and_keeps_it() {
+        let st = fleet(&[("a", true), ("c", false)]);
+        let (st, ev) = join(&st, "b", Some("z1"), 4).unwrap().unwrap();
+        assert_eq!(st.nodes["b"].slice, 2);
+        assert_eq!(ev[0].kind, "node.joined");
+        assert_eq!(join(&st, "b", Some("z1"), 4).unwrap(), None);
+        let (st2, _) = join(&st, "c", None, 4).unwrap().unwrap();
+        assert_eq!(st2.nodes["c"].slice, 1);
+        assert!(st2.nodes["c"].up);
+        let err = join(&st, "d", None, 3).unwrap_err();
+        assert!(err.to_string().contains("no free SNAT slice for node d"), "{err}");
+    }
+
+    #[test]
+    fn liveness_records_only_changes_and_never_downs_itself() {
+        let st = fleet(&[("a", true), ("b", true)]);
+        assert!(liveness(&st, "a", &["a".into(), "b".into()]).is_none());
+        let (next, ev) = liveness(&st, "a", &[]).unwrap();
+        assert!(next.nodes["a"].up && !next.nodes["b"].up);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].kind, "node.expired");
+        assert_eq!(remove(&next, "b", &[]).unwrap().0.nodes.len(), 1);
+        assert_eq!(remove(&next, "a", &["a".into()]).unwrap_err(), FleetError::Alive("a".into()));
+    }
+}
