@@ -81,7 +81,7 @@ impl std::ops::Deref for Lab {
     }
 }
 
-fn host_offloads(ns: &Netns, dev: &str) {
+pub(crate) fn host_offloads(ns: &Netns, dev: &str) {
     ns.exec(&["ethtool", "-K", dev, "tx", "off"]);
 }
 
@@ -218,7 +218,7 @@ impl Lab {
 /// - `GET ...` (HTTP/1.0): 200 with body `backend=NAME peer=IP:PORT`;
 /// - `ECHO N`: N bytes echoed back;
 /// - `HOLD`: `held` then keep the connection until the client closes it.
-fn start_tcp_server(ns: &Netns, addr: SocketAddr, name: String, stop: Arc<AtomicBool>, paused: Arc<AtomicBool>) {
+pub(crate) fn start_tcp_server(ns: &Netns, addr: SocketAddr, name: String, stop: Arc<AtomicBool>, paused: Arc<AtomicBool>) {
     let bind = {
         let ns_name = ns.name.clone();
         move || {

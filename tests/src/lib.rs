@@ -2,6 +2,7 @@
 //! packet lab and the network-namespace lab with real traffic.
 pub mod bench;
 pub mod daemon_lab;
+pub mod fleet_lab;
 pub mod frame;
 pub mod lab;
 pub mod netns;

@@ -200,8 +200,9 @@ const APT_TOOLCHAIN: &[&str] = &[
     "rustc-web", "rust-web-src", "cargo-web", "llvm-22-dev", "libpolly-22-dev", "libzstd-dev",
     "zlib1g-dev", "libxml2-dev",
 ];
-/// Used by the network-namespace tests.
-const APT_TEST_TOOLS: &[&str] = &["iproute2", "ethtool", "iputils-ping"];
+/// Used by the build (protoc generates etcd-client's gRPC code) and the
+/// network-namespace tests (etcd: the fleet tests' shared store).
+const APT_TEST_TOOLS: &[&str] = &["iproute2", "ethtool", "iputils-ping", "protobuf-compiler", "etcd-server", "etcd-client"];
 /// What `bench` compares against (part 3): nftables, HAProxy, iperf3, wrk, nginx.
 const APT_BENCH_TOOLS: &[(&str, &str)] = &[
     ("nft", "nftables"),

@@ -32,7 +32,16 @@ pub fn status(socket: &Path, fmt: Format) -> Result<()> {
     }
     let mut out = output::fields(&[
         ("data path", if s.data_path_loaded { format!("loaded, program id {}", s.program_id.unwrap_or(0)) } else { "not loaded (no spec applied yet)".into() }),
-        ("state", format!("{} (generation {})", s.state_dir, s.generation)),
+        ("node", match &s.zone {
+            Some(z) => format!("{} (zone {z}), {} node(s) up", s.node, s.nodes_up),
+            None => format!("{}, {} node(s) up", s.node, s.nodes_up),
+        }),
+        ("state", format!(
+            "{} (generation {}){}",
+            s.store,
+            s.generation,
+            if s.store_reachable { "" } else { ": UNREACHABLE, forwarding with the maps as they are" }
+        )),
         ("pins", s.bpffs.clone()),
         ("reconciles", match s.last_reconcile {
             Some(r) => format!("{} (last: {} operations, {} map writes)", s.reconciles, r.ops, r.writes),

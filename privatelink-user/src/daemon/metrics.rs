@@ -52,6 +52,10 @@ pub struct Snapshot {
     pub expired_flows: u64,
     pub repaired_links: u64,
     pub repaired_map_ops: u64,
+    /// The store answered last time (the data path forwards either way).
+    pub store_reachable: bool,
+    /// Nodes of the fleet recorded up (1 alone).
+    pub nodes_up: u64,
 }
 
 fn with(l: &Labels, k: &str, v: &str) -> Labels {
@@ -127,6 +131,8 @@ impl Collector for Snapshot {
         family(&mut e, "privatelink_sweeper_runs", "Passes of the conntrack sweeper.", vec![(vec![], counter(self.sweeps))])?;
         family(&mut e, "privatelink_sweeper_expired_flows", "Flows the sweeper removed.", vec![(vec![], counter(self.expired_flows))])?;
         let what = |w: &str| vec![("what".to_string(), w.to_string())];
+        family(&mut e, "privatelink_store_reachable", "1 while the state store (embedded, or the fleet's etcd) answers; 0 while it does not (the data path keeps forwarding with the maps it has).", vec![(vec![], gauge(self.store_reachable as i64))])?;
+        family(&mut e, "privatelink_fleet_nodes_up", "Nodes of the fleet recorded up (each enforces its share of every connection limit).", vec![(vec![], gauge(self.nodes_up as i64))])?;
         family(&mut e, "privatelink_drift_repairs", "Drift repaired: XDP links re-attached (links), map operations rewritten (map_ops).", vec![(what("links"), counter(self.repaired_links)), (what("map_ops"), counter(self.repaired_map_ops))])?;
         Ok(())
     }
@@ -153,6 +159,8 @@ impl Gateway {
             expired_flows: self.expired,
             repaired_links: self.repaired_links,
             repaired_map_ops: self.repaired_map_ops,
+            store_reachable: self.store.reachable(),
+            nodes_up: self.state.nodes.values().filter(|n| n.up).count().max(1) as u64,
             ..Default::default()
         };
         for s in self.state.services.values() {

@@ -131,13 +131,19 @@ pub fn join(st: &State, me: &str, zone: Option<&str>, slices_limit: u32) -> Resu
     Ok(Some((next, events)))
 }
 
+/// How long a node recorded up is not taken for expired without a registration: it
+/// registers under its lease within a second of joining.
+pub const JOIN_GRACE_MS: u64 = 5_000;
+
 /// Record which nodes are alive (`live`: names registered under a live lease). Only
-/// changes of `up` count; `me` is never recorded down by itself.
+/// changes of `up` count; `me` is never recorded down by itself, nor a node that
+/// joined less than `JOIN_GRACE_MS` ago.
 pub fn liveness(st: &State, me: &str, live: &[String]) -> Option<(State, Vec<Event>)> {
     let mut next = st.clone();
     let mut events = Vec::new();
+    let now = unix_now_ms();
     for (name, r) in next.nodes.iter_mut() {
-        let up = name == me || live.contains(name);
+        let up = name == me || live.contains(name) || (r.up && now.saturating_sub(r.since_ms) < JOIN_GRACE_MS);
         if up != r.up {
             r.up = up;
             r.since_ms = unix_now_ms();
@@ -226,8 +232,11 @@ mod tests {
 
     #[test]
     fn liveness_records_only_changes_and_never_downs_itself() {
-        let st = fleet(&[("a", true), ("b", true)]);
+        let mut st = fleet(&[("a", true), ("b", true)]);
         assert!(liveness(&st, "a", &["a".into(), "b".into()]).is_none());
+        st.nodes.get_mut("b").unwrap().since_ms = unix_now_ms();
+        assert!(liveness(&st, "a", &[]).is_none(), "b joined a moment ago: not expired yet");
+        st.nodes.get_mut("b").unwrap().since_ms = unix_now_ms() - JOIN_GRACE_MS;
         let (next, ev) = liveness(&st, "a", &[]).unwrap();
         assert!(next.nodes["a"].up && !next.nodes["b"].up);
         assert_eq!(ev.len(), 1);

@@ -190,8 +190,14 @@ impl EtcdStore {
             .with_timeout(OP_TIMEOUT)
             .with_keep_alive(Duration::from_secs(1), OP_TIMEOUT);
         let eps = url.endpoints.clone();
-        let client = rt
-            .block_on(async move { tokio::time::timeout(OP_TIMEOUT, Client::connect(eps, Some(opts))).await })
+        // Not `block_on`: the caller may be inside the daemon's runtime.
+        let (tx, rx) = std::sync::mpsc::channel();
+        rt.spawn(async move {
+            tx.send(tokio::time::timeout(OP_TIMEOUT, Client::connect(eps, Some(opts))).await).ok();
+        });
+        let client = rx
+            .recv()
+            .map_err(|_| StoreError::Etcd { endpoints: endpoints.clone(), message: "the client's runtime stopped".into() })?
             .map_err(|_| StoreError::Etcd { endpoints: endpoints.clone(), message: "unreachable (connect timed out)".into() })?
             .map_err(|e| StoreError::Etcd { endpoints: endpoints.clone(), message: format!("unreachable: {e}") })?;
         let reachable = Arc::new(AtomicBool::new(true));

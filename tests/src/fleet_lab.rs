@@ -1,0 +1,330 @@
+//! The fleet lab: a real etcd and N gateway daemons, each in its own namespace, behind
+//! a router namespace whose route to the endpoint is a multipath route hashed on layer
+//! 4, in front of one consumer client and one provider namespace whose backends route
+//! each node's SNAT slice back to that node. Everything is removed on drop.
+//!
+//! ```text
+//!  client 10.0.0.2 -- router 10.0.0.1 --(ECMP)-- gwK gw-c0 172.16.K.2 | gw-prov 192.168.2.K -- pK (provider)
+//!                                                  gwK m0 10.255.0.K -- ctl (etcd 10.255.0.100:2379)
+//! ```
+//! Backends 192.168.2.10/.11 live on the provider's loopback (the provider answers ARP
+//! for them on every link); slice K of 11.163.0.0/16 is routed via 192.168.2.K.
+
+use crate::{
+    daemon_lab::{privatelink_bin, Bpffs, Run},
+    lab::{host_offloads, start_tcp_server, BACKENDS, SERVICE_TCP_PORT},
+    netns::{sh, veth, Netns},
+};
+use aya::programs::XdpMode;
+use privatelink::dataplane::loader::{Dataplane, LoadOptions};
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, AtomicU32, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+pub const ETCD: &str = "10.255.0.100:2379";
+/// `gateway.snat_slices` of the lab's specs: 11.163.0.0/16 in four /18s.
+pub const SLICES: u32 = 4;
+
+pub struct Node {
+    pub name: String,
+    pub ns: Netns,
+    pub socket: PathBuf,
+    pub bpffs: PathBuf,
+    log: PathBuf,
+    daemon: Option<Child>,
+    fs: Option<Bpffs>,
+}
+
+pub struct Fleet {
+    pub dir: PathBuf,
+    pub client: Netns,
+    pub router: Netns,
+    pub provider: Netns,
+    pub ctl: Netns,
+    pub nodes: Vec<Node>,
+    etcd: Option<Child>,
+    stop: Arc<AtomicBool>,
+    _pass: Vec<Dataplane>,
+}
+
+fn attach_pass(ns: &Netns, dev: &str) -> Dataplane {
+    let mut pass = Dataplane::load(&LoadOptions { ct_capacity: 1024, pin_dir: None }).expect("load the XDP object");
+    let idx = ns.ifindex(dev);
+    let name = ns.name.clone();
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            Netns { name }.enter_and_forget();
+            pass.attach_pass(idx, XdpMode::Driver).map(|_| ())
+        })
+        .join()
+    })
+    .expect("attach thread")
+    .expect("attach XDP_PASS");
+    pass
+}
+
+impl Fleet {
+    /// The namespaces, etcd, and `n` daemons (nodes `gw1`..`gwN`) all joined.
+    pub fn new(n: usize) -> Fleet {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = PathBuf::from(format!("/run/pltest{}-fleet-{k}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let client = Netns::new("fc");
+        let router = Netns::new("fr");
+        let provider = Netns::new("fp");
+        let ctl = Netns::new("fctl");
+        for ns in [&router, &provider] {
+            ns.sysctl("net.ipv4.ip_forward", "1");
+            ns.sysctl("net.ipv4.conf.all.rp_filter", "0");
+            ns.sysctl("net.ipv4.conf.default.rp_filter", "0");
+        }
+        router.sysctl("net.ipv4.fib_multipath_hash_policy", "1");
+        veth(&client, "c0", &router, "r-c");
+        client.ip(&["addr", "add", "10.0.0.2/24", "dev", "c0"]);
+        client.ip(&["route", "add", "10.0.0.100/32", "via", "10.0.0.1"]);
+        host_offloads(&client, "c0");
+        router.ip(&["addr", "add", "10.0.0.1/24", "dev", "r-c"]);
+        for b in BACKENDS {
+            provider.ip(&["addr", "add", &format!("{b}/32"), "dev", "lo"]);
+        }
+        ctl.ip(&["link", "add", "br-m", "type", "bridge"]);
+        ctl.ip(&["addr", "add", "10.255.0.100/24", "dev", "br-m"]);
+        ctl.ip(&["link", "set", "br-m", "up"]);
+
+        let mut pass = Vec::new();
+        let mut nodes = Vec::new();
+        let mut hops = Vec::new();
+        for i in 1..=n {
+            let gw = Netns::new(&format!("fg{i}"));
+            gw.sysctl("net.ipv4.ip_forward", "1");
+            gw.sysctl("net.ipv4.conf.all.rp_filter", "0");
+            gw.sysctl("net.ipv4.conf.default.rp_filter", "0");
+            let r_if = format!("r-g{i}");
+            veth(&gw, "gw-c0", &router, &r_if);
+            gw.ip(&["addr", "add", &format!("172.16.{i}.2/30"), "dev", "gw-c0"]);
+            gw.ip(&["route", "add", "10.0.0.0/24", "via", &format!("172.16.{i}.1")]);
+            router.ip(&["addr", "add", &format!("172.16.{i}.1/30"), "dev", &r_if]);
+            pass.push(attach_pass(&router, &r_if));
+            hops.extend(["nexthop".to_string(), "via".into(), format!("172.16.{i}.2"), "dev".into(), r_if.clone()]);
+
+            let p_if = format!("p{i}");
+            veth(&gw, "gw-prov", &provider, &p_if);
+            gw.ip(&["addr", "add", &format!("192.168.2.{i}/24"), "dev", "gw-prov"]);
+            provider.ip(&["addr", "add", &format!("192.168.2.{}/24", 200 + i), "dev", &p_if]);
+            host_offloads(&provider, &p_if);
+            pass.push(attach_pass(&provider, &p_if));
+
+            let m_if = format!("m{i}");
+            veth(&gw, "m0", &ctl, &m_if);
+            gw.ip(&["addr", "add", &format!("10.255.0.{i}/24"), "dev", "m0"]);
+            ctl.ip(&["link", "set", &m_if, "master", "br-m"]);
+
+            let fs = Bpffs::new(dir.join(format!("bpffs{i}")));
+            nodes.push(Node {
+                name: format!("gw{i}"),
+                ns: gw,
+                socket: dir.join(format!("gw{i}.sock")),
+                bpffs: fs.0.join("privatelink"),
+                log: dir.join(format!("gw{i}.log")),
+                daemon: None,
+                fs: Some(fs),
+            });
+        }
+        // Each node's SNAT slice goes back to it (node i holds slice i-1: they join in order).
+        for i in 1..=n {
+            let slice = format!("11.163.{}.0/18", (i - 1) * 64);
+            provider.ip(&["route", "add", &slice, "via", &format!("192.168.2.{i}"), "dev", &format!("p{i}")]);
+        }
+        let mut args = vec!["route", "add", "10.0.0.100/32"];
+        args.extend(hops.iter().map(String::as_str));
+        router.ip(&args);
+
+        let stop = Arc::new(AtomicBool::new(false));
+        for (i, b) in BACKENDS.iter().enumerate() {
+            start_tcp_server(&provider, SocketAddr::from((*b, SERVICE_TCP_PORT)), format!("backend-{i}"), stop.clone(), Arc::new(AtomicBool::new(false)));
+        }
+        let mut fleet = Fleet { dir, client, router, provider, ctl, nodes, etcd: None, stop, _pass: pass };
+        fleet.start_etcd();
+        for i in 0..n {
+            fleet.start(i);
+            // In order, so node i holds slice i-1 (the provider's routes above).
+            fleet.wait_until("the node to join", |f| f.nodes_seen(i) == i + 1);
+        }
+        fleet
+    }
+
+    fn start_etcd(&mut self) {
+        let data = self.dir.join("etcd");
+        let log = std::fs::File::create(self.dir.join("etcd.log")).unwrap();
+        let url = format!("http://{ETCD}");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ctl.name, "etcd", "--name", "pl", "--data-dir"])
+            .arg(&data)
+            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+            .args(["--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380"])
+            .args(["--initial-cluster", "pl=http://127.0.0.1:2380", "--auto-compaction-mode", "revision", "--auto-compaction-retention", "1000"])
+            .args(["--max-request-bytes", "4194304"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start etcd (apt install etcd-server: cargo xtask setup)");
+        self.etcd = Some(child);
+        let start = Instant::now();
+        // Ready when it says so.
+        while self.etcdctl(&["endpoint", "health"]).code != 0 {
+            assert!(start.elapsed() < Duration::from_secs(20), "etcd did not come up:\n{}", std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `etcdctl` against the lab's etcd (from its namespace).
+    pub fn etcdctl(&self, args: &[&str]) -> Run {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ctl.name, "etcdctl", "--endpoints", ETCD, "--command-timeout=2s"])
+            .args(args)
+            .env("ETCDCTL_API", "3")
+            .output()
+            .expect("run etcdctl")
+            .into()
+    }
+
+    /// Start node `i`'s daemon and wait until it answers.
+    pub fn start(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        assert!(node.daemon.is_none());
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &node.ns.name])
+            .arg(privatelink_bin())
+            .arg("--socket")
+            .arg(&node.socket)
+            .arg("daemon")
+            .arg("--state-dir")
+            .arg(self.dir.join(format!("state{i}")))
+            .arg("--bpffs")
+            .arg(&node.bpffs)
+            .args(["--store", &format!("etcd://{ETCD}"), "--node", &node.name, "--zone", &format!("z{}", 1 + i % 2)])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn a daemon");
+        node.daemon = Some(child);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.nodes[i].daemon.as_mut().unwrap().try_wait().unwrap() {
+                self.nodes[i].daemon = None;
+                panic!("daemon {i} exited ({status}):\n{}", self.log(i));
+            }
+            if self.nodes[i].socket.exists() && self.cli(i, &["status"]).code == 0 {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "daemon {i} did not come up:\n{}", self.log(i));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stop node `i`'s daemon (SIGTERM): its pins stay, so its data path goes on.
+    pub fn stop(&mut self, i: usize) {
+        let Some(mut child) = self.nodes[i].daemon.take() else { return };
+        // SAFETY: signalling our own child (`ip netns exec` execs the daemon).
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+
+    fn logs(&self) -> String {
+        (0..self.nodes.len()).map(|i| format!("--- {} ---\n{}", self.nodes[i].name, self.log(i))).collect()
+    }
+
+    pub fn cli(&self, i: usize, args: &[&str]) -> Run {
+        Command::new(privatelink_bin()).arg("--socket").arg(&self.nodes[i].socket).args(args).output().expect("run privatelink").into()
+    }
+
+    #[track_caller]
+    pub fn ok(&self, i: usize, args: &[&str]) -> String {
+        let r = self.cli(i, args);
+        assert_eq!(r.code, 0, "node {i}: privatelink {args:?} failed: {r:#?}\n{}", self.logs());
+        r.stdout
+    }
+
+    #[track_caller]
+    pub fn json(&self, i: usize, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        let out = self.ok(i, &a);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
+    }
+
+    /// Write `spec` to a file and `apply -f` it on node `i`.
+    pub fn apply(&self, i: usize, spec: &str) -> Run {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.join(format!("spec-{n}.yaml"));
+        std::fs::write(&path, spec).unwrap();
+        self.cli(i, &["apply", "-f", path.to_str().unwrap()])
+    }
+
+    /// How many nodes node `i` lists as up.
+    pub fn nodes_seen(&self, i: usize) -> usize {
+        let r = self.cli(i, &["get", "nodes", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_default();
+        v.as_array().map_or(0, |a| a.iter().filter(|n| n["state"] == "up").count())
+    }
+
+    /// Wait (up to 20 s) until `f` holds.
+    #[track_caller]
+    pub fn wait_until(&self, what: &str, mut f: impl FnMut(&Fleet) -> bool) {
+        let start = Instant::now();
+        while !f(self) {
+            assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Run `f` on a thread inside the client's namespace and wait for it.
+    pub fn in_client<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        self.client.spawn(f).join().expect("client thread panicked")
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].daemon.is_some() {
+                let _ = self.cli(i, &["down"]);
+            }
+            if let Some(mut c) = self.nodes[i].daemon.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            let _ = Command::new(privatelink_bin()).arg("--socket").arg(&self.nodes[i].socket).args(["down", "--bpffs"]).arg(&self.nodes[i].bpffs).output();
+            drop(self.nodes[i].fs.take());
+        }
+        if let Some(mut c) = self.etcd.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = sh(&["true"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
