@@ -1,6 +1,6 @@
 //! `cargo xtask bench` runs this: every benchmark part, a table on stdout, and
 //! BENCHMARKS.md. Usage: plbench [--quick] [--out FILE] [--only 1|2|3]
-use privatelink_tests::bench::{self, control, e2e, report, testrun, Effort};
+use privatelink_tests::bench::{self, control, e2e, fleet, report, testrun, Effort};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -17,6 +17,8 @@ fn main() {
     if want("2") {
         eprintln!("part 2 (control plane): apply through the daemon ...");
         rows.extend(control::run(e));
+        eprintln!("part 2 (control plane): a fleet of three on etcd ...");
+        rows.extend(fleet::run(e));
     }
     if want("3") {
         eprintln!("part 3: end to end in network namespaces ...");
