@@ -8,7 +8,8 @@
 //!   at most 512 KiB (etcd refuses requests over 1.5 MiB). Blobs are written before the
 //!   transaction that points to them; a section that did not change keeps its blob, so
 //!   a small change writes little. Blobs nothing points to any more are deleted after.
-//! - `events/<seq>` and `events-seq`: the event log, the newest 10,000 kept.
+//! - `events/<seq>` and `events-seq`: the event log in batches (deflated JSON, keyed by
+//!   the batch's last sequence number), the newest 10,000 kept.
 //! - `nodes/<name>`: each live node's registration, under its lease.
 //!
 //! Loads read the blobs at the revision of the root they came from, so a load is one
@@ -40,6 +41,7 @@ const PREFIX: &str = "/privatelink/";
 const BUCKETS: u64 = 32;
 const PART: usize = 512 << 10;
 const KEEP_EVENTS: u64 = 10_000;
+const EVENTS_PER_KEY: usize = 1_000;
 /// A node's lease: it is alive while it beats (every second) within this many seconds.
 pub const LEASE_TTL_SECS: i64 = 3;
 /// How long one exchange with etcd may take before the store counts as unreachable.
@@ -274,11 +276,16 @@ impl EtcdStore {
             None => (0, 0),
         };
         let cmp = Compare::mod_revision(key("events-seq"), CompareOp::Equal, rev);
-        let mut ops = Vec::new();
         for e in events.iter_mut() {
             seq += 1;
             e.seq = seq;
-            ops.push(TxnOp::put(key(&format!("events/{seq:020}")), encode("event", e)?, None));
+        }
+        // Batches of events under the key of their last one, deflated: an apply of
+        // thousands of endpoints stays within etcd's operations and bytes per request.
+        let mut ops = Vec::new();
+        for batch in events.chunks(EVENTS_PER_KEY) {
+            let last = batch.last().map_or(0, |e| e.seq);
+            ops.push(TxnOp::put(key(&format!("events/{last:020}")), deflate(&encode("events", &batch)?), None));
         }
         if !events.is_empty() {
             ops.push(TxnOp::put(key("events-seq"), seq.to_string(), None));
@@ -430,8 +437,17 @@ impl Store for EtcdStore {
     fn events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         let from = key(&format!("events/{:020}", after.saturating_add(1)));
         let end = key("events0"); // '/' + 1: the end of the events/ prefix
-        let resp = self.block(move |mut c| async move { c.get(from, Some(GetOptions::new().with_range(end).with_limit(limit as i64))).await })?;
-        resp.kvs().iter().map(|kv| decode("event", kv.value())).collect()
+        // A batch is keyed by its last event: the first batch read may start before
+        // `after`. Every batch holds one event or more: `limit` batches are enough.
+        let batches = limit as i64;
+        let resp = self.block(move |mut c| async move { c.get(from, Some(GetOptions::new().with_range(end).with_limit(batches))).await })?;
+        let mut out = Vec::new();
+        for kv in resp.kvs() {
+            let batch: Vec<Event> = decode("events", &inflate("events", kv.value())?)?;
+            out.extend(batch.into_iter().filter(|e| e.seq > after));
+        }
+        out.truncate(limit);
+        Ok(out)
     }
 
     fn shared(&self) -> bool {
