@@ -75,6 +75,16 @@ pub trait Store: Send {
     fn describe(&self) -> String;
 }
 
+/// A record read back from its JSON (`what` names it in the error).
+fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Record { key: what.to_string(), source })
+}
+
+/// A record as JSON (`what` names it in the error).
+fn encode<T: Serialize>(what: &str, v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|source| StoreError::Record { key: what.to_string(), source })
+}
+
 /// A node's registration: who it is and what it does now.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Beat {

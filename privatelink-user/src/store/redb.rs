@@ -2,7 +2,7 @@
 //! the state directory. Every commit is one transaction, so a crash leaves either the
 //! previous state or the new one, never a mix. Records are JSON values keyed by name.
 
-use super::{Store, StoreError, SCHEMA};
+use super::{decode, encode, Store, StoreError, SCHEMA};
 use crate::model::state::{Cuts, Event, State};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Serialize};
@@ -25,14 +25,6 @@ fn dberr<E: std::fmt::Display>(e: E) -> StoreError {
 pub struct RedbStore {
     db: Database,
     path: PathBuf,
-}
-
-fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|source| StoreError::Record { key: key.to_string(), source })
-}
-
-fn encode<T: Serialize>(key: &str, v: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(v).map_err(|source| StoreError::Record { key: key.to_string(), source })
 }
 
 impl RedbStore {

@@ -17,19 +17,16 @@
 //! the store runs it on a runtime of its own, so its sync methods can be called from
 //! anywhere, the daemon's runtime included.
 
-use super::{Beat, Store, StoreError, SCHEMA};
-use crate::model::{
-    spec::{Gateway, Spec},
-    state::{unix_now_ms, Cuts, EndpointRecord, Event, ServiceRecord, State, VpcRecord},
-    fleet::NodeRecord,
-};
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+mod background;
+mod layout;
+
+use super::{decode, encode, Beat, Store, StoreError, SCHEMA};
+use crate::model::state::{Event, State};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp};
+use layout::{assemble, deflate, inflate, key, sections, Known, Root, PART};
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     future::Future,
-    io::{Read, Write},
-    net::Ipv4Addr,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
@@ -37,13 +34,8 @@ use std::{
     time::Duration,
 };
 
-const PREFIX: &str = "/privatelink/";
-const BUCKETS: u64 = 32;
-const PART: usize = 512 << 10;
 const KEEP_EVENTS: u64 = 10_000;
 const EVENTS_PER_KEY: usize = 1_000;
-/// A node's lease: it is alive while it beats (every second) within this many seconds.
-pub const LEASE_TTL_SECS: i64 = 3;
 /// How long one exchange with etcd may take before the store counts as unreachable.
 const OP_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -69,35 +61,6 @@ impl std::str::FromStr for StoreUrl {
     }
 }
 
-/// The state but its spec and endpoints (small: read and written whole).
-#[derive(Serialize, Deserialize)]
-struct Meta {
-    gateway: Gateway,
-    vpcs: BTreeMap<String, VpcRecord>,
-    services: BTreeMap<String, ServiceRecord>,
-    #[serde(default)]
-    cuts: BTreeMap<String, Cuts>,
-    #[serde(default)]
-    backends_down: BTreeSet<(String, Ipv4Addr)>,
-    #[serde(default)]
-    nodes: BTreeMap<String, NodeRecord>,
-}
-
-#[derive(Clone, Default, Serialize, Deserialize)]
-struct Root {
-    schema: u64,
-    generation: u64,
-    /// section -> the keys of its parts.
-    sections: BTreeMap<String, Vec<String>>,
-}
-
-/// A section of the state as it was last read or written: its parts' keys and its
-/// JSON (before deflating), to tell whether it changed.
-struct Known {
-    keys: Vec<String>,
-    json: Arc<Vec<u8>>,
-}
-
 pub struct EtcdStore {
     rt: Option<tokio::runtime::Runtime>,
     client: Client,
@@ -107,74 +70,6 @@ pub struct EtcdStore {
     reachable: Arc<AtomicBool>,
     changes: tokio::sync::watch::Receiver<u64>,
     beat: Arc<Mutex<Option<Beat>>>,
-}
-
-fn key(rest: &str) -> String {
-    format!("{PREFIX}{rest}")
-}
-
-fn bucket(name: &str) -> u64 {
-    // FNV-1a: the same bucket on every node and every build.
-    name.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3)) % BUCKETS
-}
-
-fn deflate(json: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
-    // Writing into a Vec cannot fail.
-    e.write_all(json).ok();
-    e.finish().unwrap_or_default()
-}
-
-fn inflate(what: &str, bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
-    let mut out = Vec::new();
-    flate2::read::DeflateDecoder::new(bytes).read_to_end(&mut out).map_err(|e| StoreError::Db(format!("{what}: {e}")))?;
-    Ok(out)
-}
-
-fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|source| StoreError::Record { key: what.to_string(), source })
-}
-
-fn encode<T: Serialize>(what: &str, v: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(v).map_err(|source| StoreError::Record { key: what.to_string(), source })
-}
-
-/// The state cut into sections, each as JSON.
-fn sections(st: &State) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
-    let mut out = BTreeMap::new();
-    out.insert("spec".to_string(), encode("spec", &st.spec)?);
-    let meta = Meta {
-        gateway: st.gateway.clone(),
-        vpcs: st.vpcs.clone(),
-        services: st.services.clone(),
-        cuts: st.cuts.clone(),
-        backends_down: st.backends_down.clone(),
-        nodes: st.nodes.clone(),
-    };
-    out.insert("meta".to_string(), encode("meta", &meta)?);
-    let mut buckets: BTreeMap<u64, BTreeMap<&String, &EndpointRecord>> = BTreeMap::new();
-    for (n, e) in &st.endpoints {
-        buckets.entry(bucket(n)).or_default().insert(n, e);
-    }
-    for (b, eps) in buckets {
-        out.insert(format!("endpoints{b:02}"), encode("endpoints", &eps)?);
-    }
-    Ok(out)
-}
-
-fn assemble(generation: u64, parts: &BTreeMap<String, Arc<Vec<u8>>>) -> Result<State, StoreError> {
-    let mut st = State { generation, ..State::default() };
-    for (name, json) in parts {
-        match name.as_str() {
-            "spec" => st.spec = decode::<Spec>("spec", json)?,
-            "meta" => {
-                let m: Meta = decode("meta", json)?;
-                (st.gateway, st.vpcs, st.services, st.cuts, st.backends_down, st.nodes) = (m.gateway, m.vpcs, m.services, m.cuts, m.backends_down, m.nodes);
-            }
-            _ => st.endpoints.extend(decode::<BTreeMap<String, EndpointRecord>>(name, json)?),
-        }
-    }
-    Ok(st)
 }
 
 impl EtcdStore {
@@ -204,9 +99,9 @@ impl EtcdStore {
             .map_err(|e| StoreError::Etcd { endpoints: endpoints.clone(), message: format!("unreachable: {e}") })?;
         let reachable = Arc::new(AtomicBool::new(true));
         let (tx, changes) = tokio::sync::watch::channel(0u64);
-        rt.spawn(watch(client.clone(), tx, reachable.clone()));
+        rt.spawn(background::watch(client.clone(), tx, reachable.clone()));
         let beat = Arc::new(Mutex::new(None));
-        rt.spawn(keep_lease(client.clone(), node.to_string(), beat.clone(), reachable.clone()));
+        rt.spawn(background::keep_lease(client.clone(), node.to_string(), beat.clone(), reachable.clone()));
         let store = EtcdStore { rt: Some(rt), client, endpoints, node: node.to_string(), known: Mutex::new(HashMap::new()), reachable, changes, beat };
         // The first exchange tells whether etcd answers at all.
         store.root()?;
@@ -495,66 +390,3 @@ impl EtcdStore {
     }
 }
 
-/// Publish the root's revision whenever it changes; reconnect after a failure (and
-/// publish then too: anything may have changed meanwhile).
-async fn watch(mut client: Client, tx: tokio::sync::watch::Sender<u64>, reachable: Arc<AtomicBool>) {
-    loop {
-        match client.watch(key("root"), Some(WatchOptions::new())).await {
-            Ok((_watcher, mut stream)) => {
-                tx.send_modify(|v| *v += 1);
-                while let Ok(Some(resp)) = stream.message().await {
-                    if resp.canceled() {
-                        break;
-                    }
-                    if !resp.events().is_empty() {
-                        tx.send_modify(|v| *v += 1);
-                    }
-                }
-            }
-            Err(e) => {
-                reachable.store(false, Ordering::Relaxed);
-                tracing::debug!(error = %e, "etcd watch");
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// Keep this node registered: a lease of `LEASE_TTL_SECS`, kept alive and the
-/// registration written every second; a new lease when the old one is lost.
-async fn keep_lease(mut client: Client, node: String, beat: Arc<Mutex<Option<Beat>>>, reachable: Arc<AtomicBool>) {
-    let mut lease: Option<i64> = None;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        let Some(mut b) = beat.lock().ok().and_then(|b| b.clone()) else { continue };
-        b.at_ms = unix_now_ms();
-        let step = async {
-            let id = match lease {
-                Some(id) => {
-                    let (mut keeper, mut stream) = client.lease_keep_alive(id).await?;
-                    keeper.keep_alive().await?;
-                    match stream.message().await? {
-                        Some(r) if r.ttl() > 0 => id,
-                        _ => client.lease_grant(LEASE_TTL_SECS, None).await?.id(),
-                    }
-                }
-                None => client.lease_grant(LEASE_TTL_SECS, None).await?.id(),
-            };
-            let value = serde_json::to_vec(&b).unwrap_or_default();
-            client.put(key(&format!("nodes/{node}")), value, Some(PutOptions::new().with_lease(id))).await?;
-            Ok::<i64, etcd_client::Error>(id)
-        };
-        match tokio::time::timeout(OP_TIMEOUT, step).await {
-            Ok(Ok(id)) => {
-                lease = Some(id);
-                reachable.store(true, Ordering::Relaxed);
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "etcd lease");
-                reachable.store(false, Ordering::Relaxed);
-            }
-            Err(_) => reachable.store(false, Ordering::Relaxed),
-        }
-    }
-}
