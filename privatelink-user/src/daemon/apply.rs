@@ -19,7 +19,7 @@ use crate::{
     },
 };
 use anyhow::Result;
-use std::{collections::BTreeSet, sync::Arc};
+use std::{borrow::Cow, collections::BTreeSet, sync::Arc};
 
 impl Gateway {
     /// `apply -f`: the spec text is parsed (or its last parse reused), then applied.
@@ -42,12 +42,12 @@ impl Gateway {
     /// Apply a spec (parsed and planned against the recorded state; planned again on
     /// the new state when another node's commit came first).
     fn apply_spec(&mut self, s: &Spec, doc: Option<&Doc>, dry_run: bool) -> Response {
-        self.retry_apply(|_| Ok(s.clone()), doc, dry_run).unwrap_or_else(|e| Response::Err { error: format!("{e:#}"), spec_errors: vec![] })
+        self.retry_apply(|_| Ok(Cow::Borrowed(s)), doc, dry_run).unwrap_or_else(|e| Response::Err { error: format!("{e:#}"), spec_errors: vec![] })
     }
 
     /// Apply the spec `spec_of` makes of the recorded state, computed anew (from the
     /// new state) each time another node's commit came first.
-    fn retry_apply(&mut self, mut spec_of: impl FnMut(&State) -> Result<Spec>, doc: Option<&Doc>, dry_run: bool) -> Result<Response> {
+    fn retry_apply<'s>(&mut self, mut spec_of: impl FnMut(&State) -> Result<Cow<'s, Spec>>, doc: Option<&Doc>, dry_run: bool) -> Result<Response> {
         for attempt in 1..=MAX_TRIES {
             let s = spec_of(&self.state)?;
             let ct = self.dp.as_ref().map(|d| d.maps.ct_capacity());
@@ -169,11 +169,11 @@ impl Gateway {
     pub(super) fn delete(&mut self, kind: One, name: &str, force: bool) -> Result<Response> {
         self.retry_apply(
             |st| {
-                Ok(match kind {
+                Ok(Cow::Owned(match kind {
                     One::Endpoint => plan::without_endpoint(st, name)?,
                     One::Service => plan::without_service(st, name, force)?,
                     One::Node => anyhow::bail!("nodes are deleted on their own"),
-                })
+                }))
             },
             None,
             false,

@@ -24,7 +24,9 @@ impl Gateway {
             if !shared {
                 return Ok(alone(st, &me, zone.as_deref()));
             }
-            Ok(fleet::join(st, &me, zone.as_deref(), st.snat_slices().max(fleet::MAX_SLICES))?)
+            // Slices are handed out up to the most a spec may ask for; validation holds
+            // `gateway.snat_slices` to the slices taken.
+            Ok(fleet::join(st, &me, zone.as_deref(), fleet::MAX_SLICES)?)
         })?;
         self.beat();
         Ok(())
@@ -147,8 +149,11 @@ impl Gateway {
 
     /// `delete node NAME`: forget a node that is gone for good (its slice is free).
     pub(super) fn remove_node(&mut self, name: &str) -> Result<()> {
-        let live: Vec<String> = self.store.beats()?.into_iter().map(|b| b.name).collect();
-        let live = if self.store.shared() { live } else { vec![self.opts.node.clone()] };
+        let live: Vec<String> = if self.store.shared() {
+            self.store.beats()?.into_iter().map(|b| b.name).collect()
+        } else {
+            vec![self.opts.node.clone()]
+        };
         self.transact(|st| Ok(Some(fleet::remove(st, name, &live)?)))?;
         self.sync()?;
         Ok(())

@@ -212,7 +212,6 @@ impl Gateway {
         // another node may have recorded the same flip already (then nothing is).
         let checker = &self.checker;
         let open: Vec<&String> = users.iter().filter(|svc| self.state.services.get(*svc).is_some_and(|s| s.spec.failing_open(&|n, ip| checker.is_up(n, ip)))).collect();
-        let failing_open = |svc: &String| open.contains(&svc);
         let changed = self.transact(|st| {
             let mut next = st.clone();
             let mut events = Vec::new();
@@ -229,7 +228,7 @@ impl Gateway {
                 }
                 next.backends_down.insert(key);
                 events.push(Event::new("backend.down", &subject, Some(svc), format!("backend {} of service {svc} failed its checks: {}", target.ip, flip.error.clone().unwrap_or_default())));
-                if failing_open(svc) {
+                if open.contains(&svc) {
                     events.push(Event::new("service.fail_open", svc, Some(svc), format!("every backend of {svc} is down: failing open, new flows use them all")));
                 }
                 let Some(s) = st.services.get(svc) else { continue };

@@ -209,16 +209,20 @@ impl State {
     pub fn endpoint_by_snat_ip(&self, ip: Ipv4Addr) -> Option<(&EndpointRecord, u32)> {
         let slices = self.snat_slices();
         self.endpoints.values().find_map(|e| {
-            let range = self.services.get(&e.service).map_or(self.gateway.snat_range, |s| self.snat_range_of(&s.spec));
-            let (slice, base) = super::fleet::from_slice(range, slices, ip)?;
+            let (slice, base) = super::fleet::from_slice(self.endpoint_snat_range(e), slices, ip)?;
             e.snat_ips().any(|s| s == base).then_some((e, slice))
         })
     }
 
     /// An endpoint's SNAT addresses on the node holding `slice`.
     pub fn snat_ips_on(&self, e: &EndpointRecord, slice: u32) -> Vec<Ipv4Addr> {
-        let range = self.services.get(&e.service).map_or(self.gateway.snat_range, |s| self.snat_range_of(&s.spec));
+        let range = self.endpoint_snat_range(e);
         e.snat_ips().map(|a| super::fleet::on_slice(range, self.snat_slices(), slice, a)).collect()
+    }
+
+    /// The SNAT range an endpoint's addresses come from (its service's).
+    fn endpoint_snat_range(&self, e: &EndpointRecord) -> Cidr {
+        self.services.get(&e.service).map_or(self.gateway.snat_range, |s| self.snat_range_of(&s.spec))
     }
 
     pub fn endpoint_by_index(&self, index: u32) -> Option<&EndpointRecord> {
