@@ -9,7 +9,7 @@ use crate::{
     netns::{require_root, sh},
 };
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
@@ -32,6 +32,51 @@ fn find_bin() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let dir = exe.parent()?;
     [dir.join("privatelink"), dir.parent()?.join("privatelink")].into_iter().find(|p| p.exists())
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("test paths are UTF-8")
+}
+
+/// `privatelink --socket SOCKET args...`, from the host namespace.
+pub fn cli_at(socket: &Path, args: &[&str]) -> Run {
+    Command::new(privatelink_bin()).arg("--socket").arg(socket).args(args).output().expect("run privatelink").into()
+}
+
+/// `privatelink daemon args...` started in namespace `ns` (`ip netns exec` execs it,
+/// so the child's pid is the daemon's), its output appended to `log`.
+pub fn spawn_daemon(ns: &str, socket: &Path, args: &[String], env: &[(String, String)], log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(privatelink_bin())
+        .arg("--socket")
+        .arg(socket)
+        .arg("daemon")
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawn the daemon")
+}
+
+/// Wait (up to 20 s) until the daemon answers `status` on `socket`; its exit status and
+/// log when it stops on its own first.
+pub fn wait_answering(child: &mut Child, socket: &Path, log: &Path) -> Result<(), String> {
+    let read_log = || std::fs::read_to_string(log).unwrap_or_default();
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Err(format!("the daemon exited ({status}):\n{}", read_log()));
+        }
+        if socket.exists() && cli_at(socket, &["status"]).code == 0 {
+            return Ok(());
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "the daemon did not come up:\n{}", read_log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A bpffs mounted at a fresh directory in the host's mount namespace; unmounted and
@@ -135,37 +180,13 @@ impl DaemonLab {
     /// `start_daemon`, returning the daemon's exit and log when it stops on its own.
     pub fn try_start_daemon(&mut self) -> Result<(), String> {
         assert!(self.daemon.is_none(), "daemon already running");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.topo.gw.name])
-            .arg(privatelink_bin())
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("daemon")
-            .arg("--state-dir")
-            .arg(&self.state_dir)
-            .arg("--bpffs")
-            .arg(&self.bpffs)
-            .args(&self.daemon_args)
-            .envs(self.daemon_env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn the daemon");
+        let mut args: Vec<String> = ["--state-dir", path_str(&self.state_dir), "--bpffs", path_str(&self.bpffs)].map(String::from).into();
+        args.extend(self.daemon_args.iter().cloned());
+        let log = self.dir.join("daemon.log");
+        let mut child = spawn_daemon(&self.topo.gw.name, &self.socket, &args, &self.daemon_env, &log);
+        wait_answering(&mut child, &self.socket, &log)?;
         self.daemon = Some(child);
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.daemon.as_mut().unwrap().try_wait().unwrap() {
-                self.daemon = None;
-                return Err(format!("the daemon exited ({status}):\n{}", self.log()));
-            }
-            if self.socket.exists() && self.cli(&["status"]).code == 0 {
-                return Ok(());
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "the daemon did not come up:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        Ok(())
     }
 
     /// Stop the daemon with `signal` (SIGTERM: orderly; SIGKILL: a crash) and reap it.
@@ -209,13 +230,7 @@ impl DaemonLab {
 
     /// Run the CLI (from the host namespace: the API is a Unix socket path).
     pub fn cli(&self, args: &[&str]) -> Run {
-        Command::new(privatelink_bin())
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run privatelink")
-            .into()
+        cli_at(&self.socket, args)
     }
 
     /// Run the CLI and panic unless it succeeds; its stdout.

@@ -11,7 +11,7 @@
 //! for them on every link); slice K of 11.163.0.0/16 is routed via 192.168.2.K.
 
 use crate::{
-    daemon_lab::{privatelink_bin, Bpffs, Run},
+    daemon_lab::{cli_at, path_str, privatelink_bin, spawn_daemon, wait_answering, Bpffs, Run},
     lab::{host_offloads, start_tcp_server, BACKENDS, SERVICE_TCP_PORT},
     netns::{sh, veth, Netns},
 };
@@ -200,38 +200,19 @@ impl Fleet {
 
     /// Start node `i`'s daemon and wait until it answers.
     pub fn start(&mut self, i: usize) {
-        let node = &mut self.nodes[i];
+        let node = &self.nodes[i];
         assert!(node.daemon.is_none());
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &node.ns.name])
-            .arg(privatelink_bin())
-            .arg("--socket")
-            .arg(&node.socket)
-            .arg("daemon")
-            .arg("--state-dir")
-            .arg(self.dir.join(format!("state{i}")))
-            .arg("--bpffs")
-            .arg(&node.bpffs)
-            .args(["--store", &format!("etcd://{ETCD}"), "--node", &node.name, "--zone", &format!("z{}", 1 + i % 2)])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn a daemon");
-        node.daemon = Some(child);
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.nodes[i].daemon.as_mut().unwrap().try_wait().unwrap() {
-                self.nodes[i].daemon = None;
-                panic!("daemon {i} exited ({status}):\n{}", self.log(i));
-            }
-            if self.nodes[i].socket.exists() && self.cli(i, &["status"]).code == 0 {
-                return;
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "daemon {i} did not come up:\n{}", self.log(i));
-            std::thread::sleep(Duration::from_millis(50));
+        let state = self.dir.join(format!("state{i}"));
+        let args = [
+            "--state-dir", path_str(&state), "--bpffs", path_str(&node.bpffs),
+            "--store", &format!("etcd://{ETCD}"), "--node", &node.name, "--zone", &format!("z{}", 1 + i % 2),
+        ]
+        .map(String::from);
+        let mut child = spawn_daemon(&node.ns.name, &node.socket, &args, &[], &node.log);
+        if let Err(e) = wait_answering(&mut child, &node.socket, &node.log) {
+            panic!("daemon {i}: {e}");
         }
+        self.nodes[i].daemon = Some(child);
     }
 
     /// Stop node `i`'s daemon (SIGTERM): its pins stay, so its data path goes on.
@@ -257,7 +238,7 @@ impl Fleet {
     }
 
     pub fn cli(&self, i: usize, args: &[&str]) -> Run {
-        Command::new(privatelink_bin()).arg("--socket").arg(&self.nodes[i].socket).args(args).output().expect("run privatelink").into()
+        cli_at(&self.nodes[i].socket, args)
     }
 
     #[track_caller]
