@@ -128,7 +128,7 @@ impl Gateway {
         let started = std::time::Instant::now();
         let checker = &self.checker;
         let seat = Seat::of(&self.state, &self.opts.node);
-        let want = tables::desired(&self.state, seat, &links::interface, &|s, ip| checker.is_up(s, ip));
+        let want = tables::desired(&self.state, &seat, &links::interface, &|s, ip| checker.is_up(s, ip));
         let r = reconcile::reconcile(&mut self.dp()?.maps, &want)?;
         self.reconciles += 1;
         self.last_reconcile = Some(r);

@@ -97,7 +97,7 @@ pub type Up<'a> = &'a dyn Fn(&str, Ipv4Addr) -> bool;
 
 /// The map contents `st` calls for on the node in `seat` (its SNAT slice, its share of
 /// each connection limit), with backends' health from `up`.
-pub fn desired(st: &State, seat: Seat, resolve: Resolve, up: Up) -> Tables {
+pub fn desired(st: &State, seat: &Seat, resolve: Resolve, up: Up) -> Tables {
     let mut t = Tables::default();
     t.snat_ranges.insert((st.gateway.snat_range.net, st.gateway.snat_range.prefix));
     let mut mtus = BTreeMap::new();
@@ -141,10 +141,15 @@ pub fn desired(st: &State, seat: Seat, resolve: Resolve, up: Up) -> Tables {
                 let healthy = open || up(&s.spec.name, b.address);
                 t.backends.insert(*slot, (b.address, healthy));
                 if b.weight > 0 && healthy {
-                    members.push(Member { index: *slot, id: ip_raw(b.address), weight: b.weight as u32 });
+                    members.push((Member { index: *slot, id: ip_raw(b.address), weight: b.weight as u32 }, b.zone.as_deref()));
                 }
             }
         }
+        // Same-zone priority: this node's zone's healthy backends, when it has any.
+        if s.spec.zone_affinity && seat.zone.is_some() && members.iter().any(|(_, z)| *z == seat.zone.as_deref()) {
+            members.retain(|(_, z)| *z == seat.zone.as_deref());
+        }
+        let members: Vec<Member> = members.into_iter().map(|(m, _)| m).collect();
         t.maglev.insert(s.index, maglev::table(&members));
     }
     // Deleting endpoints first: a new endpoint given the same address wins the key.
@@ -166,7 +171,11 @@ pub fn desired(st: &State, seat: Seat, resolve: Resolve, up: Up) -> Tables {
             ..Default::default()
         };
         t.endpoints.insert(e.index, info);
-        t.ep_ips.insert((vpc.vpc_id, e.ip), e.index);
+        // Every node answers on every address (zonal ones included): only where each
+        // is published follows the zones.
+        for ip in e.addresses() {
+            t.ep_ips.insert((vpc.vpc_id, ip), e.index);
+        }
     }
     t
 }

@@ -61,6 +61,7 @@ fn spec_gen() -> impl Strategy<Value = Spec> {
                 interface: format!("gw-vpc{i}"),
                 cidr: format!("10.{i}.0.0/24").parse().unwrap(),
                 route_table: None,
+                announce_table: None,
             })
             .collect();
         let services: Vec<Service> = svcs
@@ -73,7 +74,7 @@ fn spec_gen() -> impl Strategy<Value = Spec> {
                     if !backends.iter().any(|b| b.address == address) {
                         // The first backend takes flows: a service with none is invalid.
                         let weight = if backends.is_empty() { (*w).max(1) } else { *w };
-                        backends.push(Backend { address, weight });
+                        backends.push(Backend { address, weight, zone: None });
                     }
                 }
                 let mut ports: Vec<PortMapping> = Vec::new();
@@ -98,6 +99,7 @@ fn spec_gen() -> impl Strategy<Value = Spec> {
                     snat_addresses_per_endpoint: g.snat,
                     health_check: None,
                     notify_url: None,
+                    zone_affinity: false,
                 }
             })
             .collect();
@@ -113,6 +115,7 @@ fn spec_gen() -> impl Strategy<Value = Spec> {
                     vpc: format!("vpc{}", e.vpc),
                     service: format!("svc{}", e.service % services.len()),
                     ip,
+                    zone_ips: Default::default(),
                 });
             }
         }
@@ -187,17 +190,17 @@ proptest! {
                 sa = next;
             }
         }
-        let ta = desired(&sa, Seat::ALONE, &iface, &|_, _| true);
+        let ta = desired(&sa, &Seat::ALONE, &iface, &|_, _| true);
         check_transition(&Tables::default(), &ta)?;
         let b = as_successor(b, &sa);
         let (p1, p2) = phases(&b, &sa)?;
-        let (t1, t2) = (desired(&p1, Seat::ALONE, &iface, &|_, _| true), desired(&p2, Seat::ALONE, &iface, &|_, _| true));
+        let (t1, t2) = (desired(&p1, &Seat::ALONE, &iface, &|_, _| true), desired(&p2, &Seat::ALONE, &iface, &|_, _| true));
         check_transition(&ta, &t1)?;
         check_transition(&t1, &t2)?;
         // Re-planning the same spec is a no-op, in state and in writes.
         let (q1, q2) = phases(&b, &p2)?;
         prop_assert_eq!(&q2, &p2);
-        prop_assert!(diff(&desired(&q1, Seat::ALONE, &iface, &|_, _| true), &t2).is_empty());
+        prop_assert!(diff(&desired(&q1, &Seat::ALONE, &iface, &|_, _| true), &t2).is_empty());
         // Every bound address leads to a complete endpoint.
         for (k, _) in t2.ep_ips.iter().filter(|(_, i)| **i != EP_GATEWAY_OWN) {
             let r = resolve(&t2, k).unwrap();
@@ -211,16 +214,16 @@ proptest! {
 #[test]
 fn removing_everything_clears_every_table() {
     let spec = Spec {
-        vpcs: vec![Vpc { name: "vpc1".into(), interface: "gw-vpc1".into(), cidr: "10.1.0.0/24".parse().unwrap(), route_table: None }],
+        vpcs: vec![Vpc { name: "vpc1".into(), interface: "gw-vpc1".into(), cidr: "10.1.0.0/24".parse().unwrap(), route_table: None, announce_table: None }],
         ..Default::default()
     };
     let mut spec_full = spec.clone();
-    spec_full.vpcs.push(Vpc { name: "vpc3".into(), interface: "gw-vpc3".into(), cidr: "10.3.0.0/24".parse().unwrap(), route_table: Some(7) });
+    spec_full.vpcs.push(Vpc { name: "vpc3".into(), interface: "gw-vpc3".into(), cidr: "10.3.0.0/24".parse().unwrap(), route_table: Some(7), announce_table: None });
     spec_full.services.push(Service {
         name: "s".into(),
         owner: Account("1".into()),
         vpc: "vpc3".into(),
-        backends: vec![Backend { address: "10.3.0.5".parse().unwrap(), weight: 100 }],
+        backends: vec![Backend { address: "10.3.0.5".parse().unwrap(), weight: 100, zone: None }],
         ports: vec![PortMapping { protocol: Protocol::Tcp, endpoint_port: 80, service_port: 8080 }],
         auto_accept: false,
         allowed_accounts: vec![],
@@ -231,10 +234,11 @@ fn removing_everything_clears_every_table() {
         snat_addresses_per_endpoint: 2,
         health_check: None,
         notify_url: None,
+        zone_affinity: false,
     });
-    spec_full.endpoints.push(Endpoint { name: "e1".into(), owner: Account("1".into()), vpc: "vpc1".into(), service: "s".into(), ip: None });
+    spec_full.endpoints.push(Endpoint { name: "e1".into(), owner: Account("1".into()), vpc: "vpc1".into(), service: "s".into(), ip: None, zone_ips: Default::default() });
     let (_, full) = phases(&spec_full, &State::default()).unwrap();
-    let t = desired(&full, Seat::ALONE, &iface, &|_, _| true);
+    let t = desired(&full, &Seat::ALONE, &iface, &|_, _| true);
     assert_eq!(t.vpcs[&13].fib_table, 7);
     assert_eq!(t.vpcs[&13].mtu, 1200);
     assert_eq!(t.ep_ips[&(2, Ipv4Addr::new(10, 3, 0, 1))], EP_GATEWAY_OWN, "the gateway's own address on vpc3");
@@ -248,7 +252,7 @@ fn removing_everything_clears_every_table() {
     let snat: Vec<String> = t.ep_snat.range(0..MAX_SNAT_PER_ENDPOINT).map(|(_, ip)| ip.to_string()).collect();
     assert_eq!(snat, ["11.164.0.1", "11.164.0.2"], "both SNAT addresses, in order");
     let (_, empty) = phases(&spec, &full).unwrap();
-    let t2 = desired(&empty, Seat::ALONE, &iface, &|_, _| true);
+    let t2 = desired(&empty, &Seat::ALONE, &iface, &|_, _| true);
     let ops = diff(&t2, &t);
     let mut m = t.clone();
     for op in &ops {
@@ -266,8 +270,8 @@ fn a_down_backend_leaves_the_maglev_table_before_it_is_marked_down_and_all_down_
     let spec = crate::model::spec::parse(spec_text).unwrap().0;
     let (_, st) = phases(&spec, &State::default()).unwrap();
     let b5: Ipv4Addr = "10.3.0.5".parse().unwrap();
-    let all = desired(&st, Seat::ALONE, &iface, &|_, _| true);
-    let one_down = desired(&st, Seat::ALONE, &iface, &|_, ip| ip != b5);
+    let all = desired(&st, &Seat::ALONE, &iface, &|_, _| true);
+    let one_down = desired(&st, &Seat::ALONE, &iface, &|_, ip| ip != b5);
     let slot5 = st.services["s"].backend_slots[&b5];
     assert!(!one_down.backends[&slot5].1, "10.3.0.5 is marked down");
     assert!(!one_down.maglev[&0].contains(&slot5), "and no Maglev slot leads to it");
@@ -282,5 +286,34 @@ fn a_down_backend_leaves_the_maglev_table_before_it_is_marked_down_and_all_down_
     assert!(up_at < maglev_at, "{ops:?}");
     // Every backend down: fail open, the table uses them all.
     assert!(st.services["s"].spec.failing_open(&|_, _| false));
-    assert_eq!(desired(&st, Seat::ALONE, &iface, &|_, _| false), all);
+    assert_eq!(desired(&st, &Seat::ALONE, &iface, &|_, _| false), all);
+}
+
+#[test]
+fn zone_affinity_prefers_the_nodes_zone_and_falls_back_to_every_healthy_backend() {
+    let spec_text = "vpcs:\n- {name: c, interface: gw-vpc1, cidr: 10.1.0.0/24}\n- {name: p, interface: gw-vpc3, cidr: 10.3.0.0/24}\nservices:\n- name: s\n  owner: \"1\"\n  vpc: p\n  zone_affinity: true\n  backends: [{address: 10.3.0.5, zone: z1}, {address: 10.3.0.6, zone: z2}, {address: 10.3.0.7}]\n  ports: [{protocol: tcp, endpoint_port: 80, service_port: 80}]\nendpoints:\n- {name: e1, owner: \"1\", vpc: c, service: s, ip: 10.1.0.9, zone_ips: {z1: 10.1.0.11, z2: 10.1.0.12}}\n";
+    let spec = crate::model::spec::parse(spec_text).unwrap().0;
+    let (_, st) = phases(&spec, &State::default()).unwrap();
+    let slot = |a: &str| st.services["s"].backend_slots[&a.parse::<Ipv4Addr>().unwrap()];
+    let seat = |zone: Option<&str>| Seat { zone: zone.map(str::to_string), ..Seat::ALONE };
+    let used = |t: &Tables| t.maglev[&0].iter().copied().collect::<BTreeSet<u32>>();
+    let (b5, b6, b7) = (slot("10.3.0.5"), slot("10.3.0.6"), slot("10.3.0.7"));
+    assert_eq!(used(&desired(&st, &seat(Some("z1")), &iface, &|_, _| true)), [b5].into());
+    assert_eq!(used(&desired(&st, &seat(Some("z2")), &iface, &|_, _| true)), [b6].into());
+    // No healthy backend of its zone: every healthy backend.
+    let z1_down = desired(&st, &seat(Some("z1")), &iface, &|_, ip| ip.octets()[3] != 5);
+    assert_eq!(used(&z1_down), [b6, b7].into());
+    // A zone no backend is in, or no zone: every backend.
+    assert_eq!(used(&desired(&st, &seat(Some("z9")), &iface, &|_, _| true)), [b5, b6, b7].into());
+    assert_eq!(used(&desired(&st, &seat(None), &iface, &|_, _| true)), [b5, b6, b7].into());
+    // Without zone_affinity a node's zone changes nothing.
+    let mut plain = st.clone();
+    plain.services.get_mut("s").unwrap().spec.zone_affinity = false;
+    assert_eq!(used(&desired(&plain, &seat(Some("z1")), &iface, &|_, _| true)), [b5, b6, b7].into());
+    // The endpoint answers on its address and on both zonal ones, on every node.
+    let t = desired(&st, &seat(Some("z1")), &iface, &|_, _| true);
+    let vpc = st.vpcs["c"].vpc_id;
+    for a in ["10.1.0.9", "10.1.0.11", "10.1.0.12"] {
+        assert_eq!(t.ep_ips.get(&(vpc, a.parse().unwrap())), Some(&0), "{a}");
+    }
 }

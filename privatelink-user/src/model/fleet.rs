@@ -60,18 +60,20 @@ pub fn from_slice(range: Cidr, slices: u32, addr: Ipv4Addr) -> Option<(u32, Ipv4
     Some(((off / size) as u32, Ipv4Addr::from((u32::from(range.net) as u64 + off % size) as u32)))
 }
 
-/// What one node takes from the recorded state: its slice and its share of limits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What one node takes from the recorded state: its slice, its share of limits and
+/// its zone (which zonal addresses it publishes, which backends it prefers).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Seat {
     pub slice: u32,
     /// This node's rank among the `of` nodes that share limits (0-based).
     pub rank: u32,
     pub of: u32,
+    pub zone: Option<String>,
 }
 
 impl Seat {
-    /// A gateway alone (no fleet recorded yet): slice 0, the whole limit.
-    pub const ALONE: Seat = Seat { slice: 0, rank: 0, of: 1 };
+    /// A gateway alone (no fleet recorded yet): slice 0, the whole limit, no zone.
+    pub const ALONE: Seat = Seat { slice: 0, rank: 0, of: 1, zone: None };
 
     /// `me`'s seat: limits are shared among the nodes recorded up, and `me` (a node
     /// always counts itself: one cut off from the store keeps its last share), ranked
@@ -81,7 +83,7 @@ impl Seat {
         let mut sharing: Vec<u32> = st.nodes.iter().filter(|(n, r)| r.up || n.as_str() == me).map(|(_, r)| r.slice).collect();
         sharing.sort_unstable();
         let rank = sharing.iter().position(|s| *s == mine.slice).unwrap_or(0) as u32;
-        Seat { slice: mine.slice, rank, of: sharing.len().max(1) as u32 }
+        Seat { slice: mine.slice, rank, of: sharing.len().max(1) as u32, zone: mine.zone.clone() }
     }
 
     /// This node's share of a fleet-wide `limit`: the limit split evenly, the first

@@ -99,6 +99,11 @@ impl EndpointRecord {
     pub fn snat_ips(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
         std::iter::once(self.snat_ip).chain(self.extra_snat_ips.iter().copied())
     }
+
+    /// Every address the endpoint answers on in its VPC: its own, then its zonal ones.
+    pub fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        std::iter::once(self.ip).chain(self.spec.zone_ips.values().copied())
+    }
 }
 
 /// Everything the gateway has recorded.

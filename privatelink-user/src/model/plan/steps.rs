@@ -183,10 +183,32 @@ impl<'a> Draft<'a> {
             }
         }
         if errors.is_empty() {
+            errors.extend(self.shared_addresses());
+        }
+        if errors.is_empty() {
             Ok(())
         } else {
             Err(errors)
         }
+    }
+
+    /// An address the spec gives that another endpoint holds already (one it was
+    /// given automatically) is refused: an address leads to one endpoint.
+    fn shared_addresses(&self) -> Vec<SpecError> {
+        let v = self.v;
+        let mut holder: HashMap<(&str, Ipv4Addr), &str> = HashMap::new();
+        let mut errors = Vec::new();
+        // Endpoints gone from the spec are not marked deleting yet: a new one may take
+        // such an endpoint's address (it wins the address in the data path).
+        for (i, spec) in v.spec.endpoints.iter().enumerate() {
+            let Some(e) = self.st.endpoints.get(&spec.name) else { continue };
+            for ip in e.addresses() {
+                if let Some(other) = holder.insert((e.spec.vpc.as_str(), ip), e.spec.name.as_str()) {
+                    errors.push(err(v, format!("endpoints[{i}]"), format!("{ip} in VPC {} is already endpoint {other}'s address", e.spec.vpc)));
+                }
+            }
+        }
+        errors
     }
 
     fn update_endpoint(&mut self, mut r: EndpointRecord, e: &Endpoint, svc: &Service, ip: Ipv4Addr, snat: Vec<Ipv4Addr>) {
@@ -203,6 +225,9 @@ impl<'a> Draft<'a> {
         }
         if r.spec.service != e.service {
             d.push(format!("service: {} -> {}", r.spec.service, e.service));
+        }
+        if r.spec.zone_ips != e.zone_ips {
+            d.push(format!("zone ips: {:?} -> {:?}", r.spec.zone_ips, e.zone_ips));
         }
         let revoked = !svc.allows(&e.owner) && matches!(r.state, EndpointState::Accepted | EndpointState::PendingAcceptance);
         if revoked {
@@ -269,8 +294,8 @@ struct Addresses {
 impl Addresses {
     fn new(old: &State, v: &Valid) -> Addresses {
         let mut taken: HashMap<String, Vec<u64>> = HashMap::new();
-        let held = old.endpoints.values().map(|e| (e.spec.vpc.as_str(), e.ip));
-        let given = v.spec.endpoints.iter().filter_map(|e| e.ip.map(|ip| (e.vpc.as_str(), ip)));
+        let held = old.endpoints.values().flat_map(|e| e.addresses().map(|ip| (e.spec.vpc.as_str(), ip)));
+        let given = v.spec.endpoints.iter().flat_map(|e| e.ip.iter().chain(e.zone_ips.values()).map(|ip| (e.vpc.as_str(), *ip)));
         let own = v.reserved.iter().flat_map(|(vpc, ips)| ips.iter().map(move |ip| (vpc.as_str(), *ip)));
         for (vpc, ip) in held.chain(given).chain(own) {
             taken.entry(vpc.to_string()).or_default().push(u32::from(ip) as u64);
@@ -334,6 +359,9 @@ fn vpc_diff(a: &Vpc, b: &Vpc) -> Vec<String> {
     if a.route_table != b.route_table {
         d.push(format!("route_table: {:?} -> {:?}", a.route_table, b.route_table));
     }
+    if a.announce_table != b.announce_table {
+        d.push(format!("announce_table: {:?} -> {:?}", a.announce_table, b.announce_table));
+    }
     d
 }
 
@@ -348,9 +376,12 @@ fn new_service_line(region: &str, id: &str, s: &Service) -> String {
 
 fn service_diff(a: &Service, b: &Service) -> Vec<String> {
     let show = |v: &dyn fmt::Debug| format!("{v:?}");
-    let backends = |s: &Service| show(&s.backends.iter().map(|x| format!("{}@{}", x.address, x.weight)).collect::<Vec<_>>());
+    let backends = |s: &Service| {
+        let one = |x: &crate::model::spec::Backend| format!("{}@{}{}", x.address, x.weight, x.zone.as_ref().map(|z| format!(" in {z}")).unwrap_or_default());
+        show(&s.backends.iter().map(one).collect::<Vec<_>>())
+    };
     let accounts = |s: &Service| show(&s.allowed_accounts.iter().map(|x| &x.0).collect::<Vec<_>>());
-    let fields: [(&str, String, String); 11] = [
+    let fields: [(&str, String, String); 12] = [
         ("backends", backends(a), backends(b)),
         ("ports", show(&ports_text(a)), show(&ports_text(b))),
         ("auto_accept", a.auto_accept.to_string(), b.auto_accept.to_string()),
@@ -362,6 +393,7 @@ fn service_diff(a: &Service, b: &Service) -> Vec<String> {
         ("health_check", show(&a.health_check), show(&b.health_check)),
         ("notify_url", show(&a.notify_url), show(&b.notify_url)),
         ("snat_addresses_per_endpoint", a.snat_addresses_per_endpoint.to_string(), b.snat_addresses_per_endpoint.to_string()),
+        ("zone_affinity", a.zone_affinity.to_string(), b.zone_affinity.to_string()),
     ];
     fields.into_iter().filter(|(_, x, y)| x != y).map(|(name, x, y)| format!("{name}: {x} -> {y}")).collect()
 }

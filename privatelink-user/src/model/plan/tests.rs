@@ -237,3 +237,19 @@ fn every_service_field_and_the_gateway_show_up_in_the_plan() {
     assert!(shown[0].starts_with("~ gateway local\n    timeouts: ") && shown[0].contains("\"udp\":\"30s\""), "{}", shown[0]);
     assert!(shown[1].contains("health_check: None -> Some(") && shown[1].contains("notify_url: None -> Some(\"http://10.9.9.9/hook\")"), "{}", shown[1]);
 }
+
+#[test]
+fn a_zonal_address_is_never_assigned_and_never_one_another_endpoint_holds() {
+    // `same` and `auto-ep` get the top addresses of vpc1 (.254, .253) unless a zonal
+    // address takes one first.
+    let zonal = SPEC.replacen("ip: 10.0.0.100}", "ip: 10.0.0.100, zone_ips: {z1: 10.0.0.254}}", 1);
+    let (st, _) = apply(&zonal, &State::default());
+    let auto: BTreeSet<Ipv4Addr> = ["same", "auto-ep"].iter().map(|n| st.endpoints[*n].ip).collect();
+    assert_eq!(auto, [Ipv4Addr::new(10, 0, 0, 253), Ipv4Addr::new(10, 0, 0, 252)].into());
+    // Giving `cross` a zonal address `same` was given automatically is refused.
+    let taken = st.endpoints["same"].ip;
+    let clash = SPEC.replacen("ip: 10.0.0.100}", &format!("ip: 10.0.0.100, zone_ips: {{z2: {taken}}}}}"), 1);
+    let e = plan_spec(&parse(&clash), None, &st, &Env::offline()).unwrap_err();
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(e[0].message.contains(&format!("{taken} in VPC vpc1 is already endpoint")), "{}", e[0].message);
+}

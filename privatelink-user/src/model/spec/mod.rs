@@ -9,7 +9,7 @@ pub use read::{parse, SpecError};
 pub use values::{parse_http_url, Account, Cidr, Dur, MssClamp};
 
 use serde::{Deserialize, Serialize};
-use std::{fmt, net::Ipv4Addr, time::Duration};
+use std::{collections::BTreeMap, fmt, net::Ipv4Addr, time::Duration};
 
 // ---- defaults: written once, each with where it comes from ----
 /// Region part of full service names.
@@ -65,6 +65,19 @@ pub struct Gateway {
     /// fleet (a power of two, 1 to 64). Fixed while endpoints exist.
     #[serde(default = "default_snat_slices")]
     pub snat_slices: i64,
+    /// How the fleet's nodes draw traffic to themselves.
+    #[serde(default)]
+    pub fleet: FleetSettings,
+}
+
+/// `gateway.fleet`: each node publishes the endpoint addresses it serves as /32 routes
+/// in a kernel routing table of its own, for a routing daemon (BIRD, FRR) to announce.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSettings {
+    /// The table; absent: nothing is published (VPCs may still name their own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announce_table: Option<i64>,
 }
 
 impl Default for Gateway {
@@ -77,6 +90,7 @@ impl Default for Gateway {
             quotas: Quotas::default(),
             mss_clamp: MssClamp::Auto,
             snat_slices: 1,
+            fleet: FleetSettings::default(),
         }
     }
 }
@@ -155,6 +169,17 @@ pub struct Vpc {
     /// Routing table for lookups towards this VPC's hosts (0 or absent: main).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route_table: Option<i64>,
+    /// Routing table this VPC's endpoint addresses are published in; absent:
+    /// `gateway.fleet.announce_table`. Overlapping VPCs need tables of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announce_table: Option<i64>,
+}
+
+impl Vpc {
+    /// The table this VPC's endpoint addresses are published in, if any.
+    pub fn announce_table(&self, g: &Gateway) -> Option<i64> {
+        self.announce_table.or(g.fleet.announce_table)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -190,6 +215,14 @@ pub struct Service {
     /// `http://host:port/path`: every event of this service is POSTed there as JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_url: Option<String>,
+    /// Each node prefers the healthy backends of its own zone, and uses every healthy
+    /// backend when none of its zone is (Alibaba's "same-zone priority").
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub zone_affinity: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Backend health checks, run by the daemon from the gateway into the provider VPC.
@@ -303,6 +336,9 @@ pub struct Backend {
     pub address: Ipv4Addr,
     #[serde(default = "d_weight")]
     pub weight: i64,
+    /// The zone the backend runs in (for `zone_affinity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
 }
 fn d_weight() -> i64 {
     DEFAULT_WEIGHT
@@ -362,7 +398,12 @@ pub struct Endpoint {
     pub service: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<Ipv4Addr>,
+    /// Zonal addresses: each is published by the nodes of its zone only (the
+    /// endpoint's `ip` by every node).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub zone_ips: BTreeMap<String, Ipv4Addr>,
 }
+
 
 #[cfg(test)]
 mod tests;

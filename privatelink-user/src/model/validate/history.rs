@@ -25,9 +25,12 @@ impl Check<'_> {
             }
         }
         for (i, e) in spec.endpoints.iter().enumerate() {
-            let (Some(ip), Some(own)) = (e.ip, reserved.get(&e.vpc)) else { continue };
-            if own.contains(&ip) {
-                self.err(format!("endpoints[{i}].ip"), format!("{ip} is the gateway's own address in VPC {}", e.vpc));
+            let Some(own) = reserved.get(&e.vpc) else { continue };
+            let zonal = e.zone_ips.iter().map(|(z, ip)| (format!("endpoints[{i}].zone_ips.{z}"), *ip));
+            for (path, ip) in e.ip.map(|ip| (format!("endpoints[{i}].ip"), ip)).into_iter().chain(zonal) {
+                if own.contains(&ip) {
+                    self.err(path, format!("{ip} is the gateway's own address in VPC {}", e.vpc));
+                }
             }
         }
     }

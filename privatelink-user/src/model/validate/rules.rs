@@ -33,6 +33,9 @@ impl Check<'_> {
         }
         self.range("gateway.quotas.services_per_account".into(), g.quotas.services_per_account, 1, MAX_SERVICES as i64, "the quota");
         self.range("gateway.quotas.endpoints_per_account".into(), g.quotas.endpoints_per_account, 1, MAX_ENDPOINTS as i64, "the quota");
+        if let Some(t) = g.fleet.announce_table {
+            self.announce_table("gateway.fleet.announce_table".into(), t);
+        }
         if let MssClamp::Value(v) = g.mss_clamp {
             // 536: the MSS every IPv4 host must accept (RFC 879); 9000: jumbo frames.
             self.range("gateway.mss_clamp".into(), v as i64, 536, 9000, "an MSS");
@@ -74,6 +77,26 @@ impl Check<'_> {
             if let Some(t) = v.route_table {
                 self.range(format!("{p}.route_table"), t, 0, u32::MAX as i64, "a routing table id");
             }
+            if let Some(t) = v.announce_table {
+                self.announce_table(format!("{p}.announce_table"), t);
+            }
+            // A router that learns one VPC's endpoint addresses must not learn another's
+            // that overlaps it: it would send its own hosts' traffic to the gateway.
+            let table = v.announce_table(&spec.gateway);
+            if let Some((j, w)) = spec.vpcs[..i].iter().enumerate().find(|(_, w)| table.is_some() && w.announce_table(&spec.gateway) == table && w.cidr.overlaps(&v.cidr)) {
+                self.err(
+                    format!("{p}.announce_table"),
+                    format!("{} overlaps vpcs[{j}] ({}, {}) and both publish into table {}: give each VPC its own announce_table", v.cidr, w.name, w.cidr, table.unwrap_or_default()),
+                );
+            }
+        }
+    }
+
+    /// A routing table of privatelink's own: not 0 or the kernel's default, main and
+    /// local tables (253-255).
+    fn announce_table(&mut self, path: String, t: i64) {
+        if !(1..=u32::MAX as i64).contains(&t) || (253..=255).contains(&t) {
+            self.err(path, format!("must be a routing table id of its own (1-{}, not 253-255: default, main and local), not {t}", u32::MAX));
         }
     }
 
@@ -143,6 +166,9 @@ impl Check<'_> {
         for (k, b) in s.backends.iter().enumerate() {
             let bp = format!("{p}.backends[{k}]");
             self.range(format!("{bp}.weight"), b.weight, 0, 100, "a weight");
+            if let Some(z) = &b.zone {
+                self.zone(format!("{bp}.zone"), z);
+            }
             if let Some(j) = seen.insert(b.address, k) {
                 self.err(format!("{bp}.address"), format!("{} is already backends[{j}]", b.address));
             }
@@ -154,6 +180,16 @@ impl Check<'_> {
         }
         if !s.backends.is_empty() && s.backends.iter().all(|b| b.weight <= 0) {
             self.err(format!("{p}.backends"), "at least one backend needs a weight above 0");
+        }
+        if s.zone_affinity && !s.backends.iter().any(|b| b.zone.is_some()) {
+            self.err(format!("{p}.zone_affinity"), "no backend has a zone: give backends[].zone, or leave zone_affinity off");
+        }
+    }
+
+    /// A zone name, as nodes are given it (`--zone`).
+    fn zone(&mut self, path: String, z: &str) {
+        if !simple_name(z, 64) {
+            self.err(path, format!("`{z}` is not a zone name: 1-64 characters, letters, digits, '-' and '_'"));
         }
     }
 
@@ -214,14 +250,18 @@ impl Check<'_> {
             match spec.vpcs.iter().find(|v| v.name == e.vpc) {
                 None => self.err(format!("{p}.vpc"), format!("VPC `{}` is not defined under vpcs", e.vpc)),
                 Some(v) => {
-                    if let Some(ip) = e.ip {
+                    let zonal = e.zone_ips.iter().map(|(z, ip)| (format!("{p}.zone_ips.{z}"), *ip));
+                    for (path, ip) in e.ip.map(|ip| (format!("{p}.ip"), ip)).into_iter().chain(zonal) {
                         if !v.cidr.contains(ip) {
-                            self.err(format!("{p}.ip"), format!("{ip} is outside VPC {} ({})", v.name, v.cidr));
+                            self.err(path, format!("{ip} is outside VPC {} ({})", v.name, v.cidr));
                         } else if ip == v.cidr.net || ip == v.cidr.broadcast() {
-                            self.err(format!("{p}.ip"), format!("{ip} is the network or broadcast address of {}", v.cidr));
+                            self.err(path, format!("{ip} is the network or broadcast address of {}", v.cidr));
                         } else if let Some(j) = ips.insert((e.vpc.as_str(), ip), i) {
-                            self.err(format!("{p}.ip"), format!("{ip} in VPC {} is already endpoints[{j}]'s address", v.name));
+                            self.err(path, format!("{ip} in VPC {} is already an address of endpoints[{j}]", v.name));
                         }
+                    }
+                    for z in e.zone_ips.keys() {
+                        self.zone(format!("{p}.zone_ips"), z);
                     }
                 }
             }

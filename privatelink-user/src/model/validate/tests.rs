@@ -177,7 +177,7 @@ fn endpoint_rules() {
     case("allowed_accounts: [\"100001\"]", "allowed_accounts: [\"*\"]", &[]);
     case("owner: \"100001\", vpc: vpc1", "owner: \"100002\", vpc: vpc1", &[]);
     let two = "ip: 10.0.0.100}\n  - {name: again, owner: \"100001\", vpc: vpc1, service: web, ip: 10.0.0.100}";
-    case("ip: 10.0.0.100}", two, &[("endpoints[1].ip", "10.0.0.100 in VPC vpc1 is already endpoints[0]'s address")]);
+    case("ip: 10.0.0.100}", two, &[("endpoints[1].ip", "10.0.0.100 in VPC vpc1 is already an address of endpoints[0]")]);
     // The same address in another VPC is fine: VPC ranges may overlap.
     let other_vpc = "ip: 10.0.0.100}\n  - {name: again, owner: \"100001\", vpc: vpc3, service: web, ip: 10.0.0.100}";
     let text = BASE
@@ -216,4 +216,30 @@ fn errors_carry_line_and_column() {
             "13:69: endpoints[0].ip: 10.0.9.1 is outside VPC vpc1 (10.0.0.0/24)".to_string(),
         ]
     );
+}
+
+#[test]
+fn fleet_and_zone_rules() {
+    case("region: local}", "region: local, fleet: {announce_table: 100}}", &[]);
+    case("region: local}", "region: local, fleet: {announce_table: 254}}", &[("gateway.fleet.announce_table", "not 253-255: default, main and local")]);
+    case("region: local}", "region: local, fleet: {announce_table: 0}}", &[("gateway.fleet.announce_table", "not 0")]);
+    case("cidr: 10.0.0.0/24}", "cidr: 10.0.0.0/24, announce_table: 4294967296}", &[("vpcs[0].announce_table", "not 4294967296")]);
+    // Overlapping VPCs publishing into one table would leak each other's addresses.
+    let overlapping = "cidr: 192.168.2.0/24}\n  - {name: vpc3, interface: gw-vpc3, cidr: 10.0.0.0/16}";
+    let text = BASE.replacen("region: local}", "region: local, fleet: {announce_table: 100}}", 1).replacen("cidr: 192.168.2.0/24}", overlapping, 1);
+    let got = errors_of(&text, &Known::default());
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0].path, "vpcs[2].announce_table");
+    assert!(got[0].message.contains("10.0.0.0/16 overlaps vpcs[0] (vpc1, 10.0.0.0/24) and both publish into table 100"), "{}", got[0].message);
+    let own = text.replacen("cidr: 10.0.0.0/16}", "cidr: 10.0.0.0/16, announce_table: 101}", 1);
+    assert_eq!(errors_of(&own, &Known::default()), vec![]);
+
+    case("{address: 192.168.2.10}", "{address: 192.168.2.10, zone: cn-hangzhou-h}", &[]);
+    case("{address: 192.168.2.10}", "{address: 192.168.2.10, zone: \"a b\"}", &[("services[0].backends[0].zone", "`a b` is not a zone name")]);
+    case("allowed_accounts: [\"100001\"]", "allowed_accounts: [\"100001\"]\n    zone_affinity: true", &[("services[0].zone_affinity", "no backend has a zone")]);
+
+    case("ip: 10.0.0.100}", "ip: 10.0.0.100, zone_ips: {z1: 10.0.0.101, z2: 10.0.0.102}}", &[]);
+    case("ip: 10.0.0.100}", "ip: 10.0.0.100, zone_ips: {z1: 10.0.0.100}}", &[("endpoints[0].zone_ips.z1", "10.0.0.100 in VPC vpc1 is already an address of endpoints[0]")]);
+    case("ip: 10.0.0.100}", "ip: 10.0.0.100, zone_ips: {z1: 10.0.1.1}}", &[("endpoints[0].zone_ips.z1", "10.0.1.1 is outside VPC vpc1")]);
+    case("ip: 10.0.0.100}", "ip: 10.0.0.100, zone_ips: {\"z 1\": 10.0.0.7}}", &[("endpoints[0].zone_ips", "`z 1` is not a zone name")]);
 }
