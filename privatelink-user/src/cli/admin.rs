@@ -43,6 +43,15 @@ pub fn status(socket: &Path, fmt: Format) -> Result<()> {
             if s.store_reachable { "" } else { ": UNREACHABLE, forwarding with the maps as they are" }
         )),
         ("pins", s.bpffs.clone()),
+        ("announcing", match (&s.announce_error, s.announced.len()) {
+            (Some(e), _) => format!("FAILING: {e}"),
+            (None, 0) => "no routes".into(),
+            (None, n) => {
+                let mut tables: Vec<u32> = s.announced.iter().map(|(t, _)| *t).collect();
+                tables.dedup();
+                format!("{n} route(s) in table {} (device pl-announce)", tables.iter().map(u32::to_string).collect::<Vec<_>>().join(", "))
+            }
+        }),
         ("reconciles", match s.last_reconcile {
             Some(r) => format!("{} (last: {} operations, {} map writes)", s.reconciles, r.ops, r.writes),
             None => s.reconciles.to_string(),

@@ -289,4 +289,10 @@ pub struct StatusView {
     /// Nodes of the fleet recorded up (1 alone).
     #[serde(default)]
     pub nodes_up: u32,
+    /// Routes this node publishes for its routing daemon (table, address), and why
+    /// publishing last failed.
+    #[serde(default)]
+    pub announced: Vec<(u32, std::net::Ipv4Addr)>,
+    #[serde(default)]
+    pub announce_error: Option<String>,
 }

@@ -5,8 +5,9 @@
 
 use super::{api::NodeView, gateway::Gateway};
 use crate::{
+    dataplane::announce::Announcer,
     model::{
-        fleet,
+        fleet::{self, Seat},
         state::{Cuts, Event, State},
     },
     store::Beat,
@@ -145,6 +146,47 @@ impl Gateway {
             }
         }
         ranges.into_iter().map(|r| fleet::slice_range(r, n, k).to_string()).collect()
+    }
+
+    /// Publish the routes this node announces now (`fleet::announced`); with
+    /// `verify`, read back what the kernel holds first. A failure is logged once and
+    /// shown by `status`; forwarding goes on.
+    pub(super) fn publish_routes(&mut self, verify: bool) {
+        let any_table = self.state.vpcs.values().any(|v| v.spec.announce_table(&self.state.gateway).is_some());
+        if !any_table || self.dp.is_none() {
+            // Closing the device withdraws whatever it carried.
+            self.routes = None;
+            self.route_error = None;
+            return;
+        }
+        let seat = Seat::of(&self.state, &self.opts.node);
+        let links = &self.links;
+        let want = fleet::announced(&self.state, &seat, &|i| links.contains(i), self.store.holds_lease());
+        let before = self.routes.as_ref().map(|r| r.published().len());
+        let r = match &mut self.routes {
+            Some(a) => a.publish(&want, verify),
+            None => Announcer::open().and_then(|mut a| {
+                let r = a.publish(&want, verify);
+                self.routes = Some(a);
+                r
+            }),
+        };
+        match r {
+            Ok(()) => {
+                self.route_error = None;
+                let now = self.routes.as_ref().map(|r| r.published().len());
+                if now != before {
+                    tracing::info!(routes = now.unwrap_or(0), lease = self.store.holds_lease(), "publishing endpoint routes");
+                }
+            }
+            Err(e) => {
+                let e = e.to_string();
+                if self.route_error.as_ref() != Some(&e) {
+                    tracing::warn!(error = %e, "publishing endpoint routes");
+                }
+                self.route_error = Some(e);
+            }
+        }
     }
 
     /// `delete node NAME`: forget a node that is gone for good (its slice is free).

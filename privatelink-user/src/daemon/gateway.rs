@@ -6,6 +6,7 @@
 use super::{health, Options};
 use crate::{
     dataplane::{
+        announce::Announcer,
         links::{self, Links},
         loader::{Dataplane, LoadOptions},
         reconcile::{self, Report},
@@ -55,6 +56,10 @@ pub struct Gateway {
     /// The last spec text read and what it parsed to: re-applying the same file skips
     /// the YAML parse (a pure function of the text); planning still runs in full.
     pub(super) parsed: Option<(String, Arc<(spec::Spec, Doc)>)>,
+    /// The routes this node publishes for its routing daemon (None: no announce
+    /// table in the spec), and why publishing them last failed.
+    pub(super) routes: Option<Announcer>,
+    pub(super) route_error: Option<String>,
 }
 
 impl Gateway {
@@ -83,6 +88,8 @@ impl Gateway {
             checker: health::Checker::default(),
             episodes: BTreeMap::new(),
             parsed: None,
+            routes: None,
+            route_error: None,
         };
         gw.checker.sync(&gw.state);
         gw.join().context("joining the fleet")?;
@@ -136,6 +143,7 @@ impl Gateway {
         if r.ops > 0 {
             tracing::info!(ops = r.ops, writes = r.writes, seconds = self.last_reconcile_seconds, "reconciled the maps");
         }
+        self.publish_routes(false);
         Ok(r)
     }
 
@@ -144,7 +152,9 @@ impl Gateway {
     pub(super) fn ensure_links(&mut self) -> Result<()> {
         let wanted: Vec<String> = self.state.vpcs.values().map(|v| v.spec.interface.clone()).collect();
         let dp = self.dp.as_mut().context("no spec has been applied yet: the data path is not loaded")?;
-        Ok(self.links.ensure(dp, &wanted)?)
+        let r = self.links.ensure(dp, &wanted);
+        self.publish_routes(false);
+        Ok(r?)
     }
 
     /// Compute the next state from the recorded one and commit it; when another node
@@ -193,6 +203,8 @@ impl Gateway {
 
     /// Detach from every interface and remove every pin. The recorded state stays.
     pub fn down(&mut self) -> Result<()> {
+        // Withdrawn first: no traffic is drawn to a node that stops forwarding.
+        self.routes = None;
         self.links.detach_all()?;
         self.dp = None;
         Ok(links::remove_pins(&self.opts.bpffs)?)
@@ -207,6 +219,9 @@ impl Gateway {
             self.sweeps += 1;
             self.expired += r.expired;
         }
+        // Also withdraws the routes once the lease is in doubt, and puts back a route
+        // removed by hand.
+        self.publish_routes(true);
         if self.last_repair.elapsed() >= self.opts.repair_interval {
             self.last_repair = std::time::Instant::now();
             self.repair()?;

@@ -56,6 +56,8 @@ pub struct Snapshot {
     pub store_reachable: bool,
     /// Nodes of the fleet recorded up (1 alone).
     pub nodes_up: u64,
+    /// Routes published for the routing daemon.
+    pub announced_routes: u64,
 }
 
 fn with(l: &Labels, k: &str, v: &str) -> Labels {
@@ -132,6 +134,7 @@ impl Collector for Snapshot {
         family(&mut e, "privatelink_sweeper_expired_flows", "Flows the sweeper removed.", vec![(vec![], counter(self.expired_flows))])?;
         let what = |w: &str| vec![("what".to_string(), w.to_string())];
         family(&mut e, "privatelink_store_reachable", "1 while the state store (embedded, or the fleet's etcd) answers; 0 while it does not (the data path keeps forwarding with the maps it has).", vec![(vec![], gauge(self.store_reachable as i64))])?;
+        family(&mut e, "privatelink_announced_routes", "Endpoint addresses this node publishes as routes in its announce tables (0 while its lease is in doubt or its links are detached).", vec![(vec![], gauge(self.announced_routes as i64))])?;
         family(&mut e, "privatelink_fleet_nodes_up", "Nodes of the fleet recorded up (each enforces its share of every connection limit).", vec![(vec![], gauge(self.nodes_up as i64))])?;
         family(&mut e, "privatelink_drift_repairs", "Drift repaired: XDP links re-attached (links), map operations rewritten (map_ops).", vec![(what("links"), counter(self.repaired_links)), (what("map_ops"), counter(self.repaired_map_ops))])?;
         Ok(())
@@ -161,6 +164,7 @@ impl Gateway {
             repaired_map_ops: self.repaired_map_ops,
             store_reachable: self.store.reachable(),
             nodes_up: self.state.nodes.values().filter(|n| n.up).count().max(1) as u64,
+            announced_routes: self.routes.as_ref().map_or(0, |r| r.published().len() as u64),
             ..Default::default()
         };
         for s in self.state.services.values() {

@@ -229,6 +229,8 @@ impl Gateway {
             store: self.store.describe(),
             store_reachable: self.store.reachable(),
             nodes_up: self.state.nodes.values().filter(|n| n.up).count().max(1) as u32,
+            announced: self.routes.as_ref().map(|r| r.published().iter().copied().collect()).unwrap_or_default(),
+            announce_error: self.route_error.clone(),
         };
         let Some(dp) = &self.dp else { return Ok(view) };
         view.program_id = Some(dp.xdp()?.info()?.id());

@@ -46,6 +46,8 @@ pub enum Error {
     Link(String),
     #[error("interface {0} does not exist")]
     NoInterface(String),
+    #[error("route announcements: {0}")]
+    Announce(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -2,10 +2,12 @@
 //! attaches its programs, `links` pins the attachments on a bpffs, `maps` reads and
 //! writes every map, `tables` computes the map contents a state calls for and the
 //! ordered writes that reach them, `reconcile` carries those writes out, `sweep`
-//! expires flows, `maglev` builds backend tables.
+//! expires flows, `maglev` builds backend tables, `announce` publishes the endpoint
+//! addresses this node serves as routes for a routing daemon.
 //! Uses the model's types (a state in; map contents, counters and flows out); never
 //! decides what the state should be, and knows nothing of the store or the daemon.
 
+pub mod announce;
 pub mod error;
 pub mod links;
 pub mod loader;

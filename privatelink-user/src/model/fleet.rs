@@ -10,10 +10,10 @@
 
 use super::{
     spec::Cidr,
-    state::{unix_now_ms, Event, State},
+    state::{unix_now_ms, EndpointState, Event, State},
 };
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
+use std::{collections::BTreeSet, net::Ipv4Addr};
 
 /// Upper bound of `gateway.snat_slices` (a node per slice).
 pub const MAX_SLICES: u32 = 64;
@@ -93,6 +93,36 @@ impl Seat {
         let of = self.of.max(1);
         (limit / of + u32::from(self.rank < limit % of)).max(1)
     }
+}
+
+/// The routes the node in `seat` publishes, as (table, address): the address of every
+/// endpoint it serves (pending and rejected ones too: the gateway answers them) whose
+/// VPC has an announce table and whose two interfaces carry the data path
+/// (`attached`), and the zonal addresses of its own zone. Nothing when the node may
+/// not hold its lease.
+pub fn announced(st: &State, seat: &Seat, attached: &dyn Fn(&str) -> bool, holds_lease: bool) -> BTreeSet<(u32, Ipv4Addr)> {
+    let mut out = BTreeSet::new();
+    if !holds_lease {
+        return out;
+    }
+    for e in st.endpoints.values() {
+        if !matches!(e.state, EndpointState::Accepted | EndpointState::PendingAcceptance | EndpointState::Rejected) {
+            continue;
+        }
+        let (Some(vpc), Some(svc)) = (st.vpcs.get(&e.spec.vpc), st.services.get(&e.service)) else { continue };
+        let Some(table) = vpc.spec.announce_table(&st.gateway) else { continue };
+        let served = st.vpcs.get(&svc.spec.vpc).is_some_and(|p| attached(&p.spec.interface)) && attached(&vpc.spec.interface);
+        if !served {
+            continue;
+        }
+        out.insert((table as u32, e.ip));
+        for (zone, ip) in &e.spec.zone_ips {
+            if seat.zone.as_deref() == Some(zone.as_str()) {
+                out.insert((table as u32, *ip));
+            }
+        }
+    }
+    out
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -230,6 +260,31 @@ mod tests {
         assert!(st2.nodes["c"].up);
         let err = join(&st, "d", None, 3).unwrap_err();
         assert!(err.to_string().contains("no free SNAT slice for node d"), "{err}");
+    }
+
+    #[test]
+    fn a_node_publishes_the_endpoints_it_serves_and_its_zones_addresses() {
+        let text = "gateway: {fleet: {announce_table: 100}}\nvpcs:\n- {name: c, interface: gw-c, cidr: 10.0.0.0/24}\n- {name: d, interface: gw-d, cidr: 10.9.0.0/24, announce_table: 7}\n- {name: p, interface: gw-p, cidr: 10.3.0.0/24}\nservices:\n- {name: s, owner: \"1\", vpc: p, auto_accept: true, backends: [{address: 10.3.0.5}], ports: [{protocol: tcp, endpoint_port: 80, service_port: 80}]}\nendpoints:\n- {name: e1, owner: \"1\", vpc: c, service: s, ip: 10.0.0.9, zone_ips: {z1: 10.0.0.11, z2: 10.0.0.12}}\n- {name: e2, owner: \"1\", vpc: d, service: s, ip: 10.9.0.9}\n- {name: e3, owner: \"1\", vpc: p, service: s, ip: 10.3.0.9}\n";
+        let spec = crate::model::spec::parse(text).unwrap().0;
+        let env = crate::model::validate::Env::offline();
+        let st = crate::model::plan::finish(crate::model::plan_spec(&spec, None, &State::default(), &env).unwrap().state);
+        let seat = Seat { zone: Some("z1".into()), ..Seat::ALONE };
+        let all = |_: &str| true;
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        // VPC d has a table of its own; the others use the gateway's. Node z1 publishes
+        // z1's zonal address, not z2's.
+        let want: BTreeSet<_> = [(100, ip("10.0.0.9")), (100, ip("10.0.0.11")), (7, ip("10.9.0.9")), (100, ip("10.3.0.9"))].into();
+        assert_eq!(announced(&st, &seat, &all, true), want);
+        // Its lease in doubt, a node publishes nothing.
+        assert!(announced(&st, &seat, &all, false).is_empty());
+        // No data path on the provider side: nothing is served.
+        assert!(announced(&st, &seat, &|i| i != "gw-p", true).is_empty());
+        // Only the consumer VPC d's interface down: its endpoint is withdrawn.
+        assert_eq!(announced(&st, &seat, &|i| i != "gw-d", true).len(), 3);
+        // Another zone's node publishes that zone's address instead.
+        let z2 = Seat { zone: Some("z2".into()), ..Seat::ALONE };
+        assert!(announced(&st, &z2, &all, true).contains(&(100, ip("10.0.0.12"))));
+        assert!(!announced(&st, &z2, &all, true).contains(&(100, ip("10.0.0.11"))));
     }
 
     #[test]

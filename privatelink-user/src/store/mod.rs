@@ -71,6 +71,12 @@ pub trait Store: Send {
         true
     }
 
+    /// Whether this node surely still holds its lease (the others count it alive).
+    /// Alone, always.
+    fn holds_lease(&self) -> bool {
+        true
+    }
+
     /// Where the state lives, for `status`.
     fn describe(&self) -> String;
 }

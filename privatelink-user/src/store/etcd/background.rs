@@ -6,7 +6,7 @@ use crate::{model::state::unix_now_ms, store::Beat};
 use etcd_client::{Client, PutOptions, WatchOptions};
 use std::{
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -14,6 +14,10 @@ use std::{
 
 /// A node's lease: it is alive while it beats (every second) within this many seconds.
 const LEASE_TTL_SECS: i64 = 3;
+
+/// How long after its last renewal a node still surely holds its lease: the TTL less
+/// a second of margin (etcd counts the TTL from when the renewal reached it).
+pub(super) const LEASE_SURE_MS: u64 = LEASE_TTL_SECS as u64 * 1000 - 1000;
 
 /// Publish the root's revision whenever it changes; reconnect after a failure (and
 /// publish then too: anything may have changed meanwhile).
@@ -42,13 +46,14 @@ pub(super) async fn watch(mut client: Client, tx: tokio::sync::watch::Sender<u64
 
 /// Keep this node registered: a lease of `LEASE_TTL_SECS`, kept alive and the
 /// registration written every second; a new lease when the old one is lost.
-pub(super) async fn keep_lease(mut client: Client, node: String, beat: Arc<Mutex<Option<Beat>>>, reachable: Arc<AtomicBool>) {
+pub(super) async fn keep_lease(mut client: Client, node: String, beat: Arc<Mutex<Option<Beat>>>, reachable: Arc<AtomicBool>, renewed_ms: Arc<AtomicU64>) {
     let mut lease: Option<i64> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
         let Some(mut b) = beat.lock().ok().and_then(|b| b.clone()) else { continue };
         b.at_ms = unix_now_ms();
+        let started = unix_now_ms();
         let step = async {
             let id = match lease {
                 Some(id) => {
@@ -69,6 +74,8 @@ pub(super) async fn keep_lease(mut client: Client, node: String, beat: Arc<Mutex
             Ok(Ok(id)) => {
                 lease = Some(id);
                 reachable.store(true, Ordering::Relaxed);
+                // Counted from before the renewal was sent: never later than etcd's.
+                renewed_ms.store(started, Ordering::Relaxed);
             }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "etcd lease");

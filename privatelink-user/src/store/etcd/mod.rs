@@ -21,14 +21,14 @@ mod background;
 mod layout;
 
 use super::{decode, encode, Beat, Store, StoreError, SCHEMA};
-use crate::model::state::{Event, State};
+use crate::model::state::{unix_now_ms, Event, State};
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp};
 use layout::{assemble, deflate, inflate, key, sections, Known, Root, PART};
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     future::Future,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -68,6 +68,8 @@ pub struct EtcdStore {
     node: String,
     known: Mutex<HashMap<String, Known>>,
     reachable: Arc<AtomicBool>,
+    /// Unix ms of the last lease renewal (0: none yet).
+    renewed_ms: Arc<AtomicU64>,
     changes: tokio::sync::watch::Receiver<u64>,
     beat: Arc<Mutex<Option<Beat>>>,
 }
@@ -101,8 +103,9 @@ impl EtcdStore {
         let (tx, changes) = tokio::sync::watch::channel(0u64);
         rt.spawn(background::watch(client.clone(), tx, reachable.clone()));
         let beat = Arc::new(Mutex::new(None));
-        rt.spawn(background::keep_lease(client.clone(), node.to_string(), beat.clone(), reachable.clone()));
-        let store = EtcdStore { rt: Some(rt), client, endpoints, node: node.to_string(), known: Mutex::new(HashMap::new()), reachable, changes, beat };
+        let renewed_ms = Arc::new(AtomicU64::new(0));
+        rt.spawn(background::keep_lease(client.clone(), node.to_string(), beat.clone(), reachable.clone(), renewed_ms.clone()));
+        let store = EtcdStore { rt: Some(rt), client, endpoints, node: node.to_string(), known: Mutex::new(HashMap::new()), reachable, renewed_ms, changes, beat };
         // The first exchange tells whether etcd answers at all.
         store.root()?;
         Ok(store)
@@ -365,6 +368,11 @@ impl Store for EtcdStore {
 
     fn reachable(&self) -> bool {
         self.reachable.load(Ordering::Relaxed)
+    }
+
+    fn holds_lease(&self) -> bool {
+        let at = self.renewed_ms.load(Ordering::Relaxed);
+        at > 0 && unix_now_ms().saturating_sub(at) < background::LEASE_SURE_MS
     }
 
     fn describe(&self) -> String {
