@@ -3,6 +3,12 @@
 //! 4, in front of one consumer client and one provider namespace whose backends route
 //! each node's SNAT slice back to that node. Everything is removed on drop.
 //!
+//! `Fleet::with_bgp` replaces the router's static multipath route with real BGP: BIRD
+//! on each node announces what the node's daemon publishes in table `ANNOUNCE_TABLE`,
+//! BIRD on the router merges the paths into table `ROUTER_TABLE`, and `privatelink
+//! lab ecmp` (the router's forwarding plane) mirrors them into resilient next-hop
+//! groups. Nobody touches a route after that.
+//!
 //! ```text
 //!  client 10.0.0.2 -- router 10.0.0.1 --(ECMP)-- gwK gw-c0 172.16.K.2 | gw-prov 192.168.2.K -- pK (provider)
 //!                                                  gwK m0 10.255.0.K -- ctl (etcd 10.255.0.100:2379)
@@ -16,9 +22,13 @@ use crate::{
     netns::{sh, veth, Netns},
 };
 use aya::programs::XdpMode;
-use privatelink::dataplane::loader::{Dataplane, LoadOptions};
+use privatelink::{
+    dataplane::loader::{Dataplane, LoadOptions},
+    lab::bird,
+};
 use std::{
-    net::SocketAddr,
+    collections::BTreeSet,
+    net::{Ipv4Addr, SocketAddr},
     path::PathBuf,
     process::{Child, Command, Stdio},
     sync::{
@@ -32,6 +42,9 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 pub const ETCD: &str = "10.255.0.100:2379";
 /// `gateway.snat_slices` of the lab's specs: 11.163.0.0/16 in four /18s.
 pub const SLICES: u32 = 4;
+/// The nodes' `gateway.fleet.announce_table`, and the table the router's BIRD fills.
+pub const ANNOUNCE_TABLE: u32 = 100;
+pub const ROUTER_TABLE: u32 = 200;
 
 pub struct Node {
     pub name: String,
@@ -40,6 +53,7 @@ pub struct Node {
     pub bpffs: PathBuf,
     log: PathBuf,
     daemon: Option<Child>,
+    bird: Option<Child>,
     fs: Option<Bpffs>,
 }
 
@@ -51,6 +65,10 @@ pub struct Fleet {
     pub ctl: Netns,
     pub nodes: Vec<Node>,
     etcd: Option<Child>,
+    /// The router's BIRD and its forwarding plane (with BGP).
+    router_procs: Vec<Child>,
+    /// Set: backend i refuses connections (its health checks fail).
+    pub paused: Vec<Arc<AtomicBool>>,
     stop: Arc<AtomicBool>,
     _pass: Vec<Dataplane>,
 }
@@ -72,8 +90,18 @@ fn attach_pass(ns: &Netns, dev: &str) -> Dataplane {
 }
 
 impl Fleet {
-    /// The namespaces, etcd, and `n` daemons (nodes `gw1`..`gwN`) all joined.
+    /// The namespaces, etcd, and `n` daemons (nodes `gw1`..`gwN`) all joined, behind
+    /// a static multipath route.
     pub fn new(n: usize) -> Fleet {
+        Fleet::build(n, false)
+    }
+
+    /// The same with BGP: BIRD on every node and on the router (see the module).
+    pub fn with_bgp(n: usize) -> Fleet {
+        Fleet::build(n, true)
+    }
+
+    fn build(n: usize, bgp: bool) -> Fleet {
         let k = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = PathBuf::from(format!("/run/pltest{}-fleet-{k}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -90,7 +118,8 @@ impl Fleet {
         router.sysctl("net.ipv4.fib_multipath_hash_policy", "1");
         veth(&client, "c0", &router, "r-c");
         client.ip(&["addr", "add", "10.0.0.2/24", "dev", "c0"]);
-        client.ip(&["route", "add", "10.0.0.100/32", "via", "10.0.0.1"]);
+        // The endpoints' addresses (10.0.0.64-127) are behind the router.
+        client.ip(&["route", "add", "10.0.0.64/26", "via", "10.0.0.1"]);
         host_offloads(&client, "c0");
         router.ip(&["addr", "add", "10.0.0.1/24", "dev", "r-c"]);
         for b in BACKENDS {
@@ -120,6 +149,9 @@ impl Fleet {
             veth(&gw, "gw-prov", &provider, &p_if);
             gw.ip(&["addr", "add", &format!("192.168.2.{i}/24"), "dev", "gw-prov"]);
             provider.ip(&["addr", "add", &format!("192.168.2.{}/24", 200 + i), "dev", &p_if]);
+            // Every link is on 192.168.2.0/24: answers to node i (its health checks)
+            // leave by node i's link.
+            provider.ip(&["route", "add", &format!("192.168.2.{i}/32"), "dev", &p_if]);
             host_offloads(&provider, &p_if);
             pass.push(attach_pass(&provider, &p_if));
 
@@ -136,6 +168,7 @@ impl Fleet {
                 bpffs: fs.0.join("privatelink"),
                 log: dir.join(format!("gw{i}.log")),
                 daemon: None,
+                bird: None,
                 fs: Some(fs),
             });
         }
@@ -144,16 +177,25 @@ impl Fleet {
             let slice = format!("11.163.{}.0/18", (i - 1) * 64);
             provider.ip(&["route", "add", &slice, "via", &format!("192.168.2.{i}"), "dev", &format!("p{i}")]);
         }
-        let mut args = vec!["route", "add", "10.0.0.100/32"];
-        args.extend(hops.iter().map(String::as_str));
-        router.ip(&args);
+        if !bgp {
+            let mut args = vec!["route", "add", "10.0.0.100/32"];
+            args.extend(hops.iter().map(String::as_str));
+            router.ip(&args);
+        }
 
         let stop = Arc::new(AtomicBool::new(false));
+        let paused: Vec<_> = BACKENDS.iter().map(|_| Arc::new(AtomicBool::new(false))).collect();
         for (i, b) in BACKENDS.iter().enumerate() {
-            start_tcp_server(&provider, SocketAddr::from((*b, SERVICE_TCP_PORT)), format!("backend-{i}"), stop.clone(), Arc::new(AtomicBool::new(false)));
+            start_tcp_server(&provider, SocketAddr::from((*b, SERVICE_TCP_PORT)), format!("backend-{i}"), stop.clone(), paused[i].clone());
         }
-        let mut fleet = Fleet { dir, client, router, provider, ctl, nodes, etcd: None, stop, _pass: pass };
+        let mut fleet = Fleet { dir, client, router, provider, ctl, nodes, etcd: None, router_procs: Vec::new(), paused, stop, _pass: pass };
         fleet.start_etcd();
+        if bgp {
+            fleet.start_router();
+            for i in 0..n {
+                fleet.start_bird(i);
+            }
+        }
         for i in 0..n {
             fleet.start(i);
             // In order, so node i holds slice i-1 (the provider's routes above).
@@ -184,6 +226,82 @@ impl Fleet {
         while self.etcdctl(&["endpoint", "health"]).code != 0 {
             assert!(start.elapsed() < Duration::from_secs(20), "etcd did not come up:\n{}", std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default());
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn spawn_in(&self, ns: &str, what: &str, args: &[&str]) -> Child {
+        let log = std::fs::File::create(self.dir.join(format!("{what}.log"))).unwrap();
+        Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {what}: {e}"))
+    }
+
+    /// BIRD (sessions with every node, paths merged into `ROUTER_TABLE`) and the
+    /// router's forwarding plane.
+    fn start_router(&mut self) {
+        let peers: Vec<_> = (1..=self.nodes.len()).map(|i| (Ipv4Addr::new(172, 16, i as u8, 2), format!("r-g{i}"))).collect();
+        let conf = self.dir.join("bird-router.conf");
+        std::fs::write(&conf, bird::router(Ipv4Addr::new(10, 0, 0, 1), &peers, ROUTER_TABLE)).unwrap();
+        let ctl = self.dir.join("bird-router.ctl");
+        let bird = self.spawn_in(&self.router.name, "bird-router", &["bird", "-f", "-c", path_str(&conf), "-s", path_str(&ctl)]);
+        let table = ROUTER_TABLE.to_string();
+        let ecmp = self.spawn_in(&self.router.name, "ecmp", &[path_str(&privatelink_bin()), "lab", "ecmp", "--table", &table]);
+        self.router_procs.extend([bird, ecmp]);
+    }
+
+    /// Node `i`'s BIRD: announces what its daemon publishes to the router.
+    pub fn start_bird(&mut self, i: usize) {
+        assert!(self.nodes[i].bird.is_none());
+        let k = i as u8 + 1;
+        let conf = self.dir.join(format!("bird-gw{k}.conf"));
+        std::fs::write(&conf, bird::node(Ipv4Addr::new(172, 16, k, 2), Ipv4Addr::new(172, 16, k, 1), "gw-c0", ANNOUNCE_TABLE)).unwrap();
+        let ctl = self.dir.join(format!("bird-gw{k}.ctl"));
+        let child = self.spawn_in(&self.nodes[i].ns.name, &format!("bird-gw{k}"), &["bird", "-f", "-c", path_str(&conf), "-s", path_str(&ctl)]);
+        self.nodes[i].bird = Some(child);
+    }
+
+    /// Node `i` dies: its daemon and its BIRD are killed (SIGKILL, no goodbye).
+    pub fn kill(&mut self, i: usize) {
+        for c in [self.nodes[i].daemon.take(), self.nodes[i].bird.take()].into_iter().flatten() {
+            let mut c = c;
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The addresses node `i` publishes in its announce table.
+    pub fn published(&self, i: usize) -> BTreeSet<Ipv4Addr> {
+        let out = self.nodes[i].ns.try_exec(&["ip", "-j", "route", "show", "table", &ANNOUNCE_TABLE.to_string()]);
+        routes_json(&String::from_utf8_lossy(&out.stdout)).into_iter().map(|(dst, _)| dst).collect()
+    }
+
+    /// The next hops (node addresses) the router forwards `addr` to now: what BGP
+    /// gives it (`ROUTER_TABLE`), once the forwarding plane follows (the route's
+    /// next-hop group in the main table holds the same nodes).
+    pub fn next_hops(&self, addr: Ipv4Addr) -> BTreeSet<Ipv4Addr> {
+        let json = |args: &[&str]| -> serde_json::Value {
+            let out = self.router.try_exec(args);
+            serde_json::from_slice(&out.stdout).unwrap_or_default()
+        };
+        let out = self.router.try_exec(&["ip", "-j", "route", "show", "table", &ROUTER_TABLE.to_string()]);
+        let bgp: BTreeSet<Ipv4Addr> = routes_json(&String::from_utf8_lossy(&out.stdout)).into_iter().filter(|(d, _)| *d == addr).flat_map(|(_, h)| h).collect();
+        let route = json(&["ip", "-j", "route", "show", &format!("{addr}/32")]);
+        let Some(group) = route[0]["nhid"].as_u64() else { return BTreeSet::new() };
+        let objects = json(&["ip", "-j", "nexthop", "show"]);
+        let objects = objects.as_array().map(Vec::as_slice).unwrap_or_default();
+        let of_id = |id: u64| objects.iter().find(|o| o["id"].as_u64() == Some(id));
+        let members = of_id(group).and_then(|g| g["group"].as_array().cloned()).unwrap_or_default();
+        let forwarding: BTreeSet<Ipv4Addr> =
+            members.iter().filter_map(|m| of_id(m["id"].as_u64()?)?["gateway"].as_str()?.parse().ok()).collect();
+        if forwarding == bgp {
+            bgp
+        } else {
+            BTreeSet::new()
         }
     }
 
@@ -233,7 +351,7 @@ impl Fleet {
         std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
     }
 
-    fn logs(&self) -> String {
+    pub fn logs(&self) -> String {
         (0..self.nodes.len()).map(|i| format!("--- {} ---\n{}", self.nodes[i].name, self.log(i))).collect()
     }
 
@@ -294,18 +412,38 @@ impl Drop for Fleet {
             if self.nodes[i].daemon.is_some() {
                 let _ = self.cli(i, &["down"]);
             }
-            if let Some(mut c) = self.nodes[i].daemon.take() {
+            for c in [self.nodes[i].daemon.take(), self.nodes[i].bird.take()].into_iter().flatten() {
+                let mut c = c;
                 let _ = c.kill();
                 let _ = c.wait();
             }
             let _ = Command::new(privatelink_bin()).arg("--socket").arg(&self.nodes[i].socket).args(["down", "--bpffs"]).arg(&self.nodes[i].bpffs).output();
             drop(self.nodes[i].fs.take());
         }
-        if let Some(mut c) = self.etcd.take() {
+        for mut c in self.etcd.take().into_iter().chain(self.router_procs.drain(..)) {
             let _ = c.kill();
             let _ = c.wait();
         }
         let _ = sh(&["true"]);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// (destination, next hops) of each route in `ip -j route show` output.
+fn routes_json(out: &str) -> Vec<(Ipv4Addr, Vec<Ipv4Addr>)> {
+    let v: serde_json::Value = serde_json::from_str(out).unwrap_or_default();
+    let hop = |h: &serde_json::Value| h["gateway"].as_str().and_then(|g| g.parse().ok());
+    v.as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| {
+            let dst = r["dst"].as_str()?.trim_end_matches("/32").parse().ok()?;
+            let hops = match r["nexthops"].as_array() {
+                Some(n) => n.iter().filter_map(hop).collect(),
+                None => hop(r).into_iter().collect(),
+            };
+            Some((dst, hops))
+        })
+        .collect()
 }

@@ -287,6 +287,15 @@ fn serve(s: TcpStream, peer: SocketAddr, name: &str) {
                 }
             }
         }
+    } else if line.trim() == "SESSION" {
+        // One answer per line, on one connection, until the client closes it.
+        let mut l = String::new();
+        while r.read_line(&mut l).is_ok_and(|n| n > 0) {
+            if w.write_all(format!("backend={name} peer={peer}\n").as_bytes()).is_err() {
+                return;
+            }
+            l.clear();
+        }
     } else if line.trim() == "HOLD" {
         let _ = w.write_all(b"held\n");
         let mut b = [0u8; 1];
@@ -343,6 +352,32 @@ pub fn echo(addr: SocketAddr, data: &[u8]) -> std::io::Result<Vec<u8>> {
     (&s).read_to_end(&mut back)?;
     writer.join().expect("writer")?;
     Ok(back)
+}
+
+/// A session: one connection on which every `ask` gets the backend's
+/// `backend=NAME peer=IP:PORT` line.
+pub struct Session {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Session {
+    pub fn open(addr: SocketAddr) -> std::io::Result<Session> {
+        let mut w = connect(addr)?;
+        w.set_read_timeout(Some(Duration::from_secs(5)))?;
+        w.write_all(b"SESSION\n")?;
+        Ok(Session { r: BufReader::new(w.try_clone()?), w })
+    }
+
+    /// One exchange: a line out, the backend's answer back.
+    pub fn ask(&mut self) -> std::io::Result<String> {
+        self.w.write_all(b"?\n")?;
+        let mut line = String::new();
+        if self.r.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the session was closed"));
+        }
+        Ok(line.trim_end().to_string())
+    }
 }
 
 /// A connection held open by the backend until dropped.

@@ -129,6 +129,7 @@ pub fn lab(cmd: super::LabCommand) -> Result<()> {
         LabCommand::Get { address, timeout_secs } => {
             println!("{}", lab::http_get(address, std::time::Duration::from_secs(timeout_secs))?);
         }
+        LabCommand::Ecmp { table } => lab::ecmp::run(table)?,
     }
     Ok(())
 }

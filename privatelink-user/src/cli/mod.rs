@@ -163,6 +163,13 @@ pub enum LabCommand {
         #[arg(long, default_value = "3")]
         timeout_secs: u64,
     },
+    /// (used by `lab up --nodes`) the lab router's forwarding plane: mirror BIRD's
+    /// ECMP routes in `--table` into resilient next-hop groups in the main table.
+    #[command(hide = true)]
+    Ecmp {
+        #[arg(long)]
+        table: u32,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -77,11 +77,17 @@ pub(super) async fn keep_lease(mut client: Client, node: String, beat: Arc<Mutex
                 // Counted from before the renewal was sent: never later than etcd's.
                 renewed_ms.store(started, Ordering::Relaxed);
             }
+            // The lease may be gone meanwhile (etcd answers "lease not found" to its
+            // renewal): the next try takes a new one.
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "etcd lease");
                 reachable.store(false, Ordering::Relaxed);
+                lease = None;
             }
-            Err(_) => reachable.store(false, Ordering::Relaxed),
+            Err(_) => {
+                reachable.store(false, Ordering::Relaxed);
+                lease = None;
+            }
         }
     }
 }

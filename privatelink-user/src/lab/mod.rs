@@ -9,6 +9,9 @@
 //! `LAB_DIR`; `down` stops it all and removes namespaces, pins and files. Never
 //! touches anything it did not create.
 
+pub mod bird;
+pub mod ecmp;
+
 use crate::dataplane::loader::{self, Dataplane, LoadOptions};
 use anyhow::{bail, Context, Result};
 use std::{

@@ -1,0 +1,88 @@
+//! BIRD 2 configurations of the fleet lab (the recipe README gives for real hosts):
+//! each gateway node announces what its announce table holds to the consumer-side
+//! router over eBGP with BFD; the router merges equal paths into one ECMP route.
+
+use std::net::Ipv4Addr;
+
+/// The AS every gateway node speaks from, and the consumer router's.
+pub const NODE_AS: u32 = 65001;
+pub const ROUTER_AS: u32 = 65000;
+/// BFD: a hello every 100 ms, a session down after 3 missed (300 ms).
+const BFD: &str = "min rx interval 100 ms; min tx interval 100 ms; multiplier 3;";
+/// BGP's own timers, the floor of failure detection without BFD (RFC 4271's least).
+const TIMERS: &str = "hold time 3; keepalive time 1; connect retry time 1;";
+
+/// A gateway node: learn the routes privatelink publishes in `table` and announce
+/// them (next hop: this node) to the router at `peer`, over `iface`.
+pub fn node(local: Ipv4Addr, peer: Ipv4Addr, iface: &str, table: u32) -> String {
+    format!(
+        r#"log stderr all;
+router id {local};
+protocol device {{ scan time 1; }}
+# The endpoint addresses privatelink publishes (routes through its pl-announce device,
+# gone when the daemon is gone): learned from the kernel, never written back.
+protocol kernel privatelink {{
+    kernel table {table};
+    learn;
+    scan time 1;
+    ipv4 {{ import all; export none; }};
+}}
+protocol bfd {{ interface "{iface}" {{ {BFD} }}; }}
+protocol bgp consumer_router {{
+    local {local} as {NODE_AS};
+    neighbor {peer} as {ROUTER_AS};
+    {TIMERS}
+    bfd on;
+    ipv4 {{ import none; export where proto = "privatelink"; next hop self; }};
+}}
+"#
+    )
+}
+
+/// The consumer-side router: a session with every node (`peers`: address and the
+/// interface it is reached on), equal paths merged into one ECMP route in the kernel
+/// `table`.
+pub fn router(id: Ipv4Addr, peers: &[(Ipv4Addr, String)], table: u32) -> String {
+    let mut out = format!(
+        r#"log stderr all;
+router id {id};
+protocol device {{ scan time 1; }}
+protocol kernel {{
+    kernel table {table};
+    merge paths on;
+    ipv4 {{ import none; export all; }};
+}}
+protocol bfd {{ interface "*" {{ {BFD} }}; }}
+template bgp gateway_node {{
+    local as {ROUTER_AS};
+    {TIMERS}
+    bfd on;
+    ipv4 {{ import all; export none; }};
+}}
+"#
+    );
+    for (i, (addr, iface)) in peers.iter().enumerate() {
+        out.push_str(&format!("protocol bgp node{} from gateway_node {{ neighbor {addr} as {NODE_AS}; interface \"{iface}\"; }}\n", i + 1));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// BIRD itself parses both (`bird -p`; `cargo xtask setup` installs bird2).
+    #[test]
+    fn bird_accepts_both_configurations() {
+        let dir = std::env::temp_dir().join(format!("pl-bird-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let peers = [(Ipv4Addr::new(172, 16, 1, 2), "r-g1".to_string()), (Ipv4Addr::new(172, 16, 2, 2), "r-g2".to_string())];
+        for (name, conf) in [("node", node(Ipv4Addr::new(172, 16, 1, 2), Ipv4Addr::new(172, 16, 1, 1), "gw-c0", 100)), ("router", router(Ipv4Addr::new(10, 0, 0, 1), &peers, 200))] {
+            let path = dir.join(format!("{name}.conf"));
+            std::fs::write(&path, &conf).unwrap();
+            let out = std::process::Command::new("bird").arg("-p").arg("-c").arg(&path).output().expect("run bird (apt install bird2: cargo xtask setup)");
+            assert!(out.status.success(), "{name}: {}\n{conf}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,163 @@
+//! A fleet behind real BGP: each node's daemon publishes the endpoint addresses it
+//! serves in its announce table, BIRD announces them to the consumer's router, and
+//! the router spreads flows over the nodes. Nobody touches a route: a node that
+//! stops, loses its lease or dies is routed around by BGP alone.
+
+use privatelink_tests::{
+    fleet_lab::{Fleet, ANNOUNCE_TABLE, SLICES},
+    lab::{http_get, reported_peer, Session, ENDPOINT_TCP_PORT},
+};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{Ipv4Addr, SocketAddr},
+    time::Instant,
+};
+
+const E: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+const Z1: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 101);
+const Z2: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 102);
+
+/// Service `web` (backends .10 in z1 and .11 in z2; `extra` lines added) and its
+/// owner's endpoint at 10.0.0.100 with a zonal address in each zone.
+fn spec(extra: &[&str]) -> String {
+    let mut s = format!(
+        "gateway:\n  region: lab\n  conntrack_capacity: 65536\n  snat_slices: {SLICES}\n  fleet: {{ announce_table: {ANNOUNCE_TABLE} }}\nvpcs:\n  - {{ name: vpc0, interface: gw-c0, cidr: 10.0.0.0/24 }}\n  - {{ name: prov, interface: gw-prov, cidr: 192.168.2.0/24 }}\nservices:\n  - name: web\n    owner: \"100\"\n    vpc: prov\n    backends: [{{ address: 192.168.2.10, zone: z1 }}, {{ address: 192.168.2.11, zone: z2 }}]\n    ports: [{{ protocol: tcp, endpoint_port: 80, service_port: 8080 }}]\n"
+    );
+    for e in extra {
+        s.push_str(&format!("    {e}\n"));
+    }
+    s.push_str(&format!("endpoints:\n  - {{ name: e1, owner: \"100\", vpc: vpc0, service: web, ip: {E}, zone_ips: {{ z1: {Z1}, z2: {Z2} }} }}\n"));
+    s
+}
+
+fn node_addr(k: u8) -> Ipv4Addr {
+    Ipv4Addr::new(172, 16, k, 2)
+}
+
+fn hops(ks: &[u8]) -> BTreeSet<Ipv4Addr> {
+    ks.iter().map(|k| node_addr(*k)).collect()
+}
+
+/// The node (0-based, by slice: they join in order) a SNAT address belongs to.
+fn node_of(peer: SocketAddr) -> usize {
+    match peer {
+        SocketAddr::V4(a) => a.ip().octets()[2] as usize / (256 / SLICES as usize),
+        other => panic!("{other}"),
+    }
+}
+
+/// `n` GETs to `addr` from the client: (backend name, node) of each, or the first
+/// failure.
+fn try_gets(f: &Fleet, addr: Ipv4Addr, n: usize) -> Result<Vec<(String, usize)>, String> {
+    f.in_client(move || {
+        (0..n)
+            .map(|i| {
+                let body = http_get(SocketAddr::from((addr, ENDPOINT_TCP_PORT))).map_err(|e| format!("GET {i} of {addr}: {e}"))?;
+                let backend = body.split_whitespace().find_map(|w| w.strip_prefix("backend=")).unwrap_or_default().to_string();
+                Ok((backend, node_of(reported_peer(&body))))
+            })
+            .collect()
+    })
+}
+
+/// `try_gets`, every one of which must succeed.
+fn gets(f: &Fleet, addr: Ipv4Addr, n: usize) -> Vec<(String, usize)> {
+    try_gets(f, addr, n).unwrap_or_else(|e| panic!("{e}\n{}", f.logs()))
+}
+
+#[test]
+fn announcements_follow_each_daemon_and_its_lease_and_a_dead_node_is_routed_around() {
+    let mut f = Fleet::with_bgp(3);
+    let r = f.apply(0, &spec(&["health_check: { type: none }"]));
+    assert_eq!(r.code, 0, "{r:#?}");
+
+    // Every node publishes the endpoint's address, and its own zone's (gw1, gw3: z1).
+    let t = Instant::now();
+    f.wait_until("each node to publish its addresses", |f| {
+        f.published(0) == [E, Z1].into() && f.published(1) == [E, Z2].into() && f.published(2) == [E, Z1].into()
+    });
+    f.wait_until("the router to learn them over BGP", |f| f.next_hops(E) == hops(&[1, 2, 3]) && f.next_hops(Z1) == hops(&[1, 3]) && f.next_hops(Z2) == hops(&[2]));
+    eprintln!("announced and learned {:?} after the apply", t.elapsed());
+    let spread = gets(&f, E, 30);
+    let on: BTreeSet<usize> = spread.iter().map(|(_, n)| *n).collect();
+    assert!(on.len() >= 2, "30 connections used one node only: {spread:?}");
+    assert!(gets(&f, Z2, 5).iter().all(|(_, n)| *n == 1), "the z2 address is served by the z2 node (gw2) only");
+
+    // A daemon stopped: its routes go with it, and come back with it.
+    f.stop(2);
+    f.wait_until("gw3's routes to go with its daemon", |f| f.published(2).is_empty() && f.next_hops(E) == hops(&[1, 2]) && f.next_hops(Z1) == hops(&[1]));
+    f.start(2);
+    f.wait_until("gw3's routes to come back with its daemon", |f| f.published(2) == [E, Z1].into() && f.next_hops(E) == hops(&[1, 2, 3]));
+
+    // Cut off from etcd: its lease is in doubt within its TTL, so its routes go.
+    f.nodes[2].ns.ip(&["link", "set", "m0", "down"]);
+    let t = Instant::now();
+    f.wait_until("gw3 to withdraw while cut off from etcd", |f| f.published(2).is_empty() && f.next_hops(E) == hops(&[1, 2]));
+    eprintln!("gw3 withdrew {:?} after losing etcd", t.elapsed());
+    f.nodes[2].ns.ip(&["link", "set", "m0", "up"]);
+    f.wait_until("gw3 to publish again with its lease", |f| f.published(2) == [E, Z1].into() && f.next_hops(E) == hops(&[1, 2, 3]));
+
+    // Live sessions on every node, then gw1 dies (daemon and BIRD killed).
+    let mut sessions: Vec<(Session, String)> = Vec::new();
+    let mut per_node = BTreeMap::<usize, usize>::new();
+    while per_node.len() < 3 {
+        assert!(sessions.len() < 60, "60 sessions did not reach all three nodes: {per_node:?}");
+        let (s, first) = f.in_client(|| {
+            let mut s = Session::open(SocketAddr::from((E, ENDPOINT_TCP_PORT))).expect("open a session");
+            let first = s.ask().expect("first exchange");
+            (s, first)
+        });
+        *per_node.entry(node_of(reported_peer(&first))).or_default() += 1;
+        sessions.push((s, first));
+    }
+    f.kill(0);
+    let t = Instant::now();
+    f.wait_until("the router to withdraw the dead node", |f| f.next_hops(E) == hops(&[2, 3]) && f.next_hops(Z1) == hops(&[3]));
+    eprintln!("gw1 withdrawn {:?} after its death; sessions per node {per_node:?}", t.elapsed());
+
+    let (mut kept, mut reset) = (0, 0);
+    for (s, first) in &mut sessions {
+        let node = node_of(reported_peer(first));
+        match s.ask() {
+            Ok(answer) => {
+                assert_ne!(node, 0, "a session of the dead node went on: {answer}");
+                assert_eq!(&answer, first, "a surviving node's session changed backend or source");
+                kept += 1;
+            }
+            Err(e) => {
+                assert_eq!(node, 0, "a session on surviving gw{} failed: {e}", node + 1);
+                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "the dead node's session ends with a reset at its next segment: {e}");
+                reset += 1;
+            }
+        }
+    }
+    eprintln!("{kept} sessions on survivors untouched, {reset} of the dead node reset");
+    assert_eq!(reset, per_node[&0]);
+    // New connections go to the survivors.
+    let after = gets(&f, E, 20);
+    assert!(after.iter().all(|(_, n)| *n != 0), "{after:?}");
+}
+
+#[test]
+fn zone_affinity_prefers_the_nodes_zone_and_falls_back_when_its_backends_are_down() {
+    let f = Fleet::with_bgp(3);
+    let check = "health_check: { interval: 500ms, timeout: 300ms, healthy_threshold: 1, unhealthy_threshold: 1 }";
+    let r = f.apply(0, &spec(&["zone_affinity: true", check]));
+    assert_eq!(r.code, 0, "{r:#?}");
+    f.wait_until("the router to learn the endpoint from all three", |f| f.next_hops(E) == hops(&[1, 2, 3]));
+    // gw1 and gw3 are in z1 (backend-0, 192.168.2.10), gw2 in z2 (backend-1).
+    let zone_backend = |node: usize| if node == 1 { "backend-1" } else { "backend-0" };
+    let seen = gets(&f, E, 30);
+    for (backend, node) in &seen {
+        assert_eq!(backend, zone_backend(*node), "gw{} chose another zone's backend: {seen:?}", node + 1);
+    }
+    // z2's only backend down: gw2 falls back to the healthy one of z1.
+    f.paused[1].store(true, std::sync::atomic::Ordering::Relaxed);
+    // (Until the checks see it down, gw2's new connections are refused by it.)
+    f.wait_until("gw2 to fall back to z1's backend", |f| {
+        try_gets(f, E, 12).is_ok_and(|g| g.iter().any(|(_, n)| *n == 1) && g.iter().all(|(b, _)| b == "backend-0"))
+    });
+    // Back up: each zone its own again.
+    f.paused[1].store(false, std::sync::atomic::Ordering::Relaxed);
+    f.wait_until("gw2 to prefer its zone again", |f| try_gets(f, E, 12).is_ok_and(|g| g.iter().any(|(_, n)| *n == 1) && g.iter().all(|(b, n)| b == zone_backend(*n))));
+}
