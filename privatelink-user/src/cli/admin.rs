@@ -116,9 +116,14 @@ pub fn lab(cmd: super::LabCommand) -> Result<()> {
     use super::LabCommand;
     use crate::lab;
     match cmd {
-        LabCommand::Up => {
-            lab::up()?;
-            println!("lab up: client netns {}, backends in {}, gateway {}", lab::NS_CLIENT, lab::NS_PROVIDER, lab::NS_GATEWAY);
+        LabCommand::Up { nodes } => {
+            lab::up(nodes)?;
+            if nodes == 1 {
+                println!("lab up: client netns {}, backends in {}, gateway {}", lab::NS_CLIENT, lab::NS_PROVIDER, lab::NS_GATEWAY);
+            } else {
+                println!("lab up: client netns {} behind router pl-router (BGP), backends in {}, etcd in pl-ctl, nodes pl-gw1..pl-gw{nodes}", lab::NS_CLIENT, lab::NS_PROVIDER);
+                println!("node K's API: {}/gwK.sock (api.sock is node 1's)", lab::LAB_DIR);
+            }
             println!("export PRIVATELINK_SOCKET={}", lab::socket().display());
         }
         LabCommand::Down => {
@@ -130,6 +135,7 @@ pub fn lab(cmd: super::LabCommand) -> Result<()> {
             println!("{}", lab::http_get(address, std::time::Duration::from_secs(timeout_secs))?);
         }
         LabCommand::Ecmp { table } => lab::ecmp::run(table)?,
+        LabCommand::Session { address, requests, interval_ms } => lab::session(address, requests, std::time::Duration::from_millis(interval_ms))?,
     }
     Ok(())
 }

@@ -145,8 +145,13 @@ pub enum Command {
 pub enum LabCommand {
     /// Build it: consumer VPC1 with a client (netns pl-vpc1), provider VPC2 with two
     /// backends (pl-vpc2), a gateway (pl-gw) running the daemon. API socket:
-    /// /run/privatelink-lab/api.sock.
-    Up,
+    /// /run/privatelink-lab/api.sock. With `--nodes N` (2-4): a fleet instead, etcd
+    /// (pl-ctl), N nodes (pl-gw1..) in zones z1/z2 announcing over BGP to a consumer
+    /// router (pl-router); node K's socket is /run/privatelink-lab/gwK.sock.
+    Up {
+        #[arg(long, default_value = "1")]
+        nodes: usize,
+    },
     /// Stop and remove everything `lab up` made.
     Down,
     /// (used by `lab up`) a backend answering `backend=NAME peer=IP:PORT`.
@@ -162,6 +167,15 @@ pub enum LabCommand {
         address: std::net::SocketAddr,
         #[arg(long, default_value = "3")]
         timeout_secs: u64,
+    },
+    /// One long connection: `--requests` HTTP/1.1 GETs on it, `--interval-ms` apart,
+    /// each answer printed as it comes; fails at the first error.
+    Session {
+        address: std::net::SocketAddr,
+        #[arg(long, default_value = "10")]
+        requests: u32,
+        #[arg(long, default_value = "500")]
+        interval_ms: u64,
     },
     /// (used by `lab up --nodes`) the lab router's forwarding plane: mirror BIRD's
     /// ECMP routes in `--table` into resilient next-hop groups in the main table.

@@ -5,12 +5,17 @@
 //!   client 10.0.0.2 ── gw-vpc1 ┐   pl-gw   ┌ gw-vpc2 192.168.2.1 ── backends .10 .11 :8080
 //!                              └ privatelink daemon (XDP) ┘
 //!
-//! Everything it starts (daemon, backends) runs detached with a pid file under
-//! `LAB_DIR`; `down` stops it all and removes namespaces, pins and files. Never
-//! touches anything it did not create.
+//! `lab up --nodes N` builds a fleet instead (`fleet`): etcd, N gateway nodes in two
+//! zones announcing over BGP (BIRD) to a consumer-side router.
+//!
+//! Everything it starts (daemons, backends, etcd, BIRD) runs detached with a pid file
+//! under `LAB_DIR`, and every namespace it creates is listed there; `down` stops it
+//! all and removes namespaces, pins and files. Never touches anything it did not
+//! create.
 
 pub mod bird;
 pub mod ecmp;
+mod fleet;
 
 use crate::dataplane::loader::{self, Dataplane, LoadOptions};
 use anyhow::{bail, Context, Result};
@@ -58,6 +63,35 @@ fn ns_exists(ns: &str) -> bool {
     Path::new("/run/netns").join(ns).exists()
 }
 
+/// Create namespace `ns` (loopback up), listed in `LAB_DIR/namespaces` for `down`.
+fn add_ns(ns: &str) -> Result<()> {
+    let mut list = std::fs::OpenOptions::new().create(true).append(true).open(Path::new(LAB_DIR).join("namespaces"))?;
+    writeln!(list, "{ns}")?;
+    sh(&["ip", "netns", "add", ns])?;
+    ip(ns, &["link", "set", "lo", "up"])
+}
+
+/// Wait until `sock` answers (a daemon came up), or fail with its log.
+fn wait_socket(sock: &Path, log: &str) -> Result<()> {
+    let start = Instant::now();
+    while std::os::unix::net::UnixStream::connect(sock).is_err() {
+        if start.elapsed() > Duration::from_secs(20) {
+            let log = std::fs::read_to_string(Path::new(LAB_DIR).join(log)).unwrap_or_default();
+            bail!("the daemon did not come up:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Attach an XDP_PASS program to `dev` in `ns` and pin the link as `pass-<name>`:
+/// a veth receives frames the gateway redirects into its peer only then.
+fn pass_link(pass: &mut Dataplane, bpffs: &Path, ns: &str, dev: &str, name: &str) -> Result<()> {
+    let link = in_netns(ns, || Ok(pass.attach_pass_link(loader::ifindex(dev)?)?))?;
+    link.pin(bpffs.join(format!("pass-{name}"))).with_context(|| format!("pinning the XDP_PASS link of {dev} in {ns}"))?;
+    Ok(())
+}
+
 /// Start `args` in namespace `ns`, detached (own session), output to `log`, pid to
 /// `LAB_DIR/<name>.pid`.
 fn spawn_detached(ns: &str, name: &str, args: &[&str]) -> Result<()> {
@@ -91,12 +125,16 @@ fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> Result<T> + Send) -> Result<T
     })
 }
 
-/// Build the topology, start both backends and the daemon. Fails if a lab is up.
-pub fn up() -> Result<()> {
-    if ns_exists(NS_GATEWAY) || Path::new(LAB_DIR).exists() {
+/// Build the topology, start the backends and the daemon (`nodes` > 1: a fleet).
+/// Fails if a lab is up.
+pub fn up(nodes: usize) -> Result<()> {
+    if ns_exists(NS_GATEWAY) || ns_exists(fleet::NS_ROUTER) || Path::new(LAB_DIR).exists() {
         bail!("a lab is already up (or was left half-made): run `privatelink lab down` first");
     }
-    let r = build();
+    if !(1..=fleet::MAX_NODES).contains(&nodes) {
+        bail!("--nodes must be 1 to {}", fleet::MAX_NODES);
+    }
+    let r = if nodes == 1 { build() } else { fleet::build(nodes) };
     if r.is_err() {
         // Nothing half-made stays behind.
         let _ = down();
@@ -108,8 +146,7 @@ fn build() -> Result<()> {
     let dir = Path::new(LAB_DIR);
     std::fs::create_dir_all(dir)?;
     for ns in [NS_GATEWAY, NS_CLIENT, NS_PROVIDER] {
-        sh(&["ip", "netns", "add", ns])?;
-        ip(ns, &["link", "set", "lo", "up"])?;
+        add_ns(ns)?;
     }
     for (gw_if, ns) in [("gw-vpc1", NS_CLIENT), ("gw-vpc2", NS_PROVIDER)] {
         ip(NS_GATEWAY, &["link", "add", gw_if, "type", "veth", "peer", "name", "eth0", "netns", ns])?;
@@ -139,8 +176,7 @@ fn build() -> Result<()> {
     // the gateway redirects into them (kernel 6.18 veth); pin those links too.
     let mut pass = Dataplane::load(&LoadOptions { ct_capacity: 1024, pin_dir: None })?;
     for ns in [NS_CLIENT, NS_PROVIDER] {
-        let link = in_netns(ns, || Ok(pass.attach_pass_link(loader::ifindex("eth0")?)?))?;
-        link.pin(bpffs.join(format!("pass-{ns}"))).with_context(|| format!("pinning the XDP_PASS link in {ns}"))?;
+        pass_link(&mut pass, &bpffs, ns, "eth0", ns)?;
     }
 
     let me = std::env::current_exe()?;
@@ -156,51 +192,58 @@ fn build() -> Result<()> {
         "daemon",
         &[me, "--socket", sock.to_str().unwrap_or_default(), "daemon", "--state-dir", state.to_str().unwrap_or_default(), "--bpffs", pins.to_str().unwrap_or_default()],
     )?;
-    let start = Instant::now();
-    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-        if start.elapsed() > Duration::from_secs(20) {
-            let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
-            bail!("the daemon did not come up:\n{log}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
+    wait_socket(&sock, "daemon.log")
 }
 
 /// Stop everything `up` started and remove what it made. Safe to run twice.
 pub fn down() -> Result<()> {
     let dir = Path::new(LAB_DIR);
-    let sock = socket();
-    if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
-        let _ = crate::cli::client::call(&sock, &crate::daemon::api::Request::Down);
-    }
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.extension().is_some_and(|x| x == "pid") {
-                if let Some(pid) = std::fs::read_to_string(&p).ok().and_then(|s| s.trim().parse::<i32>().ok()) {
-                    // SAFETY: signalling a process this lab started (its pid file).
-                    unsafe { libc::kill(pid, libc::SIGTERM) };
-                }
-            }
+    let files: Vec<PathBuf> = std::fs::read_dir(dir).map(|rd| rd.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    // Every daemon (one, or each node of a fleet) detaches and removes its pins.
+    for sock in files.iter().filter(|p| p.extension().is_some_and(|x| x == "sock")) {
+        if std::os::unix::net::UnixStream::connect(sock).is_ok() {
+            let _ = crate::cli::client::call(sock, &crate::daemon::api::Request::Down);
         }
     }
-    for ns in [NS_CLIENT, NS_PROVIDER, NS_GATEWAY] {
+    let pids: Vec<i32> = files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "pid"))
+        .filter_map(|p| std::fs::read_to_string(p).ok()?.trim().parse().ok())
+        .collect();
+    // SAFETY (both): signalling processes this lab started (their pid files).
+    for pid in &pids {
+        unsafe { libc::kill(*pid, libc::SIGTERM) };
+    }
+    // Gone within 5 s, or killed.
+    let start = Instant::now();
+    while pids.iter().any(|p| unsafe { libc::kill(*p, 0) } == 0) && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for pid in &pids {
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    let listed = std::fs::read_to_string(dir.join("namespaces")).unwrap_or_default();
+    let mut namespaces: Vec<&str> = listed.lines().filter(|l| !l.is_empty()).collect();
+    namespaces.extend([NS_CLIENT, NS_PROVIDER, NS_GATEWAY]);
+    namespaces.dedup();
+    for ns in namespaces {
         if ns_exists(ns) {
             sh(&["ip", "netns", "del", ns])?;
         }
     }
     let bpffs = dir.join("bpffs");
     if bpffs.exists() {
-        crate::dataplane::links::remove_pins(&bpffs.join("privatelink"))?;
         if let Ok(rd) = std::fs::read_dir(&bpffs) {
             for e in rd.flatten() {
                 if e.file_name().to_string_lossy().starts_with("pass-") {
                     std::fs::remove_file(e.path())?;
+                } else if e.path().is_dir() {
+                    // A daemon's pins (`privatelink`, or a fleet node's `gwK`).
+                    crate::dataplane::links::remove_pins(&e.path())?;
+                    std::fs::remove_dir(e.path()).ok();
                 }
             }
         }
-        std::fs::remove_dir(bpffs.join("privatelink")).ok();
         let _ = Command::new("umount").arg(&bpffs).status();
     }
     if dir.exists() {
@@ -210,24 +253,70 @@ pub fn down() -> Result<()> {
 }
 
 /// A backend: answers each HTTP request with `backend=NAME peer=IP:PORT` (the source
-/// address it saw) and closes.
+/// address it saw); HTTP/1.0 requests close the connection, HTTP/1.1 ones keep it.
 pub fn serve(name: &str, addr: SocketAddr) -> Result<()> {
     let l = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
     eprintln!("{name}: serving on {addr}");
     for s in l.incoming() {
-        let Ok(mut s) = s else { continue };
-        let Ok(peer) = s.peer_addr() else { continue };
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-        let mut r = BufReader::new(match s.try_clone() {
-            Ok(c) => c,
-            Err(_) => continue,
-        });
+        let Ok(s) = s else { continue };
+        let name = name.to_string();
+        std::thread::spawn(move || answer(s, &name));
+    }
+    Ok(())
+}
+
+fn answer(mut s: TcpStream, name: &str) {
+    let Ok(peer) = s.peer_addr() else { return };
+    s.set_read_timeout(Some(Duration::from_secs(60))).ok();
+    let Ok(c) = s.try_clone() else { return };
+    let mut r = BufReader::new(c);
+    loop {
+        let mut request = String::new();
+        if r.read_line(&mut request).map_or(true, |n| n == 0) {
+            return;
+        }
         let mut line = String::new();
         while r.read_line(&mut line).map(|n| n > 0 && line.trim_end() != "").unwrap_or(false) {
             line.clear();
         }
+        let keep = request.trim_end().ends_with("HTTP/1.1");
         let body = format!("backend={name} peer={peer}\n");
-        let _ = write!(s, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        let version = if keep { "1.1" } else { "1.0" };
+        if write!(s, "HTTP/{version} 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len()).is_err() || !keep {
+            return;
+        }
+    }
+}
+
+/// `lab session`: `requests` GETs on one connection, each answer printed at once.
+pub fn session(addr: SocketAddr, requests: u32, interval: Duration) -> Result<()> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).with_context(|| format!("connecting to {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut r = BufReader::new(s.try_clone()?);
+    let mut w = s;
+    for i in 1..=requests {
+        write!(w, "GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n").with_context(|| format!("request {i}"))?;
+        let mut len = 0usize;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line).with_context(|| format!("answer {i}"))? == 0 {
+                bail!("answer {i}: the connection was closed");
+            }
+            if line.trim_end().is_empty() {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; len];
+        r.read_exact(&mut body).with_context(|| format!("answer {i}"))?;
+        println!("{i}: {}", String::from_utf8_lossy(&body).trim_end());
+        std::io::stdout().flush()?;
+        if i < requests {
+            std::thread::sleep(interval);
+        }
     }
     Ok(())
 }
