@@ -10,26 +10,28 @@ use std::{
 
 const SOCKET: &str = "/run/privatelink-lab/api.sock";
 
-struct Demo {
-    bin: PathBuf,
-    root: PathBuf,
-    step: u32,
+pub(crate) struct Demo {
+    pub bin: PathBuf,
+    pub root: PathBuf,
+    pub step: u32,
+    /// The API socket `privatelink` commands go to.
+    pub socket: String,
 }
 
 impl Demo {
-    fn say(&mut self, what: &str) {
+    pub fn say(&mut self, what: &str) {
         self.step += 1;
         println!("\n== Step {}: {what}", self.step);
     }
 
     fn pl(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
-        c.current_dir(&self.root).env("PRIVATELINK_SOCKET", SOCKET).args(args);
+        c.current_dir(&self.root).env("PRIVATELINK_SOCKET", &self.socket).args(args);
         c
     }
 
     /// Show the command, run it, echo its output; fail on a non-zero exit.
-    fn run(&self, shown: &str, c: &mut Command) -> Result<Output> {
+    pub fn run(&self, shown: &str, c: &mut Command) -> Result<Output> {
         println!("$ {shown}");
         let out = c.output()?;
         print!("{}", String::from_utf8_lossy(&out.stdout));
@@ -40,7 +42,7 @@ impl Demo {
         Ok(out)
     }
 
-    fn privatelink(&self, args: &[&str]) -> Result<Output> {
+    pub fn privatelink(&self, args: &[&str]) -> Result<Output> {
         self.run(&format!("privatelink {}", args.join(" ")), &mut self.pl(args))
     }
 
@@ -53,7 +55,7 @@ impl Demo {
 }
 
 pub fn run(root: &Path, bin: PathBuf, keep: bool) -> Result<()> {
-    let mut d = Demo { bin, root: root.to_path_buf(), step: 0 };
+    let mut d = Demo { bin, root: root.to_path_buf(), step: 0, socket: SOCKET.into() };
     if Path::new("/run/privatelink-lab").exists() {
         println!("A lab from an earlier run is still up; removing it first.");
         d.privatelink(&["lab", "down"])?;

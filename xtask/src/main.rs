@@ -2,6 +2,7 @@
 //! that has `rust-src`, build the binary, run the tests. No product logic here.
 
 mod demo;
+mod demo_fleet;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -45,6 +46,10 @@ enum Cmd {
         /// Leave the lab up afterwards to try it by hand.
         #[arg(long)]
         keep: bool,
+        /// A fleet of this many nodes (3 is the story: two zones, BGP, one node
+        /// killed); 1, the default, is the single-gateway quick start.
+        #[arg(long, default_value = "1")]
+        nodes: usize,
     },
 }
 
@@ -88,12 +93,17 @@ fn main() -> Result<()> {
             }
             run(&mut c)?;
         }
-        Cmd::Demo { keep } => {
+        Cmd::Demo { keep, nodes } => {
             let tc = setup()?;
             build_ebpf(&root, &tc, EBPF_PRODUCT)?;
             check_root()?;
             run(Command::new(cargo()).current_dir(&root).args(["build", "--release", "-p", "privatelink-user"]))?;
-            demo::run(&root, root.join("target/release/privatelink"), keep)?;
+            let bin = root.join("target/release/privatelink");
+            if nodes == 1 {
+                demo::run(&root, bin, keep)?;
+            } else {
+                demo_fleet::run(&root, bin, keep, nodes)?;
+            }
         }
         Cmd::Test { args } => {
             let tc = setup()?;

@@ -117,17 +117,19 @@ pub fn whois(socket: &Path, ip: Ipv4Addr, port: Option<u16>, fmt: Format) -> Res
         print!("{}", output::json(&w));
         return Ok(());
     }
-    print!(
-        "{}",
-        output::fields(&[
-            ("snat ip", w.snat_ip.to_string()),
-            ("endpoint", format!("{} ({})", w.endpoint, w.endpoint_id)),
-            ("account", w.account),
-            ("vpc", w.vpc),
-            ("endpoint ip", w.endpoint_ip.to_string()),
-            ("service", w.service),
-        ])
-    );
+    let mut fields = vec![
+        ("snat ip", w.snat_ip.to_string()),
+        ("endpoint", format!("{} ({})", w.endpoint, w.endpoint_id)),
+        ("account", w.account),
+        ("vpc", w.vpc),
+        ("endpoint ip", w.endpoint_ip.to_string()),
+        ("service", w.service),
+    ];
+    // In a fleet: the node whose SNAT slice holds the address (its flows are there).
+    if let Some(node) = w.node {
+        fields.push(("node", node));
+    }
+    print!("{}", output::fields(&fields));
     if !w.flows.is_empty() {
         print!("\n{}", flows_table(&w.flows));
     }
