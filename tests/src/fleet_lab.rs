@@ -22,13 +22,9 @@ use crate::{
     netns::{sh, veth, Netns},
 };
 use aya::programs::XdpMode;
-use privatelink::{
-    dataplane::loader::{Dataplane, LoadOptions},
-    lab::bird,
-};
+use privatelink::dataplane::loader::{Dataplane, LoadOptions};
 use std::{
-    collections::BTreeSet,
-    net::{Ipv4Addr, SocketAddr},
+    net::SocketAddr,
     path::PathBuf,
     process::{Child, Command, Stdio},
     sync::{
@@ -37,6 +33,8 @@ use std::{
     },
     time::{Duration, Instant},
 };
+
+mod bgp;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 pub const ETCD: &str = "10.255.0.100:2379";
@@ -241,30 +239,6 @@ impl Fleet {
             .unwrap_or_else(|e| panic!("start {what}: {e}"))
     }
 
-    /// BIRD (sessions with every node, paths merged into `ROUTER_TABLE`) and the
-    /// router's forwarding plane.
-    fn start_router(&mut self) {
-        let peers: Vec<_> = (1..=self.nodes.len()).map(|i| (Ipv4Addr::new(172, 16, i as u8, 2), format!("r-g{i}"))).collect();
-        let conf = self.dir.join("bird-router.conf");
-        std::fs::write(&conf, bird::router(Ipv4Addr::new(10, 0, 0, 1), &peers, ROUTER_TABLE)).unwrap();
-        let ctl = self.dir.join("bird-router.ctl");
-        let bird = self.spawn_in(&self.router.name, "bird-router", &["bird", "-f", "-c", path_str(&conf), "-s", path_str(&ctl)]);
-        let table = ROUTER_TABLE.to_string();
-        let ecmp = self.spawn_in(&self.router.name, "ecmp", &[path_str(&privatelink_bin()), "lab", "ecmp", "--table", &table]);
-        self.router_procs.extend([bird, ecmp]);
-    }
-
-    /// Node `i`'s BIRD: announces what its daemon publishes to the router.
-    pub fn start_bird(&mut self, i: usize) {
-        assert!(self.nodes[i].bird.is_none());
-        let k = i as u8 + 1;
-        let conf = self.dir.join(format!("bird-gw{k}.conf"));
-        std::fs::write(&conf, bird::node(Ipv4Addr::new(172, 16, k, 2), Ipv4Addr::new(172, 16, k, 1), "gw-c0", ANNOUNCE_TABLE)).unwrap();
-        let ctl = self.dir.join(format!("bird-gw{k}.ctl"));
-        let child = self.spawn_in(&self.nodes[i].ns.name, &format!("bird-gw{k}"), &["bird", "-f", "-c", path_str(&conf), "-s", path_str(&ctl)]);
-        self.nodes[i].bird = Some(child);
-    }
-
     /// Node `i` dies: its daemon and its BIRD are killed (SIGKILL, no goodbye).
     pub fn kill(&mut self, i: usize) {
         for c in [self.nodes[i].daemon.take(), self.nodes[i].bird.take()].into_iter().flatten() {
@@ -274,35 +248,11 @@ impl Fleet {
         }
     }
 
-    /// The addresses node `i` publishes in its announce table.
-    pub fn published(&self, i: usize) -> BTreeSet<Ipv4Addr> {
-        let out = self.nodes[i].ns.try_exec(&["ip", "-j", "route", "show", "table", &ANNOUNCE_TABLE.to_string()]);
-        routes_json(&String::from_utf8_lossy(&out.stdout)).into_iter().map(|(dst, _)| dst).collect()
-    }
-
-    /// The next hops (node addresses) the router forwards `addr` to now: what BGP
-    /// gives it (`ROUTER_TABLE`), once the forwarding plane follows (the route's
-    /// next-hop group in the main table holds the same nodes).
-    pub fn next_hops(&self, addr: Ipv4Addr) -> BTreeSet<Ipv4Addr> {
-        let json = |args: &[&str]| -> serde_json::Value {
-            let out = self.router.try_exec(args);
-            serde_json::from_slice(&out.stdout).unwrap_or_default()
-        };
-        let out = self.router.try_exec(&["ip", "-j", "route", "show", "table", &ROUTER_TABLE.to_string()]);
-        let bgp: BTreeSet<Ipv4Addr> = routes_json(&String::from_utf8_lossy(&out.stdout)).into_iter().filter(|(d, _)| *d == addr).flat_map(|(_, h)| h).collect();
-        let route = json(&["ip", "-j", "route", "show", &format!("{addr}/32")]);
-        let Some(group) = route[0]["nhid"].as_u64() else { return BTreeSet::new() };
-        let objects = json(&["ip", "-j", "nexthop", "show"]);
-        let objects = objects.as_array().map(Vec::as_slice).unwrap_or_default();
-        let of_id = |id: u64| objects.iter().find(|o| o["id"].as_u64() == Some(id));
-        let members = of_id(group).and_then(|g| g["group"].as_array().cloned()).unwrap_or_default();
-        let forwarding: BTreeSet<Ipv4Addr> =
-            members.iter().filter_map(|m| of_id(m["id"].as_u64()?)?["gateway"].as_str()?.parse().ok()).collect();
-        if forwarding == bgp {
-            bgp
-        } else {
-            BTreeSet::new()
-        }
+    /// Node `i`'s namespace dies: its processes are killed and the namespace deleted
+    /// (its links, and the router's end of them, go with it).
+    pub fn destroy(&mut self, i: usize) {
+        self.kill(i);
+        sh(&["ip", "netns", "del", &self.nodes[i].ns.name]);
     }
 
     /// `etcdctl` against the lab's etcd (from its namespace).
@@ -427,23 +377,4 @@ impl Drop for Fleet {
         let _ = sh(&["true"]);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// (destination, next hops) of each route in `ip -j route show` output.
-fn routes_json(out: &str) -> Vec<(Ipv4Addr, Vec<Ipv4Addr>)> {
-    let v: serde_json::Value = serde_json::from_str(out).unwrap_or_default();
-    let hop = |h: &serde_json::Value| h["gateway"].as_str().and_then(|g| g.parse().ok());
-    v.as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|r| {
-            let dst = r["dst"].as_str()?.trim_end_matches("/32").parse().ok()?;
-            let hops = match r["nexthops"].as_array() {
-                Some(n) => n.iter().filter_map(hop).collect(),
-                None => hop(r).into_iter().collect(),
-            };
-            Some((dst, hops))
-        })
-        .collect()
 }

@@ -152,6 +152,10 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         // Deleting the name also destroys its veths once no socket or thread holds it.
+        // A test may have deleted it already (a node's death).
+        if !std::path::Path::new("/run/netns").join(&self.name).exists() {
+            return;
+        }
         if let Err(e) = Command::new("ip").args(["netns", "del", &self.name]).status() {
             eprintln!("cannot delete netns {}: {e}", self.name);
         }

@@ -136,6 +136,29 @@ fn announcements_follow_each_daemon_and_its_lease_and_a_dead_node_is_routed_arou
     // New connections go to the survivors.
     let after = gets(&f, E, 20);
     assert!(after.iter().all(|(_, n)| *n != 0), "{after:?}");
+
+    // gw2's whole namespace dies (its links vanish with it): gw3's sessions go on.
+    let mut sessions: Vec<(Session, String, usize)> = Vec::new();
+    while !(sessions.iter().any(|s| s.2 == 1) && sessions.iter().any(|s| s.2 == 2)) {
+        assert!(sessions.len() < 60, "60 sessions did not reach gw2 and gw3");
+        let (s, first) = f.in_client(|| {
+            let mut s = Session::open(SocketAddr::from((E, ENDPOINT_TCP_PORT))).expect("open a session");
+            let first = s.ask().expect("first exchange");
+            (s, first)
+        });
+        let node = node_of(reported_peer(&first));
+        sessions.push((s, first, node));
+    }
+    f.destroy(1);
+    f.wait_until("the router to withdraw the vanished node", |f| f.next_hops(E) == hops(&[3]) && f.next_hops(Z2).is_empty());
+    for (s, first, node) in &mut sessions {
+        match (s.ask(), *node) {
+            (Ok(answer), 2) => assert_eq!(&answer, first),
+            (Err(e), 1) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+            (r, n) => panic!("a session on gw{}: {r:?}", n + 1),
+        }
+    }
+    assert!(gets(&f, E, 10).iter().all(|(_, n)| *n == 2));
 }
 
 #[test]
