@@ -163,7 +163,9 @@ fn phases(spec: &Spec, st: &State) -> Result<(State, State), TestCaseError> {
 
 /// `next` as an operator would write it after `st`: an endpoint that keeps its name
 /// keeps its owner, VPC and service (they are immutable), so a generated endpoint that
-/// changes one of them is a new endpoint under a new name (the old one is deleted).
+/// changes one of them is a new endpoint under a new name (the old one is deleted);
+/// and nobody asks for an address another endpoint that stays holds (the plan refuses
+/// that), so such an endpoint is given one automatically.
 fn as_successor(mut next: Spec, st: &State) -> Spec {
     for e in &mut next.endpoints {
         if let Some(r) = st.endpoints.get(&e.name) {
@@ -171,6 +173,16 @@ fn as_successor(mut next: Spec, st: &State) -> Spec {
                 e.name.push_str("-new");
             }
         }
+    }
+    let staying: Vec<String> = next.endpoints.iter().map(|e| e.name.clone()).collect();
+    for e in &mut next.endpoints {
+        let held = |ip: Ipv4Addr| {
+            st.endpoints.values().any(|r| r.spec.name != e.name && r.spec.vpc == e.vpc && staying.contains(&r.spec.name) && r.addresses().any(|a| a == ip))
+        };
+        if e.ip.is_some_and(held) {
+            e.ip = None;
+        }
+        e.zone_ips.retain(|_, ip| !held(*ip));
     }
     next
 }
