@@ -28,20 +28,26 @@ pub const MAP_EP_SNAT: &str = "PL_EP_SNAT";
 /// rotates over the whole port range so a just-freed port is reused as late as possible.
 pub const MAP_SNAT_CURSOR: &str = "PL_SNAT_CURSOR";
 /// Every map of the data path (what a pin directory holds).
-pub const ALL_MAPS: [&str; 17] = [
+pub const ALL_MAPS: [&str; 19] = [
     MAP_VPCS, MAP_EP_IPS, MAP_ENDPOINTS, MAP_EP_ACTIVE, MAP_PORTS, MAP_SERVICES, MAP_BACKENDS,
     MAP_MAGLEV, MAP_CT, MAP_SNAT_RANGES, MAP_EP_STATS, MAP_GLOBAL_STATS, MAP_VPC_STATS, MAP_ICMP_RATE,
-    MAP_EP_SNAT, MAP_SNAT_CURSOR, MAP_LAYOUT,
+    MAP_EP_SNAT, MAP_SNAT_CURSOR, crate::dns::MAP_DNS, crate::dns::MAP_DNS_STATS, MAP_LAYOUT,
 ];
 
 /// Version of the maps' layout (keys, values, the set of maps), kept in `PL_LAYOUT`
 /// (an array of one `u32`) beside the pinned maps; a daemon never reuses pins of another
 /// layout. Pins without `PL_LAYOUT` are layout 1. Bumped whenever a map type or the map
-/// set changes: 2 = per-VPC counters, ICMP rate, 32 drop reasons, MTUs.
-pub const MAP_LAYOUT_VERSION: u32 = 2;
+/// set changes: 2 = per-VPC counters, ICMP rate, 32 drop reasons, MTUs; 3 = private DNS.
+pub const MAP_LAYOUT_VERSION: u32 = 3;
 pub const MAP_LAYOUT: &str = "PL_LAYOUT";
 
 // ---- program names ----
+/// A VPC's DNS address (tail-called from the data path through `PL_PROGS`).
+pub const PROG_DNS: &str = "privatelink_dns";
+/// Program array of the tail calls; filled by the loader, never pinned.
+pub const MAP_PROGS: &str = "PL_PROGS";
+pub const PROGS_DNS: u32 = 0;
+pub const PROGS_LEN: u32 = 1;
 /// The data path, attached to every VPC-facing interface.
 pub const PROG_XDP: &str = "privatelink";
 /// Deletes one expired flow and decrements its endpoint's active count exactly once.
@@ -133,12 +139,15 @@ pub enum DropReason {
     /// quote too short) or is not answered (types other than echo request to an
     /// endpoint).
     IcmpUnsupported = 19,
+    /// Sent to a VPC's DNS address but not answerable: too short for a DNS header, a
+    /// response (QR set), IP options, or not UDP/TCP port 53.
+    DnsDropped = 20,
 }
 
 pub const DROP_REASON_SLOTS: usize = 32;
 
 impl DropReason {
-    pub const ALL: [DropReason; 19] = [
+    pub const ALL: [DropReason; 20] = [
         DropReason::Malformed,
         DropReason::Fragment,
         DropReason::UnmappedPort,
@@ -158,6 +167,7 @@ impl DropReason {
         DropReason::FragNeeded,
         DropReason::IcmpRateLimited,
         DropReason::IcmpUnsupported,
+        DropReason::DnsDropped,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -181,6 +191,7 @@ impl DropReason {
             DropReason::FragNeeded => "frag_needed",
             DropReason::IcmpRateLimited => "icmp_rate_limited",
             DropReason::IcmpUnsupported => "icmp_unsupported",
+            DropReason::DnsDropped => "dns_dropped",
         }
     }
 }
@@ -511,6 +522,9 @@ mod pod {
     unsafe impl aya::Pod for Stats {}
     unsafe impl aya::Pod for ExpireRequest {}
     unsafe impl aya::Pod for IcmpRate {}
+    unsafe impl aya::Pod for crate::dns::DnsName {}
+    unsafe impl aya::Pod for crate::dns::DnsEntry {}
+    unsafe impl aya::Pod for crate::dns::DnsStats {}
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 
 pub mod abi;
 pub mod csum;
+pub mod dns;
 pub mod hash;
 
 pub use abi::*;
+pub use dns::*;

@@ -7,6 +7,7 @@
 #![allow(internal_features)]
 
 mod conntrack;
+mod dns;
 mod forward;
 mod icmp;
 mod lookup;
@@ -19,11 +20,12 @@ mod send;
 mod stats;
 
 use aya_ebpf::{
-    bindings::xdp_action,
+    bindings::{xdp_action, xdp_md},
     macros::{map, xdp},
-    maps::{Array, HashMap, LpmTrie, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, ProgramArray},
     programs::XdpContext,
 };
+use core::ffi::c_void;
 use privatelink_common::*;
 
 #[map]
@@ -65,11 +67,47 @@ static PL_SNAT_CURSOR: Array<u64> = Array::with_max_entries(MAX_ENDPOINTS * MAX_
 #[map]
 static PL_LAYOUT: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
+static PL_DNS: LpmTrie<DnsName, DnsEntry> = LpmTrie::with_max_entries(MAX_DNS_NAMES, 0);
+#[map]
+static PL_DNS_STATS: PerCpuArray<DnsStats> = PerCpuArray::with_max_entries(MAX_VPCS, 0);
+#[map]
+static PL_DNS_SCRATCH: PerCpuArray<dns::Scratch> = PerCpuArray::with_max_entries(1, 0);
+/// Programs the data path tail-calls (`PROGS_*`), filled by the loader. Never pinned.
+#[map]
+static PL_PROGS: ProgramArray = ProgramArray::with_max_entries(PROGS_LEN, 0);
+#[map]
 static PL_ICMP_RATE: PerCpuArray<IcmpRate> = PerCpuArray::with_max_entries(MAX_ENDPOINTS, 0);
 
-#[xdp]
-pub fn privatelink(ctx: XdpContext) -> u32 {
+/// The data path (written without `#[xdp]`: the tail call must sit in the program's
+/// own body, not in a subprogram, since the object carries no BTF; 6.18 refuses
+/// "tail_call is not allowed in subprogs without BTF").
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "xdp")]
+pub extern "C" fn privatelink(raw: *mut xdp_md) -> u32 {
+    let ctx = XdpContext::new(raw);
     match path::run(&ctx) {
+        Ok(path::TO_DNS) => {
+            // bpf_tail_call (helper 12), called here directly: it returns only when the
+            // slot is empty.
+            unsafe {
+                let tail_call: unsafe extern "C" fn(*mut c_void, *mut c_void, u32) -> i64 = core::mem::transmute(12usize);
+                tail_call(raw as *mut c_void, &raw const PL_PROGS as *mut c_void, PROGS_DNS);
+            }
+            stats::count_drop(stats::Drop::global(DropReason::DnsDropped));
+            xdp_action::XDP_DROP
+        }
+        Ok(action) => action,
+        Err(drop) => {
+            stats::count_drop(drop);
+            xdp_action::XDP_DROP
+        }
+    }
+}
+
+/// A VPC's DNS address: queries answered (see `dns`). Reached by tail call only.
+#[xdp]
+pub fn privatelink_dns(ctx: XdpContext) -> u32 {
+    match dns::run(&ctx) {
         Ok(action) => action,
         Err(drop) => {
             stats::count_drop(drop);

@@ -19,6 +19,9 @@ use crate::{
 use aya_ebpf::{bindings::xdp_action::XDP_PASS, maps::lpm_trie::Key, programs::XdpContext};
 use privatelink_common::*;
 
+/// Not an XDP action: the entry shim tail-calls the DNS program for this packet.
+pub const TO_DNS: u32 = 0xd45;
+
 #[inline(always)]
 pub fn run(ctx: &XdpContext) -> Result<u32, Drop> {
     let ifindex = ctx.ingress_ifindex() as u32;
@@ -44,12 +47,14 @@ fn arp(ctx: &XdpContext, vpc: &VpcInfo) -> Result<u32, Drop> {
         Some(t) => t,
         None => return Ok(XDP_PASS),
     };
-    let ep = match lookup::endpoint_at(vpc.vpc_id, target) {
+    // Charged to the endpoint, or to the VPC for its DNS address.
+    let charge = match lookup::endpoint_at(vpc.vpc_id, target) {
+        Some(EP_DNS) => stats::vpc_slot(vpc.vpc_id),
         Some(ep) if ep != EP_GATEWAY_OWN => ep,
         _ => return Ok(XDP_PASS),
     };
-    let action = reply::arp_reply(ctx, &vpc.mac).ok_or(Drop::endpoint(DropReason::Malformed, ep))?;
-    stats::count_arp_reply(ep);
+    let action = reply::arp_reply(ctx, &vpc.mac).ok_or(Drop::endpoint(DropReason::Malformed, charge))?;
+    stats::count_arp_reply(charge);
     Ok(action)
 }
 
@@ -68,6 +73,7 @@ fn ipv4(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet) -> Result<u32
     }
     match lookup::endpoint_at(vpc.vpc_id, p.dst_ip) {
         Some(EP_GATEWAY_OWN) => return Ok(XDP_PASS),
+        Some(EP_DNS) => return Ok(TO_DNS),
         Some(ep) => return newflow::new_flow(ctx, vpc, ifindex, p, ep),
         None => {}
     }
@@ -110,6 +116,7 @@ fn icmp_in(ctx: &XdpContext, vpc: &VpcInfo, p: &Packet) -> Result<u32, Drop> {
     let at = lookup::endpoint_at(vpc.vpc_id, p.dst_ip);
     match (quote, at) {
         (_, Some(EP_GATEWAY_OWN)) => Ok(XDP_PASS),
+        (_, Some(EP_DNS)) => Err(Drop::vpc(DropReason::DnsDropped, vpc.vpc_id)),
         (Ok(Some(_)), _) => Err(Drop::vpc(DropReason::NoFlow, vpc.vpc_id)),
         (Err(()), _) => Err(Drop::vpc(DropReason::IcmpUnsupported, vpc.vpc_id)),
         (Ok(None), Some(ep)) => echo(ctx, p, ep),

@@ -32,6 +32,12 @@ impl Drop {
     }
 }
 
+/// The `Drop::endpoint` value that charges VPC `vpc_id`'s counters.
+#[inline(always)]
+pub const fn vpc_slot(vpc_id: u16) -> u32 {
+    VPC | vpc_id as u32
+}
+
 #[inline(always)]
 pub fn slot(endpoint: u32) -> Option<&'static mut Stats> {
     let p = if endpoint == GLOBAL {

@@ -8,11 +8,13 @@ use super::{
     BPF_OBJECT,
 };
 use aya::{
-    maps::{Array, Map, MapData},
+    maps::{Array, Map, MapData, ProgramArray},
     programs::{links::FdLink, xdp::{XdpLink, XdpLinkId}, ProgramError, Xdp, XdpMode},
-    Ebpf, EbpfLoader,
+    Ebpf, EbpfLoader, VerifierLogLevel,
 };
-use privatelink_common::{ALL_MAPS, DEFAULT_CT_CAPACITY, MAP_CT, MAP_LAYOUT, MAP_LAYOUT_VERSION, PROG_EXPIRE, PROG_PASS, PROG_XDP};
+use privatelink_common::{
+    ALL_MAPS, DEFAULT_CT_CAPACITY, MAP_CT, MAP_LAYOUT, MAP_LAYOUT_VERSION, MAP_PROGS, PROGS_DNS, PROG_DNS, PROG_EXPIRE, PROG_PASS, PROG_XDP,
+};
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug)]
@@ -40,6 +42,10 @@ pub struct Dataplane {
 impl Dataplane {
     pub fn load(opts: &LoadOptions) -> Result<Dataplane> {
         let mut loader = EbpfLoader::new();
+        // For developers: the verifier's whole log when a program is refused.
+        if std::env::var_os("PRIVATELINK_VERIFIER_LOG").is_some() {
+            loader.verifier_log_level(VerifierLogLevel::VERBOSE | VerifierLogLevel::STATS);
+        }
         loader.map_max_entries(MAP_CT, opts.ct_capacity);
         if let Some(dir) = &opts.pin_dir {
             std::fs::create_dir_all(dir).map_err(|source| Error::PinDir { dir: dir.clone(), source })?;
@@ -49,9 +55,14 @@ impl Dataplane {
             }
         }
         let mut ebpf = loader.load(BPF_OBJECT)?;
-        for name in [PROG_XDP, PROG_EXPIRE, PROG_PASS] {
+        for name in [PROG_XDP, PROG_DNS, PROG_EXPIRE, PROG_PASS] {
             load_program(&mut ebpf, name)?;
         }
+        // The data path tail-calls the DNS program: in place before anything attaches.
+        let dns = program(&ebpf, PROG_DNS)?.fd().map_err(|source| Error::Program { name: PROG_DNS, source })?.try_clone().map_err(|e| Error::Link(e.to_string()))?;
+        let progs = ebpf.map_mut(MAP_PROGS).ok_or(Error::Missing { kind: "map", name: MAP_PROGS })?;
+        let mut progs: ProgramArray<&mut MapData> = ProgramArray::try_from(progs).map_err(|source| Error::Map { map: MAP_PROGS, source })?;
+        progs.set(PROGS_DNS, &dns, 0).map_err(|source| Error::Map { map: MAP_PROGS, source })?;
         let maps = Maps::take(&mut ebpf)?;
         let layout = ebpf.map_mut(MAP_LAYOUT).ok_or(Error::Missing { kind: "map", name: MAP_LAYOUT })?;
         let mut layout: Array<&mut MapData, u32> = Array::try_from(layout).map_err(|source| Error::Map { map: MAP_LAYOUT, source })?;
