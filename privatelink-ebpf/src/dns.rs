@@ -160,7 +160,12 @@ fn serve(ctx: &XdpContext, vpc: &VpcInfo, p: &Packet) -> Result<u32, Drop> {
     let q = query(ctx, p);
     let answer = match q.status {
         QUERY_OK => decide(&q, vpc.vpc_id),
-        QUERY_BARE => Answer::bare(q.rcode),
+        QUERY_BARE => {
+            // BADVERS needs the OPT record that carries its upper bits (RFC 6891 7).
+            let mut a = Answer::bare(q.rcode);
+            a.edns = q.rcode == DNS_BADVERS;
+            a
+        }
         _ => return Err(dropped),
     };
     let action = write(ctx, p, &answer).ok_or(dropped)?;
@@ -455,7 +460,9 @@ fn write(ctx: &XdpContext, p: &Packet, a: &Answer) -> Option<u32> {
     // question we take is answered in full), the RCODE's low 4 bits.
     let rd = f[DNS_OFF + 2] & 0x01;
     f[DNS_OFF + 2] = 0x80 | ((a.aa as u8) << 2) | rd;
-    f[DNS_OFF + 3] = (rd << 7) | (a.rcode as u8 & 0x0f);
+    // BADVERS (16) has its low bits 0 in the header and the rest in the OPT record.
+    let low = if a.rcode == DNS_BADVERS { 0 } else { a.rcode as u8 & 0x0f };
+    f[DNS_OFF + 3] = (rd << 7) | low;
     let counts = [a.question as u8, a.has_a as u8, a.has_soa as u8, a.edns as u8];
     for (i, c) in counts.iter().enumerate() {
         f[DNS_OFF + 4 + 2 * i] = 0;

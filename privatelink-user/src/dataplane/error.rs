@@ -48,6 +48,9 @@ pub enum Error {
     NoInterface(String),
     #[error("route announcements: {0}")]
     Announce(String),
+    /// A name the DNS map cannot hold (the planner leaves such names out).
+    #[error("`{0}` cannot be a private DNS name")]
+    DnsName(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

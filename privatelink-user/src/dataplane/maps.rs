@@ -37,6 +37,8 @@ pub struct Maps {
     global_stats: PerCpuArray<MapData, Stats>,
     vpc_stats: PerCpuArray<MapData, Stats>,
     ep_snat: Array<MapData, u32>,
+    dns: LpmTrie<MapData, DnsName, DnsEntry>,
+    dns_stats: PerCpuArray<MapData, DnsStats>,
 }
 
 fn take<T: TryFrom<Map, Error = MapError>>(ebpf: &mut Ebpf, name: &'static str) -> Result<T> {
@@ -99,6 +101,8 @@ impl Maps {
             global_stats: take(ebpf, MAP_GLOBAL_STATS)?,
             vpc_stats: take(ebpf, MAP_VPC_STATS)?,
             ep_snat: take(ebpf, MAP_EP_SNAT)?,
+            dns: take(ebpf, MAP_DNS)?,
+            dns_stats: take(ebpf, MAP_DNS_STATS)?,
         })
     }
 
@@ -182,6 +186,38 @@ impl Maps {
     }
     pub fn remove_snat_range(&mut self, net: Ipv4Addr, prefix: u8) -> Result<()> {
         remove_ok(self.snat_ranges.remove(&Key::new(prefix as u32, ip_raw(net))), MAP_SNAT_RANGES)
+    }
+
+    // ---- private DNS ----
+    pub fn set_dns(&mut self, vpc_id: u16, name: &str, entry: DnsEntry) -> Result<()> {
+        let (key, len) = dns_key(vpc_id, name).ok_or(Error::DnsName(name.to_string()))?;
+        self.dns.insert(&Key::new(dns_prefix_bits(len), key), entry, 0).map_err(err(MAP_DNS))
+    }
+    pub fn remove_dns(&mut self, vpc_id: u16, name: &str) -> Result<()> {
+        let (key, len) = dns_key(vpc_id, name).ok_or(Error::DnsName(name.to_string()))?;
+        remove_ok(self.dns.remove(&Key::new(dns_prefix_bits(len), key)), MAP_DNS)
+    }
+    /// Every entry: (VPC id, name) -> entry.
+    pub fn all_dns(&self) -> Result<BTreeMap<(u16, String), DnsEntry>> {
+        let mut out = BTreeMap::new();
+        for item in self.dns.iter() {
+            let (k, v) = item.map_err(err(MAP_DNS))?;
+            let len = (k.prefix_len() as usize / 8).saturating_sub(2).min(DNS_KEY_MAX);
+            let data = k.data();
+            out.insert((u16::from_be_bytes(data.vpc_id_be), name_of_key(&data.key[..len])), v);
+        }
+        Ok(out)
+    }
+    /// Answers sent from VPC `vpc_id`'s DNS address, per `DnsStats` slot, summed over CPUs.
+    pub fn dns_stats(&self, vpc_id: u16) -> Result<DnsStats> {
+        let per_cpu = self.dns_stats.get(&(vpc_id as u32), 0).map_err(err(MAP_DNS_STATS))?;
+        let mut total = DnsStats::default();
+        for s in per_cpu.iter() {
+            for (t, v) in total.answers.iter_mut().zip(s.answers) {
+                *t += v;
+            }
+        }
+        Ok(total)
     }
 
     // ---- conntrack ----
@@ -317,6 +353,17 @@ impl Maps {
         let per_cpu = self.vpc_stats.get(&(vpc_id as u32), 0).map_err(err(MAP_VPC_STATS))?;
         Ok(sum(&per_cpu))
     }
+}
+
+/// The name a `PL_DNS` key holds (the inverse of `dns_key`): labels reversed back.
+pub fn name_of_key(key: &[u8]) -> String {
+    let mut labels: Vec<String> = key
+        .split(|b| *b == 0)
+        .filter(|l| !l.is_empty())
+        .map(|l| l.iter().rev().map(|b| *b as char).collect())
+        .collect();
+    labels.reverse();
+    labels.join(".")
 }
 
 fn sum(values: &[Stats]) -> Stats {

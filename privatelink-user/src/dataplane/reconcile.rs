@@ -27,6 +27,7 @@ pub fn observe(maps: &Maps) -> Result<Tables> {
         backends: maps.all_backends()?,
         maglev,
         snat_ranges: maps.all_snat_ranges()?,
+        dns: maps.all_dns()?,
     })
 }
 
@@ -64,6 +65,8 @@ fn write(maps: &mut Maps, op: &Op) -> Result<usize> {
         Op::ClearEpSnat(k) => maps.set_ep_snat(*k, None)?,
         Op::BindIp((vpc, ip), idx) => maps.bind_endpoint_ip(*vpc, *ip, *idx)?,
         Op::UnbindIp((vpc, ip)) => maps.unbind_endpoint_ip(*vpc, *ip)?,
+        Op::SetDns((vpc, name), entry) => maps.set_dns(*vpc, name, *entry)?,
+        Op::RemoveDns((vpc, name)) => maps.remove_dns(*vpc, name)?,
         Op::ClearEndpoint(k) => maps.clear_endpoint(*k)?,
         Op::RemovePort((s, proto, port)) => maps.remove_port(*s, *proto, *port)?,
         Op::ClearService(k) => maps.clear_service(*k)?,

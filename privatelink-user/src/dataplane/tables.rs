@@ -15,6 +15,7 @@ use super::{
     maps::ip_raw,
 };
 use crate::model::{
+    dns,
     fleet::Seat,
     spec::MssClamp,
     state::{EndpointState, State},
@@ -44,7 +45,11 @@ pub struct Tables {
     /// `endpoint * MAX_SNAT_PER_ENDPOINT + i` -> the endpoint's i-th SNAT address.
     pub ep_snat: BTreeMap<u32, Ipv4Addr>,
     pub snat_ranges: BTreeSet<(Ipv4Addr, u8)>,
+    /// (VPC id, name) -> its private DNS entry.
+    pub dns: BTreeMap<DnsK, DnsEntry>,
 }
+
+pub type DnsK = (u16, String);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
@@ -59,6 +64,8 @@ pub enum Op {
     SetEpSnat(u32, Ipv4Addr),
     SetEndpoint(u32, EndpointInfo),
     BindIp(IpKey, u32),
+    SetDns(DnsK, DnsEntry),
+    RemoveDns(DnsK),
     UnbindIp(IpKey),
     ClearEndpoint(u32),
     ClearEpSnat(u32),
@@ -177,7 +184,34 @@ pub fn desired(st: &State, seat: &Seat, resolve: Resolve, up: Up) -> Tables {
             t.ep_ips.insert((vpc.vpc_id, ip), e.index);
         }
     }
+    dns_entries(st, &mut t);
     t
+}
+
+/// Each VPC's DNS address, and its names (see `model::dns`).
+fn dns_entries(st: &State, t: &mut Tables) {
+    for v in st.vpcs.values() {
+        if let Some(ip) = v.spec.dns {
+            t.ep_ips.insert((v.vpc_id, ip), EP_DNS);
+        }
+    }
+    let ttl = st.gateway.dns_ttl.0.as_secs() as u32;
+    for ((vpc, name), r) in dns::records(st) {
+        let Some(vpc_id) = st.vpcs.get(&vpc).map(|v| v.vpc_id) else { continue };
+        // Names that cannot be keys (a label over 63 bytes) are left out.
+        let (Some((_, key_len)), Some((_, zone_len))) = (dns_key(vpc_id, &name), dns_key(vpc_id, &r.zone)) else { continue };
+        let entry = DnsEntry {
+            ip_be: r.ip.map_or(0, ip_raw),
+            ttl,
+            // Nothing transfers these zones: the serial never needs to move.
+            serial: 1,
+            key_len: key_len as u16,
+            zone_key_len: zone_len as u16,
+            kind: if r.ip.is_some() { DNS_KIND_A } else { DNS_KIND_EXISTS },
+            _pad: [0; 3],
+        };
+        t.dns.insert((vpc_id, name), entry);
+    }
 }
 
 /// Writes that turn `have` into `want`, in a safe order (see the module comment).
@@ -229,6 +263,13 @@ pub fn diff(want: &Tables, have: &Tables) -> Vec<Op> {
     }
     for (k, v) in changed(&want.ep_ips, &have.ep_ips) {
         ops.push(Op::BindIp(*k, *v));
+    }
+    // Names appear once their addresses answer, and go before them.
+    for (k, v) in changed(&want.dns, &have.dns) {
+        ops.push(Op::SetDns(k.clone(), *v));
+    }
+    for k in gone(&want.dns, &have.dns) {
+        ops.push(Op::RemoveDns(k.clone()));
     }
     for k in gone(&want.ep_ips, &have.ep_ips) {
         ops.push(Op::UnbindIp(*k));
@@ -293,6 +334,12 @@ pub fn apply(t: &mut Tables, op: &Op) {
         }
         Op::UnbindIp(k) => {
             t.ep_ips.remove(k);
+        }
+        Op::SetDns(k, v) => {
+            t.dns.insert(k.clone(), *v);
+        }
+        Op::RemoveDns(k) => {
+            t.dns.remove(k);
         }
         Op::ClearEndpoint(k) => {
             t.endpoints.remove(k);

@@ -62,6 +62,7 @@ fn spec_gen() -> impl Strategy<Value = Spec> {
                 cidr: format!("10.{i}.0.0/24").parse().unwrap(),
                 route_table: None,
                 announce_table: None,
+                dns: None,
             })
             .collect();
         let services: Vec<Service> = svcs
@@ -100,6 +101,7 @@ fn spec_gen() -> impl Strategy<Value = Spec> {
                     health_check: None,
                     notify_url: None,
                     zone_affinity: false,
+                    private_dns_name: None,
                 }
             })
             .collect();
@@ -116,6 +118,7 @@ fn spec_gen() -> impl Strategy<Value = Spec> {
                     service: format!("svc{}", e.service % services.len()),
                     ip,
                     zone_ips: Default::default(),
+                    private_dns: true,
                 });
             }
         }
@@ -226,11 +229,11 @@ proptest! {
 #[test]
 fn removing_everything_clears_every_table() {
     let spec = Spec {
-        vpcs: vec![Vpc { name: "vpc1".into(), interface: "gw-vpc1".into(), cidr: "10.1.0.0/24".parse().unwrap(), route_table: None, announce_table: None }],
+        vpcs: vec![Vpc { name: "vpc1".into(), interface: "gw-vpc1".into(), cidr: "10.1.0.0/24".parse().unwrap(), route_table: None, announce_table: None, dns: None }],
         ..Default::default()
     };
     let mut spec_full = spec.clone();
-    spec_full.vpcs.push(Vpc { name: "vpc3".into(), interface: "gw-vpc3".into(), cidr: "10.3.0.0/24".parse().unwrap(), route_table: Some(7), announce_table: None });
+    spec_full.vpcs.push(Vpc { name: "vpc3".into(), interface: "gw-vpc3".into(), cidr: "10.3.0.0/24".parse().unwrap(), route_table: Some(7), announce_table: None, dns: None });
     spec_full.services.push(Service {
         name: "s".into(),
         owner: Account("1".into()),
@@ -247,8 +250,9 @@ fn removing_everything_clears_every_table() {
         health_check: None,
         notify_url: None,
         zone_affinity: false,
+        private_dns_name: None,
     });
-    spec_full.endpoints.push(Endpoint { name: "e1".into(), owner: Account("1".into()), vpc: "vpc1".into(), service: "s".into(), ip: None, zone_ips: Default::default() });
+    spec_full.endpoints.push(Endpoint { name: "e1".into(), owner: Account("1".into()), vpc: "vpc1".into(), service: "s".into(), ip: None, zone_ips: Default::default(), private_dns: true });
     let (_, full) = phases(&spec_full, &State::default()).unwrap();
     let t = desired(&full, &Seat::ALONE, &iface, &|_, _| true);
     assert_eq!(t.vpcs[&13].fib_table, 7);

@@ -7,6 +7,7 @@
 //! the clock and a random key only to stamp and name new records, and privatelink-common
 //! only for the data path's table sizes it validates against.
 
+pub mod dns;
 pub mod fleet;
 pub mod plan;
 pub mod spec;

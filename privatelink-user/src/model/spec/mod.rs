@@ -68,6 +68,12 @@ pub struct Gateway {
     /// How the fleet's nodes draw traffic to themselves.
     #[serde(default)]
     pub fleet: FleetSettings,
+    /// The zone every endpoint and service name lives under (private DNS).
+    #[serde(default = "default_dns_zone")]
+    pub dns_zone: String,
+    /// TTL of the private DNS answers (and of negative answers).
+    #[serde(default = "default_dns_ttl")]
+    pub dns_ttl: Dur,
 }
 
 /// `gateway.fleet`: each node publishes the endpoint addresses it serves as /32 routes
@@ -91,12 +97,24 @@ impl Default for Gateway {
             mss_clamp: MssClamp::Auto,
             snat_slices: 1,
             fleet: FleetSettings::default(),
+            dns_zone: default_dns_zone(),
+            dns_ttl: default_dns_ttl(),
         }
     }
 }
 
 fn default_region() -> String {
     DEFAULT_REGION.to_string()
+}
+/// AWS's PrivateLink names live under a zone of its own; ours is `privatelink.internal`
+/// (`.internal` is reserved for private use, ICANN 2024).
+pub const DEFAULT_DNS_ZONE: &str = "privatelink.internal";
+fn default_dns_zone() -> String {
+    DEFAULT_DNS_ZONE.to_string()
+}
+/// 60 s: the TTL Alibaba's and AWS's private zones use for endpoint records.
+fn default_dns_ttl() -> Dur {
+    Dur(std::time::Duration::from_secs(60))
 }
 fn default_snat_slices() -> i64 {
     1
@@ -173,6 +191,10 @@ pub struct Vpc {
     /// `gateway.fleet.announce_table`. Overlapping VPCs need tables of their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub announce_table: Option<i64>,
+    /// An address in this VPC where the gateway answers DNS queries for this VPC's
+    /// private names (and answers ARP for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<Ipv4Addr>,
 }
 
 impl Vpc {
@@ -219,6 +241,10 @@ pub struct Service {
     /// backend when none of its zone is (Alibaba's "same-zone priority").
     #[serde(default, skip_serializing_if = "is_false")]
     pub zone_affinity: bool,
+    /// The provider's own name for the service (`api.orders.example`): in every VPC
+    /// with an accepted endpoint of the service it resolves to that endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_dns_name: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -402,6 +428,16 @@ pub struct Endpoint {
     /// endpoint's `ip` by every node).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub zone_ips: BTreeMap<String, Ipv4Addr>,
+    /// Whether the endpoint has private DNS names (CTyun's "create private domain").
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub private_dns: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 

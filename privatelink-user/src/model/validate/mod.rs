@@ -5,6 +5,7 @@
 //! with its path, or a `Valid` spec whose references are resolved, which is what
 //! `plan` takes.
 
+mod dns;
 mod history;
 mod rules;
 
@@ -68,7 +69,8 @@ pub struct Valid<'a> {
     pub doc: Option<&'a Doc>,
     /// `endpoints[i]` connects to `services[service_of[i]]`.
     pub service_of: Vec<usize>,
-    /// Per VPC name: the gateway's own addresses there, which no endpoint may take.
+    /// Per VPC name: the gateway's own addresses there and its DNS address, which no
+    /// endpoint may take.
     pub reserved: BTreeMap<String, Vec<Ipv4Addr>>,
 }
 
@@ -87,6 +89,11 @@ pub fn check<'a>(spec: &'a Spec, doc: Option<&'a Doc>, old: &State, env: &Env) -
     let service_of = c.spec_rules(spec, &known);
     let reserved: BTreeMap<String, Vec<Ipv4Addr>> = spec.vpcs.iter().map(|v| (v.name.clone(), (env.gateway_addrs)(&v.interface))).collect();
     c.host(spec, old, env, &reserved);
+    // No endpoint is given a VPC's DNS address automatically either.
+    let reserved = reserved.into_iter().map(|(name, mut own)| {
+        own.extend(spec.vpcs.iter().filter(|v| v.name == name).filter_map(|v| v.dns));
+        (name, own)
+    }).collect();
     c.immutable_services(spec, old);
     c.immutable_endpoints(spec, old, &service_of);
     c.fleet(spec, old);
@@ -116,6 +123,7 @@ impl Check<'_> {
         self.gateway(spec);
         self.vpcs(spec);
         self.services(spec);
+        self.dns(spec);
         self.endpoints(spec, known)
     }
 
