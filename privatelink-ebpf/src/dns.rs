@@ -12,7 +12,7 @@ use crate::{
     stats::Drop,
     PL_DNS, PL_DNS_SCRATCH, PL_DNS_STATS,
 };
-use aya_ebpf::{bindings::xdp_action, helpers::{bpf_xdp_adjust_tail, bpf_xdp_load_bytes}, maps::lpm_trie::Key, programs::XdpContext};
+use aya_ebpf::{bindings::xdp_action, helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes}, maps::lpm_trie::Key, programs::XdpContext};
 use core::ffi::c_void;
 use privatelink_common::*;
 
@@ -47,7 +47,11 @@ pub struct Scratch {
     /// a loop's bounds into what follows.
     cells: [u32; 4],
     key: LpmKey,
+    /// The answer, built before it is stored over the frame.
+    out: [u8; OUT_LEN],
 }
+/// Room for the longest answer (54 + 259 + 16 + 47 + 11 bytes); a power of two.
+const OUT_LEN: usize = 512;
 const CELL_WIRE: usize = 0;
 const CELL_SUM: usize = 1;
 const CELL_BAD: usize = 2;
@@ -432,12 +436,22 @@ fn write(ctx: &XdpContext, p: &Packet, a: &Answer) -> Option<u32> {
         let qt = unsafe { &*ptr_at::<[u8; 4]>(ctx, QNAME_OFF + wire)? };
         sum += piece_sum(qt, wire & 1 != 0);
     }
-    let delta = frame_len as i32 - p.frame_len as i32;
-    if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
-        return None;
+    // The answer is built in the scratch space and stored over the frame in one go:
+    // the frame grows at its head (XDP guarantees 256 bytes of headroom; a veth frame
+    // may have too little tailroom for a SOA and an OPT record) or shrinks at its tail.
+    let sc = scratch()?;
+    let head = unsafe { &*ptr_at::<[u8; QNAME_OFF]>(ctx, 0)? };
+    for (i, b) in head.iter().enumerate() {
+        put(sc, i, *b);
     }
-    let head = ptr_at::<[u8; QNAME_OFF]>(ctx, 0)?;
-    let f = unsafe { &mut *head };
+    for j in 0..NAME_MAX {
+        put(sc, QNAME_OFF + j, sc.raw[j]);
+    }
+    if a.question {
+        let qt = unsafe { &*ptr_at::<[u8; 4]>(ctx, QNAME_OFF + wire)? };
+        put_all(sc, QNAME_OFF + wire, qt);
+    }
+    let f = &mut sc.out;
     let mut mac = [0u8; 6];
     mac.copy_from_slice(&f[0..6]);
     f.copy_within(6..12, 0);
@@ -475,15 +489,42 @@ fn write(ctx: &XdpContext, p: &Packet, a: &Answer) -> Option<u32> {
     f[40..42].copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
     let mut at = QNAME_OFF + q_len;
     if a.has_a {
-        unsafe { *ptr_at::<[u8; A_LEN]>(ctx, at)? = rr_a };
+        put_all(sc, at, &rr_a);
         at += A_LEN;
     }
     if a.has_soa {
-        unsafe { *ptr_at::<[u8; SOA_LEN]>(ctx, at)? = soa };
+        put_all(sc, at, &soa);
         at += SOA_LEN;
     }
     if a.edns {
-        unsafe { *ptr_at::<[u8; OPT_LEN]>(ctx, at)? = opt };
+        put_all(sc, at, &opt);
+    }
+    let delta = frame_len as i32 - p.frame_len as i32;
+    let moved = match delta {
+        0 => 0,
+        d if d > 0 => unsafe { bpf_xdp_adjust_head(ctx.ctx, -d) },
+        d => unsafe { bpf_xdp_adjust_tail(ctx.ctx, d) },
+    };
+    let len = launder(sc, CELL_SUM, frame_len as u32);
+    if moved != 0 || len as usize > OUT_LEN || len < QNAME_OFF as u32 {
+        return None;
+    }
+    if unsafe { bpf_xdp_store_bytes(ctx.ctx, 0, sc.out.as_mut_ptr() as *mut c_void, len) } != 0 {
+        return None;
     }
     Some(xdp_action::XDP_TX)
+}
+
+/// Byte `b` at `off` of the answer being built (offsets wrap inside the buffer, so no
+/// write can leave it; volatile, so LLVM makes no memcpy call of the loops).
+#[inline(always)]
+fn put(s: &mut Scratch, off: usize, b: u8) {
+    unsafe { core::ptr::write_volatile(&mut s.out[off & (OUT_LEN - 1)], b) };
+}
+
+#[inline(always)]
+fn put_all(s: &mut Scratch, off: usize, bytes: &[u8]) {
+    for (i, b) in bytes.iter().enumerate() {
+        put(s, off + i, *b);
+    }
 }

@@ -182,6 +182,14 @@ fn edns_is_answered_with_edns_and_unknown_versions_with_badvers() {
     assert_eq!(a_records(&m).len(), 1);
     let e = m.extensions().as_ref().expect("an OPT record in the answer");
     assert_eq!((e.version(), e.max_payload()), (0, 1232));
+    // With a SOA before the OPT record (47 bytes: the OPT starts at the other parity).
+    for name in [OWN, EP_NAME, "x.API.orders.example"] {
+        let mut q = query(name, RecordType::AAAA);
+        q.set_edns(edns.clone());
+        let m = ask(&lab, &q, "EDNS AAAA");
+        assert_eq!((m.answers().len(), m.name_servers().len()), (0, 1), "{name}");
+        assert!(m.extensions().is_some(), "{name}");
+    }
     edns.set_version(1);
     q.set_edns(edns);
     let m = ask(&lab, &q, "EDNS 1");
@@ -275,4 +283,16 @@ fn the_gateway_answers_arp_for_the_dns_address() {
     assert_eq!(action_name(out.action), "XDP_TX");
     let arp = decode(&out.frame).and_then(|d| d.arp).expect("an ARP reply");
     assert_eq!((arp.oper, arp.sha, arp.spa, arp.tpa), (2, GW_CONSUMER_MAC, DNS, CLIENT));
+}
+
+#[test]
+fn digs_own_queries_are_answered() {
+    let lab = lab();
+    // What dig 9.18 sends: RD and AD set, EDNS 1232 with an 8-byte client cookie.
+    let opt = [&[0u8, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 12, 0, 10, 0, 8][..], &[0x5au8; 8]].concat();
+    for (name, rtype) in [(OWN, 28u8), (OWN, 1), (EP_NAME, 28), ("nope.privatelink.internal", 1)] {
+        let payload = raw([0x01, 0x20], [1, 0, 0, 1], &wire(name), &[&[0, rtype, 0, 1][..], &opt].concat());
+        let m = ask_on(&lab, lab.consumer_if, &payload, name);
+        assert!(m.extensions().is_some(), "{name}");
+    }
 }

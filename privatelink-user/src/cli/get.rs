@@ -38,6 +38,7 @@ pub fn get(socket: &Path, kind: Kind, name: Option<String>, fmt: Format) -> Resu
                 ("SERVICE", &|e| e.service.clone()),
                 ("SNAT IP", &|e| e.snat_ip.to_string()),
                 ("CONNECTIONS", &|e| format!("{}/{}", e.active_connections, e.connection_limit)),
+                ("DNS NAME", &|e| e.dns_names.first().map_or("-".into(), |d| d.name.clone())),
             ],
         ),
         Kind::Vpcs => output::table_of(
@@ -67,6 +68,17 @@ pub fn get(socket: &Path, kind: Kind, name: Option<String>, fmt: Format) -> Resu
     Ok(())
 }
 
+/// An endpoint's names, one per line after the first, with their addresses; marked
+/// when they do not resolve now.
+fn dns_names(e: &EndpointView) -> String {
+    if e.dns_names.is_empty() {
+        return "(none: private_dns is off)".into();
+    }
+    let names: Vec<String> = e.dns_names.iter().map(|d| format!("{} -> {}", d.name, d.address)).collect();
+    let note = if e.dns_resolving { "" } else { " (not resolving: the endpoint is not accepted or its VPC has no dns address)" };
+    format!("{}{note}", names.join("\n"))
+}
+
 pub fn describe(socket: &Path, kind: One, name: String, fmt: Format) -> Result<()> {
     let v = client::call(socket, &Request::Describe { kind, name })?;
     if fmt == Format::Json {
@@ -94,10 +106,12 @@ pub fn describe(socket: &Path, kind: One, name: String, fmt: Format) -> Result<(
                 ("snat range", s.snat_range),
                 ("description", s.description.unwrap_or_default()),
                 ("endpoints", s.endpoints.join(", ")),
+                ("dns names", s.dns_names.join(", ")),
             ])
         }
         One::Endpoint => {
             let e: EndpointView = serde_json::from_value(v)?;
+            let names = dns_names(&e);
             output::fields(&[
                 ("name", e.name),
                 ("id", e.id),
@@ -111,6 +125,7 @@ pub fn describe(socket: &Path, kind: One, name: String, fmt: Format) -> Result<(
                 ("snat ports in use", e.snat_ports_in_use.to_string()),
                 ("connections", format!("{} active, limit {} (this node's share {})", e.active_connections, e.connection_limit, e.connection_limit_share)),
                 ("reason", e.reason.unwrap_or_default()),
+                ("dns names", names),
             ])
         }
         One::Node => {

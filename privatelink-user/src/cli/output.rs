@@ -51,9 +51,11 @@ pub fn cells<T>(rows: &[T], columns: &[Column<T>]) -> Vec<Vec<String>> {
 }
 
 /// `key: value` lines, keys aligned.
+/// `key: value` lines, values aligned; a value's further lines are indented under it.
 pub fn fields(pairs: &[(&str, String)]) -> String {
     let w = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    pairs.iter().map(|(k, v)| format!("{k}:{} {v}\n", " ".repeat(w - k.len()))).collect()
+    let indent = format!("\n{}", " ".repeat(w + 2));
+    pairs.iter().map(|(k, v)| format!("{k}:{} {}\n", " ".repeat(w - k.len()), v.replace('\n', &indent))).collect()
 }
 
 pub fn json<T: Serialize>(v: &T) -> String {

@@ -80,6 +80,9 @@ pub struct ServiceView {
     pub health: Vec<super::health::BackendHealth>,
     /// Every backend is down: new flows use them all.
     pub failing_open: bool,
+    /// Its private DNS names (each resolves, in a VPC, to that VPC's endpoint).
+    #[serde(default)]
+    pub dns_names: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -110,6 +113,19 @@ pub struct EndpointView {
     pub active_connections: u64,
     pub reason: Option<String>,
     pub created_at: u64,
+    /// Its private DNS names and what each resolves to.
+    #[serde(default)]
+    pub dns_names: Vec<DnsNameView>,
+    /// Whether the names resolve now: the endpoint is accepted and its VPC has a DNS
+    /// address.
+    #[serde(default)]
+    pub dns_resolving: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DnsNameView {
+    pub name: String,
+    pub address: Ipv4Addr,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

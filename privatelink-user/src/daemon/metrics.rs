@@ -58,6 +58,8 @@ pub struct Snapshot {
     pub nodes_up: u64,
     /// Routes published for the routing daemon.
     pub announced_routes: u64,
+    /// (VPC name, answers per `DnsStats` slot) of VPCs with a DNS address.
+    pub dns: Vec<(String, DnsStats)>,
 }
 
 fn with(l: &Labels, k: &str, v: &str) -> Labels {
@@ -124,6 +126,12 @@ impl Collector for Snapshot {
             .flat_map(|(v, c)| privatelink_common::DropReason::ALL.iter().map(move |r| (vec![("vpc".to_string(), v.clone()), ("reason".to_string(), r.name().to_string())], counter(c.drops.get(r.name()).copied().unwrap_or(0)))))
             .collect();
         family(&mut e, "privatelink_vpc_drops", "Packets a VPC interface dropped that no endpoint could be charged with (not_routed: the gateway never routes between VPCs), by reason.", vdrops)?;
+        let dns: Vec<_> = self
+            .dns
+            .iter()
+            .flat_map(|(v, s)| DnsStats::RCODES.iter().map(move |(rcode, slot)| (vec![("vpc".to_string(), v.clone()), ("rcode".to_string(), rcode.to_string())], counter(s.answers[*slot]))))
+            .collect();
+        family(&mut e, "privatelink_dns_queries", "DNS queries answered at a VPC's DNS address, by the RCODE sent (queries with nothing to answer are privatelink_vpc_drops{reason=\"dns_dropped\"}).", dns)?;
         family(&mut e, "privatelink_endpoint_slot_underflows", "Connection-slot releases that found the endpoint's active count at zero (an anomaly: the count saturates).", eps.iter().map(|s| (s.labels.clone(), counter(s.counters.slot_underflows))).collect())?;
         family(&mut e, "privatelink_endpoint_icmp_sent", "ICMP the gateway generated for an endpoint: echo replies, time-exceeded, fragmentation-needed.", eps.iter().map(|s| (s.labels.clone(), counter(s.counters.icmp_sent))).collect())?;
         family(&mut e, "privatelink_conntrack_entries", "Conntrack entries in use (two per flow).", vec![(vec![], gauge(self.conntrack_entries as i64))])?;
@@ -179,6 +187,11 @@ impl Gateway {
         let (vpcs, gateway) = self.vpc_counters()?;
         snap.gateway = gateway;
         snap.vpcs = vpcs.into_iter().map(|v| (v.vpc, v.counters)).collect();
+        if let Some(dp) = &self.dp {
+            for v in self.state.vpcs.values().filter(|v| v.spec.dns.is_some()) {
+                snap.dns.push((v.spec.name.clone(), dp.maps.dns_stats(v.vpc_id)?));
+            }
+        }
         for e in self.state.endpoints.values() {
             let Some(svc) = self.state.services.get(&e.service) else { continue };
             let active = dp.maps.active_flows(e.index)?;

@@ -5,7 +5,7 @@
 use super::{api::*, gateway::Gateway, handler::ok};
 use crate::{
     dataplane::{loader, maps, monotonic_ns},
-    model::fleet::Seat,
+    model::{dns, fleet::Seat, state::EndpointState},
 };
 use anyhow::{bail, Context, Result};
 use privatelink_common::*;
@@ -79,6 +79,7 @@ impl Gateway {
             created_at: s.created_at,
             health: sp.backends.iter().map(|b| self.checker.backend(&sp.name, b.address)).collect(),
             failing_open: sp.failing_open(&|n, ip| self.checker.is_up(n, ip)),
+            dns_names: dns::service_names(&self.state, &sp.name),
         })
     }
 
@@ -109,6 +110,8 @@ impl Gateway {
             active_connections: active,
             reason: e.reason.clone(),
             created_at: e.created_at,
+            dns_names: dns::endpoint_names(&self.state, &e.spec.name).into_iter().map(|(name, address)| DnsNameView { name, address }).collect(),
+            dns_resolving: e.state == EndpointState::Accepted && self.state.vpcs.get(&e.spec.vpc).is_some_and(|v| v.spec.dns.is_some()),
         })
     }
 
