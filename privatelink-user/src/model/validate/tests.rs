@@ -243,3 +243,20 @@ fn fleet_and_zone_rules() {
     case("ip: 10.0.0.100}", "ip: 10.0.0.100, zone_ips: {z1: 10.0.1.1}}", &[("endpoints[0].zone_ips.z1", "10.0.1.1 is outside VPC vpc1")]);
     case("ip: 10.0.0.100}", "ip: 10.0.0.100, zone_ips: {\"z 1\": 10.0.0.7}}", &[("endpoints[0].zone_ips", "`z 1` is not a zone name")]);
 }
+
+#[test]
+fn dns_rules() {
+    case("{region: local}", "{dns_zone: internal}", &[("gateway.dns_zone", "at least two labels")]);
+    case("{region: local}", "{dns_zone: 'pl..internal'}", &[("gateway.dns_zone", "at least two labels")]);
+    case("{region: local}", "{dns_ttl: 0s}", &[("gateway.dns_ttl", "whole seconds from 1s to 86400s")]);
+    case("{region: local}", "{dns_ttl: 1500ms}", &[("gateway.dns_ttl", "whole seconds")]);
+    case("cidr: 10.0.0.0/24}", "cidr: 10.0.0.0/24, dns: 10.0.1.53}", &[("vpcs[0].dns", "10.0.1.53 is not a host address of the VPC's 10.0.0.0/24")]);
+    case("cidr: 10.0.0.0/24}", "cidr: 10.0.0.0/24, dns: 10.0.0.255}", &[("vpcs[0].dns", "not a host address")]);
+    case("cidr: 10.0.0.0/24}", "cidr: 10.0.0.0/24, dns: 10.0.0.100}", &[("endpoints[0].ip", "10.0.0.100 is VPC vpc1's DNS address (vpcs[0].dns)")]);
+    let own = |name: &str| format!("allowed_accounts: [\"100001\"]\n    private_dns_name: {name}");
+    case("allowed_accounts: [\"100001\"]", &own("api"), &[("services[0].private_dns_name", "at least two labels")]);
+    case("allowed_accounts: [\"100001\"]", &own("'api orders.example'"), &[("services[0].private_dns_name", "at least two labels")]);
+    case("allowed_accounts: [\"100001\"]", &own("web.privatelink.internal"), &[("services[0].private_dns_name", "overlaps the gateway's zone privatelink.internal")]);
+    case("allowed_accounts: [\"100001\"]", &own("internal"), &[("services[0].private_dns_name", "at least two labels")]);
+    case("allowed_accounts: [\"100001\"]", &own("API.Orders.Example."), &[]);
+}
