@@ -239,3 +239,17 @@ pub fn hold_snat_port(lab: &mut PacketLab, snat: Ipv4Addr, port: u16) {
     let v = CtValue { kind: CT_KIND_REVERSE, last_seen_ns: u64::MAX / 2, ..Default::default() };
     lab.dp.maps.ct_insert(rev_key(snat, port), v).unwrap();
 }
+
+/// A `PL_DNS` entry for `name` in `zone` (TTL 60 s, serial 1): an A record when `ip` is
+/// given, else a name that exists without one.
+pub fn dns_entry(name: &str, zone: &str, ip: Option<Ipv4Addr>) -> DnsEntry {
+    DnsEntry {
+        ip_be: ip.map_or(0, ip_raw),
+        ttl: 60,
+        serial: 1,
+        key_len: dns_key(0, name).expect("a DNS name").1 as u16,
+        zone_key_len: dns_key(0, zone).expect("a DNS zone").1 as u16,
+        kind: if ip.is_some() { DNS_KIND_A } else { DNS_KIND_EXISTS },
+        _pad: [0; 3],
+    }
+}

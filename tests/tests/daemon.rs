@@ -142,7 +142,7 @@ fn spec_errors_come_back_all_at_once_with_file_line_and_column_and_usage_errors_
     // Unknown fields are structural errors: reported (with the rest of that item
     // unread) together with every other item's.
     let lines: Vec<&str> = r.stderr.lines().collect();
-    assert!(lines[0].ends_with(".yaml:17:5: services[0].colour: unknown field `colour`, expected one of `name`, `owner`, `vpc`, `backends`, `ports`, `auto_accept`, `allowed_accounts`, `connection_limit`, `on_revoke`, `description`, `snat_range`, `snat_addresses_per_endpoint`, `health_check`, `notify_url`, `zone_affinity`"), "{}", r.stderr);
+    assert!(lines[0].ends_with(".yaml:17:5: services[0].colour: unknown field `colour`, expected one of `name`, `owner`, `vpc`, `backends`, `ports`, `auto_accept`, `allowed_accounts`, `connection_limit`, `on_revoke`, `description`, `snat_range`, `snat_addresses_per_endpoint`, `health_check`, `notify_url`, `zone_affinity`, `private_dns_name`"), "{}", r.stderr);
     assert_eq!(lines.last().unwrap(), &"privatelink: the spec has 1 error; nothing was applied");
     let bad = bad.replace("    colour: blue\n", "");
     let r = lab.apply(&bad, &[]);

@@ -7,7 +7,6 @@ use hickory_proto::{
     op::{Edns, Message, MessageType, OpCode, Query, ResponseCode},
     rr::{DNSClass, Name, RData, RecordType},
 };
-use privatelink::dataplane::maps::ip_raw;
 use privatelink_common::*;
 use privatelink_tests::{
     frame::{arp_request, decode, Packet},
@@ -23,18 +22,6 @@ const SVC_NAME: &str = "epsrv-1a2b3c4d5e6f70819.local.privatelink.internal";
 const OWN: &str = "api.orders.example";
 const ZONE: &str = "privatelink.internal";
 
-fn entry(name: &str, zone: &str, ip: Option<Ipv4Addr>) -> DnsEntry {
-    DnsEntry {
-        ip_be: ip.map_or(0, ip_raw),
-        ttl: 60,
-        serial: 1,
-        key_len: dns_key(0, name).unwrap().1 as u16,
-        zone_key_len: dns_key(0, zone).unwrap().1 as u16,
-        kind: if ip.is_some() { DNS_KIND_A } else { DNS_KIND_EXISTS },
-        _pad: [0; 3],
-    }
-}
-
 /// The packet lab with a DNS address in both VPCs: VPC 1's names lead to
 /// 10.0.0.100, VPC 2's same names to 10.0.0.200.
 fn lab() -> PacketLab {
@@ -42,11 +29,11 @@ fn lab() -> PacketLab {
     for (vpc, ip) in [(CONSUMER_VPC, Ipv4Addr::new(10, 0, 0, 100)), (PROVIDER_VPC, Ipv4Addr::new(10, 0, 0, 200))] {
         let m = &mut lab.dp.maps;
         m.bind_endpoint_ip(vpc, DNS, EP_DNS).unwrap();
-        m.set_dns(vpc, ZONE, entry(ZONE, ZONE, None)).unwrap();
-        m.set_dns(vpc, "local.privatelink.internal", entry("local.privatelink.internal", ZONE, None)).unwrap();
-        m.set_dns(vpc, SVC_NAME, entry(SVC_NAME, ZONE, Some(ip))).unwrap();
-        m.set_dns(vpc, EP_NAME, entry(EP_NAME, ZONE, Some(ip))).unwrap();
-        m.set_dns(vpc, OWN, entry(OWN, OWN, Some(ip))).unwrap();
+        m.set_dns(vpc, ZONE, dns_entry(ZONE, ZONE, None)).unwrap();
+        m.set_dns(vpc, "local.privatelink.internal", dns_entry("local.privatelink.internal", ZONE, None)).unwrap();
+        m.set_dns(vpc, SVC_NAME, dns_entry(SVC_NAME, ZONE, Some(ip))).unwrap();
+        m.set_dns(vpc, EP_NAME, dns_entry(EP_NAME, ZONE, Some(ip))).unwrap();
+        m.set_dns(vpc, OWN, dns_entry(OWN, OWN, Some(ip))).unwrap();
     }
     lab
 }

@@ -122,6 +122,14 @@ pub fn announced(st: &State, seat: &Seat, attached: &dyn Fn(&str) -> bool, holds
             }
         }
     }
+    // Every node answers a VPC's DNS queries: each publishes its DNS address.
+    for v in st.vpcs.values() {
+        if let (Some(ip), Some(table)) = (v.spec.dns, v.spec.announce_table(&st.gateway)) {
+            if attached(&v.spec.interface) {
+                out.insert((table as u32, ip));
+            }
+        }
+    }
     out
 }
 
@@ -263,7 +271,7 @@ mod tests {
     }
 
     #[test]
-    fn a_node_publishes_the_endpoints_it_serves_and_its_zones_addresses() {
+    fn a_node_publishes_the_endpoints_it_serves_its_zones_addresses_and_dns_addresses() {
         let text = "gateway: {fleet: {announce_table: 100}}\nvpcs:\n- {name: c, interface: gw-c, cidr: 10.0.0.0/24}\n- {name: d, interface: gw-d, cidr: 10.9.0.0/24, announce_table: 7}\n- {name: p, interface: gw-p, cidr: 10.3.0.0/24}\nservices:\n- {name: s, owner: \"1\", vpc: p, auto_accept: true, backends: [{address: 10.3.0.5}], ports: [{protocol: tcp, endpoint_port: 80, service_port: 80}]}\nendpoints:\n- {name: e1, owner: \"1\", vpc: c, service: s, ip: 10.0.0.9, zone_ips: {z1: 10.0.0.11, z2: 10.0.0.12}}\n- {name: e2, owner: \"1\", vpc: d, service: s, ip: 10.9.0.9}\n- {name: e3, owner: \"1\", vpc: p, service: s, ip: 10.3.0.9}\n";
         let spec = crate::model::spec::parse(text).unwrap().0;
         let env = crate::model::validate::Env::offline();
@@ -285,6 +293,12 @@ mod tests {
         let z2 = Seat { zone: Some("z2".into()), ..Seat::ALONE };
         assert!(announced(&st, &z2, &all, true).contains(&(100, ip("10.0.0.12"))));
         assert!(!announced(&st, &z2, &all, true).contains(&(100, ip("10.0.0.11"))));
+        // A VPC's DNS address is published by every node whose link to the VPC is up.
+        let dns = text.replace("cidr: 10.0.0.0/24}", "cidr: 10.0.0.0/24, dns: 10.0.0.53}");
+        let spec = crate::model::spec::parse(&dns).unwrap().0;
+        let st = crate::model::plan::finish(crate::model::plan_spec(&spec, None, &State::default(), &env).unwrap().state);
+        assert!(announced(&st, &z2, &all, true).contains(&(100, ip("10.0.0.53"))));
+        assert!(!announced(&st, &z2, &|i| i != "gw-c", true).contains(&(100, ip("10.0.0.53"))));
     }
 
     #[test]

@@ -169,19 +169,10 @@ fn dns(lab: &mut PacketLab, e: Effort, ratio: &dyn Fn(&[f64]) -> String) -> Vec<
     const DNS: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 53);
     let zone = "privatelink.internal";
     let name = "ep-0a1b2c3d4e5f60718.epsrv-1a2b3c4d5e6f70819.local.privatelink.internal";
-    let entry = |n: &str, ip: Option<Ipv4Addr>| DnsEntry {
-        ip_be: ip.map_or(0, ip_raw),
-        ttl: 60,
-        serial: 1,
-        key_len: dns_key(0, n).unwrap().1 as u16,
-        zone_key_len: dns_key(0, zone).unwrap().1 as u16,
-        kind: if ip.is_some() { DNS_KIND_A } else { DNS_KIND_EXISTS },
-        _pad: [0; 3],
-    };
     let m = &mut lab.dp.maps;
     m.bind_endpoint_ip(CONSUMER_VPC, DNS, EP_DNS).unwrap();
-    m.set_dns(CONSUMER_VPC, zone, entry(zone, None)).unwrap();
-    m.set_dns(CONSUMER_VPC, name, entry(name, Some(EP_ACCEPTED))).unwrap();
+    m.set_dns(CONSUMER_VPC, zone, dns_entry(zone, zone, None)).unwrap();
+    m.set_dns(CONSUMER_VPC, name, dns_entry(name, zone, Some(EP_ACCEPTED))).unwrap();
     let query = |n: &str| {
         let mut q = vec![0x42, 0x42, 0x01, 0x20, 0, 1, 0, 0, 0, 0, 0, 1];
         for l in n.split('.') {
