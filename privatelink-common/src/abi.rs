@@ -28,16 +28,17 @@ pub const MAP_EP_SNAT: &str = "PL_EP_SNAT";
 /// rotates over the whole port range so a just-freed port is reused as late as possible.
 pub const MAP_SNAT_CURSOR: &str = "PL_SNAT_CURSOR";
 /// Every map of the data path (what a pin directory holds).
-pub const ALL_MAPS: [&str; 19] = [
+pub const ALL_MAPS: [&str; 20] = [
     MAP_VPCS, MAP_EP_IPS, MAP_ENDPOINTS, MAP_EP_ACTIVE, MAP_PORTS, MAP_SERVICES, MAP_BACKENDS,
     MAP_MAGLEV, MAP_CT, MAP_SNAT_RANGES, MAP_EP_STATS, MAP_GLOBAL_STATS, MAP_VPC_STATS, MAP_ICMP_RATE,
-    MAP_EP_SNAT, MAP_SNAT_CURSOR, crate::dns::MAP_DNS, crate::dns::MAP_DNS_STATS, MAP_LAYOUT,
+    MAP_EP_SNAT, MAP_SNAT_CURSOR, crate::dns::MAP_DNS, crate::dns::MAP_DNS_STATS, crate::sg::MAP_SG_SETS, MAP_LAYOUT,
 ];
 
 /// Version of the maps' layout (keys, values, the set of maps), kept in `PL_LAYOUT`
 /// (an array of one `u32`) beside the pinned maps; a daemon never reuses pins of another
 /// layout. Pins without `PL_LAYOUT` are layout 1. Bumped whenever a map type or the map
-/// set changes: 2 = per-VPC counters, ICMP rate, 32 drop reasons, MTUs; 3 = private DNS.
+/// set changes: 2 = per-VPC counters, ICMP rate, 32 drop reasons, MTUs; 3 = private DNS,
+/// security groups.
 pub const MAP_LAYOUT_VERSION: u32 = 3;
 pub const MAP_LAYOUT: &str = "PL_LAYOUT";
 
@@ -142,12 +143,15 @@ pub enum DropReason {
     /// Sent to a VPC's DNS address but not answerable: too short for a DNS header, a
     /// response (QR set), IP options, or not UDP/TCP port 53.
     DnsDropped = 20,
+    /// A new flow (or a ping) the endpoint's security groups do not allow: dropped
+    /// silently, as cloud security groups do.
+    SecurityGroup = 21,
 }
 
 pub const DROP_REASON_SLOTS: usize = 32;
 
 impl DropReason {
-    pub const ALL: [DropReason; 20] = [
+    pub const ALL: [DropReason; 21] = [
         DropReason::Malformed,
         DropReason::Fragment,
         DropReason::UnmappedPort,
@@ -168,6 +172,7 @@ impl DropReason {
         DropReason::IcmpRateLimited,
         DropReason::IcmpUnsupported,
         DropReason::DnsDropped,
+        DropReason::SecurityGroup,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -192,6 +197,7 @@ impl DropReason {
             DropReason::IcmpRateLimited => "icmp_rate_limited",
             DropReason::IcmpUnsupported => "icmp_unsupported",
             DropReason::DnsDropped => "dns_dropped",
+            DropReason::SecurityGroup => "security_group",
         }
     }
 }
@@ -246,9 +252,9 @@ pub const EP_STATE_INACTIVE: u8 = 4;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EndpointInfo {
     pub service: u32,
-    /// Retired (was the endpoint's one SNAT address; its addresses are in `PL_EP_SNAT`
-    /// now). Kept zero so the value keeps its layout.
-    pub _reserved: u32,
+    /// Key of its security groups' rule set in `PL_SG_SETS`; 0: no group (all allowed).
+    /// (Layout 2 kept a retired SNAT address here, always 0.)
+    pub sg_set: u32,
     /// Concurrent connections allowed; 0 refuses every new flow.
     pub conn_limit: u32,
     /// One of `EP_STATE_*`; 0 = slot unused.
@@ -525,6 +531,8 @@ mod pod {
     unsafe impl aya::Pod for crate::dns::DnsName {}
     unsafe impl aya::Pod for crate::dns::DnsEntry {}
     unsafe impl aya::Pod for crate::dns::DnsStats {}
+    unsafe impl aya::Pod for crate::sg::SgRule {}
+    unsafe impl aya::Pod for crate::sg::SgSet {}
 }
 
 #[cfg(test)]

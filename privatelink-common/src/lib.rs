@@ -7,6 +7,8 @@ pub mod abi;
 pub mod csum;
 pub mod dns;
 pub mod hash;
+pub mod sg;
 
 pub use abi::*;
 pub use dns::*;
+pub use sg::*;

@@ -17,6 +17,7 @@ mod newflow;
 mod path;
 mod reply;
 mod send;
+mod sg;
 mod stats;
 
 use aya_ebpf::{
@@ -75,6 +76,8 @@ static PL_DNS_SCRATCH: PerCpuArray<dns::Scratch> = PerCpuArray::with_max_entries
 /// Programs the data path tail-calls (`PROGS_*`), filled by the loader. Never pinned.
 #[map]
 static PL_PROGS: ProgramArray = ProgramArray::with_max_entries(PROGS_LEN, 0);
+#[map]
+static PL_SG_SETS: HashMap<u32, SgSet> = HashMap::with_max_entries(MAX_SG_SETS, 0);
 #[map]
 static PL_ICMP_RATE: PerCpuArray<IcmpRate> = PerCpuArray::with_max_entries(MAX_ENDPOINTS, 0);
 

@@ -6,7 +6,7 @@ use crate::{
     conntrack::{self, CreateError, NewFlow},
     icmp, lookup, nat,
     parse::{ptr_at, Packet, TCP_ACK, TCP_RST, TCP_SYN},
-    path, reply, send,
+    path, reply, send, sg,
     stats::{self, Drop},
 };
 use aya_ebpf::programs::XdpContext;
@@ -41,6 +41,11 @@ pub fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u
         return Err(Drop::endpoint(DropReason::Malformed, ep));
     }
     let info = lookup::endpoint(ep).ok_or(Drop::endpoint(DropReason::Inactive, ep))?;
+    // The security groups first, as at the clouds' network interfaces: a source they
+    // do not allow learns nothing (a silent drop, never a reset).
+    if !sg::allows(&info, p.src_ip, p.proto, u16::from_be(p.dst_port)) {
+        return Err(Drop::endpoint(DropReason::SecurityGroup, ep));
+    }
     let service_port = lookup::service_port(info.service, p.dst_port, p.proto)
         .ok_or(Drop::endpoint(DropReason::UnmappedPort, ep))?;
     lookup::accepted(&info, ep)?;

@@ -12,7 +12,7 @@ use crate::{
     lookup, nat, newflow,
     parse::{self, Packet, Parsed, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV6, TCP_FIN, TCP_RST, TCP_SYN},
     reply,
-    send,
+    send, sg,
     stats::{self, Drop},
     PL_SNAT_RANGES,
 };
@@ -129,6 +129,9 @@ fn icmp_in(ctx: &XdpContext, vpc: &VpcInfo, p: &Packet) -> Result<u32, Drop> {
 #[inline(always)]
 fn echo(ctx: &XdpContext, p: &Packet, ep: u32) -> Result<u32, Drop> {
     let info = lookup::endpoint(ep).ok_or(Drop::endpoint(DropReason::Inactive, ep))?;
+    if !sg::allows(&info, p.src_ip, PROTO_ICMP, 0) {
+        return Err(Drop::endpoint(DropReason::SecurityGroup, ep));
+    }
     lookup::accepted(&info, ep)?;
     if !icmp::rate_allows(ep) {
         return Err(Drop::endpoint(DropReason::IcmpRateLimited, ep));

@@ -39,6 +39,7 @@ pub struct Maps {
     ep_snat: Array<MapData, u32>,
     dns: LpmTrie<MapData, DnsName, DnsEntry>,
     dns_stats: PerCpuArray<MapData, DnsStats>,
+    sg_sets: HashMap<MapData, u32, SgSet>,
 }
 
 fn take<T: TryFrom<Map, Error = MapError>>(ebpf: &mut Ebpf, name: &'static str) -> Result<T> {
@@ -103,6 +104,7 @@ impl Maps {
             ep_snat: take(ebpf, MAP_EP_SNAT)?,
             dns: take(ebpf, MAP_DNS)?,
             dns_stats: take(ebpf, MAP_DNS_STATS)?,
+            sg_sets: take(ebpf, MAP_SG_SETS)?,
         })
     }
 
@@ -186,6 +188,27 @@ impl Maps {
     }
     pub fn remove_snat_range(&mut self, net: Ipv4Addr, prefix: u8) -> Result<()> {
         remove_ok(self.snat_ranges.remove(&Key::new(prefix as u32, ip_raw(net))), MAP_SNAT_RANGES)
+    }
+
+    // ---- security groups ----
+    pub fn set_sg_set(&mut self, key: u32, rules: &[SgRule]) -> Result<()> {
+        if rules.len() > MAX_SG_RULES {
+            return Err(Error::OutOfRange { map: MAP_SG_SETS, index: rules.len() as u32, capacity: MAX_SG_RULES as u32 });
+        }
+        let mut set = SgSet { count: rules.len() as u32, _pad: 0, rules: [SgRule::default(); MAX_SG_RULES] };
+        set.rules[..rules.len()].copy_from_slice(rules);
+        self.sg_sets.insert(key, set, 0).map_err(err(MAP_SG_SETS))
+    }
+    pub fn remove_sg_set(&mut self, key: u32) -> Result<()> {
+        remove_ok(self.sg_sets.remove(&key), MAP_SG_SETS)
+    }
+    pub fn all_sg_sets(&self) -> Result<BTreeMap<u32, Vec<SgRule>>> {
+        let mut out = BTreeMap::new();
+        for item in self.sg_sets.iter() {
+            let (k, v) = item.map_err(err(MAP_SG_SETS))?;
+            out.insert(k, v.rules[..(v.count as usize).min(MAX_SG_RULES)].to_vec());
+        }
+        Ok(out)
     }
 
     // ---- private DNS ----

@@ -14,6 +14,7 @@ pub mod loader;
 pub mod maglev;
 pub mod maps;
 pub mod reconcile;
+pub mod sg;
 pub mod sweep;
 pub mod tables;
 

@@ -28,6 +28,7 @@ pub fn observe(maps: &Maps) -> Result<Tables> {
         maglev,
         snat_ranges: maps.all_snat_ranges()?,
         dns: maps.all_dns()?,
+        sg_sets: maps.all_sg_sets()?,
     })
 }
 
@@ -63,6 +64,8 @@ fn write(maps: &mut Maps, op: &Op) -> Result<usize> {
         Op::SetEndpoint(k, v) => maps.set_endpoint(*k, *v)?,
         Op::SetEpSnat(k, ip) => maps.set_ep_snat(*k, Some(*ip))?,
         Op::ClearEpSnat(k) => maps.set_ep_snat(*k, None)?,
+        Op::SetSgSet(k, rules) => maps.set_sg_set(*k, rules)?,
+        Op::RemoveSgSet(k) => maps.remove_sg_set(*k)?,
         Op::BindIp((vpc, ip), idx) => maps.bind_endpoint_ip(*vpc, *ip, *idx)?,
         Op::UnbindIp((vpc, ip)) => maps.unbind_endpoint_ip(*vpc, *ip)?,
         Op::SetDns((vpc, name), entry) => maps.set_dns(*vpc, name, *entry)?,

@@ -10,6 +10,7 @@
 //! once it is complete.
 
 use super::{
+    sg,
     links::Iface,
     maglev::{self, Member},
     maps::ip_raw,
@@ -47,6 +48,8 @@ pub struct Tables {
     pub snat_ranges: BTreeSet<(Ipv4Addr, u8)>,
     /// (VPC id, name) -> its private DNS entry.
     pub dns: BTreeMap<DnsK, DnsEntry>,
+    /// Security-group rule sets by content key (see `sg`).
+    pub sg_sets: BTreeMap<u32, Vec<SgRule>>,
 }
 
 pub type DnsK = (u16, String);
@@ -62,6 +65,8 @@ pub enum Op {
     /// A slot taken by a new endpoint starts with zero counters.
     ResetCounters(u32),
     SetEpSnat(u32, Ipv4Addr),
+    SetSgSet(u32, Vec<SgRule>),
+    RemoveSgSet(u32),
     SetEndpoint(u32, EndpointInfo),
     BindIp(IpKey, u32),
     SetDns(DnsK, DnsEntry),
@@ -169,8 +174,20 @@ pub fn desired(st: &State, seat: &Seat, resolve: Resolve, up: Up) -> Tables {
         for (i, ip) in snat.iter().enumerate() {
             t.ep_snat.insert(e.index * MAX_SNAT_PER_ENDPOINT + i as u32, *ip);
         }
+        // A set's key names its content; two different sets on one key (a hash
+        // collision) take the next free key.
+        let rules = sg::compile(&st.spec, e);
+        let mut sg_set = 0;
+        if !rules.is_empty() {
+            sg_set = sg::key_of(&rules);
+            while t.sg_sets.get(&sg_set).is_some_and(|r| *r != rules) {
+                sg_set = sg_set.wrapping_add(1).max(1);
+            }
+            t.sg_sets.insert(sg_set, rules);
+        }
         let info = EndpointInfo {
             service: svc.index,
+            sg_set,
             conn_limit: seat.share(svc.spec.connection_limit as u32),
             state: state_byte(e.state),
             snat_count: snat.len() as u8,
@@ -251,9 +268,13 @@ pub fn diff(want: &Tables, have: &Tables) -> Vec<Op> {
     for (k, (ip, up)) in going_down {
         ops.push(Op::SetBackend(*k, *ip, *up));
     }
-    // An endpoint's SNAT addresses are written before the endpoint that counts them.
+    // An endpoint's SNAT addresses and rule set are written before the endpoint that
+    // uses them.
     for (k, ip) in changed(&want.ep_snat, &have.ep_snat) {
         ops.push(Op::SetEpSnat(*k, *ip));
+    }
+    for (k, v) in changed(&want.sg_sets, &have.sg_sets) {
+        ops.push(Op::SetSgSet(*k, v.clone()));
     }
     for (k, v) in changed(&want.endpoints, &have.endpoints) {
         if !have.endpoints.contains_key(k) {
@@ -279,6 +300,9 @@ pub fn diff(want: &Tables, have: &Tables) -> Vec<Op> {
     }
     for k in gone(&want.ep_snat, &have.ep_snat) {
         ops.push(Op::ClearEpSnat(*k));
+    }
+    for k in gone(&want.sg_sets, &have.sg_sets) {
+        ops.push(Op::RemoveSgSet(*k));
     }
     for k in gone(&want.ports, &have.ports) {
         ops.push(Op::RemovePort(*k));
@@ -325,6 +349,12 @@ pub fn apply(t: &mut Tables, op: &Op) {
         }
         Op::ClearEpSnat(k) => {
             t.ep_snat.remove(k);
+        }
+        Op::SetSgSet(k, v) => {
+            t.sg_sets.insert(*k, v.clone());
+        }
+        Op::RemoveSgSet(k) => {
+            t.sg_sets.remove(k);
         }
         Op::SetEndpoint(k, v) => {
             t.endpoints.insert(*k, *v);

@@ -119,6 +119,7 @@ fn spec_gen() -> impl Strategy<Value = Spec> {
                     ip,
                     zone_ips: Default::default(),
                     private_dns: true,
+                    security_groups: vec![],
                 });
             }
         }
@@ -252,7 +253,7 @@ fn removing_everything_clears_every_table() {
         zone_affinity: false,
         private_dns_name: None,
     });
-    spec_full.endpoints.push(Endpoint { name: "e1".into(), owner: Account("1".into()), vpc: "vpc1".into(), service: "s".into(), ip: None, zone_ips: Default::default(), private_dns: true });
+    spec_full.endpoints.push(Endpoint { name: "e1".into(), owner: Account("1".into()), vpc: "vpc1".into(), service: "s".into(), ip: None, zone_ips: Default::default(), private_dns: true, security_groups: vec![] });
     let (_, full) = phases(&spec_full, &State::default()).unwrap();
     let t = desired(&full, &Seat::ALONE, &iface, &|_, _| true);
     assert_eq!(t.vpcs[&13].fib_table, 7);

@@ -3,9 +3,11 @@
 //! rules live in `validate`. This module only describes.
 
 mod read;
+mod sg;
 mod values;
 
 pub use read::{parse, SpecError};
+pub use sg::{PortRange, SecurityGroup, SgAction, SgProtocol, SgRuleSpec};
 pub use values::{parse_http_url, Account, Cidr, Dur, MssClamp};
 
 use serde::{Deserialize, Serialize};
@@ -42,6 +44,8 @@ pub struct Spec {
     pub services: Vec<Service>,
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<SecurityGroup>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -431,6 +435,9 @@ pub struct Endpoint {
     /// Whether the endpoint has private DNS names (CTyun's "create private domain").
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub private_dns: bool,
+    /// Security groups (names, the endpoint owner's): none allows everything.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<String>,
 }
 
 fn yes() -> bool {

@@ -41,6 +41,8 @@ struct Raw {
     services: Option<Vec<Value>>,
     #[serde(default)]
     endpoints: Option<Vec<Value>>,
+    #[serde(default)]
+    security_groups: Option<Vec<Value>>,
 }
 
 fn join(prefix: &str, inner: &str) -> String {
@@ -109,10 +111,11 @@ pub fn parse(text: &str) -> Result<(Spec, Doc), Vec<SpecError>> {
     let vpcs = list(raw.vpcs, "vpcs", &doc, &mut errors);
     let services = list(raw.services, "services", &doc, &mut errors);
     let endpoints = list(raw.endpoints, "endpoints", &doc, &mut errors);
+    let security_groups = list(raw.security_groups, "security_groups", &doc, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
-    let spec = Spec { gateway: gateway.unwrap_or_default(), vpcs, services, endpoints };
+    let spec = Spec { gateway: gateway.unwrap_or_default(), vpcs, services, endpoints, security_groups };
     Ok((spec, doc))
 }
 

@@ -8,6 +8,7 @@
 mod dns;
 mod history;
 mod rules;
+mod sg;
 
 use super::{
     spec::{Account, Cidr, Spec, SpecError},
@@ -124,6 +125,7 @@ impl Check<'_> {
         self.vpcs(spec);
         self.services(spec);
         self.dns(spec);
+        self.security_groups(spec);
         self.endpoints(spec, known)
     }
 
