@@ -125,6 +125,7 @@ pub fn describe(socket: &Path, kind: One, name: String, fmt: Format) -> Result<(
                 ("snat ports in use", e.snat_ports_in_use.to_string()),
                 ("connections", format!("{} active, limit {} (this node's share {})", e.active_connections, e.connection_limit, e.connection_limit_share)),
                 ("reason", e.reason.unwrap_or_default()),
+                ("security groups", if e.security_groups.is_empty() { "(none: every source allowed)".into() } else { e.security_groups.join(", ") }),
                 ("dns names", names),
             ])
         }

@@ -120,6 +120,9 @@ pub struct EndpointView {
     /// address.
     #[serde(default)]
     pub dns_resolving: bool,
+    /// Its security groups (none: every source allowed).
+    #[serde(default)]
+    pub security_groups: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

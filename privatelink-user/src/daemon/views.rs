@@ -111,6 +111,7 @@ impl Gateway {
             reason: e.reason.clone(),
             created_at: e.created_at,
             dns_names: dns::endpoint_names(&self.state, &e.spec.name).into_iter().map(|(name, address)| DnsNameView { name, address }).collect(),
+            security_groups: e.spec.security_groups.clone(),
             dns_resolving: e.state == EndpointState::Accepted && self.state.vpcs.get(&e.spec.vpc).is_some_and(|v| v.spec.dns.is_some()),
         })
     }

@@ -44,3 +44,44 @@ pub fn key_of(rules: &[SgRule]) -> u32 {
     }
     h.max(1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{plan::finish, plan_spec, spec, state::State, validate::Env};
+
+    const SPEC: &str = r#"
+vpcs:
+  - {name: c, interface: gw-c, cidr: 10.0.0.0/24}
+  - {name: p, interface: gw-p, cidr: 10.3.0.0/24}
+services:
+  - {name: s, owner: "1", vpc: p, backends: [{address: 10.3.0.5}], ports: [{protocol: tcp, endpoint_port: 80, service_port: 80}]}
+security_groups:
+  - name: a
+    owner: "1"
+    rules:
+      - {priority: 5, action: allow, protocol: tcp, ports: "80", source: 10.0.0.0/24}
+      - {priority: 1, action: allow, protocol: udp, ports: 53-54, source: 10.0.0.7/32}
+  - name: b
+    owner: "1"
+    rules:
+      - {priority: 5, action: deny, protocol: all, source: 10.0.0.9/32}
+endpoints:
+  - {name: ep-e, owner: "1", vpc: c, service: s, security_groups: [a, b]}
+  - {name: ep-f, owner: "1", vpc: c, service: s}
+"#;
+
+    #[test]
+    fn groups_merge_in_priority_order_with_deny_first_at_equal_priority() {
+        let p = plan_spec(&spec::parse(SPEC).unwrap().0, None, &State::default(), &Env::offline()).unwrap();
+        let st = finish(p.state);
+        let rules = compile(&st.spec, &st.endpoints["ep-e"]);
+        let shape: Vec<(u8, u8, u16, u16)> = rules.iter().map(|r| (r.action, r.proto, r.port_lo, r.port_hi)).collect();
+        assert_eq!(shape, [(SG_ALLOW, PROTO_UDP, 53, 54), (SG_DENY, SG_PROTO_ALL, 1, 65535), (SG_ALLOW, PROTO_TCP, 80, 80)]);
+        let src = |a: [u8; 4]| u32::from_ne_bytes(a);
+        assert_eq!(decide(&rules, src([10, 0, 0, 9]), PROTO_TCP, 80), SG_DENY, "deny wins at priority 5");
+        assert_eq!(decide(&rules, src([10, 0, 0, 8]), PROTO_TCP, 80), SG_ALLOW);
+        assert!(compile(&st.spec, &st.endpoints["ep-f"]).is_empty(), "no group: no set");
+        assert_ne!(key_of(&rules), 0);
+    }
+}

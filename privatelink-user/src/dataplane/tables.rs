@@ -192,7 +192,6 @@ pub fn desired(st: &State, seat: &Seat, resolve: Resolve, up: Up) -> Tables {
             state: state_byte(e.state),
             snat_count: snat.len() as u8,
             mss_clamp: mss_clamp(st.gateway.mss_clamp, sides.into_iter().flatten().copied().min()),
-            ..Default::default()
         };
         t.endpoints.insert(e.index, info);
         // Every node answers on every address (zonal ones included): only where each

@@ -260,3 +260,36 @@ fn dns_rules() {
     case("allowed_accounts: [\"100001\"]", &own("internal"), &[("services[0].private_dns_name", "at least two labels")]);
     case("allowed_accounts: [\"100001\"]", &own("API.Orders.Example."), &[]);
 }
+
+#[test]
+fn security_group_rules() {
+    let groups = |rule: &str, owner: &str| format!("{BASE}security_groups:\n  - name: g\n    owner: \"{owner}\"\n    rules:\n      - {rule}\n");
+    let errs = |text: &str| -> Vec<(String, String)> { errors_of(text, &Known::default()).into_iter().map(|e| (e.path, e.message)).collect() };
+    let ok = groups("{priority: 1, action: allow, protocol: tcp, ports: \"80\", source: 10.0.0.0/28}", "100001");
+    assert_eq!(errs(&ok), vec![]);
+    for (rule, path, msg) in [
+        ("{priority: 0, action: allow, protocol: tcp, source: 10.0.0.0/28}", "security_groups[0].rules[0].priority", "must be 1-100, not 0"),
+        ("{priority: 1, action: allow, protocol: tcp, ports: \"90-80\", source: 10.0.0.0/28}", "security_groups[0].rules[0].ports", "N <= M"),
+        ("{priority: 1, action: allow, protocol: tcp, ports: \"0\", source: 10.0.0.0/28}", "security_groups[0].rules[0].ports", "1-65535"),
+        ("{priority: 1, action: allow, protocol: icmp, ports: \"80\", source: 10.0.0.0/28}", "security_groups[0].rules[0].ports", "ICMP has no ports"),
+    ] {
+        let got = errs(&groups(rule, "100001"));
+        assert_eq!(got.len(), 1, "{rule}: {got:?}");
+        assert_eq!(got[0].0, path);
+        assert!(got[0].1.contains(msg), "{rule}: {}", got[0].1);
+    }
+    // Attached: the endpoint's own account's groups, at most 5, each defined once.
+    let attach = |list: &str, owner: &str| groups("{priority: 1, action: allow, protocol: all, source: 0.0.0.0/0}", owner).replace("ip: 10.0.0.100}", &format!("ip: 10.0.0.100, security_groups: {list}}}"));
+    assert_eq!(errs(&attach("[g]", "100001")), vec![]);
+    let got = errs(&attach("[g]", "100002"));
+    assert!(got.len() == 1 && got[0].0 == "endpoints[0].security_groups[0]" && got[0].1.contains("belongs to account 100002"), "{got:?}");
+    let got = errs(&attach("[h]", "100001"));
+    assert!(got.len() == 1 && got[0].1.contains("security group `h` is not defined"), "{got:?}");
+    let got = errs(&attach("[g, g]", "100001"));
+    assert!(got.len() == 1 && got[0].1.contains("listed twice"), "{got:?}");
+    let got = errs(&attach("[a, b, c, d, e, f]", "100001"));
+    assert!(got.iter().any(|e| e.0 == "endpoints[0].security_groups" && e.1.contains("at most 5")), "{got:?}");
+    let many: String = (0..101).map(|i| format!("      - {{priority: 1, action: allow, protocol: tcp, ports: \"{}\", source: 10.0.0.0/24}}\n", i + 1)).collect();
+    let text = format!("{BASE}security_groups:\n  - name: g\n    owner: \"100001\"\n    rules:\n{many}");
+    assert!(errs(&text).iter().any(|e| e.0 == "security_groups[0].rules" && e.1.contains("at most 100 rules")));
+}
