@@ -212,7 +212,12 @@ fn established_forward(ctx: &XdpContext, p: &Packet, entry: &mut CtValue) -> Res
     entry.last_seen_ns = conntrack::now();
     if p.proto == PROTO_TCP {
         if conntrack::track_tcp(entry, p.tcp_flags, false) == conntrack::Tcp::Reopen {
-            let limit = lookup::endpoint(entry.endpoint).map_or(0, |i| i.conn_limit);
+            let info = lookup::endpoint(entry.endpoint).unwrap_or_default();
+            // A new connection on the tuple of a closed one: the groups decide again.
+            if !sg::allows(&info, p.src_ip, p.proto, u16::from_be(p.dst_port)) {
+                return Err(Drop::endpoint(DropReason::SecurityGroup, entry.endpoint));
+            }
+            let limit = info.conn_limit;
             if !conntrack::reopen(entry, limit) {
                 return newflow::refuse(ctx, p, Drop::endpoint(DropReason::OverLimit, entry.endpoint));
             }

@@ -26,6 +26,9 @@ const EP_IDX_UNLIMITED: u32 = 5;
 const EP_UNLIMITED: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 105);
 const EP_IDX_ZERO: u32 = 6;
 const EP_ZERO: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 106);
+/// An accepted endpoint with a 100-rule security group.
+const EP_IDX_SG: u32 = 7;
+const EP_SG: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 107);
 
 /// One repeat=1 run; (return value, kernel-measured ns).
 fn once(prog: &Xdp, ifindex: u32, frame: &[u8]) -> (u32, f64) {
@@ -150,6 +153,25 @@ pub fn run(e: Effort) -> Vec<Row> {
         syn_from(1024 + (i % 50_000) as u16, src, EP_UNLIMITED)
     });
     rows.push(Row::new(PART, "new TCP flow (SYN: limit check, conntrack insert, SNAT port)", &t, "ns/pkt").note(ratio(&t)));
+    // The same with a 100-rule security group whose last rule is the one that admits.
+    let mut rules: Vec<SgRule> = (0..99u16)
+        .map(|i| SgRule { net_be: ip_raw(Ipv4Addr::new(192, 0, 2, 0)), mask_be: ip_raw(Ipv4Addr::new(255, 255, 255, 0)), port_lo: 1000 + i, port_hi: 1000 + i, proto: PROTO_TCP, action: SG_DENY, _pad: [0; 2] })
+        .collect();
+    rules.push(SgRule { net_be: 0, mask_be: 0, port_lo: 1, port_hi: 65535, proto: SG_PROTO_ALL, action: SG_ALLOW, _pad: [0; 2] });
+    // An endpoint of its own, so its SNAT ports are all free.
+    add_endpoint(&mut lab, EP_IDX_SG, EP_SG, u32::MAX);
+    lab.dp.maps.set_sg_set(1, &rules).unwrap();
+    let mut info = lab.dp.maps.endpoint(EP_IDX_SG).unwrap();
+    info.sg_set = 1;
+    lab.dp.maps.set_endpoint(EP_IDX_SG, info).unwrap();
+    let prog = lab.dp.xdp().unwrap();
+    let base = super::summary(&t).0;
+    let t = measure(prog, cif, e, XDP_REDIRECT, |i| {
+        let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + 2 + (i / 50_000) as u32 % 100);
+        syn_from(1024 + (i % 50_000) as u16, src, EP_SG)
+    });
+    let extra = super::summary(&t).0 - base;
+    rows.push(Row::new(PART, "new TCP flow through a 100-rule security group (the 100th rule admits)", &t, "ns/pkt").note(format!("{}; +{extra:.0} ns for the rules", ratio(&t))));
     let t = measure(prog, cif, e, XDP_TX, |i| syn_from(2000 + (i % 1000) as u16, CLIENT, EP_ZERO));
     rows.push(Row::new(PART, "SYN over the connection limit (RST sent)", &t, "ns/pkt").note(ratio(&t)));
     let noflow = ack((CLIENT, 45000), (EP_ACCEPTED, 80), CLIENT_MAC, GW_CONSUMER_MAC);
