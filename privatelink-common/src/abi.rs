@@ -28,17 +28,17 @@ pub const MAP_EP_SNAT: &str = "PL_EP_SNAT";
 /// rotates over the whole port range so a just-freed port is reused as late as possible.
 pub const MAP_SNAT_CURSOR: &str = "PL_SNAT_CURSOR";
 /// Every map of the data path (what a pin directory holds).
-pub const ALL_MAPS: [&str; 20] = [
+pub const ALL_MAPS: [&str; 22] = [
     MAP_VPCS, MAP_EP_IPS, MAP_ENDPOINTS, MAP_EP_ACTIVE, MAP_PORTS, MAP_SERVICES, MAP_BACKENDS,
     MAP_MAGLEV, MAP_CT, MAP_SNAT_RANGES, MAP_EP_STATS, MAP_GLOBAL_STATS, MAP_VPC_STATS, MAP_ICMP_RATE,
-    MAP_EP_SNAT, MAP_SNAT_CURSOR, crate::dns::MAP_DNS, crate::dns::MAP_DNS_STATS, crate::sg::MAP_SG_SETS, MAP_LAYOUT,
+    MAP_EP_SNAT, MAP_SNAT_CURSOR, crate::dns::MAP_DNS, crate::dns::MAP_DNS_STATS, crate::sg::MAP_SG_SETS, crate::police::MAP_EP_RATE, crate::police::MAP_EP_TAT, MAP_LAYOUT,
 ];
 
 /// Version of the maps' layout (keys, values, the set of maps), kept in `PL_LAYOUT`
 /// (an array of one `u32`) beside the pinned maps; a daemon never reuses pins of another
 /// layout. Pins without `PL_LAYOUT` are layout 1. Bumped whenever a map type or the map
 /// set changes: 2 = per-VPC counters, ICMP rate, 32 drop reasons, MTUs; 3 = private DNS,
-/// security groups.
+/// security groups, bandwidth limits.
 pub const MAP_LAYOUT_VERSION: u32 = 3;
 pub const MAP_LAYOUT: &str = "PL_LAYOUT";
 
@@ -146,12 +146,14 @@ pub enum DropReason {
     /// A new flow (or a ping) the endpoint's security groups do not allow: dropped
     /// silently, as cloud security groups do.
     SecurityGroup = 21,
+    /// Over the endpoint's bandwidth limit in its direction (policed, not paced).
+    OverBandwidth = 22,
 }
 
 pub const DROP_REASON_SLOTS: usize = 32;
 
 impl DropReason {
-    pub const ALL: [DropReason; 21] = [
+    pub const ALL: [DropReason; 22] = [
         DropReason::Malformed,
         DropReason::Fragment,
         DropReason::UnmappedPort,
@@ -173,6 +175,7 @@ impl DropReason {
         DropReason::IcmpUnsupported,
         DropReason::DnsDropped,
         DropReason::SecurityGroup,
+        DropReason::OverBandwidth,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -198,6 +201,7 @@ impl DropReason {
             DropReason::IcmpUnsupported => "icmp_unsupported",
             DropReason::DnsDropped => "dns_dropped",
             DropReason::SecurityGroup => "security_group",
+            DropReason::OverBandwidth => "over_bandwidth",
         }
     }
 }
@@ -533,6 +537,7 @@ mod pod {
     unsafe impl aya::Pod for crate::dns::DnsStats {}
     unsafe impl aya::Pod for crate::sg::SgRule {}
     unsafe impl aya::Pod for crate::sg::SgSet {}
+    unsafe impl aya::Pod for crate::police::Rate {}
 }
 
 #[cfg(test)]

@@ -7,8 +7,10 @@ pub mod abi;
 pub mod csum;
 pub mod dns;
 pub mod hash;
+pub mod police;
 pub mod sg;
 
 pub use abi::*;
 pub use dns::*;
 pub use sg::*;
+pub use police::*;

@@ -15,6 +15,7 @@ mod nat;
 mod parse;
 mod newflow;
 mod path;
+mod police;
 mod reply;
 mod send;
 mod sg;
@@ -78,6 +79,11 @@ static PL_DNS_SCRATCH: PerCpuArray<dns::Scratch> = PerCpuArray::with_max_entries
 static PL_PROGS: ProgramArray = ProgramArray::with_max_entries(PROGS_LEN, 0);
 #[map]
 static PL_SG_SETS: HashMap<u32, SgSet> = HashMap::with_max_entries(MAX_SG_SETS, 0);
+#[map]
+static PL_EP_RATE: Array<Rate> = Array::with_max_entries(MAX_ENDPOINTS, 0);
+/// Changed only with compare-and-swap.
+#[map]
+static PL_EP_TAT: Array<u64> = Array::with_max_entries(MAX_ENDPOINTS * 2, 0);
 #[map]
 static PL_ICMP_RATE: PerCpuArray<IcmpRate> = PerCpuArray::with_max_entries(MAX_ENDPOINTS, 0);
 

@@ -1,12 +1,13 @@
-//! A flow's first packet: the endpoint's state gate, the port mapping, the backend
-//! choice, the connection limit and SNAT, then the flow's two entries. A refused TCP
-//! SYN is answered with a reset; every refusal is counted by reason.
+//! A flow's first packet: the endpoint's state gate, the security groups, the port
+//! mapping, the bandwidth limit, the backend choice, the connection limit and SNAT,
+//! then the flow's two entries. A refused TCP SYN is answered with a reset (a packet
+//! over the groups or the rate is dropped silently); every refusal is counted by reason.
 
 use crate::{
     conntrack::{self, CreateError, NewFlow},
     icmp, lookup, nat,
     parse::{ptr_at, Packet, TCP_ACK, TCP_RST, TCP_SYN},
-    path, reply, send, sg,
+    path, police, reply, send, sg,
     stats::{self, Drop},
 };
 use aya_ebpf::programs::XdpContext;
@@ -63,6 +64,10 @@ pub fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u
     if p.ttl <= 1 {
         // Not forwarded, so no flow: traceroute's first probe is answered, not counted.
         return send::icmp_error(ctx, p, ep, icmp::TIME_EXCEEDED, 0, 0, DropReason::TtlExceeded);
+    }
+    // A flow's first packet pays too (else new UDP flows would pass a limit for free).
+    if !police::admits(ep, DIR_FORWARD, p.frame_len, conntrack::now()) {
+        return Err(Drop::endpoint(DropReason::OverBandwidth, ep));
     }
     let svc = match lookup::service(info.service) {
         Some(s) => s,

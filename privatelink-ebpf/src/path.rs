@@ -9,7 +9,7 @@ use crate::{
     conntrack,
     forward::{self, Hop, HOP_NO_ROUTE, HOP_REDIRECT},
     icmp::{self, Quote},
-    lookup, nat, newflow,
+    lookup, nat, newflow, police,
     parse::{self, Packet, Parsed, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV6, TCP_FIN, TCP_RST, TCP_SYN},
     reply,
     send, sg,
@@ -209,7 +209,12 @@ fn in_snat_range(ip: u32) -> bool {
 
 #[inline(always)]
 fn established_forward(ctx: &XdpContext, p: &Packet, entry: &mut CtValue) -> Result<u32, Drop> {
-    entry.last_seen_ns = conntrack::now();
+    let now = conntrack::now();
+    entry.last_seen_ns = now;
+    // Over the bandwidth limit: dropped before it changes any flow state.
+    if !police::admits(entry.endpoint, DIR_FORWARD, p.frame_len, now) {
+        return Err(Drop::endpoint(DropReason::OverBandwidth, entry.endpoint));
+    }
     if p.proto == PROTO_TCP {
         if conntrack::track_tcp(entry, p.tcp_flags, false) == conntrack::Tcp::Reopen {
             let info = lookup::endpoint(entry.endpoint).unwrap_or_default();
@@ -249,7 +254,11 @@ fn established_forward(ctx: &XdpContext, p: &Packet, entry: &mut CtValue) -> Res
 
 #[inline(always)]
 fn established_reverse(ctx: &XdpContext, p: &Packet, entry: &mut CtValue) -> Result<u32, Drop> {
-    entry.last_seen_ns = conntrack::now();
+    let now = conntrack::now();
+    entry.last_seen_ns = now;
+    if !police::admits(entry.endpoint, DIR_REVERSE, p.frame_len, now) {
+        return Err(Drop::endpoint(DropReason::OverBandwidth, entry.endpoint));
+    }
     let rev = *entry;
     if p.proto == PROTO_TCP && p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
         if let Some(fwd) = conntrack::get(&rev.peer_key(p.proto)) {

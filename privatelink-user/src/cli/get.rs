@@ -126,6 +126,7 @@ pub fn describe(socket: &Path, kind: One, name: String, fmt: Format) -> Result<(
                 ("connections", format!("{} active, limit {} (this node's share {})", e.active_connections, e.connection_limit, e.connection_limit_share)),
                 ("reason", e.reason.unwrap_or_default()),
                 ("security groups", if e.security_groups.is_empty() { "(none: every source allowed)".into() } else { e.security_groups.join(", ") }),
+                ("bandwidth", e.bandwidth.map_or("unlimited".into(), |b| format!("{b} each way"))),
                 ("dns names", names),
             ])
         }

@@ -1,6 +1,7 @@
 //! `stats [--watch]`, `conntrack list`, `whois`: what the data path is doing.
 
 use super::{client, output::{self, Format}};
+use crate::model::spec::Bandwidth;
 use crate::daemon::api::{Counters, EndpointStats, FlowView, Request, StatsView, WhoisView};
 use anyhow::Result;
 use std::{collections::BTreeMap, net::Ipv4Addr, path::Path, time::Duration};
@@ -13,11 +14,16 @@ fn drops(c: &Counters) -> String {
     }
 }
 
+fn bandwidth(e: &EndpointStats) -> String {
+    e.bandwidth_bps.map_or("-".into(), |b| Bandwidth(b).to_string())
+}
+
 fn stats_table(v: &StatsView) -> String {
-    let columns: [output::Column<EndpointStats>; 10] = [
+    let columns: [output::Column<EndpointStats>; 11] = [
         ("ENDPOINT", &|e| e.endpoint.clone()),
         ("STATE", &|e| e.state.clone()),
         ("ACTIVE/LIMIT", &|e| format!("{}/{}", e.active_connections, e.connection_limit)),
+        ("BANDWIDTH", &bandwidth),
         ("NEW", &|e| e.counters.new_connections.to_string()),
         ("PKTS IN", &|e| e.counters.fwd_packets.to_string()),
         ("BYTES IN", &|e| output::bytes(e.counters.fwd_bytes)),
@@ -30,9 +36,10 @@ fn stats_table(v: &StatsView) -> String {
     // What no endpoint is charged with: per VPC interface, and in all.
     let own = |name: String, c: &Counters| {
         let mut row = vec!["-".to_string(); columns.len()];
+        let n = row.len();
         row[0] = name;
-        row[8] = c.resets_sent.to_string();
-        row[9] = drops(c);
+        row[n - 2] = c.resets_sent.to_string();
+        row[n - 1] = drops(c);
         row
     };
     rows.extend(v.vpcs.iter().map(|x| own(format!("(vpc {})", x.vpc), &x.counters)));
@@ -52,6 +59,7 @@ fn rates_table(now: &StatsView, before: &BTreeMap<String, Counters>, secs: f64) 
             ("ENDPOINT", &|e| e.endpoint.clone()),
             ("STATE", &|e| e.state.clone()),
             ("ACTIVE/LIMIT", &|e| format!("{}/{}", e.active_connections, e.connection_limit)),
+            ("BANDWIDTH", &bandwidth),
             ("NEW/S", &|e| rate(e.counters.new_connections, was(e).new_connections)),
             ("PKTS IN/S", &|e| rate(e.counters.fwd_packets, was(e).fwd_packets)),
             ("IN", &|e| bytes(e.counters.fwd_bytes, was(e).fwd_bytes)),

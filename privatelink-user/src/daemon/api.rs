@@ -123,6 +123,9 @@ pub struct EndpointView {
     /// Its security groups (none: every source allowed).
     #[serde(default)]
     pub security_groups: Vec<String>,
+    /// Its bandwidth limit in each direction, as written (`100Mbps`); none: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -212,6 +215,9 @@ pub struct EndpointStats {
     pub state: String,
     pub active_connections: u64,
     pub connection_limit: i64,
+    /// The endpoint's bandwidth limit in each direction (bits/s); none: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth_bps: Option<u64>,
     #[serde(flatten)]
     pub counters: Counters,
 }

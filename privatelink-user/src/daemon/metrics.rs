@@ -25,6 +25,8 @@ pub struct EndpointSample {
     pub active: u64,
     pub snat_ports_in_use: u64,
     pub snat_ports_free: u64,
+    /// The endpoint's bandwidth limit (bits/s in each direction), if it has one.
+    pub bandwidth_bps: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -112,6 +114,8 @@ impl Collector for Snapshot {
             .collect();
         family(&mut e, "privatelink_endpoint_drops", "Packets to an endpoint dropped, by reason.", drops)?;
         family(&mut e, "privatelink_endpoint_connection_limit_hits", "New connections refused by the endpoint's connection limit.", eps.iter().map(|s| (s.labels.clone(), counter(s.counters.drops.get("over_limit").copied().unwrap_or(0)))).collect())?;
+        let limited = eps.iter().filter_map(|s| Some((s.labels.clone(), gauge(s.bandwidth_bps? as i64)))).collect();
+        family(&mut e, "privatelink_endpoint_bandwidth_limit_bps", "The endpoint's bandwidth limit in each direction, bits per second (endpoints with one only); packets over it count as drops with reason over_bandwidth.", limited)?;
         family(&mut e, "privatelink_endpoint_resets_sent", "TCP resets the gateway sent for an endpoint.", eps.iter().map(|s| (s.labels.clone(), counter(s.counters.resets_sent))).collect())?;
         family(&mut e, "privatelink_endpoint_snat_ports_in_use", "SNAT source ports held by the endpoint's flows (open or closing), as the data path counts them.", eps.iter().map(|s| (s.labels.clone(), gauge(s.snat_ports_in_use as i64))).collect())?;
         family(&mut e, "privatelink_endpoint_snat_ports_free", "SNAT source ports left for new flows (per SNAT address, backend and protocol, summed).", eps.iter().map(|s| (s.labels.clone(), gauge(s.snat_ports_free as i64))).collect())?;
@@ -213,6 +217,7 @@ impl Gateway {
                 active,
                 snat_ports_in_use: in_use,
                 snat_ports_free: ports.saturating_sub(in_use),
+                bandwidth_bps: e.spec.bandwidth.map(|b| b.0),
             });
         }
         for s in self.state.services.values() {

@@ -112,6 +112,7 @@ impl Gateway {
             created_at: e.created_at,
             dns_names: dns::endpoint_names(&self.state, &e.spec.name).into_iter().map(|(name, address)| DnsNameView { name, address }).collect(),
             security_groups: e.spec.security_groups.clone(),
+            bandwidth: e.spec.bandwidth.map(|b| b.to_string()),
             dns_resolving: e.state == EndpointState::Accepted && self.state.vpcs.get(&e.spec.vpc).is_some_and(|v| v.spec.dns.is_some()),
         })
     }
@@ -128,6 +129,7 @@ impl Gateway {
                 state: e.state.to_string(),
                 active_connections: dp.maps.active_flows(e.index)?,
                 connection_limit: self.state.services.get(&e.service).map_or(0, |s| s.spec.connection_limit),
+                bandwidth_bps: e.spec.bandwidth.map(|b| b.0),
                 counters: dp.maps.endpoint_stats(e.index)?.into(),
             });
         }

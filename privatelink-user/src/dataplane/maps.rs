@@ -40,6 +40,8 @@ pub struct Maps {
     dns: LpmTrie<MapData, DnsName, DnsEntry>,
     dns_stats: PerCpuArray<MapData, DnsStats>,
     sg_sets: HashMap<MapData, u32, SgSet>,
+    rates: Array<MapData, Rate>,
+    tats: Array<MapData, u64>,
 }
 
 fn take<T: TryFrom<Map, Error = MapError>>(ebpf: &mut Ebpf, name: &'static str) -> Result<T> {
@@ -105,6 +107,8 @@ impl Maps {
             dns: take(ebpf, MAP_DNS)?,
             dns_stats: take(ebpf, MAP_DNS_STATS)?,
             sg_sets: take(ebpf, MAP_SG_SETS)?,
+            rates: take(ebpf, MAP_EP_RATE)?,
+            tats: take(ebpf, MAP_EP_TAT)?,
         })
     }
 
@@ -209,6 +213,22 @@ impl Maps {
             out.insert(k, v.rules[..(v.count as usize).min(MAX_SG_RULES)].to_vec());
         }
         Ok(out)
+    }
+
+    // ---- bandwidth limits ----
+    /// Live: the endpoint's flows are left alone; its buckets start again full, so a
+    /// bucket that ran ahead at the old rate does not hold back the new one.
+    pub fn set_rate(&mut self, index: u32, rate: Rate) -> Result<()> {
+        check_index(MAP_EP_RATE, index, MAX_ENDPOINTS)?;
+        self.rates.set(index, rate, 0).map_err(err(MAP_EP_RATE))?;
+        for dir in [DIR_FORWARD, DIR_REVERSE] {
+            self.tats.set(index * 2 + dir, 0, 0).map_err(err(MAP_EP_TAT))?;
+        }
+        Ok(())
+    }
+    /// Endpoints with a limit.
+    pub fn all_rates(&self) -> Result<BTreeMap<u32, Rate>> {
+        slots_in_use(&self.rates, MAP_EP_RATE, MAX_ENDPOINTS, |r| r.ps_per_byte != 0)
     }
 
     // ---- private DNS ----

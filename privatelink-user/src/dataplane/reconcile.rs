@@ -29,6 +29,7 @@ pub fn observe(maps: &Maps) -> Result<Tables> {
         snat_ranges: maps.all_snat_ranges()?,
         dns: maps.all_dns()?,
         sg_sets: maps.all_sg_sets()?,
+        rates: maps.all_rates()?,
     })
 }
 
@@ -66,6 +67,8 @@ fn write(maps: &mut Maps, op: &Op) -> Result<usize> {
         Op::ClearEpSnat(k) => maps.set_ep_snat(*k, None)?,
         Op::SetSgSet(k, rules) => maps.set_sg_set(*k, rules)?,
         Op::RemoveSgSet(k) => maps.remove_sg_set(*k)?,
+        Op::SetRate(k, r) => maps.set_rate(*k, *r)?,
+        Op::ClearRate(k) => maps.set_rate(*k, privatelink_common::Rate::default())?,
         Op::BindIp((vpc, ip), idx) => maps.bind_endpoint_ip(*vpc, *ip, *idx)?,
         Op::UnbindIp((vpc, ip)) => maps.unbind_endpoint_ip(*vpc, *ip)?,
         Op::SetDns((vpc, name), entry) => maps.set_dns(*vpc, name, *entry)?,

@@ -50,6 +50,8 @@ pub struct Tables {
     pub dns: BTreeMap<DnsK, DnsEntry>,
     /// Security-group rule sets by content key (see `sg`).
     pub sg_sets: BTreeMap<u32, Vec<SgRule>>,
+    /// Endpoint -> its bandwidth limit (endpoints with one only).
+    pub rates: BTreeMap<u32, Rate>,
 }
 
 pub type DnsK = (u16, String);
@@ -67,6 +69,9 @@ pub enum Op {
     SetEpSnat(u32, Ipv4Addr),
     SetSgSet(u32, Vec<SgRule>),
     RemoveSgSet(u32),
+    /// A rate changes live: the buckets (and flows) are left as they are.
+    SetRate(u32, Rate),
+    ClearRate(u32),
     SetEndpoint(u32, EndpointInfo),
     BindIp(IpKey, u32),
     SetDns(DnsK, DnsEntry),
@@ -194,6 +199,9 @@ pub fn desired(st: &State, seat: &Seat, resolve: Resolve, up: Up) -> Tables {
             mss_clamp: mss_clamp(st.gateway.mss_clamp, sides.into_iter().flatten().copied().min()),
         };
         t.endpoints.insert(e.index, info);
+        if let Some(b) = e.spec.bandwidth {
+            t.rates.insert(e.index, Rate::of_bps(b.0));
+        }
         // Every node answers on every address (zonal ones included): only where each
         // is published follows the zones.
         for ip in e.addresses() {
@@ -275,6 +283,9 @@ pub fn diff(want: &Tables, have: &Tables) -> Vec<Op> {
     for (k, v) in changed(&want.sg_sets, &have.sg_sets) {
         ops.push(Op::SetSgSet(*k, v.clone()));
     }
+    for (k, v) in changed(&want.rates, &have.rates) {
+        ops.push(Op::SetRate(*k, *v));
+    }
     for (k, v) in changed(&want.endpoints, &have.endpoints) {
         if !have.endpoints.contains_key(k) {
             ops.push(Op::ResetCounters(*k));
@@ -302,6 +313,9 @@ pub fn diff(want: &Tables, have: &Tables) -> Vec<Op> {
     }
     for k in gone(&want.sg_sets, &have.sg_sets) {
         ops.push(Op::RemoveSgSet(*k));
+    }
+    for k in gone(&want.rates, &have.rates) {
+        ops.push(Op::ClearRate(*k));
     }
     for k in gone(&want.ports, &have.ports) {
         ops.push(Op::RemovePort(*k));
@@ -354,6 +368,12 @@ pub fn apply(t: &mut Tables, op: &Op) {
         }
         Op::RemoveSgSet(k) => {
             t.sg_sets.remove(k);
+        }
+        Op::SetRate(k, v) => {
+            t.rates.insert(*k, *v);
+        }
+        Op::ClearRate(k) => {
+            t.rates.remove(k);
         }
         Op::SetEndpoint(k, v) => {
             t.endpoints.insert(*k, *v);

@@ -7,7 +7,7 @@ use super::*;
 use crate::dataplane::links::Iface;
 use crate::model::{
     plan, plan_spec,
-    spec::{Account, Backend, Endpoint, PortMapping, Protocol, Service, Spec, Vpc},
+    spec::{Account, Backend, Bandwidth, Endpoint, PortMapping, Protocol, Service, Spec, Vpc},
     state::State,
     validate::Env,
 };
@@ -35,6 +35,7 @@ struct EpGen {
     vpc: u8,
     ip: Option<u8>,
     owner: u8,
+    mbps: Option<u8>,
 }
 
 fn svc_gen() -> impl Strategy<Value = SvcGen> {
@@ -49,8 +50,8 @@ fn svc_gen() -> impl Strategy<Value = SvcGen> {
 }
 
 fn ep_gen() -> impl Strategy<Value = EpGen> {
-    (0u8..8, 0usize..3, 1u8..3, proptest::option::of(2u8..12), 1u8..3)
-        .prop_map(|(name, service, vpc, ip, owner)| EpGen { name, service, vpc, ip, owner })
+    (0u8..8, 0usize..3, 1u8..3, proptest::option::of(2u8..12), 1u8..3, proptest::option::of(1u8..3))
+        .prop_map(|(name, service, vpc, ip, owner, mbps)| EpGen { name, service, vpc, ip, owner, mbps })
 }
 
 fn spec_gen() -> impl Strategy<Value = Spec> {
@@ -120,6 +121,7 @@ fn spec_gen() -> impl Strategy<Value = Spec> {
                     zone_ips: Default::default(),
                     private_dns: true,
                     security_groups: vec![],
+                    bandwidth: e.mbps.map(|m| Bandwidth(m as u64 * 1_000_000)),
                 });
             }
         }
@@ -253,7 +255,7 @@ fn removing_everything_clears_every_table() {
         zone_affinity: false,
         private_dns_name: None,
     });
-    spec_full.endpoints.push(Endpoint { name: "e1".into(), owner: Account("1".into()), vpc: "vpc1".into(), service: "s".into(), ip: None, zone_ips: Default::default(), private_dns: true, security_groups: vec![] });
+    spec_full.endpoints.push(Endpoint { name: "e1".into(), owner: Account("1".into()), vpc: "vpc1".into(), service: "s".into(), ip: None, zone_ips: Default::default(), private_dns: true, security_groups: vec![], bandwidth: None });
     let (_, full) = phases(&spec_full, &State::default()).unwrap();
     let t = desired(&full, &Seat::ALONE, &iface, &|_, _| true);
     assert_eq!(t.vpcs[&13].fib_table, 7);

@@ -25,7 +25,7 @@ fn main() {
                 EndpointRecord {
                     extra_snat_ips: vec![],
                     id: format!("ep-{i:017x}"),
-                    spec: Endpoint { name, owner: Account("1".into()), vpc: "v".into(), service: "s".into(), ip: None, zone_ips: Default::default(), private_dns: true, security_groups: vec![] },
+                    spec: Endpoint { name, owner: Account("1".into()), vpc: "v".into(), service: "s".into(), ip: None, zone_ips: Default::default(), private_dns: true, security_groups: vec![], bandwidth: None },
                     service: "s".into(),
                     state: EndpointState::Accepted,
                     ip: std::net::Ipv4Addr::from(i),

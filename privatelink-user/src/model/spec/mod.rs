@@ -8,7 +8,7 @@ mod values;
 
 pub use read::{parse, SpecError};
 pub use sg::{PortRange, SecurityGroup, SgAction, SgProtocol, SgRuleSpec};
-pub use values::{parse_http_url, Account, Cidr, Dur, MssClamp};
+pub use values::{parse_http_url, Account, Bandwidth, Cidr, Dur, MssClamp};
 
 use serde::{Deserialize, Serialize};
 use std::{collections::BTreeMap, fmt, net::Ipv4Addr, time::Duration};
@@ -438,6 +438,9 @@ pub struct Endpoint {
     /// Security groups (names, the endpoint owner's): none allows everything.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub security_groups: Vec<String>,
+    /// Bandwidth limit in each direction (policed); none: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<Bandwidth>,
 }
 
 fn yes() -> bool {

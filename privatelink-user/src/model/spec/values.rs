@@ -21,7 +21,7 @@ macro_rules! text_serde {
         }
     )*};
 }
-text_serde!(Cidr, Dur);
+text_serde!(Cidr, Dur, Bandwidth);
 
 /// An account id. Written as a string or a number in YAML; kept as text.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -99,6 +99,39 @@ impl fmt::Display for Cidr {
     }
 }
 
+
+/// A bandwidth written `100Mbps`, `512Kbps` or `1Gbps` (bits per second, decimal units
+/// as the consoles use them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Bandwidth(pub u64);
+
+impl FromStr for Bandwidth {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not a bandwidth (a whole number with Kbps, Mbps or Gbps: `100Mbps`)");
+        let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let (n, unit) = s.split_at(split);
+        let n: u64 = n.parse().map_err(|_| bad())?;
+        let scale = match unit.to_ascii_lowercase().as_str() {
+            "kbps" => 1_000,
+            "mbps" => 1_000_000,
+            "gbps" => 1_000_000_000,
+            _ => return Err(bad()),
+        };
+        n.checked_mul(scale).map(Bandwidth).ok_or_else(bad)
+    }
+}
+
+impl fmt::Display for Bandwidth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        match () {
+            _ if b > 0 && b.is_multiple_of(1_000_000_000) => write!(f, "{}Gbps", b / 1_000_000_000),
+            _ if b > 0 && b.is_multiple_of(1_000_000) => write!(f, "{}Mbps", b / 1_000_000),
+            _ => write!(f, "{}Kbps", b / 1_000),
+        }
+    }
+}
 
 /// A duration written `350s`, `5m`, `1h` or `500ms`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

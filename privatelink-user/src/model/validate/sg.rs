@@ -1,5 +1,6 @@
 //! The security-group rules: the groups themselves (names, owners, the consoles'
-//! quotas, each rule's fields) and their attachment to endpoints.
+//! quotas, each rule's fields) and their attachment to endpoints; endpoints'
+//! bandwidth limits.
 
 use super::{account_ok, simple_name, Check};
 use crate::model::spec::{SgProtocol, Spec};
@@ -45,6 +46,12 @@ impl Check<'_> {
             }
         }
         for (i, e) in spec.endpoints.iter().enumerate() {
+            if let Some(b) = e.bandwidth {
+                // 1 Kbit/s to 100 Gbit/s: what a bucket of ps-per-byte can express.
+                if !(1_000..=100_000_000_000).contains(&b.0) {
+                    self.err(format!("endpoints[{i}].bandwidth"), format!("must be 1Kbps-100Gbps, not {b}"));
+                }
+            }
             let p = format!("endpoints[{i}].security_groups");
             if e.security_groups.len() > MAX_GROUPS_PER_ENDPOINT {
                 self.err(p.clone(), format!("at most {MAX_GROUPS_PER_ENDPOINT} security groups per endpoint, not {}", e.security_groups.len()));

@@ -293,3 +293,22 @@ fn security_group_rules() {
     let text = format!("{BASE}security_groups:\n  - name: g\n    owner: \"100001\"\n    rules:\n{many}");
     assert!(errs(&text).iter().any(|e| e.0 == "security_groups[0].rules" && e.1.contains("at most 100 rules")));
 }
+
+#[test]
+fn bandwidth_rules() {
+    let ep = "ip: 10.0.0.100}";
+    case(ep, "ip: 10.0.0.100, bandwidth: 100Mbps}", &[]);
+    case(ep, "ip: 10.0.0.100, bandwidth: 1Kbps}", &[]);
+    case(ep, "ip: 10.0.0.100, bandwidth: 0Mbps}", &[("endpoints[0].bandwidth", "must be 1Kbps-100Gbps, not 0Kbps")]);
+    case(ep, "ip: 10.0.0.100, bandwidth: 101Gbps}", &[("endpoints[0].bandwidth", "must be 1Kbps-100Gbps, not 101Gbps")]);
+    // Not a bandwidth at all: refused when read, saying how to write one.
+    for bad in ["100", "100MB", "1.5Gbps", "-1Mbps", "99999999999999Gbps"] {
+        let text = BASE.replacen(ep, &format!("ip: 10.0.0.100, bandwidth: \"{bad}\"}}"), 1);
+        let errs = spec::parse(&text).err().unwrap_or_else(|| panic!("{bad} was read"));
+        let all = format!("{errs:?}");
+        assert!(all.contains("is not a bandwidth") && all.contains("100Mbps"), "{bad}: {all}");
+    }
+    let b: spec::Bandwidth = "1024Mbps".parse().unwrap();
+    assert_eq!((b.0, b.to_string()), (1_024_000_000, "1024Mbps".to_string()));
+    assert_eq!("2gbps".parse::<spec::Bandwidth>().unwrap().to_string(), "2Gbps");
+}
