@@ -5,7 +5,7 @@
 use std::{
     fs::File,
     os::fd::AsRawFd,
-    process::{Command, Output},
+    process::{Child, Command, Output, Stdio},
     sync::{
         atomic::{AtomicU32, Ordering},
         Once,
@@ -102,6 +102,19 @@ impl Netns {
         self.exec(&["sysctl", "-qw", &format!("{key}={value}")]);
     }
 
+    /// Start a program inside the namespace in the background (output discarded); it
+    /// is killed when the returned guard drops.
+    pub fn background(&self, cmd: &[&str]) -> Background {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(cmd)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?} in {}: {e}", self.name));
+        Background(child)
+    }
+
     /// Move the calling thread into this namespace (network only; threads have their
     /// own network namespace in Linux, so other threads are unaffected).
     pub fn enter(&self) {
@@ -159,6 +172,16 @@ impl Drop for Netns {
         if let Err(e) = Command::new("ip").args(["netns", "del", &self.name]).status() {
             eprintln!("cannot delete netns {}: {e}", self.name);
         }
+    }
+}
+
+/// A program started with [`Netns::background`]: killed and reaped on drop.
+pub struct Background(pub Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

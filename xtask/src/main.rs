@@ -212,7 +212,7 @@ const APT_TOOLCHAIN: &[&str] = &[
 ];
 /// Used by the build (protoc generates etcd-client's gRPC code) and the
 /// network-namespace tests (etcd: the fleet tests' shared store).
-const APT_TEST_TOOLS: &[&str] = &["iproute2", "ethtool", "iputils-ping", "protobuf-compiler", "etcd-server", "etcd-client", "bird2", "dnsutils", "curl"];
+const APT_TEST_TOOLS: &[&str] = &["iproute2", "ethtool", "iputils-ping", "protobuf-compiler", "etcd-server", "etcd-client", "bird2", "dnsutils", "curl", "iperf3"];
 /// What `bench` compares against (part 3): nftables, HAProxy, iperf3, wrk, nginx.
 const APT_BENCH_TOOLS: &[(&str, &str)] = &[
     ("nft", "nftables"),

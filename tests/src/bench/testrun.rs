@@ -137,6 +137,17 @@ pub fn run(e: Effort) -> Vec<Row> {
     let fwd = ack((CLIENT, sport), (EP_ACCEPTED, 80), CLIENT_MAC, GW_CONSUMER_MAC);
     let t = measure(prog, cif, e, XDP_REDIRECT, |_| fwd.clone());
     rows.push(Row::new(PART, "established forward (DNAT+SNAT, TTL, MTU check, redirect)", &t, "ns/pkt").note(ratio(&t)));
+    // The same flow under a bandwidth limit high enough that nothing is over it: the
+    // policer's cost (a rate lookup and a compare-and-swap on the shared bucket).
+    let unpoliced = super::summary(&t).0;
+    lab.dp.maps.set_rate(EP_IDX_ACCEPTED, Rate::of_bps(100_000_000_000)).unwrap();
+    let prog = lab.dp.xdp().unwrap();
+    let t = measure(prog, cif, e, XDP_REDIRECT, |_| fwd.clone());
+    let extra = super::summary(&t).0 - unpoliced;
+    rows.push(Row::new(PART, "established forward with a bandwidth limit (policer, nothing over it)", &t, "ns/pkt").note(format!("{}; {extra:+.0} ns for the policer", ratio(&t))));
+    assert_eq!(ep_stats(&lab, EP_IDX_ACCEPTED).drop_count(DropReason::OverBandwidth), 0, "the benchmark policed its own packets");
+    lab.dp.maps.set_rate(EP_IDX_ACCEPTED, Rate::default()).unwrap();
+    let prog = lab.dp.xdp().unwrap();
     let rev = ack((BACKEND, 8080), (SNAT_IP, snat_port), BACKEND_MAC, GW_PROVIDER_MAC);
     let t = measure(prog, lab.provider_if, e, XDP_REDIRECT, |_| rev.clone());
     rows.push(Row::new(PART, "established reverse", &t, "ns/pkt").note(ratio(&t)));
