@@ -6,7 +6,7 @@
 use privatelink::dataplane::maps::ip_raw;
 use privatelink_common::*;
 use privatelink_tests::{
-    frame::{Packet, ACK, SYN},
+    frame::{Packet, ACK, FIN, SYN},
     packet_lab::*,
 };
 use std::net::Ipv4Addr;
@@ -118,4 +118,28 @@ fn a_flow_let_in_is_never_checked_again_nor_its_replies() {
     assert_eq!(action_name(lab.from_provider(&rev).action), "XDP_REDIRECT", "the backend's reply");
     // A new connection from the same client is refused at once.
     assert_eq!(verdict(&lab, CLIENT, 41001, 80), "XDP_DROP");
+}
+
+#[test]
+fn a_new_connection_on_a_closed_flows_tuple_is_checked_again() {
+    let mut lab = PacketLab::new(1024);
+    attach(&mut lab, 31, &[rule(CLIENT, 32, PROTO_TCP, (80, 80), SG_ALLOW)]);
+    assert_eq!(verdict(&lab, CLIENT, 42000, 80), "XDP_REDIRECT");
+    let port = snat_port(&lab, &fwd_key(EP_ACCEPTED, 80, 42000, PROTO_TCP));
+    // Both sides close: the flow entry stays (closing) for the tuple's late segments.
+    let fin = Packet::tcp((CLIENT, 42000), (EP_ACCEPTED, 80), FIN | ACK).macs(CLIENT_MAC, GW_CONSUMER_MAC).seq_ack(1001, 1).build();
+    assert_eq!(action_name(lab.from_consumer(&fin).action), "XDP_REDIRECT");
+    let fin_back = Packet::tcp((BACKEND, 8080), (SNAT_IP, port), FIN | ACK).macs(BACKEND_MAC, GW_PROVIDER_MAC).seq_ack(1, 1002).build();
+    assert_eq!(action_name(lab.from_provider(&fin_back).action), "XDP_REDIRECT");
+    assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 0, "the closed flow holds no slot");
+    // The client opens the same tuple again after the rules changed: refused.
+    attach(&mut lab, 32, &[rule(ANY, 0, SG_PROTO_ALL, (1, 65535), SG_DENY)]);
+    assert_eq!(verdict(&lab, CLIENT, 42000, 80), "XDP_DROP");
+    assert_eq!(sg_drops(&lab), 1);
+    assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 0);
+    // Allowed again: the same tuple opens a new connection.
+    attach(&mut lab, 33, &[rule(CLIENT, 32, PROTO_TCP, (80, 80), SG_ALLOW)]);
+    assert_eq!(verdict(&lab, CLIENT, 42000, 80), "XDP_REDIRECT");
+    assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 1);
+    assert_eq!(ep_stats(&lab, EP_IDX_ACCEPTED).new_flows, 2);
 }
