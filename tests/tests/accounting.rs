@@ -58,7 +58,7 @@ fn established_only_when_the_clients_ack_completes_the_handshake() {
 
 #[test]
 fn a_syn_the_client_never_completes_lives_on_the_syn_timeout() {
-    let mut lab = PacketLab::new(1024);
+    let lab = PacketLab::new(1024);
     assert_eq!(lab.from_consumer(&syn(EP_ACCEPTED, 80, 43100).build()).action, XDP_REDIRECT);
     let port = snat_port(&lab, &fwd_key(EP_ACCEPTED, 80, 43100, PROTO_TCP));
     assert_eq!(lab.from_provider(&synack(port)).action, XDP_REDIRECT);
@@ -73,7 +73,7 @@ fn a_syn_the_client_never_completes_lives_on_the_syn_timeout() {
 
 #[test]
 fn fins_both_ways_or_a_rst_give_the_slot_back_once_and_expiry_does_not_again() {
-    let mut lab = PacketLab::new(1024);
+    let lab = PacketLab::new(1024);
     let p1 = connect(&lab, 43200);
     let p2 = connect(&lab, 43201);
     assert_eq!(active(&lab), 2);
@@ -131,4 +131,50 @@ fn a_new_syn_on_a_closed_tuple_takes_a_slot_again_within_the_limit() {
     assert_eq!(state(&lab, 43301).state, TCP_STATE_CLOSING, "the refused flow stays closed");
     assert_eq!(active(&lab), 1);
     assert_eq!(lab.dp.maps.endpoint_stats(EP_IDX_ACCEPTED).unwrap().drop_count(DropReason::OverLimit), 2);
+}
+
+#[test]
+fn concurrent_expiry_and_new_flows_release_each_slot_exactly_once() {
+    let lab = PacketLab::new(1 << 14);
+    let sweeper = lab.dp.sweeper().unwrap();
+    let zero = Timeouts { tcp_syn: Duration::ZERO, tcp_established: Duration::ZERO, tcp_closing: Duration::ZERO, udp: Duration::ZERO };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (expired, passed) = std::thread::scope(|s| {
+        // Another thread sweeps with every timeout at zero while flows open, reopen on
+        // closed tuples and close, so expiries race the data path at every step.
+        let sweeps = s.spawn(|| {
+            let mut n = 0;
+            for _ in 0..2000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                n += sweeper.sweep(Scope::Idle(zero)).unwrap().expired;
+            }
+            n
+        });
+        let mut passed = 0u64;
+        for i in 0..3000u16 {
+            let sport = 30000 + i % 200;
+            if lab.from_consumer(&syn(EP_ACCEPTED, 80, sport).build()).action == XDP_REDIRECT {
+                passed += 1;
+            }
+            if i % 3 == 0 {
+                lab.from_consumer(&from_client(sport, RST));
+            }
+            assert!(active(&lab) <= 3000, "the count wrapped: {}", active(&lab));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (sweeps.join().unwrap(), passed)
+    });
+    // What is left expires now; then every slot has come back, none twice.
+    std::thread::sleep(Duration::from_millis(2));
+    let last = sweeper.sweep(Scope::Idle(zero)).unwrap();
+    eprintln!("{passed} SYNs passed, {expired} expired while they did, {} at the end", last.expired);
+    assert!(expired > 0, "the sweeps never raced the new flows");
+    assert_eq!(active(&lab), 0, "a slot was never given back");
+    let s = lab.dp.maps.endpoint_stats(EP_IDX_ACCEPTED).unwrap();
+    assert_eq!(s.slot_underflows, 0, "a slot was given back twice");
+    // A SYN on a tuple whose flow is still open is a retransmission, not a new flow.
+    assert!((200..=passed).contains(&s.new_flows), "{} new flows of {passed} SYNs passed", s.new_flows);
+    assert!(lab.dp.maps.conntrack().unwrap().is_empty(), "entries left behind");
 }

@@ -4,7 +4,7 @@
 
 use privatelink::dataplane::{
     maps::ip_raw,
-    sweep::{self, Scope, Timeouts},
+    sweep::{Scope, Timeouts},
 };
 use privatelink_common::*;
 use privatelink_tests::{
@@ -315,10 +315,10 @@ fn connection_limit_resets_tcp_drops_udp_and_frees_on_expiry() {
     assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 2);
 
     // Expire one flow: exactly one slot comes back, and only once.
-    let prog = lab.dp.expire_program().unwrap();
+    let sweeper = lab.dp.sweeper().unwrap();
     let key = fwd_key(EP_ACCEPTED, 80, 1001, PROTO_TCP);
-    assert!(sweep::expire_flow(prog, key, u64::MAX).unwrap());
-    assert!(!sweep::expire_flow(prog, key, u64::MAX).unwrap(), "a flow expires once");
+    assert!(sweeper.expire_flow(key, u64::MAX).unwrap());
+    assert!(!sweeper.expire_flow(key, u64::MAX).unwrap(), "a flow expires once");
     assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 1);
     assert_eq!(lab.from_consumer(&third.build()).action, XDP_REDIRECT, "a freed slot admits a new flow");
     assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 2);

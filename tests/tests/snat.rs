@@ -22,7 +22,7 @@ fn snat_of(lab: &PacketLab, sport: u16) -> (Ipv4Addr, u16) {
 
 #[test]
 fn ports_are_handed_out_in_turn_and_a_freed_one_comes_back_last() {
-    let mut lab = PacketLab::new(1024);
+    let lab = PacketLab::new(1024);
     assert_eq!(lab.from_consumer(&syn(EP_ACCEPTED, 80, 44000).build()).action, XDP_REDIRECT);
     assert_eq!(snat_of(&lab, 44000), (SNAT_IP, SNAT_PORT_MIN));
     assert_eq!(in_use(&lab), 1);

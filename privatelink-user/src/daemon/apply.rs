@@ -115,7 +115,7 @@ impl Gateway {
             return Ok(0);
         }
         let r = self.dp()?.sweep(Scope::Endpoints(&indices))?;
-        self.expired += r.expired;
+        self.sweep.count_expired(r.expired);
         Ok(r.expired)
     }
 
@@ -135,7 +135,7 @@ impl Gateway {
         }
         for (ip, vpc_id) in cuts.backends.iter().copied() {
             let r = self.dp()?.sweep(Scope::Backend { ip_be: maps::ip_raw(ip), vpc_id })?;
-            self.expired += r.expired;
+            self.sweep.count_expired(r.expired);
             tracing::info!(flows = r.expired, backend = %ip, "cut the live flows of a backend gone down");
         }
         self.transact(|st| {

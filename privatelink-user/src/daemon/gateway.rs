@@ -10,7 +10,6 @@ use crate::{
         links::{self, Links},
         loader::{Dataplane, LoadOptions},
         reconcile::{self, Report},
-        sweep::Scope,
         tables,
     },
     model::{
@@ -43,12 +42,12 @@ pub struct Gateway {
     pub(super) reconciles: u64,
     pub(super) last_reconcile: Option<Report>,
     pub(super) last_reconcile_seconds: f64,
-    pub(super) sweeps: u64,
+    /// The sweeper thread's handles and counters.
+    pub(super) sweep: Arc<super::sweeper::SweepShared>,
     /// Drift repairs so far: links re-attached, map operations rewritten.
     pub(super) repaired_links: u64,
     pub(super) repaired_map_ops: u64,
     pub(super) last_repair: std::time::Instant,
-    pub(super) expired: u64,
     pub(super) checker: health::Checker,
     /// (endpoint index, drop reason) -> refusals counted so far, and the count when
     /// the current episode began (None: no episode).
@@ -80,11 +79,10 @@ impl Gateway {
             reconciles: 0,
             last_reconcile: None,
             last_reconcile_seconds: 0.0,
-            sweeps: 0,
+            sweep: Default::default(),
             repaired_links: 0,
             repaired_map_ops: 0,
             last_repair: std::time::Instant::now(),
-            expired: 0,
             checker: health::Checker::default(),
             episodes: BTreeMap::new(),
             parsed: None,
@@ -120,7 +118,9 @@ impl Gateway {
                 ct_capacity: self.state.gateway.conntrack_capacity as u32,
                 pin_dir: Some(links::maps_dir(&self.opts.bpffs)),
             };
-            self.dp = Some(Dataplane::load(&opts).context("loading the data path")?);
+            let dp = Dataplane::load(&opts).context("loading the data path")?;
+            self.sweep.install(dp.sweeper()?);
+            self.dp = Some(dp);
         }
         Ok(())
     }
@@ -213,12 +213,8 @@ impl Gateway {
     /// The once-a-second housekeeping: expire idle flows, watch limit episodes, and
     /// every `repair_interval` repair drift.
     pub fn tick(&mut self) -> Result<()> {
-        let timeouts = self.state.gateway.timeouts.into();
-        if let Some(dp) = &mut self.dp {
-            let r = dp.sweep(Scope::Idle(timeouts))?;
-            self.sweeps += 1;
-            self.expired += r.expired;
-        }
+        // The sweeper thread expires idle flows with the timeouts of the day.
+        self.sweep.set_timeouts(self.state.gateway.timeouts.into());
         // Also withdraws the routes once the lease is in doubt, and puts back a route
         // removed by hand.
         self.publish_routes(true);

@@ -13,7 +13,7 @@ use prometheus_client::{
     metrics::{counter::ConstCounter, gauge::ConstGauge},
     registry::Registry,
 };
-use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc};
+use std::{future::Future, net::SocketAddr, pin::Pin, sync::{atomic::Ordering::Relaxed, Arc}};
 
 pub type Labels = Vec<(String, String)>;
 
@@ -52,6 +52,7 @@ pub struct Snapshot {
     pub last_reconcile_seconds: f64,
     pub sweeps: u64,
     pub expired_flows: u64,
+    pub last_sweep_seconds: f64,
     pub repaired_links: u64,
     pub repaired_map_ops: u64,
     /// The store answered last time (the data path forwards either way).
@@ -120,7 +121,7 @@ impl Collector for Snapshot {
         family(&mut e, "privatelink_endpoint_snat_ports_in_use", "SNAT source ports held by the endpoint's flows (open or closing), as the data path counts them.", eps.iter().map(|s| (s.labels.clone(), gauge(s.snat_ports_in_use as i64))).collect())?;
         family(&mut e, "privatelink_endpoint_snat_ports_free", "SNAT source ports left for new flows (per SNAT address, backend and protocol, summed).", eps.iter().map(|s| (s.labels.clone(), gauge(s.snat_ports_free as i64))).collect())?;
         family(&mut e, "privatelink_backend_up", "1 when the backend passes its health checks (or is unchecked).", self.backends.iter().map(|b| (b.labels.clone(), gauge(b.up as i64))).collect())?;
-        family(&mut e, "privatelink_backend_flows", "Live flows on a backend.", self.backends.iter().map(|b| (b.labels.clone(), gauge(b.flows as i64))).collect())?;
+        family(&mut e, "privatelink_backend_flows", "Flows on a backend (open or closing), as of the sweeper's last pass.", self.backends.iter().map(|b| (b.labels.clone(), gauge(b.flows as i64))).collect())?;
         family(&mut e, "privatelink_service_failing_open", "1 when every backend of the service is down and it uses them all.", self.services.iter().map(|(s, f)| (vec![("service".to_string(), s.clone())], gauge(*f as i64))).collect())?;
         let gdrops: Vec<_> = privatelink_common::DropReason::ALL.iter().map(|r| (vec![("reason".to_string(), r.name().to_string())], counter(self.gateway.drops.get(r.name()).copied().unwrap_or(0)))).collect();
         family(&mut e, "privatelink_gateway_drops", "Packets dropped that no endpoint could be charged with, by reason.", gdrops)?;
@@ -138,12 +139,13 @@ impl Collector for Snapshot {
         family(&mut e, "privatelink_dns_queries", "DNS queries answered at a VPC's DNS address, by the RCODE sent (queries with nothing to answer are privatelink_vpc_drops{reason=\"dns_dropped\"}).", dns)?;
         family(&mut e, "privatelink_endpoint_slot_underflows", "Connection-slot releases that found the endpoint's active count at zero (an anomaly: the count saturates).", eps.iter().map(|s| (s.labels.clone(), counter(s.counters.slot_underflows))).collect())?;
         family(&mut e, "privatelink_endpoint_icmp_sent", "ICMP the gateway generated for an endpoint: echo replies, time-exceeded, fragmentation-needed.", eps.iter().map(|s| (s.labels.clone(), counter(s.counters.icmp_sent))).collect())?;
-        family(&mut e, "privatelink_conntrack_entries", "Conntrack entries in use (two per flow).", vec![(vec![], gauge(self.conntrack_entries as i64))])?;
+        family(&mut e, "privatelink_conntrack_entries", "Conntrack entries in use (two per flow), as of the sweeper's last pass.", vec![(vec![], gauge(self.conntrack_entries as i64))])?;
         family(&mut e, "privatelink_conntrack_capacity", "Conntrack entries the table holds.", vec![(vec![], gauge(self.conntrack_capacity as i64))])?;
         family(&mut e, "privatelink_reconciles", "Reconciles of the maps with the recorded state.", vec![(vec![], counter(self.reconciles))])?;
         family(&mut e, "privatelink_last_reconcile_duration_seconds", "How long the last reconcile took.", vec![(vec![], ConstGauge::new(self.last_reconcile_seconds))])?;
         family(&mut e, "privatelink_sweeper_runs", "Passes of the conntrack sweeper.", vec![(vec![], counter(self.sweeps))])?;
         family(&mut e, "privatelink_sweeper_expired_flows", "Flows the sweeper removed.", vec![(vec![], counter(self.expired_flows))])?;
+        family(&mut e, "privatelink_sweeper_last_pass_seconds", "Wall time of the sweeper's last pass over the conntrack table (the next pass waits at least nine times as long).", vec![(vec![], ConstGauge::new(self.last_sweep_seconds))])?;
         let what = |w: &str| vec![("what".to_string(), w.to_string())];
         family(&mut e, "privatelink_store_reachable", "1 while the state store (embedded, or the fleet's etcd) answers; 0 while it does not (the data path keeps forwarding with the maps it has).", vec![(vec![], gauge(self.store_reachable as i64))])?;
         family(&mut e, "privatelink_announced_routes", "Endpoint addresses this node publishes as routes in its announce tables (0 while its lease is in doubt or its links are detached).", vec![(vec![], gauge(self.announced_routes as i64))])?;
@@ -170,8 +172,9 @@ impl Gateway {
         let mut snap = Snapshot {
             reconciles: self.reconciles,
             last_reconcile_seconds: self.last_reconcile_seconds,
-            sweeps: self.sweeps,
-            expired_flows: self.expired,
+            sweeps: self.sweep.runs.load(Relaxed),
+            expired_flows: self.sweep.expired.load(Relaxed),
+            last_sweep_seconds: self.sweep.last_pass_ns.load(Relaxed) as f64 / 1e9,
             repaired_links: self.repaired_links,
             repaired_map_ops: self.repaired_map_ops,
             store_reachable: self.store.reachable(),
@@ -184,10 +187,9 @@ impl Gateway {
             snap.services.push((s.spec.name.clone(), s.spec.failing_open(&|n, ip| checker.is_up(n, ip))));
         }
         let Some(dp) = &self.dp else { return Ok(snap) };
-        let flows = dp.maps.conntrack()?;
-        let (used, cap) = (flows.len() as u64, dp.maps.ct_capacity() as u64);
-        snap.conntrack_entries = used;
-        snap.conntrack_capacity = cap;
+        // From the sweeper's last pass: a scrape never walks the table.
+        snap.conntrack_entries = self.sweep.entries.load(Relaxed);
+        snap.conntrack_capacity = dp.maps.ct_capacity() as u64;
         let (vpcs, gateway) = self.vpc_counters()?;
         snap.gateway = gateway;
         snap.vpcs = vpcs.into_iter().map(|v| (v.vpc, v.counters)).collect();
@@ -223,12 +225,10 @@ impl Gateway {
         for s in self.state.services.values() {
             let vpc_id = self.state.vpcs.get(&s.spec.vpc).map_or(0, |v| v.vpc_id);
             for b in &s.spec.backends {
-                let raw = maps::ip_raw(b.address);
-                let n = flows.iter().filter(|(_, v)| v.kind == CT_KIND_FORWARD && v.nat_dst_ip_be == raw && v.egress_vpc == vpc_id).count();
                 snap.backends.push(BackendSample {
                     labels: vec![("service".into(), s.spec.name.clone()), ("backend".into(), b.address.to_string())],
                     up: self.checker.is_up(&s.spec.name, b.address),
-                    flows: n as u64,
+                    flows: self.sweep.backend_flows((vpc_id, maps::ip_raw(b.address))),
                 });
             }
         }

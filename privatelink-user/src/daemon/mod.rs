@@ -1,8 +1,9 @@
 //! The daemon: wires the model, the data plane and the store into a running gateway.
 //! `gateway` holds the state and the loaded data path, `apply` makes changes (two
 //! phases), `views` answers what the CLI shows, `health` checks backends, `metrics`
-//! serves Prometheus, `events` records and delivers events, `handler` maps each API
-//! request to one of them, and `api` is the wire protocol the CLI speaks.
+//! serves Prometheus, `events` records and delivers events, `sweeper` expires idle
+//! flows on its own thread, `handler` maps each API request to one of them, and `api`
+//! is the wire protocol the CLI speaks.
 //! Uses every other layer; the CLI reaches it only through `api`'s types on a socket.
 
 pub mod api;
@@ -13,6 +14,7 @@ mod gateway;
 mod handler;
 pub mod health;
 pub mod metrics;
+mod sweeper;
 mod views;
 
 pub use gateway::Gateway;
@@ -30,8 +32,10 @@ use tokio::{
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/privatelink";
 pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/privatelink";
 pub const DEFAULT_SOCKET: &str = "/run/privatelink.sock";
-/// How often the sweeper looks for idle flows.
+/// How often the sweeper looks for idle flows (less often when a pass is long).
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// How often routes, drift and limit episodes are looked at.
+pub const TICK_INTERVAL: Duration = Duration::from_secs(1);
 /// How often links and maps are compared with the recorded state and repaired.
 pub const DEFAULT_REPAIR_INTERVAL_SECS: u64 = 10;
 
@@ -81,6 +85,9 @@ pub async fn run(opts: Options) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
     tracing::info!(socket = %socket.display(), node = %opts.node, store = %gw.store_description(), bpffs = %opts.bpffs.display(), "privatelink daemon listening");
+    let sweep = gw.sweep.clone();
+    sweep.set_timeouts(gw.state.gateway.timeouts.into());
+    let sweep_thread = sweeper::spawn(sweep.clone(), SWEEP_INTERVAL);
     let gw = Arc::new(Mutex::new(gw));
     let stop = Arc::new(Notify::new());
 
@@ -104,14 +111,15 @@ pub async fn run(opts: Options) -> Result<()> {
         })
     });
 
-    let sweeper = {
+    // Routes, drift repair and limit episodes, each second (the sweeper has its thread).
+    let ticker = {
         let gw = gw.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+            let mut tick = tokio::time::interval(TICK_INTERVAL);
             loop {
                 tick.tick().await;
                 if let Err(e) = gw.lock().await.tick() {
-                    tracing::error!(error = %format!("{e:#}"), "sweeper");
+                    tracing::error!(error = %format!("{e:#}"), "periodic work");
                 }
             }
         })
@@ -134,7 +142,9 @@ pub async fn run(opts: Options) -> Result<()> {
             _ = stop.notified() => break,
         }
     }
-    sweeper.abort();
+    ticker.abort();
+    sweep.stop();
+    let _ = sweep_thread.join();
     checks.abort();
     follow.abort();
     if let Some(m) = metrics_server {

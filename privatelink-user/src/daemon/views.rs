@@ -9,7 +9,7 @@ use crate::{
 };
 use anyhow::{bail, Context, Result};
 use privatelink_common::*;
-use std::net::Ipv4Addr;
+use std::{net::Ipv4Addr, sync::atomic::Ordering::Relaxed};
 
 impl Gateway {
     pub(super) fn get(&mut self, kind: Kind, name: Option<&str>) -> Result<Response> {
@@ -226,8 +226,8 @@ impl Gateway {
             generation: self.state.generation,
             reconciles: self.reconciles,
             last_reconcile: self.last_reconcile,
-            sweeps: self.sweeps,
-            expired_flows: self.expired,
+            sweeps: self.sweep.runs.load(Relaxed),
+            expired_flows: self.sweep.expired.load(Relaxed),
             repaired_links: self.repaired_links,
             repaired_map_ops: self.repaired_map_ops,
             node: self.opts.node.clone(),

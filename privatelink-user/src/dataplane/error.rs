@@ -22,11 +22,11 @@ pub enum Error {
     },
     #[error("index {index} is out of range for {map} (capacity {capacity})")]
     OutOfRange { map: &'static str, index: u32, capacity: u32 },
-    #[error("running {name} with BPF_PROG_TEST_RUN: {source}")]
-    TestRun {
-        name: &'static str,
+    #[error("{what}: {source}")]
+    Sys {
+        what: &'static str,
         #[source]
-        source: aya::programs::ProgramError,
+        source: std::io::Error,
     },
     #[error("{name} returned unexpected value {value}")]
     UnexpectedReturn { name: &'static str, value: u32 },

@@ -4,7 +4,7 @@
 use super::{
     error::{Error, Result},
     maps::Maps,
-    sweep::{self, Scope, SweepReport},
+    sweep::{Scope, SweepReport, Sweeper},
     BPF_OBJECT,
 };
 use aya::{
@@ -88,15 +88,14 @@ impl Dataplane {
         FdLink::try_from(link).map_err(|e| Error::Link(e.to_string()))
     }
 
-    /// The flow-expiry program (run by the sweeper, never attached).
-    pub fn expire_program(&self) -> Result<&Xdp> {
-        program(&self.ebpf, PROG_EXPIRE)
+    /// A sweeper with its own handles (see `sweep`), for another thread.
+    pub fn sweeper(&self) -> Result<Sweeper> {
+        Sweeper::new(&self.maps, program(&self.ebpf, PROG_EXPIRE)?)
     }
 
     /// One sweeper pass over the conntrack table (see `sweep`).
-    pub fn sweep(&mut self, scope: Scope<'_>) -> Result<SweepReport> {
-        let prog = program(&self.ebpf, PROG_EXPIRE)?;
-        sweep::sweep(&mut self.maps, prog, scope)
+    pub fn sweep(&self, scope: Scope<'_>) -> Result<SweepReport> {
+        self.sweeper()?.sweep(scope)
     }
 
     /// Attach the data path to `ifindex` (native mode unless `mode` says otherwise).

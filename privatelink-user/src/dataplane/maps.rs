@@ -264,17 +264,12 @@ impl Maps {
     }
 
     // ---- conntrack ----
+    /// The whole table (read in batches).
     pub fn conntrack(&self) -> Result<Vec<(CtKey, CtValue)>> {
-        self.ct.iter().collect::<std::result::Result<Vec<_>, _>>().map_err(err(MAP_CT))
+        super::sweep::read_all(self.ct_fd())
     }
     pub fn ct_get(&self, key: &CtKey) -> Result<Option<CtValue>> {
         absent_ok(self.ct.get(key, 0), MAP_CT)
-    }
-    /// Remove an entry that holds no connection slot (an orphaned reverse entry).
-    /// Forward entries go through the sweeper, which releases their slot.
-    /// Returns whether this call removed it.
-    pub(crate) fn ct_remove_orphan(&mut self, key: &CtKey) -> Result<bool> {
-        absent_ok(self.ct.remove(key), MAP_CT).map(|r| r.is_some())
     }
     /// Seed a conntrack entry directly: tests and benchmarks only (feature
     /// `test-support`); the data path alone creates flows.
@@ -372,8 +367,12 @@ impl Maps {
 
     /// Entries in the conntrack table (two per flow) and its capacity.
     pub fn conntrack_fill(&self) -> Result<(u64, u32)> {
-        let n = self.ct.keys().try_fold(0u64, |n, k| k.map(|_| n + 1)).map_err(err(MAP_CT))?;
-        Ok((n, self.ct_capacity()))
+        Ok((self.conntrack()?.len() as u64, self.ct_capacity()))
+    }
+    /// The conntrack map's descriptor (the sweeper takes its own copy).
+    pub fn ct_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.ct.map().fd().as_fd()
     }
     pub fn ct_capacity(&self) -> u32 {
         self.ct.map().info().map(|i| i.max_entries()).unwrap_or(0)

@@ -2,7 +2,7 @@
 //! attaches its programs, `links` pins the attachments on a bpffs, `maps` reads and
 //! writes every map, `tables` computes the map contents a state calls for and the
 //! ordered writes that reach them, `reconcile` carries those writes out, `sweep`
-//! expires flows, `maglev` builds backend tables, `announce` publishes the endpoint
+//! expires flows (through `sys`, its own bpf(2) calls), `maglev` builds backend tables, `announce` publishes the endpoint
 //! addresses this node serves as routes for a routing daemon.
 //! Uses the model's types (a state in; map contents, counters and flows out); never
 //! decides what the state should be, and knows nothing of the store or the daemon.
@@ -16,6 +16,7 @@ pub mod maps;
 pub mod reconcile;
 pub mod sg;
 pub mod sweep;
+mod sys;
 pub mod tables;
 
 pub use error::{Error, Result};

@@ -7,12 +7,15 @@
 use super::{
     error::{Error, Result},
     maps::Maps,
-    monotonic_ns,
+    monotonic_ns, sys,
 };
 use crate::model::spec;
-use aya::programs::{TestRun, TestRunOptions, Xdp};
+use aya::programs::Xdp;
 use privatelink_common::*;
-use std::time::Duration;
+use std::{
+    os::fd::{AsFd, BorrowedFd, OwnedFd},
+    time::Duration,
+};
 
 /// Idle timeouts by flow state (defaults: the spec's, `spec::DEFAULT_TCP_SYN`...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +62,8 @@ pub struct SweepReport {
     pub orphans: u64,
     /// Flows still alive after the sweep.
     pub alive: u64,
+    /// Entries the pass read (two per flow).
+    pub entries: u64,
 }
 
 /// What to remove.
@@ -74,79 +79,116 @@ pub enum Scope<'a> {
     Backend { ip_be: u32, vpc_id: u16 },
 }
 
-/// Remove one flow by its forward key. `cutoff_ns`: only if idle since then
-/// (`u64::MAX`: unconditionally). Returns whether this call removed it.
-pub fn expire_flow(prog: &Xdp, key: CtKey, cutoff_ns: u64) -> Result<bool> {
-    let req = ExpireRequest { key, cutoff_ns };
-    let mut data = vec![0u8; EXPIRE_PAD + std::mem::size_of::<ExpireRequest>()];
-    // SAFETY: ExpireRequest is repr(C) plain data.
-    let bytes = unsafe {
-        std::slice::from_raw_parts(
-            (&req as *const ExpireRequest).cast::<u8>(),
-            std::mem::size_of::<ExpireRequest>(),
-        )
-    };
-    data[EXPIRE_PAD..].copy_from_slice(bytes);
-    let opts = TestRunOptions { data_in: Some(&data), ..Default::default() };
-    let r = prog
-        .test_run(opts)
-        .map_err(|source| Error::TestRun { name: PROG_EXPIRE, source })?;
-    match r.return_value {
-        EXPIRE_DELETED | EXPIRE_DELETED_NO_PEER => Ok(true),
-        EXPIRE_KEPT => Ok(false),
-        value => Err(Error::UnexpectedReturn { name: PROG_EXPIRE, value }),
-    }
+/// The sweeper's own handles on the conntrack map and the expiry program: it runs on
+/// its own thread, beside whoever holds the `Dataplane`, and reads the table a few
+/// thousand entries per syscall.
+pub struct Sweeper {
+    ct: OwnedFd,
+    expire: OwnedFd,
 }
 
-/// One pass over the conntrack table.
-pub fn sweep(maps: &mut Maps, prog: &Xdp, scope: Scope) -> Result<SweepReport> {
-    let now = monotonic_ns();
-    let entries = maps.conntrack()?;
-    let mut report = SweepReport::default();
-    let index: std::collections::HashMap<CtKey, CtValue> = entries.iter().copied().collect();
-    for (key, value) in &entries {
-        match value.kind {
-            CT_KIND_FORWARD => {
-                let cutoff = match scope {
-                    Scope::Endpoints(eps) if eps.contains(&value.endpoint) => u64::MAX,
-                    Scope::Backend { ip_be, vpc_id } if value.nat_dst_ip_be == ip_be && value.egress_vpc == vpc_id => u64::MAX,
-                    Scope::Endpoints(_) | Scope::Backend { .. } => {
-                        report.alive += 1;
-                        continue;
-                    }
-                    Scope::Idle(t) => {
-                        let peer_seen = index.get(&value.peer_key(key.proto)).map_or(0, |v| v.last_seen_ns);
-                        let seen = value.last_seen_ns.max(peer_seen);
-                        let timeout = t.for_state(value.state).as_nanos() as u64;
-                        if now.saturating_sub(seen) < timeout {
+/// Entries read per `BPF_MAP_LOOKUP_BATCH` (a hash bucket never holds more).
+const BATCH: usize = 4096;
+
+/// Every entry of conntrack map `ct`, a batch per syscall.
+pub fn read_all(ct: BorrowedFd<'_>) -> Result<Vec<(CtKey, CtValue)>> {
+    let mut out = Vec::new();
+    sys::for_each_batch::<CtKey, CtValue>(ct, BATCH, |k, v| out.extend(k.iter().copied().zip(v.iter().copied())))
+        .map_err(|source| Error::Sys { what: MAP_CT, source })?;
+    Ok(out)
+}
+
+impl Sweeper {
+    pub fn new(maps: &Maps, expire: &Xdp) -> Result<Sweeper> {
+        let dup = |fd: BorrowedFd<'_>, name: &'static str| fd.try_clone_to_owned().map_err(|source| Error::Sys { what: name, source });
+        let prog = expire.fd().map_err(|source| Error::Program { name: PROG_EXPIRE, source })?;
+        Ok(Sweeper { ct: dup(maps.ct_fd(), MAP_CT)?, expire: dup(prog.as_fd(), PROG_EXPIRE)? })
+    }
+
+    /// Remove one flow by its forward key. `cutoff_ns`: only if idle since then
+    /// (`u64::MAX`: unconditionally). Returns whether this call removed it.
+    pub fn expire_flow(&self, key: CtKey, cutoff_ns: u64) -> Result<bool> {
+        let req = ExpireRequest { key, cutoff_ns };
+        let mut data = vec![0u8; EXPIRE_PAD + std::mem::size_of::<ExpireRequest>()];
+        // SAFETY: ExpireRequest is repr(C) plain data.
+        let bytes = unsafe {
+            std::slice::from_raw_parts((&req as *const ExpireRequest).cast::<u8>(), std::mem::size_of::<ExpireRequest>())
+        };
+        data[EXPIRE_PAD..].copy_from_slice(bytes);
+        let rc = sys::test_run(self.expire.as_fd(), &data).map_err(|source| Error::Sys { what: PROG_EXPIRE, source })?;
+        match rc {
+            EXPIRE_DELETED | EXPIRE_DELETED_NO_PEER => Ok(true),
+            EXPIRE_KEPT => Ok(false),
+            value => Err(Error::UnexpectedReturn { name: PROG_EXPIRE, value }),
+        }
+    }
+
+    /// Every entry of the table.
+    pub fn read(&self) -> Result<Vec<(CtKey, CtValue)>> {
+        read_all(self.ct.as_fd())
+    }
+
+    /// One pass over the conntrack table.
+    pub fn sweep(&self, scope: Scope) -> Result<SweepReport> {
+        self.sweep_with(scope, &mut |_, _| {})
+    }
+
+    /// One pass, showing `seen` every entry it read (before any is removed).
+    pub fn sweep_with(&self, scope: Scope, seen: &mut dyn FnMut(&CtKey, &CtValue)) -> Result<SweepReport> {
+        let now = monotonic_ns();
+        let entries = self.read()?;
+        for (k, v) in &entries {
+            seen(k, v);
+        }
+        let mut report = SweepReport { entries: entries.len() as u64, ..Default::default() };
+        let index: std::collections::HashMap<CtKey, CtValue> = entries.iter().copied().collect();
+        let ct = self.ct.as_fd();
+        let sys_err = |source| Error::Sys { what: MAP_CT, source };
+        for (key, value) in &entries {
+            match value.kind {
+                CT_KIND_FORWARD => {
+                    let cutoff = match scope {
+                        Scope::Endpoints(eps) if eps.contains(&value.endpoint) => u64::MAX,
+                        Scope::Backend { ip_be, vpc_id } if value.nat_dst_ip_be == ip_be && value.egress_vpc == vpc_id => u64::MAX,
+                        Scope::Endpoints(_) | Scope::Backend { .. } => {
                             report.alive += 1;
                             continue;
                         }
-                        now.saturating_sub(timeout)
+                        Scope::Idle(t) => {
+                            let peer_seen = index.get(&value.peer_key(key.proto)).map_or(0, |v| v.last_seen_ns);
+                            let seen = value.last_seen_ns.max(peer_seen);
+                            let timeout = t.for_state(value.state).as_nanos() as u64;
+                            if now.saturating_sub(seen) < timeout {
+                                report.alive += 1;
+                                continue;
+                            }
+                            now.saturating_sub(timeout)
+                        }
+                    };
+                    if self.expire_flow(*key, cutoff)? {
+                        report.expired += 1;
+                    } else {
+                        report.alive += 1;
                     }
-                };
-                if expire_flow(prog, *key, cutoff)? {
-                    report.expired += 1;
-                } else {
-                    report.alive += 1;
                 }
-            }
-            CT_KIND_REVERSE => {
-                // A reverse entry exists alone for an instant while a flow is created or
-                // expired; one alone and idle for a second is an orphan. The map is asked
-                // again (not only the snapshot) so a flow created meanwhile is kept.
-                let old = now.saturating_sub(value.last_seen_ns) > Duration::from_secs(1).as_nanos() as u64;
-                let peer = value.peer_key(key.proto);
-                if old
-                    && !index.contains_key(&peer)
-                    && maps.ct_get(&peer)?.is_none()
-                    && maps.ct_remove_orphan(key)?
-                {
-                    report.orphans += 1;
+                CT_KIND_REVERSE => {
+                    // A reverse entry exists alone for an instant while a flow is created
+                    // or expired; one alone and idle for a second is an orphan. The map is
+                    // asked again (not only the snapshot) so a flow created meanwhile is
+                    // kept.
+                    let old = now.saturating_sub(value.last_seen_ns) > Duration::from_secs(1).as_nanos() as u64;
+                    let peer = value.peer_key(key.proto);
+                    if old
+                        && !index.contains_key(&peer)
+                        && sys::lookup::<CtKey, CtValue>(ct, &peer).map_err(sys_err)?.is_none()
+                        && sys::delete(ct, key).map_err(sys_err)?
+                    {
+                        report.orphans += 1;
+                    }
                 }
+                _ => {}
             }
-            _ => {}
         }
+        Ok(report)
     }
-    Ok(report)
 }

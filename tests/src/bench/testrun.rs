@@ -234,38 +234,108 @@ fn dns(lab: &mut PacketLab, e: Effort, ratio: &dyn Fn(&[f64]) -> String) -> Vec<
 fn scale(e: Effort) -> Vec<Row> {
     let mut rows = Vec::new();
     let (n_eps, n_flows) = if e.quick { (1_000, 100_000) } else { (10_000, 1_000_000) };
-    let mut lab = PacketLab::new(2 * n_flows + 65_536);
-    let one = established_forward(&lab, e, 41000);
+    let mut lab = PacketLab::new(2 * n_flows + 262_144);
+    let prog = lab.dp.xdp().unwrap();
+    // A path that looks the endpoint up: ARP for the endpoint's address.
+    let arp = crate::frame::arp_request(CLIENT_MAC, CLIENT, EP_ACCEPTED);
+    let one = measure(prog, lab.consumer_if, e, XDP_TX, |_| arp.clone());
     for i in 0..n_eps {
         let idx = 100 + i;
         let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 100, 0)) + i);
         add_endpoint(&mut lab, idx, ip, 3000);
     }
-    let many = established_forward(&lab, e, 41001);
+    let prog = lab.dp.xdp().unwrap();
+    let many = measure(prog, lab.consumer_if, e, XDP_TX, |_| arp.clone());
     let base = super::summary(&one).0;
-    rows.push(Row::new(SCALE, "established forward, 5 endpoints", &one, "ns/pkt"));
+    rows.push(Row::new(SCALE, "ARP answer for an endpoint address, 5 endpoints", &one, "ns/pkt"));
     rows.push(
-        Row::new(SCALE, format!("established forward, {} endpoints", n_eps + 5), &many, "ns/pkt")
+        Row::new(SCALE, format!("ARP answer for an endpoint address, {} endpoints", n_eps + 5), &many, "ns/pkt")
             .note(format!("{:.2}x of 5 endpoints", super::summary(&many).0 / base)),
     );
-    // Live flows: synthetic conntrack entries (forward and reverse) of other clients.
+    // Live flows: synthetic flows of other clients, both entries each (the reverse one
+    // keyed by a distinct SNAT address and port, as the data path would make them).
     let fill = |lab: &mut PacketLab, from: u32, to: u32| {
         for i in from..to {
             let src = ip_raw(Ipv4Addr::from(0x0a_40_00_00 + i));
             let key = CtKey { src_ip_be: src, dst_ip_be: ip_raw(EP_ACCEPTED), src_port_be: 5000u16.to_be(), dst_port_be: 80u16.to_be(), vpc_id: CONSUMER_VPC, proto: PROTO_TCP, _pad: 0 };
-            let v = CtValue { kind: CT_KIND_FORWARD, state: TCP_STATE_ESTABLISHED, last_seen_ns: u64::MAX / 2, ..Default::default() };
-            lab.dp.maps.ct_insert(key, v).unwrap();
+            let snat = ip_raw(Ipv4Addr::from(u32::from(SNAT_NET) + 256 + i / 60_000));
+            let fwd = CtValue {
+                kind: CT_KIND_FORWARD,
+                state: TCP_STATE_ESTABLISHED,
+                last_seen_ns: u64::MAX / 2,
+                nat_src_ip_be: snat,
+                nat_src_port_be: (1024 + (i % 60_000) as u16).to_be(),
+                nat_dst_ip_be: ip_raw(BACKEND),
+                nat_dst_port_be: 8080u16.to_be(),
+                egress_vpc: PROVIDER_VPC,
+                ..Default::default()
+            };
+            let rev = CtValue { kind: CT_KIND_REVERSE, last_seen_ns: u64::MAX / 2, nat_src_ip_be: key.dst_ip_be, nat_dst_ip_be: src, nat_src_port_be: key.dst_port_be, nat_dst_port_be: key.src_port_be, egress_vpc: CONSUMER_VPC, ..Default::default() };
+            lab.dp.maps.ct_insert(fwd.peer_key(PROTO_TCP), rev).unwrap();
+            lab.dp.maps.ct_insert(key, fwd).unwrap();
         }
     };
+    // New flows with 1,000 and with n_flows live (each on an endpoint of its own, so
+    // its SNAT ports are all free).
+    let new_flows = |lab: &mut PacketLab, idx: u32, ip: Ipv4Addr| {
+        add_endpoint(lab, idx, ip, u32::MAX);
+        let prog = lab.dp.xdp().unwrap();
+        measure(prog, lab.consumer_if, e, XDP_REDIRECT, |i| {
+            let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + 2 + (i / 50_000) as u32 % 200);
+            syn_from(1024 + (i % 50_000) as u16, src, ip)
+        })
+    };
     fill(&mut lab, 0, 1_000);
+    let n1 = new_flows(&mut lab, 16_000, Ipv4Addr::new(10, 0, 200, 1));
     let k1 = established_forward(&lab, e, 41002);
     fill(&mut lab, 1_000, n_flows);
     let kmany = established_forward(&lab, e, 41003);
+    let nmany = new_flows(&mut lab, 16_001, Ipv4Addr::new(10, 0, 200, 2));
     let base = super::summary(&k1).0;
     rows.push(Row::new(SCALE, "established forward, 1,000 live flows", &k1, "ns/pkt"));
     rows.push(
-        Row::new(SCALE, format!("established forward, {n_flows} live flows"), &kmany, "ns/pkt")
+        Row::new(SCALE, format!("established forward, {n_flows} live flows (both entries each)"), &kmany, "ns/pkt")
             .note(format!("{:.2}x of 1,000 flows", super::summary(&kmany).0 / base)),
     );
+    let base = super::summary(&n1).0;
+    rows.push(Row::new(SCALE, "new TCP flow, 1,000 live flows", &n1, "ns/pkt"));
+    rows.push(
+        Row::new(SCALE, format!("new TCP flow, {n_flows} live flows (both entries each)"), &nmany, "ns/pkt")
+            .note(format!("{:.2}x of 1,000 flows", super::summary(&nmany).0 / base)),
+    );
+    rows.extend(sweep_rows(&lab, e, n_flows));
     rows
+}
+
+/// CPU time of the calling thread (its syscalls included), ns.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid timespec pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The sweeper over a table of `n_flows` live flows (nothing to expire: the pass reads
+/// and judges every entry): its wall time, and the share of one core it takes when it
+/// paces itself as the daemon's thread does (a pass, then at least nine times as long
+/// asleep, at least 1 s between passes).
+fn sweep_rows(lab: &PacketLab, e: Effort, n_flows: u32) -> Vec<Row> {
+    let sweeper = lab.dp.sweeper().unwrap();
+    let t = privatelink::dataplane::sweep::Timeouts::default();
+    let (mut wall, mut cpu) = (Vec::new(), Vec::new());
+    for _ in 0..e.trials.min(5) {
+        let (w0, c0) = (std::time::Instant::now(), thread_cpu_ns());
+        let r = sweeper.sweep(privatelink::dataplane::sweep::Scope::Idle(t)).unwrap();
+        assert_eq!(r.expired, 0, "the benchmark's flows are live");
+        assert!(r.entries >= 2 * n_flows as u64, "the pass read {} entries", r.entries);
+        wall.push(w0.elapsed().as_secs_f64() * 1e3);
+        cpu.push((thread_cpu_ns() - c0) as f64 / 1e6);
+    }
+    let pass_ms = super::summary(&wall).0;
+    let share: Vec<f64> = cpu.iter().map(|c| 100.0 * c / (1000.0f64).max(10.0 * pass_ms)).collect();
+    vec![
+        Row::new(SCALE, format!("sweeper pass over {n_flows} live flows ({} entries), wall time", 2 * n_flows), &wall, "ms"),
+        Row::new(SCALE, format!("sweeper CPU at {n_flows} live flows, paced as the daemon paces it"), &share, "% of a core")
+            .note(format!("pass CPU {:.0} ms; passes every {:.1} s", super::summary(&cpu).0, (1000.0f64).max(10.0 * pass_ms) / 1e3)),
+    ]
 }

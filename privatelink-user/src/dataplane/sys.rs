@@ -1,0 +1,123 @@
+//! The few bpf(2) commands the sweeper issues on its own file descriptors, outside
+//! aya's `Ebpf` (which one thread owns): whole batches of a hash map per call
+//! (`BPF_MAP_LOOKUP_BATCH`, one syscall per few thousand entries instead of two per
+//! entry), single lookups and deletes, and `BPF_PROG_TEST_RUN`.
+
+use std::{
+    io,
+    os::fd::{AsRawFd, BorrowedFd},
+};
+
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+
+/// `union bpf_attr`, as large as any command here needs (the kernel checks that the
+/// bytes it does not know are zero).
+#[repr(C, align(8))]
+struct Attr([u8; 128]);
+
+impl Attr {
+    fn new() -> Attr {
+        Attr([0; 128])
+    }
+    fn put_u32(&mut self, off: usize, v: u32) {
+        self.0[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+    }
+    fn put_u64(&mut self, off: usize, v: u64) {
+        self.0[off..off + 8].copy_from_slice(&v.to_ne_bytes());
+    }
+    fn u32_at(&self, off: usize) -> u32 {
+        u32::from_ne_bytes(self.0[off..off + 4].try_into().unwrap())
+    }
+}
+
+fn bpf(cmd: libc::c_long, attr: &mut Attr) -> io::Result<()> {
+    // SAFETY: `attr` is a valid, writable bpf_attr of the size passed.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut Attr, std::mem::size_of::<Attr>()) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn ptr<T>(p: *const T) -> u64 {
+    p as usize as u64
+}
+
+/// Where the kernel writes.
+fn out<T>(p: &mut T) -> u64 {
+    p as *mut T as usize as u64
+}
+
+/// Read every entry of hash map `map` in batches of `batch` entries, calling `each`
+/// with each batch. Entries added or removed meanwhile may be seen or not (as with any
+/// iteration of a live hash map); none is seen twice within a bucket.
+pub fn for_each_batch<K: Copy + Default, V: Copy + Default>(map: BorrowedFd<'_>, batch: usize, mut each: impl FnMut(&[K], &[V])) -> io::Result<()> {
+    let mut keys = vec![K::default(); batch];
+    let mut values = vec![V::default(); batch];
+    // The hash map's cursor is a bucket number (u32); kept in a u64 for alignment.
+    let (mut cursor, mut next) = (0u64, 0u64);
+    let mut first = true;
+    loop {
+        let mut a = Attr::new();
+        a.put_u64(0, if first { 0 } else { ptr(&cursor) });
+        a.put_u64(8, out(&mut next));
+        a.put_u64(16, keys.as_mut_ptr() as usize as u64);
+        a.put_u64(24, values.as_mut_ptr() as usize as u64);
+        a.put_u32(32, batch as u32);
+        a.put_u32(36, map.as_raw_fd() as u32);
+        let r = bpf(BPF_MAP_LOOKUP_BATCH, &mut a);
+        let got = a.u32_at(32) as usize;
+        match r {
+            Ok(()) => each(&keys[..got], &values[..got]),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                // The last batch (possibly empty).
+                each(&keys[..got], &values[..got]);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        cursor = next;
+        first = false;
+    }
+}
+
+/// Look `key` up in `map`.
+pub fn lookup<K, V: Default>(map: BorrowedFd<'_>, key: &K) -> io::Result<Option<V>> {
+    let mut v = V::default();
+    let mut a = Attr::new();
+    a.put_u32(0, map.as_raw_fd() as u32);
+    a.put_u64(8, ptr(key));
+    a.put_u64(16, out(&mut v));
+    match bpf(BPF_MAP_LOOKUP_ELEM, &mut a) {
+        Ok(()) => Ok(Some(v)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Delete `key` from `map`; whether this call deleted it.
+pub fn delete<K>(map: BorrowedFd<'_>, key: &K) -> io::Result<bool> {
+    let mut a = Attr::new();
+    a.put_u32(0, map.as_raw_fd() as u32);
+    a.put_u64(8, ptr(key));
+    match bpf(BPF_MAP_DELETE_ELEM, &mut a) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Run program `prog` once on `data`; its return value.
+pub fn test_run(prog: BorrowedFd<'_>, data: &[u8]) -> io::Result<u32> {
+    let mut a = Attr::new();
+    a.put_u32(0, prog.as_raw_fd() as u32);
+    a.put_u32(8, data.len() as u32);
+    a.put_u64(16, ptr(data.as_ptr()));
+    a.put_u32(32, 1); // repeat
+    bpf(BPF_PROG_TEST_RUN, &mut a)?;
+    Ok(a.u32_at(4))
+}
