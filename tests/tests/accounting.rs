@@ -178,3 +178,32 @@ fn concurrent_expiry_and_new_flows_release_each_slot_exactly_once() {
     assert!((200..=passed).contains(&s.new_flows), "{} new flows of {passed} SYNs passed", s.new_flows);
     assert!(lab.dp.maps.conntrack().unwrap().is_empty(), "entries left behind");
 }
+
+#[test]
+fn the_sweeper_removes_a_reverse_entry_left_alone_and_keeps_the_others() {
+    let mut lab = PacketLab::new(1024);
+    let port = connect(&lab, 43300);
+    let now = privatelink::dataplane::monotonic_ns();
+    // A reverse entry with no forward entry, quiet for 2 s (a creation that failed
+    // half way), and one quiet for only 100 ms (a creation that may still finish).
+    let orphan = |dport: u16, age_ns: u64| {
+        let key = CtKey { src_ip_be: u32::from(BACKEND).to_be(), dst_ip_be: u32::from(SNAT_IP).to_be(), src_port_be: 8080u16.to_be(), dst_port_be: dport.to_be(), vpc_id: PROVIDER_VPC, proto: PROTO_TCP, _pad: 0 };
+        let v = CtValue { kind: CT_KIND_REVERSE, last_seen_ns: now - age_ns, nat_src_ip_be: u32::from(EP_ACCEPTED).to_be(), nat_dst_ip_be: u32::from(CLIENT).to_be(), nat_src_port_be: 80u16.to_be(), nat_dst_port_be: 50000u16.to_be(), egress_vpc: CONSUMER_VPC, ..Default::default() };
+        (key, v)
+    };
+    let (old_key, old) = orphan(61000, 2_000_000_000);
+    let (new_key, new) = orphan(61001, 100_000_000);
+    lab.dp.maps.ct_insert(old_key, old).unwrap();
+    lab.dp.maps.ct_insert(new_key, new).unwrap();
+    // The live flow's own reverse entry is quiet too (the backend never sent): kept.
+    let live_rev = rev_key(SNAT_IP, port);
+    let mut quiet = lab.dp.maps.ct_get(&live_rev).unwrap().unwrap();
+    quiet.last_seen_ns = now - 2_000_000_000;
+    lab.dp.maps.ct_insert(live_rev, quiet).unwrap();
+    let r = lab.dp.sweep(Scope::Idle(Timeouts::default())).unwrap();
+    assert_eq!((r.orphans, r.expired, r.alive, r.entries), (1, 0, 1, 4));
+    assert!(lab.dp.maps.ct_get(&old_key).unwrap().is_none(), "the orphan is gone");
+    assert!(lab.dp.maps.ct_get(&new_key).unwrap().is_some(), "a young one is kept");
+    assert!(lab.dp.maps.ct_get(&live_rev).unwrap().is_some(), "a flow's own reverse entry is kept");
+    assert_eq!(active(&lab), 1);
+}

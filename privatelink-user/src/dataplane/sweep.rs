@@ -13,6 +13,8 @@ use crate::model::spec;
 use aya::programs::Xdp;
 use privatelink_common::*;
 use std::{
+    collections::HashSet,
+    hash::{BuildHasherDefault, Hasher},
     os::fd::{AsFd, BorrowedFd, OwnedFd},
     time::Duration,
 };
@@ -133,62 +135,88 @@ impl Sweeper {
         self.sweep_with(scope, &mut |_, _| {})
     }
 
-    /// One pass, showing `seen` every entry it read (before any is removed).
+    /// One pass, showing `seen` every entry it read (before any is removed). The table
+    /// is read a batch at a time and never held whole: what the pass keeps is the forward
+    /// entries that may go and a set of the reverse keys forward entries point at.
     pub fn sweep_with(&self, scope: Scope, seen: &mut dyn FnMut(&CtKey, &CtValue)) -> Result<SweepReport> {
         let now = monotonic_ns();
-        let entries = self.read()?;
-        for (k, v) in &entries {
-            seen(k, v);
+        let mut report = SweepReport::default();
+        let mut forwards = 0u64;
+        // Forward entries that may go: idle on their own side for their timeout (the
+        // expiry program looks at the other side's last packet too), or in the scope.
+        let mut candidates: Vec<(CtKey, u64)> = Vec::new();
+        // Reverse keys some forward entry points at, and reverse entries idle for a
+        // second (an orphan is one with no forward entry).
+        let mut pointed: HashSet<u128, BuildHasherDefault<KeyHasher>> = HashSet::default();
+        let mut quiet_reverse: Vec<(CtKey, CtKey)> = Vec::new();
+        let one_second = Duration::from_secs(1).as_nanos() as u64;
+        sys::for_each_batch::<CtKey, CtValue>(self.ct.as_fd(), BATCH, |keys, values| {
+            for (k, v) in keys.iter().zip(values) {
+                seen(k, v);
+                report.entries += 1;
+                match v.kind {
+                    CT_KIND_FORWARD => {
+                        forwards += 1;
+                        pointed.insert(packed(&v.peer_key(k.proto)));
+                        let cutoff = match scope {
+                            Scope::Endpoints(eps) => eps.contains(&v.endpoint).then_some(u64::MAX),
+                            Scope::Backend { ip_be, vpc_id } => (v.nat_dst_ip_be == ip_be && v.egress_vpc == vpc_id).then_some(u64::MAX),
+                            Scope::Idle(t) => {
+                                let timeout = t.for_state(v.state).as_nanos() as u64;
+                                (now.saturating_sub(v.last_seen_ns) >= timeout).then(|| now.saturating_sub(timeout))
+                            }
+                        };
+                        if let Some(c) = cutoff {
+                            candidates.push((*k, c));
+                        }
+                    }
+                    CT_KIND_REVERSE if now.saturating_sub(v.last_seen_ns) > one_second => quiet_reverse.push((*k, v.peer_key(k.proto))),
+                    _ => {}
+                }
+            }
+        })
+        .map_err(|source| Error::Sys { what: MAP_CT, source })?;
+        for (key, cutoff) in candidates {
+            if self.expire_flow(key, cutoff)? {
+                report.expired += 1;
+            }
         }
-        let mut report = SweepReport { entries: entries.len() as u64, ..Default::default() };
-        let index: std::collections::HashMap<CtKey, CtValue> = entries.iter().copied().collect();
+        report.alive = forwards - report.expired;
+        // A reverse entry exists alone for an instant while a flow is created or
+        // expired; one alone and quiet for a second is an orphan. The map is asked again
+        // (not only what the pass read) so a flow created meanwhile is kept.
         let ct = self.ct.as_fd();
         let sys_err = |source| Error::Sys { what: MAP_CT, source };
-        for (key, value) in &entries {
-            match value.kind {
-                CT_KIND_FORWARD => {
-                    let cutoff = match scope {
-                        Scope::Endpoints(eps) if eps.contains(&value.endpoint) => u64::MAX,
-                        Scope::Backend { ip_be, vpc_id } if value.nat_dst_ip_be == ip_be && value.egress_vpc == vpc_id => u64::MAX,
-                        Scope::Endpoints(_) | Scope::Backend { .. } => {
-                            report.alive += 1;
-                            continue;
-                        }
-                        Scope::Idle(t) => {
-                            let peer_seen = index.get(&value.peer_key(key.proto)).map_or(0, |v| v.last_seen_ns);
-                            let seen = value.last_seen_ns.max(peer_seen);
-                            let timeout = t.for_state(value.state).as_nanos() as u64;
-                            if now.saturating_sub(seen) < timeout {
-                                report.alive += 1;
-                                continue;
-                            }
-                            now.saturating_sub(timeout)
-                        }
-                    };
-                    if self.expire_flow(*key, cutoff)? {
-                        report.expired += 1;
-                    } else {
-                        report.alive += 1;
-                    }
-                }
-                CT_KIND_REVERSE => {
-                    // A reverse entry exists alone for an instant while a flow is created
-                    // or expired; one alone and idle for a second is an orphan. The map is
-                    // asked again (not only the snapshot) so a flow created meanwhile is
-                    // kept.
-                    let old = now.saturating_sub(value.last_seen_ns) > Duration::from_secs(1).as_nanos() as u64;
-                    let peer = value.peer_key(key.proto);
-                    if old
-                        && !index.contains_key(&peer)
-                        && sys::lookup::<CtKey, CtValue>(ct, &peer).map_err(sys_err)?.is_none()
-                        && sys::delete(ct, key).map_err(sys_err)?
-                    {
-                        report.orphans += 1;
-                    }
-                }
-                _ => {}
+        for (key, peer) in quiet_reverse {
+            if !pointed.contains(&packed(&key)) && sys::lookup::<CtKey, CtValue>(ct, &peer).map_err(sys_err)?.is_none() && sys::delete(ct, &key).map_err(sys_err)? {
+                report.orphans += 1;
             }
         }
         Ok(report)
+    }
+}
+
+/// A conntrack key as one number (exact: a set of them has no collisions).
+fn packed(k: &CtKey) -> u128 {
+    (k.src_ip_be as u128) << 96 | (k.dst_ip_be as u128) << 64 | (k.src_port_be as u128) << 48 | (k.dst_port_be as u128) << 32 | (k.vpc_id as u128) << 16 | k.proto as u128
+}
+
+/// A cheap hasher for packed keys (the table's own keys, not chosen by an attacker
+/// beyond what the data path already accepts): multiply and fold.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        let x = (v as u64 ^ (v >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = x ^ (x >> 29);
     }
 }

@@ -1,19 +1,33 @@
 //! The control-plane half of part 2: `apply` of a spec with 10,000 endpoints and a
 //! no-op re-apply, through the real daemon and CLI; the daemon's RSS and the BPF map
-//! memory at 1 and at 10,000 endpoints.
+//! memory at 1 and at 10,000 endpoints; and the daemon with 10,000 endpoints and
+//! 1,000,000 live flows: API latency while the sweeper passes, a scrape, its RSS.
 
 use super::{Effort, Row};
 use crate::daemon_lab::DaemonLab;
-use std::time::Instant;
+use aya::maps::{HashMap, Map, MapData};
+use privatelink::{daemon::api::Request, dataplane::links};
+use privatelink_common::*;
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::Ipv4Addr,
+    os::unix::net::UnixStream,
+    time::{Duration, Instant},
+};
 
 const PART: &str = "2. scale";
 
 /// A spec: one consumer VPC (10.0.0.0/16 on gw-c0), the provider VPC, one service, and
 /// `n` endpoints of `n / 50` accounts at most... quotas raised to fit.
 fn spec(n: usize) -> String {
+    spec_with(n, 65_536)
+}
+
+fn spec_with(n: usize, ct_capacity: u32) -> String {
     let mut s = String::from(
         "gateway:\n  conntrack_capacity: 65536\n  quotas: { endpoints_per_account: 16384 }\nvpcs:\n  - { name: vpc0, interface: gw-c0, cidr: 10.0.0.0/16 }\n  - { name: prov, interface: gw-prov, cidr: 192.168.2.0/24 }\nservices:\n  - name: web\n    owner: \"100002\"\n    vpc: prov\n    backends: [{ address: 192.168.2.10 }, { address: 192.168.2.11 }]\n    ports: [{ protocol: tcp, endpoint_port: 80, service_port: 8080 }]\n    allowed_accounts: [\"*\"]\n    auto_accept: true\n    health_check: { type: none }\nendpoints:\n",
-    );
+    )
+    .replace("conntrack_capacity: 65536", &format!("conntrack_capacity: {ct_capacity}"));
     for i in 0..n {
         let ip = std::net::Ipv4Addr::from(0x0a00_0100u32 + i as u32);
         s.push_str(&format!("  - {{ name: ep{i}, owner: \"100001\", vpc: vpc0, service: web, ip: {ip} }}\n"));
@@ -76,4 +90,89 @@ pub fn run(e: Effort) -> Vec<Row> {
         rows.push(Row::new(PART, format!("BPF map memory, {n} endpoints"), &[mib(mapsn / 1024)], "MiB").note("maps are preallocated: size follows capacity, not use"));
     }
     rows
+}
+
+/// Live flows written straight into the daemon's pinned conntrack map, both entries
+/// each, as the data path would have made them (ESTABLISHED, seen now: none expires).
+fn fill_flows(lab: &DaemonLab, n: u32) {
+    let path = links::maps_dir(&lab.bpffs).join(MAP_CT);
+    let md = MapData::from_pin(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut ct: HashMap<MapData, CtKey, CtValue> = HashMap::try_from(Map::HashMap(md)).expect("the conntrack map");
+    let now = privatelink::dataplane::monotonic_ns();
+    for i in 0..n {
+        let src = u32::from(Ipv4Addr::new(10, 0, 0, 0)) + 2 + i % 250;
+        let key = CtKey { src_ip_be: u32::from(Ipv4Addr::from(src)).to_be(), dst_ip_be: u32::from(Ipv4Addr::new(10, 0, 1, 0)).to_be(), src_port_be: (1024 + (i / 250) as u16).to_be(), dst_port_be: 80u16.to_be(), vpc_id: 1, proto: PROTO_TCP, _pad: 0 };
+        let fwd = CtValue {
+            kind: CT_KIND_FORWARD,
+            state: TCP_STATE_ESTABLISHED,
+            last_seen_ns: now + 3_600_000_000_000,
+            nat_src_ip_be: u32::from(Ipv4Addr::new(11, 163, 128, (i / 60_000) as u8)).to_be(),
+            nat_src_port_be: (1024 + (i % 60_000) as u16).to_be(),
+            nat_dst_ip_be: u32::from(Ipv4Addr::new(192, 168, 2, 10)).to_be(),
+            nat_dst_port_be: 8080u16.to_be(),
+            egress_vpc: 2,
+            ..Default::default()
+        };
+        let rev = CtValue { kind: CT_KIND_REVERSE, last_seen_ns: fwd.last_seen_ns, nat_src_ip_be: key.dst_ip_be, nat_dst_ip_be: key.src_ip_be, nat_src_port_be: key.dst_port_be, nat_dst_port_be: key.src_port_be, egress_vpc: 1, ..Default::default() };
+        ct.insert(fwd.peer_key(PROTO_TCP), rev, 0).expect("insert a reverse entry");
+        ct.insert(key, fwd, 0).expect("insert a forward entry");
+    }
+}
+
+/// One `status` request on the daemon's socket, as the CLI sends it; its wall time.
+fn api_round_trip(socket: &std::path::Path) -> Duration {
+    let t = Instant::now();
+    let mut s = UnixStream::connect(socket).expect("the daemon's socket");
+    let mut line = serde_json::to_vec(&Request::Status).unwrap();
+    line.push(b'\n');
+    s.write_all(&line).unwrap();
+    let mut answer = String::new();
+    BufReader::new(&s).read_line(&mut answer).unwrap();
+    assert!(answer.contains("\"ok\"") || answer.contains("Ok"), "{answer}");
+    t.elapsed()
+}
+
+/// The daemon with `n` endpoints and `flows` live flows: API round trips over several
+/// sweeper passes (p50 and p99 of every request), a scrape, the sweeper's pass as the
+/// daemon reports it, and the daemon's RSS.
+pub fn under_load(e: Effort) -> Vec<Row> {
+    const METRICS: u16 = 9479;
+    let (n, flows) = if e.quick { (1_000, 100_000u32) } else { (10_000, 1_000_000u32) };
+    let lab = DaemonLab::with_daemon_args(1, &["--metrics", &format!("127.0.0.1:{METRICS}")]);
+    let r = lab.apply(&spec_with(n, 2 * flows + 65_536), &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    fill_flows(&lab, flows);
+    let entries = |m: &str| m.lines().find_map(|l| l.strip_prefix("privatelink_conntrack_entries ")).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0);
+    let start = Instant::now();
+    while entries(&lab.scrape(METRICS)) < 2.0 * flows as f64 {
+        assert!(start.elapsed() < Duration::from_secs(120), "the sweeper never counted the filled table");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let runs = |m: &str| m.lines().find_map(|l| l.strip_prefix("privatelink_sweeper_runs_total ")).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0);
+    let runs_before = runs(&lab.scrape(METRICS));
+    // Requests every 10 ms over 12 s: several passes of the sweeper.
+    let mut rtt: Vec<f64> = Vec::new();
+    let until = Instant::now() + Duration::from_secs(if e.quick { 4 } else { 12 });
+    while Instant::now() < until {
+        rtt.push(api_round_trip(&lab.socket).as_secs_f64() * 1e3);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    rtt.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| rtt[((rtt.len() - 1) as f64 * p) as usize];
+    let mut scrapes = Vec::new();
+    let mut last = String::new();
+    for _ in 0..e.trials.min(10) {
+        let t = Instant::now();
+        last = lab.scrape(METRICS);
+        scrapes.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let passes = runs(&last) - runs_before;
+    let pass_s = last.lines().find_map(|l| l.strip_prefix("privatelink_sweeper_last_pass_seconds ")).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0);
+    let rss = rss_kib(lab.daemon_pid()) as f64 / 1024.0;
+    vec![
+        Row::new(PART, format!("API round trip (status) p99, {n} endpoints and {flows} live flows, while the sweeper passes"), &[pct(0.99)], "ms")
+            .note(format!("p50 {:.2} ms, max {:.1} ms; {} requests during {passes:.0} sweeper passes of {:.0} ms each", pct(0.5), rtt[rtt.len() - 1], rtt.len(), pass_s * 1e3)),
+        Row::new(PART, format!("scrape of /metrics, {n} endpoints and {flows} live flows"), &scrapes, "ms"),
+        Row::new(PART, format!("daemon RSS, {n} endpoints and {flows} live flows"), &[rss], "MiB"),
+    ]
 }

@@ -1,5 +1,5 @@
 //! `cargo xtask bench` runs this: every benchmark part, a table on stdout, and
-//! BENCHMARKS.md. Usage: plbench [--quick] [--out FILE] [--only 1|2|3|fleet]
+//! BENCHMARKS.md. Usage: plbench [--quick] [--out FILE] [--only 1|2|3|fleet|load]
 use privatelink_tests::bench::{self, control, e2e, fleet, report, testrun, Effort};
 
 fn main() {
@@ -17,6 +17,10 @@ fn main() {
     if want("2") {
         eprintln!("part 2 (control plane): apply through the daemon ...");
         rows.extend(control::run(e));
+    }
+    if want("2") || only.as_deref() == Some("load") {
+        eprintln!("part 2 (control plane): the daemon under 1M live flows ...");
+        rows.extend(control::under_load(e));
     }
     if want("2") || only.as_deref() == Some("fleet") {
         eprintln!("part 2 (control plane): a fleet of three on etcd ...");
