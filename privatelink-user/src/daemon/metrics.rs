@@ -1,18 +1,13 @@
 //! Prometheus metrics: a `Snapshot` of the gateway taken under the daemon's lock at
-//! scrape time, exposed through prometheus-client as const metrics (the counters live
-//! in BPF maps; this module only reads them), and the `/metrics` HTTP server (hyper).
+//! scrape time (the counters live in BPF maps; this module only reads them, and never
+//! walks the conntrack table), written as OpenMetrics text, and the `/metrics` HTTP
+//! server (hyper).
 
 use super::{api::Counters, gateway::Gateway};
 use crate::dataplane::maps;
 use privatelink_common::*;
 use http_body_util::Full;
 use hyper::{body::Bytes, Request, Response};
-use prometheus_client::{
-    collector::Collector,
-    encoding::{DescriptorEncoder, EncodeMetric},
-    metrics::{counter::ConstCounter, gauge::ConstGauge},
-    registry::Registry,
-};
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::{atomic::Ordering::Relaxed, Arc}};
 
 pub type Labels = Vec<(String, String)>;
@@ -65,106 +60,166 @@ pub struct Snapshot {
     pub dns: Vec<(String, DnsStats)>,
 }
 
-fn with(l: &Labels, k: &str, v: &str) -> Labels {
-    let mut l = l.clone();
-    l.push((k.to_string(), v.to_string()));
-    l
+/// A sample's value: a counter, an integer gauge or a float gauge.
+#[derive(Clone, Copy)]
+enum Val {
+    C(u64),
+    G(i64),
+    F(f64),
 }
 
-/// Write one metric family: `samples` of (labels, value).
-fn family<M: EncodeMetric>(enc: &mut DescriptorEncoder, name: &str, help: &str, samples: Vec<(Labels, M)>) -> std::fmt::Result {
-    let Some(first) = samples.first() else { return Ok(()) };
-    let mut m = enc.encode_descriptor(name, help, None, first.1.metric_type())?;
-    if let [(labels, metric)] = &samples[..] {
-        if labels.is_empty() {
-            return metric.encode(m);
-        }
-    }
-    for (labels, metric) in &samples {
-        metric.encode(m.encode_family(labels)?)?;
-    }
-    Ok(())
+fn counter(v: u64) -> Val {
+    Val::C(v)
 }
 
-fn counter(v: u64) -> ConstCounter<u64> {
-    ConstCounter::new(v)
+fn gauge(v: i64) -> Val {
+    Val::G(v)
 }
 
-fn gauge(v: i64) -> ConstGauge<i64> {
-    ConstGauge::new(v)
-}
-
-impl Collector for Snapshot {
-    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
-        let eps = &self.endpoints;
-        let dir = |f: &dyn Fn(&Counters) -> (u64, u64)| -> Vec<(Labels, ConstCounter<u64>)> {
-            eps.iter()
-                .flat_map(|s| {
-                    let (fwd, rev) = f(&s.counters);
-                    [(with(&s.labels, "direction", "forward"), counter(fwd)), (with(&s.labels, "direction", "reverse"), counter(rev))]
-                })
-                .collect()
-        };
-        family(&mut e, "privatelink_endpoint_packets", "Packets through an endpoint (forward: consumer to provider).", dir(&|c| (c.fwd_packets, c.rev_packets)))?;
-        family(&mut e, "privatelink_endpoint_bytes", "Bytes through an endpoint.", dir(&|c| (c.fwd_bytes, c.rev_bytes)))?;
-        family(&mut e, "privatelink_endpoint_new_flows", "Connections (flows) opened through an endpoint.", eps.iter().map(|s| (s.labels.clone(), counter(s.counters.new_connections))).collect())?;
-        family(&mut e, "privatelink_endpoint_active_flows", "Live connections counted against the endpoint's limit.", eps.iter().map(|s| (s.labels.clone(), gauge(s.active as i64))).collect())?;
-        let drops: Vec<_> = eps
-            .iter()
-            .flat_map(|s| privatelink_common::DropReason::ALL.iter().map(move |r| (with(&s.labels, "reason", r.name()), counter(s.counters.drops.get(r.name()).copied().unwrap_or(0)))))
-            .collect();
-        family(&mut e, "privatelink_endpoint_drops", "Packets to an endpoint dropped, by reason.", drops)?;
-        family(&mut e, "privatelink_endpoint_connection_limit_hits", "New connections refused by the endpoint's connection limit.", eps.iter().map(|s| (s.labels.clone(), counter(s.counters.drops.get("over_limit").copied().unwrap_or(0)))).collect())?;
-        let limited = eps.iter().filter_map(|s| Some((s.labels.clone(), gauge(s.bandwidth_bps? as i64)))).collect();
-        family(&mut e, "privatelink_endpoint_bandwidth_limit_bps", "The endpoint's bandwidth limit in each direction, bits per second (endpoints with one only); packets over it count as drops with reason over_bandwidth.", limited)?;
-        family(&mut e, "privatelink_endpoint_resets_sent", "TCP resets the gateway sent for an endpoint.", eps.iter().map(|s| (s.labels.clone(), counter(s.counters.resets_sent))).collect())?;
-        family(&mut e, "privatelink_endpoint_snat_ports_in_use", "SNAT source ports held by the endpoint's flows (open or closing), as the data path counts them.", eps.iter().map(|s| (s.labels.clone(), gauge(s.snat_ports_in_use as i64))).collect())?;
-        family(&mut e, "privatelink_endpoint_snat_ports_free", "SNAT source ports left for new flows (per SNAT address, backend and protocol, summed).", eps.iter().map(|s| (s.labels.clone(), gauge(s.snat_ports_free as i64))).collect())?;
-        family(&mut e, "privatelink_backend_up", "1 when the backend passes its health checks (or is unchecked).", self.backends.iter().map(|b| (b.labels.clone(), gauge(b.up as i64))).collect())?;
-        family(&mut e, "privatelink_backend_flows", "Flows on a backend (open or closing), as of the sweeper's last pass.", self.backends.iter().map(|b| (b.labels.clone(), gauge(b.flows as i64))).collect())?;
-        family(&mut e, "privatelink_service_failing_open", "1 when every backend of the service is down and it uses them all.", self.services.iter().map(|(s, f)| (vec![("service".to_string(), s.clone())], gauge(*f as i64))).collect())?;
-        let gdrops: Vec<_> = privatelink_common::DropReason::ALL.iter().map(|r| (vec![("reason".to_string(), r.name().to_string())], counter(self.gateway.drops.get(r.name()).copied().unwrap_or(0)))).collect();
-        family(&mut e, "privatelink_gateway_drops", "Packets dropped that no endpoint could be charged with, by reason.", gdrops)?;
-        let vdrops: Vec<_> = self
-            .vpcs
-            .iter()
-            .flat_map(|(v, c)| privatelink_common::DropReason::ALL.iter().map(move |r| (vec![("vpc".to_string(), v.clone()), ("reason".to_string(), r.name().to_string())], counter(c.drops.get(r.name()).copied().unwrap_or(0)))))
-            .collect();
-        family(&mut e, "privatelink_vpc_drops", "Packets a VPC interface dropped that no endpoint could be charged with (not_routed: the gateway never routes between VPCs), by reason.", vdrops)?;
-        let dns: Vec<_> = self
-            .dns
-            .iter()
-            .flat_map(|(v, s)| DnsStats::RCODES.iter().map(move |(rcode, slot)| (vec![("vpc".to_string(), v.clone()), ("rcode".to_string(), rcode.to_string())], counter(s.answers[*slot]))))
-            .collect();
-        family(&mut e, "privatelink_dns_queries", "DNS queries answered at a VPC's DNS address, by the RCODE sent (queries with nothing to answer are privatelink_vpc_drops{reason=\"dns_dropped\"}).", dns)?;
-        family(&mut e, "privatelink_endpoint_slot_underflows", "Connection-slot releases that found the endpoint's active count at zero (an anomaly: the count saturates).", eps.iter().map(|s| (s.labels.clone(), counter(s.counters.slot_underflows))).collect())?;
-        family(&mut e, "privatelink_endpoint_icmp_sent", "ICMP the gateway generated for an endpoint: echo replies, time-exceeded, fragmentation-needed.", eps.iter().map(|s| (s.labels.clone(), counter(s.counters.icmp_sent))).collect())?;
-        family(&mut e, "privatelink_conntrack_entries", "Conntrack entries in use (two per flow), as of the sweeper's last pass.", vec![(vec![], gauge(self.conntrack_entries as i64))])?;
-        family(&mut e, "privatelink_conntrack_capacity", "Conntrack entries the table holds.", vec![(vec![], gauge(self.conntrack_capacity as i64))])?;
-        family(&mut e, "privatelink_reconciles", "Reconciles of the maps with the recorded state.", vec![(vec![], counter(self.reconciles))])?;
-        family(&mut e, "privatelink_last_reconcile_duration_seconds", "How long the last reconcile took.", vec![(vec![], ConstGauge::new(self.last_reconcile_seconds))])?;
-        family(&mut e, "privatelink_sweeper_runs", "Passes of the conntrack sweeper.", vec![(vec![], counter(self.sweeps))])?;
-        family(&mut e, "privatelink_sweeper_expired_flows", "Flows the sweeper removed.", vec![(vec![], counter(self.expired_flows))])?;
-        family(&mut e, "privatelink_sweeper_last_pass_seconds", "Wall time of the sweeper's last pass over the conntrack table (the next pass waits at least nine times as long).", vec![(vec![], ConstGauge::new(self.last_sweep_seconds))])?;
-        let what = |w: &str| vec![("what".to_string(), w.to_string())];
-        family(&mut e, "privatelink_store_reachable", "1 while the state store (embedded, or the fleet's etcd) answers; 0 while it does not (the data path keeps forwarding with the maps it has).", vec![(vec![], gauge(self.store_reachable as i64))])?;
-        family(&mut e, "privatelink_announced_routes", "Endpoint addresses this node publishes as routes in its announce tables (0 while its lease is in doubt or its links are detached).", vec![(vec![], gauge(self.announced_routes as i64))])?;
-        family(&mut e, "privatelink_fleet_nodes_up", "Nodes of the fleet recorded up (each enforces its share of every connection limit).", vec![(vec![], gauge(self.nodes_up as i64))])?;
-        family(&mut e, "privatelink_drift_repairs", "Drift repaired: XDP links re-attached (links), map operations rewritten (map_ops).", vec![(what("links"), counter(self.repaired_links)), (what("map_ops"), counter(self.repaired_map_ops))])?;
-        Ok(())
-    }
-}
-
-/// The text exposition of a snapshot.
-pub fn render(s: Snapshot) -> String {
-    let mut reg = Registry::default();
-    reg.register_collector(Box::new(s));
+/// `k="v",...` with OpenMetrics escaping: computed once per endpoint, not per sample.
+fn label_text(l: &[(String, String)]) -> String {
     let mut out = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &reg) {
-        return format!("# encoding failed: {e}\n");
+    for (i, (k, v)) in l.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        escape_into(&mut out, v);
+        out.push('"');
     }
     out
 }
+
+fn escape_into(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn with(l: &str, k: &str, v: &str) -> String {
+    let mut out = String::with_capacity(l.len() + k.len() + v.len() + 4);
+    out.push_str(l);
+    if !l.is_empty() {
+        out.push(',');
+    }
+    out.push_str(k);
+    out.push_str("=\"");
+    escape_into(&mut out, v);
+    out.push('"');
+    out
+}
+
+/// The OpenMetrics text being written: HELP and TYPE per family, `_total` on counter
+/// samples, `# EOF` at the end. Written by hand: prometheus-client's encoder took half a
+/// second for 10,000 endpoints (a label vector cloned per sample).
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, help: &str, samples: Vec<(String, Val)>) {
+        use std::fmt::Write;
+        let Some((_, first)) = samples.first() else { return };
+        let (kind, suffix) = match first {
+            Val::C(_) => ("counter", "_total"),
+            Val::G(_) | Val::F(_) => ("gauge", ""),
+        };
+        let o = &mut self.0;
+        o.push_str("# HELP ");
+        o.push_str(name);
+        o.push(' ');
+        escape_into(o, help);
+        let _ = write!(o, "\n# TYPE {name} {kind}\n");
+        for (labels, v) in &samples {
+            o.push_str(name);
+            o.push_str(suffix);
+            if !labels.is_empty() {
+                o.push('{');
+                o.push_str(labels);
+                o.push('}');
+            }
+            let _ = match v {
+                Val::C(x) => writeln!(o, " {x}"),
+                Val::G(x) => writeln!(o, " {x}"),
+                Val::F(x) => writeln!(o, " {x}"),
+            };
+        }
+    }
+}
+
+impl Snapshot {
+    fn write(&self, e: &mut Out) {
+        let eps: Vec<(&EndpointSample, String)> = self.endpoints.iter().map(|s| (s, label_text(&s.labels))).collect();
+        let bks: Vec<(&BackendSample, String)> = self.backends.iter().map(|b| (b, label_text(&b.labels))).collect();
+        let dir = |f: &dyn Fn(&Counters) -> (u64, u64)| -> Vec<(String, Val)> {
+            eps.iter()
+                .flat_map(|(s, l)| {
+                    let (fwd, rev) = f(&s.counters);
+                    [(with(l, "direction", "forward"), counter(fwd)), (with(l, "direction", "reverse"), counter(rev))]
+                })
+                .collect()
+        };
+        e.family("privatelink_endpoint_packets", "Packets through an endpoint (forward: consumer to provider).", dir(&|c| (c.fwd_packets, c.rev_packets)));
+        e.family("privatelink_endpoint_bytes", "Bytes through an endpoint.", dir(&|c| (c.fwd_bytes, c.rev_bytes)));
+        e.family("privatelink_endpoint_new_flows", "Connections (flows) opened through an endpoint.", eps.iter().map(|(s, l)| (l.clone(), counter(s.counters.new_connections))).collect());
+        e.family("privatelink_endpoint_active_flows", "Live connections counted against the endpoint's limit.", eps.iter().map(|(s, l)| (l.clone(), gauge(s.active as i64))).collect());
+        let drops: Vec<_> = eps
+            .iter()
+            .flat_map(|(s, l)| privatelink_common::DropReason::ALL.iter().map(move |r| (with(l, "reason", r.name()), counter(s.counters.drops.get(r.name()).copied().unwrap_or(0)))))
+            .collect();
+        e.family("privatelink_endpoint_drops", "Packets to an endpoint dropped, by reason.", drops);
+        e.family("privatelink_endpoint_connection_limit_hits", "New connections refused by the endpoint's connection limit.", eps.iter().map(|(s, l)| (l.clone(), counter(s.counters.drops.get("over_limit").copied().unwrap_or(0)))).collect());
+        let limited = eps.iter().filter_map(|(s, l)| Some((l.clone(), gauge(s.bandwidth_bps? as i64)))).collect();
+        e.family("privatelink_endpoint_bandwidth_limit_bps", "The endpoint's bandwidth limit in each direction, bits per second (endpoints with one only); packets over it count as drops with reason over_bandwidth.", limited);
+        e.family("privatelink_endpoint_resets_sent", "TCP resets the gateway sent for an endpoint.", eps.iter().map(|(s, l)| (l.clone(), counter(s.counters.resets_sent))).collect());
+        e.family("privatelink_endpoint_snat_ports_in_use", "SNAT source ports held by the endpoint's flows (open or closing), as the data path counts them.", eps.iter().map(|(s, l)| (l.clone(), gauge(s.snat_ports_in_use as i64))).collect());
+        e.family("privatelink_endpoint_snat_ports_free", "SNAT source ports left for new flows (per SNAT address, backend and protocol, summed).", eps.iter().map(|(s, l)| (l.clone(), gauge(s.snat_ports_free as i64))).collect());
+        e.family("privatelink_backend_up", "1 when the backend passes its health checks (or is unchecked).", bks.iter().map(|(b, l)| (l.clone(), gauge(b.up as i64))).collect());
+        e.family("privatelink_backend_flows", "Flows on a backend (open or closing), as of the sweeper's last pass.", bks.iter().map(|(b, l)| (l.clone(), gauge(b.flows as i64))).collect());
+        e.family("privatelink_service_failing_open", "1 when every backend of the service is down and it uses them all.", self.services.iter().map(|(s, f)| (label_text(&[("service".to_string(), s.clone())]), gauge(*f as i64))).collect());
+        let gdrops: Vec<_> = privatelink_common::DropReason::ALL.iter().map(|r| (label_text(&[("reason".to_string(), r.name().to_string())]), counter(self.gateway.drops.get(r.name()).copied().unwrap_or(0)))).collect();
+        e.family("privatelink_gateway_drops", "Packets dropped that no endpoint could be charged with, by reason.", gdrops);
+        let vdrops: Vec<_> = self
+            .vpcs
+            .iter()
+            .flat_map(|(v, c)| privatelink_common::DropReason::ALL.iter().map(move |r| (label_text(&[("vpc".to_string(), v.clone()), ("reason".to_string(), r.name().to_string())]), counter(c.drops.get(r.name()).copied().unwrap_or(0)))))
+            .collect();
+        e.family("privatelink_vpc_drops", "Packets a VPC interface dropped that no endpoint could be charged with (not_routed: the gateway never routes between VPCs), by reason.", vdrops);
+        let dns: Vec<_> = self
+            .dns
+            .iter()
+            .flat_map(|(v, s)| DnsStats::RCODES.iter().map(move |(rcode, slot)| (label_text(&[("vpc".to_string(), v.clone()), ("rcode".to_string(), rcode.to_string())]), counter(s.answers[*slot]))))
+            .collect();
+        e.family("privatelink_dns_queries", "DNS queries answered at a VPC's DNS address, by the RCODE sent (queries with nothing to answer are privatelink_vpc_drops{reason=\"dns_dropped\"}).", dns);
+        e.family("privatelink_endpoint_slot_underflows", "Connection-slot releases that found the endpoint's active count at zero (an anomaly: the count saturates).", eps.iter().map(|(s, l)| (l.clone(), counter(s.counters.slot_underflows))).collect());
+        e.family("privatelink_endpoint_icmp_sent", "ICMP the gateway generated for an endpoint: echo replies, time-exceeded, fragmentation-needed.", eps.iter().map(|(s, l)| (l.clone(), counter(s.counters.icmp_sent))).collect());
+        e.family("privatelink_conntrack_entries", "Conntrack entries in use (two per flow), as of the sweeper's last pass.", vec![(String::new(), gauge(self.conntrack_entries as i64))]);
+        e.family("privatelink_conntrack_capacity", "Conntrack entries the table holds.", vec![(String::new(), gauge(self.conntrack_capacity as i64))]);
+        e.family("privatelink_reconciles", "Reconciles of the maps with the recorded state.", vec![(String::new(), counter(self.reconciles))]);
+        e.family("privatelink_last_reconcile_duration_seconds", "How long the last reconcile took.", vec![(String::new(), Val::F(self.last_reconcile_seconds))]);
+        e.family("privatelink_sweeper_runs", "Passes of the conntrack sweeper.", vec![(String::new(), counter(self.sweeps))]);
+        e.family("privatelink_sweeper_expired_flows", "Flows the sweeper removed.", vec![(String::new(), counter(self.expired_flows))]);
+        e.family("privatelink_sweeper_last_pass_seconds", "Wall time of the sweeper's last pass over the conntrack table (the next pass waits at least nine times as long).", vec![(String::new(), Val::F(self.last_sweep_seconds))]);
+        let what = |w: &str| label_text(&[("what".to_string(), w.to_string())]);
+        e.family("privatelink_store_reachable", "1 while the state store (embedded, or the fleet's etcd) answers; 0 while it does not (the data path keeps forwarding with the maps it has).", vec![(String::new(), gauge(self.store_reachable as i64))]);
+        e.family("privatelink_announced_routes", "Endpoint addresses this node publishes as routes in its announce tables (0 while its lease is in doubt or its links are detached).", vec![(String::new(), gauge(self.announced_routes as i64))]);
+        e.family("privatelink_fleet_nodes_up", "Nodes of the fleet recorded up (each enforces its share of every connection limit).", vec![(String::new(), gauge(self.nodes_up as i64))]);
+        e.family("privatelink_drift_repairs", "Drift repaired: XDP links re-attached (links), map operations rewritten (map_ops).", vec![(what("links"), counter(self.repaired_links)), (what("map_ops"), counter(self.repaired_map_ops))]);
+    }
+}
+
+/// The text exposition of a snapshot (OpenMetrics).
+pub fn render(s: Snapshot) -> String {
+    let mut out = Out(String::with_capacity(64 * 1024));
+    s.write(&mut out);
+    out.0.push_str("# EOF\n");
+    out.0
+}
+
 
 impl Gateway {
     /// What `/metrics` shows.
@@ -264,5 +319,43 @@ pub async fn serve(addr: SocketAddr, snap: Snap) -> anyhow::Result<()> {
                 tracing::debug!(error = %e, "metrics connection");
             }
         });
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openmetrics_text_with_escaped_labels_and_help() {
+        let mut s = Snapshot::default();
+        s.endpoints.push(EndpointSample { labels: vec![("endpoint".into(), "a\"b\\c\nd".into())], active: 3, ..Default::default() });
+        s.conntrack_entries = 7;
+        s.last_sweep_seconds = 0.25;
+        s.dns.push(("vpc0".into(), DnsStats::default()));
+        let out = render(s);
+        assert!(out.contains("# TYPE privatelink_endpoint_active_flows gauge\nprivatelink_endpoint_active_flows{endpoint=\"a\\\"b\\\\c\\nd\"} 3\n"), "{out}");
+        assert!(out.contains("# TYPE privatelink_endpoint_packets counter\nprivatelink_endpoint_packets_total{endpoint=\"a\\\"b\\\\c\\nd\",direction=\"forward\"} 0\n"), "{out}");
+        assert!(out.contains("\nprivatelink_conntrack_entries 7\n") && out.contains("\nprivatelink_sweeper_last_pass_seconds 0.25\n"), "{out}");
+        // Quotes in a HELP text are escaped; the text ends with # EOF.
+        assert!(out.contains("# HELP privatelink_dns_queries ") && out.contains("privatelink_vpc_drops{reason=\\\"dns_dropped\\\"}"), "{out}");
+        assert!(out.ends_with("# EOF\n"));
+        // Every sample line is NAME[{LABELS}] VALUE.
+        for l in out.lines().filter(|l| !l.starts_with('#')) {
+            let (_, v) = l.rsplit_once(' ').unwrap_or_else(|| panic!("{l}"));
+            assert!(v.parse::<f64>().is_ok(), "{l}");
+        }
+    }
+
+    #[test]
+    fn ten_thousand_endpoints_render() {
+        let mut s = Snapshot::default();
+        for i in 0..10_000 {
+            let labels = vec![("endpoint".into(), format!("ep{i}")), ("endpoint_id".into(), format!("ep-0a1b2c3d4e5f6{i:04}")), ("service".into(), "web".into()), ("account".into(), "100001".into()), ("vpc".into(), "vpc0".into())];
+            s.endpoints.push(EndpointSample { labels, ..Default::default() });
+        }
+        let out = render(s);
+        assert_eq!(out.lines().filter(|l| l.starts_with("privatelink_endpoint_drops_total{")).count(), 10_000 * DropReason::ALL.len());
     }
 }

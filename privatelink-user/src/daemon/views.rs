@@ -250,7 +250,8 @@ impl Gateway {
                 link_pinned: self.links.pin_path(&v.spec.interface).display().to_string(),
             });
         }
-        let (ct, cap) = dp.maps.conntrack_fill()?;
+        // Counted by the sweeper's last pass: a status never walks the table.
+        let (ct, cap) = (self.sweep.entries.load(Relaxed), dp.maps.ct_capacity());
         let fill = |t: &str, used: usize, cap: u32| Fill { table: t.into(), used: used as u64, capacity: cap as u64 };
         view.maps = vec![
             Fill { table: "conntrack entries".into(), used: ct, capacity: cap as u64 },

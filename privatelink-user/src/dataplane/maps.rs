@@ -365,10 +365,6 @@ impl Maps {
         self.ep_stats.set(index, zero, 0).map_err(err(MAP_EP_STATS))
     }
 
-    /// Entries in the conntrack table (two per flow) and its capacity.
-    pub fn conntrack_fill(&self) -> Result<(u64, u32)> {
-        Ok((self.conntrack()?.len() as u64, self.ct_capacity()))
-    }
     /// The conntrack map's descriptor (the sweeper takes its own copy).
     pub fn ct_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         use std::os::fd::AsFd;

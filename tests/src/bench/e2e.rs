@@ -476,14 +476,19 @@ pub fn run(e: Effort) -> Vec<Row> {
             bed.offloads(true);
             if v == Variant::X && !warmup {
                 // An established flow's round trips, calm and under an over-limit SYN
-                // flood at the same endpoint (limit 1: the flow holds it).
-                for flood in [false, true] {
-                    bed.switch(v);
-                    bed.set_limit(1);
-                    if let Some(p99) = bed.pinger_p99(rtt_n, flood, udp_packets) {
-                        if flood { flooded.push(p99) } else { calm.push(p99) }
+                // flood at the same endpoint (limit 1: the flow holds it), alternated,
+                // both with every CPU kept out of idle (see `IdleSpinners`) so that
+                // neither measures a CPU waking up.
+                let _spin = IdleSpinners::start();
+                for _ in 0..3 {
+                    for flood in [false, true] {
+                        bed.switch(v);
+                        bed.set_limit(1);
+                        if let Some(p99) = bed.pinger_p99(rtt_n, flood, udp_packets) {
+                            if flood { flooded.push(p99) } else { calm.push(p99) }
+                        }
+                        bed.set_limit(1_000_000);
                     }
-                    bed.set_limit(1_000_000);
                 }
             }
         }
@@ -520,10 +525,53 @@ pub fn run(e: Effort) -> Vec<Row> {
         let note = format!("p99 {:.1} us; p50 - D {:+.1} us", med(p99), med(p50) - d50);
         rows.push(Row::new(PART, format!("TCP round trip p50 (1-byte ping-pong), {}", v.label()), p50, "us").note(note));
     }
-    rows.push(Row::new(PART, "X established p99 round trip, calm", &calm, "us"));
+    rows.push(Row::new(PART, "X established p99 round trip, calm (CPUs kept busy at idle priority)", &calm, "us"));
     rows.push(
-        Row::new(PART, "X established p99 round trip, over-limit SYN flood at the same endpoint", &flooded, "us")
+        Row::new(PART, "X established p99 round trip, over-limit SYN flood at the same endpoint (the same background)", &flooded, "us")
             .note(format!("{} x calm", ratio(med(&flooded), med(&calm)))),
     );
     rows
+}
+
+/// One thread per CPU spinning at `SCHED_IDLE`: it runs only when nothing else wants
+/// the CPU, so it takes no time from the measured threads, but no CPU ever drops into
+/// an idle state a packet would have to wake it from.
+struct IdleSpinners {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl IdleSpinners {
+    fn start() -> IdleSpinners {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = (0..cpus)
+            .map(|cpu| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    // SAFETY: plain libc calls on the calling thread with valid arguments.
+                    unsafe {
+                        let param = libc::sched_param { sched_priority: 0 };
+                        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+                        let mut set: libc::cpu_set_t = std::mem::zeroed();
+                        libc::CPU_SET(cpu, &mut set);
+                        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+                    }
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        IdleSpinners { stop, threads }
+    }
+}
+
+impl Drop for IdleSpinners {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
