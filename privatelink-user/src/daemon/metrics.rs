@@ -167,11 +167,18 @@ impl Snapshot {
         e.family("privatelink_endpoint_bytes", "Bytes through an endpoint.", dir(&|c| (c.fwd_bytes, c.rev_bytes)));
         e.family("privatelink_endpoint_new_flows", "Connections (flows) opened through an endpoint.", eps.iter().map(|(s, l)| (l.clone(), counter(s.counters.new_connections))).collect());
         e.family("privatelink_endpoint_active_flows", "Live connections counted against the endpoint's limit.", eps.iter().map(|(s, l)| (l.clone(), gauge(s.active as i64))).collect());
+        // Only the reasons an endpoint has seen (absent: 0): 22 zero series per endpoint
+        // were two thirds of a scrape at 10,000 endpoints.
         let drops: Vec<_> = eps
             .iter()
-            .flat_map(|(s, l)| privatelink_common::DropReason::ALL.iter().map(move |r| (with(l, "reason", r.name()), counter(s.counters.drops.get(r.name()).copied().unwrap_or(0)))))
+            .flat_map(|(s, l)| {
+                privatelink_common::DropReason::ALL.iter().filter_map(move |r| {
+                    let n = s.counters.drops.get(r.name()).copied().filter(|n| *n > 0)?;
+                    Some((with(l, "reason", r.name()), counter(n)))
+                })
+            })
             .collect();
-        e.family("privatelink_endpoint_drops", "Packets to an endpoint dropped, by reason.", drops);
+        e.family("privatelink_endpoint_drops", "Packets to an endpoint dropped, by reason (a reason appears once it has happened: absent means 0).", drops);
         e.family("privatelink_endpoint_connection_limit_hits", "New connections refused by the endpoint's connection limit.", eps.iter().map(|(s, l)| (l.clone(), counter(s.counters.drops.get("over_limit").copied().unwrap_or(0)))).collect());
         let limited = eps.iter().filter_map(|(s, l)| Some((l.clone(), gauge(s.bandwidth_bps? as i64)))).collect();
         e.family("privatelink_endpoint_bandwidth_limit_bps", "The endpoint's bandwidth limit in each direction, bits per second (endpoints with one only); packets over it count as drops with reason over_bandwidth.", limited);
@@ -356,6 +363,12 @@ mod tests {
             s.endpoints.push(EndpointSample { labels, ..Default::default() });
         }
         let out = render(s);
-        assert_eq!(out.lines().filter(|l| l.starts_with("privatelink_endpoint_drops_total{")).count(), 10_000 * DropReason::ALL.len());
+        // Drop reasons only where they happened: none here, one for the endpoint below.
+        assert_eq!(out.lines().filter(|l| l.starts_with("privatelink_endpoint_drops_total{")).count(), 0);
+        let mut one = Snapshot::default();
+        let mut c = Counters::default();
+        c.drops.insert("over_limit".into(), 4);
+        one.endpoints.push(EndpointSample { labels: vec![("endpoint".into(), "e".into())], counters: c, ..Default::default() });
+        assert!(render(one).contains("\nprivatelink_endpoint_drops_total{endpoint=\"e\",reason=\"over_limit\"} 4\n"));
     }
 }
