@@ -63,6 +63,14 @@ pub const PROG_FWD: &str = "privatelink_fwd";
 pub const PROG_TX: &str = "privatelink_tx";
 /// Its frame: a 60-byte Ethernet frame (64 on the wire), rewritten on every send.
 pub const MAP_TX_FRAME: &str = "PL_TX_FRAME";
+/// In the benchmarks' object: micro-benchmarks of the new-flow path's parts. Each parses
+/// the frame into a conntrack key and then does nothing (`_PARSE`), inserts it with
+/// BPF_NOEXIST into `PL_BENCH_CT` (`_CT_INSERT`), or looks it up (`_CT_LOOKUP`).
+pub const PROG_BENCH_PARSE: &str = "privatelink_bench_parse";
+pub const PROG_BENCH_CT_INSERT: &str = "privatelink_bench_ct_insert";
+pub const PROG_BENCH_CT_LOOKUP: &str = "privatelink_bench_ct_lookup";
+/// A hash of conntrack entries sized like the product's (`max_entries` set at load).
+pub const MAP_BENCH_CT: &str = "PL_BENCH_CT";
 pub const TX_FRAME_LEN: usize = 60;
 
 // ---- capacities ----

@@ -1,5 +1,6 @@
 //! The benchmarks' XDP object, built by `cargo xtask bench` beside the product's and
-//! never loaded by the daemon: the reference forwarder R1 and the traffic generator.
+//! never loaded by the daemon: the reference forwarder R1, the traffic generator, and
+//! micro-benchmarks of the conntrack map's operations.
 //! It shares the product's parser and forwarder source, so R1 measures exactly the
 //! parse + FIB + redirect the data path does.
 #![no_std]
@@ -14,12 +15,12 @@ mod parse;
 mod forward;
 
 use aya_ebpf::{
-    bindings::xdp_action,
+    bindings::{xdp_action, BPF_NOEXIST},
     macros::{map, xdp},
-    maps::Array,
+    maps::{Array, HashMap},
     programs::XdpContext,
 };
-use privatelink_common::TX_FRAME_LEN;
+use privatelink_common::{CtKey, CtValue, TX_FRAME_LEN};
 
 /// Reference forwarder (R1): parse, `bpf_fib_lookup`, MAC rewrite and redirect, no NAT
 /// and no maps. What the data path costs is measured against it.
@@ -56,6 +57,65 @@ pub fn privatelink_tx(ctx: XdpContext) -> u32 {
         unsafe { *dst = *src };
     }
     xdp_action::XDP_TX
+}
+
+/// A conntrack-sized hash for the micro-benchmarks (userspace sets its capacity).
+#[map]
+static PL_BENCH_CT: HashMap<CtKey, CtValue> = HashMap::with_max_entries(1024, 0);
+
+/// The frame's flow as a conntrack key; `proto` 0: not a TCP/UDP IPv4 packet. (A
+/// plain struct, not an `Option`: LLVM read the payload of a `None` and the verifier
+/// refused the program, "R5 !read_ok".)
+#[inline(always)]
+fn bench_key(ctx: &XdpContext) -> CtKey {
+    let mut k = CtKey { src_ip_be: 0, dst_ip_be: 0, src_port_be: 0, dst_port_be: 0, vpc_id: 1, proto: 0, _pad: 0 };
+    if let parse::Parsed::Ipv4(p) = parse::parse(ctx) {
+        if p.has_ports {
+            k.src_ip_be = p.src_ip;
+            k.dst_ip_be = p.dst_ip;
+            k.src_port_be = p.src_port;
+            k.dst_port_be = p.dst_port;
+            k.proto = p.proto;
+        }
+    }
+    k
+}
+
+/// Parse only: the baseline the two below are read against.
+#[xdp]
+pub fn privatelink_bench_parse(ctx: XdpContext) -> u32 {
+    if bench_key(&ctx).proto != 0 {
+        xdp_action::XDP_DROP
+    } else {
+        xdp_action::XDP_ABORTED
+    }
+}
+
+/// One insert with BPF_NOEXIST, as a new flow does twice: XDP_DROP when it went in.
+#[xdp]
+pub fn privatelink_bench_ct_insert(ctx: XdpContext) -> u32 {
+    let k = bench_key(&ctx);
+    if k.proto == 0 {
+        return xdp_action::XDP_ABORTED;
+    }
+    let v = CtValue { endpoint: 1, kind: 1, ..CtValue::default() };
+    match PL_BENCH_CT.insert(&k, &v, BPF_NOEXIST as u64) {
+        Ok(()) => xdp_action::XDP_DROP,
+        Err(_) => xdp_action::XDP_ABORTED,
+    }
+}
+
+/// One lookup: XDP_DROP when the key is absent (a new flow's miss), XDP_PASS when found.
+#[xdp]
+pub fn privatelink_bench_ct_lookup(ctx: XdpContext) -> u32 {
+    let k = bench_key(&ctx);
+    if k.proto == 0 {
+        return xdp_action::XDP_ABORTED;
+    }
+    match unsafe { PL_BENCH_CT.get(&k) } {
+        Some(_) => xdp_action::XDP_PASS,
+        None => xdp_action::XDP_DROP,
+    }
 }
 
 #[cfg(not(test))]

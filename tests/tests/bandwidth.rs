@@ -5,6 +5,14 @@
 use privatelink_tests::daemon_lab::*;
 use serde_json::Value;
 
+/// The two tests measure rates on a 2-core machine: one at a time, so neither measures
+/// the other's load.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Consumer VPC i uses iperf3 server port 5201 + i (an iperf3 server runs one test at a
 /// time).
 fn the_spec(limit: &str) -> String {
@@ -15,11 +23,12 @@ fn the_spec(limit: &str) -> String {
     spec(2, svc, &eps)
 }
 
-/// iperf3 from consumer `i` through its endpoint for `secs` (`-R`: the backend sends).
-fn iperf(lab: &DaemonLab, i: usize, secs: u32, reverse: bool) -> Value {
+/// iperf3 from consumer `i` through its endpoint for `secs` (`-R`: the backend sends),
+/// after `omit` seconds left out of the result (the bucket's initial burst).
+fn iperf(lab: &DaemonLab, i: usize, secs: u32, omit: u32, reverse: bool) -> Value {
     let port = (5201 + i).to_string();
-    let t = secs.to_string();
-    let mut args = vec!["iperf3", "-c", "10.0.0.100", "-p", &port, "-t", &t, "-i", "1", "-J", "--connect-timeout", "2000"];
+    let (t, o) = (secs.to_string(), omit.to_string());
+    let mut args = vec!["iperf3", "-c", "10.0.0.100", "-p", &port, "-t", &t, "-O", &o, "-i", "1", "-J", "--connect-timeout", "2000"];
     if reverse {
         args.push("-R");
     }
@@ -45,6 +54,7 @@ fn endpoint_stats(lab: &DaemonLab, name: &str) -> Value {
 
 #[test]
 fn a_limited_endpoint_gets_its_rate_and_an_unlimited_one_is_not_slowed() {
+    let _one = serial();
     let lab = DaemonLab::new(2);
     let r = lab.apply(&the_spec("100Mbps"), &[]);
     assert_eq!(r.code, 0, "{r:#?}");
@@ -56,8 +66,8 @@ fn a_limited_endpoint_gets_its_rate_and_an_unlimited_one_is_not_slowed() {
 
     // Both at once through the same gateway: each consumer to its own endpoint.
     let (limited, open) = std::thread::scope(|s| {
-        let a = s.spawn(|| iperf(&lab, 0, 4, false));
-        let b = s.spawn(|| iperf(&lab, 1, 4, false));
+        let a = s.spawn(|| iperf(&lab, 0, 4, 1, false));
+        let b = s.spawn(|| iperf(&lab, 1, 4, 1, false));
         (a.join().unwrap(), b.join().unwrap())
     });
     let (l, o) = (received_mbps(&limited), received_mbps(&open));
@@ -66,7 +76,7 @@ fn a_limited_endpoint_gets_its_rate_and_an_unlimited_one_is_not_slowed() {
     assert!(o > 3.0 * 105.0, "the unlimited endpoint carried only {o:.1} Mbit/s");
 
     // The other direction has its own bucket at the same rate.
-    let back = received_mbps(&iperf(&lab, 0, 3, true));
+    let back = received_mbps(&iperf(&lab, 0, 4, 1, true));
     eprintln!("reverse: limited {back:.1} Mbit/s");
     assert!((85.0..=105.0).contains(&back), "backend to client through the limited endpoint: {back:.1} Mbit/s");
 
@@ -84,6 +94,7 @@ fn a_limited_endpoint_gets_its_rate_and_an_unlimited_one_is_not_slowed() {
 
 #[test]
 fn a_new_rate_applies_to_a_running_transfer() {
+    let _one = serial();
     let lab = DaemonLab::new(2);
     assert_eq!(lab.apply(&the_spec("100Mbps"), &[]).code, 0);
     let _server = lab.provider.background(&["iperf3", "-s", "-B", "192.168.2.10", "-p", "5201"]);
@@ -93,7 +104,7 @@ fn a_new_rate_applies_to_a_running_transfer() {
     // One 8 s transfer from the backend (so each second is measured where it is
     // received); the rate drops to 30 Mbit/s after about 3.5 s.
     let run = std::thread::scope(|s| {
-        let t = s.spawn(|| iperf(&lab, 0, 8, true));
+        let t = s.spawn(|| iperf(&lab, 0, 8, 0, true));
         std::thread::sleep(std::time::Duration::from_millis(3500));
         let r = lab.apply(&the_spec("30Mbps"), &[]);
         assert_eq!(r.code, 0, "{r:#?}");
@@ -102,7 +113,11 @@ fn a_new_rate_applies_to_a_running_transfer() {
     let each = intervals_mbps(&run);
     eprintln!("per second: {each:.1?}");
     assert_eq!(each.len(), 8, "the one connection ran to its end");
-    assert!(each[..2].iter().all(|m| (80.0..=110.0).contains(m)), "before the change: {each:.1?}");
-    assert!(each[5..].iter().all(|m| (20.0..=33.0).contains(m)), "after the change: {each:.1?}");
+    // Means over whole seconds: one second alone swings with the policer's cycles (a
+    // burst, a loss, a retransmission timeout).
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    let (before, after) = (mean(&each[..3]), mean(&each[5..]));
+    assert!((80.0..=115.0).contains(&before), "before the change: {before:.1} ({each:.1?})");
+    assert!((22.0..=33.0).contains(&after), "after the change: {after:.1} ({each:.1?})");
     assert_eq!(endpoint_stats(&lab, "limited")["bandwidth_bps"], 30_000_000);
 }

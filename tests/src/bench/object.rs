@@ -3,11 +3,11 @@
 //! carry them; this loads them beside it.
 
 use aya::{
-    maps::{Array, MapData},
+    maps::{Array, HashMap, MapData},
     programs::{links::FdLink, Xdp, XdpMode},
-    Ebpf,
+    Ebpf, EbpfLoader,
 };
-use privatelink_common::{MAP_TX_FRAME, PROG_FWD, PROG_TX, TX_FRAME_LEN};
+use privatelink_common::*;
 use std::path::PathBuf;
 
 pub struct BenchObject {
@@ -24,10 +24,17 @@ fn path() -> PathBuf {
 impl BenchObject {
     /// Load the object and its programs (panics with the way out when it is missing).
     pub fn load() -> BenchObject {
+        BenchObject::with_ct_capacity(1024)
+    }
+
+    /// The same, its micro-benchmarks' conntrack hash sized `cap`.
+    pub fn with_ct_capacity(cap: u32) -> BenchObject {
         let p = path();
-        let mut ebpf = Ebpf::load_file(&p)
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(MAP_BENCH_CT, cap)
+            .load_file(&p)
             .unwrap_or_else(|e| panic!("loading {} ({e}): build it with `cargo xtask bench`", p.display()));
-        for name in [PROG_FWD, PROG_TX] {
+        for name in [PROG_FWD, PROG_TX, PROG_BENCH_PARSE, PROG_BENCH_CT_INSERT, PROG_BENCH_CT_LOOKUP] {
             let prog: &mut Xdp = ebpf.program_mut(name).unwrap_or_else(|| panic!("{name} missing")).try_into().unwrap();
             prog.load().unwrap_or_else(|e| panic!("loading {name}: {e}"));
         }
@@ -43,6 +50,11 @@ impl BenchObject {
         let prog: &mut Xdp = self.ebpf.program_mut(name).unwrap_or_else(|| panic!("{name} missing")).try_into().unwrap();
         let id = prog.attach_to_if_index(ifindex, mode).unwrap_or_else(|e| panic!("attaching {name}: {e}"));
         FdLink::try_from(prog.take_link(id).unwrap()).unwrap()
+    }
+
+    /// The micro-benchmarks' conntrack hash.
+    pub fn ct(&mut self) -> HashMap<&mut MapData, CtKey, CtValue> {
+        HashMap::try_from(self.ebpf.map_mut(MAP_BENCH_CT).expect("the bench conntrack map")).unwrap()
     }
 
     /// The generator's frame.

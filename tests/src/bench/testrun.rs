@@ -304,6 +304,7 @@ fn scale(e: Effort) -> Vec<Row> {
             .note(format!("{:.2}x of 1,000 flows", super::summary(&nmany).0 / base)),
     );
     rows.extend(sweep_rows(&lab, e, n_flows));
+    rows.extend(micro(&lab, e, n_flows));
     rows
 }
 
@@ -337,5 +338,40 @@ fn sweep_rows(lab: &PacketLab, e: Effort, n_flows: u32) -> Vec<Row> {
         Row::new(SCALE, format!("sweeper pass over {n_flows} live flows ({} entries), wall time", 2 * n_flows), &wall, "ms"),
         Row::new(SCALE, format!("sweeper CPU at {n_flows} live flows, paced as the daemon paces it"), &share, "% of a core")
             .note(format!("pass CPU {:.0} ms; passes every {:.1} s", super::summary(&cpu).0, (1000.0f64).max(10.0 * pass_ms) / 1e3)),
+    ]
+}
+
+/// The conntrack map's operations alone, in the benchmarks' object (a hash sized as the
+/// product's at `n_flows`): what a new flow's two inserts and its miss lookup cost,
+/// read against a parse-only run of the same frames. Every frame is a new key.
+fn micro(lab: &PacketLab, e: Effort, n_flows: u32) -> Vec<Row> {
+    let mut obj = super::object::BenchObject::with_ct_capacity(2 * n_flows + 262_144);
+    // Frames from source network `net` (10.net.0.0/16), a new (address, port) each run.
+    let frames = |net: u8| {
+        move |i: usize| {
+            let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, net, 0, 0)) + (i / 50_000) as u32);
+            syn_from(1024 + (i % 50_000) as u16, src, EP_ACCEPTED)
+        }
+    };
+    let cif = lab.consumer_if;
+    let parse = measure(obj.program(PROG_BENCH_PARSE), cif, e, XDP_DROP, frames(1));
+    let empty = measure(obj.program(PROG_BENCH_CT_INSERT), cif, e, XDP_DROP, frames(2));
+    // The table as full as the product's at n_flows (two entries per flow).
+    {
+        let mut ct = obj.ct();
+        for i in 0..2 * n_flows {
+            let key = CtKey { src_ip_be: ip_raw(Ipv4Addr::from(0x0b_00_00_00 + i)), dst_ip_be: ip_raw(EP_ACCEPTED), src_port_be: 5000u16.to_be(), dst_port_be: 80u16.to_be(), vpc_id: 1, proto: PROTO_TCP, _pad: 0 };
+            ct.insert(key, CtValue::default(), 0).expect("fill the bench table");
+        }
+    }
+    let full = measure(obj.program(PROG_BENCH_CT_INSERT), cif, e, XDP_DROP, frames(3));
+    let miss = measure(obj.program(PROG_BENCH_CT_LOOKUP), cif, e, XDP_DROP, frames(4));
+    let base = super::summary(&parse).0;
+    let less = |t: &[f64]| format!("{:+.0} ns over parse only", super::summary(t).0 - base);
+    vec![
+        Row::new(SCALE, "micro: parse the frame into a conntrack key only", &parse, "ns/pkt"),
+        Row::new(SCALE, "micro: conntrack insert (BPF_NOEXIST), nearly empty table", &empty, "ns/pkt").note(less(&empty)),
+        Row::new(SCALE, format!("micro: conntrack insert (BPF_NOEXIST), {} entries present", 2 * n_flows), &full, "ns/pkt").note(less(&full)),
+        Row::new(SCALE, format!("micro: conntrack lookup that misses, {} entries present", 2 * n_flows), &miss, "ns/pkt").note(less(&miss)),
     ]
 }
