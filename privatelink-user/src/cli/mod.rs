@@ -134,6 +134,12 @@ pub enum Command {
     },
     /// Load the data path into the kernel (runs the verifier) and unload it again.
     Check,
+    /// Print a shell completion script (needs no root and no daemon), e.g.
+    /// `privatelink completion bash > /etc/bash_completion.d/privatelink`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// The seeds' quick-start topology in network namespaces, to try it by hand.
     Lab {
         #[command(subcommand)]
@@ -227,6 +233,11 @@ fn is_root() -> bool {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Completion { shell } = cli.command {
+        use clap::CommandFactory;
+        clap_complete::generate(shell, &mut Cli::command(), "privatelink", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     if !is_root() {
         eprintln!("privatelink: must be run as root (the API and the data path are root-only)");
         return ExitCode::FAILURE;
@@ -258,6 +269,8 @@ pub fn main() -> ExitCode {
         Command::Down { bpffs } => admin::down(&cli.socket, &bpffs),
         Command::Check => admin::check(),
         Command::Lab { command } => admin::lab(command),
+        // Answered above, before the root check.
+        Command::Completion { .. } => Ok(()),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
