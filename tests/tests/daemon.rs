@@ -73,9 +73,10 @@ fn cross_account_endpoint_waits_for_approval_then_reaches_a_backend_from_its_sna
     assert_eq!(w["endpoint"], "web-from-vpc1");
     assert_eq!(w["account"], "100001");
     assert_eq!(w["vpc"], "vpc0");
-    assert_eq!(w["flows"][0]["client"].as_str().unwrap().split(':').next(), Some("10.0.0.2"));
+    assert_eq!(w["flows"][0]["client"]["address"], "10.0.0.2", "{w:#}");
     let flows = lab.json(&["conntrack", "list", "--endpoint", "web-from-vpc1"]);
-    assert!(flows.as_array().unwrap().iter().any(|f| f["snat"] == peer.to_string()), "{flows:#}");
+    let same = |f: &&serde_json::Value| f["snat"]["address"] == peer.ip().to_string() && f["snat"]["port"] == peer.port();
+    assert!(flows.as_array().unwrap().iter().any(|f| same(&f)), "{flows:#}");
     let stats = lab.json(&["stats"]);
     assert_eq!(stats["endpoints"][0]["new_connections"], 1, "{stats:#}");
 

@@ -34,7 +34,7 @@ fn sample(metrics: &str, prefix: &str) -> Option<f64> {
 
 fn health(lab: &DaemonLab) -> (Vec<bool>, bool) {
     let s = lab.json(&["get", "services", "web"]);
-    let ups = s[0]["health"].as_array().unwrap().iter().map(|h| h["up"].as_bool().unwrap()).collect();
+    let ups = s[0]["backends"].as_array().unwrap().iter().map(|b| b["health"].as_str().unwrap() != "down").collect();
     (ups, s[0]["failing_open"].as_bool().unwrap())
 }
 
@@ -230,8 +230,7 @@ fn http_checks_compare_the_status_and_a_reset_policy_cuts_flows_on_a_dead_backen
     };
     roundtrip(&mut s).expect("the session works");
     let flows = lab.json(&["conntrack", "list"]);
-    let backend = flows[0]["backend"].as_str().unwrap().to_string();
-    let i = if backend.starts_with("192.168.2.10:") { 0 } else { 1 };
+    let i = if flows[0]["backend"]["address"] == "192.168.2.10" { 0 } else { 1 };
     lab.set_backend_running(i, false);
     // The HTTP check of the stopped backend now fails to connect.
     lab.wait_until("the session's backend down", || !health(&lab).0[i]);

@@ -26,8 +26,8 @@ pub fn daemon(opts: daemon::Options, log_format: super::LogFormat, log_level: &s
 
 pub fn status(socket: &Path, fmt: Format) -> Result<()> {
     let s: StatusView = client::call_as(socket, &Request::Status)?;
-    if fmt == Format::Json {
-        print!("{}", output::json(&s));
+    if let Some(text) = output::structured(fmt, &s) {
+        print!("{text}");
         return Ok(());
     }
     let mut out = output::fields(&[
@@ -47,7 +47,7 @@ pub fn status(socket: &Path, fmt: Format) -> Result<()> {
             (Some(e), _) => format!("FAILING: {e}"),
             (None, 0) => "no routes".into(),
             (None, n) => {
-                let mut tables: Vec<u32> = s.announced.iter().map(|(t, _)| *t).collect();
+                let mut tables: Vec<u32> = s.announced.iter().map(|r| r.table).collect();
                 tables.dedup();
                 format!("{n} route(s) in table {} (device pl-announce)", tables.iter().map(u32::to_string).collect::<Vec<_>>().join(", "))
             }

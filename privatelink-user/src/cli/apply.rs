@@ -20,8 +20,8 @@ pub fn run(socket: &Path, file: &Path, dry_run: bool, fmt: Format) -> Result<()>
             return Err(e);
         }
     };
-    if fmt == Format::Json {
-        print!("{}", output::json(&r));
+    if let Some(text) = output::structured(fmt, &r) {
+        print!("{text}");
         return Ok(());
     }
     for c in &r.changes {

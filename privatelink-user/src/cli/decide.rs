@@ -1,14 +1,14 @@
 //! `accept`, `reject`, `delete`: the provider's decisions and removals.
 
 use super::{client, output::{self, Format}};
-use crate::daemon::api::{ApplyResult, EndpointView, One, Request};
+use crate::daemon::api::{ApplyResult, EndpointView, NodeDeleted, One, Request};
 use anyhow::Result;
 use std::path::Path;
 
 fn decided(socket: &Path, req: Request, verb: &str, fmt: Format) -> Result<()> {
     let e: EndpointView = client::call_as(socket, &req)?;
-    if fmt == Format::Json {
-        print!("{}", output::json(&e));
+    if let Some(text) = output::structured(fmt, &e) {
+        print!("{text}");
     } else {
         println!("endpoint {} ({}) {verb}: now {}", e.name, e.id, e.state);
     }
@@ -25,17 +25,16 @@ pub fn reject(socket: &Path, endpoint: String, fmt: Format) -> Result<()> {
 
 pub fn delete(socket: &Path, kind: One, name: String, force: bool, fmt: Format) -> Result<()> {
     if kind == One::Node {
-        let said: String = client::call_as(socket, &Request::Delete { kind, name, force })?;
-        if fmt == Format::Json {
-            print!("{}", output::json(&said));
-        } else {
-            println!("{said}");
+        let said: String = client::call_as(socket, &Request::Delete { kind, name: name.clone(), force })?;
+        match output::structured(fmt, &NodeDeleted { node: name, message: said.clone() }) {
+            Some(text) => print!("{text}"),
+            None => println!("{said}"),
         }
         return Ok(());
     }
     let r: ApplyResult = client::call_as(socket, &Request::Delete { kind, name, force })?;
-    if fmt == Format::Json {
-        print!("{}", output::json(&r));
+    if let Some(text) = output::structured(fmt, &r) {
+        print!("{text}");
         return Ok(());
     }
     for c in &r.changes {

@@ -1,14 +1,15 @@
 //! `get services|endpoints|vpcs|nodes [NAME]`, `describe service|endpoint|node NAME`
 
 use super::{client, output::{self, Format}};
-use crate::daemon::api::{EndpointView, Kind, NodeView, One, Request, ServiceView, VpcView};
+use crate::daemon::api::{BackendView, EndpointView, Health, Kind, NodeView, One, PortView, Request, ServiceView, Timestamp, VpcView};
+use crate::model::spec::Bandwidth;
 use anyhow::Result;
 use std::path::Path;
 
 pub fn get(socket: &Path, kind: Kind, name: Option<String>, fmt: Format) -> Result<()> {
     let v = client::call(socket, &Request::Get { kind, name })?;
-    if fmt == Format::Json {
-        print!("{}", output::json(&v));
+    if let Some(text) = output::structured(fmt, &v) {
+        print!("{text}");
         return Ok(());
     }
     let out = match kind {
@@ -20,7 +21,7 @@ pub fn get(socket: &Path, kind: Kind, name: Option<String>, fmt: Format) -> Resu
                 ("STATE", &|s| s.state.clone()),
                 ("OWNER", &|s| s.owner.clone()),
                 ("VPC", &|s| s.vpc.clone()),
-                ("PORTS", &|s| s.ports.join(",")),
+                ("PORTS", &|s| s.ports.iter().map(port).collect::<Vec<_>>().join(",")),
                 ("APPROVAL", &|s| if s.auto_accept { "auto".into() } else { "manual".into() }),
                 ("BACKENDS UP", &health_summary),
                 ("ENDPOINTS", &|s| s.endpoints.len().to_string()),
@@ -60,7 +61,7 @@ pub fn get(socket: &Path, kind: Kind, name: Option<String>, fmt: Format) -> Resu
                 ("SNAT SLICE", &|n| n.snat_slices.join(",")),
                 ("INTERFACES", &|n| if n.interfaces.is_empty() { "-".into() } else { n.interfaces.join(",") }),
                 ("FLOWS", &|n| n.flows.to_string()),
-                ("LAST HEARTBEAT", &|n| heartbeat_age(n.last_heartbeat_ms)),
+                ("LAST HEARTBEAT", &|n| heartbeat_age(n.last_heartbeat)),
             ],
         ),
     };
@@ -81,8 +82,8 @@ fn dns_names(e: &EndpointView) -> String {
 
 pub fn describe(socket: &Path, kind: One, name: String, fmt: Format) -> Result<()> {
     let v = client::call(socket, &Request::Describe { kind, name })?;
-    if fmt == Format::Json {
-        print!("{}", output::json(&v));
+    if let Some(text) = output::structured(fmt, &v) {
+        print!("{text}");
         return Ok(());
     }
     let out = match kind {
@@ -96,9 +97,9 @@ pub fn describe(socket: &Path, kind: One, name: String, fmt: Format) -> Result<(
                 ("state", s.state),
                 ("owner", s.owner),
                 ("vpc", s.vpc),
-                ("backends", s.backends.join(", ")),
+                ("backends", s.backends.iter().map(backend).collect::<Vec<_>>().join(", ")),
                 ("health", health),
-                ("ports", s.ports.join(", ")),
+                ("ports", s.ports.iter().map(port).collect::<Vec<_>>().join(", ")),
                 ("approval", if s.auto_accept { "automatic".into() } else { "manual".into() }),
                 ("allowed accounts", if s.allowed_accounts.is_empty() { "(owner only)".into() } else { s.allowed_accounts.join(", ") }),
                 ("connection limit", format!("{} per endpoint", s.connection_limit)),
@@ -126,7 +127,7 @@ pub fn describe(socket: &Path, kind: One, name: String, fmt: Format) -> Result<(
                 ("connections", format!("{} active, limit {} (this node's share {})", e.active_connections, e.connection_limit, e.connection_limit_share)),
                 ("reason", e.reason.unwrap_or_default()),
                 ("security groups", if e.security_groups.is_empty() { "(none: every source allowed)".into() } else { e.security_groups.join(", ") }),
-                ("bandwidth", e.bandwidth.map_or("unlimited".into(), |b| format!("{b} each way"))),
+                ("bandwidth", e.bandwidth_bps.map_or("unlimited".into(), |b| format!("{} each way", Bandwidth(b)))),
                 ("dns names", names),
             ])
         }
@@ -139,7 +140,7 @@ pub fn describe(socket: &Path, kind: One, name: String, fmt: Format) -> Result<(
                 ("snat slice", format!("{}: {}", n.slice, n.snat_slices.join(", "))),
                 ("interfaces", n.interfaces.join(", ")),
                 ("flows", n.flows.to_string()),
-                ("last heartbeat", heartbeat_age(n.last_heartbeat_ms)),
+                ("last heartbeat", heartbeat_age(n.last_heartbeat)),
             ])
         }
     };
@@ -152,27 +153,39 @@ fn list(ips: &[std::net::Ipv4Addr]) -> String {
 }
 
 /// How long ago a heartbeat was, as `1.2s ago` (`-` for none).
-fn heartbeat_age(at_ms: Option<u64>) -> String {
-    let Some(at) = at_ms else { return "-".into() };
+fn heartbeat_age(at: Option<Timestamp>) -> String {
+    let Some(at) = at else { return "-".into() };
     let now = crate::model::state::unix_now_ms();
-    format!("{:.1}s ago", now.saturating_sub(at) as f64 / 1000.0)
+    format!("{:.1}s ago", now.saturating_sub(at.unix_ms()) as f64 / 1000.0)
 }
 
+/// `tcp/80 -> 8080`
+fn port(p: &PortView) -> String {
+    format!("{}/{} -> {}", p.protocol, p.endpoint_port, p.service_port)
+}
+
+/// `192.168.2.10 (weight 100, zone z1)`
+fn backend(b: &BackendView) -> String {
+    let zone = b.zone.as_ref().map(|z| format!(", zone {z}")).unwrap_or_default();
+    format!("{} (weight {}{zone})", b.address, b.weight)
+}
+
+/// Backends not unchecked and not down (as the data path counts them up).
 fn health_summary(s: &ServiceView) -> String {
-    let up = s.health.iter().filter(|h| h.up).count();
+    let up = s.backends.iter().filter(|b| b.health != Health::Down).count();
     let open = if s.failing_open { " (failing open)" } else { "" };
-    format!("{up}/{}{open}", s.health.len())
+    format!("{up}/{}{open}", s.backends.len())
 }
 
 fn health_detail(s: &ServiceView) -> String {
     let mut parts: Vec<String> = s
-        .health
+        .backends
         .iter()
-        .map(|h| match (h.checked, h.up, &h.last_error) {
-            (false, _, _) => format!("{} unchecked", h.address),
-            (true, true, _) => format!("{} up", h.address),
-            (true, false, Some(e)) => format!("{} DOWN ({e})", h.address),
-            (true, false, None) => format!("{} DOWN", h.address),
+        .map(|b| match (b.health, &b.last_error) {
+            (Health::Unchecked, _) => format!("{} unchecked", b.address),
+            (Health::Up, _) => format!("{} up", b.address),
+            (Health::Down, Some(e)) => format!("{} DOWN ({e})", b.address),
+            (Health::Down, None) => format!("{} DOWN", b.address),
         })
         .collect();
     if s.failing_open {

@@ -74,8 +74,8 @@ pub fn stats(socket: &Path, watch: bool, fmt: Format) -> Result<()> {
     let v: StatsView = client::call_as(socket, &Request::Stats)?;
     if !watch {
         match fmt {
-            Format::Json => print!("{}", output::json(&v)),
             Format::Table => print!("{}", stats_table(&v)),
+            data => print!("{}", output::structured(data, &v).unwrap_or_default()),
         }
         return Ok(());
     }
@@ -100,10 +100,10 @@ fn flows_table(flows: &[FlowView]) -> String {
         &[
             ("ENDPOINT", &|f| f.endpoint.clone()),
             ("PROTO", &|f| f.protocol.clone()),
-            ("CLIENT", &|f| f.client.clone()),
-            ("ENDPOINT ADDRESS", &|f| f.endpoint_address.clone()),
-            ("SNAT", &|f| f.snat.clone()),
-            ("BACKEND", &|f| f.backend.clone()),
+            ("CLIENT", &|f| f.client.to_string()),
+            ("ENDPOINT ADDRESS", &|f| f.endpoint_address.to_string()),
+            ("SNAT", &|f| f.snat.to_string()),
+            ("BACKEND", &|f| f.backend.to_string()),
             ("STATE", &|f| f.state.clone()),
             ("IDLE", &|f| format!("{:.0}s", f.idle_seconds)),
         ],
@@ -113,16 +113,16 @@ fn flows_table(flows: &[FlowView]) -> String {
 pub fn conntrack(socket: &Path, endpoint: Option<String>, fmt: Format) -> Result<()> {
     let flows: Vec<FlowView> = client::call_as(socket, &Request::Conntrack { endpoint })?;
     match fmt {
-        Format::Json => print!("{}", output::json(&flows)),
         Format::Table => print!("{}", flows_table(&flows)),
+        data => print!("{}", output::structured(data, &flows).unwrap_or_default()),
     }
     Ok(())
 }
 
 pub fn whois(socket: &Path, ip: Ipv4Addr, port: Option<u16>, fmt: Format) -> Result<()> {
     let w: WhoisView = client::call_as(socket, &Request::Whois { ip, port })?;
-    if fmt == Format::Json {
-        print!("{}", output::json(&w));
+    if let Some(text) = output::structured(fmt, &w) {
+        print!("{text}");
         return Ok(());
     }
     let mut fields = vec![
@@ -148,18 +148,21 @@ pub fn events(socket: &Path, follow: bool, fmt: Format) -> Result<()> {
     let mut after = 0u64;
     loop {
         let events: Vec<crate::daemon::api::Event> = client::call_as(socket, &Request::Events { after })?;
-        if fmt == Format::Json && !follow {
-            // One JSON array for scripts; --follow prints one object per line.
-            print!("{}", output::json(&events));
+        if fmt != Format::Table && !follow {
+            // One array for scripts; --follow prints one JSON object per line (one YAML
+            // document each).
+            print!("{}", output::structured(fmt, &events).unwrap_or_default());
             return Ok(());
         }
         for e in &events {
             match fmt {
                 Format::Json => println!("{}", serde_json::to_string(e)?),
+                Format::Yaml => print!("---\n{}", output::structured(fmt, e).unwrap_or_default()),
                 Format::Table => {
-                    let secs = e.at_ms / 1000;
-                    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-                    println!("{:>5}  {h:02}:{m:02}:{s:02}.{:03}Z  {:<28} {:<24} {}", e.seq, e.at_ms % 1000, e.kind, e.subject, e.message);
+                    // The time of day of `2026-11-22T21:30:00.123Z`.
+                    let at = e.at.to_string();
+                    let time = at.split_once('T').map_or(at.as_str(), |(_, t)| t);
+                    println!("{:>5}  {time}  {:<28} {:<24} {}", e.seq, e.kind, e.subject, e.message);
                 }
             }
             after = e.seq;

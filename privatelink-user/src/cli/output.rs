@@ -1,5 +1,6 @@
-//! All CLI output formatting: aligned tables and key/value blocks for people, JSON for
-//! scripts. Verbs hand their data here and print nothing themselves.
+//! All CLI output formatting: aligned tables and key/value blocks for people, JSON or
+//! YAML for scripts (the objects `docs/output-schema.json` describes). Verbs hand their
+//! data here and print nothing themselves.
 
 use serde::Serialize;
 
@@ -7,6 +8,7 @@ use serde::Serialize;
 pub enum Format {
     Table,
     Json,
+    Yaml,
 }
 
 /// Columns padded to their widest cell; the last column is not padded.
@@ -58,8 +60,45 @@ pub fn fields(pairs: &[(&str, String)]) -> String {
     pairs.iter().map(|(k, v)| format!("{k}:{} {}\n", " ".repeat(w - k.len()), v.replace('\n', &indent))).collect()
 }
 
-pub fn json<T: Serialize>(v: &T) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")) + "\n"
+/// `v` as JSON or YAML; `None` for a table (the verb draws its own).
+pub fn structured<T: Serialize>(fmt: Format, v: &T) -> Option<String> {
+    let value = match serde_json::to_value(v) {
+        Ok(v) => v,
+        Err(e) => return Some(format!("{{\"error\": {:?}}}\n", e.to_string())),
+    };
+    match fmt {
+        Format::Table => None,
+        Format::Json => Some(serde_json::to_string_pretty(&value).unwrap_or_default() + "\n"),
+        Format::Yaml => Some(yaml(&value)),
+    }
+}
+
+/// A JSON value as a YAML document (block style; strings quoted where YAML would read
+/// them as something else).
+fn yaml(v: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let mut emitter = yaml_rust2::YamlEmitter::new(&mut out);
+    emitter.multiline_strings(true);
+    // Writing into a String cannot fail.
+    let _ = emitter.dump(&to_yaml(v));
+    // The emitter starts with `---`; the document is the whole output.
+    out.strip_prefix("---\n").or(out.strip_prefix("---")).unwrap_or(&out).trim_start().to_string() + "\n"
+}
+
+fn to_yaml(v: &serde_json::Value) -> yaml_rust2::Yaml {
+    use serde_json::Value;
+    use yaml_rust2::Yaml;
+    match v {
+        Value::Null => Yaml::Null,
+        Value::Bool(b) => Yaml::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Yaml::Integer(i),
+            None => Yaml::Real(n.to_string()),
+        },
+        Value::String(s) => Yaml::String(s.clone()),
+        Value::Array(a) => Yaml::Array(a.iter().map(to_yaml).collect()),
+        Value::Object(o) => Yaml::Hash(o.iter().map(|(k, v)| (Yaml::String(k.clone()), to_yaml(v))).collect()),
+    }
 }
 
 /// Bytes in B/KiB/MiB/GiB.
@@ -89,5 +128,25 @@ mod tests {
         assert_eq!(fields(&[("id", "1".into()), ("state", "ok".into())]), "id:    1\nstate: ok\n");
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(1536), "1.5 KiB");
+    }
+
+    #[test]
+    fn yaml_reads_back_as_the_same_json() {
+        let v = serde_json::json!({
+            "name": "web", "ports": [{"protocol": "tcp", "endpoint_port": 80}], "auto_accept": true,
+            "owner": "1234", "yes": "yes", "empty": [], "none": null, "ratio": 0.5, "big": u64::MAX,
+            "text": "two\nlines", "colon": "a: b",
+        });
+        let text = structured(Format::Yaml, &v).unwrap();
+        assert!(text.starts_with("name: web\n"), "{text}");
+        let back = &yaml_rust2::YamlLoader::load_from_str(&text).unwrap()[0];
+        assert_eq!(back["owner"].as_str(), Some("1234"), "a numeric string stays a string:\n{text}");
+        assert_eq!(back["yes"].as_str(), Some("yes"));
+        assert_eq!(back["ports"][0]["endpoint_port"].as_i64(), Some(80));
+        assert_eq!(back["auto_accept"].as_bool(), Some(true));
+        assert_eq!(back["text"].as_str(), Some("two\nlines"));
+        assert_eq!(back["colon"].as_str(), Some("a: b"));
+        assert!(back["none"].is_null());
+        assert_eq!(structured(Format::Table, &v), None);
     }
 }

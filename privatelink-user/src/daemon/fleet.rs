@@ -3,7 +3,7 @@
 //! of every connection limit follows it), and catching up with changes other nodes
 //! commit. Alone (the embedded store) the same code runs with one node.
 
-use super::{api::NodeView, gateway::Gateway};
+use super::{api::{NodeView, Timestamp}, gateway::Gateway};
 use crate::{
     dataplane::announce::Announcer,
     model::{
@@ -103,7 +103,7 @@ impl Gateway {
             let beat = beats.iter().find(|b| b.name == *name);
             let (interfaces, flows, last) = match (me, beat) {
                 (true, _) if !self.store.shared() => (self.links.attached(), self.live_flows(), None),
-                (_, Some(b)) => (b.interfaces.clone(), b.flows, Some(b.at_ms)),
+                (_, Some(b)) => (b.interfaces.clone(), b.flows, Some(Timestamp(b.at_ms))),
                 (_, None) => (Vec::new(), 0, None),
             };
             let live = !self.store.shared() || beat.is_some();
@@ -122,7 +122,7 @@ impl Gateway {
                 snat_slices: self.snat_slices_of(r.slice),
                 interfaces,
                 flows,
-                last_heartbeat_ms: last,
+                last_heartbeat: last,
                 this_node: me,
             });
         }

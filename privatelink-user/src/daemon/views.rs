@@ -5,7 +5,7 @@
 use super::{api::*, gateway::Gateway, handler::ok};
 use crate::{
     dataplane::{loader, maps, monotonic_ns},
-    model::{dns, fleet::Seat, state::EndpointState},
+    model::{dns, fleet::Seat, spec::Backend, state::EndpointState},
 };
 use anyhow::{bail, Context, Result};
 use privatelink_common::*;
@@ -67,8 +67,12 @@ impl Gateway {
             state: s.state.to_string(),
             owner: sp.owner.0.clone(),
             vpc: sp.vpc.clone(),
-            backends: sp.backends.iter().map(|b| format!("{} (weight {})", b.address, b.weight)).collect(),
-            ports: sp.ports.iter().map(|p| format!("{}/{} -> {}", p.protocol, p.endpoint_port, p.service_port)).collect(),
+            backends: sp.backends.iter().map(|b| self.backend_view(&sp.name, b)).collect(),
+            ports: sp
+                .ports
+                .iter()
+                .map(|p| PortView { protocol: p.protocol.to_string(), endpoint_port: p.endpoint_port as u16, service_port: p.service_port as u16 })
+                .collect(),
             auto_accept: sp.auto_accept,
             allowed_accounts: sp.allowed_accounts.iter().map(|a| a.0.clone()).collect(),
             connection_limit: sp.connection_limit,
@@ -76,11 +80,20 @@ impl Gateway {
             snat_range: self.state.snat_range_of(sp).to_string(),
             description: sp.description.clone(),
             endpoints: self.state.endpoints.values().filter(|e| e.service == sp.name).map(|e| e.spec.name.clone()).collect(),
-            created_at: s.created_at,
-            health: sp.backends.iter().map(|b| self.checker.backend(&sp.name, b.address)).collect(),
+            created_at: Timestamp::from_unix_secs(s.created_at),
             failing_open: sp.failing_open(&|n, ip| self.checker.is_up(n, ip)),
             dns_names: dns::service_names(&self.state, &sp.name),
         })
+    }
+
+    fn backend_view(&self, service: &str, b: &Backend) -> BackendView {
+        let h = self.checker.backend(service, b.address);
+        let health = match (h.checked, h.up) {
+            (false, _) => Health::Unchecked,
+            (true, true) => Health::Up,
+            (true, false) => Health::Down,
+        };
+        BackendView { address: b.address, weight: b.weight, zone: b.zone.clone(), health, last_error: h.last_error }
     }
 
     pub(super) fn endpoint_view(&self, key: &str) -> Result<EndpointView> {
@@ -109,10 +122,10 @@ impl Gateway {
             connection_limit: svc.map_or(0, |s| s.spec.connection_limit),
             active_connections: active,
             reason: e.reason.clone(),
-            created_at: e.created_at,
+            created_at: Timestamp::from_unix_secs(e.created_at),
             dns_names: dns::endpoint_names(&self.state, &e.spec.name).into_iter().map(|(name, address)| DnsNameView { name, address }).collect(),
             security_groups: e.spec.security_groups.clone(),
-            bandwidth: e.spec.bandwidth.map(|b| b.to_string()),
+            bandwidth_bps: e.spec.bandwidth.map(|b| b.0),
             dns_resolving: e.state == EndpointState::Accepted && self.state.vpcs.get(&e.spec.vpc).is_some_and(|v| v.spec.dns.is_some()),
         })
     }
@@ -153,7 +166,7 @@ impl Gateway {
     pub(super) fn flows(&self, keep: impl Fn(&CtValue) -> bool) -> Result<Vec<FlowView>> {
         let Some(dp) = &self.dp else { return Ok(vec![]) };
         let now = monotonic_ns();
-        let ip = maps::ip_from_raw;
+        let at = |ip: u32, port_be: u16| HostPort { address: maps::ip_from_raw(ip), port: u16::from_be(port_be) };
         let mut out = Vec::new();
         for (k, v) in dp.maps.conntrack()? {
             if v.kind != CT_KIND_FORWARD || !keep(&v) {
@@ -170,10 +183,10 @@ impl Gateway {
             out.push(FlowView {
                 endpoint,
                 protocol: if k.proto == PROTO_TCP { "tcp" } else { "udp" }.into(),
-                client: format!("{}:{}", ip(k.src_ip_be), u16::from_be(k.src_port_be)),
-                endpoint_address: format!("{}:{}", ip(k.dst_ip_be), u16::from_be(k.dst_port_be)),
-                snat: format!("{}:{}", ip(v.nat_src_ip_be), u16::from_be(v.nat_src_port_be)),
-                backend: format!("{}:{}", ip(v.nat_dst_ip_be), u16::from_be(v.nat_dst_port_be)),
+                client: at(k.src_ip_be, k.src_port_be),
+                endpoint_address: at(k.dst_ip_be, k.dst_port_be),
+                snat: at(v.nat_src_ip_be, v.nat_src_port_be),
+                backend: at(v.nat_dst_ip_be, v.nat_dst_port_be),
                 state: state.into(),
                 idle_seconds: now.saturating_sub(v.last_seen_ns) as f64 / 1e9,
             });
@@ -235,7 +248,11 @@ impl Gateway {
             store: self.store.describe(),
             store_reachable: self.store.reachable(),
             nodes_up: self.state.nodes.values().filter(|n| n.up).count().max(1) as u32,
-            announced: self.routes.as_ref().map(|r| r.published().iter().copied().collect()).unwrap_or_default(),
+            announced: self
+                .routes
+                .as_ref()
+                .map(|r| r.published().iter().map(|&(table, address)| RouteView { table, address }).collect())
+                .unwrap_or_default(),
             announce_error: self.route_error.clone(),
         };
         let Some(dp) = &self.dp else { return Ok(view) };

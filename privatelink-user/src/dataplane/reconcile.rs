@@ -33,7 +33,7 @@ pub fn observe(maps: &Maps) -> Result<Tables> {
     })
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Report {
     /// Table operations carried out.
     pub ops: usize,

@@ -2,7 +2,7 @@
 //! `yaml` reads text with positions, `spec` describes and reads a spec, `validate`
 //! checks every rule (the spec's own, the recorded state's, the host's answers given
 //! as `Env`), `plan` computes the next state and its changes, `state` is the recorded
-//! state and the events its changes carry.
+//! state and the events its changes carry, `time` how a moment is shown.
 //! Uses nothing of the other layers: no BPF, no store, no sockets, no files. It reads
 //! the clock and a random key only to stamp and name new records, and privatelink-common
 //! only for the data path's table sizes it validates against.
@@ -12,6 +12,7 @@ pub mod fleet;
 pub mod plan;
 pub mod spec;
 pub mod state;
+pub mod time;
 pub mod validate;
 pub mod yaml;
 

@@ -236,12 +236,13 @@ impl State {
 }
 
 /// Something that happened, as `privatelink events` lists it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Event {
     /// Increasing from 1; assigned by the store.
     pub seq: u64,
-    /// Unix milliseconds.
-    pub at_ms: u64,
+    /// When it happened (recorded before 0.2 as `at_ms`, Unix milliseconds).
+    #[serde(alias = "at_ms")]
+    pub at: super::time::Timestamp,
     /// `endpoint.created`, `endpoint.accepted`, `backend.down`, `endpoint.connection_limit`...
     pub kind: String,
     /// The endpoint's name, or `service/backend-address`.
@@ -254,7 +255,7 @@ pub struct Event {
 
 impl Event {
     pub fn new(kind: &str, subject: &str, service: Option<&str>, message: String) -> Event {
-        Event { seq: 0, at_ms: unix_now_ms(), kind: kind.into(), subject: subject.into(), service: service.map(Into::into), message }
+        Event { seq: 0, at: super::time::Timestamp::now(), kind: kind.into(), subject: subject.into(), service: service.map(Into::into), message }
     }
 }
 

@@ -13,7 +13,7 @@ use yaml_rust2::{
 };
 
 /// A place in the YAML text, 1-based.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Pos {
     pub line: usize,
     pub col: usize,

@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::fmt;
 
 /// One problem with a spec: where it is and what is wrong.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SpecError {
     /// `services[0].ports[1].endpoint_port`; empty for the whole document.
     pub path: String,

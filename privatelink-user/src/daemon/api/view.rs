@@ -1,65 +1,13 @@
-//! The daemon's local API: one JSON request per line on a Unix socket, one JSON
-//! response line back. These types are the whole protocol; the daemon fills them,
-//! the CLI prints them.
+//! What the daemon answers to reads: the JSON objects `-o json` and `-o yaml` print and
+//! `docs/output-schema.json` describes. Addresses, ports and counts are values, never
+//! text to parse; times are RFC 3339.
 
-pub use crate::{
-    dataplane::reconcile::Report,
-    model::{plan::Change, spec::SpecError, state::Event},
-};
+use super::{Report, Timestamp};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
+use std::{fmt, net::Ipv4Addr};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Services,
-    Endpoints,
-    Vpcs,
-    Nodes,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum One {
-    Service,
-    Endpoint,
-    Node,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "request", rename_all = "snake_case")]
-pub enum Request {
-    Apply { spec: String, dry_run: bool },
-    Get { kind: Kind, name: Option<String> },
-    Describe { kind: One, name: String },
-    Accept { endpoint: String },
-    Reject { endpoint: String },
-    Delete { kind: One, name: String, force: bool },
-    Stats,
-    Conntrack { endpoint: Option<String> },
-    Whois { ip: Ipv4Addr, port: Option<u16> },
-    Status,
-    Down,
-    /// Events with a sequence number above `after`.
-    Events { after: u64 },
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Response {
-    Ok { ok: serde_json::Value },
-    Err { error: String, #[serde(default, skip_serializing_if = "Vec::is_empty")] spec_errors: Vec<SpecError> },
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ApplyResult {
-    pub dry_run: bool,
-    pub changes: Vec<Change>,
-    /// Map writes the apply made (0 for a dry run or an apply that changed nothing).
-    pub reconcile: Report,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ServiceView {
     pub name: String,
     pub id: String,
@@ -67,8 +15,9 @@ pub struct ServiceView {
     pub state: String,
     pub owner: String,
     pub vpc: String,
-    pub backends: Vec<String>,
-    pub ports: Vec<String>,
+    /// Its backends, with their health as checked from this node.
+    pub backends: Vec<BackendView>,
+    pub ports: Vec<PortView>,
     pub auto_accept: bool,
     pub allowed_accounts: Vec<String>,
     pub connection_limit: i64,
@@ -76,8 +25,7 @@ pub struct ServiceView {
     pub snat_range: String,
     pub description: Option<String>,
     pub endpoints: Vec<String>,
-    pub created_at: u64,
-    pub health: Vec<super::health::BackendHealth>,
+    pub created_at: Timestamp,
     /// Every backend is down: new flows use them all.
     pub failing_open: bool,
     /// Its private DNS names (each resolves, in a VPC, to that VPC's endpoint).
@@ -85,7 +33,7 @@ pub struct ServiceView {
     pub dns_names: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EndpointView {
     pub name: String,
     pub id: String,
@@ -112,7 +60,7 @@ pub struct EndpointView {
     pub connection_limit: i64,
     pub active_connections: u64,
     pub reason: Option<String>,
-    pub created_at: u64,
+    pub created_at: Timestamp,
     /// Its private DNS names and what each resolves to.
     #[serde(default)]
     pub dns_names: Vec<DnsNameView>,
@@ -123,25 +71,77 @@ pub struct EndpointView {
     /// Its security groups (none: every source allowed).
     #[serde(default)]
     pub security_groups: Vec<String>,
-    /// Its bandwidth limit in each direction, as written (`100Mbps`); none: unlimited.
+    /// Its bandwidth limit in each direction, in bits per second; none: unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bandwidth: Option<String>,
+    pub bandwidth_bps: Option<u64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BackendView {
+    pub address: Ipv4Addr,
+    /// Its share of new flows (0: drained).
+    pub weight: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    pub health: Health,
+    /// Why the last check failed, while it is down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Up,
+    Down,
+    /// No check has answered yet, or the service's ports cannot be checked.
+    Unchecked,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PortView {
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    pub endpoint_port: u16,
+    pub service_port: u16,
+}
+
+/// An address and port as a socket sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub struct HostPort {
+    pub address: Ipv4Addr,
+    pub port: u16,
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.address, self.port)
+    }
+}
+
+/// A route this node publishes for its routing daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RouteView {
+    /// The kernel routing table it is in.
+    pub table: u32,
+    /// The /32 published.
+    pub address: Ipv4Addr,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DnsNameView {
     pub name: String,
     pub address: Ipv4Addr,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NodeSnat {
     pub node: String,
     pub slice: u32,
     pub snat_ips: Vec<Ipv4Addr>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NodeView {
     pub name: String,
     pub zone: Option<String>,
@@ -152,13 +152,13 @@ pub struct NodeView {
     pub snat_slices: Vec<String>,
     pub interfaces: Vec<String>,
     pub flows: u64,
-    /// Unix milliseconds of its last registration (None: not registered now).
-    pub last_heartbeat_ms: Option<u64>,
+    /// Its last registration (none: not registered now).
+    pub last_heartbeat: Option<Timestamp>,
     /// The node that answered.
     pub this_node: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct VpcView {
     pub name: String,
     pub interface: String,
@@ -167,7 +167,7 @@ pub struct VpcView {
     pub attached: bool,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Counters {
     pub fwd_packets: u64,
     pub fwd_bytes: u64,
@@ -208,7 +208,7 @@ impl From<privatelink_common::Stats> for Counters {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EndpointStats {
     pub endpoint: String,
     pub id: String,
@@ -222,7 +222,7 @@ pub struct EndpointStats {
     pub counters: Counters,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StatsView {
     pub endpoints: Vec<EndpointStats>,
     /// What each VPC interface dropped that no endpoint could be charged with.
@@ -232,26 +232,28 @@ pub struct StatsView {
     pub gateway: Counters,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct VpcStats {
     pub vpc: String,
     #[serde(flatten)]
     pub counters: Counters,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FlowView {
     pub endpoint: String,
     pub protocol: String,
-    pub client: String,
-    pub endpoint_address: String,
-    pub snat: String,
-    pub backend: String,
+    pub client: HostPort,
+    pub endpoint_address: HostPort,
+    /// The source the backend sees.
+    pub snat: HostPort,
+    pub backend: HostPort,
+    /// syn, established, closing (TCP) or udp.
     pub state: String,
     pub idle_seconds: f64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct WhoisView {
     pub snat_ip: Ipv4Addr,
     pub endpoint: String,
@@ -267,7 +269,7 @@ pub struct WhoisView {
     pub flows: Vec<FlowView>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct InterfaceView {
     pub vpc: String,
     pub interface: String,
@@ -276,14 +278,14 @@ pub struct InterfaceView {
     pub link_pinned: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Fill {
     pub table: String,
     pub used: u64,
     pub capacity: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StatusView {
     pub data_path_loaded: bool,
     pub program_id: Option<u32>,
@@ -317,7 +319,14 @@ pub struct StatusView {
     /// Routes this node publishes for its routing daemon (table, address), and why
     /// publishing last failed.
     #[serde(default)]
-    pub announced: Vec<(u32, std::net::Ipv4Addr)>,
+    pub announced: Vec<RouteView>,
     #[serde(default)]
     pub announce_error: Option<String>,
+}
+
+/// What `delete node NAME` prints with `-o json` / `-o yaml`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NodeDeleted {
+    pub node: String,
+    pub message: String,
 }

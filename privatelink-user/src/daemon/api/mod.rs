@@ -1,0 +1,65 @@
+//! The daemon's local API: one JSON request per line on a Unix socket, one JSON
+//! response line back. These types are the whole protocol; the daemon fills them,
+//! the CLI prints them. `view` holds what reads answer, `schema` documents it.
+
+pub mod schema;
+mod view;
+
+pub use crate::{
+    dataplane::reconcile::Report,
+    model::{plan::Change, spec::SpecError, state::Event, time::Timestamp},
+};
+pub use view::*;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Services,
+    Endpoints,
+    Vpcs,
+    Nodes,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum One {
+    Service,
+    Endpoint,
+    Node,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    Apply { spec: String, dry_run: bool },
+    Get { kind: Kind, name: Option<String> },
+    Describe { kind: One, name: String },
+    Accept { endpoint: String },
+    Reject { endpoint: String },
+    Delete { kind: One, name: String, force: bool },
+    Stats,
+    Conntrack { endpoint: Option<String> },
+    Whois { ip: Ipv4Addr, port: Option<u16> },
+    Status,
+    Down,
+    /// Events with a sequence number above `after`.
+    Events { after: u64 },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Response {
+    Ok { ok: serde_json::Value },
+    Err { error: String, #[serde(default, skip_serializing_if = "Vec::is_empty")] spec_errors: Vec<SpecError> },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ApplyResult {
+    pub dry_run: bool,
+    pub changes: Vec<Change>,
+    /// Map writes the apply made (0 for a dry run or an apply that changed nothing).
+    pub reconcile: Report,
+}
