@@ -140,19 +140,21 @@ fn spec_errors_come_back_all_at_once_with_file_line_and_column_and_usage_errors_
     );
     let r = lab.apply(&bad, &["--dry-run"]);
     assert_eq!(r.code, 1, "{r:#?}");
-    // Unknown fields are structural errors: reported (with the rest of that item
-    // unread) together with every other item's.
+    // One report: the unknown field (left out, so the rest of its item is still
+    // checked) with every rule's error, in the order of the file.
     let lines: Vec<&str> = r.stderr.lines().collect();
-    assert!(lines[0].ends_with(".yaml:17:5: services[0].colour: unknown field `colour`, expected one of `name`, `owner`, `vpc`, `backends`, `ports`, `auto_accept`, `allowed_accounts`, `connection_limit`, `on_revoke`, `description`, `snat_range`, `snat_addresses_per_endpoint`, `health_check`, `notify_url`, `zone_affinity`, `private_dns_name`"), "{}", r.stderr);
-    assert_eq!(lines.last().unwrap(), &"privatelink: the spec has 1 error; nothing was applied");
+    assert_eq!(lines.len(), 5, "{}", r.stderr);
+    assert!(lines[0].ends_with(".yaml:14:26: services[0].ports[0].endpoint_port: a port must be 1-65535, not 99999"), "{}", r.stderr);
+    assert!(lines[1].ends_with(".yaml:16:5: services[0].connection_limit: the connection limit must be 1-1000000, not 0"), "{}", r.stderr);
+    assert!(lines[2].ends_with(".yaml:17:5: services[0].colour: unknown field `colour`, expected one of `name`, `owner`, `vpc`, `backends`, `ports`, `auto_accept`, `allowed_accounts`, `connection_limit`, `on_revoke`, `description`, `snat_range`, `snat_addresses_per_endpoint`, `health_check`, `notify_url`, `zone_affinity`, `private_dns_name`"), "{}", r.stderr);
+    assert!(lines[3].contains(".yaml:19:7: endpoints[0].name: must be 2-128 characters, start with a letter"), "{}", r.stderr);
+    assert_eq!(lines[4], "privatelink: the spec has 4 errors; nothing was applied");
     let bad = bad.replace("    colour: blue\n", "");
     let r = lab.apply(&bad, &[]);
     assert_eq!(r.code, 1, "{r:#?}");
     let lines: Vec<&str> = r.stderr.lines().collect();
     assert_eq!(lines.len(), 4, "{}", r.stderr);
     assert!(lines[0].ends_with(".yaml:14:26: services[0].ports[0].endpoint_port: a port must be 1-65535, not 99999"), "{}", r.stderr);
-    assert!(lines[1].ends_with(".yaml:16:5: services[0].connection_limit: the connection limit must be 1-1000000, not 0"), "{}", r.stderr);
-    assert!(lines[2].contains(".yaml:18:7: endpoints[0].name: must be 2-128 characters, start with a letter"), "{}", r.stderr);
     assert_eq!(lines[3], "privatelink: the spec has 3 errors; nothing was applied");
     assert_eq!(lab.json(&["get", "services"]), serde_json::json!([]), "nothing was applied");
     // Usage errors exit 2; a missing name exits 1 with a one-line reason.

@@ -33,10 +33,18 @@ impl Gateway {
                     self.parsed = Some((text, p.clone()));
                     p
                 }
-                Err(errors) => return spec_error_response(errors),
+                Err(_) => return self.with_env(|env| spec_error_response(crate::model::all_errors(&text, &self.state, env))),
             },
         };
         self.apply_spec(&parsed.0, Some(&parsed.1), dry_run)
+    }
+
+    /// `f` given what the host answers: the live conntrack size, interfaces and their
+    /// addresses.
+    fn with_env<R>(&self, f: impl FnOnce(&Env) -> R) -> R {
+        let ct = self.dp.as_ref().map(|d| d.maps.ct_capacity());
+        let own = |i: &str| links::interface(i).map(|f| f.addrs).unwrap_or_default();
+        f(&Env { ct_capacity: ct, interface_exists: &|i| loader::ifindex(i).is_ok(), gateway_addrs: &own })
     }
 
     /// Apply a spec (parsed and planned against the recorded state; planned again on
@@ -50,10 +58,7 @@ impl Gateway {
     fn retry_apply<'s>(&mut self, mut spec_of: impl FnMut(&State) -> Result<Cow<'s, Spec>>, doc: Option<&Doc>, dry_run: bool) -> Result<Response> {
         for attempt in 1..=MAX_TRIES {
             let s = spec_of(&self.state)?;
-            let ct = self.dp.as_ref().map(|d| d.maps.ct_capacity());
-            let own = |i: &str| links::interface(i).map(|f| f.addrs).unwrap_or_default();
-            let env = Env { ct_capacity: ct, interface_exists: &|i| loader::ifindex(i).is_ok(), gateway_addrs: &own };
-            let planned = match plan_spec(&s, doc, &self.state, &env) {
+            let planned = match self.with_env(|env| plan_spec(&s, doc, &self.state, env)) {
                 Ok(p) => p,
                 Err(errors) => return Ok(spec_error_response(errors)),
             };

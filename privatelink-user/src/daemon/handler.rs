@@ -51,7 +51,9 @@ pub(super) fn ok<T: serde::Serialize>(v: T) -> Response {
     }
 }
 
-pub(super) fn spec_error_response(errors: Vec<SpecError>) -> Response {
+/// Every error of a spec, in the order of its text.
+pub(super) fn spec_error_response(mut errors: Vec<SpecError>) -> Response {
+    crate::model::spec::sort(&mut errors);
     let n = errors.len();
     let error = format!("the spec has {n} error{}; nothing was applied", if n == 1 { "" } else { "s" });
     Response::Err { error, spec_errors: errors }

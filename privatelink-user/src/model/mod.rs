@@ -20,6 +20,20 @@ use spec::{Spec, SpecError};
 use state::State;
 use validate::Env;
 
+/// Every error of a spec's text at once, for a text that does not read as a spec: the
+/// structural errors, and the rules' errors of every part that did read, sorted by
+/// position.
+pub fn all_errors(text: &str, old: &State, env: &Env) -> Vec<SpecError> {
+    let (partial, doc) = match spec::read_all(text) {
+        Ok(p) => p,
+        Err(errors) => return errors,
+    };
+    let mut errors = partial.errors.clone();
+    errors.extend(validate::check_partial(&partial, &doc, old, env));
+    spec::sort(&mut errors);
+    errors
+}
+
 /// The one way from a spec to the next state: every rule checked, then planned.
 pub fn plan_spec(spec: &Spec, doc: Option<&yaml::Doc>, old: &State, env: &Env) -> Result<plan::Planned, Vec<SpecError>> {
     let valid = validate::check(spec, doc, old, env)?;

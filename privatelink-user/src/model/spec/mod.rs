@@ -6,7 +6,7 @@ mod read;
 mod sg;
 mod values;
 
-pub use read::{parse, SpecError};
+pub use read::{parse, read_all, sort, Broken, Partial, SpecError, LISTS};
 pub use sg::{PortRange, SecurityGroup, SgAction, SgProtocol, SgRuleSpec};
 pub use values::{parse_http_url, Account, Bandwidth, Cidr, Dur, MssClamp};
 

@@ -11,7 +11,7 @@ mod rules;
 mod sg;
 
 use super::{
-    spec::{Account, Cidr, Spec, SpecError},
+    spec::{Account, Broken, Cidr, Partial, Spec, SpecError},
     state::{EndpointState, ServiceState, State},
     yaml::Doc,
 };
@@ -77,7 +77,7 @@ pub struct Valid<'a> {
 
 /// The spec's own rules, with what the state `known`s: every error, in document order.
 pub fn validate(spec: &Spec, doc: Option<&Doc>, known: &Known) -> Vec<SpecError> {
-    let mut c = Check { doc, errors: Vec::new() };
+    let mut c = Check { doc, errors: Vec::new(), broken: None };
     c.spec_rules(spec, known);
     c.errors
 }
@@ -85,8 +85,39 @@ pub fn validate(spec: &Spec, doc: Option<&Doc>, known: &Known) -> Vec<SpecError>
 /// Every rule: the spec's own, then the recorded state's and the host's. The only way
 /// to the resolutions a plan needs.
 pub fn check<'a>(spec: &'a Spec, doc: Option<&'a Doc>, old: &State, env: &Env) -> Result<Valid<'a>, Vec<SpecError>> {
-    let mut c = Check { doc, errors: Vec::new() };
-    let known = Known::of(old);
+    let mut c = Check { doc, errors: Vec::new(), broken: None };
+    let (service_of, reserved) = c.all(spec, old, env);
+    if !c.errors.is_empty() {
+        return Err(c.errors);
+    }
+    // Every endpoint resolved, or an error was reported above.
+    Ok(Valid { spec, doc, service_of: service_of.into_iter().flatten().collect(), reserved })
+}
+
+/// The rules' errors of the parts of a spec that could be read (`partial`), numbered and
+/// placed as in its text. A reference to an item that could not be read is not an error
+/// (that item has its own), nor is anything of a gateway section that could not be.
+pub fn check_partial(partial: &Partial, doc: &Doc, old: &State, env: &Env) -> Vec<SpecError> {
+    let mut c = Check { doc: None, errors: Vec::new(), broken: Some(&partial.broken) };
+    c.all(&partial.spec, old, env);
+    c.errors
+        .into_iter()
+        .filter(|e| !(partial.broken.gateway && e.path.starts_with("gateway")))
+        .map(|e| {
+            let path = partial.broken.renumber(&e.path);
+            SpecError { pos: doc.pos(&path), message: partial.broken.renumber(&e.message), path }
+        })
+        .collect()
+}
+
+type Reserved = BTreeMap<String, Vec<Ipv4Addr>>;
+
+impl Check<'_> {
+    /// Every rule; returns what each endpoint resolved to and each VPC's reserved
+    /// addresses.
+    fn all(&mut self, spec: &Spec, old: &State, env: &Env) -> (Vec<Option<usize>>, Reserved) {
+        let c = self;
+        let known = Known::of(old);
     let service_of = c.spec_rules(spec, &known);
     let reserved: BTreeMap<String, Vec<Ipv4Addr>> = spec.vpcs.iter().map(|v| (v.name.clone(), (env.gateway_addrs)(&v.interface))).collect();
     c.host(spec, old, env, &reserved);
@@ -98,20 +129,24 @@ pub fn check<'a>(spec: &'a Spec, doc: Option<&'a Doc>, old: &State, env: &Env) -
     c.immutable_services(spec, old);
     c.immutable_endpoints(spec, old, &service_of);
     c.fleet(spec, old);
-    if !c.errors.is_empty() {
-        return Err(c.errors);
+    (service_of, reserved)
     }
-    // Every endpoint resolved, or an error was reported above.
-    Ok(Valid { spec, doc, service_of: service_of.into_iter().flatten().collect(), reserved })
 }
 
 /// The error list being built, with the document that gives positions.
 struct Check<'a> {
     doc: Option<&'a Doc>,
     errors: Vec<SpecError>,
+    /// Items of the spec that could not be read (when checking the rest of it).
+    broken: Option<&'a Broken>,
 }
 
 impl Check<'_> {
+    /// Whether `name` of `list` could not be read: a reference to it is no error.
+    fn missing(&self, list: &'static str, name: &str) -> bool {
+        self.broken.is_some_and(|b| b.has(list, name))
+    }
+
     fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
         let path = path.into();
         let pos = self.doc.and_then(|d| d.pos(&path));

@@ -156,7 +156,7 @@ impl Check<'_> {
 
     fn backends(&mut self, spec: &Spec, p: &str, s: &Service) {
         let vpc = spec.vpcs.iter().find(|v| v.name == s.vpc);
-        if vpc.is_none() {
+        if vpc.is_none() && !self.missing("vpcs", &s.vpc) {
             self.err(format!("{p}.vpc"), format!("VPC `{}` is not defined under vpcs", s.vpc));
         }
         if s.backends.is_empty() {
@@ -248,6 +248,7 @@ impl Check<'_> {
             }
             self.owner(&p, &e.owner, &mut per_account, spec.gateway.quotas.endpoints_per_account, "endpoints");
             match spec.vpcs.iter().find(|v| v.name == e.vpc) {
+                None if self.missing("vpcs", &e.vpc) => {}
                 None => self.err(format!("{p}.vpc"), format!("VPC `{}` is not defined under vpcs", e.vpc)),
                 Some(v) => {
                     let zonal = e.zone_ips.iter().map(|(z, ip)| (format!("{p}.zone_ips.{z}"), *ip));
@@ -267,7 +268,11 @@ impl Check<'_> {
             }
             match resolve_service(spec, known, &e.service) {
                 Err(m) => {
-                    self.err(format!("{p}.service"), m);
+                    // A full name `region.name.id` names the service in its middle.
+                    let named = e.service.split('.').nth(1).unwrap_or(&e.service);
+                    if !self.missing("services", &e.service) && !self.missing("services", named) {
+                        self.err(format!("{p}.service"), m);
+                    }
                     service_of.push(None);
                 }
                 Ok(si) => {

@@ -62,6 +62,7 @@ impl Check<'_> {
                     continue;
                 }
                 match spec.security_groups.iter().find(|g| &g.name == name) {
+                    None if self.missing("security_groups", name) => {}
                     None => self.err(format!("{p}[{k}]"), format!("security group `{name}` is not defined under security_groups")),
                     Some(g) if g.owner != e.owner => self.err(
                         format!("{p}[{k}]"),

@@ -312,3 +312,68 @@ fn bandwidth_rules() {
     assert_eq!((b.0, b.to_string()), (1_024_000_000, "1024Mbps".to_string()));
     assert_eq!("2gbps".parse::<spec::Bandwidth>().unwrap().to_string(), "2Gbps");
 }
+
+/// A spec with broken parts: the structural errors of those and the rules' errors of
+/// every other part, at once, in the order of the text, numbered as in the text; a
+/// reference to a broken item is not a second error.
+#[test]
+fn every_error_of_a_spec_at_once() {
+    let text = r#"gateway: {region: local}
+colour: blue
+vpcs:
+  - {name: vpc1, interface: gw-vpc1, cidr: 10.0.0.0/24}
+  - {name: vpc2, interface: gw-vpc2, cidr: 192.168.2.0/24}
+  - {name: vpc3, interface: gw-vpc3, cidr: 10.9.0.0/33}
+services:
+  - name: web
+    owner: "100002"
+    vpc: vpc2
+    backends: [{address: 192.168.2.10}]
+    ports: [{protocol: tcp, endpoint_port: 80, service_port: 8080}]
+    colour: red
+  - name: api
+    owner: "100002"
+    vpc: vpc9
+    backends: [{address: 192.168.2.20}]
+    ports: [{protocol: tcp, endpoint_port: 70000, service_port: 8080}]
+endpoints:
+  - {name: ep-a, owner: "100002", vpc: vpc1, service: web, ip: 10.0.0.100}
+  - {name: ep-b, owner: "100002", vpc: vpc3, service: api, ip: 10.0.0.5}
+  - {name: ep-c, owner: "100002", vpc: vpc1, service: api, ip: 10.0.0.300}
+  - {name: ep-d, owner: "100002", vpc: vpc1, service: api, ip: 10.0.1.5}
+  - {name: ep-d, owner: "100002", vpc: vpc1, service: nope, ip: 10.0.0.7}
+"#;
+    let got = crate::model::all_errors(text, &State::default(), &Env::offline());
+    let seen: Vec<(usize, &str, &str)> = got.iter().map(|e| (e.pos.map_or(0, |p| p.line), e.path.as_str(), e.message.as_str())).collect();
+    let want: [(usize, &str, &str); 9] = [
+        (2, "colour", "unknown field `colour`"),
+        (6, "vpcs[2].cidr", "10.9.0.0/33"),
+        (13, "services[0].colour", "unknown field `colour`"),
+        (16, "services[1].vpc", "VPC `vpc9` is not defined"),
+        (18, "services[1].ports[0].endpoint_port", "70000"),
+        (22, "endpoints[2].ip", "invalid IPv4 address"),
+        (23, "endpoints[3].ip", "10.0.1.5 is outside VPC vpc1"),
+        (24, "endpoints[4].name", "already defined at endpoints[3]"),
+        (24, "endpoints[4].service", "service `nope` is not in the spec"),
+    ];
+    assert_eq!(seen.len(), want.len(), "{seen:#?}");
+    for ((line, path, msg), (l, p, m)) in want.iter().zip(&seen) {
+        assert_eq!((line, path), (l, p), "{seen:#?}");
+        assert!(m.contains(msg), "`{m}` lacks `{msg}`: {seen:#?}");
+    }
+    // A spec that reads has the same report as before: the rules' errors alone.
+    let fine = BASE.replacen("endpoint_port: 80", "endpoint_port: 0", 1);
+    let got = crate::model::all_errors(&fine, &State::default(), &Env::offline());
+    assert_eq!(got.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(), ["services[0].ports[0].endpoint_port"], "{got:#?}");
+}
+
+#[test]
+fn renumbering_touches_list_items_only() {
+    let mut b = spec::Broken::default();
+    b.index.insert("endpoints", vec![0, 2, 5]);
+    b.index.insert("security_groups", vec![1, 4]);
+    assert_eq!(b.renumber("endpoints[2].security_groups[1]"), "endpoints[5].security_groups[1]");
+    assert_eq!(b.renumber("already an address of endpoints[1]"), "already an address of endpoints[2]");
+    assert_eq!(b.renumber("security_groups[0].rules[1]"), "security_groups[1].rules[1]");
+    assert_eq!(b.renumber("services[3].vpc"), "services[3].vpc");
+}
