@@ -46,9 +46,16 @@ pub fn cli_at(socket: &Path, args: &[&str]) -> Run {
 /// `privatelink daemon args...` started in namespace `ns` (`ip netns exec` execs it,
 /// so the child's pid is the daemon's), its output appended to `log`.
 pub fn spawn_daemon(ns: &str, socket: &Path, args: &[String], env: &[(String, String)], log: &Path) -> Child {
+    spawn_daemon_wrapped(ns, &[], socket, args, env, log)
+}
+
+/// `spawn_daemon` through `wrapper` (a command that execs its arguments, such as
+/// `setpriv --bounding-set ...`, so the child's pid stays the daemon's).
+pub fn spawn_daemon_wrapped(ns: &str, wrapper: &[String], socket: &Path, args: &[String], env: &[(String, String)], log: &Path) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
     Command::new("ip")
         .args(["netns", "exec", ns])
+        .args(wrapper)
         .arg(privatelink_bin())
         .arg("--socket")
         .arg(socket)
@@ -127,6 +134,8 @@ pub struct DaemonLab {
     daemon_args: Vec<String>,
     /// Environment for the next `start_daemon` (failpoints of crash tests).
     pub daemon_env: Vec<(String, String)>,
+    /// What the daemon is started through (e.g. `setpriv` with fewer capabilities).
+    daemon_wrapper: Vec<String>,
     fs: Option<Bpffs>,
 }
 
@@ -144,6 +153,11 @@ impl DaemonLab {
 
     /// A lab whose daemon gets `args` too (e.g. `--metrics 127.0.0.1:9469`).
     pub fn with_daemon_args(consumers: usize, args: &[&str]) -> DaemonLab {
+        DaemonLab::with_wrapper(consumers, args, &[])
+    }
+
+    /// A lab whose daemon is started through `wrapper` (see `spawn_daemon_wrapped`).
+    pub fn with_wrapper(consumers: usize, args: &[&str], wrapper: &[&str]) -> DaemonLab {
         let topo = Topology::new(consumers);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = PathBuf::from(format!("/run/pltest{}-daemon-{n}", std::process::id()));
@@ -159,6 +173,7 @@ impl DaemonLab {
             daemon: None,
             daemon_args: args.iter().map(|a| a.to_string()).collect(),
             daemon_env: Vec::new(),
+            daemon_wrapper: wrapper.iter().map(|a| a.to_string()).collect(),
             fs: Some(fs),
         };
         lab.start_daemon();
@@ -183,7 +198,7 @@ impl DaemonLab {
         let mut args: Vec<String> = ["--state-dir", path_str(&self.state_dir), "--bpffs", path_str(&self.bpffs)].map(String::from).into();
         args.extend(self.daemon_args.iter().cloned());
         let log = self.dir.join("daemon.log");
-        let mut child = spawn_daemon(&self.topo.gw.name, &self.socket, &args, &self.daemon_env, &log);
+        let mut child = spawn_daemon_wrapped(&self.topo.gw.name, &self.daemon_wrapper, &self.socket, &args, &self.daemon_env, &log);
         wait_answering(&mut child, &self.socket, &log)?;
         self.daemon = Some(child);
         Ok(())

@@ -1,5 +1,6 @@
 //! `privatelink completion SHELL`: a script each shell accepts, naming every verb, and
-//! printed for any user (it needs no root and no daemon).
+//! printed for any user (it needs no root and no daemon); every verb's `--help` ends
+//! with examples.
 
 use privatelink_tests::daemon_lab::{path_str, privatelink_bin};
 use std::process::Command;
@@ -43,4 +44,19 @@ fn every_shell_gets_a_script_naming_every_verb() {
     let bad = Command::new(privatelink_bin()).args(["completion", "tcsh"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid value 'tcsh'"), "{}", String::from_utf8_lossy(&bad.stderr));
+}
+
+#[test]
+fn every_verb_has_examples_in_its_help() {
+    let verbs = ["daemon", "apply", "get", "describe", "accept", "reject", "delete", "stats", "conntrack", "whois", "status", "events", "down", "check", "lab", "completion"];
+    for v in verbs {
+        let out = Command::new(privatelink_bin()).args([v, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{v} --help: {}", String::from_utf8_lossy(&out.stderr));
+        let examples = help.split_once("\nExamples:\n").map(|(_, e)| e).unwrap_or_else(|| panic!("{v} --help has no examples:\n{help}"));
+        let first = examples.lines().next().unwrap_or_default().trim();
+        // An example runs the verb it documents (possibly after a pipe or `&&`).
+        assert!(first.contains("privatelink ") || first.starts_with("systemctl"), "{v}: {first}");
+        assert!(examples.lines().any(|l| l.contains(&format!("privatelink {v}"))), "{v}: no example of it:\n{examples}");
+    }
 }

@@ -3,6 +3,7 @@
 
 mod demo;
 mod demo_fleet;
+mod package;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -40,6 +41,16 @@ enum Cmd {
         /// Only this part: 1 (per packet), 2 (scale), 3 (end to end).
         #[arg(long)]
         only: Option<String>,
+    },
+    /// Build the Debian package (cargo-deb) into target/debian/: the binary with its XDP
+    /// object, the systemd unit, an example spec, completions and man pages.
+    Package {
+        /// Package the debug build (what the tests check; quicker to build).
+        #[arg(long)]
+        dev: bool,
+        /// Write the .deb into this directory instead.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Build, then run the seeds' quick start end to end in network namespaces.
     Demo {
@@ -93,6 +104,11 @@ fn main() -> Result<()> {
             }
             run(&mut c)?;
         }
+        Cmd::Package { dev, out } => {
+            let tc = setup()?;
+            build_ebpf(&root, &tc, EBPF_PRODUCT)?;
+            package::build(&root, dev, out)?;
+        }
         Cmd::Demo { keep, nodes } => {
             let tc = setup()?;
             build_ebpf(&root, &tc, EBPF_PRODUCT)?;
@@ -109,8 +125,10 @@ fn main() -> Result<()> {
             let tc = setup()?;
             build_ebpf(&root, &tc, EBPF_PRODUCT)?;
             check_root()?;
-            // The netns tests drive the real binary (target/debug/privatelink).
+            // The netns tests drive the real binary (target/debug/privatelink); the
+            // package tests read the package of it.
             run(Command::new(cargo()).current_dir(&root).args(["build", "-p", "privatelink-user", "--bin", "privatelink"]))?;
+            package::build(&root, true, Some(root.join("target/package-test")))?;
             let mut c = Command::new(cargo());
             c.current_dir(&root).arg("test").args(["--", "--test-threads", "4"]).args(&args);
             run_tests(&mut c)?;
@@ -212,7 +230,12 @@ const APT_TOOLCHAIN: &[&str] = &[
 ];
 /// Used by the build (protoc generates etcd-client's gRPC code) and the
 /// network-namespace tests (etcd: the fleet tests' shared store).
-const APT_TEST_TOOLS: &[&str] = &["iproute2", "ethtool", "iputils-ping", "protobuf-compiler", "etcd-server", "etcd-client", "bird2", "dnsutils", "curl", "iperf3"];
+/// `systemd` and `prometheus` give `systemd-analyze` and `promtool`, which check the
+/// packaged unit and the alert rules.
+const APT_TEST_TOOLS: &[&str] = &[
+    "iproute2", "ethtool", "iputils-ping", "protobuf-compiler", "etcd-server", "etcd-client", "bird2", "dnsutils", "curl", "iperf3",
+    "systemd", "prometheus",
+];
 /// What `bench` compares against (part 3): nftables, HAProxy, iperf3, wrk, nginx.
 const APT_BENCH_TOOLS: &[(&str, &str)] = &[
     ("nft", "nftables"),
@@ -315,6 +338,10 @@ fn setup() -> Result<Toolchain> {
         "no toolchain can build the eBPF object: need a rustup nightly with rust-src \
          (`rustup component add rust-src --toolchain nightly`) or Debian's rustc-web + rust-web-src",
     )?;
+    if !succeeds(Command::new(cargo()).args(["deb", "--version"])) {
+        println!("xtask setup: installing cargo-deb (about a minute)");
+        run(Command::new(cargo()).args(["install", "cargo-deb", "--locked", "--version", "^3"]))?;
+    }
     if bpf_linker_path().is_none() {
         println!("xtask setup: installing bpf-linker (about 2 minutes)");
         let path = format!("{LLVM_BIN}:{}", std::env::var("PATH").unwrap_or_default());

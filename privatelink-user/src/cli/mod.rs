@@ -37,6 +37,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon in the foreground: load and attach the data path, keep the maps in
     /// sync with the recorded state, expire idle flows, serve the API.
+    #[command(after_help = "Examples:\n  sudo privatelink daemon --metrics 127.0.0.1:9469\n  sudo privatelink daemon --store etcd://10.0.0.5:2379 --node gw1 --zone z1\n  systemctl start privatelink    # the packaged unit")]
     Daemon {
         #[arg(long, default_value = daemon::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
@@ -69,6 +70,7 @@ pub enum Command {
         zone: Option<String>,
     },
     /// Apply a spec: print the plan (+ create, ~ change, - delete) and carry it out.
+    #[command(after_help = "Examples:\n  sudo privatelink apply -f /etc/privatelink/spec.yaml --dry-run\n  sudo privatelink apply -f /etc/privatelink/spec.yaml\n  sudo privatelink apply -f spec.yaml -o json | jq '.changes[].name'")]
     Apply {
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
@@ -77,22 +79,27 @@ pub enum Command {
         dry_run: bool,
     },
     /// List services, endpoints, VPCs or the fleet's nodes.
+    #[command(after_help = "Examples:\n  sudo privatelink get endpoints\n  sudo privatelink get services web -o yaml\n  sudo privatelink get services -o json | jq -r '.[].backends[] | select(.health == \"down\") | .address'")]
     Get {
         #[arg(value_enum)]
         kind: Kind,
         name: Option<String>,
     },
     /// Everything about one service or endpoint (name or id).
+    #[command(after_help = "Examples:\n  sudo privatelink describe endpoint web-from-vpc1\n  sudo privatelink describe service web -o json")]
     Describe {
         #[arg(value_enum)]
         kind: One,
         name: String,
     },
     /// Accept a pendingAcceptance (or rejected) endpoint.
+    #[command(after_help = "Examples:\n  sudo privatelink get endpoints | grep pendingAcceptance\n  sudo privatelink accept web-from-vpc1")]
     Accept { endpoint: String },
     /// Reject an endpoint; its live flows follow the service's on_revoke.
+    #[command(after_help = "Examples:\n  sudo privatelink reject web-from-vpc1")]
     Reject { endpoint: String },
     /// Delete a service (with its endpoints), an endpoint, or a node gone for good.
+    #[command(after_help = "Examples:\n  sudo privatelink delete endpoint web-from-vpc1\n  sudo privatelink delete service web --force\n  sudo privatelink delete node gw3")]
     Delete {
         #[arg(value_enum)]
         kind: One,
@@ -102,45 +109,61 @@ pub enum Command {
         force: bool,
     },
     /// Per-endpoint packets, bytes, connections and drops by reason.
+    #[command(after_help = "Examples:\n  sudo privatelink stats\n  sudo privatelink stats --watch\n  sudo privatelink stats -o json | jq '.endpoints[] | {endpoint, active_connections, drops}'")]
     Stats {
         /// Redraw every second with rates.
         #[arg(long)]
         watch: bool,
     },
     /// Live flows.
+    #[command(after_help = "Examples:\n  sudo privatelink conntrack list\n  sudo privatelink conntrack list --endpoint web-from-vpc1 -o json")]
     Conntrack {
         #[command(subcommand)]
         command: ConntrackCommand,
     },
     /// Which endpoint, account, VPC and client a backend is talking to.
+    #[command(after_help = "Examples:\n  sudo privatelink whois 11.163.0.7:40312\n  sudo privatelink whois 11.163.0.7 -o json")]
     Whois {
         /// SNAT_IP or SNAT_IP:PORT, as a backend sees its peer.
         address: String,
     },
     /// Attached interfaces, program ids, map fill levels.
+    #[command(after_help = "Examples:\n  sudo privatelink status\n  sudo privatelink status -o json | jq '.warnings'")]
     Status,
     /// Endpoint state changes, backend health changes, connection-limit and SNAT
     /// exhaustion episodes, oldest first.
+    #[command(after_help = "Examples:\n  sudo privatelink events\n  sudo privatelink events --follow -o json")]
     Events {
         /// Keep printing new events as they happen.
         #[arg(long)]
         follow: bool,
     },
     /// Detach the data path everywhere, remove every pinned map and link, stop the daemon.
+    #[command(after_help = "Examples:\n  sudo privatelink down\n  sudo privatelink down --bpffs /sys/fs/bpf/privatelink    # when no daemon answers")]
     Down {
         /// Where pins are, for when no daemon answers.
         #[arg(long, default_value = daemon::DEFAULT_BPFFS)]
         bpffs: PathBuf,
     },
     /// Load the data path into the kernel (runs the verifier) and unload it again.
+    #[command(after_help = "Examples:\n  sudo privatelink check")]
     Check,
     /// Print a shell completion script (needs no root and no daemon), e.g.
     /// `privatelink completion bash > /etc/bash_completion.d/privatelink`.
+    #[command(after_help = "Examples:\n  privatelink completion bash > /etc/bash_completion.d/privatelink\n  privatelink completion zsh > \"${fpath[1]}/_privatelink\"\n  privatelink completion fish > ~/.config/fish/completions/privatelink.fish")]
     Completion {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Write the manual pages (privatelink.1 and one per verb) into DIR (any user, no
+    /// daemon); `cargo xtask package` ships them.
+    #[command(hide = true)]
+    Man {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// The seeds' quick-start topology in network namespaces, to try it by hand.
+    #[command(after_help = "Examples:\n  sudo privatelink lab up && sudo ip netns exec pl-vpc1 curl http://10.0.0.100/\n  sudo privatelink lab up --nodes 3\n  sudo privatelink lab down")]
     Lab {
         #[command(subcommand)]
         command: LabCommand,
@@ -233,10 +256,23 @@ fn is_root() -> bool {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Completion { shell } = cli.command {
-        use clap::CommandFactory;
-        clap_complete::generate(shell, &mut Cli::command(), "privatelink", &mut std::io::stdout());
-        return ExitCode::SUCCESS;
+    // These two print or write documentation and touch nothing else: any user.
+    use clap::CommandFactory;
+    match &cli.command {
+        Command::Completion { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "privatelink", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Command::Man { out } => {
+            return match std::fs::create_dir_all(out).and_then(|()| clap_mangen::generate_to(Cli::command(), out)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("privatelink: man: {}: {e}", out.display());
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
     }
     if !is_root() {
         eprintln!("privatelink: must be run as root (the API and the data path are root-only)");
@@ -270,7 +306,7 @@ pub fn main() -> ExitCode {
         Command::Check => admin::check(),
         Command::Lab { command } => admin::lab(command),
         // Answered above, before the root check.
-        Command::Completion { .. } => Ok(()),
+        Command::Completion { .. } | Command::Man { .. } => Ok(()),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,6 +18,8 @@ pub struct EndpointSample {
     pub labels: Labels,
     pub counters: Counters,
     pub active: u64,
+    /// The connection limit this node enforces (its share of the service's limit).
+    pub limit: u64,
     pub snat_ports_in_use: u64,
     pub snat_ports_free: u64,
     /// The endpoint's bandwidth limit (bits/s in each direction), if it has one.
@@ -179,6 +181,7 @@ impl Snapshot {
             })
             .collect();
         e.family("privatelink_endpoint_drops", "Packets to an endpoint dropped, by reason (a reason appears once it has happened: absent means 0).", drops);
+        e.family("privatelink_endpoint_connection_limit", "The connection limit this node enforces for the endpoint (its share of the service's limit in a fleet).", eps.iter().map(|(s, l)| (l.clone(), gauge(s.limit as i64))).collect());
         e.family("privatelink_endpoint_connection_limit_hits", "New connections refused by the endpoint's connection limit.", eps.iter().map(|(s, l)| (l.clone(), counter(s.counters.drops.get("over_limit").copied().unwrap_or(0)))).collect());
         let limited = eps.iter().filter_map(|(s, l)| Some((l.clone(), gauge(s.bandwidth_bps? as i64)))).collect();
         e.family("privatelink_endpoint_bandwidth_limit_bps", "The endpoint's bandwidth limit in each direction, bits per second (endpoints with one only); packets over it count as drops with reason over_bandwidth.", limited);
@@ -260,6 +263,7 @@ impl Gateway {
                 snap.dns.push((v.spec.name.clone(), dp.maps.dns_stats(v.vpc_id)?));
             }
         }
+        let seat = crate::model::fleet::Seat::of(&self.state, &self.opts.node);
         for e in self.state.endpoints.values() {
             let Some(svc) = self.state.services.get(&e.service) else { continue };
             let active = dp.maps.active_flows(e.index)?;
@@ -279,6 +283,7 @@ impl Gateway {
                 ],
                 counters: stats.into(),
                 active,
+                limit: seat.share(svc.spec.connection_limit as u32) as u64,
                 snat_ports_in_use: in_use,
                 snat_ports_free: ports.saturating_sub(in_use),
                 bandwidth_bps: e.spec.bandwidth.map(|b| b.0),
