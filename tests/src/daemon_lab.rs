@@ -158,7 +158,11 @@ impl DaemonLab {
 
     /// A lab whose daemon is started through `wrapper` (see `spawn_daemon_wrapped`).
     pub fn with_wrapper(consumers: usize, args: &[&str], wrapper: &[&str]) -> DaemonLab {
-        let topo = Topology::new(consumers);
+        DaemonLab::on(Topology::new(consumers), args, wrapper)
+    }
+
+    /// The daemon (given `args`, started through `wrapper`) on `topo`.
+    pub fn on(topo: Topology, args: &[&str], wrapper: &[&str]) -> DaemonLab {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = PathBuf::from(format!("/run/pltest{}-daemon-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);

@@ -58,8 +58,8 @@ pub struct Topology {
     stop: Arc<AtomicBool>,
     /// Per backend: while set, its TCP server is closed (connections are refused).
     paused: Vec<Arc<AtomicBool>>,
-    /// Holds the XDP_PASS attachments of the hosts' veth ends.
-    _pass: Dataplane,
+    /// Holds the XDP_PASS attachments of the hosts' veth ends (none: bare veths).
+    _pass: Option<Dataplane>,
     pub gw: Netns,
 }
 
@@ -91,6 +91,17 @@ impl Topology {
     /// 192.168.2.1/24) whose backends serve TCP 8080 and UDP 5353, and route the SNAT
     /// range back to the gateway.
     pub fn new(consumers: usize) -> Topology {
+        Topology::build(consumers, true)
+    }
+
+    /// `new`, but no XDP program on the hosts' veth ends (what a host that knows nothing
+    /// of XDP looks like): frames an XDP program redirects into these veths in native
+    /// mode vanish.
+    pub fn bare(consumers: usize) -> Topology {
+        Topology::build(consumers, false)
+    }
+
+    fn build(consumers: usize, peer_xdp: bool) -> Topology {
         let gw = Netns::new("gw");
         gw.sysctl("net.ipv4.ip_forward", "1");
         gw.sysctl("net.ipv4.conf.all.rp_filter", "0");
@@ -119,8 +130,9 @@ impl Topology {
         }
 
         // The hosts' ends of the veths: XDP_PASS, so redirected frames are delivered.
-        let mut pass = Dataplane::load(&LoadOptions { ct_capacity: 1024, pin_dir: None }).expect("load the XDP object");
+        let mut pass = peer_xdp.then(|| Dataplane::load(&LoadOptions { ct_capacity: 1024, pin_dir: None }).expect("load the XDP object"));
         for (ns, dev) in cs.iter().map(|c| (&c.ns, "c0")).chain([(&provider, "b0")]) {
+            let Some(pass) = pass.as_mut() else { break };
             let idx = ns.ifindex(dev);
             let ns_name = ns.name.clone();
             // Attach from inside the host's namespace (ifindexes are per namespace).

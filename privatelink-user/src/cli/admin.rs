@@ -68,6 +68,7 @@ pub fn status(socket: &Path, fmt: Format) -> Result<()> {
                 ("INTERFACE", &|i| i.interface.clone()),
                 ("IFINDEX", &|i| i.ifindex.to_string()),
                 ("PROGRAM", &|i| i.program_id.to_string()),
+                ("XDP MODE", &|i| i.xdp_mode.clone()),
                 ("LINK PIN", &|i| i.link_pinned.clone()),
             ],
         ));
@@ -84,6 +85,10 @@ pub fn status(socket: &Path, fmt: Format) -> Result<()> {
                 ("FILL", &|m| format!("{:.1}%", fill(m))),
             ],
         ));
+    }
+    // Last, where they are seen.
+    for w in &s.warnings {
+        out.push_str(&format!("\nWARNING: {w}\n"));
     }
     print!("{out}");
     Ok(())

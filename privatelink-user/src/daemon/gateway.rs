@@ -15,7 +15,7 @@ use crate::{
     model::{
         fleet::Seat,
         plan,
-        spec,
+        spec::{self, XdpSetting},
         state::{endpoint_events, Event, State},
         yaml::Doc,
     },
@@ -59,11 +59,17 @@ pub struct Gateway {
     /// table in the spec), and why publishing them last failed.
     pub(super) routes: Option<Announcer>,
     pub(super) route_error: Option<String>,
+    /// Why the pins would not outlive the daemon, found at start (see `status`).
+    pub(super) bpffs_warning: Option<String>,
 }
 
 impl Gateway {
     pub fn open(opts: Options) -> Result<Gateway> {
         links::ensure_bpffs(&opts.bpffs)?;
+        let bpffs_warning = links::pins_die_with_us(&opts.bpffs);
+        if let Some(w) = &bpffs_warning {
+            tracing::warn!("{w}");
+        }
         let store: Box<dyn Store> = match &opts.store {
             Some(url) => Box::new(EtcdStore::connect(url, &opts.node)?),
             None => Box::new(RedbStore::open(&opts.state_dir)?),
@@ -88,6 +94,7 @@ impl Gateway {
             parsed: None,
             routes: None,
             route_error: None,
+            bpffs_warning,
         };
         gw.checker.sync(&gw.state);
         gw.join().context("joining the fleet")?;
@@ -150,7 +157,7 @@ impl Gateway {
     /// Attach (or re-adopt) the XDP link of every VPC interface; drop the links of
     /// interfaces no longer in the state.
     pub(super) fn ensure_links(&mut self) -> Result<()> {
-        let wanted: Vec<String> = self.state.vpcs.values().map(|v| v.spec.interface.clone()).collect();
+        let wanted: Vec<(String, XdpSetting)> = self.state.vpcs.values().map(|v| (v.spec.interface.clone(), v.spec.xdp_mode)).collect();
         let dp = self.dp.as_mut().context("no spec has been applied yet: the data path is not loaded")?;
         let r = self.links.ensure(dp, &wanted);
         self.publish_routes(false);

@@ -4,10 +4,11 @@
 
 use super::{api::*, gateway::Gateway, handler::ok};
 use crate::{
-    dataplane::{loader, maps, monotonic_ns},
+    dataplane::{loader, maps, monotonic_ns, netlink},
     model::{dns, fleet::Seat, spec::Backend, state::EndpointState},
 };
 use anyhow::{bail, Context, Result};
+use aya::programs::XdpMode;
 use privatelink_common::*;
 use std::{net::Ipv4Addr, sync::atomic::Ordering::Relaxed};
 
@@ -254,17 +255,27 @@ impl Gateway {
                 .map(|r| r.published().iter().map(|&(table, address)| RouteView { table, address }).collect())
                 .unwrap_or_default(),
             announce_error: self.route_error.clone(),
+            warnings: self.bpffs_warning.iter().cloned().collect(),
         };
         let Some(dp) = &self.dp else { return Ok(view) };
         view.program_id = Some(dp.xdp()?.info()?.id());
         for v in self.state.vpcs.values() {
             let Some(link) = self.links.get(&v.spec.interface) else { continue };
+            let ifindex = loader::ifindex(&v.spec.interface).unwrap_or(0);
+            let native = self.links.mode(&v.spec.interface) == Some(XdpMode::Driver);
+            if native && netlink::veth_peer_runs_xdp(ifindex) == Some(false) {
+                view.warnings.push(format!(
+                    "{} (VPC {}) is a veth in native XDP mode whose peer runs no XDP program: frames the gateway sends out of it vanish; set vpcs[].xdp_mode to auto or generic",
+                    v.spec.interface, v.spec.name
+                ));
+            }
             view.interfaces.push(InterfaceView {
                 vpc: v.spec.name.clone(),
                 interface: v.spec.interface.clone(),
-                ifindex: loader::ifindex(&v.spec.interface).unwrap_or(0),
+                ifindex,
                 program_id: link.info().map(|i| i.program_id()).unwrap_or(0),
                 link_pinned: self.links.pin_path(&v.spec.interface).display().to_string(),
+                xdp_mode: if native { "native" } else { "generic" }.into(),
             });
         }
         // Counted by the sweeper's last pass: a status never walks the table.

@@ -7,11 +7,13 @@
 use super::{
     error::{Error, Result},
     loader::{self, Dataplane},
+    netlink,
 };
 use aya::programs::{
     links::{FdLink, PinnedLink},
     XdpMode,
 };
+use crate::model::spec::XdpSetting;
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
@@ -61,6 +63,68 @@ pub fn ensure_bpffs(dir: &Path) -> Result<()> {
         }
     }
     mount_bpffs(dir)
+}
+
+/// Why pins under `dir` would die with this process, if they would: the bpffs holding
+/// them is mounted in this mount namespace only (`ip netns exec` gives a private
+/// `/sys`, and a bpffs mounted there goes with the namespace's last process), so the
+/// next start would find no maps and reset every flow. `None` when they outlive it, or
+/// when PID 1's mounts cannot be read.
+pub fn pins_die_with_us(dir: &Path) -> Option<String> {
+    // Same namespace as PID 1 (when the kernel lets us see it): the pins stay.
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+    if ns("self").is_some() && ns("self") == ns("1") {
+        return None;
+    }
+    let (ours, dev) = bpf_mount_of(&std::fs::read_to_string("/proc/self/mountinfo").ok()?, dir)?;
+    let init = std::fs::read_to_string("/proc/1/mountinfo").ok()?;
+    // The same filesystem (device) mounted anywhere in PID 1's namespace keeps the pins.
+    if bpf_mounts(&init).any(|(_, d)| d == dev) {
+        return None;
+    }
+    Some(format!(
+        "the bpffs at {ours} holding the pins ({}) is mounted in this daemon's mount namespace only (as under `ip netns exec`): \
+         it goes when the daemon stops, and the next start resets every flow; pass --bpffs on a bpffs mounted in the host's namespace outside /sys",
+        dir.display()
+    ))
+}
+
+/// The bpf filesystems of a mountinfo text: (mount point, `\040` and friends decoded;
+/// device, which tells one bpffs instance from another).
+fn bpf_mounts(mountinfo: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    mountinfo.lines().filter_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let fields: Vec<&str> = left.split_whitespace().collect();
+        if right.split_whitespace().next()? != "bpf" {
+            return None;
+        }
+        Some((unescape(fields.get(4)?), fields.get(2)?.to_string()))
+    })
+}
+
+/// The bpffs `dir` is under (the longest mount point).
+fn bpf_mount_of(mountinfo: &str, dir: &Path) -> Option<(String, String)> {
+    bpf_mounts(mountinfo).filter(|(m, _)| dir.starts_with(m)).max_by_key(|(m, _)| m.len())
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let code = rest.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(o, 8).ok());
+        match code {
+            Some(c) => {
+                out.push(c as char);
+                rest = &rest[i + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out + rest
 }
 
 /// The pinned maps' directory under a daemon's bpffs directory.
@@ -161,12 +225,14 @@ fn addresses(name: &str) -> Vec<std::net::Ipv4Addr> {
 pub struct Links {
     dir: PathBuf,
     links: BTreeMap<String, FdLink>,
+    /// The mode each link is attached in.
+    modes: BTreeMap<String, XdpMode>,
 }
 
 impl Links {
     /// Links pinned under `bpffs/links`.
     pub fn new(bpffs: &Path) -> Links {
-        Links { dir: bpffs.join("links"), links: BTreeMap::new() }
+        Links { dir: bpffs.join("links"), links: BTreeMap::new(), modes: BTreeMap::new() }
     }
 
     pub fn pin_path(&self, name: &str) -> PathBuf {
@@ -182,6 +248,11 @@ impl Links {
         self.links.keys().cloned().collect()
     }
 
+    /// The mode `name`'s link is attached in.
+    pub fn mode(&self, name: &str) -> Option<XdpMode> {
+        self.modes.get(name).copied()
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.links.contains_key(name)
     }
@@ -189,24 +260,44 @@ impl Links {
     /// Attach (or re-adopt) the data path on every `wanted` interface; drop the links
     /// of the others. An interface that does not exist is logged and left unattached:
     /// the other VPCs keep working, and `status` shows it until it is back.
-    pub fn ensure(&mut self, dp: &mut Dataplane, wanted: &[String]) -> Result<()> {
+    /// A link attached in another mode than its setting asks for is attached anew (the
+    /// interface runs no program for that moment).
+    pub fn ensure(&mut self, dp: &mut Dataplane, wanted: &[(String, XdpSetting)]) -> Result<()> {
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
-        for name in self.links.keys().filter(|n| !wanted.contains(n)).cloned().collect::<Vec<_>>() {
+        for name in self.links.keys().filter(|n| !wanted.iter().any(|(w, _)| w == *n)).cloned().collect::<Vec<_>>() {
             self.detach(&name)?;
         }
-        for name in wanted {
-            if self.links.contains_key(name) {
-                continue;
-            }
+        for (name, setting) in wanted {
             let Ok(ifindex) = loader::ifindex(name) else {
-                tracing::error!(interface = %name, "the interface does not exist; its VPC is not attached");
+                if !self.links.contains_key(name) {
+                    tracing::error!(interface = %name, "the interface does not exist; its VPC is not attached");
+                }
                 continue;
             };
-            let link = match self.adopt(dp, name)? {
-                Some(l) => l,
-                None => self.attach(dp, name, ifindex)?,
-            };
+            let want = wanted_mode(*setting, ifindex);
+            if let Some(have) = self.modes.get(name).copied() {
+                if want.accepts(have) {
+                    continue;
+                }
+                tracing::info!(interface = %name, from = ?have, setting = ?setting, "attaching the data path anew in another XDP mode");
+                self.detach(name)?;
+            }
+            if let Some(l) = self.adopt(dp, name)? {
+                let mode = match netlink::link(ifindex, None).map(|l| l.xdp) {
+                    Ok(netlink::Attached::Generic) => XdpMode::Skb,
+                    _ => XdpMode::Driver,
+                };
+                if want.accepts(mode) {
+                    self.links.insert(name.clone(), l);
+                    self.modes.insert(name.clone(), mode);
+                    continue;
+                }
+                drop(l);
+                self.detach(name)?;
+            }
+            let (link, mode) = self.attach(dp, name, ifindex, want)?;
             self.links.insert(name.clone(), link);
+            self.modes.insert(name.clone(), mode);
         }
         Ok(())
     }
@@ -226,13 +317,26 @@ impl Links {
         }
     }
 
-    fn attach(&self, dp: &mut Dataplane, name: &str, ifindex: u32) -> Result<FdLink> {
-        let (l, mode) = dp.attach_link(ifindex).map_err(|e| Error::Link(format!("attaching XDP to {name}: {e}")))?;
-        if mode != XdpMode::Driver {
-            tracing::warn!(interface = %name, "no native XDP; attached in generic (skb) mode");
+    fn attach(&self, dp: &mut Dataplane, name: &str, ifindex: u32, want: Want) -> Result<(FdLink, XdpMode)> {
+        let failed = |e| Error::Link(format!("attaching XDP to {name} ({want:?}): {e}"));
+        let (l, mode) = match want {
+            Want::NativeOrGeneric => {
+                let (l, mode) = dp.attach_link(ifindex).map_err(failed)?;
+                if mode != XdpMode::Driver {
+                    tracing::warn!(interface = %name, "no native XDP; attached in generic (skb) mode");
+                }
+                (l, mode)
+            }
+            Want::Exactly(mode) => {
+                let id = dp.attach(ifindex, mode).map_err(failed)?;
+                (dp.take_link(id).map_err(failed)?, mode)
+            }
+        };
+        if mode == XdpMode::Skb {
+            tracing::info!(interface = %name, "attached in generic (skb) mode");
         }
         let pinned = l.pin(self.pin_path(name)).map_err(|e| Error::Link(format!("pinning the XDP link of {name}: {e}")))?;
-        Ok(FdLink::from(pinned))
+        Ok((FdLink::from(pinned), mode))
     }
 
     /// Unpin and close the link of `name`: closing the last reference detaches it.
@@ -243,6 +347,7 @@ impl Links {
             Err(e) => return Err(io(&self.dir)(e)),
         }
         self.links.remove(name);
+        self.modes.remove(name);
         Ok(())
     }
 
@@ -268,6 +373,35 @@ impl Links {
             self.detach(&name)?;
         }
         Ok(())
+    }
+}
+
+/// The mode(s) a setting accepts on an interface.
+#[derive(Clone, Copy, Debug)]
+enum Want {
+    Exactly(XdpMode),
+    /// Native where the driver has it, else generic.
+    NativeOrGeneric,
+}
+
+impl Want {
+    fn accepts(self, have: XdpMode) -> bool {
+        match self {
+            Want::Exactly(m) => m == have,
+            Want::NativeOrGeneric => true,
+        }
+    }
+}
+
+/// `auto` is native, except generic on a veth whose peer runs no XDP program: a veth
+/// delivers the frames an XDP program redirects or sends back only to a peer running
+/// one, while generic mode sends them through the normal transmit path.
+fn wanted_mode(setting: XdpSetting, ifindex: u32) -> Want {
+    match setting {
+        XdpSetting::Native => Want::Exactly(XdpMode::Driver),
+        XdpSetting::Generic => Want::Exactly(XdpMode::Skb),
+        XdpSetting::Auto if netlink::veth_peer_runs_xdp(ifindex) == Some(false) => Want::Exactly(XdpMode::Skb),
+        XdpSetting::Auto => Want::NativeOrGeneric,
     }
 }
 
@@ -307,5 +441,22 @@ fn attached_ifindex(link: &FdLink) -> Option<u32> {
         let rc = libc::syscall(libc::SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, &attr, std::mem::size_of::<InfoAttr>());
         libc::close(fd as i32);
         (rc == 0).then_some(info.xdp_ifindex)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bpf_mounts_are_read_from_mountinfo() {
+        let info = "36 25 0:31 / /sys/fs/bpf rw,nosuid - bpf bpf rw\n\
+                    40 25 0:40 / /run/pl\\040test/bpffs rw - bpf bpf rw\n\
+                    22 1 0:21 / /sys rw - sysfs sysfs rw\n";
+        let mounts: Vec<(String, String)> = bpf_mounts(info).collect();
+        assert_eq!(mounts, [("/sys/fs/bpf".into(), "0:31".into()), ("/run/pl test/bpffs".into(), "0:40".into())]);
+        assert_eq!(bpf_mount_of(info, Path::new("/sys/fs/bpf/privatelink")), Some(("/sys/fs/bpf".into(), "0:31".into())));
+        assert_eq!(bpf_mount_of(info, Path::new("/run/pl test/bpffs/privatelink")).map(|m| m.0), Some("/run/pl test/bpffs".into()));
+        assert_eq!(bpf_mount_of(info, Path::new("/var/lib/x")), None);
     }
 }

@@ -13,6 +13,7 @@ pub mod links;
 pub mod loader;
 pub mod maglev;
 pub mod maps;
+pub mod netlink;
 pub mod reconcile;
 pub mod sg;
 pub mod sweep;

@@ -276,6 +276,9 @@ pub struct InterfaceView {
     pub ifindex: u32,
     pub program_id: u32,
     pub link_pinned: String,
+    /// `native` or `generic`.
+    #[serde(default)]
+    pub xdp_mode: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -322,6 +325,10 @@ pub struct StatusView {
     pub announced: Vec<RouteView>,
     #[serde(default)]
     pub announce_error: Option<String>,
+    /// What an operator should fix: pins that die with the daemon, a veth attached in
+    /// native mode whose peer runs no XDP program.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// What `delete node NAME` prints with `-o json` / `-o yaml`.

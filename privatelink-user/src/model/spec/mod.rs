@@ -8,7 +8,7 @@ mod values;
 
 pub use read::{parse, read_all, sort, Broken, Partial, SpecError, LISTS};
 pub use sg::{PortRange, SecurityGroup, SgAction, SgProtocol, SgRuleSpec};
-pub use values::{parse_http_url, Account, Bandwidth, Cidr, Dur, MssClamp};
+pub use values::{parse_http_url, Account, Bandwidth, Cidr, Dur, MssClamp, XdpSetting};
 
 use serde::{Deserialize, Serialize};
 use std::{collections::BTreeMap, fmt, net::Ipv4Addr, time::Duration};
@@ -199,6 +199,9 @@ pub struct Vpc {
     /// private names (and answers ARP for it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<Ipv4Addr>,
+    /// How the data path attaches to the interface.
+    #[serde(default, skip_serializing_if = "XdpSetting::is_auto")]
+    pub xdp_mode: XdpSetting,
 }
 
 impl Vpc {

@@ -212,3 +212,24 @@ pub fn parse_http_url(url: &str) -> Option<(String, String)> {
     let authority = if authority.contains(':') { authority.to_string() } else { format!("{authority}:80") };
     Some((authority, path.to_string()))
 }
+
+/// `vpcs[].xdp_mode`: how the data path attaches to a VPC's interface.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpSetting {
+    /// Native, except generic on a veth whose peer runs no XDP program (a veth hands on
+    /// frames an XDP program sends only to a peer running one; generic mode sends them
+    /// through the normal transmit path) and where the driver has no native XDP.
+    #[default]
+    Auto,
+    /// The driver's own XDP hook; refused where the driver has none.
+    Native,
+    /// The kernel's generic (skb) hook: any interface, at the cost of an skb per packet.
+    Generic,
+}
+
+impl XdpSetting {
+    pub fn is_auto(&self) -> bool {
+        *self == XdpSetting::Auto
+    }
+}
