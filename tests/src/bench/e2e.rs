@@ -44,17 +44,20 @@ pub enum Variant {
     D,
     F,
     X,
+    /// privatelink attached in generic (skb) mode.
+    G,
     N,
     H,
 }
 
 impl Variant {
-    const ALL: [Variant; 5] = [Variant::D, Variant::F, Variant::X, Variant::N, Variant::H];
+    const ALL: [Variant; 6] = [Variant::D, Variant::F, Variant::X, Variant::G, Variant::N, Variant::H];
     fn label(self) -> &'static str {
         match self {
             Variant::D => "D direct routing",
             Variant::F => "F XDP forwarder (R1)",
             Variant::X => "X privatelink",
+            Variant::G => "G privatelink, generic (skb) XDP mode",
             Variant::N => "N nftables NAT + ct count",
             Variant::H => "H HAProxy (tcp mode)",
         }
@@ -247,6 +250,10 @@ impl Bed {
             Variant::X => {
                 self.links.push(self.dp.attach_program(PROG_XDP, gw_c, XdpMode::Driver).unwrap());
                 self.links.push(self.dp.attach_program(PROG_XDP, gw_s, XdpMode::Driver).unwrap());
+            }
+            Variant::G => {
+                self.links.push(self.dp.attach_program(PROG_XDP, gw_c, XdpMode::Skb).unwrap());
+                self.links.push(self.dp.attach_program(PROG_XDP, gw_s, XdpMode::Skb).unwrap());
             }
         }
         if v == Variant::N {
@@ -446,7 +453,9 @@ pub fn run(e: Effort) -> Vec<Row> {
         for (vi, v) in Variant::ALL.into_iter().enumerate() {
             bed.switch(v);
             bed.offloads(true);
-            if v != Variant::H {
+            // The generator's frames are XDP_TX'd into the client's veth, which hands
+            // them only to a native program: not to HAProxy's or generic mode's gateway.
+            if v != Variant::H && v != Variant::G {
                 let (rate, cpu) = bed.udp_rate(v, udp_packets);
                 if !warmup {
                     udp[vi].1.push(rate / 1e6);
@@ -510,14 +519,22 @@ pub fn run(e: Effort) -> Vec<Row> {
             let get = |v: Variant| tput.iter().find(|t| t.0 == v && t.1 == matched && t.2 == s).map(|t| med(&t.3)).unwrap_or(f64::NAN);
             for t in tput.iter().filter(|t| t.1 == matched && t.2 == s) {
                 let profile = if matched { "matched offloads (TSO/GSO/GRO/tx-csum off)" } else { "default offloads" };
-                let note = if t.0 == Variant::X { format!("X/D {}, X/N {}", ratio(med(&t.3), get(Variant::D)), ratio(med(&t.3), get(Variant::N))) } else { String::new() };
+                let note = match t.0 {
+                    Variant::X => format!("X/D {}, X/N {}", ratio(med(&t.3), get(Variant::D)), ratio(med(&t.3), get(Variant::N))),
+                    Variant::G => format!("G/X {} (generic mode's cost)", ratio(med(&t.3), get(Variant::X))),
+                    _ => String::new(),
+                };
                 rows.push(Row::new(PART, format!("TCP throughput, {s} stream(s), {profile}, {}", t.0.label()), &t.3, "Gbit/s").note(note));
             }
         }
     }
     let c = |v: Variant| cps.iter().find(|x| x.0 == v).map(|x| med(&x.1)).unwrap_or(f64::NAN);
     for (v, r) in &cps {
-        let note = if *v == Variant::X { format!("X/D {}, X/N {}, X/H {}", ratio(med(r), c(Variant::D)), ratio(med(r), c(Variant::N)), ratio(med(r), c(Variant::H))) } else { String::new() };
+        let note = match v {
+            Variant::X => format!("X/D {}, X/N {}, X/H {}", ratio(med(r), c(Variant::D)), ratio(med(r), c(Variant::N)), ratio(med(r), c(Variant::H))),
+            Variant::G => format!("G/X {}", ratio(med(r), c(Variant::X))),
+            _ => String::new(),
+        };
         rows.push(Row::new(PART, format!("new connections/s (wrk, Connection: close, nginx), {}", v.label()), r, "conn/s").note(note));
     }
     let d50 = find(&rtts, Variant::D);
