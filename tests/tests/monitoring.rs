@@ -1,4 +1,5 @@
-//! The monitoring assets in deploy/: the alert rules pass `promtool check rules`, and
+//! The monitoring assets in deploy/: the alert rules pass `promtool check rules` and
+//! their unit tests (`promtool test rules`), and
 //! every metric the rules and the Grafana dashboard name is in a live scrape of the
 //! daemon (a renamed metric would leave a silent alert or an empty panel).
 
@@ -29,6 +30,10 @@ fn the_alert_rules_pass_promtool() {
     let out = Command::new("promtool").args(["check", "rules"]).arg(&path).output().expect("promtool (Debian prometheus; `cargo xtask setup` installs it)");
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && said.contains("SUCCESS: 8 rules found"), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    // They fire on the series they are about, after their `for`, and not below their
+    // thresholds (deploy/prometheus/alerts_test.yaml).
+    let out = Command::new("promtool").args(["test", "rules", "alerts_test.yaml"]).current_dir(path.parent().unwrap()).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     // Each alert the issue asks for is there.
     let rules = read("deploy/prometheus/alerts.yaml");
     for alert in ["EndpointNearConnectionLimit", "SnatPortsExhausted", "ConntrackNearlyFull", "BackendDown", "ServiceFailingOpen", "SweeperFallingBehind"] {

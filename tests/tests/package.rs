@@ -37,7 +37,10 @@ struct Unpacked(PathBuf);
 
 impl Unpacked {
     fn new() -> Unpacked {
-        let dir = std::env::temp_dir().join(format!("pltest{}-deb", std::process::id()));
+        // One directory per call: the tests run in parallel.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("pltest{}-deb-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         run(Command::new("dpkg-deb").arg("-x").arg(deb()).arg(&dir));
