@@ -130,7 +130,8 @@ fn main() -> Result<()> {
             run(Command::new(cargo()).current_dir(&root).args(["build", "-p", "privatelink-user", "--bin", "privatelink"]))?;
             package::build(&root, true, Some(root.join("target/package-test")))?;
             let mut c = Command::new(cargo());
-            c.current_dir(&root).arg("test").args(["--", "--test-threads", "4"]).args(&args);
+            // --no-fail-fast: every test binary runs, so the summary counts every failure.
+            c.current_dir(&root).args(["test", "--no-fail-fast"]).args(["--", "--test-threads", "4"]).args(&args);
             run_tests(&mut c)?;
         }
     }
