@@ -102,7 +102,7 @@ pub fn down(socket: &Path, bpffs: &Path) -> Result<()> {
         }
         Err(e) if e.downcast_ref::<client::CallError>().is_none() => {
             // No daemon answers: remove the pins it left.
-            crate::dataplane::links::remove_pins(bpffs).with_context(|| format!("removing pins under {}", bpffs.display()))?;
+            crate::dataplane::bpffs::remove_pins(bpffs).with_context(|| format!("removing pins under {}", bpffs.display()))?;
             println!("no daemon answered ({e:#}); removed the pins under {}", bpffs.display());
             Ok(())
         }

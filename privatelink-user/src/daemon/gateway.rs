@@ -7,6 +7,7 @@ use super::{health, Options};
 use crate::{
     dataplane::{
         announce::Announcer,
+        bpffs,
         links::{self, Links},
         loader::{Dataplane, LoadOptions},
         reconcile::{self, Report},
@@ -65,8 +66,8 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn open(opts: Options) -> Result<Gateway> {
-        links::ensure_bpffs(&opts.bpffs)?;
-        let bpffs_warning = links::pins_die_with_us(&opts.bpffs);
+        bpffs::ensure_bpffs(&opts.bpffs)?;
+        let bpffs_warning = bpffs::pins_die_with_us(&opts.bpffs);
         if let Some(w) = &bpffs_warning {
             tracing::warn!("{w}");
         }
@@ -123,7 +124,7 @@ impl Gateway {
         if self.dp.is_none() {
             let opts = LoadOptions {
                 ct_capacity: self.state.gateway.conntrack_capacity as u32,
-                pin_dir: Some(links::maps_dir(&self.opts.bpffs)),
+                pin_dir: Some(bpffs::maps_dir(&self.opts.bpffs)),
             };
             let dp = Dataplane::load(&opts).context("loading the data path")?;
             self.sweep.install(dp.sweeper()?);
@@ -214,7 +215,7 @@ impl Gateway {
         self.routes = None;
         self.links.detach_all()?;
         self.dp = None;
-        Ok(links::remove_pins(&self.opts.bpffs)?)
+        Ok(bpffs::remove_pins(&self.opts.bpffs)?)
     }
 
     /// The once-a-second housekeeping: expire idle flows, watch limit episodes, and

@@ -1,13 +1,16 @@
 //! The data plane: the only code that touches BPF. `loader` loads the XDP object and
-//! attaches its programs, `links` pins the attachments on a bpffs, `maps` reads and
-//! writes every map, `tables` computes the map contents a state calls for and the
-//! ordered writes that reach them, `reconcile` carries those writes out, `sweep`
-//! expires flows (through `sys`, its own bpf(2) calls), `maglev` builds backend tables, `announce` publishes the endpoint
-//! addresses this node serves as routes for a routing daemon.
+//! attaches its programs, `bpffs` keeps the pins' directory, `links` pins the
+//! attachments there in each interface's XDP mode (`netlink` tells a veth's peer), `maps`
+//! reads and writes every map, `tables` computes the map contents a state calls for and
+//! the ordered writes that reach them, `reconcile` carries those writes out, `sweep`
+//! expires flows (through `sys`, its own bpf(2) calls), `maglev` builds backend tables,
+//! `announce` publishes the endpoint addresses this node serves as routes for a routing
+//! daemon.
 //! Uses the model's types (a state in; map contents, counters and flows out); never
 //! decides what the state should be, and knows nothing of the store or the daemon.
 
 pub mod announce;
+pub mod bpffs;
 pub mod error;
 pub mod links;
 pub mod loader;

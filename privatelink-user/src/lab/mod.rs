@@ -239,7 +239,7 @@ pub fn down() -> Result<()> {
                     std::fs::remove_file(e.path())?;
                 } else if e.path().is_dir() {
                     // A daemon's pins (`privatelink`, or a fleet node's `gwK`).
-                    crate::dataplane::links::remove_pins(&e.path())?;
+                    crate::dataplane::bpffs::remove_pins(&e.path())?;
                     std::fs::remove_dir(e.path()).ok();
                 }
             }

@@ -6,7 +6,7 @@
 use super::{Effort, Row};
 use crate::daemon_lab::DaemonLab;
 use aya::maps::{HashMap, Map, MapData};
-use privatelink::{daemon::api::Request, dataplane::links};
+use privatelink::{daemon::api::Request, dataplane::bpffs};
 use privatelink_common::*;
 use std::{
     io::{BufRead, BufReader, Write},
@@ -95,7 +95,7 @@ pub fn run(e: Effort) -> Vec<Row> {
 /// Live flows written straight into the daemon's pinned conntrack map, both entries
 /// each, as the data path would have made them (ESTABLISHED, seen now: none expires).
 fn fill_flows(lab: &DaemonLab, n: u32) {
-    let path = links::maps_dir(&lab.bpffs).join(MAP_CT);
+    let path = bpffs::maps_dir(&lab.bpffs).join(MAP_CT);
     let md = MapData::from_pin(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut ct: HashMap<MapData, CtKey, CtValue> = HashMap::try_from(Map::HashMap(md)).expect("the conntrack map");
     let now = privatelink::dataplane::monotonic_ns();
