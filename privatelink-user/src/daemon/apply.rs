@@ -27,13 +27,15 @@ impl Gateway {
         let cached = self.parsed.as_ref().filter(|(t, _)| *t == text).map(|(_, p)| p.clone());
         let parsed = match cached {
             Some(p) => p,
-            None => match spec::parse(&text) {
-                Ok(p) => {
-                    let p = Arc::new(p);
+            None => match spec::read_all(&text) {
+                Ok((p, doc)) if p.errors.is_empty() => {
+                    let p = Arc::new((p.spec, doc));
                     self.parsed = Some((text, p.clone()));
                     p
                 }
-                Err(_) => return self.with_env(|env| spec_error_response(crate::model::all_errors(&text, &self.state, env))),
+                // Parts did not read: the rules still run on the rest, for one report.
+                Ok((p, doc)) => return self.with_env(|env| spec_error_response(crate::model::all_errors(&p, &doc, &self.state, env))),
+                Err(errors) => return spec_error_response(errors),
             },
         };
         self.apply_spec(&parsed.0, Some(&parsed.1), dry_run)

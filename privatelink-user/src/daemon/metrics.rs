@@ -81,16 +81,21 @@ fn gauge(v: i64) -> Val {
 /// `k="v",...` with OpenMetrics escaping: computed once per endpoint, not per sample.
 fn label_text(l: &[(String, String)]) -> String {
     let mut out = String::new();
-    for (i, (k, v)) in l.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(k);
-        out.push_str("=\"");
-        escape_into(&mut out, v);
-        out.push('"');
+    for (k, v) in l {
+        push_label(&mut out, k, v);
     }
     out
+}
+
+/// Append `k="v"` (escaped) to a label list, after a comma unless it is empty.
+fn push_label(out: &mut String, k: &str, v: &str) {
+    if !out.is_empty() {
+        out.push(',');
+    }
+    out.push_str(k);
+    out.push_str("=\"");
+    escape_into(out, v);
+    out.push('"');
 }
 
 fn escape_into(out: &mut String, v: &str) {
@@ -107,13 +112,7 @@ fn escape_into(out: &mut String, v: &str) {
 fn with(l: &str, k: &str, v: &str) -> String {
     let mut out = String::with_capacity(l.len() + k.len() + v.len() + 4);
     out.push_str(l);
-    if !l.is_empty() {
-        out.push(',');
-    }
-    out.push_str(k);
-    out.push_str("=\"");
-    escape_into(&mut out, v);
-    out.push('"');
+    push_label(&mut out, k, v);
     out
 }
 

@@ -199,12 +199,12 @@ impl Links {
             }
             Want::Exactly(mode) => {
                 let id = dp.attach(ifindex, mode).map_err(failed)?;
+                if mode == XdpMode::Skb {
+                    tracing::info!(interface = %name, "attached in generic (skb) mode");
+                }
                 (dp.take_link(id).map_err(failed)?, mode)
             }
         };
-        if mode == XdpMode::Skb {
-            tracing::info!(interface = %name, "attached in generic (skb) mode");
-        }
         let pinned = l.pin(self.pin_path(name)).map_err(|e| Error::Link(format!("pinning the XDP link of {name}: {e}")))?;
         Ok((FdLink::from(pinned), mode))
     }

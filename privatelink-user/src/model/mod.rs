@@ -20,16 +20,11 @@ use spec::{Spec, SpecError};
 use state::State;
 use validate::Env;
 
-/// Every error of a spec's text at once, for a text that does not read as a spec: the
-/// structural errors, and the rules' errors of every part that did read, sorted by
-/// position.
-pub fn all_errors(text: &str, old: &State, env: &Env) -> Vec<SpecError> {
-    let (partial, doc) = match spec::read_all(text) {
-        Ok(p) => p,
-        Err(errors) => return errors,
-    };
+/// Every error of a spec read in part (`spec::read_all`): its structural errors, and
+/// the rules' errors of every part that did read, sorted by position.
+pub fn all_errors(partial: &spec::Partial, doc: &yaml::Doc, old: &State, env: &Env) -> Vec<SpecError> {
     let mut errors = partial.errors.clone();
-    errors.extend(validate::check_partial(&partial, &doc, old, env));
+    errors.extend(validate::check_partial(partial, doc, old, env));
     spec::sort(&mut errors);
     errors
 }

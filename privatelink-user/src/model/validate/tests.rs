@@ -343,7 +343,8 @@ endpoints:
   - {name: ep-d, owner: "100002", vpc: vpc1, service: api, ip: 10.0.1.5}
   - {name: ep-d, owner: "100002", vpc: vpc1, service: nope, ip: 10.0.0.7}
 "#;
-    let got = crate::model::all_errors(text, &State::default(), &Env::offline());
+    let (p, doc) = spec::read_all(text).unwrap();
+    let got = crate::model::all_errors(&p, &doc, &State::default(), &Env::offline());
     let seen: Vec<(usize, &str, &str)> = got.iter().map(|e| (e.pos.map_or(0, |p| p.line), e.path.as_str(), e.message.as_str())).collect();
     let want: [(usize, &str, &str); 9] = [
         (2, "colour", "unknown field `colour`"),
@@ -363,7 +364,8 @@ endpoints:
     }
     // A spec that reads has the same report as before: the rules' errors alone.
     let fine = BASE.replacen("endpoint_port: 80", "endpoint_port: 0", 1);
-    let got = crate::model::all_errors(&fine, &State::default(), &Env::offline());
+    let (p, doc) = spec::read_all(&fine).unwrap();
+    let got = crate::model::all_errors(&p, &doc, &State::default(), &Env::offline());
     assert_eq!(got.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(), ["services[0].ports[0].endpoint_port"], "{got:#?}");
 }
 
