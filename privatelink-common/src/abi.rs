@@ -27,19 +27,24 @@ pub const MAP_EP_SNAT: &str = "PL_EP_SNAT";
 /// Per SNAT address of an endpoint (same index): the next port to try, a cursor that
 /// rotates over the whole port range so a just-freed port is reused as late as possible.
 pub const MAP_SNAT_CURSOR: &str = "PL_SNAT_CURSOR";
+/// Per backend slot and CPU: the flows the data path opened to the backend and the ones
+/// it removed ([`BackendFlows`]); a backend's live flows are the difference.
+pub const MAP_BACKEND_FLOWS: &str = "PL_BACKEND_FLOWS";
 /// Every map of the data path (what a pin directory holds).
-pub const ALL_MAPS: [&str; 22] = [
+pub const ALL_MAPS: [&str; 23] = [
     MAP_VPCS, MAP_EP_IPS, MAP_ENDPOINTS, MAP_EP_ACTIVE, MAP_PORTS, MAP_SERVICES, MAP_BACKENDS,
     MAP_MAGLEV, MAP_CT, MAP_SNAT_RANGES, MAP_EP_STATS, MAP_GLOBAL_STATS, MAP_VPC_STATS, MAP_ICMP_RATE,
-    MAP_EP_SNAT, MAP_SNAT_CURSOR, crate::dns::MAP_DNS, crate::dns::MAP_DNS_STATS, crate::sg::MAP_SG_SETS, crate::police::MAP_EP_RATE, crate::police::MAP_EP_TAT, MAP_LAYOUT,
+    MAP_EP_SNAT, MAP_SNAT_CURSOR, crate::dns::MAP_DNS, crate::dns::MAP_DNS_STATS, crate::sg::MAP_SG_SETS, crate::police::MAP_EP_RATE, crate::police::MAP_EP_TAT, MAP_BACKEND_FLOWS,
+    MAP_LAYOUT,
 ];
 
 /// Version of the maps' layout (keys, values, the set of maps), kept in `PL_LAYOUT`
 /// (an array of one `u32`) beside the pinned maps; a daemon never reuses pins of another
 /// layout. Pins without `PL_LAYOUT` are layout 1. Bumped whenever a map type or the map
 /// set changes: 2 = per-VPC counters, ICMP rate, 32 drop reasons, MTUs; 3 = private DNS,
-/// security groups, bandwidth limits.
-pub const MAP_LAYOUT_VERSION: u32 = 3;
+/// security groups, bandwidth limits; 4 = the flow's backend slot in `CtValue`,
+/// per-backend flow counters.
+pub const MAP_LAYOUT_VERSION: u32 = 4;
 pub const MAP_LAYOUT: &str = "PL_LAYOUT";
 
 // ---- program names ----
@@ -381,7 +386,7 @@ impl CtKey {
 /// Value of `PL_CT`. A flow has two entries: the forward one (consumer -> endpoint)
 /// holds the flow's TCP state; the reverse one (backend -> SNAT address) points back.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CtValue {
     /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) of the last packet in this direction.
     pub last_seen_ns: u64,
@@ -412,9 +417,61 @@ pub struct CtValue {
     pub ifindex: u32,
     pub smac: [u8; 6],
     pub dmac: [u8; 6],
+    /// Forward entries: the backend's slot in `PL_BACKENDS` (its flow counters in
+    /// `PL_BACKEND_FLOWS`); `BACKEND_NONE` on reverse entries and on entries the data
+    /// path did not open.
+    pub backend: u32,
+    pub _reserved: u32,
 }
-const _: () = assert!(size_of::<CtValue>() == 48);
+const _: () = assert!(size_of::<CtValue>() == 56);
 const _: () = assert!(core::mem::offset_of!(CtValue, flags) == CT_FLAGS_WORD_OFFSET + (CT_FLAGS_SHIFT / 8) as usize);
+
+impl Default for CtValue {
+    fn default() -> CtValue {
+        CtValue {
+            last_seen_ns: 0,
+            endpoint: 0,
+            kind: 0,
+            state: 0,
+            flags: 0,
+            route: 0,
+            nat_src_ip_be: 0,
+            nat_dst_ip_be: 0,
+            nat_src_port_be: 0,
+            nat_dst_port_be: 0,
+            egress_vpc: 0,
+            mtu: 0,
+            ifindex: 0,
+            smac: [0; 6],
+            dmac: [0; 6],
+            backend: BACKEND_NONE,
+            _reserved: 0,
+        }
+    }
+}
+
+/// Value of `PL_BACKEND_FLOWS` (per CPU, per backend slot): counted by the data path
+/// when it opens a flow to the backend and when it removes the flow's entries, so a
+/// backend's live flows are read in O(1), never by walking the table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendFlows {
+    pub opened: u64,
+    pub removed: u64,
+}
+
+impl BackendFlows {
+    /// Sum over CPUs.
+    pub fn add(&mut self, o: &BackendFlows) {
+        self.opened = self.opened.wrapping_add(o.opened);
+        self.removed = self.removed.wrapping_add(o.removed);
+    }
+    /// Flows open now (a sum read while CPUs count may be a flow off for an instant:
+    /// never below zero).
+    pub fn live(&self) -> u64 {
+        self.opened.saturating_sub(self.removed)
+    }
+}
 
 impl CtValue {
     /// The key of this flow's other entry: the rewritten packet, answered.
@@ -537,6 +594,7 @@ mod pod {
     unsafe impl aya::Pod for BackendInfo {}
     unsafe impl aya::Pod for CtKey {}
     unsafe impl aya::Pod for CtValue {}
+    unsafe impl aya::Pod for BackendFlows {}
     unsafe impl aya::Pod for Stats {}
     unsafe impl aya::Pod for ExpireRequest {}
     unsafe impl aya::Pod for IcmpRate {}

@@ -111,6 +111,8 @@ pub struct NewFlow {
     /// The endpoint's SNAT addresses in `PL_EP_SNAT` (at least 1).
     pub snat_count: u8,
     pub backend_ip: u32,
+    /// The backend's slot in `PL_BACKENDS` (its flow counters).
+    pub backend_slot: u32,
     pub service_port: u16,
     pub provider_vpc: u16,
     pub provider_ifindex: u32,
@@ -151,6 +153,8 @@ pub fn create(f: &NewFlow) -> Result<CtValue, CreateError> {
         ifindex: f.consumer_ifindex,
         smac: f.gateway_mac,
         dmac: f.client_mac,
+        backend: BACKEND_NONE,
+        _reserved: 0,
     };
     let mut rev_key = CtKey {
         src_ip_be: f.backend_ip,
@@ -180,6 +184,8 @@ pub fn create(f: &NewFlow) -> Result<CtValue, CreateError> {
         ifindex: f.provider_ifindex,
         smac: [0; 6],
         dmac: [0; 6],
+        backend: f.backend_slot,
+        _reserved: 0,
     };
     if let Err(e) = PL_CT.insert(&f.key, &fwd, BPF_NOEXIST as u64) {
         // Roll back the claimed port. Only this CPU knows the entry, so the delete cannot
@@ -194,6 +200,7 @@ pub fn create(f: &NewFlow) -> Result<CtValue, CreateError> {
         }
         return Err(CreateError::Refused(Drop::endpoint(DropReason::ConntrackFull, f.endpoint)));
     }
+    crate::stats::count_backend_flow(f.backend_slot, false);
     Ok(fwd)
 }
 
@@ -332,6 +339,9 @@ pub fn expire(ctx: &XdpContext) -> u32 {
     if PL_CT.remove(&key).is_err() {
         return EXPIRE_KEPT;
     }
+    // Only the call whose delete succeeded gets here: the flow leaves its backend's
+    // count exactly once.
+    crate::stats::count_backend_flow(fwd.backend, true);
     if PL_CT.remove(&peer).is_ok() {
         count_ports(fwd.endpoint, false);
         EXPIRE_DELETED

@@ -44,10 +44,10 @@ pub fn service(idx: u32) -> Option<ServiceInfo> {
     PL_SERVICES.get(idx).copied().filter(|s| s.active != 0)
 }
 
-/// The backend a flow with hash `h` goes to: the Maglev slot of the service, then the
-/// backend's own up flag as a backstop.
+/// The backend a flow with hash `h` goes to (its slot and what it holds): the Maglev slot
+/// of the service, then the backend's own up flag as a backstop.
 #[inline(always)]
-pub fn backend(service: u32, h: u32) -> Option<BackendInfo> {
+pub fn backend(service: u32, h: u32) -> Option<(u32, BackendInfo)> {
     if service >= MAX_SERVICES {
         return None;
     }
@@ -60,5 +60,5 @@ pub fn backend(service: u32, h: u32) -> Option<BackendInfo> {
     if b.flags & BACKEND_FLAG_UP == 0 {
         return None;
     }
-    Some(b)
+    Some((idx, b))
 }

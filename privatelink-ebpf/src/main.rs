@@ -85,6 +85,8 @@ static PL_EP_RATE: Array<Rate> = Array::with_max_entries(MAX_ENDPOINTS, 0);
 #[map]
 static PL_EP_TAT: Array<u64> = Array::with_max_entries(MAX_ENDPOINTS * 2, 0);
 #[map]
+static PL_BACKEND_FLOWS: PerCpuArray<BackendFlows> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+#[map]
 static PL_ICMP_RATE: PerCpuArray<IcmpRate> = PerCpuArray::with_max_entries(MAX_ENDPOINTS, 0);
 
 /// The data path (written without `#[xdp]`: the tail call must sit in the program's

@@ -74,7 +74,7 @@ pub fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u
         None => return refuse(ctx, p, Drop::endpoint(DropReason::NoBackend, ep)),
     };
     let h = flow_hash(p.src_ip, p.dst_ip, p.src_port, p.dst_port, p.proto);
-    let backend = match lookup::backend(info.service, h) {
+    let (backend_slot, backend) = match lookup::backend(info.service, h) {
         Some(b) => b,
         None => return refuse(ctx, p, Drop::endpoint(DropReason::NoBackend, ep)),
     };
@@ -94,6 +94,7 @@ pub fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u
         endpoint: ep,
         snat_count: info.snat_count,
         backend_ip: backend.ip_be,
+        backend_slot,
         service_port,
         provider_vpc: svc.vpc_id,
         provider_ifindex: svc.ifindex,

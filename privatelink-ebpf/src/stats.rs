@@ -1,7 +1,7 @@
 //! Per-CPU counters: per endpoint, per VPC interface for packets no endpoint can be
 //! charged with, and a global slot for the rest. Counting never fails a packet.
 
-use crate::{PL_EP_STATS, PL_GSTATS, PL_VPC_STATS};
+use crate::{PL_BACKEND_FLOWS, PL_EP_STATS, PL_GSTATS, PL_VPC_STATS};
 use privatelink_common::{DropReason, Stats, DROP_REASON_SLOTS};
 
 /// A refused packet and who it is charged to.
@@ -104,5 +104,19 @@ pub fn count_arp_reply(endpoint: u32) {
 pub fn count_icmp_sent(endpoint: u32) {
     if let Some(s) = slot(endpoint) {
         s.icmp_sent += 1;
+    }
+}
+
+/// A flow opened to the backend in `slot` (`removed`: its entries were removed).
+#[inline(always)]
+pub fn count_backend_flow(slot: u32, removed: bool) {
+    // Per-CPU slot: no other writer while this program runs on this CPU.
+    if let Some(p) = PL_BACKEND_FLOWS.get_ptr_mut(slot) {
+        let c = unsafe { &mut *p };
+        if removed {
+            c.removed += 1;
+        } else {
+            c.opened += 1;
+        }
     }
 }

@@ -166,6 +166,16 @@ fn concurrent_expiry_and_new_flows_release_each_slot_exactly_once() {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         (sweeps.join().unwrap(), passed)
     });
+    // Five more flows with no sweep racing, so some are surely open: the backend's
+    // flow counters (the data path's) agree with the table they raced.
+    for sport in 31000..31005 {
+        assert_eq!(lab.from_consumer(&syn(EP_ACCEPTED, 80, sport).build()).action, XDP_REDIRECT);
+    }
+    let passed = passed + 5;
+    let on_backend = |lab: &PacketLab| lab.dp.maps.conntrack().unwrap().iter().filter(|(_, v)| v.kind == CT_KIND_FORWARD && v.backend == 0).count() as u64;
+    let counted = lab.dp.maps.backend_flows(0).unwrap();
+    assert_eq!(counted.live(), on_backend(&lab), "counters {counted:?}");
+    assert!(counted.live() >= 5, "{counted:?}");
     // What is left expires now; then every slot has come back, none twice.
     std::thread::sleep(Duration::from_millis(2));
     let last = sweeper.sweep(Scope::Idle(zero)).unwrap();
@@ -177,6 +187,11 @@ fn concurrent_expiry_and_new_flows_release_each_slot_exactly_once() {
     // A SYN on a tuple whose flow is still open is a retransmission, not a new flow.
     assert!((200..=passed).contains(&s.new_flows), "{} new flows of {passed} SYNs passed", s.new_flows);
     assert!(lab.dp.maps.conntrack().unwrap().is_empty(), "entries left behind");
+    // Every flow the data path opened to the backend was removed once: no more, no less
+    // (`new_flows` also counts SYNs that reopened a closed tuple's entry).
+    let counted = lab.dp.maps.backend_flows(0).unwrap();
+    assert!(counted.opened >= 200 && counted.opened <= s.new_flows, "{counted:?}, {} new flows", s.new_flows);
+    assert_eq!(counted.removed, counted.opened, "{counted:?}");
 }
 
 #[test]

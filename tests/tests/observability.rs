@@ -119,12 +119,15 @@ fn metrics_count_exactly_what_went_through_an_endpoint() {
     // A drop reason appears once it has happened; none has.
     assert!(!m.contains(&format!("privatelink_endpoint_drops_total{{{labels}")), "{m}");
     assert_eq!(get("privatelink_endpoint_connection_limit_hits_total", ""), 0.0);
-    // The table's size (and each backend's flows) come from the sweeper's passes, at
-    // most a pass old: one flow is two entries by the next one.
+    // Each backend's flows are the data path's counters: the first scrape has the flow,
+    // on exactly one backend, without waiting for the sweeper.
+    let per_backend: Vec<f64> = m.lines().filter(|l| l.starts_with("privatelink_backend_flows{service=\"dns\",")).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).collect();
+    assert!(!per_backend.is_empty(), "no privatelink_backend_flows for dns:\n{m}");
+    assert_eq!(per_backend.iter().sum::<f64>(), 1.0, "the flow is on one backend:\n{m}");
+    assert_eq!(per_backend.iter().filter(|f| **f == 1.0).count(), 1, "{m}");
+    // The table's size comes from the sweeper's passes, at most a pass old: one flow is
+    // two entries by the next one.
     lab.wait_until("the sweeper counted the flow's two entries", || sample(&lab.scrape(METRICS_PORT), "privatelink_conntrack_entries ") == Some(2.0));
-    let m2 = lab.scrape(METRICS_PORT);
-    let on_backends: f64 = m2.lines().filter(|l| l.starts_with("privatelink_backend_flows{")).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum();
-    assert_eq!(on_backends, 1.0, "the flow is on one backend:\n{m2}");
     assert_eq!(sample(&m, "privatelink_conntrack_capacity "), Some(65536.0));
     assert!(sample(&m, "privatelink_reconciles_total ").unwrap() >= 1.0, "{m}");
     assert!(m.contains("# TYPE privatelink_endpoint_packets counter"), "{m}");

@@ -4,7 +4,6 @@
 //! server (hyper).
 
 use super::{api::Counters, gateway::Gateway};
-use crate::dataplane::maps;
 use privatelink_common::*;
 use http_body_util::Full;
 use hyper::{body::Bytes, Request, Response};
@@ -188,7 +187,7 @@ impl Snapshot {
         e.family("privatelink_endpoint_snat_ports_in_use", "SNAT source ports held by the endpoint's flows (open or closing), as the data path counts them.", eps.iter().map(|(s, l)| (l.clone(), gauge(s.snat_ports_in_use as i64))).collect());
         e.family("privatelink_endpoint_snat_ports_free", "SNAT source ports left for new flows (per SNAT address, backend and protocol, summed).", eps.iter().map(|(s, l)| (l.clone(), gauge(s.snat_ports_free as i64))).collect());
         e.family("privatelink_backend_up", "1 when the backend passes its health checks (or is unchecked).", bks.iter().map(|(b, l)| (l.clone(), gauge(b.up as i64))).collect());
-        e.family("privatelink_backend_flows", "Flows on a backend (open or closing), as of the sweeper's last pass.", bks.iter().map(|(b, l)| (l.clone(), gauge(b.flows as i64))).collect());
+        e.family("privatelink_backend_flows", "Flows on a backend (open or closing), counted by the data path as it opens and removes them.", bks.iter().map(|(b, l)| (l.clone(), gauge(b.flows as i64))).collect());
         e.family("privatelink_service_failing_open", "1 when every backend of the service is down and it uses them all.", self.services.iter().map(|(s, f)| (label_text(&[("service".to_string(), s.clone())]), gauge(*f as i64))).collect());
         let gdrops: Vec<_> = privatelink_common::DropReason::ALL.iter().map(|r| (label_text(&[("reason".to_string(), r.name().to_string())]), counter(self.gateway.drops.get(r.name()).copied().unwrap_or(0)))).collect();
         e.family("privatelink_gateway_drops", "Packets dropped that no endpoint could be charged with, by reason.", gdrops);
@@ -289,12 +288,15 @@ impl Gateway {
             });
         }
         for s in self.state.services.values() {
-            let vpc_id = self.state.vpcs.get(&s.spec.vpc).map_or(0, |v| v.vpc_id);
             for b in &s.spec.backends {
+                let flows = match s.backend_slots.get(&b.address) {
+                    Some(slot) => dp.maps.backend_flows(*slot)?.live(),
+                    None => 0,
+                };
                 snap.backends.push(BackendSample {
                     labels: vec![("service".into(), s.spec.name.clone()), ("backend".into(), b.address.to_string())],
                     up: self.checker.is_up(&s.spec.name, b.address),
-                    flows: self.sweep.backend_flows((vpc_id, maps::ip_raw(b.address))),
+                    flows,
                 });
             }
         }

@@ -1,22 +1,17 @@
 //! The conntrack sweeper's thread. Idle flows are expired on a thread of their own,
 //! with the sweeper's own map and program handles: no API request, health check or
 //! scrape waits for a pass, and a pass never waits for them. Each pass also counts the
-//! live flows per backend and the table's entries, which scrapes read instead of
-//! walking the table.
+//! table's entries, which scrapes read instead of walking the table (flows per backend
+//! are the data path's own counters).
 
 use crate::dataplane::sweep::{Scope, SweepReport, Sweeper, Timeouts};
-use privatelink_common::{CtKey, CtValue, CT_KIND_FORWARD};
 use std::{
-    collections::HashMap,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
         Arc, Mutex,
     },
     time::{Duration, Instant},
 };
-
-/// (provider VPC id, backend address as the maps hold it)
-pub type BackendKey = (u16, u32);
 
 /// What the gateway and the sweeper thread share.
 #[derive(Default)]
@@ -29,8 +24,6 @@ pub struct SweepShared {
     pub expired: AtomicU64,
     pub entries: AtomicU64,
     pub last_pass_ns: AtomicU64,
-    /// Forward entries per backend at the last pass.
-    backend_flows: Mutex<HashMap<BackendKey, u64>>,
     stop: AtomicBool,
 }
 
@@ -45,9 +38,6 @@ impl SweepShared {
     pub fn count_expired(&self, n: u64) {
         self.expired.fetch_add(n, Relaxed);
     }
-    pub fn backend_flows(&self, k: BackendKey) -> u64 {
-        self.backend_flows.lock().unwrap().get(&k).copied().unwrap_or(0)
-    }
     pub fn stop(&self) {
         self.stop.store(true, Relaxed);
     }
@@ -57,19 +47,12 @@ impl SweepShared {
         let sweeper = self.sweeper.lock().unwrap().clone()?;
         let t = *self.timeouts.lock().unwrap();
         let started = Instant::now();
-        let mut per_backend: HashMap<BackendKey, u64> = HashMap::new();
-        let mut count = |_: &CtKey, v: &CtValue| {
-            if v.kind == CT_KIND_FORWARD {
-                *per_backend.entry((v.egress_vpc, v.nat_dst_ip_be)).or_default() += 1;
-            }
-        };
-        let r = sweeper.sweep_with(Scope::Idle(t), &mut count);
+        let r = sweeper.sweep(Scope::Idle(t));
         self.last_pass_ns.store(started.elapsed().as_nanos() as u64, Relaxed);
         Some(r.inspect(|r| {
             self.runs.fetch_add(1, Relaxed);
             self.expired.fetch_add(r.expired, Relaxed);
             self.entries.store(r.entries, Relaxed);
-            *self.backend_flows.lock().unwrap() = per_backend;
         }).map_err(anyhow::Error::from))
     }
 }

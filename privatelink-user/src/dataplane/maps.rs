@@ -36,6 +36,7 @@ pub struct Maps {
     ep_stats: PerCpuArray<MapData, Stats>,
     global_stats: PerCpuArray<MapData, Stats>,
     vpc_stats: PerCpuArray<MapData, Stats>,
+    backend_flows: PerCpuArray<MapData, BackendFlows>,
     ep_snat: Array<MapData, u32>,
     dns: LpmTrie<MapData, DnsName, DnsEntry>,
     dns_stats: PerCpuArray<MapData, DnsStats>,
@@ -103,6 +104,7 @@ impl Maps {
             ep_stats: take(ebpf, MAP_EP_STATS)?,
             global_stats: take(ebpf, MAP_GLOBAL_STATS)?,
             vpc_stats: take(ebpf, MAP_VPC_STATS)?,
+            backend_flows: take(ebpf, MAP_BACKEND_FLOWS)?,
             ep_snat: take(ebpf, MAP_EP_SNAT)?,
             dns: take(ebpf, MAP_DNS)?,
             dns_stats: take(ebpf, MAP_DNS_STATS)?,
@@ -385,6 +387,17 @@ impl Maps {
     pub fn global_stats(&self) -> Result<Stats> {
         let per_cpu = self.global_stats.get(&0, 0).map_err(err(MAP_GLOBAL_STATS))?;
         Ok(sum(&per_cpu))
+    }
+    /// Flows the data path opened to the backend in `slot` and removed, summed over
+    /// CPUs (one lookup, whatever the table holds); `.live()` is what is open now.
+    pub fn backend_flows(&self, slot: u32) -> Result<BackendFlows> {
+        check_index(MAP_BACKEND_FLOWS, slot, MAX_BACKENDS)?;
+        let per_cpu = self.backend_flows.get(&slot, 0).map_err(err(MAP_BACKEND_FLOWS))?;
+        let mut total = BackendFlows::default();
+        for c in per_cpu.iter() {
+            total.add(c);
+        }
+        Ok(total)
     }
     /// What a VPC interface dropped that no endpoint is charged with, summed over CPUs.
     pub fn vpc_stats(&self, vpc_id: u16) -> Result<Stats> {

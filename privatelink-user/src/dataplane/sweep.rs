@@ -130,15 +130,10 @@ impl Sweeper {
         read_all(self.ct.as_fd())
     }
 
-    /// One pass over the conntrack table.
+    /// One pass over the conntrack table. The table is read a batch at a time and never
+    /// held whole: what the pass keeps is the forward entries that may go and a set of
+    /// the reverse keys forward entries point at.
     pub fn sweep(&self, scope: Scope) -> Result<SweepReport> {
-        self.sweep_with(scope, &mut |_, _| {})
-    }
-
-    /// One pass, showing `seen` every entry it read (before any is removed). The table
-    /// is read a batch at a time and never held whole: what the pass keeps is the forward
-    /// entries that may go and a set of the reverse keys forward entries point at.
-    pub fn sweep_with(&self, scope: Scope, seen: &mut dyn FnMut(&CtKey, &CtValue)) -> Result<SweepReport> {
         let now = monotonic_ns();
         let mut report = SweepReport::default();
         let mut forwards = 0u64;
@@ -152,7 +147,6 @@ impl Sweeper {
         let one_second = Duration::from_secs(1).as_nanos() as u64;
         sys::for_each_batch::<CtKey, CtValue>(self.ct.as_fd(), BATCH, |keys, values| {
             for (k, v) in keys.iter().zip(values) {
-                seen(k, v);
                 report.entries += 1;
                 match v.kind {
                     CT_KIND_FORWARD => {
