@@ -176,6 +176,13 @@ fn concurrent_expiry_and_new_flows_release_each_slot_exactly_once() {
     let counted = lab.dp.maps.backend_flows(0).unwrap();
     assert_eq!(counted.live(), on_backend(&lab), "counters {counted:?}");
     assert!(counted.live() >= 5, "{counted:?}");
+    // The scrape's batch read of every endpoint's counters says what one lookup says.
+    let all = lab.dp.maps.endpoint_counters().unwrap();
+    for ep in [EP_IDX_ACCEPTED, EP_IDX_PENDING, MAX_ENDPOINTS - 1] {
+        assert_eq!(all.active(ep), lab.dp.maps.active_flows(ep).unwrap(), "endpoint {ep}");
+        assert_eq!(all.stats(ep), lab.dp.maps.endpoint_stats(ep).unwrap(), "endpoint {ep}");
+    }
+    assert!(all.active(EP_IDX_ACCEPTED) >= 5 && all.stats(EP_IDX_ACCEPTED).new_flows > 0);
     // What is left expires now; then every slot has come back, none twice.
     std::thread::sleep(Duration::from_millis(2));
     let last = sweeper.sweep(Scope::Idle(zero)).unwrap();

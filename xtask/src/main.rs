@@ -38,9 +38,13 @@ enum Cmd {
         /// Few trials and small sizes: a smoke run, not a measurement.
         #[arg(long)]
         quick: bool,
-        /// Only this part: 1 (per packet), 2 (scale), 3 (end to end).
+        /// Only this part: 1 (per packet), 2 (scale), 3 (end to end), fleet or load (two
+        /// groups of part 2's rows).
         #[arg(long)]
         only: Option<String>,
+        /// With --only: keep BENCHMARKS.md's other rows and replace only the ones measured.
+        #[arg(long, requires = "only")]
+        merge: bool,
     },
     /// Build the Debian package (cargo-deb) into target/debian/: the binary with its XDP
     /// object, the systemd unit, an example spec, completions and man pages.
@@ -81,7 +85,7 @@ fn main() -> Result<()> {
             run(Command::new(cargo()).current_dir(&root).args(["build", "--release", "-p", "privatelink-user"]))?;
             println!("built {}", root.join("target/release/privatelink").display());
         }
-        Cmd::Bench { quick, only } => {
+        Cmd::Bench { quick, only, merge } => {
             let tc = setup()?;
             let missing = apt_missing_bins(APT_BENCH_TOOLS);
             if !missing.is_empty() {
@@ -101,6 +105,9 @@ fn main() -> Result<()> {
             }
             if let Some(p) = only {
                 c.args(["--only", &p]);
+            }
+            if merge {
+                c.arg("--merge");
             }
             run(&mut c)?;
         }

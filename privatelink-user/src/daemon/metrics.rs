@@ -262,14 +262,15 @@ impl Gateway {
             }
         }
         let seat = crate::model::fleet::Seat::of(&self.state, &self.opts.node);
+        let counters = dp.maps.endpoint_counters()?;
         for e in self.state.endpoints.values() {
             let Some(svc) = self.state.services.get(&e.service) else { continue };
-            let active = dp.maps.active_flows(e.index)?;
+            let active = counters.active(e.index);
             let protos = svc.spec.ports.iter().map(|p| p.protocol).collect::<std::collections::BTreeSet<_>>().len() as u64;
             let up = svc.spec.backends.iter().filter(|b| self.checker.is_up(&svc.spec.name, b.address)).count().max(1) as u64;
             // Each SNAT address has the port range towards each backend and protocol.
             let ports = (SNAT_PORT_MAX as u64 - SNAT_PORT_MIN as u64 + 1) * protos * up * e.snat_ips().count() as u64;
-            let stats = dp.maps.endpoint_stats(e.index)?;
+            let stats = counters.stats(e.index);
             let in_use = stats.snat_ports_in_use();
             snap.endpoints.push(EndpointSample {
                 labels: vec![

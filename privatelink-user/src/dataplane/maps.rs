@@ -383,6 +383,16 @@ impl Maps {
         let per_cpu = self.ep_stats.get(&index, 0).map_err(err(MAP_EP_STATS))?;
         Ok(sum(&per_cpu))
     }
+    /// Every endpoint's live-flow count and counters at once (a scrape reads thousands
+    /// of endpoints: a few batch reads instead of two syscalls per endpoint).
+    pub fn endpoint_counters(&self) -> Result<EndpointCounters> {
+        use std::os::fd::AsFd;
+        let cpus = aya::util::nr_cpus().map_err(|(_, source)| Error::Sys { what: "the number of possible CPUs", source })?;
+        let sys_err = |what| move |source| Error::Sys { what, source };
+        let active = super::sys::read_array::<u64>(self.ep_active.map().fd().as_fd(), MAX_ENDPOINTS, 1).map_err(sys_err(MAP_EP_ACTIVE))?;
+        let stats = super::sys::read_array::<Stats>(self.ep_stats.map().fd().as_fd(), MAX_ENDPOINTS, cpus).map_err(sys_err(MAP_EP_STATS))?;
+        Ok(EndpointCounters { active, stats, cpus })
+    }
     /// Counters no endpoint or VPC is charged with, summed over CPUs.
     pub fn global_stats(&self) -> Result<Stats> {
         let per_cpu = self.global_stats.get(&0, 0).map_err(err(MAP_GLOBAL_STATS))?;
@@ -415,6 +425,26 @@ pub fn name_of_key(key: &[u8]) -> String {
         .collect();
     labels.reverse();
     labels.join(".")
+}
+
+/// What [`Maps::endpoint_counters`] read, by endpoint index.
+pub struct EndpointCounters {
+    active: Vec<u64>,
+    /// `cpus` values per endpoint.
+    stats: Vec<Stats>,
+    cpus: usize,
+}
+
+impl EndpointCounters {
+    /// Live flows holding a slot of endpoint `index`.
+    pub fn active(&self, index: u32) -> u64 {
+        self.active.get(index as usize).copied().unwrap_or(0)
+    }
+    /// Counters of endpoint `index`, summed over CPUs.
+    pub fn stats(&self, index: u32) -> Stats {
+        let at = index as usize * self.cpus;
+        self.stats.get(at..at + self.cpus).map(sum).unwrap_or_default()
+    }
 }
 
 fn sum(values: &[Stats]) -> Stats {

@@ -85,6 +85,44 @@ pub fn for_each_batch<K: Copy + Default, V: Copy + Default>(map: BorrowedFd<'_>,
     }
 }
 
+/// Every value of array map `map` (`len` entries, `cpus` values each: the number of
+/// possible CPUs for a per-CPU array, else 1) in index order, entry by entry: a few
+/// syscalls (`BPF_MAP_LOOKUP_BATCH`, 1024 entries each) instead of one per entry.
+pub fn read_array<V: Copy + Default>(map: BorrowedFd<'_>, len: u32, cpus: usize) -> io::Result<Vec<V>> {
+    // A per-CPU value is padded to 8 bytes per CPU in the kernel's layout.
+    assert!(cpus == 1 || std::mem::size_of::<V>().is_multiple_of(8), "per-CPU values must be a multiple of 8 bytes");
+    let batch = 1024.min(len.max(1) as usize);
+    let mut keys = vec![0u32; batch];
+    let mut values = vec![V::default(); batch * cpus];
+    let mut all = vec![V::default(); len as usize * cpus];
+    let (mut cursor, mut next) = (0u64, 0u64);
+    let mut first = true;
+    loop {
+        let mut a = Attr::new();
+        a.put_u64(0, if first { 0 } else { ptr(&cursor) });
+        a.put_u64(8, out(&mut next));
+        a.put_u64(16, keys.as_mut_ptr() as usize as u64);
+        a.put_u64(24, values.as_mut_ptr() as usize as u64);
+        a.put_u32(32, batch as u32);
+        a.put_u32(36, map.as_raw_fd() as u32);
+        let r = bpf(BPF_MAP_LOOKUP_BATCH, &mut a);
+        let got = (a.u32_at(32) as usize).min(batch);
+        for (i, k) in keys[..got].iter().enumerate() {
+            let at = *k as usize * cpus;
+            if let (Some(to), Some(from)) = (all.get_mut(at..at + cpus), values.get(i * cpus..(i + 1) * cpus)) {
+                to.copy_from_slice(from);
+            }
+        }
+        match r {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(all),
+            Err(e) => return Err(e),
+        }
+        cursor = next;
+        first = false;
+    }
+}
+
 /// Look `key` up in `map`.
 pub fn lookup<K, V: Default>(map: BorrowedFd<'_>, key: &K) -> io::Result<Option<V>> {
     let mut v = V::default();

@@ -37,6 +37,71 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
+const TABLE_HEAD: &str = "| measurement | median | min - max | unit | ratio / note |\n|---|---:|---|---|---|";
+
+fn md_row(r: &Row) -> String {
+    format!("| {} | {} | {} - {} | {} | {} |", r.name, fmt(r.median), fmt(r.min), fmt(r.max), r.unit, r.note)
+}
+
+/// `old` (a report) with `rows` merged in: a row of the same part and name is replaced
+/// where it stands, a new one goes at the end of its part's table (a new part before
+/// the targets), every other row is kept; `what` becomes a bullet of the header, so
+/// the report says which rows came from which run. A bullet of an earlier run
+/// containing `superseded` (the same command: its rows are all measured again) goes.
+pub fn merge(old: &str, rows: &[Row], what: &str, superseded: &str) -> String {
+    let mut used = vec![false; rows.len()];
+    let mut out: Vec<String> = Vec::new();
+    let mut part: Option<&str> = None;
+    let flush = |part: Option<&str>, used: &mut Vec<bool>, out: &mut Vec<String>| {
+        for (i, r) in rows.iter().enumerate() {
+            if !used[i] && Some(r.part) == part {
+                used[i] = true;
+                out.push(md_row(r));
+            }
+        }
+    };
+    for line in old.lines() {
+        if line.starts_with("- ") && line.contains(superseded) {
+            continue;
+        }
+        if line == "## Method" {
+            while out.last().is_some_and(|l| l.is_empty()) {
+                out.pop();
+            }
+            out.push(format!("- {what}"));
+            out.push(String::new());
+        }
+        if let Some(h) = line.strip_prefix("## ") {
+            if h.starts_with("Targets") {
+                let mut fresh: Vec<&str> = rows.iter().enumerate().filter(|(i, _)| !used[*i]).map(|(_, r)| r.part).collect();
+                fresh.dedup();
+                for p in fresh {
+                    out.push(format!("## {p}\n\n{TABLE_HEAD}"));
+                    flush(Some(p), &mut used, &mut out);
+                    out.push(String::new());
+                }
+            }
+            part = rows.iter().map(|r| r.part).find(|p| *p == h);
+        }
+        let cells: Vec<&str> = line.split(" | ").collect();
+        let is_row = line.starts_with("| ") && !line.starts_with("| measurement") && cells.len() >= 5;
+        if is_row {
+            let name = cells[0].trim_start_matches("| ");
+            if let Some(i) = rows.iter().position(|r| Some(r.part) == part && r.name == name) {
+                used[i] = true;
+                out.push(md_row(&rows[i]));
+                continue;
+            }
+        } else if line.is_empty() && out.last().is_some_and(|l| l.starts_with("| ")) {
+            flush(part, &mut used, &mut out);
+        }
+        out.push(line.to_string());
+    }
+    let mut md = out.join("\n");
+    md.push('\n');
+    md
+}
+
 pub fn markdown(rows: &[Row], quick: bool) -> String {
     let cpu = cmd(&["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"]);
     let mut md = String::new();
@@ -59,13 +124,41 @@ pub fn markdown(rows: &[Row], quick: bool) -> String {
     for r in rows {
         if r.part != part {
             part = r.part;
-            let _ = writeln!(md, "\n## {part}\n\n| measurement | median | min - max | unit | ratio / note |\n|---|---:|---|---|---|");
+            let _ = writeln!(md, "\n## {part}\n\n{TABLE_HEAD}");
         }
-        let _ = writeln!(md, "| {} | {} | {} - {} | {} | {} |", r.name, fmt(r.median), fmt(r.min), fmt(r.max), r.unit, r.note);
+        let _ = writeln!(md, "{}", md_row(r));
     }
     let _ = writeln!(
         md,
         "\n## Targets (from the benchmarks issue)\n\n| metric | target |\n|---|---|\n| established forward / reverse, test-run | <= 150 ns and <= 2x R1 |\n| new flow incl. limit check, test-run | <= 600 ns |\n| UDP small packets: X vs F, X vs N | >= 0.7x, >= 2.5x |\n| TCP throughput, matched offloads: X vs D, X vs N | >= 0.85x, >= 1.0x |\n| new connections/s: X vs D, X vs N, X vs H | >= 0.9x, >= 1.2x, >= 2x |\n| added p50 round trip, X - D | <= 3 us |\n| established round trip p99 during an over-limit SYN flood | <= 1.2x of the same without the flood |\n| established cost, 10,000 vs 1 endpoints; 1M vs 1k flows | <= 1.2x |\n| apply 10,000 endpoints; no-op re-apply | <= 2 s; <= 200 ms |\n\nWhere a number misses its target, the table above shows the gap as measured."
     );
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(part: &'static str, name: &str, v: f64) -> Row {
+        Row::new(part, name, &[v], "ns").note("n")
+    }
+
+    #[test]
+    fn merge_replaces_the_rows_measured_and_keeps_the_rest() {
+        let old = markdown(&[row("1. a", "x", 1.0), row("1. a", "y", 2.0), row("2. b", "z", 3.0)], false);
+        let new = [row("1. a", "y", 20.0), row("1. a", "w", 40.0), row("3. c", "v", 50.0)];
+        let old = merge(&old, &[], "by `x` earlier", "by `x`");
+        let md = merge(&old, &new, "rerun by `x`", "by `x`");
+        let lines: Vec<&str> = md.lines().collect();
+        let at = |s: &str| lines.iter().position(|l| l.starts_with(s)).unwrap_or_else(|| panic!("no {s} in\n{md}"));
+        assert_eq!(lines[at("| x |")], "| x | 1.00 | 1.00 - 1.00 | ns | n |");
+        assert_eq!(lines[at("| y |")], "| y | 20.0 | 20.0 - 20.0 | ns | n |");
+        assert!(at("| y |") < at("| w |") && at("| w |") < at("## 2. b"), "a new row ends its part's table:\n{md}");
+        assert_eq!(lines[at("| z |")], "| z | 3.00 | 3.00 - 3.00 | ns | n |");
+        assert!(at("## 2. b") < at("## 3. c") && at("| v |") < at("## Targets"), "a new part goes before the targets:\n{md}");
+        assert!(at("- rerun") < at("## Method"), "{md}");
+        assert_eq!(md.matches("| y |").count(), 1, "{md}");
+        assert!(!md.contains("earlier"), "the bullet of the same command's earlier run stays:\n{md}");
+        assert_eq!(lines.len(), old.lines().count() + 7, "{md}");
+    }
 }

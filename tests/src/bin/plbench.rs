@@ -1,5 +1,7 @@
 //! `cargo xtask bench` runs this: every benchmark part, a table on stdout, and
-//! BENCHMARKS.md. Usage: plbench [--quick] [--out FILE] [--only 1|2|3|fleet|load]
+//! BENCHMARKS.md. Usage: plbench [--quick] [--out FILE] [--only 1|2|3|fleet|load [--merge]]
+//! `--merge` keeps the report's other rows: the ones measured replace theirs (same part
+//! and name) and the header says when and by which command.
 use privatelink_tests::bench::{self, control, e2e, fleet, report, testrun, Effort};
 
 fn main() {
@@ -31,6 +33,19 @@ fn main() {
         rows.extend(e2e::run(e));
     }
     print!("{}", report::table(&rows));
-    std::fs::write(&out, report::markdown(&rows, quick)).expect("write the report");
+    let merge = args.iter().any(|a| a == "--merge");
+    let md = match (&only, merge) {
+        (Some(o), true) => {
+            let old = std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("--merge needs {out} ({e})"));
+            let date = std::process::Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+            let mut parts: Vec<&str> = rows.iter().map(|r| r.part).collect();
+            parts.dedup();
+            let what = format!("{} rows of {} were measured again at {date} by `plbench --only {o}{} --merge` (the rows of that run replace theirs; ratios in them are to that run's references)", rows.len(), parts.join(" and "), if quick { " --quick" } else { "" });
+            report::merge(&old, &rows, &what, &format!("by `plbench --only {o}{} --merge`", if quick { " --quick" } else { "" }))
+        }
+        (None, true) => panic!("--merge goes with --only"),
+        _ => report::markdown(&rows, quick),
+    };
+    std::fs::write(&out, md).expect("write the report");
     eprintln!("wrote {out}");
 }
