@@ -28,6 +28,10 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use core::ffi::c_void;
+
+/// Arrays userspace reads whole (drift repair, scrapes) are mmap-able: it reads them
+/// from memory instead of one syscall per entry. The data path's lookups are the same.
+const MMAPABLE: u32 = aya_ebpf::bindings::BPF_F_MMAPABLE;
 use privatelink_common::*;
 
 #[map]
@@ -35,19 +39,19 @@ static PL_VPCS: HashMap<u32, VpcInfo> = HashMap::with_max_entries(MAX_VPCS, 0);
 #[map]
 static PL_EP_IPS: HashMap<EpIpKey, u32> = HashMap::with_max_entries(MAX_ENDPOINTS, 0);
 #[map]
-static PL_ENDPOINTS: Array<EndpointInfo> = Array::with_max_entries(MAX_ENDPOINTS, 0);
+static PL_ENDPOINTS: Array<EndpointInfo> = Array::with_max_entries(MAX_ENDPOINTS, MMAPABLE);
 /// Live flows per endpoint, shared by all CPUs: changed only with atomic adds.
 #[map]
-static PL_EP_ACTIVE: Array<u64> = Array::with_max_entries(MAX_ENDPOINTS, 0);
+static PL_EP_ACTIVE: Array<u64> = Array::with_max_entries(MAX_ENDPOINTS, MMAPABLE);
 #[map]
 static PL_PORTS: HashMap<PortKey, PortTarget> =
     HashMap::with_max_entries(MAX_SERVICES * MAX_PORTS_PER_SERVICE, 0);
 #[map]
-static PL_SERVICES: Array<ServiceInfo> = Array::with_max_entries(MAX_SERVICES, 0);
+static PL_SERVICES: Array<ServiceInfo> = Array::with_max_entries(MAX_SERVICES, MMAPABLE);
 #[map]
-static PL_BACKENDS: Array<BackendInfo> = Array::with_max_entries(MAX_BACKENDS, 0);
+static PL_BACKENDS: Array<BackendInfo> = Array::with_max_entries(MAX_BACKENDS, MMAPABLE);
 #[map]
-static PL_MAGLEV: Array<u32> = Array::with_max_entries(MAX_SERVICES * MAGLEV_SIZE, 0);
+static PL_MAGLEV: Array<u32> = Array::with_max_entries(MAX_SERVICES * MAGLEV_SIZE, MMAPABLE);
 /// Not an LRU: an established flow is never evicted to make room (capacity is set by
 /// userspace at load time).
 #[map]
@@ -61,7 +65,7 @@ static PL_GSTATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static PL_VPC_STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(MAX_VPCS, 0);
 #[map]
-static PL_EP_SNAT: Array<u32> = Array::with_max_entries(MAX_ENDPOINTS * MAX_SNAT_PER_ENDPOINT, 0);
+static PL_EP_SNAT: Array<u32> = Array::with_max_entries(MAX_ENDPOINTS * MAX_SNAT_PER_ENDPOINT, MMAPABLE);
 /// Changed only with atomic adds.
 #[map]
 static PL_SNAT_CURSOR: Array<u64> = Array::with_max_entries(MAX_ENDPOINTS * MAX_SNAT_PER_ENDPOINT, 0);
@@ -80,7 +84,7 @@ static PL_PROGS: ProgramArray = ProgramArray::with_max_entries(PROGS_LEN, 0);
 #[map]
 static PL_SG_SETS: HashMap<u32, SgSet> = HashMap::with_max_entries(MAX_SG_SETS, 0);
 #[map]
-static PL_EP_RATE: Array<Rate> = Array::with_max_entries(MAX_ENDPOINTS, 0);
+static PL_EP_RATE: Array<Rate> = Array::with_max_entries(MAX_ENDPOINTS, MMAPABLE);
 /// Changed only with compare-and-swap.
 #[map]
 static PL_EP_TAT: Array<u64> = Array::with_max_entries(MAX_ENDPOINTS * 2, 0);

@@ -2,7 +2,10 @@
 //! in the units the rest of the code thinks in (`Ipv4Addr`, ports in host order).
 //! Must never decide what to write; the reconciler and tests do.
 
-use super::error::{Error, Result};
+use super::{
+    error::{Error, Result},
+    sys::Mapped,
+};
 use aya::{
     maps::{
         lpm_trie::{Key, LpmTrie},
@@ -43,6 +46,24 @@ pub struct Maps {
     sg_sets: HashMap<MapData, u32, SgSet>,
     rates: Array<MapData, Rate>,
     tats: Array<MapData, u64>,
+    /// Memory views of the arrays read whole (drift repair, scrapes).
+    views: Views,
+}
+
+/// The mmap-able arrays, mapped read-only.
+struct Views {
+    endpoints: Mapped,
+    ep_active: Mapped,
+    services: Mapped,
+    backends: Mapped,
+    maglev: Mapped,
+    ep_snat: Mapped,
+    rates: Mapped,
+}
+
+fn view<V: aya::Pod>(a: &Array<MapData, V>, map: &'static str, entries: u32) -> Result<Mapped> {
+    use std::os::fd::AsFd;
+    Mapped::new(a.map().fd().as_fd(), entries, std::mem::size_of::<V>()).map_err(|source| Error::Sys { what: map, source })
 }
 
 fn take<T: TryFrom<Map, Error = MapError>>(ebpf: &mut Ebpf, name: &'static str) -> Result<T> {
@@ -69,14 +90,16 @@ fn remove_ok(r: std::result::Result<(), MapError>, map: &'static str) -> Result<
 }
 
 /// The slots of an array map that `in_use` says are taken.
-fn slots_in_use<V: aya::Pod>(a: &Array<MapData, V>, map: &'static str, capacity: u32, in_use: impl Fn(&V) -> bool) -> Result<BTreeMap<u32, V>> {
-    let mut out = BTreeMap::new();
-    for i in 0..capacity {
-        let v = a.get(&i, 0).map_err(err(map))?;
-        if in_use(&v) {
-            out.insert(i, v);
-        }
-    }
+fn slots_in_use<V: Copy + Default>(view: &Mapped, capacity: u32, in_use: impl Fn(&V) -> bool) -> Result<BTreeMap<u32, V>> {
+    Ok((0..capacity).zip(view.read::<V>(0..capacity)).filter(|(_, v)| in_use(v)).collect())
+}
+
+/// Every entry of a hash map, read in batches.
+fn read_hash<K: aya::Pod + Default, V: aya::Pod + Default>(h: &HashMap<MapData, K, V>, map: &'static str) -> Result<Vec<(K, V)>> {
+    use std::os::fd::AsFd;
+    let mut out = Vec::new();
+    super::sys::for_each_batch::<K, V>(h.map().fd().as_fd(), 1024, |keys, values| out.extend(keys.iter().copied().zip(values.iter().copied())))
+        .map_err(|source| Error::Sys { what: map, source })?;
     Ok(out)
 }
 
@@ -90,27 +113,44 @@ fn check_index(map: &'static str, index: u32, capacity: u32) -> Result<()> {
 impl Maps {
     /// Take every map out of a freshly loaded object.
     pub fn take(ebpf: &mut Ebpf) -> Result<Maps> {
+        let endpoints = take(ebpf, MAP_ENDPOINTS)?;
+        let ep_active = take(ebpf, MAP_EP_ACTIVE)?;
+        let services = take(ebpf, MAP_SERVICES)?;
+        let backends = take(ebpf, MAP_BACKENDS)?;
+        let maglev = take(ebpf, MAP_MAGLEV)?;
+        let ep_snat = take(ebpf, MAP_EP_SNAT)?;
+        let rates = take(ebpf, MAP_EP_RATE)?;
+        let views = Views {
+            endpoints: view(&endpoints, MAP_ENDPOINTS, MAX_ENDPOINTS)?,
+            ep_active: view(&ep_active, MAP_EP_ACTIVE, MAX_ENDPOINTS)?,
+            services: view(&services, MAP_SERVICES, MAX_SERVICES)?,
+            backends: view(&backends, MAP_BACKENDS, MAX_BACKENDS)?,
+            maglev: view(&maglev, MAP_MAGLEV, MAX_SERVICES * MAGLEV_SIZE)?,
+            ep_snat: view(&ep_snat, MAP_EP_SNAT, MAX_ENDPOINTS * MAX_SNAT_PER_ENDPOINT)?,
+            rates: view(&rates, MAP_EP_RATE, MAX_ENDPOINTS)?,
+        };
         Ok(Maps {
             vpcs: take(ebpf, MAP_VPCS)?,
             ep_ips: take(ebpf, MAP_EP_IPS)?,
-            endpoints: take(ebpf, MAP_ENDPOINTS)?,
-            ep_active: take(ebpf, MAP_EP_ACTIVE)?,
+            endpoints,
+            ep_active,
             ports: take(ebpf, MAP_PORTS)?,
-            services: take(ebpf, MAP_SERVICES)?,
-            backends: take(ebpf, MAP_BACKENDS)?,
-            maglev: take(ebpf, MAP_MAGLEV)?,
+            services,
+            backends,
+            maglev,
             ct: take(ebpf, MAP_CT)?,
             snat_ranges: take(ebpf, MAP_SNAT_RANGES)?,
             ep_stats: take(ebpf, MAP_EP_STATS)?,
             global_stats: take(ebpf, MAP_GLOBAL_STATS)?,
             vpc_stats: take(ebpf, MAP_VPC_STATS)?,
             backend_flows: take(ebpf, MAP_BACKEND_FLOWS)?,
-            ep_snat: take(ebpf, MAP_EP_SNAT)?,
+            ep_snat,
             dns: take(ebpf, MAP_DNS)?,
             dns_stats: take(ebpf, MAP_DNS_STATS)?,
             sg_sets: take(ebpf, MAP_SG_SETS)?,
-            rates: take(ebpf, MAP_EP_RATE)?,
+            rates,
             tats: take(ebpf, MAP_EP_TAT)?,
+            views,
         })
     }
 
@@ -230,7 +270,7 @@ impl Maps {
     }
     /// Endpoints with a limit.
     pub fn all_rates(&self) -> Result<BTreeMap<u32, Rate>> {
-        slots_in_use(&self.rates, MAP_EP_RATE, MAX_ENDPOINTS, |r| r.ps_per_byte != 0)
+        slots_in_use(&self.views.rates, MAX_ENDPOINTS, |r: &Rate| r.ps_per_byte != 0)
     }
 
     // ---- private DNS ----
@@ -282,28 +322,23 @@ impl Maps {
 
     // ---- whole tables (what the reconciler observes) ----
     pub fn all_vpcs(&self) -> Result<BTreeMap<u32, VpcInfo>> {
-        self.vpcs.iter().collect::<std::result::Result<_, _>>().map_err(err(MAP_VPCS))
+        Ok(read_hash(&self.vpcs, MAP_VPCS)?.into_iter().collect())
     }
     /// (vpc id, address) -> endpoint index
     pub fn all_endpoint_ips(&self) -> Result<BTreeMap<(u16, Ipv4Addr), u32>> {
-        let mut out = BTreeMap::new();
-        for kv in self.ep_ips.iter() {
-            let (k, v) = kv.map_err(err(MAP_EP_IPS))?;
-            out.insert((k.vpc_id, ip_from_raw(k.ip_be)), v);
-        }
-        Ok(out)
+        Ok(read_hash(&self.ep_ips, MAP_EP_IPS)?.into_iter().map(|(k, v)| ((k.vpc_id, ip_from_raw(k.ip_be)), v)).collect())
     }
     /// Endpoint slots in use (state != 0).
     pub fn all_endpoints(&self) -> Result<BTreeMap<u32, EndpointInfo>> {
-        slots_in_use(&self.endpoints, MAP_ENDPOINTS, MAX_ENDPOINTS, |e| e.state != 0)
+        slots_in_use(&self.views.endpoints, MAX_ENDPOINTS, |e: &EndpointInfo| e.state != 0)
     }
     /// The SNAT addresses the endpoints count (`snat_count` slots each; 0 = cleared).
     pub fn all_ep_snat(&self, endpoints: &BTreeMap<u32, EndpointInfo>) -> Result<BTreeMap<u32, Ipv4Addr>> {
         let mut out = BTreeMap::new();
         for (idx, e) in endpoints {
-            for i in 0..(e.snat_count.max(1) as u32).min(MAX_SNAT_PER_ENDPOINT) {
-                let slot = idx * MAX_SNAT_PER_ENDPOINT + i;
-                let ip = self.ep_snat.get(&slot, 0).map_err(err(MAP_EP_SNAT))?;
+            let base = idx * MAX_SNAT_PER_ENDPOINT;
+            let count = (e.snat_count.max(1) as u32).min(MAX_SNAT_PER_ENDPOINT);
+            for (slot, ip) in (base..).zip(self.views.ep_snat.read::<u32>(base..base + count)) {
                 if ip != 0 {
                     out.insert(slot, ip_from_raw(ip));
                 }
@@ -317,26 +352,21 @@ impl Maps {
     }
     /// Service slots in use (active).
     pub fn all_services(&self) -> Result<BTreeMap<u32, ServiceInfo>> {
-        slots_in_use(&self.services, MAP_SERVICES, MAX_SERVICES, |s| s.active != 0)
+        slots_in_use(&self.views.services, MAX_SERVICES, |s: &ServiceInfo| s.active != 0)
     }
     /// (service, proto, endpoint port) -> service port, ports in host order.
     pub fn all_ports(&self) -> Result<BTreeMap<(u32, u8, u16), u16>> {
-        let mut out = BTreeMap::new();
-        for kv in self.ports.iter() {
-            let (k, v) = kv.map_err(err(MAP_PORTS))?;
-            out.insert((k.service, k.proto, u16::from_be(k.endpoint_port_be)), u16::from_be(v.service_port_be));
-        }
-        Ok(out)
+        Ok(read_hash(&self.ports, MAP_PORTS)?.into_iter().map(|(k, v)| ((k.service, k.proto, u16::from_be(k.endpoint_port_be)), u16::from_be(v.service_port_be))).collect())
     }
     /// Backend slots in use: slot -> (address, up).
     pub fn all_backends(&self) -> Result<BTreeMap<u32, (Ipv4Addr, bool)>> {
-        let used = slots_in_use(&self.backends, MAP_BACKENDS, MAX_BACKENDS, |b| b.ip_be != 0 || b.flags != 0)?;
+        let used = slots_in_use(&self.views.backends, MAX_BACKENDS, |b: &BackendInfo| b.ip_be != 0 || b.flags != 0)?;
         Ok(used.into_iter().map(|(i, b)| (i, (ip_from_raw(b.ip_be), b.flags & BACKEND_FLAG_UP != 0))).collect())
     }
     pub fn maglev_table(&self, service: u32) -> Result<Vec<u32>> {
         check_index(MAP_SERVICES, service, MAX_SERVICES)?;
         let base = service * MAGLEV_SIZE;
-        (base..base + MAGLEV_SIZE).map(|i| self.maglev.get(&i, 0).map_err(err(MAP_MAGLEV))).collect()
+        Ok(self.views.maglev.read(base..base + MAGLEV_SIZE))
     }
     pub fn all_snat_ranges(&self) -> Result<std::collections::BTreeSet<(Ipv4Addr, u8)>> {
         let mut out = std::collections::BTreeSet::new();
@@ -389,8 +419,8 @@ impl Maps {
         use std::os::fd::AsFd;
         let cpus = aya::util::nr_cpus().map_err(|(_, source)| Error::Sys { what: "the number of possible CPUs", source })?;
         let sys_err = |what| move |source| Error::Sys { what, source };
-        let active = super::sys::read_array::<u64>(self.ep_active.map().fd().as_fd(), MAX_ENDPOINTS, 1).map_err(sys_err(MAP_EP_ACTIVE))?;
-        let stats = super::sys::read_array::<Stats>(self.ep_stats.map().fd().as_fd(), MAX_ENDPOINTS, cpus).map_err(sys_err(MAP_EP_STATS))?;
+        let active = self.views.ep_active.read(0..MAX_ENDPOINTS);
+        let stats = super::sys::read_array::<Stats>(self.ep_stats.map().fd().as_fd(), 0..MAX_ENDPOINTS, cpus).map_err(sys_err(MAP_EP_STATS))?;
         Ok(EndpointCounters { active, stats, cpus })
     }
     /// Counters no endpoint or VPC is charged with, summed over CPUs.

@@ -85,41 +85,98 @@ pub fn for_each_batch<K: Copy + Default, V: Copy + Default>(map: BorrowedFd<'_>,
     }
 }
 
-/// Every value of array map `map` (`len` entries, `cpus` values each: the number of
-/// possible CPUs for a per-CPU array, else 1) in index order, entry by entry: a few
-/// syscalls (`BPF_MAP_LOOKUP_BATCH`, 1024 entries each) instead of one per entry.
-pub fn read_array<V: Copy + Default>(map: BorrowedFd<'_>, len: u32, cpus: usize) -> io::Result<Vec<V>> {
+/// What one batch read of an array copies out at most.
+const BATCH_BYTES: usize = 1 << 20;
+
+/// The values of array map `map` at the indices `range` (`cpus` values each: the
+/// number of possible CPUs for a per-CPU array, else 1), in index order: a few syscalls
+/// (`BPF_MAP_LOOKUP_BATCH`, about a MiB each) instead of one per entry.
+pub fn read_array<V: Copy + Default>(map: BorrowedFd<'_>, range: std::ops::Range<u32>, cpus: usize) -> io::Result<Vec<V>> {
     // A per-CPU value is padded to 8 bytes per CPU in the kernel's layout.
     assert!(cpus == 1 || std::mem::size_of::<V>().is_multiple_of(8), "per-CPU values must be a multiple of 8 bytes");
-    let batch = 1024.min(len.max(1) as usize);
+    let len = range.end.saturating_sub(range.start) as usize;
+    let batch = (BATCH_BYTES / (std::mem::size_of::<V>() * cpus).max(1)).clamp(1, len.max(1));
     let mut keys = vec![0u32; batch];
     let mut values = vec![V::default(); batch * cpus];
-    let mut all = vec![V::default(); len as usize * cpus];
-    let (mut cursor, mut next) = (0u64, 0u64);
-    let mut first = true;
-    loop {
+    let mut all = vec![V::default(); len * cpus];
+    // The array's batch cursor is the last index read (u32; kept in a u64 for
+    // alignment): the next batch starts after it.
+    let mut at = range.start;
+    while at < range.end {
+        let (prev, mut next) = (at.wrapping_sub(1) as u64, 0u64);
+        let count = batch.min((range.end - at) as usize);
         let mut a = Attr::new();
-        a.put_u64(0, if first { 0 } else { ptr(&cursor) });
+        a.put_u64(0, if at == 0 { 0 } else { ptr(&prev) });
         a.put_u64(8, out(&mut next));
         a.put_u64(16, keys.as_mut_ptr() as usize as u64);
         a.put_u64(24, values.as_mut_ptr() as usize as u64);
-        a.put_u32(32, batch as u32);
+        a.put_u32(32, count as u32);
         a.put_u32(36, map.as_raw_fd() as u32);
         let r = bpf(BPF_MAP_LOOKUP_BATCH, &mut a);
-        let got = (a.u32_at(32) as usize).min(batch);
+        let got = (a.u32_at(32) as usize).min(count);
         for (i, k) in keys[..got].iter().enumerate() {
-            let at = *k as usize * cpus;
-            if let (Some(to), Some(from)) = (all.get_mut(at..at + cpus), values.get(i * cpus..(i + 1) * cpus)) {
+            let to = (k.wrapping_sub(range.start) as usize).saturating_mul(cpus);
+            if let (Some(to), Some(from)) = (all.get_mut(to..to + cpus), values.get(i * cpus..(i + 1) * cpus)) {
                 to.copy_from_slice(from);
             }
         }
         match r {
-            Ok(()) => {}
+            Ok(()) if got > 0 => at = keys[got - 1] + 1,
+            Ok(()) => return Err(io::Error::other("a batch read returned nothing")),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(all),
             Err(e) => return Err(e),
         }
-        cursor = next;
-        first = false;
+    }
+    Ok(all)
+}
+
+/// A read-only view of an mmap-able array map (`BPF_F_MMAPABLE`): its values read from
+/// memory, no syscall per entry. Values sit 8-byte aligned, one every
+/// `round_up(size_of::<V>(), 8)` bytes (the kernel's layout).
+pub struct Mapped {
+    ptr: *const u8,
+    len: usize,
+    entries: u32,
+}
+
+// SAFETY: a read-only shared mapping; reads are plain copies (as a lookup syscall's).
+unsafe impl Send for Mapped {}
+unsafe impl Sync for Mapped {}
+
+impl Mapped {
+    pub fn new(map: BorrowedFd<'_>, entries: u32, value_size: usize) -> io::Result<Mapped> {
+        let page = 4096usize;
+        let len = (value_size.next_multiple_of(8) * entries as usize).next_multiple_of(page).max(page);
+        // SAFETY: a fresh shared read-only mapping of the map's values, unmapped on drop.
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, map.as_raw_fd(), 0) };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapped { ptr: ptr as *const u8, len, entries })
+    }
+
+    /// The values at the indices `range` (an index past the end reads as default).
+    pub fn read<V: Copy + Default>(&self, range: std::ops::Range<u32>) -> Vec<V> {
+        let stride = std::mem::size_of::<V>().next_multiple_of(8);
+        assert!(std::mem::align_of::<V>() <= 8);
+        range
+            .map(|i| {
+                let off = i as usize * stride;
+                if i >= self.entries || off + std::mem::size_of::<V>() > self.len {
+                    return V::default();
+                }
+                // SAFETY: in bounds of the mapping, 8-byte aligned (page-aligned base, stride
+                // a multiple of 8); V is plain data. Volatile: the data path writes meanwhile.
+                unsafe { std::ptr::read_volatile(self.ptr.add(off) as *const V) }
+            })
+            .collect()
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
     }
 }
 
