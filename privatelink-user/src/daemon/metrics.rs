@@ -211,7 +211,7 @@ impl Snapshot {
         e.family("privatelink_last_reconcile_duration_seconds", "How long the last reconcile took.", vec![(String::new(), Val::F(self.last_reconcile_seconds))]);
         e.family("privatelink_sweeper_runs", "Passes of the conntrack sweeper.", vec![(String::new(), counter(self.sweeps))]);
         e.family("privatelink_sweeper_expired_flows", "Flows the sweeper removed.", vec![(String::new(), counter(self.expired_flows))]);
-        e.family("privatelink_sweeper_last_pass_seconds", "Wall time of the sweeper's last pass over the conntrack table (the next pass waits at least nine times as long).", vec![(String::new(), Val::F(self.last_sweep_seconds))]);
+        e.family("privatelink_sweeper_last_pass_seconds", "Wall time of the sweeper's last pass over the conntrack table (the next pass waits at least twelve times as long).", vec![(String::new(), Val::F(self.last_sweep_seconds))]);
         let what = |w: &str| label_text(&[("what".to_string(), w.to_string())]);
         e.family("privatelink_store_reachable", "1 while the state store (embedded, or the fleet's etcd) answers; 0 while it does not (the data path keeps forwarding with the maps it has).", vec![(String::new(), gauge(self.store_reachable as i64))]);
         e.family("privatelink_announced_routes", "Endpoint addresses this node publishes as routes in its announce tables (0 while its lease is in doubt or its links are detached).", vec![(String::new(), gauge(self.announced_routes as i64))]);

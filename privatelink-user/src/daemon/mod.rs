@@ -15,6 +15,7 @@ mod handler;
 pub mod health;
 pub mod metrics;
 mod sweeper;
+pub use sweeper::REST_PER_PASS;
 mod views;
 
 pub use gateway::Gateway;

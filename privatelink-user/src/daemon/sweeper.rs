@@ -57,9 +57,12 @@ impl SweepShared {
     }
 }
 
+/// After a pass the sweeper rests at least this many times as long as the pass took.
+pub const REST_PER_PASS: u32 = 12;
+
 /// Sweep every `interval`, or less often when a pass is long: the thread sleeps at
-/// least nine times as long as its last pass took, so it never uses more than a tenth
-/// of a core however large the table.
+/// least `REST_PER_PASS` times as long as its last pass took, so it never uses more
+/// than 1/13 of a core (7.7%) however large the table.
 pub fn spawn(shared: Arc<SweepShared>, interval: Duration) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("pl-sweeper".into())
@@ -69,7 +72,7 @@ pub fn spawn(shared: Arc<SweepShared>, interval: Duration) -> std::thread::JoinH
                 if let Some(Err(e)) = shared.pass() {
                     tracing::error!(error = %format!("{e:#}"), "sweeper");
                 }
-                let wait = interval.max(began.elapsed() * 9);
+                let wait = interval.max(began.elapsed() * REST_PER_PASS);
                 // Short naps, so a stop is seen within 100 ms.
                 let until = Instant::now() + wait;
                 while !shared.stop.load(Relaxed) && Instant::now() < until {

@@ -318,8 +318,8 @@ fn thread_cpu_ns() -> u64 {
 
 /// The sweeper over a table of `n_flows` live flows (nothing to expire: the pass reads
 /// and judges every entry): its wall time, and the share of one core it takes when it
-/// paces itself as the daemon's thread does (a pass, then at least nine times as long
-/// asleep, at least 1 s between passes).
+/// paces itself as the daemon's thread does (a pass, then at least `REST_PER_PASS`
+/// times as long asleep, at least 1 s between passes).
 fn sweep_rows(lab: &PacketLab, e: Effort, n_flows: u32) -> Vec<Row> {
     let sweeper = lab.dp.sweeper().unwrap();
     let t = privatelink::dataplane::sweep::Timeouts::default();
@@ -333,11 +333,12 @@ fn sweep_rows(lab: &PacketLab, e: Effort, n_flows: u32) -> Vec<Row> {
         cpu.push((thread_cpu_ns() - c0) as f64 / 1e6);
     }
     let pass_ms = super::summary(&wall).0;
-    let share: Vec<f64> = cpu.iter().map(|c| 100.0 * c / (1000.0f64).max(10.0 * pass_ms)).collect();
+    let cycle_ms = (1000.0f64).max((1 + privatelink::daemon::REST_PER_PASS) as f64 * pass_ms);
+    let share: Vec<f64> = cpu.iter().map(|c| 100.0 * c / cycle_ms).collect();
     vec![
         Row::new(SCALE, format!("sweeper pass over {n_flows} live flows ({} entries), wall time", 2 * n_flows), &wall, "ms"),
         Row::new(SCALE, format!("sweeper CPU at {n_flows} live flows, paced as the daemon paces it"), &share, "% of a core")
-            .note(format!("pass CPU {:.0} ms; passes every {:.1} s", super::summary(&cpu).0, (1000.0f64).max(10.0 * pass_ms) / 1e3)),
+            .note(format!("pass CPU {:.0} ms; passes every {:.1} s", super::summary(&cpu).0, cycle_ms / 1e3)),
     ]
 }
 
