@@ -177,7 +177,7 @@ fn concurrent_expiry_and_new_flows_release_each_slot_exactly_once() {
     assert_eq!(counted.live(), on_backend(&lab), "counters {counted:?}");
     assert!(counted.live() >= 5, "{counted:?}");
     // The scrape's batch read of every endpoint's counters says what one lookup says.
-    let all = lab.dp.maps.endpoint_counters().unwrap();
+    let all = lab.dp.maps.endpoint_counters(MAX_ENDPOINTS).unwrap();
     for ep in [EP_IDX_ACCEPTED, EP_IDX_PENDING, MAX_ENDPOINTS - 1] {
         assert_eq!(all.active(ep), lab.dp.maps.active_flows(ep).unwrap(), "endpoint {ep}");
         assert_eq!(all.stats(ep), lab.dp.maps.endpoint_stats(ep).unwrap(), "endpoint {ep}");

@@ -413,15 +413,20 @@ impl Maps {
         let per_cpu = self.ep_stats.get(&index, 0).map_err(err(MAP_EP_STATS))?;
         Ok(sum(&per_cpu))
     }
-    /// Every endpoint's live-flow count and counters at once (a scrape reads thousands
-    /// of endpoints: a few batch reads instead of two syscalls per endpoint).
-    pub fn endpoint_counters(&self) -> Result<EndpointCounters> {
+    /// The live-flow counts and counters of endpoints `0..upto` at once (a scrape reads
+    /// thousands of endpoints: a few batch reads instead of two syscalls per endpoint).
+    pub fn endpoint_counters(&self, upto: u32) -> Result<EndpointCounters> {
         use std::os::fd::AsFd;
+        let upto = upto.min(MAX_ENDPOINTS);
         let cpus = aya::util::nr_cpus().map_err(|(_, source)| Error::Sys { what: "the number of possible CPUs", source })?;
-        let sys_err = |what| move |source| Error::Sys { what, source };
-        let active = self.views.ep_active.read(0..MAX_ENDPOINTS);
-        let stats = super::sys::read_array::<Stats>(self.ep_stats.map().fd().as_fd(), 0..MAX_ENDPOINTS, cpus).map_err(sys_err(MAP_EP_STATS))?;
-        Ok(EndpointCounters { active, stats, cpus })
+        let mut stats = vec![Stats::default(); upto as usize];
+        super::sys::for_each_in_array::<Stats>(self.ep_stats.map().fd().as_fd(), 0..upto, cpus, |i, per_cpu| {
+            if let Some(s) = stats.get_mut(i as usize) {
+                *s = sum(per_cpu);
+            }
+        })
+        .map_err(|source| Error::Sys { what: MAP_EP_STATS, source })?;
+        Ok(EndpointCounters { active: self.views.ep_active.read(0..upto), stats })
     }
     /// Counters no endpoint or VPC is charged with, summed over CPUs.
     pub fn global_stats(&self) -> Result<Stats> {
@@ -460,9 +465,8 @@ pub fn name_of_key(key: &[u8]) -> String {
 /// What [`Maps::endpoint_counters`] read, by endpoint index.
 pub struct EndpointCounters {
     active: Vec<u64>,
-    /// `cpus` values per endpoint.
+    /// Summed over CPUs.
     stats: Vec<Stats>,
-    cpus: usize,
 }
 
 impl EndpointCounters {
@@ -472,8 +476,7 @@ impl EndpointCounters {
     }
     /// Counters of endpoint `index`, summed over CPUs.
     pub fn stats(&self, index: u32) -> Stats {
-        let at = index as usize * self.cpus;
-        self.stats.get(at..at + self.cpus).map(sum).unwrap_or_default()
+        self.stats.get(index as usize).copied().unwrap_or_default()
     }
 }
 

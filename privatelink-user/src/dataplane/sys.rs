@@ -88,17 +88,17 @@ pub fn for_each_batch<K: Copy + Default, V: Copy + Default>(map: BorrowedFd<'_>,
 /// What one batch read of an array copies out at most.
 const BATCH_BYTES: usize = 1 << 20;
 
-/// The values of array map `map` at the indices `range` (`cpus` values each: the
-/// number of possible CPUs for a per-CPU array, else 1), in index order: a few syscalls
-/// (`BPF_MAP_LOOKUP_BATCH`, about a MiB each) instead of one per entry.
-pub fn read_array<V: Copy + Default>(map: BorrowedFd<'_>, range: std::ops::Range<u32>, cpus: usize) -> io::Result<Vec<V>> {
+/// The values of array map `map` at the indices `range`, shown to `each` as (index, its
+/// `cpus` values: the number of possible CPUs for a per-CPU array, else 1), in index
+/// order: a few syscalls (`BPF_MAP_LOOKUP_BATCH`, about a MiB each) instead of one per
+/// entry, and never more than a batch held at once.
+pub fn for_each_in_array<V: Copy + Default>(map: BorrowedFd<'_>, range: std::ops::Range<u32>, cpus: usize, mut each: impl FnMut(u32, &[V])) -> io::Result<()> {
     // A per-CPU value is padded to 8 bytes per CPU in the kernel's layout.
     assert!(cpus == 1 || std::mem::size_of::<V>().is_multiple_of(8), "per-CPU values must be a multiple of 8 bytes");
     let len = range.end.saturating_sub(range.start) as usize;
     let batch = (BATCH_BYTES / (std::mem::size_of::<V>() * cpus).max(1)).clamp(1, len.max(1));
     let mut keys = vec![0u32; batch];
     let mut values = vec![V::default(); batch * cpus];
-    let mut all = vec![V::default(); len * cpus];
     // The array's batch cursor is the last index read (u32; kept in a u64 for
     // alignment): the next batch starts after it.
     let mut at = range.start;
@@ -115,19 +115,18 @@ pub fn read_array<V: Copy + Default>(map: BorrowedFd<'_>, range: std::ops::Range
         let r = bpf(BPF_MAP_LOOKUP_BATCH, &mut a);
         let got = (a.u32_at(32) as usize).min(count);
         for (i, k) in keys[..got].iter().enumerate() {
-            let to = (k.wrapping_sub(range.start) as usize).saturating_mul(cpus);
-            if let (Some(to), Some(from)) = (all.get_mut(to..to + cpus), values.get(i * cpus..(i + 1) * cpus)) {
-                to.copy_from_slice(from);
+            if let Some(v) = values.get(i * cpus..(i + 1) * cpus) {
+                each(*k, v);
             }
         }
         match r {
             Ok(()) if got > 0 => at = keys[got - 1] + 1,
             Ok(()) => return Err(io::Error::other("a batch read returned nothing")),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(all),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
             Err(e) => return Err(e),
         }
     }
-    Ok(all)
+    Ok(())
 }
 
 /// A read-only view of an mmap-able array map (`BPF_F_MMAPABLE`): its values read from
