@@ -52,6 +52,22 @@ fn out<T>(p: &mut T) -> u64 {
     p as *mut T as usize as u64
 }
 
+/// One `BPF_MAP_LOOKUP_BATCH` of up to `count` entries (at most what `keys` and
+/// `values` hold) after `cursor` (None: from the start); the kernel leaves the next
+/// cursor in `next`. Returns the call's result and how many entries it copied.
+fn lookup_batch<K, V>(map: BorrowedFd<'_>, cursor: Option<&u64>, next: &mut u64, keys: &mut [K], values: &mut [V], count: usize) -> (io::Result<()>, usize) {
+    let count = count.min(keys.len());
+    let mut a = Attr::new();
+    a.put_u64(0, cursor.map_or(0, |c| ptr(c)));
+    a.put_u64(8, out(next));
+    a.put_u64(16, keys.as_mut_ptr() as usize as u64);
+    a.put_u64(24, values.as_mut_ptr() as usize as u64);
+    a.put_u32(32, count as u32);
+    a.put_u32(36, map.as_raw_fd() as u32);
+    let r = bpf(BPF_MAP_LOOKUP_BATCH, &mut a);
+    (r, (a.u32_at(32) as usize).min(count))
+}
+
 /// Read every entry of hash map `map` in batches of `batch` entries, calling `each`
 /// with each batch. Entries added or removed meanwhile may be seen or not (as with any
 /// iteration of a live hash map); none is seen twice within a bucket.
@@ -62,15 +78,7 @@ pub fn for_each_batch<K: Copy + Default, V: Copy + Default>(map: BorrowedFd<'_>,
     let (mut cursor, mut next) = (0u64, 0u64);
     let mut first = true;
     loop {
-        let mut a = Attr::new();
-        a.put_u64(0, if first { 0 } else { ptr(&cursor) });
-        a.put_u64(8, out(&mut next));
-        a.put_u64(16, keys.as_mut_ptr() as usize as u64);
-        a.put_u64(24, values.as_mut_ptr() as usize as u64);
-        a.put_u32(32, batch as u32);
-        a.put_u32(36, map.as_raw_fd() as u32);
-        let r = bpf(BPF_MAP_LOOKUP_BATCH, &mut a);
-        let got = a.u32_at(32) as usize;
+        let (r, got) = lookup_batch(map, (!first).then_some(&cursor), &mut next, &mut keys, &mut values, batch);
         match r {
             Ok(()) => each(&keys[..got], &values[..got]),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
@@ -105,15 +113,7 @@ pub fn for_each_in_array<V: Copy + Default>(map: BorrowedFd<'_>, range: std::ops
     while at < range.end {
         let (prev, mut next) = (at.wrapping_sub(1) as u64, 0u64);
         let count = batch.min((range.end - at) as usize);
-        let mut a = Attr::new();
-        a.put_u64(0, if at == 0 { 0 } else { ptr(&prev) });
-        a.put_u64(8, out(&mut next));
-        a.put_u64(16, keys.as_mut_ptr() as usize as u64);
-        a.put_u64(24, values.as_mut_ptr() as usize as u64);
-        a.put_u32(32, count as u32);
-        a.put_u32(36, map.as_raw_fd() as u32);
-        let r = bpf(BPF_MAP_LOOKUP_BATCH, &mut a);
-        let got = (a.u32_at(32) as usize).min(count);
+        let (r, got) = lookup_batch(map, (at != 0).then_some(&prev), &mut next, &mut keys, &mut values, count);
         for (i, k) in keys[..got].iter().enumerate() {
             if let Some(v) = values.get(i * cpus..(i + 1) * cpus) {
                 each(*k, v);
