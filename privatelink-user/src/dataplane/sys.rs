@@ -155,7 +155,7 @@ impl Mapped {
     }
 
     /// The values at the indices `range` (an index past the end reads as default).
-    pub fn read<V: Copy + Default>(&self, range: std::ops::Range<u32>) -> Vec<V> {
+    pub fn read<V: aya::Pod + Default>(&self, range: std::ops::Range<u32>) -> Vec<V> {
         let stride = std::mem::size_of::<V>().next_multiple_of(8);
         assert!(std::mem::align_of::<V>() <= 8);
         range

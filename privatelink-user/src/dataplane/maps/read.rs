@@ -13,7 +13,7 @@ use privatelink_common::*;
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
 /// The slots of an array map that `in_use` says are taken.
-fn slots_in_use<V: Copy + Default>(view: &Mapped, capacity: u32, in_use: impl Fn(&V) -> bool) -> Result<BTreeMap<u32, V>> {
+fn slots_in_use<V: aya::Pod + Default>(view: &Mapped, capacity: u32, in_use: impl Fn(&V) -> bool) -> Result<BTreeMap<u32, V>> {
     Ok((0..capacity).zip(view.read::<V>(0..capacity)).filter(|(_, v)| in_use(v)).collect())
 }
 
@@ -27,6 +27,7 @@ fn read_hash<K: aya::Pod + Default, V: aya::Pod + Default>(h: &HashMap<MapData, 
 }
 
 impl Maps {
+    // ---- whole tables (what the reconciler observes) ----
     /// Endpoints with a limit.
     pub fn all_rates(&self) -> Result<BTreeMap<u32, Rate>> {
         slots_in_use(&self.views.rates, MAX_ENDPOINTS, |r: &Rate| r.ps_per_byte != 0)
@@ -50,8 +51,6 @@ impl Maps {
         }
         Ok(out)
     }
-
-    // ---- whole tables (what the reconciler observes) ----
     pub fn all_vpcs(&self) -> Result<BTreeMap<u32, VpcInfo>> {
         Ok(read_hash(&self.vpcs, MAP_VPCS)?.into_iter().collect())
     }
