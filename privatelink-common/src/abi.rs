@@ -43,7 +43,8 @@ pub const ALL_MAPS: [&str; 23] = [
 /// layout. Pins without `PL_LAYOUT` are layout 1. Bumped whenever a map type or the map
 /// set changes: 2 = per-VPC counters, ICMP rate, 32 drop reasons, MTUs; 3 = private DNS,
 /// security groups, bandwidth limits; 4 = the flow's backend slot in `CtValue`,
-/// per-backend flow counters.
+/// per-backend flow counters, mmap-able arrays (`BPF_F_MMAPABLE`) for those userspace
+/// reads whole.
 pub const MAP_LAYOUT_VERSION: u32 = 4;
 pub const MAP_LAYOUT: &str = "PL_LAYOUT";
 
