@@ -77,6 +77,14 @@ pub const PROG_BENCH_CT_INSERT: &str = "privatelink_bench_ct_insert";
 pub const PROG_BENCH_CT_LOOKUP: &str = "privatelink_bench_ct_lookup";
 /// A hash of conntrack entries sized like the product's (`max_entries` set at load).
 pub const MAP_BENCH_CT: &str = "PL_BENCH_CT";
+/// In the benchmarks' object: a new flow's cost in an open-addressing table of our own
+/// (an array of `BENCH_SLOTS` slots): hash the key, claim an empty slot with a
+/// compare-and-swap (probing up to `BENCH_SLOT_PROBES` slots), write key and value.
+/// A design measured, not the product's.
+pub const PROG_BENCH_SLOT_CLAIM: &str = "privatelink_bench_slot_claim";
+pub const MAP_BENCH_SLOTS: &str = "PL_BENCH_SLOTS";
+pub const BENCH_SLOTS: u32 = 1 << 21;
+pub const BENCH_SLOT_PROBES: u32 = 8;
 pub const TX_FRAME_LEN: usize = 60;
 
 // ---- capacities ----

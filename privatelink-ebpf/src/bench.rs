@@ -1,10 +1,12 @@
 //! The benchmarks' XDP object, built by `cargo xtask bench` beside the product's and
 //! never loaded by the daemon: the reference forwarder R1, the traffic generator, and
-//! micro-benchmarks of the conntrack map's operations.
+//! micro-benchmarks of the conntrack map's operations (and of a table design of our own).
 //! It shares the product's parser and forwarder source, so R1 measures exactly the
 //! parse + FIB + redirect the data path does.
 #![no_std]
 #![no_main]
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 // Only `parse` and `forward` are used here; the rest of each module serves the product.
 #[allow(dead_code)]
@@ -20,7 +22,8 @@ use aya_ebpf::{
     maps::{Array, HashMap},
     programs::XdpContext,
 };
-use privatelink_common::{CtKey, CtValue, TX_FRAME_LEN};
+use core::intrinsics::{atomic_cxchg, AtomicOrdering};
+use privatelink_common::{CtKey, CtValue, BENCH_SLOTS, BENCH_SLOT_PROBES, TX_FRAME_LEN};
 
 /// Reference forwarder (R1): parse, `bpf_fib_lookup`, MAC rewrite and redirect, no NAT
 /// and no maps. What the data path costs is measured against it.
@@ -116,6 +119,47 @@ pub fn privatelink_bench_ct_lookup(ctx: XdpContext) -> u32 {
         Some(_) => xdp_action::XDP_PASS,
         None => xdp_action::XDP_DROP,
     }
+}
+
+/// An open-addressing table's slots: word 0 is the slot's state (0 = empty, else the
+/// key's hash | 1), then the key (2 words) and a value as large as `CtValue` (7 words).
+#[map]
+static PL_BENCH_SLOTS: Array<[u64; 10]> = Array::with_max_entries(BENCH_SLOTS, 0);
+
+/// A new flow in a table of our own: hash the key, claim the first empty slot of its
+/// probe sequence with a compare-and-swap, write key and value. XDP_DROP when it went in.
+#[xdp]
+pub fn privatelink_bench_slot_claim(ctx: XdpContext) -> u32 {
+    let k = bench_key(&ctx);
+    if k.proto == 0 {
+        return xdp_action::XDP_ABORTED;
+    }
+    let a = (k.src_ip_be as u64) << 32 | k.dst_ip_be as u64;
+    let b = (k.src_port_be as u64) << 48 | (k.dst_port_be as u64) << 32 | (k.vpc_id as u64) << 16 | k.proto as u64;
+    let h = (a ^ b.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let tag = h | 1;
+    let mut i = 0u32;
+    while i < BENCH_SLOT_PROBES {
+        let idx = ((h >> 32) as u32).wrapping_add(i) & (BENCH_SLOTS - 1);
+        let Some(slot) = PL_BENCH_SLOTS.get_ptr_mut(idx) else { return xdp_action::XDP_ABORTED };
+        let state = unsafe { (slot as *mut u64).as_mut() };
+        let Some(state) = state else { return xdp_action::XDP_ABORTED };
+        let (_, won) = unsafe { atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(state, 0, tag) };
+        if won {
+            let s = unsafe { &mut *slot };
+            s[1] = a;
+            s[2] = b;
+            s[3] = 1;
+            let mut w = 4;
+            while w < 10 {
+                s[w] = h;
+                w += 1;
+            }
+            return xdp_action::XDP_DROP;
+        }
+        i += 1;
+    }
+    xdp_action::XDP_ABORTED
 }
 
 #[cfg(not(test))]
