@@ -36,8 +36,9 @@ impl Gateway {
     pub(super) fn watch_limits(&mut self) -> Result<()> {
         let Some(dp) = &self.dp else { return Ok(()) };
         let mut events = Vec::new();
+        let counters = dp.maps.endpoint_counters(self.state.endpoint_slots_used())?;
         for e in self.state.endpoints.values() {
-            let stats = dp.maps.endpoint_stats(e.index)?;
+            let stats = counters.stats(e.index);
             for reason in [DropReason::OverLimit, DropReason::SnatExhausted] {
                 let n = stats.drop_count(reason);
                 let (last, start) = self.episodes.entry((e.index, reason as u32)).or_insert((n, None));

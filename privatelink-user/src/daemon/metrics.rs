@@ -262,8 +262,7 @@ impl Gateway {
             }
         }
         let seat = crate::model::fleet::Seat::of(&self.state, &self.opts.node);
-        let upto = self.state.endpoints.values().map(|e| e.index + 1).max().unwrap_or(0);
-        let counters = dp.maps.endpoint_counters(upto)?;
+        let counters = dp.maps.endpoint_counters(self.state.endpoint_slots_used())?;
         for e in self.state.endpoints.values() {
             let Some(svc) = self.state.services.get(&e.service) else { continue };
             let active = counters.active(e.index);

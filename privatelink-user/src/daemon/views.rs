@@ -136,15 +136,16 @@ impl Gateway {
             return Ok(StatsView { endpoints: vec![], vpcs: vec![], gateway: Counters::default() });
         };
         let mut endpoints = Vec::new();
+        let counters = dp.maps.endpoint_counters(self.state.endpoint_slots_used())?;
         for e in self.state.endpoints.values() {
             endpoints.push(EndpointStats {
                 endpoint: e.spec.name.clone(),
                 id: e.id.clone(),
                 state: e.state.to_string(),
-                active_connections: dp.maps.active_flows(e.index)?,
+                active_connections: counters.active(e.index),
                 connection_limit: self.state.services.get(&e.service).map_or(0, |s| s.spec.connection_limit),
                 bandwidth_bps: e.spec.bandwidth.map(|b| b.0),
-                counters: dp.maps.endpoint_stats(e.index)?.into(),
+                counters: counters.stats(e.index).into(),
             });
         }
         let (vpcs, gateway) = self.vpc_counters()?;

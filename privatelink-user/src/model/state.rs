@@ -194,6 +194,12 @@ impl State {
         })
     }
 
+    /// Endpoint slots `0..n` hold every endpoint (what a batch read of their counters
+    /// must cover).
+    pub fn endpoint_slots_used(&self) -> u32 {
+        self.endpoints.values().map(|e| e.index + 1).max().unwrap_or(0)
+    }
+
     /// An endpoint by name or id.
     pub fn find_endpoint(&self, key: &str) -> Option<&EndpointRecord> {
         self.endpoints.get(key).or_else(|| self.endpoints.values().find(|e| e.id == key))

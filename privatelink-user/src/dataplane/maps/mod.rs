@@ -33,7 +33,6 @@ pub struct Maps {
     vpcs: HashMap<MapData, u32, VpcInfo>,
     ep_ips: HashMap<MapData, EpIpKey, u32>,
     endpoints: Array<MapData, EndpointInfo>,
-    ep_active: Array<MapData, u64>,
     ports: HashMap<MapData, PortKey, PortTarget>,
     services: Array<MapData, ServiceInfo>,
     backends: Array<MapData, BackendInfo>,
@@ -104,7 +103,8 @@ impl Maps {
     /// Take every map out of a freshly loaded object.
     pub fn take(ebpf: &mut Ebpf) -> Result<Maps> {
         let endpoints = take(ebpf, MAP_ENDPOINTS)?;
-        let ep_active = take(ebpf, MAP_EP_ACTIVE)?;
+        // Only its read-only memory view is kept (the mapping holds the map).
+        let ep_active: Array<MapData, u64> = take(ebpf, MAP_EP_ACTIVE)?;
         let services = take(ebpf, MAP_SERVICES)?;
         let backends = take(ebpf, MAP_BACKENDS)?;
         let maglev = take(ebpf, MAP_MAGLEV)?;
@@ -123,7 +123,6 @@ impl Maps {
             vpcs: take(ebpf, MAP_VPCS)?,
             ep_ips: take(ebpf, MAP_EP_IPS)?,
             endpoints,
-            ep_active,
             ports: take(ebpf, MAP_PORTS)?,
             services,
             backends,
@@ -174,9 +173,10 @@ impl Maps {
         remove_ok(self.ep_ips.remove(&key), MAP_EP_IPS)
     }
     /// Live flows of endpoint `index`, as the limit check sees them.
+    /// Live flows holding a slot of endpoint `index` (read from memory: no syscall).
     pub fn active_flows(&self, index: u32) -> Result<u64> {
         check_index(MAP_EP_ACTIVE, index, MAX_ENDPOINTS)?;
-        self.ep_active.get(&index, 0).map_err(err(MAP_EP_ACTIVE))
+        Ok(self.views.ep_active.read(index..index + 1)[0])
     }
 
     // ---- services ----
