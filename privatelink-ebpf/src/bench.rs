@@ -142,8 +142,7 @@ pub fn privatelink_bench_slot_claim(ctx: XdpContext) -> u32 {
     while i < BENCH_SLOT_PROBES {
         let idx = ((h >> 32) as u32).wrapping_add(i) & (BENCH_SLOTS - 1);
         let Some(slot) = PL_BENCH_SLOTS.get_ptr_mut(idx) else { return xdp_action::XDP_ABORTED };
-        let state = unsafe { (slot as *mut u64).as_mut() };
-        let Some(state) = state else { return xdp_action::XDP_ABORTED };
+        let state = slot as *mut u64;
         let (_, won) = unsafe { atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(state, 0, tag) };
         if won {
             let s = unsafe { &mut *slot };

@@ -28,11 +28,11 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use core::ffi::c_void;
+use privatelink_common::*;
 
 /// Arrays userspace reads whole (drift repair, scrapes) are mmap-able: it reads them
 /// from memory instead of one syscall per entry. The data path's lookups are the same.
 const MMAPABLE: u32 = aya_ebpf::bindings::BPF_F_MMAPABLE;
-use privatelink_common::*;
 
 #[map]
 static PL_VPCS: HashMap<u32, VpcInfo> = HashMap::with_max_entries(MAX_VPCS, 0);

@@ -32,6 +32,8 @@ pub fn ip_from_raw(raw: u32) -> Ipv4Addr {
 pub struct Maps {
     vpcs: HashMap<MapData, u32, VpcInfo>,
     ep_ips: HashMap<MapData, EpIpKey, u32>,
+    /// Read through its memory view only; held so the map stays open beside it.
+    _ep_active: Array<MapData, u64>,
     endpoints: Array<MapData, EndpointInfo>,
     ports: HashMap<MapData, PortKey, PortTarget>,
     services: Array<MapData, ServiceInfo>,
@@ -103,7 +105,6 @@ impl Maps {
     /// Take every map out of a freshly loaded object.
     pub fn take(ebpf: &mut Ebpf) -> Result<Maps> {
         let endpoints = take(ebpf, MAP_ENDPOINTS)?;
-        // Only its read-only memory view is kept (the mapping holds the map).
         let ep_active: Array<MapData, u64> = take(ebpf, MAP_EP_ACTIVE)?;
         let services = take(ebpf, MAP_SERVICES)?;
         let backends = take(ebpf, MAP_BACKENDS)?;
@@ -123,6 +124,7 @@ impl Maps {
             vpcs: take(ebpf, MAP_VPCS)?,
             ep_ips: take(ebpf, MAP_EP_IPS)?,
             endpoints,
+            _ep_active: ep_active,
             ports: take(ebpf, MAP_PORTS)?,
             services,
             backends,
