@@ -13,8 +13,8 @@ use privatelink_common::*;
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
 /// The slots of an array map that `in_use` says are taken.
-fn slots_in_use<V: aya::Pod + Default>(view: &Mapped, capacity: u32, in_use: impl Fn(&V) -> bool) -> Result<BTreeMap<u32, V>> {
-    Ok((0..capacity).zip(view.read::<V>(0..capacity)).filter(|(_, v)| in_use(v)).collect())
+fn slots_in_use<V: aya::Pod + Default>(view: &Mapped, capacity: u32, in_use: impl Fn(&V) -> bool) -> BTreeMap<u32, V> {
+    (0..capacity).zip(view.read::<V>(0..capacity)).filter(|(_, v)| in_use(v)).collect()
 }
 
 /// Every entry of a hash map, read in batches.
@@ -30,7 +30,7 @@ impl Maps {
     // ---- whole tables (what the reconciler observes) ----
     /// Endpoints with a limit.
     pub fn all_rates(&self) -> Result<BTreeMap<u32, Rate>> {
-        slots_in_use(&self.views.rates, MAX_ENDPOINTS, |r: &Rate| r.ps_per_byte != 0)
+        Ok(slots_in_use(&self.views.rates, MAX_ENDPOINTS, |r: &Rate| r.ps_per_byte != 0))
     }
     pub fn all_sg_sets(&self) -> Result<BTreeMap<u32, Vec<SgRule>>> {
         let mut out = BTreeMap::new();
@@ -60,7 +60,7 @@ impl Maps {
     }
     /// Endpoint slots in use (state != 0).
     pub fn all_endpoints(&self) -> Result<BTreeMap<u32, EndpointInfo>> {
-        slots_in_use(&self.views.endpoints, MAX_ENDPOINTS, |e: &EndpointInfo| e.state != 0)
+        Ok(slots_in_use(&self.views.endpoints, MAX_ENDPOINTS, |e: &EndpointInfo| e.state != 0))
     }
     /// The SNAT addresses the endpoints count (`snat_count` slots each; 0 = cleared).
     pub fn all_ep_snat(&self, endpoints: &BTreeMap<u32, EndpointInfo>) -> Result<BTreeMap<u32, Ipv4Addr>> {
@@ -78,7 +78,7 @@ impl Maps {
     }
     /// Service slots in use (active).
     pub fn all_services(&self) -> Result<BTreeMap<u32, ServiceInfo>> {
-        slots_in_use(&self.views.services, MAX_SERVICES, |s: &ServiceInfo| s.active != 0)
+        Ok(slots_in_use(&self.views.services, MAX_SERVICES, |s: &ServiceInfo| s.active != 0))
     }
     /// (service, proto, endpoint port) -> service port, ports in host order.
     pub fn all_ports(&self) -> Result<BTreeMap<(u32, u8, u16), u16>> {
@@ -86,7 +86,7 @@ impl Maps {
     }
     /// Backend slots in use: slot -> (address, up).
     pub fn all_backends(&self) -> Result<BTreeMap<u32, (Ipv4Addr, bool)>> {
-        let used = slots_in_use(&self.views.backends, MAX_BACKENDS, |b: &BackendInfo| b.ip_be != 0 || b.flags != 0)?;
+        let used = slots_in_use(&self.views.backends, MAX_BACKENDS, |b: &BackendInfo| b.ip_be != 0 || b.flags != 0);
         Ok(used.into_iter().map(|(i, b)| (i, (ip_from_raw(b.ip_be), b.flags & BACKEND_FLAG_UP != 0))).collect())
     }
     pub fn maglev_table(&self, service: u32) -> Result<Vec<u32>> {
