@@ -75,6 +75,11 @@ pub const MAP_TX_FRAME: &str = "PL_TX_FRAME";
 pub const PROG_BENCH_PARSE: &str = "privatelink_bench_parse";
 pub const PROG_BENCH_CT_INSERT: &str = "privatelink_bench_ct_insert";
 pub const PROG_BENCH_CT_LOOKUP: &str = "privatelink_bench_ct_lookup";
+/// In the benchmarks' object: R1 plus a new flow's unavoidable map work in a
+/// two-entry design (a miss, then two BPF_NOEXIST inserts into `PL_BENCH_CT`), and in
+/// a one-entry design (`_ONE`: a miss and one insert).
+pub const PROG_BENCH_FLOOR: &str = "privatelink_bench_floor";
+pub const PROG_BENCH_FLOOR_ONE: &str = "privatelink_bench_floor_one";
 /// A hash of conntrack entries sized like the product's (`max_entries` set at load).
 pub const MAP_BENCH_CT: &str = "PL_BENCH_CT";
 /// In the benchmarks' object: a new flow's cost in an open-addressing table of our own

@@ -121,6 +121,54 @@ pub fn privatelink_bench_ct_lookup(ctx: XdpContext) -> u32 {
     }
 }
 
+/// R1 plus the map work every new flow needs in a design with two kernel-hash entries
+/// (one per direction, as ours and cilium's): the forward key's miss, then the reverse
+/// and the forward entry inserted with BPF_NOEXIST, then parse + FIB + redirect as R1
+/// does. No endpoint, limit, port choice or rewrite: a floor for the product's new flow.
+#[xdp]
+pub fn privatelink_bench_floor(ctx: XdpContext) -> u32 {
+    floor(&ctx, true)
+}
+
+/// The same with one entry per flow (the miss and one insert): the floor of any design
+/// whose flow table is a kernel hash, were the reverse direction free.
+#[xdp]
+pub fn privatelink_bench_floor_one(ctx: XdpContext) -> u32 {
+    floor(&ctx, false)
+}
+
+#[inline(always)]
+fn floor(ctx: &XdpContext, reverse: bool) -> u32 {
+    let p = match parse::parse(ctx) {
+        parse::Parsed::Ipv4(p) if !p.fragment && p.has_ports => p,
+        _ => return xdp_action::XDP_ABORTED,
+    };
+    let k = CtKey { src_ip_be: p.src_ip, dst_ip_be: p.dst_ip, src_port_be: p.src_port, dst_port_be: p.dst_port, vpc_id: 1, proto: p.proto, _pad: 0 };
+    if unsafe { PL_BENCH_CT.get(&k) }.is_some() {
+        return xdp_action::XDP_ABORTED;
+    }
+    if reverse {
+        let rk = CtKey { src_ip_be: p.dst_ip, dst_ip_be: p.src_ip, src_port_be: p.dst_port, dst_port_be: p.src_port, vpc_id: 2, proto: p.proto, _pad: 0 };
+        let rv = CtValue { endpoint: 1, kind: 2, ..CtValue::default() };
+        if PL_BENCH_CT.insert(&rk, &rv, BPF_NOEXIST as u64).is_err() {
+            return xdp_action::XDP_ABORTED;
+        }
+    }
+    let fv = CtValue { endpoint: 1, kind: 1, ..CtValue::default() };
+    if PL_BENCH_CT.insert(&k, &fv, BPF_NOEXIST as u64).is_err() {
+        return xdp_action::XDP_ABORTED;
+    }
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let hop = forward::fib(ctx, ifindex, 0, p.src_ip, p.dst_ip, p.proto, p.ip_tot_len);
+    if hop.kind != forward::HOP_REDIRECT {
+        return xdp_action::XDP_PASS;
+    }
+    match forward::set_macs_and_redirect(ctx, hop.ifindex, &hop.smac, &hop.dmac) {
+        forward::Route::Action(a) => a,
+        forward::Route::NoRoute => xdp_action::XDP_PASS,
+    }
+}
+
 /// An open-addressing table's slots: word 0 is the slot's state (0 = empty, else the
 /// key's hash | 1), then the key (2 words) and a value as large as `CtValue` (7 words).
 #[map]

@@ -34,7 +34,7 @@ impl BenchObject {
             .map_max_entries(MAP_BENCH_CT, cap)
             .load_file(&p)
             .unwrap_or_else(|e| panic!("loading {} ({e}): build it with `cargo xtask bench`", p.display()));
-        for name in [PROG_FWD, PROG_TX, PROG_BENCH_PARSE, PROG_BENCH_CT_INSERT, PROG_BENCH_CT_LOOKUP, PROG_BENCH_SLOT_CLAIM] {
+        for name in [PROG_FWD, PROG_TX, PROG_BENCH_PARSE, PROG_BENCH_CT_INSERT, PROG_BENCH_CT_LOOKUP, PROG_BENCH_SLOT_CLAIM, PROG_BENCH_FLOOR, PROG_BENCH_FLOOR_ONE] {
             let prog: &mut Xdp = ebpf.program_mut(name).unwrap_or_else(|| panic!("{name} missing")).try_into().unwrap();
             prog.load().unwrap_or_else(|e| panic!("loading {name}: {e}"));
         }

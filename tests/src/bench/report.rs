@@ -44,12 +44,25 @@ fn md_row(r: &Row) -> String {
 }
 
 /// `old` (a report) with `rows` merged in: a row of the same part and name is replaced
-/// where it stands, a new one goes at the end of its part's table (a new part before
-/// the targets), every other row is kept; `what` becomes a bullet of the header, so
+/// where it stands, a new one goes right after the run's row before it when that row
+/// stands in `old`, else at the end of its part's table (a new part before the
+/// targets), every other row is kept; `what` becomes a bullet of the header, so
 /// the report says which rows came from which run. A bullet of an earlier run
 /// containing `superseded` (the same command: its rows are all measured again) goes.
 pub fn merge(old: &str, rows: &[Row], what: &str, superseded: &str) -> String {
     let mut used = vec![false; rows.len()];
+    // Which of the run's rows `old` has already (by part and name).
+    let mut in_old = vec![false; rows.len()];
+    let mut part: Option<&str> = None;
+    for line in old.lines() {
+        if let Some(h) = line.strip_prefix("## ") {
+            part = Some(h);
+        } else if let Some(name) = line.strip_prefix("| ").and_then(|l| l.split(" | ").next()) {
+            for (i, r) in rows.iter().enumerate() {
+                in_old[i] |= Some(r.part) == part && r.name == name;
+            }
+        }
+    }
     let mut out: Vec<String> = Vec::new();
     let mut part: Option<&str> = None;
     let flush = |part: Option<&str>, used: &mut Vec<bool>, out: &mut Vec<String>| {
@@ -90,6 +103,12 @@ pub fn merge(old: &str, rows: &[Row], what: &str, superseded: &str) -> String {
             if let Some(i) = rows.iter().position(|r| Some(r.part) == part && r.name == name) {
                 used[i] = true;
                 out.push(md_row(&rows[i]));
+                let mut j = i + 1;
+                while j < rows.len() && rows[j].part == rows[i].part && !in_old[j] && !used[j] {
+                    used[j] = true;
+                    out.push(md_row(&rows[j]));
+                    j += 1;
+                }
                 continue;
             }
         } else if line.is_empty() && out.last().is_some_and(|l| l.starts_with("| ")) {
@@ -116,7 +135,7 @@ pub fn markdown(rows: &[Row], quick: bool) -> String {
     let _ = writeln!(
         md,
         "\n## Method\n\
-- Part 1: the real XDP object in a gateway namespace with neighbours prefilled, `ingress_ifindex` set through the context; every run is BPF_PROG_TEST_RUN with repeat=1 and a fresh frame (the kernel does not reset the packet between repeats, so repeat>1 would measure a NAT program on its own output); each value is the median of the trials' medians, with the trials' min-max. R0 (`XDP_PASS`) shows the timer's floor; R1 (parse + `bpf_fib_lookup` + redirect, no NAT) is the reference the data path is compared with. New-flow runs vary the source so each SYN really opens a flow.\n\
+- Part 1: the real XDP object in a gateway namespace with neighbours prefilled, `ingress_ifindex` set through the context; every run is BPF_PROG_TEST_RUN with repeat=1 and a fresh frame (the kernel does not reset the packet between repeats, so repeat>1 would measure a NAT program on its own output); each value is the median of the trials' medians, with the trials' min-max. R0 (`XDP_PASS`) shows the timer's floor; R1 (parse + `bpf_fib_lookup` + redirect, no NAT) is the reference the data path is compared with. New-flow runs vary the source so each SYN really opens a flow; the new-flow row and the two floor rows under it (R1 plus the map work of a two-entry or a one-entry flow table, nothing else) take turns trial by trial, so their ratios compare the same moments of the machine.\n\
 - Part 2: the same for the established path with many endpoints / live flows; `apply` through the real daemon and CLI (wall clock of the CLI, YAML to map writes); RSS from /proc/PID/smaps without the daemon's read-only mmap views of BPF arrays (those pages are the maps' own memory), BPF map memory from the daemon's map fds (`memlock` of each map once). The fleet rows apply on node 1 of three daemons sharing a real etcd (in the fleet lab's namespaces) and time until nodes 2 and 3 report the new generation; the no-op re-apply is sent to node 2.\n\
 - Part 3: client | gateway | server namespaces on veth, variants interleaved in every trial after a warm-up round, senders on CPU 0. The hosts' veth ends run XDP_PASS and have tx checksum offload off in every variant; D, N and H get XDP_PASS on the gateway's client-side veth too (the UDP generator's XDP_TX frames need NAPI there). G is the product attached in generic (skb) mode on both gateway veths (`vpcs[].xdp_mode: generic`); it has no UDP row, since the generator's XDP_TX frames reach only a native program. UDP: 64-byte frames from a live-frames BPF_PROG_TEST_RUN generator (XDP_TX on the client's veth), counted as received by the server's veth; CPU-ns/pkt is the whole machine's busy time per delivered packet. TCP throughput: iperf3, in two offload profiles: *matched* (TSO/GSO/GRO and tx checksum off on all four veths) and *default* (as the kernel sets them, tx checksum off on the hosts). Attaching XDP to a veth turns GSO/TSO off on its peer, so under the default profile XDP variants are packet-rate bound while D and N move 64 KB GSO packets. New connections: wrk (1 thread, 32 connections, `Connection: close`) against nginx. Round trips: a 1-byte TCP ping-pong of our own. The flood row: an established ping-pong (CPU 1) while a live-frames generator (CPU 0) sends SYNs to the same endpoint, whose limit (1) the ping-pong flow holds, so every SYN is refused with a RST.\n"
     );
@@ -146,19 +165,21 @@ mod tests {
     #[test]
     fn merge_replaces_the_rows_measured_and_keeps_the_rest() {
         let old = markdown(&[row("1. a", "x", 1.0), row("1. a", "y", 2.0), row("2. b", "z", 3.0)], false);
-        let new = [row("1. a", "y", 20.0), row("1. a", "w", 40.0), row("3. c", "v", 50.0)];
+        let new = [row("1. a", "y", 20.0), row("1. a", "w", 40.0), row("1. a", "x", 10.0), row("1. a", "u", 30.0), row("3. c", "v", 50.0)];
         let old = merge(&old, &[], "by `x` earlier", "by `x`");
         let md = merge(&old, &new, "rerun by `x`", "by `x`");
         let lines: Vec<&str> = md.lines().collect();
         let at = |s: &str| lines.iter().position(|l| l.starts_with(s)).unwrap_or_else(|| panic!("no {s} in\n{md}"));
-        assert_eq!(lines[at("| x |")], "| x | 1.00 | 1.00 - 1.00 | ns | n |");
+        assert_eq!(lines[at("| x |")], "| x | 10.0 | 10.0 - 10.0 | ns | n |");
         assert_eq!(lines[at("| y |")], "| y | 20.0 | 20.0 - 20.0 | ns | n |");
-        assert!(at("| y |") < at("| w |") && at("| w |") < at("## 2. b"), "a new row ends its part's table:\n{md}");
+        assert_eq!(at("| w |"), at("| y |") + 1, "a new row follows the run's row before it:\n{md}");
+        assert_eq!(at("| u |"), at("| x |") + 1, "{md}");
+        assert!(at("| x |") < at("| y |") && at("| w |") < at("## 2. b"), "the old rows keep their places:\n{md}");
         assert_eq!(lines[at("| z |")], "| z | 3.00 | 3.00 - 3.00 | ns | n |");
         assert!(at("## 2. b") < at("## 3. c") && at("| v |") < at("## Targets"), "a new part goes before the targets:\n{md}");
         assert!(at("- rerun") < at("## Method"), "{md}");
         assert_eq!(md.matches("| y |").count(), 1, "{md}");
         assert!(!md.contains("earlier"), "the bullet of the same command's earlier run stays:\n{md}");
-        assert_eq!(lines.len(), old.lines().count() + 7, "{md}");
+        assert_eq!(lines.len(), old.lines().count() + 8, "{md}");
     }
 }

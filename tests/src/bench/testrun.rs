@@ -41,27 +41,47 @@ fn once(prog: &Xdp, ifindex: u32, frame: &[u8]) -> (u32, f64) {
 }
 
 /// Trial medians of `runs` runs each; `frame(i)` gives run i's frame.
-fn measure(prog: &Xdp, ifindex: u32, e: Effort, expect: u32, mut frame: impl FnMut(usize) -> Vec<u8>) -> Vec<f64> {
-    let mut i = 0;
-    // Warm-up.
-    for _ in 0..e.runs.min(200) {
-        once(prog, ifindex, &frame(i));
-        i += 1;
+fn measure(prog: &Xdp, ifindex: u32, e: Effort, expect: u32, frame: impl FnMut(usize) -> Vec<u8>) -> Vec<f64> {
+    let mut frame = frame;
+    measure_together(&mut [Case { prog, ifindex, expect, frame: &mut frame }], e).remove(0)
+}
+
+/// One program's runs in [`measure_together`].
+struct Case<'a> {
+    prog: &'a Xdp,
+    ifindex: u32,
+    expect: u32,
+    frame: &'a mut dyn FnMut(usize) -> Vec<u8>,
+}
+
+/// Like [`measure`] for several cases whose trials take turns (case 1's trial 1, case 2's
+/// trial 1, ...), so that rows compared with each other see the same moments of a
+/// noisy machine. Each case numbers its own frames.
+fn measure_together(cases: &mut [Case], e: Effort) -> Vec<Vec<f64>> {
+    let mut next = vec![0usize; cases.len()];
+    for (c, i) in cases.iter_mut().zip(next.iter_mut()) {
+        // Warm-up.
+        for _ in 0..e.runs.min(200) {
+            once(c.prog, c.ifindex, &(c.frame)(*i));
+            *i += 1;
+        }
     }
-    (0..e.trials)
-        .map(|_| {
+    let mut medians = vec![Vec::with_capacity(e.trials); cases.len()];
+    for _ in 0..e.trials {
+        for ((c, i), m) in cases.iter_mut().zip(next.iter_mut()).zip(medians.iter_mut()) {
             let mut ns: Vec<f64> = (0..e.runs)
                 .map(|_| {
-                    let (rc, t) = once(prog, ifindex, &frame(i));
-                    assert_eq!(rc, expect, "benchmark case returned {} instead of {}", action_name(rc), action_name(expect));
-                    i += 1;
+                    let (rc, t) = once(c.prog, c.ifindex, &(c.frame)(*i));
+                    assert_eq!(rc, c.expect, "benchmark case returned {} instead of {}", action_name(rc), action_name(c.expect));
+                    *i += 1;
                     t
                 })
                 .collect();
             ns.sort_by(|a, b| a.total_cmp(b));
-            ns[ns.len() / 2]
-        })
-        .collect()
+            m.push(ns[ns.len() / 2]);
+        }
+    }
+    medians
 }
 
 fn ack(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), smac: [u8; 6], dmac: [u8; 6]) -> Vec<u8> {
@@ -106,9 +126,12 @@ fn established_forward(lab: &PacketLab, e: Effort, sport: u16) -> Vec<f64> {
     measure(prog, lab.consumer_if, e, XDP_REDIRECT, |_| f.clone())
 }
 
+/// The part's conntrack capacity, the product's and the floor row's.
+const CT_CAPACITY: u32 = 2 << 20;
+
 pub fn run(e: Effort) -> Vec<Row> {
     let mut rows = Vec::new();
-    let mut lab = PacketLab::new(2 << 20);
+    let mut lab = PacketLab::new(CT_CAPACITY);
     add_endpoint(&mut lab, EP_IDX_UNLIMITED, EP_UNLIMITED, u32::MAX);
     add_endpoint(&mut lab, EP_IDX_ZERO, EP_ZERO, 0);
     let prog = lab.dp.xdp().unwrap();
@@ -158,12 +181,37 @@ pub fn run(e: Effort) -> Vec<Row> {
     let t = measure(prog, lab.provider_if, e, XDP_REDIRECT, |_| err.clone());
     rows.push(Row::new(PART, "ICMP error translated (backend's port unreachable to the client)", &t, "ns/pkt").note(ratio(&t)));
 
-    // New flows: source address and port vary, so every SYN opens a new flow.
-    let t = measure(prog, cif, e, XDP_REDIRECT, |i| {
-        let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + 2 + (i / 50_000) as u32 % 200);
-        syn_from(1024 + (i % 50_000) as u16, src, EP_UNLIMITED)
-    });
+    // New flows: source address and port vary, so every SYN opens a new flow. Beside
+    // them, taking turns with their trials, the floors under them: R1 plus the miss and
+    // the inserts a flow table of kernel hashes needs, in the bench object's hash sized
+    // as the product's conntrack (the SYNs go to the backend, as R1's frame).
+    // Both floors share one table; their sources (10.net.0.0/16) differ, so every SYN is
+    // a new key there too. The object lives until the lab goes: freeing a large map
+    // takes a kernel worker's time, which must not fall into a measurement.
+    let syn = |i: usize, net: u8, dst: Ipv4Addr, dport: u16| {
+        let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, net, 0, 0)) + 2 + (i / 50_000) as u32 % 200);
+        Packet::tcp((src, 1024 + (i % 50_000) as u16), (dst, dport), SYN).macs(CLIENT_MAC, GW_CONSUMER_MAC).seq_ack(1000, 0).build()
+    };
+    let floors = super::object::BenchObject::with_ct_capacity(CT_CAPACITY);
+    let (mut f0, mut f1, mut f2) = (|i| syn(i, 0, EP_UNLIMITED, 80), |i| syn(i, 1, BACKEND, 8080), |i| syn(i, 2, BACKEND, 8080));
+    let mut m = measure_together(
+        &mut [
+            Case { prog, ifindex: cif, expect: XDP_REDIRECT, frame: &mut f0 },
+            Case { prog: floors.program(PROG_BENCH_FLOOR), ifindex: cif, expect: XDP_REDIRECT, frame: &mut f1 },
+            Case { prog: floors.program(PROG_BENCH_FLOOR_ONE), ifindex: cif, expect: XDP_REDIRECT, frame: &mut f2 },
+        ],
+        e,
+    );
+    let (t, two, one) = (m.remove(0), m.remove(0), m.remove(0));
     rows.push(Row::new(PART, "new TCP flow (SYN: limit check, conntrack insert, SNAT port)", &t, "ns/pkt").note(ratio(&t)));
+    let new_flow = super::summary(&t).0;
+    for (floor, what) in [(&two, "two BPF_NOEXIST inserts (an entry per direction, as ours)"), (&one, "one BPF_NOEXIST insert (were the reverse direction free)")] {
+        let above = new_flow - super::summary(floor).0;
+        rows.push(
+            Row::new(PART, format!("floor of a new flow: R1 + conntrack miss + {what}; bench object, no NAT"), floor, "ns/pkt")
+                .note(format!("{}; the product's new flow is {above:.0} ns above it", ratio(floor))),
+        );
+    }
     // The same with a 100-rule security group whose last rule is the one that admits.
     let mut rules: Vec<SgRule> = (0..99u16)
         .map(|i| SgRule { net_be: ip_raw(Ipv4Addr::new(192, 0, 2, 0)), mask_be: ip_raw(Ipv4Addr::new(255, 255, 255, 0)), port_lo: 1000 + i, port_hi: 1000 + i, proto: PROTO_TCP, action: SG_DENY, _pad: [0; 2] })
@@ -182,14 +230,14 @@ pub fn run(e: Effort) -> Vec<Row> {
         syn_from(1024 + (i % 50_000) as u16, src, EP_SG)
     });
     let extra = super::summary(&t).0 - base;
-    rows.push(Row::new(PART, "new TCP flow through a 100-rule security group (the 100th rule admits)", &t, "ns/pkt").note(format!("{}; +{extra:.0} ns for the rules", ratio(&t))));
+    rows.push(Row::new(PART, "new TCP flow through a 100-rule security group (the 100th rule admits)", &t, "ns/pkt").note(format!("{}; {extra:+.0} ns for the rules", ratio(&t))));
     let t = measure(prog, cif, e, XDP_TX, |i| syn_from(2000 + (i % 1000) as u16, CLIENT, EP_ZERO));
     rows.push(Row::new(PART, "SYN over the connection limit (RST sent)", &t, "ns/pkt").note(ratio(&t)));
     let noflow = ack((CLIENT, 45000), (EP_ACCEPTED, 80), CLIENT_MAC, GW_CONSUMER_MAC);
     let t = measure(prog, cif, e, XDP_TX, |_| noflow.clone());
     rows.push(Row::new(PART, "non-SYN of no flow (RST sent)", &t, "ns/pkt").note(ratio(&t)));
     rows.extend(dns(&mut lab, e, &ratio));
-    drop(lab);
+    drop((lab, floors));
 
     rows.extend(scale(e));
     rows
