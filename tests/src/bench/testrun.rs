@@ -203,8 +203,11 @@ pub fn run(e: Effort) -> Vec<Row> {
         e,
     );
     let (t, two, one) = (m.remove(0), m.remove(0), m.remove(0));
-    rows.push(Row::new(PART, "new TCP flow (SYN: limit check, conntrack insert, SNAT port)", &t, "ns/pkt").note(ratio(&t)));
     let new_flow = super::summary(&t).0;
+    rows.push(
+        Row::new(PART, "new TCP flow (SYN: limit check, conntrack insert, SNAT port)", &t, "ns/pkt")
+            .note(format!("{}; {:.2} M new flows/s per core", ratio(&t), 1e3 / new_flow)),
+    );
     for (floor, what) in [(&two, "two BPF_NOEXIST inserts (an entry per direction, as ours)"), (&one, "one BPF_NOEXIST insert (were the reverse direction free)")] {
         let above = new_flow - super::summary(floor).0;
         rows.push(
