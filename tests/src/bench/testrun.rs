@@ -43,7 +43,7 @@ fn once(prog: &Xdp, ifindex: u32, frame: &[u8]) -> (u32, f64) {
 /// Trial medians of `runs` runs each; `frame(i)` gives run i's frame.
 fn measure(prog: &Xdp, ifindex: u32, e: Effort, expect: u32, frame: impl FnMut(usize) -> Vec<u8>) -> Vec<f64> {
     let mut frame = frame;
-    measure_together(&mut [Case { prog, ifindex, expect, frame: &mut frame }], e).remove(0)
+    measure_together(&mut [Case { prog, ifindex, expect, frames: Frames::Each(&mut frame) }], e).remove(0)
 }
 
 /// One program's runs in [`measure_together`].
@@ -51,7 +51,67 @@ struct Case<'a> {
     prog: &'a Xdp,
     ifindex: u32,
     expect: u32,
-    frame: &'a mut dyn FnMut(usize) -> Vec<u8>,
+    frames: Frames<'a>,
+}
+
+enum Frames<'a> {
+    /// The same frame on every run.
+    Same(&'a [u8]),
+    /// Run i's frame.
+    Each(&'a mut dyn FnMut(usize) -> Vec<u8>),
+}
+
+impl Case<'_> {
+    fn run(&mut self, i: usize) -> (u32, f64) {
+        match &mut self.frames {
+            Frames::Same(f) => once(self.prog, self.ifindex, f),
+            Frames::Each(f) => once(self.prog, self.ifindex, &f(i)),
+        }
+    }
+}
+
+/// Part 1's reference R1, measured in turn with every row: a row's ratio is to the R1
+/// trials taken between its own, so that a host's noisy moments move both alike.
+struct Reference<'a> {
+    prog: &'a Xdp,
+    ifindex: u32,
+    frame: Vec<u8>,
+    e: Effort,
+}
+
+/// A row's trial medians, and R1's median over the same stretch of time.
+struct Timed {
+    t: Vec<f64>,
+    r1: f64,
+}
+
+impl Timed {
+    fn median(&self) -> f64 {
+        super::summary(&self.t).0
+    }
+
+    fn ratio(&self) -> String {
+        format!("{:.2}x R1", self.median() / self.r1)
+    }
+}
+
+impl Reference<'_> {
+    /// R1 as a case of [`measure_together`].
+    fn case(&self) -> Case<'_> {
+        Case { prog: self.prog, ifindex: self.ifindex, expect: XDP_REDIRECT, frames: Frames::Same(&self.frame) }
+    }
+
+    /// The cases' trials in turn with R1's (`cases` ends with [`Reference::case`]).
+    fn measure(&self, cases: &mut [Case]) -> Vec<Timed> {
+        let mut m = measure_together(cases, self.e);
+        let r1 = super::summary(&m.pop().expect("R1's trials")).0;
+        m.into_iter().map(|t| Timed { t, r1 }).collect()
+    }
+
+    /// One program's trials in turn with R1's.
+    fn one(&self, prog: &Xdp, ifindex: u32, expect: u32, mut frame: impl FnMut(usize) -> Vec<u8>) -> Timed {
+        self.measure(&mut [Case { prog, ifindex, expect, frames: Frames::Each(&mut frame) }, self.case()]).remove(0)
+    }
 }
 
 /// Like [`measure`] for several cases whose trials take turns (case 1's trial 1, case 2's
@@ -62,7 +122,7 @@ fn measure_together(cases: &mut [Case], e: Effort) -> Vec<Vec<f64>> {
     for (c, i) in cases.iter_mut().zip(next.iter_mut()) {
         // Warm-up.
         for _ in 0..e.runs.min(200) {
-            once(c.prog, c.ifindex, &(c.frame)(*i));
+            c.run(*i);
             *i += 1;
         }
     }
@@ -71,7 +131,7 @@ fn measure_together(cases: &mut [Case], e: Effort) -> Vec<Vec<f64>> {
         for ((c, i), m) in cases.iter_mut().zip(next.iter_mut()).zip(medians.iter_mut()) {
             let mut ns: Vec<f64> = (0..e.runs)
                 .map(|_| {
-                    let (rc, t) = once(c.prog, c.ifindex, &(c.frame)(*i));
+                    let (rc, t) = c.run(*i);
                     assert_eq!(rc, c.expect, "benchmark case returned {} instead of {}", action_name(rc), action_name(c.expect));
                     *i += 1;
                     t
@@ -141,45 +201,46 @@ pub fn run(e: Effort) -> Vec<Row> {
     let cif = lab.consumer_if;
 
     let direct = ack((CLIENT, 40000), (BACKEND, 8080), CLIENT_MAC, GW_CONSUMER_MAC);
-    let r0_t = measure(r0, cif, e, XDP_PASS, |_| direct.clone());
-    let r1_t = measure(r1, cif, e, XDP_REDIRECT, |_| direct.clone());
-    let r1_med = super::summary(&r1_t).0;
-    let ratio = |t: &[f64]| format!("{:.2}x R1", super::summary(t).0 / r1_med);
-    rows.push(Row::new(PART, "R0: XDP_PASS only", &r0_t, "ns/pkt").note(ratio(&r0_t)));
-    rows.push(Row::new(PART, "R1: parse + bpf_fib_lookup + redirect, no NAT", &r1_t, "ns/pkt"));
+    let r = Reference { prog: r1, ifindex: cif, frame: direct.clone(), e };
+    // R1's own row: its trials taken in turn with R0's.
+    let mut m = measure_together(&mut [Case { prog: r0, ifindex: cif, expect: XDP_PASS, frames: Frames::Same(&direct) }, r.case()], e);
+    let (r0_t, r1_t) = (m.remove(0), m.remove(0));
+    let r0_t = Timed { t: r0_t, r1: super::summary(&r1_t).0 };
+    rows.push(Row::new(PART, "R0: XDP_PASS only", &r0_t.t, "ns/pkt").note(r0_t.ratio()));
+    rows.push(Row::new(PART, "R1: parse + bpf_fib_lookup + redirect, no NAT", &r1_t, "ns/pkt").note("in turn with R0; every row's ratio is to the R1 trials taken in turn with its own"));
 
     let other = ack((CLIENT, 40000), (Ipv4Addr::new(10, 0, 0, 50), 80), CLIENT_MAC, GW_CONSUMER_MAC);
-    let t = measure(prog, cif, e, XDP_DROP, |_| other.clone());
-    rows.push(Row::new(PART, "traffic for no endpoint (dropped, not_routed)", &t, "ns/pkt").note(ratio(&t)));
+    let t = r.one(prog, cif, XDP_DROP, |_| other.clone());
+    rows.push(Row::new(PART, "traffic for no endpoint (dropped, not_routed)", &t.t, "ns/pkt").note(t.ratio()));
     let own = ack((CLIENT, 40000), (GW_CONSUMER, 22), CLIENT_MAC, GW_CONSUMER_MAC);
-    let t = measure(prog, cif, e, XDP_PASS, |_| own.clone());
-    rows.push(Row::new(PART, "traffic for the gateway's own address (passes to the kernel)", &t, "ns/pkt").note(ratio(&t)));
+    let t = r.one(prog, cif, XDP_PASS, |_| own.clone());
+    rows.push(Row::new(PART, "traffic for the gateway's own address (passes to the kernel)", &t.t, "ns/pkt").note(t.ratio()));
 
     let sport = 41000;
     let snat_port = establish(&lab, sport);
     let fwd = ack((CLIENT, sport), (EP_ACCEPTED, 80), CLIENT_MAC, GW_CONSUMER_MAC);
-    let t = measure(prog, cif, e, XDP_REDIRECT, |_| fwd.clone());
-    rows.push(Row::new(PART, "established forward (DNAT+SNAT, TTL, MTU check, redirect)", &t, "ns/pkt").note(ratio(&t)));
+    let t = r.one(prog, cif, XDP_REDIRECT, |_| fwd.clone());
+    rows.push(Row::new(PART, "established forward (DNAT+SNAT, TTL, MTU check, redirect)", &t.t, "ns/pkt").note(t.ratio()));
     // The same flow under a bandwidth limit high enough that nothing is over it: the
     // policer's cost (a rate lookup and a compare-and-swap on the shared bucket).
-    let unpoliced = super::summary(&t).0;
+    let unpoliced = t.median();
     lab.dp.maps.set_rate(EP_IDX_ACCEPTED, Rate::of_bps(100_000_000_000)).unwrap();
     let prog = lab.dp.xdp().unwrap();
-    let t = measure(prog, cif, e, XDP_REDIRECT, |_| fwd.clone());
-    let extra = super::summary(&t).0 - unpoliced;
-    rows.push(Row::new(PART, "established forward with a bandwidth limit (policer, nothing over it)", &t, "ns/pkt").note(format!("{}; {extra:+.0} ns for the policer", ratio(&t))));
+    let t = r.one(prog, cif, XDP_REDIRECT, |_| fwd.clone());
+    let extra = t.median() - unpoliced;
+    rows.push(Row::new(PART, "established forward with a bandwidth limit (policer, nothing over it)", &t.t, "ns/pkt").note(format!("{}; {extra:+.0} ns for the policer", t.ratio())));
     assert_eq!(ep_stats(&lab, EP_IDX_ACCEPTED).drop_count(DropReason::OverBandwidth), 0, "the benchmark policed its own packets");
     lab.dp.maps.set_rate(EP_IDX_ACCEPTED, Rate::default()).unwrap();
     let prog = lab.dp.xdp().unwrap();
     let rev = ack((BACKEND, 8080), (SNAT_IP, snat_port), BACKEND_MAC, GW_PROVIDER_MAC);
-    let t = measure(prog, lab.provider_if, e, XDP_REDIRECT, |_| rev.clone());
-    rows.push(Row::new(PART, "established reverse", &t, "ns/pkt").note(ratio(&t)));
+    let t = r.one(prog, lab.provider_if, XDP_REDIRECT, |_| rev.clone());
+    rows.push(Row::new(PART, "established reverse", &t.t, "ns/pkt").note(t.ratio()));
     // An ICMP error from the backend about the flow's forward packet, translated back to
     // the client (RFC 5508: outer and quoted headers, three checksums).
     let quote = Packet::tcp((SNAT_IP, snat_port), (BACKEND, 8080), ACK).ttl(63).ip_bytes();
     let err = Packet::icmp_error(BACKEND, SNAT_IP, 3, 3, 0, &quote).macs(BACKEND_MAC, GW_PROVIDER_MAC).build();
-    let t = measure(prog, lab.provider_if, e, XDP_REDIRECT, |_| err.clone());
-    rows.push(Row::new(PART, "ICMP error translated (backend's port unreachable to the client)", &t, "ns/pkt").note(ratio(&t)));
+    let t = r.one(prog, lab.provider_if, XDP_REDIRECT, |_| err.clone());
+    rows.push(Row::new(PART, "ICMP error translated (backend's port unreachable to the client)", &t.t, "ns/pkt").note(t.ratio()));
 
     // New flows: source address and port vary, so every SYN opens a new flow. Beside
     // them, taking turns with their trials, the floors under them: R1 plus the miss and
@@ -194,25 +255,23 @@ pub fn run(e: Effort) -> Vec<Row> {
     };
     let floors = super::object::BenchObject::with_ct_capacity(CT_CAPACITY);
     let (mut f0, mut f1, mut f2) = (|i| syn(i, 0, EP_UNLIMITED, 80), |i| syn(i, 1, BACKEND, 8080), |i| syn(i, 2, BACKEND, 8080));
-    let mut m = measure_together(
-        &mut [
-            Case { prog, ifindex: cif, expect: XDP_REDIRECT, frame: &mut f0 },
-            Case { prog: floors.program(PROG_BENCH_FLOOR), ifindex: cif, expect: XDP_REDIRECT, frame: &mut f1 },
-            Case { prog: floors.program(PROG_BENCH_FLOOR_ONE), ifindex: cif, expect: XDP_REDIRECT, frame: &mut f2 },
-        ],
-        e,
-    );
+    let mut m = r.measure(&mut [
+        Case { prog, ifindex: cif, expect: XDP_REDIRECT, frames: Frames::Each(&mut f0) },
+        Case { prog: floors.program(PROG_BENCH_FLOOR), ifindex: cif, expect: XDP_REDIRECT, frames: Frames::Each(&mut f1) },
+        Case { prog: floors.program(PROG_BENCH_FLOOR_ONE), ifindex: cif, expect: XDP_REDIRECT, frames: Frames::Each(&mut f2) },
+        r.case(),
+    ]);
     let (t, two, one) = (m.remove(0), m.remove(0), m.remove(0));
-    let new_flow = super::summary(&t).0;
+    let new_flow = t.median();
     rows.push(
-        Row::new(PART, "new TCP flow (SYN: limit check, conntrack insert, SNAT port)", &t, "ns/pkt")
-            .note(format!("{}; {:.2} M new flows/s per core", ratio(&t), 1e3 / new_flow)),
+        Row::new(PART, "new TCP flow (SYN: limit check, conntrack insert, SNAT port)", &t.t, "ns/pkt")
+            .note(format!("{}; {:.2} M new flows/s per core", t.ratio(), 1e3 / new_flow)),
     );
     for (floor, what) in [(&two, "two BPF_NOEXIST inserts (an entry per direction, as ours)"), (&one, "one BPF_NOEXIST insert (were the reverse direction free)")] {
-        let above = new_flow - super::summary(floor).0;
+        let above = new_flow - floor.median();
         rows.push(
-            Row::new(PART, format!("floor of a new flow: R1 + conntrack miss + {what}; bench object, no NAT"), floor, "ns/pkt")
-                .note(format!("{}; the product's new flow is {above:.0} ns above it", ratio(floor))),
+            Row::new(PART, format!("floor of a new flow: R1 + conntrack miss + {what}; bench object, no NAT"), &floor.t, "ns/pkt")
+                .note(format!("{}; the product's new flow is {above:.0} ns above it", floor.ratio())),
         );
     }
     // The same with a 100-rule security group whose last rule is the one that admits.
@@ -227,19 +286,19 @@ pub fn run(e: Effort) -> Vec<Row> {
     info.sg_set = 1;
     lab.dp.maps.set_endpoint(EP_IDX_SG, info).unwrap();
     let prog = lab.dp.xdp().unwrap();
-    let base = super::summary(&t).0;
-    let t = measure(prog, cif, e, XDP_REDIRECT, |i| {
+    let base = t.median();
+    let t = r.one(prog, cif, XDP_REDIRECT, |i| {
         let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + 2 + (i / 50_000) as u32 % 100);
         syn_from(1024 + (i % 50_000) as u16, src, EP_SG)
     });
-    let extra = super::summary(&t).0 - base;
-    rows.push(Row::new(PART, "new TCP flow through a 100-rule security group (the 100th rule admits)", &t, "ns/pkt").note(format!("{}; {extra:+.0} ns for the rules", ratio(&t))));
-    let t = measure(prog, cif, e, XDP_TX, |i| syn_from(2000 + (i % 1000) as u16, CLIENT, EP_ZERO));
-    rows.push(Row::new(PART, "SYN over the connection limit (RST sent)", &t, "ns/pkt").note(ratio(&t)));
+    let extra = t.median() - base;
+    rows.push(Row::new(PART, "new TCP flow through a 100-rule security group (the 100th rule admits)", &t.t, "ns/pkt").note(format!("{}; {extra:+.0} ns for the rules", t.ratio())));
+    let t = r.one(prog, cif, XDP_TX, |i| syn_from(2000 + (i % 1000) as u16, CLIENT, EP_ZERO));
+    rows.push(Row::new(PART, "SYN over the connection limit (RST sent)", &t.t, "ns/pkt").note(t.ratio()));
     let noflow = ack((CLIENT, 45000), (EP_ACCEPTED, 80), CLIENT_MAC, GW_CONSUMER_MAC);
-    let t = measure(prog, cif, e, XDP_TX, |_| noflow.clone());
-    rows.push(Row::new(PART, "non-SYN of no flow (RST sent)", &t, "ns/pkt").note(ratio(&t)));
-    rows.extend(dns(&mut lab, e, &ratio));
+    let t = r.one(prog, cif, XDP_TX, |_| noflow.clone());
+    rows.push(Row::new(PART, "non-SYN of no flow (RST sent)", &t.t, "ns/pkt").note(t.ratio()));
+    rows.extend(dns(&mut lab, &r));
     drop((lab, floors));
 
     rows.extend(scale(e));
@@ -249,7 +308,7 @@ pub fn run(e: Effort) -> Vec<Row> {
 /// Private DNS answered in XDP: a dig-like query (EDNS with a cookie) for an endpoint's
 /// 70-byte name, answered with an A record, and one for an unknown name (NXDOMAIN and
 /// the zone's SOA). Per core: 1e9 / ns answers a second.
-fn dns(lab: &mut PacketLab, e: Effort, ratio: &dyn Fn(&[f64]) -> String) -> Vec<Row> {
+fn dns(lab: &mut PacketLab, r: &Reference) -> Vec<Row> {
     const DNS: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 53);
     let zone = "privatelink.internal";
     let name = "ep-0a1b2c3d4e5f60718.epsrv-1a2b3c4d5e6f70819.local.privatelink.internal";
@@ -271,11 +330,11 @@ fn dns(lab: &mut PacketLab, e: Effort, ratio: &dyn Fn(&[f64]) -> String) -> Vec<
     let mut rows = Vec::new();
     for (what, n) in [("A record", name.to_string()), ("NXDOMAIN with SOA", format!("nope.{name}"))] {
         let f = query(&n);
-        let t = measure(prog, lab.consumer_if, e, XDP_TX, |_| f.clone());
-        let per_s = 1e9 / super::summary(&t).0;
+        let t = r.one(prog, lab.consumer_if, XDP_TX, |_| f.clone());
+        let per_s = 1e9 / t.median();
         rows.push(
-            Row::new(PART, format!("DNS query answered in XDP ({what}, 70-byte name, EDNS)"), &t, "ns/pkt")
-                .note(format!("{}; {:.1} M answers/s per core", ratio(&t), per_s / 1e6)),
+            Row::new(PART, format!("DNS query answered in XDP ({what}, 70-byte name, EDNS)"), &t.t, "ns/pkt")
+                .note(format!("{}; {:.1} M answers/s per core", t.ratio(), per_s / 1e6)),
         );
     }
     rows
