@@ -13,10 +13,13 @@ use crate::{
     frame::{Packet, ACK, SYN},
     packet_lab::*,
 };
-use aya::programs::{TestRun, TestRunOptions, Xdp};
 use privatelink::dataplane::maps::ip_raw;
 use privatelink_common::*;
 use std::net::Ipv4Addr;
+
+mod timing;
+
+use timing::{measure, measure_together, Case, Frames, Reference, Timed};
 
 const PART: &str = "1. per packet (BPF_PROG_TEST_RUN)";
 const SCALE: &str = "2. scale";
@@ -29,120 +32,6 @@ const EP_ZERO: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 106);
 /// An accepted endpoint with a 100-rule security group.
 const EP_IDX_SG: u32 = 7;
 const EP_SG: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 107);
-
-/// One repeat=1 run; (return value, kernel-measured ns).
-fn once(prog: &Xdp, ifindex: u32, frame: &[u8]) -> (u32, f64) {
-    let c = xdp_md(ifindex, frame.len());
-    let mut out = vec![0u8; frame.len() + 256];
-    let r = prog
-        .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ctx_in: Some(&c), ..Default::default() })
-        .expect("BPF_PROG_TEST_RUN");
-    (r.return_value, r.duration.as_nanos() as f64)
-}
-
-/// Trial medians of `runs` runs each; `frame(i)` gives run i's frame.
-fn measure(prog: &Xdp, ifindex: u32, e: Effort, expect: u32, frame: impl FnMut(usize) -> Vec<u8>) -> Vec<f64> {
-    let mut frame = frame;
-    measure_together(&mut [Case { prog, ifindex, expect, frames: Frames::Each(&mut frame) }], e).remove(0)
-}
-
-/// One program's runs in [`measure_together`].
-struct Case<'a> {
-    prog: &'a Xdp,
-    ifindex: u32,
-    expect: u32,
-    frames: Frames<'a>,
-}
-
-enum Frames<'a> {
-    /// The same frame on every run.
-    Same(&'a [u8]),
-    /// Run i's frame.
-    Each(&'a mut dyn FnMut(usize) -> Vec<u8>),
-}
-
-impl Case<'_> {
-    fn run(&mut self, i: usize) -> (u32, f64) {
-        match &mut self.frames {
-            Frames::Same(f) => once(self.prog, self.ifindex, f),
-            Frames::Each(f) => once(self.prog, self.ifindex, &f(i)),
-        }
-    }
-}
-
-/// Part 1's reference R1, measured in turn with every row: a row's ratio is to the R1
-/// trials taken between its own, so that a host's noisy moments move both alike.
-struct Reference<'a> {
-    prog: &'a Xdp,
-    ifindex: u32,
-    frame: Vec<u8>,
-    e: Effort,
-}
-
-/// A row's trial medians, and R1's median over the same stretch of time.
-struct Timed {
-    t: Vec<f64>,
-    r1: f64,
-}
-
-impl Timed {
-    fn median(&self) -> f64 {
-        super::summary(&self.t).0
-    }
-
-    fn ratio(&self) -> String {
-        format!("{:.2}x R1", self.median() / self.r1)
-    }
-}
-
-impl Reference<'_> {
-    /// R1 as a case of [`measure_together`].
-    fn case(&self) -> Case<'_> {
-        Case { prog: self.prog, ifindex: self.ifindex, expect: XDP_REDIRECT, frames: Frames::Same(&self.frame) }
-    }
-
-    /// The cases' trials in turn with R1's (`cases` ends with [`Reference::case`]).
-    fn measure(&self, cases: &mut [Case]) -> Vec<Timed> {
-        let mut m = measure_together(cases, self.e);
-        let r1 = super::summary(&m.pop().expect("R1's trials")).0;
-        m.into_iter().map(|t| Timed { t, r1 }).collect()
-    }
-
-    /// One program's trials in turn with R1's.
-    fn one(&self, prog: &Xdp, ifindex: u32, expect: u32, mut frame: impl FnMut(usize) -> Vec<u8>) -> Timed {
-        self.measure(&mut [Case { prog, ifindex, expect, frames: Frames::Each(&mut frame) }, self.case()]).remove(0)
-    }
-}
-
-/// Like [`measure`] for several cases whose trials take turns (case 1's trial 1, case 2's
-/// trial 1, ...), so that rows compared with each other see the same moments of a
-/// noisy machine. Each case numbers its own frames.
-fn measure_together(cases: &mut [Case], e: Effort) -> Vec<Vec<f64>> {
-    let mut next = vec![0usize; cases.len()];
-    for (c, i) in cases.iter_mut().zip(next.iter_mut()) {
-        // Warm-up.
-        for _ in 0..e.runs.min(200) {
-            c.run(*i);
-            *i += 1;
-        }
-    }
-    let mut medians = vec![Vec::with_capacity(e.trials); cases.len()];
-    for _ in 0..e.trials {
-        for ((c, i), m) in cases.iter_mut().zip(next.iter_mut()).zip(medians.iter_mut()) {
-            let mut ns: Vec<f64> = (0..e.runs)
-                .map(|_| {
-                    let (rc, t) = c.run(*i);
-                    assert_eq!(rc, c.expect, "benchmark case returned {} instead of {}", action_name(rc), action_name(c.expect));
-                    *i += 1;
-                    t
-                })
-                .collect();
-            ns.sort_by(|a, b| a.total_cmp(b));
-            m.push(ns[ns.len() / 2]);
-        }
-    }
-    medians
-}
 
 fn ack(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), smac: [u8; 6], dmac: [u8; 6]) -> Vec<u8> {
     Packet::tcp(src, dst, ACK).macs(smac, dmac).seq_ack(2000, 3000).payload(&[0u8; 18]).build()
