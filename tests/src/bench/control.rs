@@ -147,6 +147,11 @@ fn api_round_trip(socket: &std::path::Path) -> Duration {
 /// The daemon with `n` endpoints and `flows` live flows: API round trips over several
 /// sweeper passes (p50 and p99 of every request), a scrape, the sweeper's pass as the
 /// daemon reports it, and the daemon's RSS.
+/// The value of the unlabelled sample `name` in a scrape (0 when absent).
+fn metric(scrape: &str, name: &str) -> f64 {
+    scrape.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0)
+}
+
 pub fn under_load(e: Effort) -> Vec<Row> {
     const METRICS: u16 = 9479;
     let (n, flows) = if e.quick { (1_000, 100_000u32) } else { (10_000, 1_000_000u32) };
@@ -154,14 +159,13 @@ pub fn under_load(e: Effort) -> Vec<Row> {
     let r = lab.apply(&spec_with(n, 2 * flows + 65_536), &[]);
     assert_eq!(r.code, 0, "{r:?}");
     fill_flows(&lab, flows);
-    let entries = |m: &str| m.lines().find_map(|l| l.strip_prefix("privatelink_conntrack_entries ")).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0);
     let start = Instant::now();
-    while entries(&lab.scrape(METRICS)) < 2.0 * flows as f64 {
+    while metric(&lab.scrape(METRICS), "privatelink_conntrack_entries") < 2.0 * flows as f64 {
         assert!(start.elapsed() < Duration::from_secs(120), "the sweeper never counted the filled table");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let runs = |m: &str| m.lines().find_map(|l| l.strip_prefix("privatelink_sweeper_runs_total ")).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0);
-    let runs_before = runs(&lab.scrape(METRICS));
+    let runs = "privatelink_sweeper_runs_total";
+    let runs_before = metric(&lab.scrape(METRICS), runs);
     // Requests every 10 ms over 32 s: at 1M flows a pass takes about a second and the
     // sweeper then rests twelve times as long, so the window holds two passes or more.
     let mut rtt: Vec<f64> = Vec::new();
@@ -179,12 +183,11 @@ pub fn under_load(e: Effort) -> Vec<Row> {
         last = lab.scrape(METRICS);
         scrapes.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    let passes = runs(&last) - runs_before;
-    let gauge = |name: &str| last.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0);
-    let pass_s = gauge("privatelink_sweeper_last_pass_seconds");
+    let passes = metric(&last, runs) - runs_before;
+    let pass_s = metric(&last, "privatelink_sweeper_last_pass_seconds");
     // The drift repair's last reconcile (all maps read back and compared), under the
     // daemon's lock: what a request may wait for.
-    let reconcile_s = gauge("privatelink_last_reconcile_duration_seconds");
+    let reconcile_s = metric(&last, "privatelink_last_reconcile_duration_seconds");
     let rss = rss_kib(lab.daemon_pid()) as f64 / 1024.0;
     vec![
         Row::new(PART, format!("API round trip (status) p99, {n} endpoints and {flows} live flows, while the sweeper passes"), &[pct(0.99)], "ms")

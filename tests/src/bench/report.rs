@@ -24,6 +24,11 @@ fn cmd(args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// The time now, as the report writes it.
+pub fn now_utc() -> String {
+    cmd(&["date", "-u", "+%Y-%m-%d %H:%M UTC"])
+}
+
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::new();
     let mut part = "";
@@ -126,7 +131,7 @@ pub fn markdown(rows: &[Row], quick: bool) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# Benchmarks\n");
     let _ = writeln!(md, "Written by `cargo xtask bench{}`; do not edit by hand.\n", if quick { " --quick" } else { "" });
-    let _ = writeln!(md, "- date: {}", cmd(&["date", "-u", "+%Y-%m-%d %H:%M UTC"]));
+    let _ = writeln!(md, "- date: {}", now_utc());
     let _ = writeln!(md, "- machine: {} CPUs ({}), {} memory", cmd(&["nproc"]), cpu.trim(), cmd(&["sh", "-c", "free -h | awk '/Mem:/{print $2}'"]));
     let _ = writeln!(md, "- kernel: {}", cmd(&["uname", "-r"]));
     if quick {

@@ -37,11 +37,11 @@ fn main() {
     let md = match (&only, merge) {
         (Some(o), true) => {
             let old = std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("--merge needs {out} ({e})"));
-            let date = std::process::Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
             let mut parts: Vec<&str> = rows.iter().map(|r| r.part).collect();
             parts.dedup();
-            let what = format!("{} rows of {} were measured again at {date} by `plbench --only {o}{} --merge` (the rows of that run replace theirs; ratios in them are to that run's references)", rows.len(), parts.join(" and "), if quick { " --quick" } else { "" });
-            report::merge(&old, &rows, &what, &format!("by `plbench --only {o}{} --merge`", if quick { " --quick" } else { "" }))
+            let by = format!("by `plbench --only {o}{} --merge`", if quick { " --quick" } else { "" });
+            let what = format!("{} rows of {} were measured again at {} {by} (the rows of that run replace theirs; ratios in them are to that run's references)", rows.len(), parts.join(" and "), report::now_utc());
+            report::merge(&old, &rows, &what, &by)
         }
         (None, true) => panic!("--merge goes with --only"),
         _ => report::markdown(&rows, quick),
