@@ -154,21 +154,21 @@ impl Mapped {
         Ok(Mapped { ptr: ptr as *const u8, len, entries })
     }
 
+    /// The value at index `i` (past the end: the default).
+    pub fn get<V: aya::Pod + Default>(&self, i: u32) -> V {
+        assert!(std::mem::align_of::<V>() <= 8);
+        let off = i as usize * std::mem::size_of::<V>().next_multiple_of(8);
+        if i >= self.entries || off + std::mem::size_of::<V>() > self.len {
+            return V::default();
+        }
+        // SAFETY: in bounds of the mapping, 8-byte aligned (page-aligned base, stride a
+        // multiple of 8); V is plain data. Volatile: the data path writes meanwhile.
+        unsafe { std::ptr::read_volatile(self.ptr.add(off) as *const V) }
+    }
+
     /// The values at the indices `range` (an index past the end reads as default).
     pub fn read<V: aya::Pod + Default>(&self, range: std::ops::Range<u32>) -> Vec<V> {
-        let stride = std::mem::size_of::<V>().next_multiple_of(8);
-        assert!(std::mem::align_of::<V>() <= 8);
-        range
-            .map(|i| {
-                let off = i as usize * stride;
-                if i >= self.entries || off + std::mem::size_of::<V>() > self.len {
-                    return V::default();
-                }
-                // SAFETY: in bounds of the mapping, 8-byte aligned (page-aligned base, stride
-                // a multiple of 8); V is plain data. Volatile: the data path writes meanwhile.
-                unsafe { std::ptr::read_volatile(self.ptr.add(off) as *const V) }
-            })
-            .collect()
+        range.map(|i| self.get(i)).collect()
     }
 }
 

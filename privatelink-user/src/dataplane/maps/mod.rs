@@ -174,11 +174,11 @@ impl Maps {
         let key = EpIpKey { ip_be: ip_raw(ip), vpc_id, _pad: 0 };
         remove_ok(self.ep_ips.remove(&key), MAP_EP_IPS)
     }
-    /// Live flows of endpoint `index`, as the limit check sees them.
-    /// Live flows holding a slot of endpoint `index` (read from memory: no syscall).
+    /// Live flows holding a slot of endpoint `index`, as the limit check sees them (read
+    /// from memory: no syscall).
     pub fn active_flows(&self, index: u32) -> Result<u64> {
         check_index(MAP_EP_ACTIVE, index, MAX_ENDPOINTS)?;
-        Ok(self.views.ep_active.read(index..index + 1)[0])
+        Ok(self.views.ep_active.get(index))
     }
 
     // ---- services ----
