@@ -71,17 +71,16 @@ static PL_BENCH_CT: HashMap<CtKey, CtValue> = HashMap::with_max_entries(1024, 0)
 /// refused the program, "R5 !read_ok".)
 #[inline(always)]
 fn bench_key(ctx: &XdpContext) -> CtKey {
-    let mut k = CtKey { src_ip_be: 0, dst_ip_be: 0, src_port_be: 0, dst_port_be: 0, vpc_id: 1, proto: 0, _pad: 0 };
-    if let parse::Parsed::Ipv4(p) = parse::parse(ctx) {
-        if p.has_ports {
-            k.src_ip_be = p.src_ip;
-            k.dst_ip_be = p.dst_ip;
-            k.src_port_be = p.src_port;
-            k.dst_port_be = p.dst_port;
-            k.proto = p.proto;
-        }
+    match parse::parse(ctx) {
+        parse::Parsed::Ipv4(p) if p.has_ports => key_of(&p),
+        _ => CtKey { src_ip_be: 0, dst_ip_be: 0, src_port_be: 0, dst_port_be: 0, vpc_id: 1, proto: 0, _pad: 0 },
     }
-    k
+}
+
+/// A parsed packet's flow as a conntrack key of VPC 1.
+#[inline(always)]
+fn key_of(p: &parse::Packet) -> CtKey {
+    CtKey { src_ip_be: p.src_ip, dst_ip_be: p.dst_ip, src_port_be: p.src_port, dst_port_be: p.dst_port, vpc_id: 1, proto: p.proto, _pad: 0 }
 }
 
 /// Parse only: the baseline the two below are read against.
@@ -143,7 +142,7 @@ fn floor(ctx: &XdpContext, reverse: bool) -> u32 {
         parse::Parsed::Ipv4(p) if !p.fragment && p.has_ports => p,
         _ => return xdp_action::XDP_ABORTED,
     };
-    let k = CtKey { src_ip_be: p.src_ip, dst_ip_be: p.dst_ip, src_port_be: p.src_port, dst_port_be: p.dst_port, vpc_id: 1, proto: p.proto, _pad: 0 };
+    let k = key_of(&p);
     if unsafe { PL_BENCH_CT.get(&k) }.is_some() {
         return xdp_action::XDP_ABORTED;
     }

@@ -37,8 +37,15 @@ fn ack(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), smac: [u8; 6], dmac: [u8; 6])
     Packet::tcp(src, dst, ACK).macs(smac, dmac).seq_ack(2000, 3000).payload(&[0u8; 18]).build()
 }
 
-fn syn_from(sport: u16, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
-    Packet::tcp((src, sport), (dst, 80), SYN).macs(CLIENT_MAC, GW_CONSUMER_MAC).seq_ack(1000, 0).build()
+fn syn_from(sport: u16, src: Ipv4Addr, dst: (Ipv4Addr, u16)) -> Vec<u8> {
+    Packet::tcp((src, sport), dst, SYN).macs(CLIENT_MAC, GW_CONSUMER_MAC).seq_ack(1000, 0).build()
+}
+
+/// Run i's SYN of a new flow to `dst`: from one of `hosts` addresses from 10.net.0.2
+/// on, a port from 1024 on, a new (address, port) for each of 50,000 x `hosts` runs.
+fn new_syn(i: usize, net: u8, hosts: u32, dst: (Ipv4Addr, u16)) -> Vec<u8> {
+    let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, net, 0, 0)) + 2 + (i / 50_000) as u32 % hosts);
+    syn_from(1024 + (i % 50_000) as u16, src, dst)
 }
 
 fn add_endpoint(lab: &mut PacketLab, idx: u32, ip: Ipv4Addr, limit: u32) {
@@ -52,7 +59,7 @@ fn add_endpoint(lab: &mut PacketLab, idx: u32, ip: Ipv4Addr, limit: u32) {
 
 /// An established flow: SYN through the data path, then its SNAT port.
 fn establish(lab: &PacketLab, sport: u16) -> u16 {
-    let out = lab.from_consumer(&syn_from(sport, CLIENT, EP_ACCEPTED));
+    let out = lab.from_consumer(&syn_from(sport, CLIENT, (EP_ACCEPTED, 80)));
     assert_eq!(out.action, XDP_REDIRECT, "the benchmark flow did not open");
     let key = CtKey {
         src_ip_be: ip_raw(CLIENT),
@@ -138,12 +145,8 @@ pub fn run(e: Effort) -> Vec<Row> {
     // Both floors share one table; their sources (10.net.0.0/16) differ, so every SYN is
     // a new key there too. The object lives until the lab goes: freeing a large map
     // takes a kernel worker's time, which must not fall into a measurement.
-    let syn = |i: usize, net: u8, dst: Ipv4Addr, dport: u16| {
-        let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, net, 0, 0)) + 2 + (i / 50_000) as u32 % 200);
-        Packet::tcp((src, 1024 + (i % 50_000) as u16), (dst, dport), SYN).macs(CLIENT_MAC, GW_CONSUMER_MAC).seq_ack(1000, 0).build()
-    };
     let floors = super::object::BenchObject::with_ct_capacity(CT_CAPACITY);
-    let (mut f0, mut f1, mut f2) = (|i| syn(i, 0, EP_UNLIMITED, 80), |i| syn(i, 1, BACKEND, 8080), |i| syn(i, 2, BACKEND, 8080));
+    let (mut f0, mut f1, mut f2) = (|i| new_syn(i, 0, 200, (EP_UNLIMITED, 80)), |i| new_syn(i, 1, 200, (BACKEND, 8080)), |i| new_syn(i, 2, 200, (BACKEND, 8080)));
     let mut m = r.measure(&mut [
         Case { prog, ifindex: cif, expect: XDP_REDIRECT, frames: Frames::Each(&mut f0) },
         Case { prog: floors.program(PROG_BENCH_FLOOR), ifindex: cif, expect: XDP_REDIRECT, frames: Frames::Each(&mut f1) },
@@ -176,13 +179,10 @@ pub fn run(e: Effort) -> Vec<Row> {
     lab.dp.maps.set_endpoint(EP_IDX_SG, info).unwrap();
     let prog = lab.dp.xdp().unwrap();
     let base = t.median();
-    let t = r.one(prog, cif, XDP_REDIRECT, |i| {
-        let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + 2 + (i / 50_000) as u32 % 100);
-        syn_from(1024 + (i % 50_000) as u16, src, EP_SG)
-    });
+    let t = r.one(prog, cif, XDP_REDIRECT, |i| new_syn(i, 0, 100, (EP_SG, 80)));
     let extra = t.median() - base;
     rows.push(Row::new(PART, "new TCP flow through a 100-rule security group (the 100th rule admits)", &t.t, "ns/pkt").note(format!("{}; {extra:+.0} ns for the rules", t.ratio())));
-    let t = r.one(prog, cif, XDP_TX, |i| syn_from(2000 + (i % 1000) as u16, CLIENT, EP_ZERO));
+    let t = r.one(prog, cif, XDP_TX, |i| syn_from(2000 + (i % 1000) as u16, CLIENT, (EP_ZERO, 80)));
     rows.push(Row::new(PART, "SYN over the connection limit (RST sent)", &t.t, "ns/pkt").note(t.ratio()));
     let noflow = ack((CLIENT, 45000), (EP_ACCEPTED, 80), CLIENT_MAC, GW_CONSUMER_MAC);
     let t = r.one(prog, cif, XDP_TX, |_| noflow.clone());
@@ -279,10 +279,7 @@ fn scale(e: Effort) -> Vec<Row> {
     let new_flows = |lab: &mut PacketLab, idx: u32, ip: Ipv4Addr| {
         add_endpoint(lab, idx, ip, u32::MAX);
         let prog = lab.dp.xdp().unwrap();
-        measure(prog, lab.consumer_if, e, XDP_REDIRECT, |i| {
-            let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + 2 + (i / 50_000) as u32 % 200);
-            syn_from(1024 + (i % 50_000) as u16, src, ip)
-        })
+        measure(prog, lab.consumer_if, e, XDP_REDIRECT, |i| new_syn(i, 0, 200, (ip, 80)))
     };
     fill(&mut lab, 0, 1_000);
     let n1 = new_flows(&mut lab, 16_000, Ipv4Addr::new(10, 0, 200, 1));
@@ -350,7 +347,7 @@ fn micro(lab: &PacketLab, e: Effort, n_flows: u32) -> Vec<Row> {
     let frames = |net: u8| {
         move |i: usize| {
             let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, net, 0, 0)) + (i / 50_000) as u32);
-            syn_from(1024 + (i % 50_000) as u16, src, EP_ACCEPTED)
+            syn_from(1024 + (i % 50_000) as u16, src, (EP_ACCEPTED, 80))
         }
     };
     let cif = lab.consumer_if;
