@@ -44,8 +44,9 @@ pub const ALL_MAPS: [&str; 23] = [
 /// set changes: 2 = per-VPC counters, ICMP rate, 32 drop reasons, MTUs; 3 = private DNS,
 /// security groups, bandwidth limits; 4 = the flow's backend slot in `CtValue`,
 /// per-backend flow counters, mmap-able arrays (`BPF_F_MMAPABLE`) for those userspace
-/// reads whole.
-pub const MAP_LAYOUT_VERSION: u32 = 4;
+/// reads whole; 5 = sequence tracking in `CtValue` (64 bytes), a budget per kind of
+/// generated reply in `ReplyRate`.
+pub const MAP_LAYOUT_VERSION: u32 = 5;
 pub const MAP_LAYOUT: &str = "PL_LAYOUT";
 
 // ---- program names ----
@@ -54,7 +55,15 @@ pub const PROG_DNS: &str = "privatelink_dns";
 /// Program array of the tail calls; filled by the loader, never pinned.
 pub const MAP_PROGS: &str = "PL_PROGS";
 pub const PROGS_DNS: u32 = 0;
-pub const PROGS_LEN: u32 = 1;
+/// A new flow's first packet (tail-called from the data path: a program of its own,
+/// with a verifier budget of its own).
+pub const PROG_NEWFLOW: &str = "privatelink_newflow";
+pub const PROGS_NEWFLOW: u32 = 1;
+/// TCP segments that may change a flow's state (handshake, FIN, RST, closing flows):
+/// tail-called from the data path, whose fast path keeps data and ACKs.
+pub const PROG_TCP: &str = "privatelink_tcp";
+pub const PROGS_TCP: u32 = 2;
+pub const PROGS_LEN: u32 = 3;
 /// The data path, attached to every VPC-facing interface.
 pub const PROG_XDP: &str = "privatelink";
 /// Deletes one expired flow and decrements its endpoint's active count exactly once.
@@ -175,12 +184,32 @@ pub enum DropReason {
     SecurityGroup = 21,
     /// Over the endpoint's bandwidth limit in its direction (policed, not paced).
     OverBandwidth = 22,
+    /// TCP that no connection sends and that would change a flow's state: SYN with FIN
+    /// or RST, a RST outside the sequence window the gateway tracked or with a bad
+    /// checksum, data after the flow was reset.
+    InvalidTcp = 23,
+    /// Larger than the next hop's MTU without DF: the gateway does not fragment, and
+    /// never hands a rewritten frame to the kernel's routing.
+    TooBig = 24,
+    /// The next hop's MAC is not resolved yet (the daemon keeps backends' neighbours
+    /// resolved; a rewritten frame is never handed to the kernel to resolve it).
+    NoNeighbour = 25,
+    /// The FIB sent a flow's packet out of an interface that is not its VPC's.
+    ForeignEgress = 26,
+    /// An IPv4 frame not addressed to the interface's MAC (the kernel would drop it too).
+    ForeignMac = 27,
+    /// A DNS answer was due, but the VPC's DNS budget for this second was spent.
+    DnsRateLimited = 28,
+    /// An ICMP answer or a DNS answer would go to an address no host has (0/8, 127/8,
+    /// 224/4, 240/4, broadcast: RFC 1812 4.3.2.7, 5.3.7). (A reset that may not go out
+    /// leaves its packet counted under the reason it was refused for.)
+    BadSource = 29,
 }
 
 pub const DROP_REASON_SLOTS: usize = 32;
 
 impl DropReason {
-    pub const ALL: [DropReason; 22] = [
+    pub const ALL: [DropReason; 29] = [
         DropReason::Malformed,
         DropReason::Fragment,
         DropReason::UnmappedPort,
@@ -203,6 +232,13 @@ impl DropReason {
         DropReason::DnsDropped,
         DropReason::SecurityGroup,
         DropReason::OverBandwidth,
+        DropReason::InvalidTcp,
+        DropReason::TooBig,
+        DropReason::NoNeighbour,
+        DropReason::ForeignEgress,
+        DropReason::ForeignMac,
+        DropReason::DnsRateLimited,
+        DropReason::BadSource,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -229,6 +265,13 @@ impl DropReason {
             DropReason::DnsDropped => "dns_dropped",
             DropReason::SecurityGroup => "security_group",
             DropReason::OverBandwidth => "over_bandwidth",
+            DropReason::InvalidTcp => "invalid_tcp",
+            DropReason::TooBig => "too_big",
+            DropReason::NoNeighbour => "no_neighbour",
+            DropReason::ForeignEgress => "foreign_egress",
+            DropReason::ForeignMac => "foreign_mac",
+            DropReason::DnsRateLimited => "dns_rate_limited",
+            DropReason::BadSource => "bad_source",
         }
     }
 }
@@ -355,6 +398,7 @@ pub const UDP_STATE: u8 = 4;
 /// `CtValue::route` of a forward entry whose next hop is known.
 pub const CT_ROUTE_CACHED: u8 = 1;
 
+/// Forward entries: the client's (`_FWD`) or the backend's (`_REV`) FIN was forwarded.
 pub const CT_FLAG_FIN_FWD: u8 = 1;
 pub const CT_FLAG_FIN_REV: u8 = 2;
 /// The backend answered the SYN; the client's ACK then establishes the flow.
@@ -363,6 +407,25 @@ pub const CT_FLAG_SYNACK: u8 = 4;
 /// atomic fetch-or by whoever releases first, so a slot is released exactly once; every
 /// write to `flags` is atomic for that reason.
 pub const CT_FLAG_RELEASED: u8 = 8;
+/// Forward entries: the other side acknowledged the client's (`_FWD`) or the backend's
+/// (`_REV`) FIN. Both: the connection ended (RFC 793 3.5), the slot goes back.
+pub const CT_FLAG_FIN_FWD_ACKED: u8 = 16;
+pub const CT_FLAG_FIN_REV_ACKED: u8 = 32;
+/// Forward entries: closed by a reset the gateway accepted and forwarded; from then on
+/// either side's segments other than a RST (and the client's new SYN) are answered with
+/// a reset and dropped, so the connection ends at both ends as it did at the gateway.
+/// On reverse entries too (set with the forward entry's).
+pub const CT_FLAG_RESET: u8 = 64;
+/// Forward entries: being removed (expiry, or a SYN reopening the tuple); nothing
+/// reopens or re-releases it. Whoever sets it first removes the flow.
+pub const CT_FLAG_DYING: u8 = 128;
+/// Reverse entries (the bit is `CT_FLAG_FIN_FWD`'s, unused there): the client's FIN is
+/// waiting for the backend's acknowledgement, so the backend's ACKs are compared with
+/// the forward entry's `seq_end`.
+pub const CT_FLAG_PEER_FIN: u8 = 1;
+/// Reverse entries (`CT_FLAG_SYNACK`'s bit): the backend's SYN-ACK passed, so its
+/// `seq_end` and `ack` are known.
+pub const CT_FLAG_REV_KNOWN: u8 = 4;
 /// Byte offset of the 32-bit word holding `kind`, `state`, `flags`, `route`, and the
 /// shift of `flags` in it (little endian): what atomic flag updates operate on.
 pub const CT_FLAGS_WORD_OFFSET: usize = 12;
@@ -409,7 +472,7 @@ pub struct CtValue {
     pub kind: u8,
     /// `TCP_STATE_*` or `UDP_STATE` (kept on the forward entry)
     pub state: u8,
-    /// `CT_FLAG_*` (kept on the forward entry)
+    /// `CT_FLAG_*` (the flow's on the forward entry; a few of its own on the reverse one)
     pub flags: u8,
     /// Forward entries: `CT_ROUTE_CACHED` once `ifindex`/`smac`/`dmac` hold the next
     /// hop towards the backend (written after them).
@@ -436,8 +499,16 @@ pub struct CtValue {
     /// path did not open.
     pub backend: u32,
     pub _reserved: u32,
+    /// TCP, host order: one past the highest sequence number this entry's sender (the
+    /// client for forward entries, the backend for reverse ones) has sent, SYN and FIN
+    /// included (see `tcp::rst_in_window`); reverse entries: known once
+    /// `CT_FLAG_REV_KNOWN` is set.
+    pub seq_end: u32,
+    /// TCP, host order: the highest acknowledgement this entry's sender has sent of the
+    /// other side's stream (set at creation on reverse entries to the client's SYN + 1).
+    pub ack: u32,
 }
-const _: () = assert!(size_of::<CtValue>() == 56);
+const _: () = assert!(size_of::<CtValue>() == 64);
 const _: () = assert!(core::mem::offset_of!(CtValue, flags) == CT_FLAGS_WORD_OFFSET + (CT_FLAGS_SHIFT / 8) as usize);
 
 impl Default for CtValue {
@@ -460,6 +531,8 @@ impl Default for CtValue {
             dmac: [0; 6],
             backend: BACKEND_NONE,
             _reserved: 0,
+            seq_end: 0,
+            ack: 0,
         }
     }
 }
@@ -562,19 +635,46 @@ impl Stats {
     }
 }
 
-/// Value of `PL_ICMP_RATE` (per CPU, per endpoint): ICMP generated in the current
-/// one-second window.
+/// Value of `PL_ICMP_RATE` (per CPU, per endpoint; a VPC's DNS answers at its VPC
+/// slot): what the gateway generated in the current one-second window, one budget per
+/// kind (`REPLY_*`) so that pinging an endpoint cannot starve its clients' path-MTU
+/// discovery.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct IcmpRate {
+pub struct ReplyRate {
     pub window_start_ns: u64,
-    pub sent: u32,
+    /// Indexed by `REPLY_*`.
+    pub sent: [u32; REPLY_KINDS],
     pub _pad: u32,
 }
-const _: () = assert!(size_of::<IcmpRate>() == 16);
-/// ICMP messages the gateway generates per endpoint, per CPU and per second at most
-/// (Linux's own default, net.ipv4.icmp_msgs_per_sec, is 1000 for the whole host).
+const _: () = assert!(size_of::<ReplyRate>() == 32);
+/// Echo replies.
+pub const REPLY_ECHO: usize = 0;
+/// Time-exceeded errors.
+pub const REPLY_ERROR: usize = 1;
+/// Fragmentation-needed errors (path-MTU discovery: a budget of its own).
+pub const REPLY_FRAG_NEEDED: usize = 2;
+/// TCP resets the gateway sends on its own.
+pub const REPLY_RESET: usize = 3;
+/// DNS answers (at the VPC's slot).
+pub const REPLY_DNS: usize = 4;
+pub const REPLY_KINDS: usize = 5;
+/// ICMP messages (each kind) and resets the gateway generates per endpoint, per CPU and
+/// per second at most (Linux's own default, net.ipv4.icmp_msgs_per_sec, is 1000 for
+/// the whole host).
 pub const ICMP_RATE_PER_SEC: u32 = 100;
+/// DNS answers per VPC, per CPU and per second at most: far above what a VPC's hosts
+/// ask, low enough that a flood costs one CPU's budget, not the gateway.
+pub const DNS_RATE_PER_SEC: u32 = 20_000;
+
+/// The budget of each `REPLY_*` kind per second.
+pub const fn reply_budget(kind: usize) -> u32 {
+    if kind == REPLY_DNS {
+        DNS_RATE_PER_SEC
+    } else {
+        ICMP_RATE_PER_SEC
+    }
+}
 
 /// Input of `privatelink_expire`, passed as the test-run packet after a 14-byte
 /// zero pad (XDP test runs need at least an Ethernet header's worth of data).
@@ -611,7 +711,7 @@ mod pod {
     unsafe impl aya::Pod for BackendFlows {}
     unsafe impl aya::Pod for Stats {}
     unsafe impl aya::Pod for ExpireRequest {}
-    unsafe impl aya::Pod for IcmpRate {}
+    unsafe impl aya::Pod for ReplyRate {}
     unsafe impl aya::Pod for crate::dns::DnsName {}
     unsafe impl aya::Pod for crate::dns::DnsEntry {}
     unsafe impl aya::Pod for crate::dns::DnsStats {}

@@ -9,6 +9,7 @@ pub mod dns;
 pub mod hash;
 pub mod police;
 pub mod sg;
+pub mod tcp;
 
 pub use abi::*;
 pub use dns::*;

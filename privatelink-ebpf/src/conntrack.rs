@@ -2,14 +2,15 @@
 //! choice, paired forward/reverse entries inserted with BPF_NOEXIST and rolled back on
 //! failure (the shape of cilium's snat_v4_new_mapping), TCP state, and expiry.
 //! Never evicts a live flow. A flow holds a connection slot while it is open: its slot
-//! goes back when it closes (a RST, or FINs both ways) or expires, exactly once, decided
-//! by an atomic fetch-or of `CT_FLAG_RELEASED` (nf_conncount likewise skips closed TCP
-//! connections). The active count saturates at zero instead of wrapping.
+//! goes back when it closes (`tcpstate` decides when) or is removed, exactly once,
+//! decided by an atomic fetch-or of `CT_FLAG_RELEASED` (nf_conncount likewise skips
+//! closed TCP connections); a released flow never takes a slot again (a SYN on its
+//! tuple removes it and opens a new flow). The active count saturates at zero.
 
 use crate::{
-    parse::{ptr_at, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    parse::ptr_at,
     stats::Drop,
-    PL_CT, PL_EP_ACTIVE, PL_EP_SNAT, PL_SNAT_CURSOR,
+    PL_CT, PL_EP_ACTIVE, PL_EP_SNAT, PL_FLOW_SCRATCH, PL_SNAT_CURSOR,
 };
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, programs::XdpContext};
 use core::intrinsics::{atomic_and, atomic_cxchg, atomic_or, atomic_xadd, AtomicOrdering};
@@ -92,7 +93,7 @@ pub fn flags_set(v: *mut CtValue, bits: u8) -> u8 {
 
 /// Clear `bits` in a flow's flags atomically.
 #[inline(always)]
-fn flags_clear(v: *mut CtValue, bits: u8) {
+pub fn flags_clear(v: *mut CtValue, bits: u8) {
     unsafe { atomic_and::<u32, u32, { AtomicOrdering::SeqCst }>(flags_word(v), !((bits as u32) << CT_FLAGS_SHIFT)) };
 }
 
@@ -122,6 +123,8 @@ pub struct NewFlow {
     /// The frame's MACs: client (source) and gateway interface (destination).
     pub client_mac: [u8; 6],
     pub gateway_mac: [u8; 6],
+    /// TCP: the client's SYN's sequence number (host order).
+    pub syn_seq: u32,
 }
 
 /// Insert the flow's reverse then forward entry. The reverse insert claims a SNAT port
@@ -133,29 +136,60 @@ pub enum CreateError {
     Refused(Drop),
 }
 
+/// Per-CPU scratch the two entries of a new flow are built in (index 0: reverse, 1:
+/// forward): on the stack they pushed the program past its 512 bytes (6.18, LLVM 22).
 #[inline(always)]
-pub fn create(f: &NewFlow) -> Result<CtValue, CreateError> {
+fn scratch(i: u32) -> Option<&'static mut CtValue> {
+    PL_FLOW_SCRATCH.get_ptr_mut(i).map(|p| unsafe { &mut *p })
+}
+
+/// Fill a new flow's entry field by field (a struct literal went through the stack).
+#[inline(always)]
+fn fill(v: &mut CtValue, f: &NewFlow, t: u64, kind: u8) {
+    v.last_seen_ns = t;
+    v.endpoint = f.endpoint;
+    v.kind = kind;
+    v.state = if f.key.proto == PROTO_TCP { TCP_STATE_SYN } else { UDP_STATE };
+    v.flags = 0;
+    v.route = 0;
+    v._reserved = 0;
+    // The SYN occupies one sequence number: the client's stream continues after it,
+    // and the backend can only acknowledge that far.
+    let after_syn = f.syn_seq.wrapping_add(1);
+    if kind == CT_KIND_REVERSE {
+        v.nat_src_ip_be = f.key.dst_ip_be;
+        v.nat_dst_ip_be = f.key.src_ip_be;
+        v.nat_src_port_be = f.key.dst_port_be;
+        v.nat_dst_port_be = f.key.src_port_be;
+        v.egress_vpc = f.key.vpc_id;
+        v.mtu = f.consumer_mtu;
+        v.ifindex = f.consumer_ifindex;
+        v.smac = f.gateway_mac;
+        v.dmac = f.client_mac;
+        v.backend = BACKEND_NONE;
+        v.seq_end = 0;
+        v.ack = after_syn;
+    } else {
+        v.nat_dst_ip_be = f.backend_ip;
+        v.nat_dst_port_be = f.service_port;
+        v.egress_vpc = f.provider_vpc;
+        v.mtu = 0;
+        v.ifindex = f.provider_ifindex;
+        v.smac = [0; 6];
+        v.dmac = [0; 6];
+        v.backend = f.backend_slot;
+        v.seq_end = after_syn;
+        v.ack = 0;
+    }
+}
+
+#[inline(always)]
+pub fn create(f: &NewFlow) -> Result<&'static CtValue, CreateError> {
     let t = now();
-    let state = if f.key.proto == PROTO_TCP { TCP_STATE_SYN } else { UDP_STATE };
-    let rev = CtValue {
-        last_seen_ns: t,
-        endpoint: f.endpoint,
-        kind: CT_KIND_REVERSE,
-        state,
-        flags: 0,
-        route: 0,
-        nat_src_ip_be: f.key.dst_ip_be,
-        nat_dst_ip_be: f.key.src_ip_be,
-        nat_src_port_be: f.key.dst_port_be,
-        nat_dst_port_be: f.key.src_port_be,
-        egress_vpc: f.key.vpc_id,
-        mtu: f.consumer_mtu,
-        ifindex: f.consumer_ifindex,
-        smac: f.gateway_mac,
-        dmac: f.client_mac,
-        backend: BACKEND_NONE,
-        _reserved: 0,
+    let (Some(rev), Some(fwd)) = (scratch(0), scratch(1)) else {
+        return Err(CreateError::Refused(Drop::endpoint(DropReason::ConntrackFull, f.endpoint)));
     };
+    fill(rev, f, t, CT_KIND_REVERSE);
     let mut rev_key = CtKey {
         src_ip_be: f.backend_ip,
         dst_ip_be: 0,
@@ -165,29 +199,13 @@ pub fn create(f: &NewFlow) -> Result<CtValue, CreateError> {
         proto: f.key.proto,
         _pad: 0,
     };
-    if !claim_snat_port(f, &mut rev_key, &rev)? {
+    if !claim_snat_port(f, &mut rev_key, rev)? {
         return Err(CreateError::Refused(Drop::endpoint(DropReason::SnatExhausted, f.endpoint)));
     }
-    let fwd = CtValue {
-        last_seen_ns: t,
-        endpoint: f.endpoint,
-        kind: CT_KIND_FORWARD,
-        state,
-        flags: 0,
-        route: 0,
-        nat_src_ip_be: rev_key.dst_ip_be,
-        nat_dst_ip_be: f.backend_ip,
-        nat_src_port_be: rev_key.dst_port_be,
-        nat_dst_port_be: f.service_port,
-        egress_vpc: f.provider_vpc,
-        mtu: 0,
-        ifindex: f.provider_ifindex,
-        smac: [0; 6],
-        dmac: [0; 6],
-        backend: f.backend_slot,
-        _reserved: 0,
-    };
-    if let Err(e) = PL_CT.insert(&f.key, &fwd, BPF_NOEXIST as u64) {
+    fill(fwd, f, t, CT_KIND_FORWARD);
+    fwd.nat_src_ip_be = rev_key.dst_ip_be;
+    fwd.nat_src_port_be = rev_key.dst_port_be;
+    if let Err(e) = PL_CT.insert(&f.key, &*fwd, BPF_NOEXIST as u64) {
         // Roll back the claimed port. Only this CPU knows the entry, so the delete cannot
         // race; should it fail anyway, the sweeper removes reverse entries with no peer.
         if PL_CT.remove(&rev_key).is_err() {
@@ -202,14 +220,6 @@ pub fn create(f: &NewFlow) -> Result<CtValue, CreateError> {
     }
     crate::stats::count_backend_flow(f.backend_slot, false);
     Ok(fwd)
-}
-
-/// What a segment did to its flow.
-#[derive(PartialEq, Eq)]
-pub enum Tcp {
-    Nothing,
-    /// A SYN on a closed flow: the client opens the same tuple again; it needs a slot.
-    Reopen,
 }
 
 /// Claim a SNAT port for the flow: the reverse entry `rev` is inserted under `key`
@@ -258,92 +268,50 @@ fn count_ports(endpoint: u32, claimed: bool) {
     }
 }
 
-/// Track TCP state on the forward entry from a segment's flags (`from_backend`: it came
-/// on the reverse path): established when the client's ACK completes the handshake,
-/// closed on a RST or FINs both ways (the slot goes back then).
-#[inline(always)]
-pub fn track_tcp(fwd: &mut CtValue, flags: u8, from_backend: bool) -> Tcp {
-    let v = fwd as *mut CtValue;
-    if flags & TCP_RST != 0 {
-        fwd.state = TCP_STATE_CLOSING;
-        release_flow(v, fwd.endpoint);
-        return Tcp::Nothing;
-    }
-    if flags & TCP_SYN != 0 {
-        if from_backend {
-            if flags & TCP_ACK != 0 && fwd.state == TCP_STATE_SYN {
-                flags_set(v, CT_FLAG_SYNACK);
-            }
-        } else if flags & TCP_ACK == 0 && fwd.state == TCP_STATE_CLOSING {
-            return Tcp::Reopen;
-        }
-        return Tcp::Nothing;
-    }
-    if !from_backend && fwd.state == TCP_STATE_SYN && flags & TCP_ACK != 0 && fwd.flags & CT_FLAG_SYNACK != 0 {
-        fwd.state = TCP_STATE_ESTABLISHED;
-    }
-    if flags & TCP_FIN != 0 {
-        let bit = if from_backend { CT_FLAG_FIN_REV } else { CT_FLAG_FIN_FWD };
-        let both = CT_FLAG_FIN_FWD | CT_FLAG_FIN_REV;
-        if (flags_set(v, bit) | bit) & both == both {
-            fwd.state = TCP_STATE_CLOSING;
-            release_flow(v, fwd.endpoint);
-        }
-    }
-    Tcp::Nothing
-}
-
-/// A closed flow opened again by a new SYN: it takes a slot again (`false`: the limit
-/// is reached, the SYN is refused) and starts over.
-#[inline(always)]
-pub fn reopen(fwd: &mut CtValue, limit: u32) -> bool {
-    let v = fwd as *mut CtValue;
-    if fwd.flags & CT_FLAG_RELEASED != 0 {
-        if !acquire_slot(fwd.endpoint, limit) {
-            return false;
-        }
-        flags_clear(v, CT_FLAG_RELEASED | CT_FLAG_FIN_FWD | CT_FLAG_FIN_REV | CT_FLAG_SYNACK);
-    } else {
-        flags_clear(v, CT_FLAG_FIN_FWD | CT_FLAG_FIN_REV | CT_FLAG_SYNACK);
-    }
-    fwd.state = TCP_STATE_SYN;
-    true
-}
-
-/// `privatelink_expire`: delete one flow if it is older than the cutoff, and release its
-/// connection slot. Input: `EXPIRE_PAD` bytes, then an [`ExpireRequest`].
+/// `privatelink_expire`: remove one flow if it is older than the cutoff. Input:
+/// `EXPIRE_PAD` bytes, then an [`ExpireRequest`].
 #[inline(always)]
 pub fn expire(ctx: &XdpContext) -> u32 {
-    let req = match ptr_at::<ExpireRequest>(ctx, EXPIRE_PAD) {
-        Some(r) => unsafe { *r },
-        None => return EXPIRE_BAD_INPUT,
-    };
-    let key = req.key;
-    let fwd = match get(&key) {
-        Some(v) => *v,
-        None => return EXPIRE_KEPT,
-    };
-    if fwd.kind != CT_KIND_FORWARD {
+    match ptr_at::<ExpireRequest>(ctx, EXPIRE_PAD) {
+        Some(r) => {
+            let req = unsafe { *r };
+            retire(&req.key, req.cutoff_ns)
+        }
+        None => EXPIRE_BAD_INPUT,
+    }
+}
+
+/// Remove the flow whose forward entry is under `key` if both its entries were last
+/// seen at or before `cutoff_ns` (`u64::MAX`: whatever their age). `CT_FLAG_DYING`,
+/// set atomically first, makes one caller the remover: nothing reopens a dying flow,
+/// so its slot is released exactly once (here, unless it closed before) and the
+/// entry deleted is the one marked. The backend's count and the SNAT port go back
+/// with the deletes. Returns `EXPIRE_*`.
+#[inline(always)]
+pub fn retire(key: &CtKey, cutoff_ns: u64) -> u32 {
+    let Some(v) = get(key) else { return EXPIRE_KEPT };
+    if v.kind != CT_KIND_FORWARD {
         return EXPIRE_BAD_INPUT;
     }
-    let peer = fwd.peer_key(key.proto);
-    let rev_seen = get(&peer).map(|v| v.last_seen_ns).unwrap_or(0);
-    if req.cutoff_ns != u64::MAX && (fwd.last_seen_ns > req.cutoff_ns || rev_seen > req.cutoff_ns) {
+    let (endpoint, backend) = (v.endpoint, v.backend);
+    let peer = v.peer_key(key.proto);
+    let rev_seen = get(&peer).map(|r| r.last_seen_ns).unwrap_or(0);
+    if cutoff_ns != u64::MAX && (v.last_seen_ns > cutoff_ns || rev_seen > cutoff_ns) {
         return EXPIRE_KEPT;
     }
-    // The slot goes back unless the flow gave it back when it closed (or a concurrent
-    // expiry did): claimed before the delete, while the entry is still ours to touch.
-    if let Some(v) = get(&key) {
-        release_flow(v as *mut CtValue, fwd.endpoint);
-    }
-    if PL_CT.remove(&key).is_err() {
+    let old = flags_set(v, CT_FLAG_DYING | CT_FLAG_RELEASED);
+    if old & CT_FLAG_DYING != 0 {
         return EXPIRE_KEPT;
     }
-    // Only the call whose delete succeeded gets here: the flow leaves its backend's
-    // count exactly once.
-    crate::stats::count_backend_flow(fwd.backend, true);
+    if old & CT_FLAG_RELEASED == 0 {
+        release_slot(endpoint);
+    }
+    if PL_CT.remove(key).is_err() {
+        return EXPIRE_KEPT;
+    }
+    crate::stats::count_backend_flow(backend, true);
     if PL_CT.remove(&peer).is_ok() {
-        count_ports(fwd.endpoint, false);
+        count_ports(endpoint, false);
         EXPIRE_DELETED
     } else {
         EXPIRE_DELETED_NO_PEER

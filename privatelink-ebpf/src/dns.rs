@@ -7,14 +7,15 @@
 //! serve; a counted drop when there is nothing to answer (no header, a response).
 
 use crate::{
-    lookup,
-    parse::{self, ptr_at, Packet, Parsed, ETH_LEN},
-    stats::Drop,
+    icmp, lookup,
+    parse::{self, ptr_at, Packet, Parsed, ETH_LEN, TCP_RST},
+    reply,
+    stats::{self, Drop},
     PL_DNS, PL_DNS_SCRATCH, PL_DNS_STATS,
 };
 use aya_ebpf::{bindings::xdp_action, helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes}, maps::lpm_trie::Key, programs::XdpContext};
 use core::ffi::c_void;
-use privatelink_common::*;
+use privatelink_common::{tcp::answerable, *};
 
 /// Only queries without IP options are served: the DNS header is at a fixed offset.
 const UDP_OFF: usize = ETH_LEN + 20;
@@ -156,10 +157,26 @@ fn serve(ctx: &XdpContext, vpc: &VpcInfo, p: &Packet) -> Result<u32, Drop> {
     if p.fragment {
         return Err(Drop::vpc(DropReason::Fragment, vpc.vpc_id));
     }
-    // Every answer fits in 512 bytes, so nothing is ever truncated and TCP (RFC 7766)
-    // is not served: it is dropped and counted like anything else not a UDP query.
+    if !answerable(p.src_ip) {
+        return Err(Drop::vpc(DropReason::BadSource, vpc.vpc_id));
+    }
+    // Every answer fits in 512 bytes, so nothing is ever truncated and TCP is not
+    // served: a client that tries it anyway (RFC 7766 lets it) is refused at once with
+    // a reset, never left to time out.
+    if p.proto == PROTO_TCP && p.has_ports && p.dst_port == PORT_BE {
+        if p.tcp_flags & TCP_RST != 0 || !icmp::rate_allows(stats::vpc_slot(vpc.vpc_id), REPLY_RESET) {
+            return Err(dropped);
+        }
+        let action = reply::tcp_reset(ctx, p).ok_or(dropped)?;
+        stats::count_drop(dropped);
+        stats::count_reset(stats::vpc_slot(vpc.vpc_id));
+        return Ok(action);
+    }
     if p.proto != PROTO_UDP || !p.has_ports || p.dst_port != PORT_BE || p.ihl_bytes != 20 {
         return Err(dropped);
+    }
+    if !icmp::rate_allows(stats::vpc_slot(vpc.vpc_id), REPLY_DNS) {
+        return Err(Drop::vpc(DropReason::DnsRateLimited, vpc.vpc_id));
     }
     let q = query(ctx, p);
     let answer = match q.status {
@@ -470,13 +487,16 @@ fn write(ctx: &XdpContext, p: &Packet, a: &Answer) -> Option<u32> {
     f[36..38].copy_from_slice(&sport);
     f[38..40].copy_from_slice(&(udp_len as u16).to_be_bytes());
     f[40..42].copy_from_slice(&[0, 0]);
-    // Header (RFC 1035 4.1.1): QR, the opcode (0), AA, RD as asked, RA = RD (every
-    // question we take is answered in full), the RCODE's low 4 bits.
-    let rd = f[DNS_OFF + 2] & 0x01;
-    f[DNS_OFF + 2] = 0x80 | ((a.aa as u8) << 2) | rd;
+    // Header (RFC 1035 4.1.1): QR, the opcode as asked (a NOTIMP names the one it does
+    // not implement), AA, RD as asked, RA clear (nothing is ever recursed: RFC 1035
+    // 4.1.1 "recursion available" would promise what we do not do), the RCODE's low 4
+    // bits.
+    let asked = f[DNS_OFF + 2];
+    let rd = asked & 0x01;
+    f[DNS_OFF + 2] = 0x80 | (asked & 0x78) | ((a.aa as u8) << 2) | rd;
     // BADVERS (16) has its low bits 0 in the header and the rest in the OPT record.
     let low = if a.rcode == DNS_BADVERS { 0 } else { a.rcode as u8 & 0x0f };
-    f[DNS_OFF + 3] = (rd << 7) | low;
+    f[DNS_OFF + 3] = low;
     let counts = [a.question as u8, a.has_a as u8, a.has_soa as u8, a.edns as u8];
     for (i, c) in counts.iter().enumerate() {
         f[DNS_OFF + 4 + 2 * i] = 0;

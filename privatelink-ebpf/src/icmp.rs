@@ -9,14 +9,14 @@
 use crate::{
     conntrack,
     parse::{ptr_at, Packet, ETH_LEN},
-    PL_ICMP_RATE,
+    PL_ICMP_RATE, PL_VPC_RATE,
 };
 use aya_ebpf::{
     bindings::xdp_action,
     helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     programs::XdpContext,
 };
-use privatelink_common::{csum, ICMP_RATE_PER_SEC, PROTO_TCP, PROTO_UDP};
+use privatelink_common::{csum, reply_budget, PROTO_TCP, PROTO_UDP, REPLY_KINDS};
 
 pub const ECHO_REPLY: u8 = 0;
 pub const DEST_UNREACH: u8 = 3;
@@ -32,22 +32,28 @@ const PREPEND: i32 = 28;
 const ERROR_FRAME_LEN: usize = ETH_LEN + 20 + 8 + 20 + 8;
 const NEW_TTL: u8 = 64;
 
-/// Whether `endpoint` may send one more generated ICMP this second (per CPU).
+/// Whether `slot` (an endpoint, or a VPC's slot for DNS) may send one more generated
+/// answer of `kind` (`REPLY_*`) this second (per CPU). Each kind has its own budget.
 #[inline(always)]
-pub fn rate_allows(endpoint: u32) -> bool {
-    let r = match PL_ICMP_RATE.get_ptr_mut(endpoint) {
+pub fn rate_allows(slot: u32, kind: usize) -> bool {
+    let at = match crate::stats::vpc_of(slot) {
+        Some(vpc) => PL_VPC_RATE.get_ptr_mut(vpc),
+        None => PL_ICMP_RATE.get_ptr_mut(slot),
+    };
+    let r = match at {
         Some(r) => unsafe { &mut *r },
         None => return false,
     };
     let now = conntrack::now();
     if now.wrapping_sub(r.window_start_ns) >= 1_000_000_000 {
         r.window_start_ns = now;
-        r.sent = 0;
+        r.sent = [0; REPLY_KINDS];
     }
-    if r.sent >= ICMP_RATE_PER_SEC {
+    let Some(sent) = r.sent.get_mut(kind) else { return false };
+    if *sent >= reply_budget(kind) {
         return false;
     }
-    r.sent += 1;
+    *sent += 1;
     true
 }
 

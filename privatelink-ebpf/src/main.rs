@@ -8,6 +8,7 @@
 
 mod conntrack;
 mod dns;
+mod flow;
 mod forward;
 mod icmp;
 mod lookup;
@@ -20,6 +21,7 @@ mod reply;
 mod send;
 mod sg;
 mod stats;
+mod tcpstate;
 
 use aya_ebpf::{
     bindings::{xdp_action, xdp_md},
@@ -76,6 +78,12 @@ static PL_LAYOUT: Array<u32> = Array::with_max_entries(1, 0);
 static PL_DNS: LpmTrie<DnsName, DnsEntry> = LpmTrie::with_max_entries(MAX_DNS_NAMES, 0);
 #[map]
 static PL_DNS_STATS: PerCpuArray<DnsStats> = PerCpuArray::with_max_entries(MAX_VPCS, 0);
+/// Per-CPU scratch a RST is checksummed in (`tcpstate`). Never pinned.
+#[map]
+static PL_SEGMENT: PerCpuArray<[u32; tcpstate::SEGMENT_WORDS]> = PerCpuArray::with_max_entries(1, 0);
+/// Per-CPU scratch a new flow's two entries are built in (`conntrack::create`).
+#[map]
+static PL_FLOW_SCRATCH: PerCpuArray<CtValue> = PerCpuArray::with_max_entries(2, 0);
 #[map]
 static PL_DNS_SCRATCH: PerCpuArray<dns::Scratch> = PerCpuArray::with_max_entries(1, 0);
 /// Programs the data path tail-calls (`PROGS_*`), filled by the loader. Never pinned.
@@ -91,7 +99,11 @@ static PL_EP_TAT: Array<u64> = Array::with_max_entries(MAX_ENDPOINTS * 2, 0);
 #[map]
 static PL_BACKEND_FLOWS: PerCpuArray<BackendFlows> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 #[map]
-static PL_ICMP_RATE: PerCpuArray<IcmpRate> = PerCpuArray::with_max_entries(MAX_ENDPOINTS, 0);
+static PL_ICMP_RATE: PerCpuArray<ReplyRate> = PerCpuArray::with_max_entries(MAX_ENDPOINTS, 0);
+/// What the gateway generated per VPC (DNS answers, resets on TCP/53), per CPU. Never
+/// pinned: a budget starts anew with the program.
+#[map]
+static PL_VPC_RATE: PerCpuArray<ReplyRate> = PerCpuArray::with_max_entries(MAX_VPCS, 0);
 
 /// The data path (written without `#[xdp]`: the tail call must sit in the program's
 /// own body, not in a subprogram, since the object carries no BTF; 6.18 refuses
@@ -102,13 +114,49 @@ pub extern "C" fn privatelink(raw: *mut xdp_md) -> u32 {
     let ctx = XdpContext::new(raw);
     match path::run(&ctx) {
         Ok(path::TO_DNS) => {
-            // bpf_tail_call (helper 12), called here directly: it returns only when the
-            // slot is empty.
-            unsafe {
-                let tail_call: unsafe extern "C" fn(*mut c_void, *mut c_void, u32) -> i64 = core::mem::transmute(12usize);
-                tail_call(raw as *mut c_void, &raw const PL_PROGS as *mut c_void, PROGS_DNS);
-            }
+            tail_call(raw, PROGS_DNS);
             stats::count_drop(stats::Drop::global(DropReason::DnsDropped));
+            xdp_action::XDP_DROP
+        }
+        Ok(path::TO_NEWFLOW) => {
+            tail_call(raw, PROGS_NEWFLOW);
+            stats::count_drop(stats::Drop::global(DropReason::Inactive));
+            xdp_action::XDP_DROP
+        }
+        Ok(flow::TO_TCP) => {
+            tail_call(raw, PROGS_TCP);
+            stats::count_drop(stats::Drop::global(DropReason::NoFlow));
+            xdp_action::XDP_DROP
+        }
+        Ok(action) => action,
+        Err(drop) => {
+            stats::count_drop(drop);
+            xdp_action::XDP_DROP
+        }
+    }
+}
+
+/// bpf_tail_call (helper 12), called directly; inlined into each program's own body
+/// (the tail call must not sit in a subprogram, see above). Returns only when the slot
+/// is empty.
+#[inline(always)]
+fn tail_call(raw: *mut xdp_md, slot: u32) {
+    unsafe {
+        let call: unsafe extern "C" fn(*mut c_void, *mut c_void, u32) -> i64 = core::mem::transmute(12usize);
+        call(raw as *mut c_void, &raw const PL_PROGS as *mut c_void, slot);
+    }
+}
+
+/// TCP segments that may change their flow's state (see `flow`). Reached by tail call
+/// only; a SYN reopening a closed flow goes on to the new-flow program.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "xdp")]
+pub extern "C" fn privatelink_tcp(raw: *mut xdp_md) -> u32 {
+    let ctx = XdpContext::new(raw);
+    match flow::control(&ctx) {
+        Ok(path::TO_NEWFLOW) => {
+            tail_call(raw, PROGS_NEWFLOW);
+            stats::count_drop(stats::Drop::global(DropReason::Inactive));
             xdp_action::XDP_DROP
         }
         Ok(action) => action,
@@ -123,6 +171,18 @@ pub extern "C" fn privatelink(raw: *mut xdp_md) -> u32 {
 #[xdp]
 pub fn privatelink_dns(ctx: XdpContext) -> u32 {
     match dns::run(&ctx) {
+        Ok(action) => action,
+        Err(drop) => {
+            stats::count_drop(drop);
+            xdp_action::XDP_DROP
+        }
+    }
+}
+
+/// A new flow's first packet (see `newflow`). Reached by tail call only.
+#[xdp]
+pub fn privatelink_newflow(ctx: XdpContext) -> u32 {
+    match newflow::run(&ctx) {
         Ok(action) => action,
         Err(drop) => {
             stats::count_drop(drop);

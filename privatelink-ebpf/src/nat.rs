@@ -12,23 +12,34 @@ use privatelink_common::{csum, PROTO_TCP};
 /// for frames it forwards).
 #[inline(always)]
 pub fn rewrite(ctx: &XdpContext, p: &Packet, src: u32, dst: u32, sport: u16, dport: u16, ttl_dec: bool) -> bool {
-    let ip = match ptr_at::<[u8; 20]>(ctx, ETH_LEN) {
-        Some(ip) => ip,
-        None => return false,
-    };
-    let is_tcp = p.proto == PROTO_TCP;
-    // TCP checksum at offset 16, UDP at 6; both headers start with the two ports.
-    let l4 = match ptr_at::<[u8; 20]>(ctx, p.l4_off) {
-        Some(l4) => Some(l4 as *mut u8),
-        None if !is_tcp => ptr_at::<[u8; 8]>(ctx, p.l4_off).map(|u| u as *mut u8),
-        None => None,
-    };
-    let l4 = match l4 {
-        Some(l4) => l4,
-        None => return false,
-    };
-    let ip = unsafe { &mut *ip };
+    let Some(ip) = ptr_at::<[u8; 20]>(ctx, ETH_LEN) else { return false };
+    // TCP's checksum at offset 16, UDP's at 6; both headers start with the two ports.
+    // Each protocol takes its own branch with its own checked header: one pointer for
+    // both, checked for 8 or 20 bytes, was refused inside a BPF subprogram (6.18: the
+    // verifier re-reads the protocol from the stack and loses which check it passed).
+    if p.proto == PROTO_TCP {
+        let Some(t) = ptr_at::<[u8; 20]>(ctx, p.l4_off) else { return false };
+        let t = unsafe { &mut *t };
+        rewrite_ip(unsafe { &mut *ip }, p, src, dst, ttl_dec);
+        let c = l4_csum(u16::from_ne_bytes([t[16], t[17]]), p, src, dst, sport, dport).to_ne_bytes();
+        t[16] = c[0];
+        t[17] = c[1];
+        set_ports(&mut t[0..4], sport, dport);
+    } else {
+        let Some(u) = ptr_at::<[u8; 8]>(ctx, p.l4_off) else { return false };
+        let u = unsafe { &mut *u };
+        rewrite_ip(unsafe { &mut *ip }, p, src, dst, ttl_dec);
+        let old = u16::from_ne_bytes([u[6], u[7]]);
+        let c = csum::udp_fixup(old, l4_csum(old, p, src, dst, sport, dport)).to_ne_bytes();
+        u[6] = c[0];
+        u[7] = c[1];
+        set_ports(&mut u[0..4], sport, dport);
+    }
+    true
+}
 
+#[inline(always)]
+fn rewrite_ip(ip: &mut [u8; 20], p: &Packet, src: u32, dst: u32, ttl_dec: bool) {
     let ipc = u16::from_ne_bytes([ip[10], ip[11]]);
     let mut ipc = csum::replace_u32(csum::replace_u32(ipc, p.src_ip, src), p.dst_ip, dst);
     if ttl_dec {
@@ -40,28 +51,23 @@ pub fn rewrite(ctx: &XdpContext, p: &Packet, src: u32, dst: u32, sport: u16, dpo
     ip[10..12].copy_from_slice(&ipc.to_ne_bytes());
     ip[12..16].copy_from_slice(&src.to_ne_bytes());
     ip[16..20].copy_from_slice(&dst.to_ne_bytes());
+}
 
-    let coff = if is_tcp { 16 } else { 6 };
-    unsafe {
-        let old = u16::from_ne_bytes([*l4.add(coff), *l4.add(coff + 1)]);
-        let mut c = csum::replace_u32(old, p.src_ip, src);
-        c = csum::replace_u32(c, p.dst_ip, dst);
-        c = csum::replace_u16(c, p.src_port, sport);
-        c = csum::replace_u16(c, p.dst_port, dport);
-        if !is_tcp {
-            c = csum::udp_fixup(old, c);
-        }
-        let c = c.to_ne_bytes();
-        *l4.add(coff) = c[0];
-        *l4.add(coff + 1) = c[1];
-        let s = sport.to_ne_bytes();
-        let d = dport.to_ne_bytes();
-        *l4 = s[0];
-        *l4.add(1) = s[1];
-        *l4.add(2) = d[0];
-        *l4.add(3) = d[1];
+/// The L4 checksum `old` after the address and port rewrite (pseudo header included).
+#[inline(always)]
+fn l4_csum(old: u16, p: &Packet, src: u32, dst: u32, sport: u16, dport: u16) -> u16 {
+    let mut c = csum::replace_u32(old, p.src_ip, src);
+    c = csum::replace_u32(c, p.dst_ip, dst);
+    c = csum::replace_u16(c, p.src_port, sport);
+    csum::replace_u16(c, p.dst_port, dport)
+}
+
+#[inline(always)]
+fn set_ports(ports: &mut [u8], sport: u16, dport: u16) {
+    if ports.len() == 4 {
+        ports[0..2].copy_from_slice(&sport.to_ne_bytes());
+        ports[2..4].copy_from_slice(&dport.to_ne_bytes());
     }
-    true
 }
 
 /// Lower the MSS option of a SYN (or SYN-ACK) to `mss` when it is above (RFC 879 /

@@ -6,18 +6,19 @@
 use crate::{
     conntrack::{self, CreateError, NewFlow},
     icmp, lookup, nat,
-    parse::{ptr_at, Packet, TCP_ACK, TCP_RST, TCP_SYN},
-    path, police, reply, send, sg,
+    parse::{self, ptr_at, Packet, Parsed, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    flow, police, reply, send, sg,
     stats::{self, Drop},
 };
 use aya_ebpf::programs::XdpContext;
-use privatelink_common::{hash::flow_hash, *};
+use privatelink_common::{hash::flow_hash, tcp::answerable, *};
 
 /// Refuse a new flow: a TCP SYN is answered with a RST so the client fails fast, a UDP
-/// datagram is dropped. Counted under `d` either way.
+/// datagram is dropped. Counted under `d` either way. No reset goes to a source that
+/// names no host (RFC 1812 5.3.7) nor over the endpoint's reset budget for this second.
 #[inline(always)]
 pub fn refuse(ctx: &XdpContext, p: &Packet, d: Drop) -> Result<u32, Drop> {
-    if p.proto != PROTO_TCP {
+    if p.proto != PROTO_TCP || !answerable(p.src_ip) || !icmp::rate_allows(d.endpoint, REPLY_RESET) {
         return Err(d);
     }
     match reply::tcp_reset(ctx, p) {
@@ -30,8 +31,21 @@ pub fn refuse(ctx: &XdpContext, p: &Packet, d: Drop) -> Result<u32, Drop> {
     }
 }
 
+/// The new-flow program: the packet the data path handed over (a VPC interface's,
+/// addressed to an endpoint there, of no flow), parsed and looked up again.
 #[inline(always)]
-pub fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u32) -> Result<u32, Drop> {
+pub fn run(ctx: &XdpContext) -> Result<u32, Drop> {
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let vpc = lookup::vpc(ifindex).ok_or(Drop::global(DropReason::Inactive))?;
+    let Parsed::Ipv4(p) = parse::parse(ctx) else { return Err(Drop::vpc(DropReason::Malformed, vpc.vpc_id)) };
+    match lookup::endpoint_at(vpc.vpc_id, p.dst_ip) {
+        Some(ep) if ep != EP_GATEWAY_OWN && ep != EP_DNS => new_flow(ctx, &vpc, ifindex, &p, ep),
+        _ => Err(Drop::vpc(DropReason::NotRouted, vpc.vpc_id)),
+    }
+}
+
+#[inline(always)]
+fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u32) -> Result<u32, Drop> {
     if p.fragment {
         return Err(Drop::endpoint(DropReason::Fragment, ep));
     }
@@ -52,6 +66,10 @@ pub fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u
     lookup::accepted(&info, ep)?;
     if p.proto == PROTO_TCP {
         let f = p.tcp_flags;
+        if f & TCP_SYN != 0 && f & (TCP_FIN | TCP_RST) != 0 {
+            // Opens nothing: backends discard SYN+FIN, and SYN+RST is no segment at all.
+            return Err(Drop::endpoint(DropReason::InvalidTcp, ep));
+        }
         if f & TCP_RST != 0 {
             return Err(Drop::endpoint(DropReason::NoFlow, ep));
         }
@@ -88,7 +106,7 @@ pub fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u
             return Err(Drop::endpoint(DropReason::Malformed, ep));
         }
     };
-    let key = path::flow_key(p, vpc.vpc_id);
+    let key = flow::flow_key(p, vpc.vpc_id);
     let flow = NewFlow {
         key,
         endpoint: ep,
@@ -102,6 +120,7 @@ pub fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u
         consumer_mtu: vpc.mtu,
         client_mac: [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]],
         gateway_mac: [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]],
+        syn_seq: p.seq,
     };
     let fwd = match conntrack::create(&flow) {
         Ok(v) => {
@@ -111,7 +130,7 @@ pub fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u
         Err(CreateError::Raced) => {
             conntrack::release_slot(ep);
             match conntrack::get(&key) {
-                Some(v) => *v,
+                Some(v) => &*v,
                 None => return Err(Drop::endpoint(DropReason::NoFlow, ep)),
             }
         }
@@ -123,6 +142,16 @@ pub fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u
     if p.proto == PROTO_TCP && info.mss_clamp != 0 {
         nat::clamp_mss(ctx, p, info.mss_clamp);
     }
-    let hop = path::hop_towards_backend(ctx, p, &fwd)?;
-    send::rewrite_and_send(ctx, p, &fwd, stats::count_forward, hop)
+    let sent = match flow::hop_towards_backend(ctx, p, fwd) {
+        Ok(hop) => send::rewrite_and_send(ctx, p, fwd, stats::count_forward, hop),
+        Err(d) => Err(d),
+    };
+    match sent {
+        Ok(s) => Ok(s.action),
+        Err(d) => {
+            // Not sent (no route, no neighbour, ...): the flow it opened goes with it.
+            conntrack::retire(&key, u64::MAX);
+            Err(d)
+        }
+    }
 }

@@ -52,7 +52,18 @@ pub struct Packet {
     pub tcp_flags: u8,
     /// TCP header length in bytes (data offset * 4).
     pub tcp_hdr_len: u16,
+    /// TCP sequence and acknowledgement numbers, host order.
+    pub seq: u32,
+    pub ack: u32,
     pub frame_len: u32,
+}
+
+impl Packet {
+    /// TCP payload bytes.
+    #[inline(always)]
+    pub fn tcp_payload(&self) -> u32 {
+        self.ip_tot_len.wrapping_sub(self.ihl_bytes).wrapping_sub(self.tcp_hdr_len) as u32
+    }
 }
 
 pub enum Parsed {
@@ -111,6 +122,8 @@ pub fn parse(ctx: &XdpContext) -> Parsed {
         dst_port: 0,
         tcp_flags: 0,
         tcp_hdr_len: 0,
+        seq: 0,
+        ack: 0,
         frame_len,
     };
     if fragment {
@@ -126,6 +139,8 @@ pub fn parse(ctx: &XdpContext) -> Parsed {
                 p.dst_port = u16::from_ne_bytes([t[2], t[3]]);
                 p.tcp_flags = t[13];
                 p.tcp_hdr_len = doff;
+                p.seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+                p.ack = u32::from_be_bytes([t[8], t[9], t[10], t[11]]);
                 p.has_ports = true;
             }
         }

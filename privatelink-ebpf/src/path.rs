@@ -1,26 +1,33 @@
 //! The packet's way through the gateway. On a VPC interface the data path decides
-//! every frame: flows (one conntrack lookup), new flows to endpoints (`newflow`), ARP,
+//! every frame: flows (one conntrack lookup, `flow`), new flows to endpoints
+//! (`newflow`, a program of its own), ARP,
 //! ICMP for endpoints and flows, and what is addressed to the gateway itself (its own
 //! addresses in that VPC, broadcast, multicast), which goes up to the kernel.
 //! Everything else is dropped and counted: the gateway never routes between VPCs on
 //! its own. Decides; rewriting and sending live in `send`, `nat`, `forward`, `icmp`.
 
 use crate::{
-    conntrack,
-    forward::{self, Hop, HOP_NO_ROUTE, HOP_REDIRECT},
+    conntrack, flow,
+    forward::{Hop, HOP_KERNEL, HOP_REDIRECT},
     icmp::{self, Quote},
-    lookup, nat, newflow, police,
-    parse::{self, Packet, Parsed, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV6, TCP_FIN, TCP_RST, TCP_SYN},
-    reply,
-    send, sg,
+    lookup, police,
+    parse::{self, Packet, Parsed, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV6},
+    reply, send, sg,
     stats::{self, Drop},
     PL_SNAT_RANGES,
 };
 use aya_ebpf::{bindings::xdp_action::XDP_PASS, maps::lpm_trie::Key, programs::XdpContext};
-use privatelink_common::*;
+use privatelink_common::{tcp::answerable, *};
+
+/// The longest ICMP error translated through a flow: RFC 1812 4.3.2.3's 576 bytes,
+/// what Linux sends at most.
+const ICMP_ERROR_MAX_LEN: u16 = 576;
 
 /// Not an XDP action: the entry shim tail-calls the DNS program for this packet.
 pub const TO_DNS: u32 = 0xd45;
+/// Not an XDP action: the entry shim tail-calls the new-flow program for this packet
+/// (its own program, so that it has a verifier budget of its own).
+pub const TO_NEWFLOW: u32 = 0xd44;
 
 #[inline(always)]
 pub fn run(ctx: &XdpContext) -> Result<u32, Drop> {
@@ -30,12 +37,40 @@ pub fn run(ctx: &XdpContext) -> Result<u32, Drop> {
         None => return Ok(XDP_PASS), // not a VPC interface of ours
     };
     match parse::parse(ctx) {
+        Parsed::Arp if to_us(ctx, &vpc) == TO_US_NOT => Err(Drop::vpc(DropReason::ForeignMac, vpc.vpc_id)),
         Parsed::Arp => arp(ctx, &vpc),
-        Parsed::Ipv4(p) => ipv4(ctx, &vpc, ifindex, &p),
+        Parsed::Ipv4(p) => match to_us(ctx, &vpc) {
+            TO_US_UNICAST => ipv4(ctx, &vpc, &p),
+            TO_US_GROUP => not_for_a_flow(&p, &vpc),
+            _ => Err(Drop::vpc(DropReason::ForeignMac, vpc.vpc_id)),
+        },
         Parsed::NotIp(ETH_P_8021Q | ETH_P_8021AD) => Err(Drop::vpc(DropReason::Vlan, vpc.vpc_id)),
         Parsed::NotIp(ETH_P_IPV6) => Err(Drop::vpc(DropReason::Ipv6, vpc.vpc_id)),
         Parsed::NotIp(_) => Err(Drop::vpc(DropReason::NotRouted, vpc.vpc_id)),
         Parsed::Runt | Parsed::Malformed => Err(Drop::vpc(DropReason::Malformed, vpc.vpc_id)),
+    }
+}
+
+const TO_US_UNICAST: u8 = 0;
+const TO_US_GROUP: u8 = 1;
+const TO_US_NOT: u8 = 2;
+
+/// Whom the frame is addressed to: the interface's MAC (the only frames that may open
+/// or use a flow, so that everything the gateway sends leaves from that MAC), a group
+/// (broadcast, multicast: only the kernel's), or another host.
+#[inline(always)]
+fn to_us(ctx: &XdpContext, vpc: &VpcInfo) -> u8 {
+    let Some(eth) = parse::ptr_at::<[u8; 6]>(ctx, 0) else { return TO_US_NOT };
+    let d = unsafe { *eth };
+    let m = vpc.mac;
+    let high = u32::from_ne_bytes([d[0], d[1], d[2], d[3]]) ^ u32::from_ne_bytes([m[0], m[1], m[2], m[3]]);
+    let low = u16::from_ne_bytes([d[4], d[5]]) ^ u16::from_ne_bytes([m[4], m[5]]);
+    if high | low as u32 == 0 {
+        TO_US_UNICAST
+    } else if d[0] & 1 != 0 {
+        TO_US_GROUP
+    } else {
+        TO_US_NOT
     }
 }
 
@@ -59,13 +94,11 @@ fn arp(ctx: &XdpContext, vpc: &VpcInfo) -> Result<u32, Drop> {
 }
 
 #[inline(always)]
-fn ipv4(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet) -> Result<u32, Drop> {
+fn ipv4(ctx: &XdpContext, vpc: &VpcInfo, p: &Packet) -> Result<u32, Drop> {
     if p.has_ports {
-        if let Some(entry) = conntrack::get(&flow_key(p, vpc.vpc_id)) {
-            if entry.kind == CT_KIND_FORWARD {
-                return established_forward(ctx, p, entry);
-            }
-            return established_reverse(ctx, p, entry);
+        let action = flow::known(ctx, p, vpc.vpc_id);
+        if action != flow::NOT_A_FLOW {
+            return Ok(action);
         }
     }
     if p.proto == PROTO_ICMP && !p.fragment {
@@ -74,7 +107,7 @@ fn ipv4(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet) -> Result<u32
     match lookup::endpoint_at(vpc.vpc_id, p.dst_ip) {
         Some(EP_GATEWAY_OWN) => return Ok(XDP_PASS),
         Some(EP_DNS) => return Ok(TO_DNS),
-        Some(ep) => return newflow::new_flow(ctx, vpc, ifindex, p, ep),
+        Some(_) => return Ok(TO_NEWFLOW),
         None => {}
     }
     if in_snat_range(p.dst_ip) {
@@ -133,7 +166,10 @@ fn echo(ctx: &XdpContext, p: &Packet, ep: u32) -> Result<u32, Drop> {
         return Err(Drop::endpoint(DropReason::SecurityGroup, ep));
     }
     lookup::accepted(&info, ep)?;
-    if !icmp::rate_allows(ep) {
+    if !answerable(p.src_ip) {
+        return Err(Drop::endpoint(DropReason::BadSource, ep));
+    }
+    if !icmp::rate_allows(ep, REPLY_ECHO) {
         return Err(Drop::endpoint(DropReason::IcmpRateLimited, ep));
     }
     let action = icmp::echo_reply(ctx, p).ok_or(Drop::endpoint(DropReason::IcmpUnsupported, ep))?;
@@ -161,6 +197,10 @@ fn translate_error(ctx: &XdpContext, vpc: &VpcInfo, p: &Packet, q: &Quote) -> Re
         _ => return Ok(None),
     };
     let ep = v.endpoint;
+    if p.ip_tot_len > ICMP_ERROR_MAX_LEN {
+        // Longer than any host sends (RFC 1812 4.3.2.3): no bulk carrier through a flow.
+        return Err(Drop::endpoint(DropReason::IcmpUnsupported, ep));
+    }
     if p.ttl <= 1 {
         // No ICMP about ICMP errors (RFC 1812 4.3.2.7).
         return Err(Drop::endpoint(DropReason::TtlExceeded, ep));
@@ -169,17 +209,24 @@ fn translate_error(ctx: &XdpContext, vpc: &VpcInfo, p: &Packet, q: &Quote) -> Re
     // From the consumer: quoted endpoint -> client, back to backend -> SNAT address.
     // Either way the flow entry's NAT fields are what the quote must become, reversed.
     let reverse = v.kind == CT_KIND_REVERSE;
-    let hop = if reverse || v.route == CT_ROUTE_CACHED { Hop::cached(&v) } else { hop_towards_backend(ctx, p, &v)? };
+    let hop = if reverse || v.route == CT_ROUTE_CACHED { Hop::cached(&v) } else { flow::hop_towards_backend(ctx, p, &v)? };
     let (src, dst) = (v.nat_src_ip_be, v.nat_dst_ip_be);
     let (q_src, q_dst, q_sport, q_dport) = (v.nat_dst_ip_be, v.nat_src_ip_be, v.nat_dst_port_be, v.nat_src_port_be);
-    if hop.kind == HOP_NO_ROUTE {
+    if hop.kind == HOP_KERNEL {
+        return Err(Drop::endpoint(DropReason::NoNeighbour, ep));
+    }
+    if hop.kind != HOP_REDIRECT {
         return Err(Drop::endpoint(DropReason::NoRoute, ep));
     }
-    let send = hop.kind == HOP_REDIRECT;
-    if !icmp::translate(ctx, p, q, src, dst, q_src, q_dst, q_sport, q_dport, send) {
+    // Policed and capped as the flow's own packets are: an error quoting a flow is no
+    // way around its endpoint's bandwidth limit.
+    if !police::admits(ep, if reverse { DIR_REVERSE } else { DIR_FORWARD }, p.frame_len, conntrack::now()) {
+        return Err(Drop::endpoint(DropReason::OverBandwidth, ep));
+    }
+    if !icmp::translate(ctx, p, q, src, dst, q_src, q_dst, q_sport, q_dport, true) {
         return Err(Drop::endpoint(DropReason::IcmpUnsupported, ep));
     }
-    let action = if send { send::redirect(ctx, &hop, ep)? } else { XDP_PASS };
+    let action = send::redirect(ctx, &hop, ep)?;
     if reverse {
         stats::count_reverse(ep, p.frame_len);
     } else {
@@ -188,110 +235,7 @@ fn translate_error(ctx: &XdpContext, vpc: &VpcInfo, p: &Packet, q: &Quote) -> Re
     Ok(Some(action))
 }
 
-/// The conntrack key of a packet as it arrives.
-#[inline(always)]
-pub fn flow_key(p: &Packet, vpc_id: u16) -> CtKey {
-    CtKey {
-        src_ip_be: p.src_ip,
-        dst_ip_be: p.dst_ip,
-        src_port_be: p.src_port,
-        dst_port_be: p.dst_port,
-        vpc_id,
-        proto: p.proto,
-        _pad: 0,
-    }
-}
-
 #[inline(always)]
 fn in_snat_range(ip: u32) -> bool {
     PL_SNAT_RANGES.get(Key::new(32, ip)).is_some()
-}
-
-#[inline(always)]
-fn established_forward(ctx: &XdpContext, p: &Packet, entry: &mut CtValue) -> Result<u32, Drop> {
-    let now = conntrack::now();
-    entry.last_seen_ns = now;
-    // Over the bandwidth limit: dropped before it changes any flow state.
-    if !police::admits(entry.endpoint, DIR_FORWARD, p.frame_len, now) {
-        return Err(Drop::endpoint(DropReason::OverBandwidth, entry.endpoint));
-    }
-    if p.proto == PROTO_TCP {
-        if conntrack::track_tcp(entry, p.tcp_flags, false) == conntrack::Tcp::Reopen {
-            let info = lookup::endpoint(entry.endpoint).unwrap_or_default();
-            // A new connection on the tuple of a closed one: the groups decide again.
-            if !sg::allows(&info, p.src_ip, p.proto, u16::from_be(p.dst_port)) {
-                return Err(Drop::endpoint(DropReason::SecurityGroup, entry.endpoint));
-            }
-            let limit = info.conn_limit;
-            if !conntrack::reopen(entry, limit) {
-                return newflow::refuse(ctx, p, Drop::endpoint(DropReason::OverLimit, entry.endpoint));
-            }
-            // The same tuple, a new connection.
-            stats::count_new_flow(entry.endpoint);
-        }
-        if p.tcp_flags & TCP_SYN != 0 {
-            clamp_mss(ctx, p, entry.endpoint);
-        }
-    }
-    let fwd = *entry;
-    if fwd.route == CT_ROUTE_CACHED {
-        return send::rewrite_and_send(ctx, p, &fwd, stats::count_forward, Hop::cached(&fwd));
-    }
-    // Not yet cached: ask the FIB once and keep its answer in the flow, as the reverse
-    // entry keeps the consumer's. A backend's next hop changing (its MAC, the route)
-    // reaches new flows only.
-    let hop = hop_towards_backend(ctx, p, &fwd)?;
-    if hop.kind == HOP_REDIRECT {
-        entry.ifindex = hop.ifindex;
-        entry.smac = hop.smac;
-        entry.dmac = hop.dmac;
-        entry.mtu = hop.mtu;
-        // Published last: a reader that sees the flag sees the hop.
-        unsafe { core::ptr::write_volatile(&mut entry.route, CT_ROUTE_CACHED) };
-    }
-    send::rewrite_and_send(ctx, p, &fwd, stats::count_forward, hop)
-}
-
-#[inline(always)]
-fn established_reverse(ctx: &XdpContext, p: &Packet, entry: &mut CtValue) -> Result<u32, Drop> {
-    let now = conntrack::now();
-    entry.last_seen_ns = now;
-    if !police::admits(entry.endpoint, DIR_REVERSE, p.frame_len, now) {
-        return Err(Drop::endpoint(DropReason::OverBandwidth, entry.endpoint));
-    }
-    let rev = *entry;
-    if p.proto == PROTO_TCP && p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
-        if let Some(fwd) = conntrack::get(&rev.peer_key(p.proto)) {
-            conntrack::track_tcp(fwd, p.tcp_flags, true);
-        }
-        if p.tcp_flags & TCP_SYN != 0 {
-            clamp_mss(ctx, p, rev.endpoint);
-        }
-    }
-    send::rewrite_and_send(ctx, p, &rev, stats::count_reverse, Hop::cached(&rev))
-}
-
-/// Clamp a SYN's MSS to its endpoint's `mss_clamp` (0: off).
-#[inline(always)]
-fn clamp_mss(ctx: &XdpContext, p: &Packet, ep: u32) {
-    if let Some(info) = lookup::endpoint(ep) {
-        if info.mss_clamp != 0 {
-            nat::clamp_mss(ctx, p, info.mss_clamp);
-        }
-    }
-}
-
-/// The FIB's answer for a flow's rewritten packet, in its provider VPC's table, with
-/// the MTU of the interface it leads out of.
-#[inline(always)]
-pub fn hop_towards_backend(ctx: &XdpContext, p: &Packet, fwd: &CtValue) -> Result<Hop, Drop> {
-    let vpc = match lookup::vpc(fwd.ifindex) {
-        Some(v) => v,
-        None => return Err(Drop::endpoint(DropReason::NoRoute, fwd.endpoint)),
-    };
-    let mut hop = forward::fib(ctx, fwd.ifindex, vpc.fib_table, fwd.nat_src_ip_be, fwd.nat_dst_ip_be, p.proto, p.ip_tot_len);
-    if hop.kind == HOP_REDIRECT {
-        hop.mtu = if hop.ifindex == fwd.ifindex { vpc.mtu } else { lookup::vpc(hop.ifindex).map_or(0, |v| v.mtu) };
-    }
-    Ok(hop)
 }

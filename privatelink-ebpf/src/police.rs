@@ -17,8 +17,9 @@ pub fn admits(ep: u32, dir: u32, len: u32, now: u64) -> bool {
     let Some(p) = PL_EP_TAT.get_ptr_mut(ep.wrapping_mul(2).wrapping_add(dir)) else { return true };
     let cost = rate.cost_ns(len);
     // A few tries against other CPUs moving the same bucket; a packet that loses every
-    // race passes (the next ones pay for it: the bucket only moves forward).
-    for _ in 0..4 {
+    // race is dropped: nothing passes without paying (the CPUs that won did pay, so the
+    // rate is still met under contention, by fewer and larger winners).
+    for _ in 0..POLICE_TRIES {
         let tat = unsafe { core::ptr::read_volatile(p) };
         let Some(next) = gcra(tat, now, cost, rate.burst_ns) else { return false };
         // SeqCst: see `conntrack::active_add` (Relaxed atomics misbehave on 6.18).
@@ -27,5 +28,8 @@ pub fn admits(ep: u32, dir: u32, len: u32, now: u64) -> bool {
             return true;
         }
     }
-    true
+    false
 }
+
+/// Compare-and-swap tries a packet gets against other CPUs moving its bucket.
+const POLICE_TRIES: u32 = 4;

@@ -2,9 +2,11 @@
 //! (RFC 1812 5.3.1): a packet that arrives with TTL <= 1 is answered with a
 //! time-exceeded; a DF packet larger than its next hop's MTU with a
 //! fragmentation-needed carrying that MTU; the others are rewritten (NAT), their TTL
-//! taken down by one, and sent on. Frames the kernel must finish (a neighbour not
-//! resolved yet, a non-DF packet to fragment) are rewritten and passed up with their
-//! TTL untouched: the kernel's forwarding takes it down itself.
+//! taken down by one, and sent on. A rewritten frame never goes to the kernel: its
+//! routing tables are not the flow's (overlapping VPCs), so a non-DF packet too big
+//! for the next hop (`TooBig`: the gateway does not fragment) and a next hop whose MAC
+//! is not resolved yet (`NoNeighbour`: the daemon keeps backends' neighbours resolved)
+//! are dropped and counted.
 
 use crate::{
     forward::{self, Hop, HOP_KERNEL, HOP_NO_ROUTE, HOP_REDIRECT},
@@ -12,15 +14,27 @@ use crate::{
     parse::Packet,
     stats::{self, Drop},
 };
-use aya_ebpf::{bindings::xdp_action::XDP_PASS, programs::XdpContext};
-use privatelink_common::*;
+use aya_ebpf::programs::XdpContext;
+use privatelink_common::{tcp::answerable, *};
+
+/// What became of a frame handed to `rewrite_and_send`: its XDP action, and whether it
+/// was sent on (`false`: answered with an ICMP error instead). Only a frame sent on may
+/// change its flow's state.
+pub struct Sent {
+    pub action: u32,
+    pub forwarded: bool,
+}
 
 /// Answer `p` with an ICMP error from the gateway's address it was sent to (the
 /// endpoint on the consumer side, the SNAT address on the provider side), charged to
 /// endpoint `ep` under `reason` (the packet itself is not forwarded).
 #[inline(always)]
 pub fn icmp_error(ctx: &XdpContext, p: &Packet, ep: u32, typ: u8, code: u8, mtu: u16, reason: DropReason) -> Result<u32, Drop> {
-    if !icmp::rate_allows(ep) {
+    if !answerable(p.src_ip) {
+        return Err(Drop::endpoint(DropReason::BadSource, ep));
+    }
+    let kind = if typ == icmp::DEST_UNREACH { REPLY_FRAG_NEEDED } else { REPLY_ERROR };
+    if !icmp::rate_allows(ep, kind) {
         return Err(Drop::endpoint(DropReason::IcmpRateLimited, ep));
     }
     match icmp::send_error(ctx, p, typ, code, mtu, p.dst_ip) {
@@ -36,27 +50,37 @@ pub fn icmp_error(ctx: &XdpContext, p: &Packet, ep: u32, typ: u8, code: u8, mtu:
 /// Rewrite `p` as flow entry `v` says and send it towards `hop`, counted with `count`
 /// (a rewrite that fails is `Malformed`, a hop with no way out `NoRoute`).
 #[inline(always)]
-pub fn rewrite_and_send(ctx: &XdpContext, p: &Packet, v: &CtValue, count: fn(u32, u32), hop: Hop) -> Result<u32, Drop> {
+pub fn rewrite_and_send(ctx: &XdpContext, p: &Packet, v: &CtValue, count: fn(u32, u32), hop: Hop) -> Result<Sent, Drop> {
     let ep = v.endpoint;
-    if p.ttl <= 1 {
-        return icmp_error(ctx, p, ep, icmp::TIME_EXCEEDED, 0, 0, DropReason::TtlExceeded);
+    // Answered instead of sent on (one call site: each inlined copy of the error's
+    // construction costs the verifier a path of its own).
+    let (typ, code, mtu, reason) = if p.ttl <= 1 {
+        (icmp::TIME_EXCEEDED, 0, 0, DropReason::TtlExceeded)
+    } else if hop.kind == HOP_NO_ROUTE {
+        return Err(Drop::endpoint(DropReason::NoRoute, ep));
+    } else if hop.kind == HOP_KERNEL {
+        return Err(Drop::endpoint(DropReason::NoNeighbour, ep));
+    } else if hop.mtu != 0 && p.ip_tot_len > hop.mtu {
+        if !p.df {
+            return Err(Drop::endpoint(DropReason::TooBig, ep));
+        }
+        (icmp::DEST_UNREACH, icmp::FRAG_NEEDED, hop.mtu, DropReason::FragNeeded)
+    } else {
+        (0, 0, 0, DropReason::Malformed)
+    };
+    if reason != DropReason::Malformed {
+        let action = icmp_error(ctx, p, ep, typ, code, mtu, reason)?;
+        return Ok(Sent { action, forwarded: false });
     }
-    if hop.kind == HOP_NO_ROUTE {
+    if hop.kind != HOP_REDIRECT {
         return Err(Drop::endpoint(DropReason::NoRoute, ep));
     }
-    let mtu = if hop.kind == HOP_KERNEL { 0 } else { hop.mtu };
-    let too_big = mtu != 0 && p.ip_tot_len > mtu;
-    if too_big && p.df {
-        return icmp_error(ctx, p, ep, icmp::DEST_UNREACH, icmp::FRAG_NEEDED, mtu, DropReason::FragNeeded);
-    }
-    // Sent by the gateway itself only when it fits; the kernel finishes the rest.
-    let send = hop.kind == HOP_REDIRECT && !too_big;
-    if !nat::rewrite(ctx, p, v.nat_src_ip_be, v.nat_dst_ip_be, v.nat_src_port_be, v.nat_dst_port_be, send) {
+    if !nat::rewrite(ctx, p, v.nat_src_ip_be, v.nat_dst_ip_be, v.nat_src_port_be, v.nat_dst_port_be, true) {
         return Err(Drop::endpoint(DropReason::Malformed, ep));
     }
-    let action = if send { redirect(ctx, &hop, ep)? } else { XDP_PASS };
+    let action = redirect(ctx, &hop, ep)?;
     count(ep, p.frame_len);
-    Ok(action)
+    Ok(Sent { action, forwarded: true })
 }
 
 /// Send the frame out of `hop`'s interface with its MACs.

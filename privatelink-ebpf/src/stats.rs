@@ -38,6 +38,16 @@ pub const fn vpc_slot(vpc_id: u16) -> u32 {
     VPC | vpc_id as u32
 }
 
+/// The VPC id a `vpc_slot` value charges, if it is one.
+#[inline(always)]
+pub const fn vpc_of(slot: u32) -> Option<u32> {
+    if slot != GLOBAL && slot & VPC != 0 {
+        Some(slot & 0xffff)
+    } else {
+        None
+    }
+}
+
 #[inline(always)]
 pub fn slot(endpoint: u32) -> Option<&'static mut Stats> {
     let p = if endpoint == GLOBAL {

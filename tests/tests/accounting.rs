@@ -1,8 +1,9 @@
 //! Connection accounting at packet level: a connection counts against its endpoint's
 //! limit while it is open. Established only when the client's ACK completes the
-//! handshake; the slot goes back at a RST or FINs both ways, exactly once (expiry of
-//! the closed flow does not give it back again); a new SYN on a closed tuple takes a
-//! slot again; the count never wraps below zero.
+//! handshake; the slot goes back at a RST inside the tracked window or FINs both ways,
+//! each acknowledged, exactly once (expiry of the closed flow does not give it back
+//! again); a new SYN on a closed tuple opens a new flow, which takes a slot again; the
+//! count never wraps below zero.
 
 use privatelink::dataplane::sweep::{Scope, Timeouts};
 use privatelink_common::*;
@@ -22,6 +23,16 @@ fn from_client(sport: u16, flags: u8) -> Vec<u8> {
 
 fn from_backend(port: u16, flags: u8) -> Vec<u8> {
     Packet::tcp((BACKEND, 8080), (SNAT_IP, port), flags).macs(BACKEND_MAC, GW_PROVIDER_MAC).seq_ack(5001, 1002).build()
+}
+
+/// The client's last ACK, of the backend's FIN (at 5001).
+fn last_ack(sport: u16) -> Vec<u8> {
+    Packet::tcp((CLIENT, sport), (EP_ACCEPTED, 80), ACK).macs(CLIENT_MAC, GW_CONSUMER_MAC).seq_ack(1002, 5002).build()
+}
+
+/// A closed port's answer to the client's SYN (1000): RST|ACK acknowledging it.
+fn refused(port: u16) -> Vec<u8> {
+    Packet::tcp((BACKEND, 8080), (SNAT_IP, port), RST | ACK).macs(BACKEND_MAC, GW_PROVIDER_MAC).seq_ack(0, 1001).build()
 }
 
 /// SYN, SYN-ACK, ACK: an established connection; returns its SNAT port.
@@ -77,10 +88,13 @@ fn fins_both_ways_or_a_rst_give_the_slot_back_once_and_expiry_does_not_again() {
     let p1 = connect(&lab, 43200);
     let p2 = connect(&lab, 43201);
     assert_eq!(active(&lab), 2);
-    // 43200: FIN from the client, then from the backend.
+    // 43200: FIN from the client, then from the backend (acknowledging the client's),
+    // then the client's ACK of it.
     assert_eq!(lab.from_consumer(&from_client(43200, FIN | ACK)).action, XDP_REDIRECT);
     assert_eq!(active(&lab), 2, "half closed still counts");
     assert_eq!(lab.from_provider(&from_backend(p1, FIN | ACK)).action, XDP_REDIRECT);
+    assert_eq!(active(&lab), 2, "the backend's FIN is not acknowledged yet");
+    assert_eq!(lab.from_consumer(&last_ack(43200)).action, XDP_REDIRECT);
     assert_eq!(active(&lab), 1, "closed both ways: back at once");
     // A retransmitted FIN changes nothing.
     assert_eq!(lab.from_provider(&from_backend(p1, FIN | ACK)).action, XDP_REDIRECT);
@@ -106,29 +120,30 @@ fn a_new_syn_on_a_closed_tuple_takes_a_slot_again_within_the_limit() {
     let port = connect(&lab, 43300);
     assert_eq!(lab.from_provider(&from_backend(port, RST)).action, XDP_REDIRECT);
     assert_eq!(active(&lab), 0);
-    // The same tuple again, within the closing timeout: a new connection.
+    // The same tuple again, within the closing timeout: the closed flow goes, a new
+    // one opens (through every check a new flow passes) and takes the slot.
     assert_eq!(lab.from_consumer(&syn(EP_ACCEPTED, 80, 43300).build()).action, XDP_REDIRECT);
     let v = state(&lab, 43300);
-    assert_eq!((v.state, v.flags & CT_FLAG_RELEASED), (TCP_STATE_SYN, 0));
+    assert_eq!((v.state, v.flags), (TCP_STATE_SYN, 0), "a new flow, no flag of the old one");
     assert_eq!(active(&lab), 1);
-    assert_eq!(snat_port(&lab, &fwd_key(EP_ACCEPTED, 80, 43300, PROTO_TCP)), port, "the same flow entry");
     assert_eq!(lab.dp.maps.endpoint_stats(EP_IDX_ACCEPTED).unwrap().new_flows, 2, "a new connection, counted");
+    let port = snat_port(&lab, &fwd_key(EP_ACCEPTED, 80, 43300, PROTO_TCP));
     // A retransmitted SYN takes nothing more.
     assert_eq!(lab.from_consumer(&syn(EP_ACCEPTED, 80, 43300).build()).action, XDP_REDIRECT);
     assert_eq!(active(&lab), 1);
     // A new flow finds the limit (1) taken: a reset.
     let out = lab.from_consumer(&syn(EP_ACCEPTED, 80, 43301).build());
     assert_eq!(action_name(out.action), "XDP_TX", "reset, over the limit");
-    // Close 43300; 43301 connects and closes; reopening 43300 takes the slot, and
-    // reopening 43301 then finds the limit taken.
-    assert_eq!(lab.from_provider(&from_backend(port, RST)).action, XDP_REDIRECT);
+    // Close 43300 (its backend refuses it); 43301 connects and closes; reopening 43300
+    // takes the slot, and reopening 43301 then finds the limit taken.
+    assert_eq!(lab.from_provider(&refused(port)).action, XDP_REDIRECT);
     let other = connect(&lab, 43301);
     assert_eq!(lab.from_provider(&from_backend(other, RST)).action, XDP_REDIRECT);
     assert_eq!(active(&lab), 0);
     assert_eq!(lab.from_consumer(&syn(EP_ACCEPTED, 80, 43300).build()).action, XDP_REDIRECT);
     let out = lab.from_consumer(&syn(EP_ACCEPTED, 80, 43301).build());
     assert_eq!(action_name(out.action), "XDP_TX", "reopening over the limit: a reset");
-    assert_eq!(state(&lab, 43301).state, TCP_STATE_CLOSING, "the refused flow stays closed");
+    assert!(lab.dp.maps.ct_get(&fwd_key(EP_ACCEPTED, 80, 43301, PROTO_TCP)).unwrap().is_none(), "the closed flow went, the new one was refused");
     assert_eq!(active(&lab), 1);
     assert_eq!(lab.dp.maps.endpoint_stats(EP_IDX_ACCEPTED).unwrap().drop_count(DropReason::OverLimit), 2);
 }

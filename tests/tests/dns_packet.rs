@@ -9,7 +9,7 @@ use hickory_proto::{
 };
 use privatelink_common::*;
 use privatelink_tests::{
-    frame::{arp_request, decode, Packet},
+    frame::{self, arp_request, decode, Packet},
     packet_lab::*,
 };
 use std::{net::Ipv4Addr, str::FromStr};
@@ -51,10 +51,12 @@ fn udp(payload: &[u8]) -> Vec<u8> {
 
 /// Send `payload` from the client in VPC `ifindex`; the answer, checked as a frame.
 fn ask_on(lab: &PacketLab, ifindex: u32, payload: &[u8], case: &str) -> Message {
-    let out = lab.run(ifindex, &udp(payload));
+    // Addressed to that interface's MAC: the data path drops frames for another.
+    let gw_mac = if ifindex == lab.provider_if { GW_PROVIDER_MAC } else { GW_CONSUMER_MAC };
+    let out = lab.run(ifindex, &Packet::udp((CLIENT, 33333), (DNS, 53)).macs(CLIENT_MAC, gw_mac).payload(payload).build());
     assert_eq!(action_name(out.action), "XDP_TX", "{case}");
     let d = decode(&out.frame).unwrap_or_else(|| panic!("{case}: undecodable answer"));
-    assert_eq!((d.dst_mac, d.src_mac), (CLIENT_MAC, GW_CONSUMER_MAC), "{case}: back to the asker");
+    assert_eq!((d.dst_mac, d.src_mac), (CLIENT_MAC, gw_mac), "{case}: back to the asker");
     let ip = d.ip.clone().unwrap_or_else(|| panic!("{case}: not IP"));
     assert_eq!((ip.src, ip.dst, ip.sport, ip.dport, ip.proto), (DNS, CLIENT, 53, 33333, PROTO_UDP), "{case}");
     assert!(ip.ip_checksum_ok && ip.l4_checksum_ok && ip.l4_checksum != 0, "{case}: checksums of {d}");
@@ -241,6 +243,34 @@ fn malformed_queries_get_formerr_or_notimp_and_never_an_answer() {
 }
 
 #[test]
+fn headers_say_what_was_done_and_tcp_is_refused_at_once() {
+    let lab = lab();
+    // Recursion is never available (RFC 1035 4.1.1): RA clear although RD was asked.
+    let m = ask(&lab, &query(OWN, RecordType::A), "an A query with RD");
+    assert!(m.recursion_desired() && !m.recursion_available(), "{m:?}");
+    // A NOTIMP names the opcode it does not implement.
+    let a_in = [0, 1, 0, 1];
+    let m = ask_on(&lab, lab.consumer_if, &raw([0x10, 0], [1, 0, 0, 0], &wire(OWN), &a_in), "opcode STATUS");
+    assert_eq!((m.response_code(), m.op_code()), (ResponseCode::NotImp, OpCode::Status));
+    // A client falling back to TCP (RFC 7766) gets a reset at once, from the DNS address
+    // and the interface's MAC, and never hangs.
+    let seg = syn(DNS, 53, 40000);
+    let out = lab.from_consumer(&seg.build());
+    assert_eq!(action_name(out.action), "XDP_TX", "TCP/53");
+    let d = decode(&out.frame).expect("a reset");
+    let ip = d.ip.clone().expect("IP");
+    assert_eq!((d.src_mac, d.dst_mac, ip.src, ip.dst, ip.sport, ip.dport), (GW_CONSUMER_MAC, CLIENT_MAC, DNS, CLIENT, 53, 40000), "{d}");
+    assert!(ip.ip_checksum_ok && ip.l4_checksum_ok, "{d}");
+    assert_eq!(ip.tcp_flags & (frame::RST | frame::ACK), frame::RST | frame::ACK, "{d}");
+    assert_eq!(lab.dp.maps.vpc_stats(CONSUMER_VPC).unwrap().drop_count(DropReason::DnsDropped), 1, "counted as not answered");
+    // A query from an address no host has is not answered (RFC 1812 5.3.7).
+    let q = query(OWN, RecordType::A).to_vec().unwrap();
+    let forged = Packet::udp((Ipv4Addr::new(127, 0, 0, 1), 33333), (DNS, 53)).macs(CLIENT_MAC, GW_CONSUMER_MAC).payload(&q).build();
+    assert_eq!(action_name(lab.from_consumer(&forged).action), "XDP_DROP");
+    assert_eq!(lab.dp.maps.vpc_stats(CONSUMER_VPC).unwrap().drop_count(DropReason::BadSource), 1);
+}
+
+#[test]
 fn what_has_nothing_to_answer_is_dropped_and_counted() {
     let lab = lab();
     let drops = |lab: &PacketLab| lab.dp.maps.vpc_stats(CONSUMER_VPC).unwrap().drop_count(DropReason::DnsDropped);
@@ -251,7 +281,6 @@ fn what_has_nothing_to_answer_is_dropped_and_counted() {
         ("shorter than a header", udp(&q[..11])),
         ("a response sent to us", udp(&response)),
         ("another port", Packet::udp((CLIENT, 33333), (DNS, 5353)).macs(CLIENT_MAC, GW_CONSUMER_MAC).payload(&q).build()),
-        ("DNS over TCP", syn(DNS, 53, 40000).build()),
         ("IP options", Packet::udp((CLIENT, 33333), (DNS, 53)).macs(CLIENT_MAC, GW_CONSUMER_MAC).options(&[1, 1, 1, 0]).payload(&q).build()),
         ("a ping", Packet::icmp_echo(CLIENT, DNS).macs(CLIENT_MAC, GW_CONSUMER_MAC).build()),
     ];

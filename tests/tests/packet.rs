@@ -73,27 +73,34 @@ fn full_tcp_exchange_forward_reverse_and_state() {
     assert_eq!(lab.dp.maps.ct_get(&key).unwrap().unwrap().state, TCP_STATE_ESTABLISHED);
     assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 1);
 
-    // FIN from both sides: closing, and the connection no longer counts.
-    let fin = Packet::tcp((CLIENT, SPORT), (EP_ACCEPTED, 80), FIN | ACK).macs(CLIENT_MAC, GW_CONSUMER_MAC);
+    // FINs from both sides, each acknowledged by the other: closing, and the connection
+    // no longer counts. Before the last acknowledgement it still does.
+    let fin = Packet::tcp((CLIENT, SPORT), (EP_ACCEPTED, 80), FIN | ACK).macs(CLIENT_MAC, GW_CONSUMER_MAC).seq_ack(1019, 5001);
     assert_eq!(lab.from_consumer(&fin.build()).action, XDP_REDIRECT);
     assert_eq!(lab.dp.maps.ct_get(&key).unwrap().unwrap().state, TCP_STATE_ESTABLISHED);
-    let fin2 = Packet::tcp((BACKEND, 8080), (SNAT_IP, port), FIN | ACK).macs(BACKEND_MAC, GW_PROVIDER_MAC);
+    let fin2 = Packet::tcp((BACKEND, 8080), (SNAT_IP, port), FIN | ACK).macs(BACKEND_MAC, GW_PROVIDER_MAC).seq_ack(5001, 1020);
     assert_eq!(lab.from_provider(&fin2.build()).action, XDP_REDIRECT);
+    assert_eq!(lab.dp.maps.ct_get(&key).unwrap().unwrap().state, TCP_STATE_ESTABLISHED, "the backend's FIN is not acknowledged yet");
+    assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 1);
+    let last = Packet::tcp((CLIENT, SPORT), (EP_ACCEPTED, 80), ACK).macs(CLIENT_MAC, GW_CONSUMER_MAC).seq_ack(1020, 5002);
+    assert_eq!(lab.from_consumer(&last.build()).action, XDP_REDIRECT);
     assert_eq!(lab.dp.maps.ct_get(&key).unwrap().unwrap().state, TCP_STATE_CLOSING);
     assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 0, "closed: the slot is back at once");
 
     let s = ep_stats(&lab, EP_IDX_ACCEPTED);
-    assert_eq!((s.fwd_packets, s.rev_packets, s.new_flows), (3, 2, 1));
+    assert_eq!((s.fwd_packets, s.rev_packets, s.new_flows), (4, 2, 1));
 }
 
 #[test]
 fn rst_from_backend_moves_flow_to_closing() {
     let lab = PacketLab::new(1024);
     let port = open_tcp(&lab, SPORT);
-    let rst = Packet::tcp((BACKEND, 8080), (SNAT_IP, port), RST).macs(BACKEND_MAC, GW_PROVIDER_MAC);
+    // A closed port's answer to the SYN: RST|ACK acknowledging it (RFC 793 p. 36).
+    let rst = Packet::tcp((BACKEND, 8080), (SNAT_IP, port), RST | ACK).macs(BACKEND_MAC, GW_PROVIDER_MAC).seq_ack(0, 1001);
     let out = lab.from_provider(&rst.build());
-    let want = Packet::tcp((EP_ACCEPTED, 80), (CLIENT, SPORT), RST)
+    let want = Packet::tcp((EP_ACCEPTED, 80), (CLIENT, SPORT), RST | ACK)
         .ttl(63).macs(GW_CONSUMER_MAC, CLIENT_MAC)
+        .seq_ack(0, 1001)
         .build();
     expect(&out, XDP_REDIRECT, &want, "RST back to client");
     let key = fwd_key(EP_ACCEPTED, 80, SPORT, PROTO_TCP);
@@ -157,8 +164,8 @@ fn traffic_for_no_endpoint_flow_or_the_gateway_is_dropped_per_vpc() {
     // Nothing for an endpoint, a flow or the gateway: dropped, charged to the VPC.
     let dropped: Vec<(&str, Vec<u8>, DropReason)> = vec![
         ("TCP routed at a provider host", syn(other, 8080, SPORT).build(), DropReason::NotRouted),
-        ("UDP to another consumer host", Packet::udp((CLIENT, 1), (Ipv4Addr::new(10, 0, 0, 50), 53)).build(), DropReason::NotRouted),
-        ("ICMP to another host", Packet::icmp_echo(CLIENT, other).build(), DropReason::NotRouted),
+        ("UDP to another consumer host", Packet::udp((CLIENT, 1), (Ipv4Addr::new(10, 0, 0, 50), 53)).macs(CLIENT_MAC, GW_CONSUMER_MAC).build(), DropReason::NotRouted),
+        ("ICMP to another host", Packet::icmp_echo(CLIENT, other).macs(CLIENT_MAC, GW_CONSUMER_MAC).build(), DropReason::NotRouted),
         ("fragment to another host", syn(other, 80, SPORT).frag(0x2000).build(), DropReason::NotRouted),
         ("IPv6", ipv6, DropReason::Ipv6),
         ("802.1Q tagged", vlan, DropReason::Vlan),
@@ -172,10 +179,10 @@ fn traffic_for_no_endpoint_flow_or_the_gateway_is_dropped_per_vpc() {
     }
     // The gateway's own: up to the kernel untouched.
     let passed: Vec<(&str, Vec<u8>)> = vec![
-        ("UDP to the gateway", Packet::udp((CLIENT, 1), (GW_CONSUMER, 53)).build()),
-        ("ping to the gateway", Packet::icmp_echo(CLIENT, GW_CONSUMER).build()),
-        ("broadcast", Packet::udp((CLIENT, 68), (Ipv4Addr::BROADCAST, 67)).build()),
-        ("multicast", Packet::udp((CLIENT, 5000), (Ipv4Addr::new(224, 0, 0, 251), 5353)).build()),
+        ("UDP to the gateway", Packet::udp((CLIENT, 1), (GW_CONSUMER, 53)).macs(CLIENT_MAC, GW_CONSUMER_MAC).build()),
+        ("ping to the gateway", Packet::icmp_echo(CLIENT, GW_CONSUMER).macs(CLIENT_MAC, GW_CONSUMER_MAC).build()),
+        ("broadcast", Packet::udp((CLIENT, 68), (Ipv4Addr::BROADCAST, 67)).macs(CLIENT_MAC, [0xff; 6]).build()),
+        ("multicast", Packet::udp((CLIENT, 5000), (Ipv4Addr::new(224, 0, 0, 251), 5353)).macs(CLIENT_MAC, [0x01, 0x00, 0x5e, 0, 0, 0xfb]).build()),
         ("ARP for another host", arp_request(CLIENT_MAC, CLIENT, GW_CONSUMER)),
     ];
     for (name, input) in passed {
@@ -215,13 +222,13 @@ fn drops_are_counted_by_reason_and_endpoint() {
         ("unmapped TCP port", syn(EP_ACCEPTED, 81, SPORT).build(), EP_IDX_ACCEPTED, DropReason::UnmappedPort),
         (
             "UDP on a TCP-only port",
-            Packet::udp((CLIENT, 1), (EP_ACCEPTED, 80)).build(),
+            Packet::udp((CLIENT, 1), (EP_ACCEPTED, 80)).macs(CLIENT_MAC, GW_CONSUMER_MAC).build(),
             EP_IDX_ACCEPTED,
             DropReason::UnmappedPort,
         ),
         (
             "ICMP timestamp request to an endpoint",
-            Packet { l4: frame::L4::Icmp { kind: 13, code: 0 }, ..Packet::icmp_echo(CLIENT, EP_ACCEPTED) }.build(),
+            Packet { l4: frame::L4::Icmp { kind: 13, code: 0 }, ..Packet::icmp_echo(CLIENT, EP_ACCEPTED).macs(CLIENT_MAC, GW_CONSUMER_MAC) }.build(),
             EP_IDX_ACCEPTED,
             DropReason::IcmpUnsupported,
         ),
@@ -234,10 +241,10 @@ fn drops_are_counted_by_reason_and_endpoint() {
             EP_IDX_ACCEPTED,
             DropReason::Fragment,
         ),
-        ("RST of no flow", Packet::tcp((CLIENT, 1), (EP_ACCEPTED, 80), RST).build(), EP_IDX_ACCEPTED, DropReason::NoFlow),
+        ("RST of no flow", Packet::tcp((CLIENT, 1), (EP_ACCEPTED, 80), RST).macs(CLIENT_MAC, GW_CONSUMER_MAC).build(), EP_IDX_ACCEPTED, DropReason::NoFlow),
         (
             "UDP with no backend up",
-            Packet::udp((CLIENT, 1), (EP_NO_BACKEND, 53)).build(),
+            Packet::udp((CLIENT, 1), (EP_NO_BACKEND, 53)).macs(CLIENT_MAC, GW_CONSUMER_MAC).build(),
             EP_IDX_NO_BACKEND,
             DropReason::NoBackend,
         ),
@@ -257,7 +264,7 @@ fn provider_cannot_open_flows_into_the_snat_range() {
     let input = Packet::tcp((BACKEND, 8080), (SNAT_IP, 3333), SYN).macs(BACKEND_MAC, GW_PROVIDER_MAC).build();
     let before = lab.dp.maps.vpc_stats(PROVIDER_VPC).unwrap().drop_count(DropReason::NoFlow);
     expect(&lab.from_provider(&input), XDP_DROP, &input, "SYN into SNAT range");
-    let udp = Packet::udp((BACKEND, 1), (Ipv4Addr::new(11, 163, 9, 9), 2)).build();
+    let udp = Packet::udp((BACKEND, 1), (Ipv4Addr::new(11, 163, 9, 9), 2)).macs(BACKEND_MAC, GW_PROVIDER_MAC).build();
     expect(&lab.from_provider(&udp), XDP_DROP, &udp, "UDP into SNAT range");
     assert_eq!(lab.dp.maps.vpc_stats(PROVIDER_VPC).unwrap().drop_count(DropReason::NoFlow), before + 2);
 }
@@ -308,7 +315,7 @@ fn connection_limit_resets_tcp_drops_udp_and_frees_on_expiry() {
     let third = syn(EP_ACCEPTED, 80, 1003);
     let out = lab.from_consumer(&third.build());
     expect(&out, XDP_TX, &expected_rst(&third), "SYN over the limit");
-    let udp = Packet::udp((CLIENT, 1004), (EP_ACCEPTED, 53)).build();
+    let udp = Packet::udp((CLIENT, 1004), (EP_ACCEPTED, 53)).macs(CLIENT_MAC, GW_CONSUMER_MAC).build();
     expect(&lab.from_consumer(&udp), XDP_DROP, &udp, "UDP over the limit");
     let s = ep_stats(&lab, EP_IDX_ACCEPTED);
     assert_eq!((s.drop_count(DropReason::OverLimit), s.resets_sent, s.new_flows), (2, 1, 2));
@@ -364,16 +371,16 @@ fn no_backend_up_resets_tcp() {
 }
 
 #[test]
-fn unresolved_neighbour_hands_the_rewritten_frame_to_the_kernel() {
+fn unresolved_neighbour_is_a_counted_drop_never_the_kernels() {
     let lab = PacketLab::new(1024);
-    let out = lab.from_consumer(&syn(EP_UNRESOLVED, 80, SPORT).build());
-    let port = snat_port(&lab, &fwd_key(EP_UNRESOLVED, 80, SPORT, PROTO_TCP));
-    let snat = Ipv4Addr::from(u32::from(SNAT_IP) + EP_IDX_UNRESOLVED);
-    let want = Packet::tcp((snat, port), (BACKEND_UNRESOLVED, 8080), SYN)
-        .macs(CLIENT_MAC, GW_CONSUMER_MAC)
-        .seq_ack(1000, 0)
-        .build();
-    expect(&out, XDP_PASS, &want, "rewritten, neighbour unresolved");
+    let input = syn(EP_UNRESOLVED, 80, SPORT).build();
+    let out = lab.from_consumer(&input);
+    // Dropped as it came: a rewritten frame never goes to the kernel's routing.
+    expect(&out, XDP_DROP, &input, "neighbour unresolved");
+    let s = ep_stats(&lab, EP_IDX_UNRESOLVED);
+    assert_eq!((s.drop_count(DropReason::NoNeighbour), s.fwd_packets), (1, 0));
+    assert!(lab.dp.maps.ct_get(&fwd_key(EP_UNRESOLVED, 80, SPORT, PROTO_TCP)).unwrap().is_none(), "the flow it opened went with it");
+    assert_eq!(lab.dp.maps.active_flows(EP_IDX_UNRESOLVED).unwrap(), 0);
 }
 
 #[test]
@@ -439,7 +446,7 @@ fn truncated_and_malformed_frames_never_leave_half_rewritten() {
 fn sweeper_expires_idle_flows_and_keeps_fresh_ones() {
     let mut lab = PacketLab::new(1024);
     open_tcp(&lab, 1);
-    let q = Packet::udp((CLIENT, 2), (EP_ACCEPTED, 53)).build();
+    let q = Packet::udp((CLIENT, 2), (EP_ACCEPTED, 53)).macs(CLIENT_MAC, GW_CONSUMER_MAC).build();
     assert_eq!(lab.from_consumer(&q).action, XDP_REDIRECT);
     assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 2);
 
@@ -548,8 +555,10 @@ fn an_established_flow_keeps_its_next_hop_while_new_flows_ask_the_fib() {
     let v = lab.dp.maps.ct_get(&key).unwrap().unwrap();
     assert_eq!((v.route, v.ifindex, v.smac, v.dmac), (CT_ROUTE_CACHED, lab.provider_if, GW_PROVIDER_MAC, BACKEND_MAC));
     // The backend's neighbour entry goes: the flow still goes out with its known hop,
-    // a new flow to the same backend is handed to the kernel (which resolves ARP).
+    // a new flow to the same backend asks the FIB and is dropped, never handed to the
+    // kernel.
     lab.ns.ip(&["neigh", "del", &BACKEND.to_string(), "dev", "vpc2"]);
     expect(&lab.from_consumer(&data.build()), XDP_REDIRECT, &want, "established packet after the neighbour went");
-    assert_eq!(lab.from_consumer(&syn(EP_ACCEPTED, 80, SPORT + 1).build()).action, XDP_PASS, "a new flow asks the FIB");
+    assert_eq!(lab.from_consumer(&syn(EP_ACCEPTED, 80, SPORT + 1).build()).action, XDP_DROP, "a new flow asks the FIB");
+    assert_eq!(ep_stats(&lab, EP_IDX_ACCEPTED).drop_count(DropReason::NoNeighbour), 1);
 }

@@ -126,11 +126,16 @@ fn a_new_connection_on_a_closed_flows_tuple_is_checked_again() {
     attach(&mut lab, 31, &[rule(CLIENT, 32, PROTO_TCP, (80, 80), SG_ALLOW)]);
     assert_eq!(verdict(&lab, CLIENT, 42000, 80), "XDP_REDIRECT");
     let port = snat_port(&lab, &fwd_key(EP_ACCEPTED, 80, 42000, PROTO_TCP));
-    // Both sides close: the flow entry stays (closing) for the tuple's late segments.
+    // Both sides close, each FIN acknowledged: the flow entry stays (closing) for the
+    // tuple's late segments.
+    let synack = Packet::tcp((BACKEND, 8080), (SNAT_IP, port), SYN | ACK).macs(BACKEND_MAC, GW_PROVIDER_MAC).seq_ack(0, 1001).build();
+    assert_eq!(action_name(lab.from_provider(&synack).action), "XDP_REDIRECT");
     let fin = Packet::tcp((CLIENT, 42000), (EP_ACCEPTED, 80), FIN | ACK).macs(CLIENT_MAC, GW_CONSUMER_MAC).seq_ack(1001, 1).build();
     assert_eq!(action_name(lab.from_consumer(&fin).action), "XDP_REDIRECT");
     let fin_back = Packet::tcp((BACKEND, 8080), (SNAT_IP, port), FIN | ACK).macs(BACKEND_MAC, GW_PROVIDER_MAC).seq_ack(1, 1002).build();
     assert_eq!(action_name(lab.from_provider(&fin_back).action), "XDP_REDIRECT");
+    let last = Packet::tcp((CLIENT, 42000), (EP_ACCEPTED, 80), ACK).macs(CLIENT_MAC, GW_CONSUMER_MAC).seq_ack(1002, 2).build();
+    assert_eq!(action_name(lab.from_consumer(&last).action), "XDP_REDIRECT");
     assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 0, "the closed flow holds no slot");
     // The client opens the same tuple again after the rules changed: refused.
     attach(&mut lab, 32, &[rule(ANY, 0, SG_PROTO_ALL, (1, 65535), SG_DENY)]);

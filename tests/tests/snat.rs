@@ -28,7 +28,7 @@ fn ports_are_handed_out_in_turn_and_a_freed_one_comes_back_last() {
     assert_eq!(in_use(&lab), 1);
     // The flow resets and expires: its port is free again, but the next flow gets the
     // next port, not that one.
-    let rst = Packet::tcp((CLIENT, 44000), (EP_ACCEPTED, 80), RST).macs(CLIENT_MAC, GW_CONSUMER_MAC).build();
+    let rst = Packet::tcp((CLIENT, 44000), (EP_ACCEPTED, 80), RST).macs(CLIENT_MAC, GW_CONSUMER_MAC).seq_ack(1001, 0).build();
     assert_eq!(lab.from_consumer(&rst).action, XDP_REDIRECT);
     std::thread::sleep(Duration::from_millis(5));
     let t = Timeouts { tcp_closing: Duration::ZERO, ..Timeouts::default() };

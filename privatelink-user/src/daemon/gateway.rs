@@ -7,7 +7,7 @@ use super::{health, Options};
 use crate::{
     dataplane::{
         announce::Announcer,
-        bpffs,
+        bpffs, kernel,
         links::{self, Links},
         loader::{Dataplane, LoadOptions},
         reconcile::{self, Report},
@@ -62,6 +62,8 @@ pub struct Gateway {
     pub(super) route_error: Option<String>,
     /// Why the pins would not outlive the daemon, found at start (see `status`).
     pub(super) bpffs_warning: Option<String>,
+    /// Backends whose next hop the kernel keeps resolved.
+    pub(super) neighbours: kernel::Neighbours,
 }
 
 impl Gateway {
@@ -96,6 +98,7 @@ impl Gateway {
             routes: None,
             route_error: None,
             bpffs_warning,
+            neighbours: Default::default(),
         };
         gw.checker.sync(&gw.state);
         gw.join().context("joining the fleet")?;
@@ -145,6 +148,7 @@ impl Gateway {
         let seat = Seat::of(&self.state, &self.opts.node);
         let want = tables::desired(&self.state, &seat, &links::interface, &|s, ip| checker.is_up(s, ip));
         let r = reconcile::reconcile(&mut self.dp()?.maps, &want)?;
+        self.neighbours.ensure(&want);
         self.reconciles += 1;
         self.last_reconcile = Some(r);
         self.last_reconcile_seconds = started.elapsed().as_secs_f64();

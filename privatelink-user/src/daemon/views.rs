@@ -4,7 +4,7 @@
 
 use super::{api::*, gateway::Gateway, handler::ok};
 use crate::{
-    dataplane::{loader, maps, monotonic_ns, netlink},
+    dataplane::{kernel, loader, maps, monotonic_ns, netlink},
     model::{dns, fleet::Seat, spec::Backend, state::EndpointState},
 };
 use anyhow::{bail, Context, Result};
@@ -268,6 +268,15 @@ impl Gateway {
                 view.warnings.push(format!(
                     "{} (VPC {}) is a veth in native XDP mode whose peer runs no XDP program: frames the gateway sends out of it vanish; set vpcs[].xdp_mode to auto or generic",
                     v.spec.interface, v.spec.name
+                ));
+            }
+            let arp = kernel::arp_drift(&v.spec.interface);
+            if !arp.is_empty() {
+                view.warnings.push(format!(
+                    "{} (VPC {}): {}: the kernel answers ARP there for the gateway's addresses in other VPCs",
+                    v.spec.interface,
+                    v.spec.name,
+                    arp.join(", ")
                 ));
             }
             view.interfaces.push(InterfaceView {

@@ -127,8 +127,8 @@ impl Links {
         self.links.contains_key(name)
     }
 
-    /// Attach (or re-adopt) the data path on every `wanted` interface; drop the links
-    /// of the others. An interface that does not exist is logged and left unattached:
+    /// Attach (or re-adopt) the data path on every `wanted` interface, with its ARP
+    /// settings (`kernel::harden_arp`); drop the links of the others. An interface that does not exist is logged and left unattached:
     /// the other VPCs keep working, and `status` shows it until it is back.
     /// A link attached in another mode than its setting asks for is attached anew (the
     /// interface runs no program for that moment).
@@ -144,6 +144,9 @@ impl Links {
                 }
                 continue;
             };
+            if let Err(e) = super::kernel::harden_arp(name) {
+                tracing::error!(interface = %name, error = %e, "the kernel may answer ARP for the gateway's addresses in other VPCs");
+            }
             let want = wanted_mode(*setting, ifindex);
             if let Some(have) = self.modes.get(name).copied() {
                 if want.accepts(have) {

@@ -5,13 +5,15 @@
 //! the ordered writes that reach them, `reconcile` carries those writes out, `sweep`
 //! expires flows (through `sys`, its own bpf(2) calls), `maglev` builds backend tables,
 //! `announce` publishes the endpoint addresses this node serves as routes for a routing
-//! daemon.
+//! daemon, `kernel` keeps the kernel's ARP answers to each interface's own addresses and
+//! backends' next hops resolved.
 //! Uses the model's types (a state in; map contents, counters and flows out); never
 //! decides what the state should be, and knows nothing of the store or the daemon.
 
 pub mod announce;
 pub mod bpffs;
 pub mod error;
+pub mod kernel;
 pub mod links;
 pub mod loader;
 pub mod maglev;
