@@ -8,7 +8,6 @@ use core::mem::size_of;
 pub const MAP_VPCS: &str = "PL_VPCS";
 pub const MAP_EP_IPS: &str = "PL_EP_IPS";
 pub const MAP_ENDPOINTS: &str = "PL_ENDPOINTS";
-pub const MAP_EP_ACTIVE: &str = "PL_EP_ACTIVE";
 pub const MAP_PORTS: &str = "PL_PORTS";
 pub const MAP_SERVICES: &str = "PL_SERVICES";
 pub const MAP_BACKENDS: &str = "PL_BACKENDS";
@@ -30,12 +29,16 @@ pub const MAP_SNAT_CURSOR: &str = "PL_SNAT_CURSOR";
 /// Per backend slot and CPU: the flows the data path opened to the backend and the ones
 /// it removed ([`BackendFlows`]); a backend's live flows are the difference.
 pub const MAP_BACKEND_FLOWS: &str = "PL_BACKEND_FLOWS";
+/// What each endpoint holds of the shared data path ([`EpUse`], array by endpoint).
+pub const MAP_EP_USE: &str = "PL_EP_USE";
+/// Flows (every state) each consumer VPC holds in the conntrack table (`u64` by VPC id).
+pub const MAP_VPC_FLOWS: &str = "PL_VPC_FLOWS";
 /// Every map of the data path (what a pin directory holds).
-pub const ALL_MAPS: [&str; 23] = [
-    MAP_VPCS, MAP_EP_IPS, MAP_ENDPOINTS, MAP_EP_ACTIVE, MAP_PORTS, MAP_SERVICES, MAP_BACKENDS,
+pub const ALL_MAPS: [&str; 24] = [
+    MAP_VPCS, MAP_EP_IPS, MAP_ENDPOINTS, MAP_PORTS, MAP_SERVICES, MAP_BACKENDS,
     MAP_MAGLEV, MAP_CT, MAP_SNAT_RANGES, MAP_EP_STATS, MAP_GLOBAL_STATS, MAP_VPC_STATS, MAP_ICMP_RATE,
     MAP_EP_SNAT, MAP_SNAT_CURSOR, crate::dns::MAP_DNS, crate::dns::MAP_DNS_STATS, crate::sg::MAP_SG_SETS, crate::police::MAP_EP_RATE, crate::police::MAP_EP_TAT, MAP_BACKEND_FLOWS,
-    MAP_LAYOUT,
+    MAP_EP_USE, MAP_VPC_FLOWS, MAP_LAYOUT,
 ];
 
 /// Version of the maps' layout (keys, values, the set of maps), kept in `PL_LAYOUT`
@@ -45,7 +48,8 @@ pub const ALL_MAPS: [&str; 23] = [
 /// security groups, bandwidth limits; 4 = the flow's backend slot in `CtValue`,
 /// per-backend flow counters, mmap-able arrays (`BPF_F_MMAPABLE`) for those userspace
 /// reads whole; 5 = sequence tracking in `CtValue` (64 bytes), a budget per kind of
-/// generated reply in `ReplyRate`.
+/// generated reply in `ReplyRate`, shares of the conntrack table (`EpUse`,
+/// `PL_VPC_FLOWS`, limits in `EndpointInfo` and `VpcInfo`).
 pub const MAP_LAYOUT_VERSION: u32 = 5;
 pub const MAP_LAYOUT: &str = "PL_LAYOUT";
 
@@ -63,7 +67,11 @@ pub const PROGS_NEWFLOW: u32 = 1;
 /// tail-called from the data path, whose fast path keeps data and ACKs.
 pub const PROG_TCP: &str = "privatelink_tcp";
 pub const PROGS_TCP: u32 = 2;
-pub const PROGS_LEN: u32 = 3;
+/// The same for the backends' segments (a program of its own: one program for both
+/// directions passed the verifier's budget).
+pub const PROG_TCP_REV: &str = "privatelink_tcp_rev";
+pub const PROGS_TCP_REV: u32 = 3;
+pub const PROGS_LEN: u32 = 4;
 /// The data path, attached to every VPC-facing interface.
 pub const PROG_XDP: &str = "privatelink";
 /// Deletes one expired flow and decrements its endpoint's active count exactly once.
@@ -204,12 +212,19 @@ pub enum DropReason {
     /// 224/4, 240/4, broadcast: RFC 1812 4.3.2.7, 5.3.7). (A reset that may not go out
     /// leaves its packet counted under the reason it was refused for.)
     BadSource = 29,
+    /// A SYN over its endpoint's budget of half-open connections (a SYN flood against
+    /// one endpoint takes that budget, not the endpoint's open connections nor anybody
+    /// else's table).
+    HalfOpenLimit = 30,
+    /// A new flow over its endpoint's or its consumer VPC's share of the conntrack
+    /// table, with no closed flow of the endpoint left to reclaim.
+    FlowShare = 31,
 }
 
 pub const DROP_REASON_SLOTS: usize = 32;
 
 impl DropReason {
-    pub const ALL: [DropReason; 29] = [
+    pub const ALL: [DropReason; 31] = [
         DropReason::Malformed,
         DropReason::Fragment,
         DropReason::UnmappedPort,
@@ -239,6 +254,8 @@ impl DropReason {
         DropReason::ForeignMac,
         DropReason::DnsRateLimited,
         DropReason::BadSource,
+        DropReason::HalfOpenLimit,
+        DropReason::FlowShare,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -272,6 +289,8 @@ impl DropReason {
             DropReason::ForeignMac => "foreign_mac",
             DropReason::DnsRateLimited => "dns_rate_limited",
             DropReason::BadSource => "bad_source",
+            DropReason::HalfOpenLimit => "half_open_limit",
+            DropReason::FlowShare => "flow_share",
         }
     }
 }
@@ -297,8 +316,11 @@ pub struct VpcInfo {
     /// MAC of the gateway's interface, used for ARP answers.
     pub mac: [u8; 6],
     pub _pad2: [u8; 2],
+    /// Flows (every state) this VPC's consumers may hold in the conntrack table: its
+    /// share; 0 = no share of its own (a provider-only VPC opens no flows).
+    pub flow_limit: u32,
 }
-const _: () = assert!(size_of::<VpcInfo>() == 16);
+const _: () = assert!(size_of::<VpcInfo>() == 20);
 
 /// Key of `PL_EP_IPS`: an endpoint address inside a VPC. Value: `u32` endpoint index,
 /// or `EP_GATEWAY_OWN` for an address of the gateway itself on that VPC's interface
@@ -337,8 +359,36 @@ pub struct EndpointInfo {
     pub snat_count: u8,
     /// MSS that TCP SYNs and SYN-ACKs of this endpoint's flows are clamped to; 0 = off.
     pub mss_clamp: u16,
+    /// Half-open TCP connections (SYN seen, handshake not completed) allowed at once.
+    pub half_open_limit: u32,
+    /// Flows of every state (open, half-open, closing, UDP) this endpoint may hold in
+    /// the conntrack table: its share.
+    pub flow_limit: u32,
 }
-const _: () = assert!(size_of::<EndpointInfo>() == 16);
+const _: () = assert!(size_of::<EndpointInfo>() == 24);
+
+/// Value of `PL_EP_USE` (array, index = endpoint): what the endpoint holds, each
+/// changed only with atomic adds and never below zero. `open`: connection slots (TCP
+/// from the completed handshake until it closes, UDP while the flow lives); `half_open`:
+/// TCP flows whose handshake has not completed; `flows`: its flows in the table, every
+/// state; `closed` and `reclaimed`: how many of its closed flows went into its ring and
+/// how many were taken out of it (a FIFO: the oldest goes first).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EpUse {
+    pub open: u64,
+    pub half_open: u64,
+    pub flows: u64,
+    pub closed: u64,
+    pub reclaimed: u64,
+}
+const _: () = assert!(size_of::<EpUse>() == 40);
+/// Byte offsets of `EpUse`'s counters (the data path adds to them atomically).
+pub const EP_USE_OPEN: usize = 0;
+pub const EP_USE_HALF_OPEN: usize = 8;
+pub const EP_USE_FLOWS: usize = 16;
+pub const EP_USE_CLOSED: usize = 24;
+pub const EP_USE_RECLAIMED: usize = 32;
 
 /// Key of `PL_PORTS`: a port mapping of a service. Value: [`PortTarget`].
 #[repr(C)]
@@ -426,6 +476,10 @@ pub const CT_FLAG_PEER_FIN: u8 = 1;
 /// Reverse entries (`CT_FLAG_SYNACK`'s bit): the backend's SYN-ACK passed, so its
 /// `seq_end` and `ack` are known.
 pub const CT_FLAG_REV_KNOWN: u8 = 4;
+/// `CtValue::holds`: the flow is half-open and counts in its endpoint's `half_open`.
+pub const CT_HOLDS_HALF_OPEN: u32 = 1;
+/// Byte offset of `CtValue::holds`.
+pub const CT_HOLDS_OFFSET: usize = 52;
 /// Byte offset of the 32-bit word holding `kind`, `state`, `flags`, `route`, and the
 /// shift of `flags` in it (little endian): what atomic flag updates operate on.
 pub const CT_FLAGS_WORD_OFFSET: usize = 12;
@@ -498,7 +552,9 @@ pub struct CtValue {
     /// `PL_BACKEND_FLOWS`); `BACKEND_NONE` on reverse entries and on entries the data
     /// path did not open.
     pub backend: u32,
-    pub _reserved: u32,
+    /// Forward entries: what the flow holds of its endpoint's budgets besides its slot
+    /// (`CT_HOLDS_*`), each given back once by whoever clears its bit (atomic and).
+    pub holds: u32,
     /// TCP, host order: one past the highest sequence number this entry's sender (the
     /// client for forward entries, the backend for reverse ones) has sent, SYN and FIN
     /// included (see `tcp::rst_in_window`); reverse entries: known once
@@ -509,6 +565,7 @@ pub struct CtValue {
     pub ack: u32,
 }
 const _: () = assert!(size_of::<CtValue>() == 64);
+const _: () = assert!(core::mem::offset_of!(CtValue, holds) == CT_HOLDS_OFFSET);
 const _: () = assert!(core::mem::offset_of!(CtValue, flags) == CT_FLAGS_WORD_OFFSET + (CT_FLAGS_SHIFT / 8) as usize);
 
 impl Default for CtValue {
@@ -530,7 +587,7 @@ impl Default for CtValue {
             smac: [0; 6],
             dmac: [0; 6],
             backend: BACKEND_NONE,
-            _reserved: 0,
+            holds: 0,
             seq_end: 0,
             ack: 0,
         }
@@ -712,6 +769,7 @@ mod pod {
     unsafe impl aya::Pod for Stats {}
     unsafe impl aya::Pod for ExpireRequest {}
     unsafe impl aya::Pod for ReplyRate {}
+    unsafe impl aya::Pod for EpUse {}
     unsafe impl aya::Pod for crate::dns::DnsName {}
     unsafe impl aya::Pod for crate::dns::DnsEntry {}
     unsafe impl aya::Pod for crate::dns::DnsStats {}

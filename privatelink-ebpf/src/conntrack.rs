@@ -10,7 +10,7 @@
 use crate::{
     parse::ptr_at,
     stats::Drop,
-    PL_CT, PL_EP_ACTIVE, PL_EP_SNAT, PL_FLOW_SCRATCH, PL_SNAT_CURSOR,
+    budget, PL_CT, PL_EP_SNAT, PL_FLOW_SCRATCH, PL_SNAT_CURSOR,
 };
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, programs::XdpContext};
 use core::intrinsics::{atomic_and, atomic_cxchg, atomic_or, atomic_xadd, AtomicOrdering};
@@ -26,56 +26,6 @@ pub fn now() -> u64 {
 #[inline(always)]
 pub fn get(key: &CtKey) -> Option<&'static mut CtValue> {
     PL_CT.get_ptr_mut(key).map(|p| unsafe { &mut *p })
-}
-
-/// Add `delta` to the endpoint's live-flow count and return the previous value.
-/// SeqCst on purpose: with Relaxed, LLVM 22 emits a plain BPF XADD whose "returned old
-/// value" is garbage (seen on kernel 6.18: the limit never fired); SeqCst emits
-/// atomic_fetch_add, which returns it.
-#[inline(always)]
-fn active_add(endpoint: u32, delta: u64) -> Option<u64> {
-    let p = PL_EP_ACTIVE.get_ptr_mut(endpoint)?;
-    Some(unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, delta) })
-}
-
-/// Take one connection slot of `endpoint`; `false` when its limit is reached.
-#[inline(always)]
-pub fn acquire_slot(endpoint: u32, limit: u32) -> bool {
-    match active_add(endpoint, 1) {
-        Some(old) if old < limit as u64 => true,
-        Some(_) => {
-            release_slot(endpoint);
-            false
-        }
-        None => false,
-    }
-}
-
-/// Give one connection slot of `endpoint` back, never below zero (a release that finds
-/// zero is counted as an anomaly instead).
-#[inline(always)]
-pub fn release_slot(endpoint: u32) {
-    let p = match PL_EP_ACTIVE.get_ptr_mut(endpoint) {
-        Some(p) => p,
-        None => return,
-    };
-    let mut tries = 0;
-    while tries < 8 {
-        let cur = unsafe { core::ptr::read_volatile(p) };
-        if cur == 0 {
-            if let Some(s) = crate::stats::slot(endpoint) {
-                s.slot_underflows += 1;
-            }
-            return;
-        }
-        let (_, done) = unsafe { atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(p, cur, cur - 1) };
-        if done {
-            return;
-        }
-        tries += 1;
-    }
-    // Eight CPUs raced this one: take the slot back with a plain atomic decrement.
-    active_add(endpoint, u64::MAX);
 }
 
 /// The 32-bit word of a flow entry that holds `flags` (with `kind`, `state`, `route`).
@@ -101,8 +51,48 @@ pub fn flags_clear(v: *mut CtValue, bits: u8) {
 #[inline(always)]
 pub fn release_flow(v: *mut CtValue, endpoint: u32) {
     if flags_set(v, CT_FLAG_RELEASED) & CT_FLAG_RELEASED == 0 {
-        release_slot(endpoint);
+        budget::release_slot(endpoint);
     }
+}
+
+/// The flow is no longer half-open: its place in the endpoint's half-open budget goes
+/// back, once, by whoever clears the bit.
+#[inline(always)]
+pub fn no_longer_half_open(v: *mut CtValue, endpoint: u32) {
+    let holds = unsafe { (v as *mut u8).add(CT_HOLDS_OFFSET) as *mut u32 };
+    let old = unsafe { atomic_and::<u32, u32, { AtomicOrdering::SeqCst }>(holds, !CT_HOLDS_HALF_OPEN) };
+    if old & CT_HOLDS_HALF_OPEN != 0 {
+        budget::give(budget::ep(endpoint, EP_USE_HALF_OPEN), endpoint);
+    }
+}
+
+/// A half-open flow's handshake completed: it takes its connection slot (the SYN took
+/// only a place in the half-open budget). `false`: the limit is reached, or the flow is
+/// being removed; nothing is held then.
+#[inline(always)]
+pub fn establish(v: *mut CtValue, endpoint: u32, limit: u32) -> bool {
+    if !budget::acquire_slot(endpoint, limit) {
+        return false;
+    }
+    // Clear RELEASED only if the flow is not dying: its remover must see the slot.
+    let w = flags_word(v);
+    let mut tries = 0;
+    while tries < 8 {
+        let cur = unsafe { core::ptr::read_volatile(w) };
+        let flags = (cur >> CT_FLAGS_SHIFT) as u8;
+        if flags & CT_FLAG_DYING != 0 || flags & CT_FLAG_RELEASED == 0 {
+            break;
+        }
+        let next = cur & !((CT_FLAG_RELEASED as u32) << CT_FLAGS_SHIFT);
+        let (_, done) = unsafe { atomic_cxchg::<u32, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(w, cur, next) };
+        if done {
+            no_longer_half_open(v, endpoint);
+            return true;
+        }
+        tries += 1;
+    }
+    budget::release_slot(endpoint);
+    false
 }
 
 /// Everything a new flow's two entries need.
@@ -150,9 +140,12 @@ fn fill(v: &mut CtValue, f: &NewFlow, t: u64, kind: u8) {
     v.endpoint = f.endpoint;
     v.kind = kind;
     v.state = if f.key.proto == PROTO_TCP { TCP_STATE_SYN } else { UDP_STATE };
-    v.flags = 0;
+    // A TCP flow holds no slot until its handshake completes, only a place in the
+    // half-open budget; a UDP flow took its slot already.
+    let tcp = f.key.proto == PROTO_TCP;
+    v.flags = if tcp && kind == CT_KIND_FORWARD { CT_FLAG_RELEASED } else { 0 };
     v.route = 0;
-    v._reserved = 0;
+    v.holds = if tcp && kind == CT_KIND_FORWARD { CT_HOLDS_HALF_OPEN } else { 0 };
     // The SYN occupies one sequence number: the client's stream continues after it,
     // and the backend can only acknowledge that far.
     let after_syn = f.syn_seq.wrapping_add(1);
@@ -294,6 +287,7 @@ pub fn retire(key: &CtKey, cutoff_ns: u64) -> u32 {
         return EXPIRE_BAD_INPUT;
     }
     let (endpoint, backend) = (v.endpoint, v.backend);
+    let vp = v as *mut CtValue;
     let peer = v.peer_key(key.proto);
     let rev_seen = get(&peer).map(|r| r.last_seen_ns).unwrap_or(0);
     if cutoff_ns != u64::MAX && (v.last_seen_ns > cutoff_ns || rev_seen > cutoff_ns) {
@@ -304,11 +298,13 @@ pub fn retire(key: &CtKey, cutoff_ns: u64) -> u32 {
         return EXPIRE_KEPT;
     }
     if old & CT_FLAG_RELEASED == 0 {
-        release_slot(endpoint);
+        budget::release_slot(endpoint);
     }
+    no_longer_half_open(vp, endpoint);
     if PL_CT.remove(key).is_err() {
         return EXPIRE_KEPT;
     }
+    budget::give_share(endpoint, key.vpc_id);
     crate::stats::count_backend_flow(backend, true);
     if PL_CT.remove(&peer).is_ok() {
         count_ports(endpoint, false);

@@ -26,6 +26,7 @@ use privatelink_common::{
 /// and when it is a TCP segment for the control program.
 pub const NOT_A_FLOW: u32 = 0xd48;
 pub const TO_TCP: u32 = 0xd49;
+pub const TO_TCP_REV: u32 = 0xd4a;
 
 /// A packet of a known flow on the fast path, to its end: the XDP action (a drop
 /// already counted), `NOT_A_FLOW`, or `TO_TCP`.
@@ -33,7 +34,7 @@ pub const TO_TCP: u32 = 0xd49;
 pub fn known(ctx: &XdpContext, p: &Packet, vpc_id: u16) -> u32 {
     let Some(entry) = conntrack::get(&flow_key(p, vpc_id)) else { return NOT_A_FLOW };
     if p.proto == PROTO_TCP && needs_control(p, entry) {
-        return TO_TCP;
+        return if entry.kind == CT_KIND_FORWARD { TO_TCP } else { TO_TCP_REV };
     }
     match fast(ctx, p, entry) {
         Ok(action) => action,
@@ -97,21 +98,36 @@ fn send_forward(ctx: &XdpContext, p: &Packet, entry: &mut CtValue) -> Result<sen
     Ok(sent)
 }
 
-/// The control program: a TCP segment the fast path handed over, parsed and looked up
-/// again. `Ok(TO_NEWFLOW)`: a client's SYN on a closed flow, whose old flow is gone
-/// (its slot went back when it closed): it opens a new flow through every check.
+/// The control programs (`forward`: the clients' segments; else the backends'): a TCP
+/// segment the fast path handed over, parsed and looked up again. `Ok(TO_NEWFLOW)`: a
+/// client's SYN on a closed flow, whose old flow is gone (its slot went back when it
+/// closed): it opens a new flow through every check.
 #[inline(always)]
-pub fn control(ctx: &XdpContext) -> Result<u32, Drop> {
+pub fn control(ctx: &XdpContext, forward: bool) -> Result<u32, Drop> {
     let vpc = lookup::vpc(ctx.ingress_ifindex() as u32).ok_or(Drop::global(DropReason::NoFlow))?;
     let Parsed::Ipv4(p) = parse::parse(ctx) else { return Err(Drop::vpc(DropReason::Malformed, vpc.vpc_id)) };
     let key = flow_key(&p, vpc.vpc_id);
     let entry = conntrack::get(&key).ok_or(Drop::vpc(DropReason::NoFlow, vpc.vpc_id))?;
     let ep = entry.endpoint;
-    let forward = entry.kind == CT_KIND_FORWARD;
+    if forward != (entry.kind == CT_KIND_FORWARD) {
+        return Err(Drop::endpoint(DropReason::NoFlow, ep));
+    }
     let peer = if forward { None } else { conntrack::get(&entry.peer_key(PROTO_TCP)) };
     let verdict = if forward { tcpstate::judge_forward(ctx, &p, entry) } else { tcpstate::judge_reverse(ctx, &p, entry, peer.as_deref()) };
+    // Taken by the handshake's last ACK: given back if that ACK is not sent on.
+    let mut took_slot = false;
     match verdict {
         tcpstate::PASS => {}
+        tcpstate::ESTABLISH => {
+            let limit = lookup::endpoint(ep).map_or(0, |i| i.conn_limit);
+            if !conntrack::establish(entry, ep, limit) {
+                // The limit filled while the handshake ran: the connection is refused
+                // at both ends.
+                tcpstate::reset(entry);
+                return newflow::refuse(ctx, &p, Drop::endpoint(DropReason::OverLimit, ep));
+            }
+            took_slot = true;
+        }
         tcpstate::REOPEN => {
             conntrack::retire(&key, u64::MAX);
             return Ok(crate::path::TO_NEWFLOW);
@@ -119,14 +135,12 @@ pub fn control(ctx: &XdpContext) -> Result<u32, Drop> {
         tcpstate::ANSWER_RESET => return newflow::refuse(ctx, &p, Drop::endpoint(DropReason::NoFlow, ep)),
         _ => return Err(Drop::endpoint(DropReason::InvalidTcp, ep)),
     }
+    let sent = control_send(ctx, &p, entry, forward);
+    if took_slot && !matches!(&sent, Ok(s) if s.forwarded) {
+        conntrack::release_flow(entry, ep);
+    }
+    let sent = sent?;
     let now = conntrack::now();
-    if !police::admits(ep, if forward { DIR_FORWARD } else { DIR_REVERSE }, p.frame_len, now) {
-        return Err(Drop::endpoint(DropReason::OverBandwidth, ep));
-    }
-    if p.tcp_flags & TCP_SYN != 0 {
-        clamp_mss(ctx, &p, ep);
-    }
-    let sent = if forward { send_forward(ctx, &p, entry)? } else { send::rewrite_and_send(ctx, &p, entry, stats::count_reverse, Hop::cached(entry))? };
     if sent.forwarded {
         entry.last_seen_ns = now;
         if forward {
@@ -136,6 +150,23 @@ pub fn control(ctx: &XdpContext) -> Result<u32, Drop> {
         }
     }
     Ok(sent.action)
+}
+
+/// A control segment policed, clamped, rewritten and sent.
+#[inline(always)]
+fn control_send(ctx: &XdpContext, p: &Packet, entry: &mut CtValue, forward: bool) -> Result<send::Sent, Drop> {
+    let ep = entry.endpoint;
+    if !police::admits(ep, if forward { DIR_FORWARD } else { DIR_REVERSE }, p.frame_len, conntrack::now()) {
+        return Err(Drop::endpoint(DropReason::OverBandwidth, ep));
+    }
+    if p.tcp_flags & TCP_SYN != 0 {
+        clamp_mss(ctx, p, ep);
+    }
+    if forward {
+        send_forward(ctx, p, entry)
+    } else {
+        send::rewrite_and_send(ctx, p, entry, stats::count_reverse, Hop::cached(entry))
+    }
 }
 
 /// The conntrack key of a packet as it arrives.

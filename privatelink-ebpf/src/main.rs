@@ -6,6 +6,7 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod budget;
 mod conntrack;
 mod dns;
 mod flow;
@@ -42,9 +43,16 @@ static PL_VPCS: HashMap<u32, VpcInfo> = HashMap::with_max_entries(MAX_VPCS, 0);
 static PL_EP_IPS: HashMap<EpIpKey, u32> = HashMap::with_max_entries(MAX_ENDPOINTS, 0);
 #[map]
 static PL_ENDPOINTS: Array<EndpointInfo> = Array::with_max_entries(MAX_ENDPOINTS, MMAPABLE);
-/// Live flows per endpoint, shared by all CPUs: changed only with atomic adds.
+/// What each endpoint holds (`EpUse`), shared by all CPUs: changed only with atomic adds.
 #[map]
-static PL_EP_ACTIVE: Array<u64> = Array::with_max_entries(MAX_ENDPOINTS, MMAPABLE);
+static PL_EP_USE: Array<EpUse> = Array::with_max_entries(MAX_ENDPOINTS, MMAPABLE);
+/// Flows each consumer VPC holds in the conntrack table; atomic adds only.
+#[map]
+static PL_VPC_FLOWS: Array<u64> = Array::with_max_entries(MAX_VPCS, MMAPABLE);
+/// Each endpoint's recently closed flows (`budget::CLOSED_RING` forward keys). Never
+/// pinned: a ring that starts empty only reclaims later.
+#[map]
+static PL_EP_CLOSED: Array<CtKey> = Array::with_max_entries(MAX_ENDPOINTS * budget::CLOSED_RING, 0);
 #[map]
 static PL_PORTS: HashMap<PortKey, PortTarget> =
     HashMap::with_max_entries(MAX_SERVICES * MAX_PORTS_PER_SERVICE, 0);
@@ -128,6 +136,11 @@ pub extern "C" fn privatelink(raw: *mut xdp_md) -> u32 {
             stats::count_drop(stats::Drop::global(DropReason::NoFlow));
             xdp_action::XDP_DROP
         }
+        Ok(flow::TO_TCP_REV) => {
+            tail_call(raw, PROGS_TCP_REV);
+            stats::count_drop(stats::Drop::global(DropReason::NoFlow));
+            xdp_action::XDP_DROP
+        }
         Ok(action) => action,
         Err(drop) => {
             stats::count_drop(drop);
@@ -147,18 +160,30 @@ fn tail_call(raw: *mut xdp_md, slot: u32) {
     }
 }
 
-/// TCP segments that may change their flow's state (see `flow`). Reached by tail call
-/// only; a SYN reopening a closed flow goes on to the new-flow program.
+/// Clients' TCP segments that may change their flow's state (see `flow`). Reached by
+/// tail call only; a SYN reopening a closed flow goes on to the new-flow program.
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "xdp")]
 pub extern "C" fn privatelink_tcp(raw: *mut xdp_md) -> u32 {
     let ctx = XdpContext::new(raw);
-    match flow::control(&ctx) {
+    match flow::control(&ctx, true) {
         Ok(path::TO_NEWFLOW) => {
             tail_call(raw, PROGS_NEWFLOW);
             stats::count_drop(stats::Drop::global(DropReason::Inactive));
             xdp_action::XDP_DROP
         }
+        Ok(action) => action,
+        Err(drop) => {
+            stats::count_drop(drop);
+            xdp_action::XDP_DROP
+        }
+    }
+}
+
+/// Backends' TCP segments that may change their flow's state. Tail call only.
+#[xdp]
+pub fn privatelink_tcp_rev(ctx: XdpContext) -> u32 {
+    match flow::control(&ctx, false) {
         Ok(action) => action,
         Err(drop) => {
             stats::count_drop(drop);

@@ -4,6 +4,7 @@
 //! over the groups or the rate is dropped silently); every refusal is counted by reason.
 
 use crate::{
+    budget,
     conntrack::{self, CreateError, NewFlow},
     icmp, lookup, nat,
     parse::{self, ptr_at, Packet, Parsed, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
@@ -96,13 +97,29 @@ fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u32) 
         Some(b) => b,
         None => return refuse(ctx, p, Drop::endpoint(DropReason::NoBackend, ep)),
     };
-    if !conntrack::acquire_slot(ep, info.conn_limit) {
+    // What the new flow takes of its endpoint's budgets: a TCP SYN a place in the
+    // half-open budget (its slot comes when the handshake completes; the limit is
+    // checked now so that the client is refused at once), a UDP flow its slot; either a
+    // place in its endpoint's and its VPC's shares of the conntrack table.
+    let tcp = p.proto == PROTO_TCP;
+    if tcp {
+        if budget::read(budget::ep(ep, EP_USE_OPEN)) >= info.conn_limit as u64 {
+            return refuse(ctx, p, Drop::endpoint(DropReason::OverLimit, ep));
+        }
+        if !budget::take(budget::ep(ep, EP_USE_HALF_OPEN), info.half_open_limit, ep) {
+            return refuse(ctx, p, Drop::endpoint(DropReason::HalfOpenLimit, ep));
+        }
+    } else if !budget::acquire_slot(ep, info.conn_limit) {
         return refuse(ctx, p, Drop::endpoint(DropReason::OverLimit, ep));
+    }
+    if !take_share(ep, &info, vpc) {
+        give_back(ep, tcp, None);
+        return refuse(ctx, p, Drop::endpoint(DropReason::FlowShare, ep));
     }
     let eth = match ptr_at::<[u8; 12]>(ctx, 0) {
         Some(e) => unsafe { *e },
         None => {
-            conntrack::release_slot(ep);
+            give_back(ep, tcp, Some(vpc.vpc_id));
             return Err(Drop::endpoint(DropReason::Malformed, ep));
         }
     };
@@ -128,14 +145,14 @@ fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u32) 
             v
         }
         Err(CreateError::Raced) => {
-            conntrack::release_slot(ep);
+            give_back(ep, tcp, Some(vpc.vpc_id));
             match conntrack::get(&key) {
                 Some(v) => &*v,
                 None => return Err(Drop::endpoint(DropReason::NoFlow, ep)),
             }
         }
         Err(CreateError::Refused(d)) => {
-            conntrack::release_slot(ep);
+            give_back(ep, tcp, Some(vpc.vpc_id));
             return refuse(ctx, p, d);
         }
     };
@@ -153,5 +170,37 @@ fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u32) 
             conntrack::retire(&key, u64::MAX);
             Err(d)
         }
+    }
+}
+
+/// A place in the endpoint's and the VPC's shares of the conntrack table. Over either,
+/// the endpoint's oldest closed flow it remembers makes room, if it is still closed: a
+/// tenant's closed flows give way to its own new ones before it is refused (Linux
+/// conntrack's early drop does the same for flows not yet assured).
+#[inline(always)]
+fn take_share(ep: u32, info: &EndpointInfo, vpc: &VpcInfo) -> bool {
+    if budget::take_share(ep, info.flow_limit, vpc.vpc_id, vpc.flow_limit) {
+        return true;
+    }
+    let Some(k) = budget::oldest_closed(ep) else { return false };
+    match conntrack::get(&k) {
+        Some(v) if v.kind == CT_KIND_FORWARD && v.endpoint == ep && v.state == TCP_STATE_CLOSING => {}
+        _ => return false,
+    }
+    conntrack::retire(&k, u64::MAX);
+    budget::take_share(ep, info.flow_limit, vpc.vpc_id, vpc.flow_limit)
+}
+
+/// Undo what a new flow took: its half-open place (TCP) or slot (UDP), and its place
+/// in the shares of consumer VPC `share` when it took one.
+#[inline(always)]
+fn give_back(ep: u32, tcp: bool, share: Option<u16>) {
+    if tcp {
+        budget::give(budget::ep(ep, EP_USE_HALF_OPEN), ep);
+    } else {
+        budget::release_slot(ep);
+    }
+    if let Some(vpc_id) = share {
+        budget::give_share(ep, vpc_id);
     }
 }

@@ -22,7 +22,7 @@ pub fn admits(ep: u32, dir: u32, len: u32, now: u64) -> bool {
     for _ in 0..POLICE_TRIES {
         let tat = unsafe { core::ptr::read_volatile(p) };
         let Some(next) = gcra(tat, now, cost, rate.burst_ns) else { return false };
-        // SeqCst: see `conntrack::active_add` (Relaxed atomics misbehave on 6.18).
+        // SeqCst: see `budget::add` (Relaxed atomics misbehave on 6.18).
         let (_, done) = unsafe { atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(p, tat, next) };
         if done {
             return true;

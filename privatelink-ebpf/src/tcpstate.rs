@@ -10,6 +10,7 @@
 //! as BPF subprograms its four entry points cost the verifier more, not less, on 6.18).
 
 use crate::{
+    budget,
     conntrack::{self, flags_clear, flags_set},
     parse::{Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     PL_SEGMENT,
@@ -33,6 +34,9 @@ pub const REOPEN: u8 = 1;
 pub const ANSWER_RESET: u8 = 2;
 /// Flags or numbers no connection sends in this state: dropped (`InvalidTcp`).
 pub const INVALID: u8 = 3;
+/// The client's ACK completing the handshake: the flow takes its connection slot
+/// (`conntrack::establish`) before the ACK is sent on.
+pub const ESTABLISH: u8 = 4;
 
 /// Longest RST whose checksum is checked (a header with 44 bytes of options): longer
 /// ones are not trusted to close a flow.
@@ -59,6 +63,10 @@ pub fn judge_forward(ctx: &XdpContext, p: &Packet, fwd: &CtValue) -> u8 {
         if !rst_in_window(p.seq, rev.ack, fwd.seq_end) || !checksum_ok(ctx, p) {
             return INVALID;
         }
+        return PASS;
+    }
+    if fwd.state == TCP_STATE_SYN && f & (TCP_ACK | TCP_SYN | TCP_FIN) == TCP_ACK && fwd.flags & CT_FLAG_SYNACK != 0 {
+        return ESTABLISH;
     }
     PASS
 }
@@ -107,7 +115,8 @@ pub fn forwarded_from_client(p: &Packet, fwd: &mut CtValue) {
     fwd.seq_end = advance(prev, end);
     if f & TCP_ACK != 0 {
         fwd.ack = advance(fwd.ack, p.ack);
-        if fwd.state == TCP_STATE_SYN && fwd.flags & CT_FLAG_SYNACK != 0 {
+        // Established by the ACK judged `ESTABLISH` (its slot taken then).
+        if fwd.state == TCP_STATE_SYN && fwd.flags & (CT_FLAG_SYNACK | CT_FLAG_RELEASED) == CT_FLAG_SYNACK {
             fwd.state = TCP_STATE_ESTABLISHED;
         }
     }
@@ -178,23 +187,36 @@ pub fn forwarded_from_backend(p: &Packet, rev: &mut CtValue, fwd: Option<&mut Ct
 #[inline(always)]
 fn fin_acked(fwd: &mut CtValue, bit: u8) {
     let both = CT_FLAG_FIN_FWD_ACKED | CT_FLAG_FIN_REV_ACKED;
-    let v = fwd as *mut CtValue;
-    if (flags_set(v, bit) | bit) & both == both {
-        fwd.state = TCP_STATE_CLOSING;
-        conntrack::release_flow(v, fwd.endpoint);
+    if (flags_set(fwd, bit) | bit) & both == both {
+        close(fwd, 0);
     }
 }
 
 /// A reset the gateway forwarded: the flow is closed at both ends from now on.
 #[inline(always)]
-fn reset(fwd: &mut CtValue) {
+pub fn reset(fwd: &mut CtValue) {
+    close(fwd, CT_FLAG_RESET);
+}
+
+/// The connection ended: the flow gives back its slot (or its half-open place) and
+/// is remembered among its endpoint's closed flows, which a new flow over a share may
+/// reclaim. `mark` (`CT_FLAG_RESET` or 0) is set on both entries.
+#[inline(always)]
+fn close(fwd: &mut CtValue, mark: u8) {
     let v = fwd as *mut CtValue;
-    flags_set(v, CT_FLAG_RESET);
+    let ep = fwd.endpoint;
+    if mark != 0 {
+        flags_set(v, mark);
+    }
     if let Some(rev) = conntrack::get(&fwd.peer_key(PROTO_TCP)) {
-        flags_set(rev, CT_FLAG_RESET);
+        if mark != 0 {
+            flags_set(rev, mark);
+        }
+        budget::closed(ep, &rev.peer_key(PROTO_TCP));
     }
     fwd.state = TCP_STATE_CLOSING;
-    conntrack::release_flow(v, fwd.endpoint);
+    conntrack::release_flow(v, ep);
+    conntrack::no_longer_half_open(v, ep);
 }
 
 /// Whether a short segment's TCP checksum is right (RFC 793 3.1), checked before it

@@ -183,7 +183,7 @@ impl Lab {
         let prov_if = gw.ifindex("gw-prov");
         let m = &mut dp.maps;
         let prov_mac = gw.mac("gw-prov");
-        m.set_vpc(prov_if, VpcInfo { vpc_id: PROVIDER_VPC, mac: prov_mac, ..Default::default() }).unwrap();
+        m.set_vpc(prov_if, VpcInfo { vpc_id: PROVIDER_VPC, mac: prov_mac, flow_limit: 1 << 24, ..Default::default() }).unwrap();
         m.add_snat_range(SNAT_NET, 16).unwrap();
         m.set_service(0, ServiceInfo { ifindex: prov_if, vpc_id: PROVIDER_VPC, active: 1, ..Default::default() })
             .unwrap();
@@ -193,6 +193,9 @@ impl Lab {
             .iter()
             .enumerate()
             .map(|(i, b)| {
+                // As the daemon does: the kernel keeps each backend's neighbour resolved
+                // (the data path never hands a frame to the kernel to resolve it).
+                gw.ip(&["neigh", "replace", &b.to_string(), "dev", "gw-prov", "managed"]);
                 m.set_backend(i as u32, *b, true).unwrap();
                 Member { index: i as u32, id: ip_raw(*b), weight: 100 }
             })
@@ -200,11 +203,13 @@ impl Lab {
         m.set_maglev(0, &maglev::table(&members)).unwrap();
         for (i, c) in cs.iter().enumerate() {
             let mac = gw.mac(&c.gw_if);
-            m.set_vpc(c.ifindex, VpcInfo { vpc_id: c.vpc_id, mac, ..Default::default() }).unwrap();
+            m.set_vpc(c.ifindex, VpcInfo { vpc_id: c.vpc_id, mac, flow_limit: 1 << 24, ..Default::default() }).unwrap();
             let info = EndpointInfo {
                 service: 0,
                 conn_limit,
                 state: EP_STATE_ACCEPTED,
+                half_open_limit: conn_limit,
+                flow_limit: 1 << 24,
                 ..Default::default()
             };
             m.set_ep_snat(i as u32 * MAX_SNAT_PER_ENDPOINT, Some(snat_ip(i as u32))).unwrap();

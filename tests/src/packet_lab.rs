@@ -138,8 +138,8 @@ impl PacketLab {
 
 fn seed(dp: &mut Dataplane, consumer_if: u32, provider_if: u32) {
     let m = &mut dp.maps;
-    m.set_vpc(consumer_if, VpcInfo { vpc_id: CONSUMER_VPC, mtu: 1500, mac: GW_CONSUMER_MAC, ..Default::default() }).unwrap();
-    m.set_vpc(provider_if, VpcInfo { vpc_id: PROVIDER_VPC, mtu: 1500, mac: GW_PROVIDER_MAC, ..Default::default() }).unwrap();
+    m.set_vpc(consumer_if, VpcInfo { vpc_id: CONSUMER_VPC, mtu: 1500, mac: GW_CONSUMER_MAC, flow_limit: 1 << 24, ..Default::default() }).unwrap();
+    m.set_vpc(provider_if, VpcInfo { vpc_id: PROVIDER_VPC, mtu: 1500, mac: GW_PROVIDER_MAC, flow_limit: 1 << 24, ..Default::default() }).unwrap();
     // The gateway's own addresses: traffic to them is the kernel's.
     m.bind_endpoint_ip(CONSUMER_VPC, GW_CONSUMER, EP_GATEWAY_OWN).unwrap();
     m.bind_endpoint_ip(PROVIDER_VPC, GW_PROVIDER, EP_GATEWAY_OWN).unwrap();
@@ -169,7 +169,7 @@ fn seed(dp: &mut Dataplane, consumer_if: u32, provider_if: u32) {
     for (idx, ip, svc, state) in eps {
         let snat = Ipv4Addr::from(u32::from(SNAT_IP) + idx);
         m.set_ep_snat(idx * MAX_SNAT_PER_ENDPOINT, Some(snat)).unwrap();
-        m.set_endpoint(idx, EndpointInfo { service: svc, conn_limit: 3000, state, ..Default::default() })
+        m.set_endpoint(idx, EndpointInfo { service: svc, conn_limit: 3000, state, half_open_limit: 3000, flow_limit: 1 << 24, ..Default::default() })
             .unwrap();
         m.bind_endpoint_ip(CONSUMER_VPC, ip, idx).unwrap();
     }
@@ -206,6 +206,27 @@ pub fn expect(out: &Outcome, action: u32, want: &[u8], case: &str) {
         decode(&out.frame).map(|d| d.to_string()).unwrap_or_default()
     );
     assert_frame_eq(&out.frame, want, case);
+}
+
+/// What endpoint `idx` holds of its budgets: connection slots and half-open places (a
+/// TCP flow holds a half-open place from its SYN, its slot from its completed handshake).
+pub fn held(maps: &privatelink::dataplane::maps::Maps, idx: u32) -> u64 {
+    let u = maps.endpoint_use(idx).unwrap();
+    u.open + u.half_open
+}
+
+/// SYN, SYN-ACK, ACK through the lab: an established connection from `sport` to
+/// EP_ACCEPTED:80 (`Some(SNAT port)`), or `None` when the gateway refused it (a reset
+/// for the SYN or the handshake's last ACK).
+pub fn connect(lab: &PacketLab, sport: u16) -> Option<u16> {
+    if lab.from_consumer(&syn(EP_ACCEPTED, 80, sport).build()).action != XDP_REDIRECT {
+        return None;
+    }
+    let port = snat_port(lab, &fwd_key(EP_ACCEPTED, 80, sport, PROTO_TCP));
+    let synack = Packet::tcp((BACKEND, 8080), (SNAT_IP, port), crate::frame::SYN | crate::frame::ACK).macs(BACKEND_MAC, GW_PROVIDER_MAC).seq_ack(5000, 1001);
+    assert_eq!(lab.from_provider(&synack.build()).action, XDP_REDIRECT, "SYN-ACK from port {sport}");
+    let ack = Packet::tcp((CLIENT, sport), (EP_ACCEPTED, 80), crate::frame::ACK).macs(CLIENT_MAC, GW_CONSUMER_MAC).seq_ack(1001, 5001);
+    (lab.from_consumer(&ack.build()).action == XDP_REDIRECT).then_some(port)
 }
 
 pub fn ep_stats(lab: &PacketLab, idx: u32) -> Stats {

@@ -30,11 +30,6 @@ fn last_ack(sport: u16) -> Vec<u8> {
     Packet::tcp((CLIENT, sport), (EP_ACCEPTED, 80), ACK).macs(CLIENT_MAC, GW_CONSUMER_MAC).seq_ack(1002, 5002).build()
 }
 
-/// A closed port's answer to the client's SYN (1000): RST|ACK acknowledging it.
-fn refused(port: u16) -> Vec<u8> {
-    Packet::tcp((BACKEND, 8080), (SNAT_IP, port), RST | ACK).macs(BACKEND_MAC, GW_PROVIDER_MAC).seq_ack(0, 1001).build()
-}
-
 /// SYN, SYN-ACK, ACK: an established connection; returns its SNAT port.
 fn connect(lab: &PacketLab, sport: u16) -> u16 {
     assert_eq!(lab.from_consumer(&syn(EP_ACCEPTED, 80, sport).build()).action, XDP_REDIRECT);
@@ -50,6 +45,11 @@ fn state(lab: &PacketLab, sport: u16) -> CtValue {
 
 fn active(lab: &PacketLab) -> u64 {
     lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap()
+}
+
+/// Slots and half-open places held.
+fn held_now(lab: &PacketLab) -> u64 {
+    held(&lab.dp.maps, EP_IDX_ACCEPTED)
 }
 
 #[test]
@@ -73,13 +73,15 @@ fn a_syn_the_client_never_completes_lives_on_the_syn_timeout() {
     assert_eq!(lab.from_consumer(&syn(EP_ACCEPTED, 80, 43100).build()).action, XDP_REDIRECT);
     let port = snat_port(&lab, &fwd_key(EP_ACCEPTED, 80, 43100, PROTO_TCP));
     assert_eq!(lab.from_provider(&synack(port)).action, XDP_REDIRECT);
-    assert_eq!(active(&lab), 1);
+    // Half-open: a place in the half-open budget, no connection slot.
+    let u = lab.dp.maps.endpoint_use(EP_IDX_ACCEPTED).unwrap();
+    assert_eq!((u.open, u.half_open), (0, 1));
     // Established flows would live 350 s; this one is on the SYN timeout (here 100 ms).
     let t = Timeouts { tcp_syn: Duration::from_millis(100), ..Timeouts::default() };
     assert_eq!(lab.dp.sweep(Scope::Idle(t)).unwrap().expired, 0, "younger than the SYN timeout");
     std::thread::sleep(Duration::from_millis(150));
     assert_eq!(lab.dp.sweep(Scope::Idle(t)).unwrap().expired, 1);
-    assert_eq!(active(&lab), 0);
+    assert_eq!(lab.dp.maps.endpoint_use(EP_IDX_ACCEPTED).unwrap(), EpUse::default(), "everything back");
 }
 
 #[test]
@@ -121,26 +123,28 @@ fn a_new_syn_on_a_closed_tuple_takes_a_slot_again_within_the_limit() {
     assert_eq!(lab.from_provider(&from_backend(port, RST)).action, XDP_REDIRECT);
     assert_eq!(active(&lab), 0);
     // The same tuple again, within the closing timeout: the closed flow goes, a new
-    // one opens (through every check a new flow passes) and takes the slot.
+    // one opens (through every check a new flow passes); its handshake takes the slot.
     assert_eq!(lab.from_consumer(&syn(EP_ACCEPTED, 80, 43300).build()).action, XDP_REDIRECT);
     let v = state(&lab, 43300);
-    assert_eq!((v.state, v.flags), (TCP_STATE_SYN, 0), "a new flow, no flag of the old one");
-    assert_eq!(active(&lab), 1);
+    assert_eq!((v.state, v.flags), (TCP_STATE_SYN, CT_FLAG_RELEASED), "a new flow, no flag of the old one, no slot yet");
     assert_eq!(lab.dp.maps.endpoint_stats(EP_IDX_ACCEPTED).unwrap().new_flows, 2, "a new connection, counted");
     let port = snat_port(&lab, &fwd_key(EP_ACCEPTED, 80, 43300, PROTO_TCP));
     // A retransmitted SYN takes nothing more.
     assert_eq!(lab.from_consumer(&syn(EP_ACCEPTED, 80, 43300).build()).action, XDP_REDIRECT);
-    assert_eq!(active(&lab), 1);
+    assert_eq!(lab.dp.maps.endpoint_use(EP_IDX_ACCEPTED).unwrap().half_open, 1);
+    assert_eq!(lab.from_provider(&synack(port)).action, XDP_REDIRECT);
+    assert_eq!(lab.from_consumer(&from_client(43300, ACK)).action, XDP_REDIRECT);
+    assert_eq!((active(&lab), lab.dp.maps.endpoint_use(EP_IDX_ACCEPTED).unwrap().half_open), (1, 0));
     // A new flow finds the limit (1) taken: a reset.
     let out = lab.from_consumer(&syn(EP_ACCEPTED, 80, 43301).build());
     assert_eq!(action_name(out.action), "XDP_TX", "reset, over the limit");
-    // Close 43300 (its backend refuses it); 43301 connects and closes; reopening 43300
+    // Close 43300 (its backend resets it); 43301 connects and closes; reopening 43300
     // takes the slot, and reopening 43301 then finds the limit taken.
-    assert_eq!(lab.from_provider(&refused(port)).action, XDP_REDIRECT);
+    assert_eq!(lab.from_provider(&from_backend(port, RST)).action, XDP_REDIRECT);
     let other = connect(&lab, 43301);
     assert_eq!(lab.from_provider(&from_backend(other, RST)).action, XDP_REDIRECT);
     assert_eq!(active(&lab), 0);
-    assert_eq!(lab.from_consumer(&syn(EP_ACCEPTED, 80, 43300).build()).action, XDP_REDIRECT);
+    connect(&lab, 43300);
     let out = lab.from_consumer(&syn(EP_ACCEPTED, 80, 43301).build());
     assert_eq!(action_name(out.action), "XDP_TX", "reopening over the limit: a reset");
     assert!(lab.dp.maps.ct_get(&fwd_key(EP_ACCEPTED, 80, 43301, PROTO_TCP)).unwrap().is_none(), "the closed flow went, the new one was refused");
@@ -176,7 +180,7 @@ fn concurrent_expiry_and_new_flows_release_each_slot_exactly_once() {
             if i % 3 == 0 {
                 lab.from_consumer(&from_client(sport, RST));
             }
-            assert!(active(&lab) <= 3000, "the count wrapped: {}", active(&lab));
+            assert!(held_now(&lab) <= 3000, "the count wrapped: {}", held_now(&lab));
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         (sweeps.join().unwrap(), passed)
@@ -197,13 +201,14 @@ fn concurrent_expiry_and_new_flows_release_each_slot_exactly_once() {
         assert_eq!(all.active(ep), lab.dp.maps.active_flows(ep).unwrap(), "endpoint {ep}");
         assert_eq!(all.stats(ep), lab.dp.maps.endpoint_stats(ep).unwrap(), "endpoint {ep}");
     }
-    assert!(all.active(EP_IDX_ACCEPTED) >= 5 && all.stats(EP_IDX_ACCEPTED).new_flows > 0);
+    assert!(all.uses(EP_IDX_ACCEPTED).half_open >= 5 && all.stats(EP_IDX_ACCEPTED).new_flows > 0);
     // What is left expires now; then every slot has come back, none twice.
     std::thread::sleep(Duration::from_millis(2));
     let last = sweeper.sweep(Scope::Idle(zero)).unwrap();
     eprintln!("{passed} SYNs passed, {expired} expired while they did, {} at the end", last.expired);
     assert!(expired > 0, "the sweeps never raced the new flows");
-    assert_eq!(active(&lab), 0, "a slot was never given back");
+    assert_eq!(held_now(&lab), 0, "a slot or half-open place was never given back");
+    assert_eq!(lab.dp.maps.endpoint_use(EP_IDX_ACCEPTED).unwrap().flows, 0, "a share place was never given back");
     let s = lab.dp.maps.endpoint_stats(EP_IDX_ACCEPTED).unwrap();
     assert_eq!(s.slot_underflows, 0, "a slot was given back twice");
     // A SYN on a tuple whose flow is still open is a retransmission, not a new flow.

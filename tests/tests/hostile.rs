@@ -278,3 +278,76 @@ fn icmp_errors_through_a_flow_are_policed_and_capped() {
     assert_eq!(got, ["XDP_REDIRECT", "XDP_REDIRECT", "XDP_REDIRECT", "XDP_DROP"]);
     assert_eq!(drops(&lab, DropReason::OverBandwidth), 1);
 }
+
+/// Make EP_PENDING an accepted endpoint of the same service: a neighbour of
+/// EP_ACCEPTED's in the same VPC.
+fn accept_neighbour(lab: &mut PacketLab) {
+    let info = lab.dp.maps.endpoint(EP_IDX_PENDING).unwrap();
+    lab.dp.maps.set_endpoint(EP_IDX_PENDING, EndpointInfo { state: EP_STATE_ACCEPTED, ..info }).unwrap();
+}
+
+fn set_budgets(lab: &mut PacketLab, ep: u32, conn: u32, half_open: u32, flows: u32) {
+    let info = lab.dp.maps.endpoint(ep).unwrap();
+    lab.dp.maps.set_endpoint(ep, EndpointInfo { conn_limit: conn, half_open_limit: half_open, flow_limit: flows, ..info }).unwrap();
+}
+
+#[test]
+fn a_syn_flood_takes_its_half_open_budget_not_open_connections_nor_the_neighbours() {
+    let mut lab = PacketLab::new(1 << 14);
+    accept_neighbour(&mut lab);
+    set_budgets(&mut lab, EP_IDX_ACCEPTED, 10, 5, 1000);
+    for sport in 1..=3 {
+        assert!(connect(&lab, sport).is_some());
+    }
+    // Forged SYNs that never complete: five take the half-open budget, the rest are
+    // refused; the three open connections keep their slots, seven slots stay free.
+    let flood: Vec<u32> = (0..50u16).map(|i| lab.from_consumer(&syn(EP_ACCEPTED, 80, 30_000 + i).build()).action).collect();
+    assert_eq!(flood.iter().filter(|a| **a == XDP_REDIRECT).count(), 5);
+    let u = lab.dp.maps.endpoint_use(EP_IDX_ACCEPTED).unwrap();
+    assert_eq!((u.open, u.half_open), (3, 5));
+    assert_eq!(drops(&lab, DropReason::HalfOpenLimit), 45);
+    assert_eq!(drops(&lab, DropReason::OverLimit), 0, "no open-connection slot was taken");
+    // The open connections go on; the neighbour endpoint opens connections as before.
+    let data = Packet::tcp((CLIENT, 1), (EP_ACCEPTED, 80), ACK | PSH).macs(CLIENT_MAC, GW_CONSUMER_MAC).seq_ack(1001, 5001).payload(b"hi").build();
+    assert_eq!(action_name(lab.from_consumer(&data).action), "XDP_REDIRECT");
+    assert_eq!(action_name(lab.from_consumer(&syn(EP_PENDING, 80, 40_000).build()).action), "XDP_REDIRECT");
+}
+
+#[test]
+fn an_endpoint_over_its_share_reclaims_its_closed_flows_and_alone_is_refused() {
+    let mut lab = PacketLab::new(1 << 14);
+    accept_neighbour(&mut lab);
+    set_budgets(&mut lab, EP_IDX_ACCEPTED, 100, 100, 4);
+    // Sequential short connections, each closed before the next: far more than its
+    // share of 4 flows, because each new one reclaims the oldest closed one.
+    for sport in 1..=40u16 {
+        assert!(connect(&lab, sport).is_some(), "connection {sport}");
+        let rst = Packet::tcp((CLIENT, sport), (EP_ACCEPTED, 80), RST).macs(CLIENT_MAC, GW_CONSUMER_MAC).seq_ack(1001, 0).build();
+        assert_eq!(lab.from_consumer(&rst).action, XDP_REDIRECT);
+    }
+    let u = lab.dp.maps.endpoint_use(EP_IDX_ACCEPTED).unwrap();
+    assert!(u.flows <= 4, "{u:?}");
+    assert_eq!(drops(&lab, DropReason::FlowShare), 0);
+    // Four flows held open (half-open): the fifth has no closed flow to reclaim.
+    let mut open = 0;
+    for sport in 100..110u16 {
+        open += (lab.from_consumer(&syn(EP_ACCEPTED, 80, sport).build()).action == XDP_REDIRECT) as u32;
+    }
+    assert!(open <= 4, "{open} flows past a share of 4");
+    assert!(drops(&lab, DropReason::FlowShare) >= 6);
+    // Its neighbour in the same VPC is not refused.
+    assert_eq!(action_name(lab.from_consumer(&syn(EP_PENDING, 80, 40_000).build()).action), "XDP_REDIRECT");
+}
+
+#[test]
+fn a_vpc_takes_no_more_than_its_share_of_the_table() {
+    let mut lab = PacketLab::new(1 << 14);
+    let consumer = lab.dp.maps.vpc(lab.consumer_if).unwrap().unwrap();
+    lab.dp.maps.set_vpc(lab.consumer_if, VpcInfo { flow_limit: 3, ..consumer }).unwrap();
+    let passed = (0..10u16).filter(|i| lab.from_consumer(&syn(EP_ACCEPTED, 80, 1000 + i).build()).action == XDP_REDIRECT).count();
+    assert_eq!(passed, 3);
+    assert_eq!(drops(&lab, DropReason::FlowShare), 7);
+    // Removing one gives its place back.
+    assert!(lab.dp.sweeper().unwrap().expire_flow(fwd_key(EP_ACCEPTED, 80, 1000, PROTO_TCP), u64::MAX).unwrap());
+    assert_eq!(action_name(lab.from_consumer(&syn(EP_ACCEPTED, 80, 2000).build()).action), "XDP_REDIRECT");
+}

@@ -34,7 +34,9 @@ fn new_tcp_flow_is_translated_and_redirected_to_the_backend() {
     expect(&out, XDP_REDIRECT, &want, "SYN to endpoint");
     let s = ep_stats(&lab, EP_IDX_ACCEPTED);
     assert_eq!((s.new_flows, s.fwd_packets, s.fwd_bytes), (1, 1, input.len() as u64));
-    assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 1);
+    // A SYN holds a place in the half-open budget; its slot comes with the handshake.
+    let u = lab.dp.maps.endpoint_use(EP_IDX_ACCEPTED).unwrap();
+    assert_eq!((u.open, u.half_open, u.flows), (0, 1, 1));
     // The reverse entry is keyed by what the backend will send back.
     let r = lab.dp.maps.ct_get(&rev_key(SNAT_IP, port)).unwrap().expect("reverse entry");
     assert_eq!((r.kind, r.ifindex, r.dmac, r.smac), (CT_KIND_REVERSE, lab.consumer_if, CLIENT_MAC, GW_CONSUMER_MAC));
@@ -71,7 +73,7 @@ fn full_tcp_exchange_forward_reverse_and_state() {
         .build();
     expect(&out, XDP_REDIRECT, &want, "client data");
     assert_eq!(lab.dp.maps.ct_get(&key).unwrap().unwrap().state, TCP_STATE_ESTABLISHED);
-    assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 1);
+    assert_eq!(held(&lab.dp.maps, EP_IDX_ACCEPTED), 1);
 
     // FINs from both sides, each acknowledged by the other: closing, and the connection
     // no longer counts. Before the last acknowledgement it still does.
@@ -81,11 +83,11 @@ fn full_tcp_exchange_forward_reverse_and_state() {
     let fin2 = Packet::tcp((BACKEND, 8080), (SNAT_IP, port), FIN | ACK).macs(BACKEND_MAC, GW_PROVIDER_MAC).seq_ack(5001, 1020);
     assert_eq!(lab.from_provider(&fin2.build()).action, XDP_REDIRECT);
     assert_eq!(lab.dp.maps.ct_get(&key).unwrap().unwrap().state, TCP_STATE_ESTABLISHED, "the backend's FIN is not acknowledged yet");
-    assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 1);
+    assert_eq!(held(&lab.dp.maps, EP_IDX_ACCEPTED), 1);
     let last = Packet::tcp((CLIENT, SPORT), (EP_ACCEPTED, 80), ACK).macs(CLIENT_MAC, GW_CONSUMER_MAC).seq_ack(1020, 5002);
     assert_eq!(lab.from_consumer(&last.build()).action, XDP_REDIRECT);
     assert_eq!(lab.dp.maps.ct_get(&key).unwrap().unwrap().state, TCP_STATE_CLOSING);
-    assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 0, "closed: the slot is back at once");
+    assert_eq!(held(&lab.dp.maps, EP_IDX_ACCEPTED), 0, "closed: the slot is back at once");
 
     let s = ep_stats(&lab, EP_IDX_ACCEPTED);
     assert_eq!((s.fwd_packets, s.rev_packets, s.new_flows), (4, 2, 1));
@@ -105,7 +107,7 @@ fn rst_from_backend_moves_flow_to_closing() {
     expect(&out, XDP_REDIRECT, &want, "RST back to client");
     let key = fwd_key(EP_ACCEPTED, 80, SPORT, PROTO_TCP);
     assert_eq!(lab.dp.maps.ct_get(&key).unwrap().unwrap().state, TCP_STATE_CLOSING);
-    assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 0, "reset: the slot is back at once");
+    assert_eq!(held(&lab.dp.maps, EP_IDX_ACCEPTED), 0, "reset: the slot is back at once");
 }
 
 #[test]
@@ -255,7 +257,7 @@ fn drops_are_counted_by_reason_and_endpoint() {
         expect(&out, XDP_DROP, &input, name);
         assert_eq!(ep_stats(&lab, ep).drop_count(reason), before + 1, "{name}: {} counter", reason.name());
     }
-    assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 0, "no drop may hold a connection slot");
+    assert_eq!(held(&lab.dp.maps, EP_IDX_ACCEPTED), 0, "no drop may hold a connection slot");
 }
 
 #[test]
@@ -307,8 +309,7 @@ fn connection_limit_resets_tcp_drops_udp_and_frees_on_expiry() {
     let mut info = lab.dp.maps.endpoint(EP_IDX_ACCEPTED).unwrap();
     info.conn_limit = 2;
     lab.dp.maps.set_endpoint(EP_IDX_ACCEPTED, info).unwrap();
-    open_tcp(&lab, 1001);
-    open_tcp(&lab, 1002);
+    assert!(connect(&lab, 1001).is_some() && connect(&lab, 1002).is_some());
     // A retransmitted SYN of an existing flow is not a new connection.
     assert_eq!(lab.from_consumer(&syn(EP_ACCEPTED, 80, 1002).build()).action, XDP_REDIRECT);
 
@@ -327,7 +328,7 @@ fn connection_limit_resets_tcp_drops_udp_and_frees_on_expiry() {
     assert!(sweeper.expire_flow(key, u64::MAX).unwrap());
     assert!(!sweeper.expire_flow(key, u64::MAX).unwrap(), "a flow expires once");
     assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 1);
-    assert_eq!(lab.from_consumer(&third.build()).action, XDP_REDIRECT, "a freed slot admits a new flow");
+    assert!(connect(&lab, 1003).is_some(), "a freed slot admits a new connection");
     assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 2);
 }
 
@@ -339,17 +340,14 @@ fn limit_is_exact_under_concurrency() {
     info.conn_limit = limit;
     lab.dp.maps.set_endpoint(EP_IDX_ACCEPTED, info).unwrap();
     let lab = &lab;
+    // Four threads complete handshakes at once: refused at the SYN while the limit is
+    // full, or at the handshake's last ACK when others filled it meanwhile.
     let admitted: u32 = std::thread::scope(|s| {
         let workers: Vec<_> = (0..4u16)
             .map(|w| {
                 s.spawn(move || {
                     lab.ns.enter();
-                    (0..100u16)
-                        .filter(|i| {
-                            let out = lab.from_consumer(&syn(EP_ACCEPTED, 80, 10_000 + w * 1000 + i).build());
-                            out.action == XDP_REDIRECT
-                        })
-                        .count() as u32
+                    (0..100u16).filter(|i| connect(lab, 10_000 + w * 1000 + i).is_some()).count() as u32
                 })
             })
             .collect();
@@ -358,7 +356,8 @@ fn limit_is_exact_under_concurrency() {
     assert_eq!(admitted, limit);
     assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), limit as u64);
     let s = ep_stats(lab, EP_IDX_ACCEPTED);
-    assert_eq!((s.new_flows, s.drop_count(DropReason::OverLimit)), (limit as u64, 400 - limit as u64));
+    assert_eq!(s.drop_count(DropReason::OverLimit), 400 - limit as u64, "every refusal counted once");
+    assert_eq!(lab.dp.maps.endpoint_use(EP_IDX_ACCEPTED).unwrap().half_open, 0, "refused handshakes hold nothing");
 }
 
 #[test]
@@ -367,7 +366,7 @@ fn no_backend_up_resets_tcp() {
     let seg = syn(EP_NO_BACKEND, 80, SPORT);
     expect(&lab.from_consumer(&seg.build()), XDP_TX, &expected_rst(&seg), "SYN with no backend");
     assert_eq!(ep_stats(&lab, EP_IDX_NO_BACKEND).drop_count(DropReason::NoBackend), 1);
-    assert_eq!(lab.dp.maps.active_flows(EP_IDX_NO_BACKEND).unwrap(), 0);
+    assert_eq!(held(&lab.dp.maps, EP_IDX_NO_BACKEND), 0);
 }
 
 #[test]
@@ -380,7 +379,7 @@ fn unresolved_neighbour_is_a_counted_drop_never_the_kernels() {
     let s = ep_stats(&lab, EP_IDX_UNRESOLVED);
     assert_eq!((s.drop_count(DropReason::NoNeighbour), s.fwd_packets), (1, 0));
     assert!(lab.dp.maps.ct_get(&fwd_key(EP_UNRESOLVED, 80, SPORT, PROTO_TCP)).unwrap().is_none(), "the flow it opened went with it");
-    assert_eq!(lab.dp.maps.active_flows(EP_IDX_UNRESOLVED).unwrap(), 0);
+    assert_eq!(held(&lab.dp.maps, EP_IDX_UNRESOLVED), 0);
 }
 
 #[test]
@@ -391,7 +390,7 @@ fn conntrack_full_refuses_new_flows_and_keeps_old_ones() {
     let third = syn(EP_ACCEPTED, 80, 3);
     expect(&lab.from_consumer(&third.build()), XDP_TX, &expected_rst(&third), "SYN with conntrack full");
     assert_eq!(ep_stats(&lab, EP_IDX_ACCEPTED).drop_count(DropReason::ConntrackFull), 1);
-    assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 2);
+    assert_eq!(held(&lab.dp.maps, EP_IDX_ACCEPTED), 2);
     let data = Packet::tcp((CLIENT, 1), (EP_ACCEPTED, 80), ACK).macs(CLIENT_MAC, GW_CONSUMER_MAC);
     assert_eq!(lab.from_consumer(&data.build()).action, XDP_REDIRECT, "established flows survive");
 }
@@ -408,7 +407,7 @@ fn snat_exhaustion_never_reuses_a_live_tuple() {
     let seg = syn(EP_ACCEPTED, 80, sport);
     expect(&lab.from_consumer(&seg.build()), XDP_TX, &expected_rst(&seg), "SYN with SNAT ports exhausted");
     assert_eq!(ep_stats(&lab, EP_IDX_ACCEPTED).drop_count(DropReason::SnatExhausted), 1);
-    assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 0);
+    assert_eq!(held(&lab.dp.maps, EP_IDX_ACCEPTED), 0);
 }
 
 #[test]
@@ -439,7 +438,7 @@ fn truncated_and_malformed_frames_never_leave_half_rewritten() {
     expect(&lab.from_consumer(&long_len), XDP_DROP, &long_len, "total length beyond the frame");
     assert_eq!(lab.dp.maps.vpc_stats(CONSUMER_VPC).unwrap().drop_count(DropReason::Malformed), g + 3);
     assert_eq!(ep_stats(&lab, EP_IDX_ACCEPTED).drop_count(DropReason::Malformed), 1, "bad data offset, to an endpoint");
-    assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 0);
+    assert_eq!(held(&lab.dp.maps, EP_IDX_ACCEPTED), 0);
 }
 
 #[test]
@@ -448,7 +447,7 @@ fn sweeper_expires_idle_flows_and_keeps_fresh_ones() {
     open_tcp(&lab, 1);
     let q = Packet::udp((CLIENT, 2), (EP_ACCEPTED, 53)).macs(CLIENT_MAC, GW_CONSUMER_MAC).build();
     assert_eq!(lab.from_consumer(&q).action, XDP_REDIRECT);
-    assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 2);
+    assert_eq!(held(&lab.dp.maps, EP_IDX_ACCEPTED), 2);
 
     let dp = &mut lab.dp;
     let report = dp.sweep(Scope::Idle(Timeouts::default())).unwrap();
@@ -460,12 +459,12 @@ fn sweeper_expires_idle_flows_and_keeps_fresh_ones() {
     };
     let report = dp.sweep(Scope::Idle(zero)).unwrap();
     assert_eq!((report.expired, report.alive), (1, 1), "the idle UDP flow goes");
-    assert_eq!(dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 1);
+    assert_eq!(held(&dp.maps, EP_IDX_ACCEPTED), 1);
     assert!(dp.maps.ct_get(&fwd_key(EP_ACCEPTED, 53, 2, PROTO_UDP)).unwrap().is_none());
 
     let report = dp.sweep(Scope::Endpoints(&[EP_IDX_ACCEPTED].into())).unwrap();
     assert_eq!(report.expired, 1);
-    assert_eq!(dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 0);
+    assert_eq!(held(&dp.maps, EP_IDX_ACCEPTED), 0);
     assert!(dp.maps.conntrack().unwrap().is_empty(), "both entries of every flow are gone");
 }
 
@@ -476,7 +475,7 @@ fn backend_marked_down_takes_no_new_flows() {
     let seg = syn(EP_ACCEPTED, 80, SPORT);
     expect(&lab.from_consumer(&seg.build()), XDP_TX, &expected_rst(&seg), "SYN while the only backend is down");
     assert_eq!(ep_stats(&lab, EP_IDX_ACCEPTED).drop_count(DropReason::NoBackend), 1);
-    assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 0);
+    assert_eq!(held(&lab.dp.maps, EP_IDX_ACCEPTED), 0);
 }
 
 #[test]

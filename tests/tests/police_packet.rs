@@ -85,7 +85,7 @@ fn a_rate_change_applies_at_once_without_touching_the_flow() {
     assert_eq!(over(&lab), 2);
     let after = lab.dp.maps.ct_get(&key).unwrap().expect("the flow lives on");
     assert_eq!((after.nat_src_ip_be, after.nat_src_port_be, after.nat_dst_ip_be), (before.nat_src_ip_be, before.nat_src_port_be, before.nat_dst_ip_be));
-    assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 1);
+    assert_eq!(held(&lab.dp.maps, EP_IDX_ACCEPTED), 1);
 }
 
 #[test]
@@ -97,7 +97,7 @@ fn new_flows_pay_too_and_a_dropped_one_holds_nothing() {
     let got = verdicts(&lab, (0..6).map(|i| (lab.consumer_if, udp(5000 + i))));
     assert_eq!(got, ["XDP_REDIRECT", "XDP_REDIRECT", "XDP_REDIRECT", "XDP_DROP", "XDP_DROP", "XDP_DROP"]);
     assert_eq!(over(&lab), 3);
-    assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 3, "the refused datagrams opened no flow");
+    assert_eq!(held(&lab.dp.maps, EP_IDX_ACCEPTED), 3, "the refused datagrams opened no flow");
     assert!(lab.dp.maps.ct_get(&fwd_key(EP_ACCEPTED, 53, 5003, PROTO_UDP)).unwrap().is_none());
     assert_eq!(ep_stats(&lab, EP_IDX_ACCEPTED).new_flows, 3);
 }

@@ -136,15 +136,15 @@ fn a_new_connection_on_a_closed_flows_tuple_is_checked_again() {
     assert_eq!(action_name(lab.from_provider(&fin_back).action), "XDP_REDIRECT");
     let last = Packet::tcp((CLIENT, 42000), (EP_ACCEPTED, 80), ACK).macs(CLIENT_MAC, GW_CONSUMER_MAC).seq_ack(1002, 2).build();
     assert_eq!(action_name(lab.from_consumer(&last).action), "XDP_REDIRECT");
-    assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 0, "the closed flow holds no slot");
+    assert_eq!(held(&lab.dp.maps, EP_IDX_ACCEPTED), 0, "the closed flow holds no slot");
     // The client opens the same tuple again after the rules changed: refused.
     attach(&mut lab, 32, &[rule(ANY, 0, SG_PROTO_ALL, (1, 65535), SG_DENY)]);
     assert_eq!(verdict(&lab, CLIENT, 42000, 80), "XDP_DROP");
     assert_eq!(sg_drops(&lab), 1);
-    assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 0);
+    assert_eq!(held(&lab.dp.maps, EP_IDX_ACCEPTED), 0);
     // Allowed again: the same tuple opens a new connection.
     attach(&mut lab, 33, &[rule(CLIENT, 32, PROTO_TCP, (80, 80), SG_ALLOW)]);
     assert_eq!(verdict(&lab, CLIENT, 42000, 80), "XDP_REDIRECT");
-    assert_eq!(lab.dp.maps.active_flows(EP_IDX_ACCEPTED).unwrap(), 1);
+    assert_eq!(held(&lab.dp.maps, EP_IDX_ACCEPTED), 1);
     assert_eq!(ep_stats(&lab, EP_IDX_ACCEPTED).new_flows, 2);
 }

@@ -13,7 +13,7 @@ use aya::{
     Ebpf, EbpfLoader, VerifierLogLevel,
 };
 use privatelink_common::{
-    ALL_MAPS, DEFAULT_CT_CAPACITY, MAP_CT, MAP_LAYOUT, MAP_LAYOUT_VERSION, MAP_PROGS, PROGS_DNS, PROGS_NEWFLOW, PROGS_TCP, PROG_DNS, PROG_EXPIRE, PROG_NEWFLOW, PROG_TCP, PROG_PASS, PROG_XDP,
+    ALL_MAPS, DEFAULT_CT_CAPACITY, MAP_CT, MAP_LAYOUT, MAP_LAYOUT_VERSION, MAP_PROGS, PROGS_DNS, PROGS_NEWFLOW, PROGS_TCP, PROGS_TCP_REV, PROG_DNS, PROG_EXPIRE, PROG_NEWFLOW, PROG_TCP, PROG_TCP_REV, PROG_PASS, PROG_XDP,
 };
 use std::path::{Path, PathBuf};
 
@@ -55,19 +55,20 @@ impl Dataplane {
             }
         }
         let mut ebpf = loader.load(BPF_OBJECT)?;
-        for name in [PROG_XDP, PROG_DNS, PROG_NEWFLOW, PROG_TCP, PROG_EXPIRE, PROG_PASS] {
+        for name in [PROG_XDP, PROG_DNS, PROG_NEWFLOW, PROG_TCP, PROG_TCP_REV, PROG_EXPIRE, PROG_PASS] {
             load_program(&mut ebpf, name)?;
         }
         // The data path tail-calls these: in place before anything attaches.
         let fd = |name| -> Result<_> {
             program(&ebpf, name)?.fd().map_err(|source| Error::Program { name, source })?.try_clone().map_err(|e| Error::Link(e.to_string()))
         };
-        let (dns, newflow, tcp) = (fd(PROG_DNS)?, fd(PROG_NEWFLOW)?, fd(PROG_TCP)?);
+        let (dns, newflow, tcp, tcp_rev) = (fd(PROG_DNS)?, fd(PROG_NEWFLOW)?, fd(PROG_TCP)?, fd(PROG_TCP_REV)?);
         let progs = ebpf.map_mut(MAP_PROGS).ok_or(Error::Missing { kind: "map", name: MAP_PROGS })?;
         let mut progs: ProgramArray<&mut MapData> = ProgramArray::try_from(progs).map_err(|source| Error::Map { map: MAP_PROGS, source })?;
         progs.set(PROGS_DNS, &dns, 0).map_err(|source| Error::Map { map: MAP_PROGS, source })?;
         progs.set(PROGS_NEWFLOW, &newflow, 0).map_err(|source| Error::Map { map: MAP_PROGS, source })?;
         progs.set(PROGS_TCP, &tcp, 0).map_err(|source| Error::Map { map: MAP_PROGS, source })?;
+        progs.set(PROGS_TCP_REV, &tcp_rev, 0).map_err(|source| Error::Map { map: MAP_PROGS, source })?;
         let maps = Maps::take(&mut ebpf)?;
         let layout = ebpf.map_mut(MAP_LAYOUT).ok_or(Error::Missing { kind: "map", name: MAP_LAYOUT })?;
         let mut layout: Array<&mut MapData, u32> = Array::try_from(layout).map_err(|source| Error::Map { map: MAP_LAYOUT, source })?;

@@ -112,12 +112,35 @@ pub type Resolve<'a> = &'a dyn Fn(&str) -> Option<Iface>;
 /// Whether a service's backend passes its health checks.
 pub type Up<'a> = &'a dyn Fn(&str, Ipv4Addr) -> bool;
 
+/// A consumer VPC's share of the table's `flows` when `consumers` VPCs have endpoints:
+/// the whole table for one, half for two, and at most a quarter from four on, so that
+/// no VPC can fill what the others need while a few tenants still use it all.
+pub fn vpc_flow_limit(flows: u32, consumers: usize) -> u32 {
+    flows / consumers.clamp(1, 4) as u32
+}
+
+/// An endpoint's budget of half-open TCP connections: as many as it may hold open, so
+/// a SYN flood against it takes this budget, never its open connections.
+pub fn half_open_limit(conn_limit: u32) -> u32 {
+    conn_limit
+}
+
+/// An endpoint's share of the table's `flows`: its open and half-open connections and
+/// as many again closing or UDP (its own closed flows give way to its new ones when it
+/// is full), never more than the table.
+pub fn endpoint_flow_limit(conn_limit: u32, flows: u32) -> u32 {
+    conn_limit.saturating_mul(4).min(flows)
+}
+
 /// The map contents `st` calls for on the node in `seat` (its SNAT slice, its share of
 /// each connection limit), with backends' health from `up`.
 pub fn desired(st: &State, seat: &Seat, resolve: Resolve, up: Up) -> Tables {
     let mut t = Tables::default();
     t.snat_ranges.insert((st.gateway.snat_range.net, st.gateway.snat_range.prefix));
     let mut mtus = BTreeMap::new();
+    // Flows the table holds (two entries each), and each consumer VPC's share of them.
+    let flows = (st.gateway.conntrack_capacity / 2).clamp(0, u32::MAX as i64) as u32;
+    let consumers: BTreeSet<&str> = st.endpoints.values().map(|e| e.spec.vpc.as_str()).collect();
     for v in st.vpcs.values() {
         if let Some(i) = resolve(&v.spec.interface) {
             let info = VpcInfo {
@@ -125,6 +148,7 @@ pub fn desired(st: &State, seat: &Seat, resolve: Resolve, up: Up) -> Tables {
                 mtu: i.mtu,
                 fib_table: v.spec.route_table.unwrap_or(0) as u32,
                 mac: i.mac,
+                flow_limit: vpc_flow_limit(flows, consumers.len()),
                 ..Default::default()
             };
             t.vpcs.insert(i.ifindex, info);
@@ -197,7 +221,10 @@ pub fn desired(st: &State, seat: &Seat, resolve: Resolve, up: Up) -> Tables {
             state: state_byte(e.state),
             snat_count: snat.len() as u8,
             mss_clamp: mss_clamp(st.gateway.mss_clamp, sides.into_iter().flatten().copied().min()),
+            half_open_limit: 0,
+            flow_limit: 0,
         };
+        let info = EndpointInfo { half_open_limit: half_open_limit(info.conn_limit), flow_limit: endpoint_flow_limit(info.conn_limit, flows), ..info };
         t.endpoints.insert(e.index, info);
         if let Some(b) = e.spec.bandwidth {
             t.rates.insert(e.index, Rate::of_bps(b.0));

@@ -337,3 +337,15 @@ fn zone_affinity_prefers_the_nodes_zone_and_falls_back_to_every_healthy_backend(
         assert_eq!(t.ep_ips.get(&(vpc, a.parse().unwrap())), Some(&0), "{a}");
     }
 }
+
+#[test]
+fn shares_of_the_table_protect_tenants_and_leave_few_tenants_the_whole_table() {
+    // One consumer VPC may use every flow; two get half each; from four on a quarter.
+    assert_eq!([1, 2, 3, 4, 9].map(|n| vpc_flow_limit(1000, n)), [1000, 500, 333, 250, 250]);
+    assert_eq!(vpc_flow_limit(1000, 0), 1000, "no consumer yet");
+    // An endpoint: open + half-open + as many again, never more than the table.
+    assert_eq!(endpoint_flow_limit(3000, 131_072), 12_000);
+    assert_eq!(endpoint_flow_limit(100_000, 131_072), 131_072);
+    assert_eq!(endpoint_flow_limit(u32::MAX, u32::MAX), u32::MAX, "saturates");
+    assert_eq!(half_open_limit(3000), 3000);
+}

@@ -158,8 +158,8 @@ impl Bed {
         let (gw_c, gw_s) = (gw.ifindex("gw-c"), gw.ifindex("gw-s"));
         // X's configuration: one endpoint, one backend, the bench's ports.
         let m = &mut dp.maps;
-        m.set_vpc(gw_c, VpcInfo { vpc_id: 1, mac: gw.mac("gw-c"), ..Default::default() }).unwrap();
-        m.set_vpc(gw_s, VpcInfo { vpc_id: 2, mac: gw.mac("gw-s"), ..Default::default() }).unwrap();
+        m.set_vpc(gw_c, VpcInfo { vpc_id: 1, mac: gw.mac("gw-c"), flow_limit: 1 << 24, ..Default::default() }).unwrap();
+        m.set_vpc(gw_s, VpcInfo { vpc_id: 2, mac: gw.mac("gw-s"), flow_limit: 1 << 24, ..Default::default() }).unwrap();
         m.add_snat_range(Ipv4Addr::new(11, 163, 0, 0), 16).unwrap();
         m.set_service(0, ServiceInfo { ifindex: gw_s, vpc_id: 2, active: 1, ..Default::default() }).unwrap();
         for p in [PINGPONG, HTTP, IPERF] {
@@ -167,8 +167,10 @@ impl Bed {
         }
         m.set_port(0, PROTO_UDP, DISCARD, DISCARD).unwrap();
         m.set_backend(0, SERVER, true).unwrap();
+        // As the daemon does: the kernel keeps the backend's neighbour resolved.
+        gw.ip(&["neigh", "replace", &SERVER.to_string(), "dev", "gw-s", "managed"]);
         m.set_maglev(0, &maglev::table(&[Member { index: 0, id: ip_raw(SERVER), weight: 100 }])).unwrap();
-        let ep = EndpointInfo { service: 0, conn_limit: 1_000_000, state: EP_STATE_ACCEPTED, ..Default::default() };
+        let ep = EndpointInfo { service: 0, conn_limit: 1_000_000, state: EP_STATE_ACCEPTED, half_open_limit: 1_000_000, flow_limit: 1 << 24, ..Default::default() };
         m.set_ep_snat(0, Some(SNAT)).unwrap();
         m.set_endpoint(0, ep).unwrap();
         m.bind_endpoint_ip(1, ENDPOINT, 0).unwrap();

@@ -52,7 +52,7 @@ fn add_endpoint(lab: &mut PacketLab, idx: u32, ip: Ipv4Addr, limit: u32) {
     let m = &mut lab.dp.maps;
     let snat = Ipv4Addr::from(u32::from(SNAT_IP) + idx);
     m.set_ep_snat(idx * MAX_SNAT_PER_ENDPOINT, Some(snat)).unwrap();
-    m.set_endpoint(idx, EndpointInfo { service: 0, conn_limit: limit, state: EP_STATE_ACCEPTED, ..Default::default() })
+    m.set_endpoint(idx, EndpointInfo { service: 0, conn_limit: limit, state: EP_STATE_ACCEPTED, half_open_limit: limit, flow_limit: 1 << 24, ..Default::default() })
         .unwrap();
     m.bind_endpoint_ip(CONSUMER_VPC, ip, idx).unwrap();
 }

@@ -33,7 +33,7 @@ pub struct Maps {
     vpcs: HashMap<MapData, u32, VpcInfo>,
     ep_ips: HashMap<MapData, EpIpKey, u32>,
     /// Read through its memory view only; held so the map stays open beside it.
-    _ep_active: Array<MapData, u64>,
+    _ep_use: Array<MapData, EpUse>,
     endpoints: Array<MapData, EndpointInfo>,
     ports: HashMap<MapData, PortKey, PortTarget>,
     services: Array<MapData, ServiceInfo>,
@@ -58,7 +58,7 @@ pub struct Maps {
 /// The mmap-able arrays, mapped read-only.
 struct Views {
     endpoints: Mapped,
-    ep_active: Mapped,
+    ep_use: Mapped,
     services: Mapped,
     backends: Mapped,
     maglev: Mapped,
@@ -105,7 +105,7 @@ impl Maps {
     /// Take every map out of a freshly loaded object.
     pub fn take(ebpf: &mut Ebpf) -> Result<Maps> {
         let endpoints = take(ebpf, MAP_ENDPOINTS)?;
-        let ep_active: Array<MapData, u64> = take(ebpf, MAP_EP_ACTIVE)?;
+        let ep_use: Array<MapData, EpUse> = take(ebpf, MAP_EP_USE)?;
         let services = take(ebpf, MAP_SERVICES)?;
         let backends = take(ebpf, MAP_BACKENDS)?;
         let maglev = take(ebpf, MAP_MAGLEV)?;
@@ -113,7 +113,7 @@ impl Maps {
         let rates = take(ebpf, MAP_EP_RATE)?;
         let views = Views {
             endpoints: view(&endpoints, MAP_ENDPOINTS, MAX_ENDPOINTS)?,
-            ep_active: view(&ep_active, MAP_EP_ACTIVE, MAX_ENDPOINTS)?,
+            ep_use: view(&ep_use, MAP_EP_USE, MAX_ENDPOINTS)?,
             services: view(&services, MAP_SERVICES, MAX_SERVICES)?,
             backends: view(&backends, MAP_BACKENDS, MAX_BACKENDS)?,
             maglev: view(&maglev, MAP_MAGLEV, MAX_SERVICES * MAGLEV_SIZE)?,
@@ -124,7 +124,7 @@ impl Maps {
             vpcs: take(ebpf, MAP_VPCS)?,
             ep_ips: take(ebpf, MAP_EP_IPS)?,
             endpoints,
-            _ep_active: ep_active,
+            _ep_use: ep_use,
             ports: take(ebpf, MAP_PORTS)?,
             services,
             backends,
@@ -177,8 +177,13 @@ impl Maps {
     /// Live flows holding a slot of endpoint `index`, as the limit check sees them (read
     /// from memory: no syscall).
     pub fn active_flows(&self, index: u32) -> Result<u64> {
-        check_index(MAP_EP_ACTIVE, index, MAX_ENDPOINTS)?;
-        Ok(self.views.ep_active.get(index))
+        Ok(self.endpoint_use(index)?.open)
+    }
+    /// What endpoint `index` holds: slots, half-open connections, flows in the table
+    /// (read from memory: no syscall).
+    pub fn endpoint_use(&self, index: u32) -> Result<EpUse> {
+        check_index(MAP_EP_USE, index, MAX_ENDPOINTS)?;
+        Ok(self.views.ep_use.get(index))
     }
 
     // ---- services ----

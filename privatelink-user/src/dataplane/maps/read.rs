@@ -123,7 +123,7 @@ impl Maps {
             }
         })
         .map_err(|source| Error::Sys { what: MAP_EP_STATS, source })?;
-        Ok(EndpointCounters { active: self.views.ep_active.read(0..upto), stats })
+        Ok(EndpointCounters { uses: self.views.ep_use.read(0..upto), stats })
     }
     /// Counters no endpoint or VPC is charged with, summed over CPUs.
     pub fn global_stats(&self) -> Result<Stats> {
@@ -150,7 +150,7 @@ impl Maps {
 
 /// What [`Maps::endpoint_counters`] read, by endpoint index.
 pub struct EndpointCounters {
-    active: Vec<u64>,
+    uses: Vec<EpUse>,
     /// Summed over CPUs.
     stats: Vec<Stats>,
 }
@@ -158,7 +158,11 @@ pub struct EndpointCounters {
 impl EndpointCounters {
     /// Live flows holding a slot of endpoint `index`.
     pub fn active(&self, index: u32) -> u64 {
-        self.active.get(index as usize).copied().unwrap_or(0)
+        self.uses(index).open
+    }
+    /// What endpoint `index` holds (slots, half-open connections, flows).
+    pub fn uses(&self, index: u32) -> EpUse {
+        self.uses.get(index as usize).copied().unwrap_or_default()
     }
     /// Counters of endpoint `index`, summed over CPUs.
     pub fn stats(&self, index: u32) -> Stats {
