@@ -34,11 +34,11 @@ pub const MAP_EP_USE: &str = "PL_EP_USE";
 /// Flows (every state) each consumer VPC holds in the conntrack table (`u64` by VPC id).
 pub const MAP_VPC_FLOWS: &str = "PL_VPC_FLOWS";
 /// Every map of the data path (what a pin directory holds).
-pub const ALL_MAPS: [&str; 24] = [
+pub const ALL_MAPS: [&str; 25] = [
     MAP_VPCS, MAP_EP_IPS, MAP_ENDPOINTS, MAP_PORTS, MAP_SERVICES, MAP_BACKENDS,
     MAP_MAGLEV, MAP_CT, MAP_SNAT_RANGES, MAP_EP_STATS, MAP_GLOBAL_STATS, MAP_VPC_STATS, MAP_ICMP_RATE,
     MAP_EP_SNAT, MAP_SNAT_CURSOR, crate::dns::MAP_DNS, crate::dns::MAP_DNS_STATS, crate::sg::MAP_SG_SETS, crate::police::MAP_EP_RATE, crate::police::MAP_EP_TAT, MAP_BACKEND_FLOWS,
-    MAP_EP_USE, MAP_VPC_FLOWS, MAP_LAYOUT,
+    MAP_EP_USE, MAP_VPC_FLOWS, MAP_PROGS, MAP_LAYOUT,
 ];
 
 /// Version of the maps' layout (keys, values, the set of maps), kept in `PL_LAYOUT`
@@ -56,7 +56,10 @@ pub const MAP_LAYOUT: &str = "PL_LAYOUT";
 // ---- program names ----
 /// A VPC's DNS address (tail-called from the data path through `PL_PROGS`).
 pub const PROG_DNS: &str = "privatelink_dns";
-/// Program array of the tail calls; filled by the loader, never pinned.
+/// Program array of the tail calls; filled by the loader at every load. Pinned: the
+/// kernel clears a program array's entries when its last user reference goes, so
+/// without a pin every tail call (new flows, TCP control segments, DNS) would fail the
+/// moment the daemon exits, although its pinned data path stays attached.
 pub const MAP_PROGS: &str = "PL_PROGS";
 pub const PROGS_DNS: u32 = 0;
 /// A new flow's first packet (tail-called from the data path: a program of its own,

@@ -94,7 +94,8 @@ static PL_SEGMENT: PerCpuArray<[u32; tcpstate::SEGMENT_WORDS]> = PerCpuArray::wi
 static PL_FLOW_SCRATCH: PerCpuArray<CtValue> = PerCpuArray::with_max_entries(2, 0);
 #[map]
 static PL_DNS_SCRATCH: PerCpuArray<dns::Scratch> = PerCpuArray::with_max_entries(1, 0);
-/// Programs the data path tail-calls (`PROGS_*`), filled by the loader. Never pinned.
+/// Programs the data path tail-calls (`PROGS_*`), filled by the loader; pinned (see
+/// `MAP_PROGS`).
 #[map]
 static PL_PROGS: ProgramArray = ProgramArray::with_max_entries(PROGS_LEN, 0);
 #[map]

@@ -360,9 +360,12 @@ fn a_live_connection_survives_daemon_restarts_and_a_crash() {
     let r = lab.apply(&spec1, &[]);
     assert_eq!(r.stdout.trim(), "no changes (0 map writes)", "the restart lost nothing: {r:#?}");
 
-    // A crash (SIGKILL) is no different.
+    // A crash (SIGKILL) is no different, and with no daemon at all new connections
+    // still open and close: the tail-called programs stay in their pinned table.
     lab.stop_daemon(libc::SIGKILL);
     roundtrip(&mut s, b"crashed").expect("the flow must survive a crash");
+    let body = lab.in_client(0, || http_get(ep_tcp())).expect("a new connection with no daemon running");
+    assert!(body.starts_with("backend=backend-"), "{body}");
     lab.start_daemon();
     roundtrip(&mut s, b"back").expect("the flow must survive the restart after a crash");
     let body = lab.in_client(0, || http_get(ep_tcp())).expect("new connections after the restart");

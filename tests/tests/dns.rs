@@ -81,6 +81,12 @@ fn names_resolve_per_vpc_while_accepted_and_reach_a_backend() {
     assert_eq!(dig(&lab, 0, own, "AAAA"), ("NOERROR".to_string(), vec![]));
     assert_eq!(resolve(&lab, 0, &format!("nope.{svc_name}")).0, "NXDOMAIN");
     assert_eq!(resolve(&lab, 0, "example.com").0, refused);
+    // A client that falls back to TCP (RFC 7766) is refused at once, never left hanging.
+    let t = std::time::Instant::now();
+    let out = lab.consumers[0].ns.try_exec(&["dig", "+tcp", &format!("@{DNS}"), own, "A", "+time=3", "+tries=1"]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(t.elapsed() < std::time::Duration::from_secs(1), "dig +tcp took {:?}: {text}", t.elapsed());
+    assert!(text.contains("connection refused"), "dig +tcp: {text}");
 
     // curl by the provider's name, with the gateway as the consumer's resolver.
     let _conf = Resolver::new(&lab.consumers[0].ns.name);

@@ -17,6 +17,9 @@ pub struct EndpointSample {
     pub labels: Labels,
     pub counters: Counters,
     pub active: u64,
+    /// Half-open TCP connections and flows in the table (every state) it holds.
+    pub half_open: u64,
+    pub flows: u64,
     /// The connection limit this node enforces (its share of the service's limit).
     pub limit: u64,
     pub snat_ports_in_use: u64,
@@ -167,6 +170,8 @@ impl Snapshot {
         e.family("privatelink_endpoint_bytes", "Bytes through an endpoint.", dir(&|c| (c.fwd_bytes, c.rev_bytes)));
         e.family("privatelink_endpoint_new_flows", "Connections (flows) opened through an endpoint.", eps.iter().map(|(s, l)| (l.clone(), counter(s.counters.new_connections))).collect());
         e.family("privatelink_endpoint_active_flows", "Live connections counted against the endpoint's limit.", eps.iter().map(|(s, l)| (l.clone(), gauge(s.active as i64))).collect());
+        e.family("privatelink_endpoint_half_open", "TCP connections through the endpoint whose handshake has not completed (its half-open budget; over it: drops with reason half_open_limit).", eps.iter().map(|(s, l)| (l.clone(), gauge(s.half_open as i64))).collect());
+        e.family("privatelink_endpoint_table_flows", "Flows of every state the endpoint holds in the conntrack table (its share; over it: drops with reason flow_share).", eps.iter().map(|(s, l)| (l.clone(), gauge(s.flows as i64))).collect());
         // Only the reasons an endpoint has seen (absent: 0): 22 zero series per endpoint
         // were two thirds of a scrape at 10,000 endpoints.
         let drops: Vec<_> = eps
@@ -266,6 +271,7 @@ impl Gateway {
         for e in self.state.endpoints.values() {
             let Some(svc) = self.state.services.get(&e.service) else { continue };
             let active = counters.active(e.index);
+            let uses = counters.uses(e.index);
             let protos = svc.spec.ports.iter().map(|p| p.protocol).collect::<std::collections::BTreeSet<_>>().len() as u64;
             let up = svc.spec.backends.iter().filter(|b| self.checker.is_up(&svc.spec.name, b.address)).count().max(1) as u64;
             // Each SNAT address has the port range towards each backend and protocol.
@@ -282,6 +288,8 @@ impl Gateway {
                 ],
                 counters: stats.into(),
                 active,
+                half_open: uses.half_open,
+                flows: uses.flows,
                 limit: seat.share(svc.spec.connection_limit as u32) as u64,
                 snat_ports_in_use: in_use,
                 snat_ports_free: ports.saturating_sub(in_use),

@@ -144,6 +144,8 @@ impl Gateway {
                 state: e.state.to_string(),
                 active_connections: counters.active(e.index),
                 connection_limit: self.state.services.get(&e.service).map_or(0, |s| s.spec.connection_limit),
+                half_open: counters.uses(e.index).half_open,
+                flows: counters.uses(e.index).flows,
                 bandwidth_bps: e.spec.bandwidth.map(|b| b.0),
                 counters: counters.stats(e.index).into(),
             });

@@ -215,6 +215,12 @@ pub struct EndpointStats {
     pub state: String,
     pub active_connections: u64,
     pub connection_limit: i64,
+    /// TCP connections whose handshake has not completed (its half-open budget).
+    #[serde(default)]
+    pub half_open: u64,
+    /// Flows of every state it holds in the conntrack table (its share).
+    #[serde(default)]
+    pub flows: u64,
     /// The endpoint's bandwidth limit in each direction (bits/s); none: unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bandwidth_bps: Option<u64>,
