@@ -39,6 +39,8 @@ pub fn run(ctx: &XdpContext) -> Result<u32, Drop> {
     match parse::parse(ctx) {
         Parsed::Arp if to_us(ctx, &vpc) == TO_US_NOT => Err(Drop::vpc(DropReason::ForeignMac, vpc.vpc_id)),
         Parsed::Arp => arp(ctx, &vpc),
+        // RFC 1812 5.2.2: a header the receiver would discard goes no further.
+        Parsed::Ipv4(p) if !parse::header_checksum_ok(ctx, &p) => Err(Drop::vpc(DropReason::Malformed, vpc.vpc_id)),
         Parsed::Ipv4(p) => match to_us(ctx, &vpc) {
             TO_US_UNICAST => ipv4(ctx, &vpc, &p),
             TO_US_GROUP => not_for_a_flow(&p, &vpc),
@@ -171,6 +173,9 @@ fn echo(ctx: &XdpContext, p: &Packet, ep: u32) -> Result<u32, Drop> {
     }
     if !icmp::rate_allows(ep, REPLY_ECHO) {
         return Err(Drop::endpoint(DropReason::IcmpRateLimited, ep));
+    }
+    if !icmp::message_checksum_ok(ctx, p) {
+        return Err(Drop::endpoint(DropReason::Malformed, ep));
     }
     let action = icmp::echo_reply(ctx, p).ok_or(Drop::endpoint(DropReason::IcmpUnsupported, ep))?;
     stats::count_icmp_sent(ep);

@@ -351,3 +351,22 @@ fn a_vpc_takes_no_more_than_its_share_of_the_table() {
     assert!(lab.dp.sweeper().unwrap().expire_flow(fwd_key(EP_ACCEPTED, 80, 1000, PROTO_TCP), u64::MAX).unwrap());
     assert_eq!(action_name(lab.from_consumer(&syn(EP_ACCEPTED, 80, 2000).build()).action), "XDP_REDIRECT");
 }
+
+#[test]
+fn corrupt_headers_are_neither_forwarded_nor_answered() {
+    let lab = PacketLab::new(1024);
+    // RFC 1812 5.2.2: an IP header whose checksum is wrong goes no further.
+    let mut f = syn(EP_ACCEPTED, 80, SPORT).build();
+    f[14 + 10] ^= 0x40;
+    expect(&lab.from_consumer(&f), XDP_DROP, &f, "bad IP header checksum");
+    assert_eq!(lab.dp.maps.vpc_stats(CONSUMER_VPC).unwrap().drop_count(DropReason::Malformed), 1);
+    assert!(lab.dp.maps.ct_get(&key()).unwrap().is_none());
+    // A corrupt echo request gets no (corrupt) reply, as a host would give none.
+    let mut ping = Packet::icmp_echo(CLIENT, EP_ACCEPTED).macs(CLIENT_MAC, GW_CONSUMER_MAC).payload(&[7u8; 1000]).build();
+    let n = ping.len();
+    ping[n - 1] ^= 1;
+    expect(&lab.from_consumer(&ping), XDP_DROP, &ping, "bad ICMP checksum");
+    assert_eq!((drops(&lab, DropReason::Malformed), ep_stats(&lab, EP_IDX_ACCEPTED).icmp_sent), (1, 0));
+    ping[n - 1] ^= 1;
+    assert_eq!(action_name(lab.from_consumer(&ping).action), "XDP_TX", "the same ping intact is answered");
+}

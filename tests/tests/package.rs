@@ -75,6 +75,7 @@ fn the_package_holds_the_binary_its_unit_an_example_spec_completions_and_man_pag
         " ./usr/share/doc/privatelink/prometheus/alerts.yaml",
         " ./usr/share/doc/privatelink/grafana/privatelink.json",
         " ./usr/share/doc/privatelink/output-schema.json",
+        " ./usr/share/doc/privatelink/docs/reference.md",
     ] {
         assert!(has("-rw-r--r--", path), "{path} missing:\n{listing}");
     }
