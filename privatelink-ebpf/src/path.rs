@@ -40,7 +40,7 @@ pub fn run(ctx: &XdpContext) -> Result<u32, Drop> {
         Parsed::Arp if to_us(ctx, &vpc) == TO_US_NOT => Err(Drop::vpc(DropReason::ForeignMac, vpc.vpc_id)),
         Parsed::Arp => arp(ctx, &vpc),
         // RFC 1812 5.2.2: a header the receiver would discard goes no further.
-        Parsed::Ipv4(p) if !parse::header_checksum_ok(ctx, &p) => Err(Drop::vpc(DropReason::Malformed, vpc.vpc_id)),
+        Parsed::Ipv4(p) if !header_checksum_ok(ctx, &p) => Err(Drop::vpc(DropReason::Malformed, vpc.vpc_id)),
         Parsed::Ipv4(p) => match to_us(ctx, &vpc) {
             TO_US_UNICAST => ipv4(ctx, &vpc, &p),
             TO_US_GROUP => not_for_a_flow(&p, &vpc),
@@ -243,4 +243,44 @@ fn translate_error(ctx: &XdpContext, vpc: &VpcInfo, p: &Packet, q: &Quote) -> Re
 #[inline(always)]
 fn in_snat_range(ip: u32) -> bool {
     PL_SNAT_RANGES.get(Key::new(32, ip)).is_some()
+}
+
+/// Whether packet `p`'s IPv4 header sums to all
+/// ones, as RFC 1812 5.2.2 has a router verify before anything else: a header the
+/// receiver would discard is not forwarded, answered or quoted. The common 20-byte
+/// header is summed in place, word by word with no branch; a header with options is
+/// first copied into per-CPU scratch (zero-padded: zeros add nothing). Checked by the
+/// data path's entry program only: the programs it tail-calls parse frames it already
+/// checked (done in `parse` itself, its branch on the length split the verifier's
+/// states through every path after it in them: past the 1M budget on 6.18).
+#[inline(always)]
+fn header_checksum_ok(ctx: &XdpContext, p: &Packet) -> bool {
+    let ihl = p.ihl_bytes as usize;
+    let Some(ip) = parse::ptr_at::<[u8; 20]>(ctx, parse::ETH_LEN) else { return false };
+    let ip = ip as *const u8;
+    let mut sum = 0u32;
+    if ihl == 20 {
+        let h = unsafe { &*(ip as *const [u8; 20]) };
+        let mut i = 0;
+        while i < 20 {
+            sum += u16::from_be_bytes([h[i], h[i + 1]]) as u32;
+            i += 2;
+        }
+    } else {
+        let Some(buf) = crate::PL_SEGMENT.get_ptr_mut(0) else { return false };
+        let buf = unsafe { &mut *buf };
+        for w in buf.iter_mut() {
+            unsafe { core::ptr::write_volatile(w, 0) };
+        }
+        // 1..=64 as the verifier sees it (the header is 24..=60 bytes here).
+        let len = ((ihl as u32).wrapping_sub(1) & 63) + 1;
+        if unsafe { aya_ebpf::helpers::bpf_xdp_load_bytes(ctx.ctx, parse::ETH_LEN as u32, buf.as_mut_ptr() as *mut core::ffi::c_void, len) } != 0 {
+            return false;
+        }
+        for w in buf.iter() {
+            let b = w.to_ne_bytes();
+            sum += u16::from_be_bytes([b[0], b[1]]) as u32 + u16::from_be_bytes([b[2], b[3]]) as u32;
+        }
+    }
+    privatelink_common::csum::fold(sum) == 0xffff
 }
