@@ -7,9 +7,8 @@
 //! serve; a counted drop when there is nothing to answer (no header, a response).
 
 use crate::{
-    icmp, lookup,
+    icmp, lookup, newflow,
     parse::{self, ptr_at, Packet, Parsed, ETH_LEN, TCP_RST},
-    reply,
     stats::{self, Drop},
     PL_DNS, PL_DNS_SCRATCH, PL_DNS_STATS,
 };
@@ -164,13 +163,11 @@ fn serve(ctx: &XdpContext, vpc: &VpcInfo, p: &Packet) -> Result<u32, Drop> {
     // served: a client that tries it anyway (RFC 7766 lets it) is refused at once with
     // a reset, never left to time out.
     if p.proto == PROTO_TCP && p.has_ports && p.dst_port == PORT_BE {
-        if p.tcp_flags & TCP_RST != 0 || !icmp::rate_allows(stats::vpc_slot(vpc.vpc_id), REPLY_RESET) {
+        if p.tcp_flags & TCP_RST != 0 {
             return Err(dropped);
         }
-        let action = reply::tcp_reset(ctx, p).ok_or(dropped)?;
-        stats::count_drop(dropped);
-        stats::count_reset(stats::vpc_slot(vpc.vpc_id));
-        return Ok(action);
+        // Charged to the VPC, within its reset budget.
+        return newflow::refuse(ctx, p, dropped);
     }
     if p.proto != PROTO_UDP || !p.has_ports || p.dst_port != PORT_BE || p.ihl_bytes != 20 {
         return Err(dropped);

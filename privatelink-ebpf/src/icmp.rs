@@ -9,6 +9,7 @@
 use crate::{
     conntrack,
     parse::{ptr_at, Packet, ETH_LEN},
+    sum,
     PL_ICMP_RATE, PL_VPC_RATE,
 };
 use aya_ebpf::{
@@ -117,43 +118,32 @@ pub fn send_error(ctx: &XdpContext, p: &Packet, typ: u8, code: u8, mtu: u16, src
     Some(xdp_action::XDP_TX)
 }
 
-/// Largest ICMP message whose checksum `message_checksum_ok` verifies (24 chunks of
-/// 64 bytes: an echo request filling a 1500-byte MTU fits).
-const CHECKED_MAX: u32 = 24 * 64;
+/// Largest ICMP message whose checksum `message_checksum_ok` verifies (24 chunks: an
+/// echo request filling a 1500-byte MTU fits).
+const CHECKED_MAX: u32 = 24 * sum::CHUNK;
 
 /// Whether ICMP message `p`'s checksum is right (RFC 792), verified before it is
-/// answered, as a host does: a corrupt echo request gets no (corrupt) reply. Summed 64
-/// bytes at a time through per-CPU scratch (zero-padded: zeros add nothing).
+/// answered, as a host does: a corrupt echo request gets no (corrupt) reply.
 #[inline(always)]
 pub fn message_checksum_ok(ctx: &XdpContext, p: &Packet) -> bool {
     let len = p.ip_tot_len.wrapping_sub(p.ihl_bytes) as u32;
     if len < 8 || len > CHECKED_MAX {
         return false;
     }
-    let Some(buf) = crate::PL_SEGMENT.get_ptr_mut(0) else { return false };
-    let buf = unsafe { &mut *buf };
-    let mut sum = 0u32;
+    let mut total = 0u32;
     let mut off = 0u32;
-    for _ in 0..CHECKED_MAX / 64 {
+    for _ in 0..CHECKED_MAX / sum::CHUNK {
         if off >= len {
             break;
         }
-        // 1..=64, written so that the verifier sees no zero-sized read.
         let rem = len - off;
-        let n = if rem >= 64 { 64 } else { (rem.wrapping_sub(1) & 63) + 1 };
-        for w in buf.iter_mut() {
-            unsafe { core::ptr::write_volatile(w, 0) };
+        match sum::bytes(ctx, p.l4_off as u32 + off, if rem >= sum::CHUNK { sum::CHUNK } else { rem }) {
+            Some(s) => total += s,
+            None => return false,
         }
-        if unsafe { aya_ebpf::helpers::bpf_xdp_load_bytes(ctx.ctx, p.l4_off as u32 + off, buf.as_mut_ptr() as *mut core::ffi::c_void, n) } != 0 {
-            return false;
-        }
-        for w in buf.iter() {
-            let b = w.to_ne_bytes();
-            sum += u16::from_be_bytes([b[0], b[1]]) as u32 + u16::from_be_bytes([b[2], b[3]]) as u32;
-        }
-        off += 64;
+        off += sum::CHUNK;
     }
-    csum::fold(sum) == 0xffff
+    csum::fold(total) == 0xffff
 }
 
 /// Answer the echo request `p` (to an endpoint address) in place: addresses and MACs

@@ -22,6 +22,7 @@ mod reply;
 mod send;
 mod sg;
 mod stats;
+mod sum;
 mod tcpstate;
 
 use aya_ebpf::{
@@ -86,9 +87,9 @@ static PL_LAYOUT: Array<u32> = Array::with_max_entries(1, 0);
 static PL_DNS: LpmTrie<DnsName, DnsEntry> = LpmTrie::with_max_entries(MAX_DNS_NAMES, 0);
 #[map]
 static PL_DNS_STATS: PerCpuArray<DnsStats> = PerCpuArray::with_max_entries(MAX_VPCS, 0);
-/// Per-CPU scratch a RST is checksummed in (`tcpstate`). Never pinned.
+/// Per-CPU scratch bytes are summed in (`sum`). Never pinned.
 #[map]
-static PL_SEGMENT: PerCpuArray<[u32; tcpstate::SEGMENT_WORDS]> = PerCpuArray::with_max_entries(1, 0);
+static PL_SEGMENT: PerCpuArray<[u32; sum::SCRATCH_WORDS]> = PerCpuArray::with_max_entries(1, 0);
 /// Per-CPU scratch a new flow's two entries are built in (`conntrack::create`).
 #[map]
 static PL_FLOW_SCRATCH: PerCpuArray<CtValue> = PerCpuArray::with_max_entries(2, 0);
@@ -123,24 +124,16 @@ pub extern "C" fn privatelink(raw: *mut xdp_md) -> u32 {
     let ctx = XdpContext::new(raw);
     match path::run(&ctx) {
         Ok(path::TO_DNS) => {
-            tail_call(raw, PROGS_DNS);
-            stats::count_drop(stats::Drop::global(DropReason::DnsDropped));
-            xdp_action::XDP_DROP
+            jump(raw, PROGS_DNS, DropReason::DnsDropped)
         }
         Ok(path::TO_NEWFLOW) => {
-            tail_call(raw, PROGS_NEWFLOW);
-            stats::count_drop(stats::Drop::global(DropReason::Inactive));
-            xdp_action::XDP_DROP
+            jump(raw, PROGS_NEWFLOW, DropReason::Inactive)
         }
         Ok(flow::TO_TCP) => {
-            tail_call(raw, PROGS_TCP);
-            stats::count_drop(stats::Drop::global(DropReason::NoFlow));
-            xdp_action::XDP_DROP
+            jump(raw, PROGS_TCP, DropReason::NoFlow)
         }
         Ok(flow::TO_TCP_REV) => {
-            tail_call(raw, PROGS_TCP_REV);
-            stats::count_drop(stats::Drop::global(DropReason::NoFlow));
-            xdp_action::XDP_DROP
+            jump(raw, PROGS_TCP_REV, DropReason::NoFlow)
         }
         Ok(action) => action,
         Err(drop) => {
@@ -150,15 +143,18 @@ pub extern "C" fn privatelink(raw: *mut xdp_md) -> u32 {
     }
 }
 
-/// bpf_tail_call (helper 12), called directly; inlined into each program's own body
-/// (the tail call must not sit in a subprogram, see above). Returns only when the slot
-/// is empty.
+/// Tail-call the program in `slot` of `PL_PROGS`: bpf_tail_call (helper 12), called
+/// directly and inlined into each program's own body (the tail call must not sit in a
+/// subprogram, see above). It returns only when the slot is empty: the frame is then
+/// dropped and counted under `reason`.
 #[inline(always)]
-fn tail_call(raw: *mut xdp_md, slot: u32) {
+fn jump(raw: *mut xdp_md, slot: u32, reason: DropReason) -> u32 {
     unsafe {
         let call: unsafe extern "C" fn(*mut c_void, *mut c_void, u32) -> i64 = core::mem::transmute(12usize);
         call(raw as *mut c_void, &raw const PL_PROGS as *mut c_void, slot);
     }
+    stats::count_drop(stats::Drop::global(reason));
+    xdp_action::XDP_DROP
 }
 
 /// Clients' TCP segments that may change their flow's state (see `flow`). Reached by
@@ -169,9 +165,7 @@ pub extern "C" fn privatelink_tcp(raw: *mut xdp_md) -> u32 {
     let ctx = XdpContext::new(raw);
     match flow::control(&ctx, true) {
         Ok(path::TO_NEWFLOW) => {
-            tail_call(raw, PROGS_NEWFLOW);
-            stats::count_drop(stats::Drop::global(DropReason::Inactive));
-            xdp_action::XDP_DROP
+            jump(raw, PROGS_NEWFLOW, DropReason::Inactive)
         }
         Ok(action) => action,
         Err(drop) => {

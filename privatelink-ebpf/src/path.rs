@@ -14,7 +14,7 @@ use crate::{
     parse::{self, Packet, Parsed, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV6},
     reply, send, sg,
     stats::{self, Drop},
-    PL_SNAT_RANGES,
+    sum, PL_SNAT_RANGES,
 };
 use aya_ebpf::{bindings::xdp_action::XDP_PASS, maps::lpm_trie::Key, programs::XdpContext};
 use privatelink_common::{tcp::answerable, *};
@@ -248,8 +248,8 @@ fn in_snat_range(ip: u32) -> bool {
 /// Whether packet `p`'s IPv4 header sums to all
 /// ones, as RFC 1812 5.2.2 has a router verify before anything else: a header the
 /// receiver would discard is not forwarded, answered or quoted. The common 20-byte
-/// header is summed in place, word by word with no branch; a header with options is
-/// first copied into per-CPU scratch (zero-padded: zeros add nothing). Checked by the
+/// header is summed in place, word by word with no branch; a header with options
+/// through `sum`. Checked by the
 /// data path's entry program only: the programs it tail-calls parse frames it already
 /// checked (done in `parse` itself, its branch on the length split the verifier's
 /// states through every path after it in them: past the 1M budget on 6.18).
@@ -267,20 +267,9 @@ fn header_checksum_ok(ctx: &XdpContext, p: &Packet) -> bool {
             i += 2;
         }
     } else {
-        let Some(buf) = crate::PL_SEGMENT.get_ptr_mut(0) else { return false };
-        let buf = unsafe { &mut *buf };
-        for w in buf.iter_mut() {
-            unsafe { core::ptr::write_volatile(w, 0) };
-        }
-        // 1..=64 as the verifier sees it (the header is 24..=60 bytes here).
-        let len = ((ihl as u32).wrapping_sub(1) & 63) + 1;
-        if unsafe { aya_ebpf::helpers::bpf_xdp_load_bytes(ctx.ctx, parse::ETH_LEN as u32, buf.as_mut_ptr() as *mut core::ffi::c_void, len) } != 0 {
-            return false;
-        }
-        for w in buf.iter() {
-            let b = w.to_ne_bytes();
-            sum += u16::from_be_bytes([b[0], b[1]]) as u32 + u16::from_be_bytes([b[2], b[3]]) as u32;
-        }
+        // 24..=60 bytes: one chunk.
+        let Some(s) = sum::bytes(ctx, parse::ETH_LEN as u32, ihl as u32) else { return false };
+        sum = s;
     }
     privatelink_common::csum::fold(sum) == 0xffff
 }

@@ -13,18 +13,14 @@ use crate::{
     budget,
     conntrack::{self, flags_clear, flags_set},
     parse::{Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
-    PL_SEGMENT,
+    sum,
 };
-use aya_ebpf::{helpers::bpf_xdp_load_bytes, programs::XdpContext};
-use core::ffi::c_void;
+use aya_ebpf::programs::XdpContext;
 use privatelink_common::{
     csum,
     tcp::{advance, rst_in_window, seg_end, seq_le},
     *,
 };
-
-/// 32-bit words of the per-CPU scratch a segment is checksummed in.
-pub const SEGMENT_WORDS: usize = 16;
 
 /// Forward the segment.
 pub const PASS: u8 = 0;
@@ -38,9 +34,6 @@ pub const INVALID: u8 = 3;
 /// (`conntrack::establish`) before the ACK is sent on.
 pub const ESTABLISH: u8 = 4;
 
-/// Longest RST whose checksum is checked (a header with 44 bytes of options): longer
-/// ones are not trusted to close a flow.
-const SEGMENT_MAX: u32 = (SEGMENT_WORDS * 4) as u32;
 
 /// A client segment on its flow's forward entry.
 #[inline(always)]
@@ -220,32 +213,16 @@ fn close(fwd: &mut CtValue, mark: u8) {
 }
 
 /// Whether a short segment's TCP checksum is right (RFC 793 3.1), checked before it
-/// may close a flow: a RST the receiver would discard must not. The segment is copied
-/// into per-CPU scratch (zero-padded, which adds nothing to the sum) and summed with no
-/// branch per word: a loop over the packet with a bound check per word multiplied the
-/// verifier's states past its 1M-instruction budget (6.18).
+/// may close a flow: a RST the receiver would discard must not.
 #[inline(always)]
 fn checksum_ok(ctx: &XdpContext, p: &Packet) -> bool {
     let len = p.ip_tot_len.wrapping_sub(p.ihl_bytes) as u32;
-    if len < 20 || len > SEGMENT_MAX {
+    if len < 20 || len > sum::CHUNK {
         return false;
     }
-    let Some(buf) = PL_SEGMENT.get_ptr_mut(0) else { return false };
-    let buf = unsafe { &mut *buf };
-    // Word by word: an array assignment becomes a stack temporary and a memcpy.
-    for w in buf.iter_mut() {
-        unsafe { core::ptr::write_volatile(w, 0) };
-    }
-    if unsafe { bpf_xdp_load_bytes(ctx.ctx, p.l4_off as u32, buf.as_mut_ptr() as *mut c_void, len) } != 0 {
-        return false;
-    }
+    let Some(segment) = sum::bytes(ctx, p.l4_off as u32, len) else { return false };
     let src = u32::from_be(p.src_ip);
     let dst = u32::from_be(p.dst_ip);
-    let mut sum = (src >> 16) + (src & 0xffff) + (dst >> 16) + (dst & 0xffff) + PROTO_TCP as u32 + len;
-    for w in buf.iter() {
-        // Each 4-byte word as loaded is two big-endian 16-bit words.
-        let b = w.to_ne_bytes();
-        sum += u16::from_be_bytes([b[0], b[1]]) as u32 + u16::from_be_bytes([b[2], b[3]]) as u32;
-    }
-    csum::fold(sum) == 0xffff
+    let pseudo = (src >> 16) + (src & 0xffff) + (dst >> 16) + (dst & 0xffff) + PROTO_TCP as u32 + len;
+    csum::fold(pseudo + segment) == 0xffff
 }
