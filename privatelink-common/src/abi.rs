@@ -49,8 +49,10 @@ pub const ALL_MAPS: [&str; 25] = [
 /// per-backend flow counters, mmap-able arrays (`BPF_F_MMAPABLE`) for those userspace
 /// reads whole; 5 = sequence tracking in `CtValue` (64 bytes), a budget per kind of
 /// generated reply in `ReplyRate`, shares of the conntrack table (`EpUse`,
-/// `PL_VPC_FLOWS`, limits in `EndpointInfo` and `VpcInfo`).
-pub const MAP_LAYOUT_VERSION: u32 = 5;
+/// `PL_VPC_FLOWS`, limits in `EndpointInfo` and `VpcInfo`); 6 = the table's own flow
+/// count and limit (`TABLE_FLOWS`, `VpcInfo::table_flow_limit`) and a ring of every
+/// endpoint's closed flows (`CLOSED_ANY`).
+pub const MAP_LAYOUT_VERSION: u32 = 6;
 pub const MAP_LAYOUT: &str = "PL_LAYOUT";
 
 // ---- program names ----
@@ -322,8 +324,16 @@ pub struct VpcInfo {
     /// Flows (every state) this VPC's consumers may hold in the conntrack table: its
     /// share; 0 = no share of its own (a provider-only VPC opens no flows).
     pub flow_limit: u32,
+    /// Flows the whole table holds (the same in every VPC's row): past it, a new flow
+    /// first reclaims a closed flow of any tenant (`CLOSED_ANY`), then is refused.
+    pub table_flow_limit: u32,
 }
-const _: () = assert!(size_of::<VpcInfo>() == 20);
+const _: () = assert!(size_of::<VpcInfo>() == 24);
+/// Slot of `PL_VPC_FLOWS` (one past the VPCs') that counts every flow of the table.
+pub const TABLE_FLOWS: u32 = MAX_VPCS;
+/// Slot of `PL_EP_USE` (one past the endpoints') whose ring (`PL_EP_CLOSED`) holds the
+/// most recently closed flows of every endpoint.
+pub const CLOSED_ANY: u32 = MAX_ENDPOINTS;
 
 /// Key of `PL_EP_IPS`: an endpoint address inside a VPC. Value: `u32` endpoint index,
 /// or `EP_GATEWAY_OWN` for an address of the gateway itself on that VPC's interface

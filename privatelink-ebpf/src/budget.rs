@@ -4,8 +4,9 @@
 //! it and its VPC hold in the conntrack table (every state). Counters change only with
 //! atomic adds and never go below zero (a give-back that finds zero is counted as an
 //! anomaly instead). Also the ring of each endpoint's recently closed flows, which a
-//! new flow over a share reclaims before it is refused (closed flows otherwise hold
-//! their entries until the sweeper's pass).
+//! new flow over a share reclaims before it is refused, and the ring of everybody's,
+//! which it reclaims when the whole table is full (closed flows otherwise hold their
+//! entries until the sweeper's pass).
 
 use crate::{PL_EP_CLOSED, PL_EP_USE, PL_VPC_FLOWS};
 use core::intrinsics::{atomic_cxchg, atomic_xadd, AtomicOrdering};
@@ -23,7 +24,16 @@ pub fn ep(endpoint: u32, at: usize) -> Option<*mut u64> {
 /// A consumer VPC's flow count.
 #[inline(always)]
 pub fn vpc(vpc_id: u16) -> Option<*mut u64> {
+    if vpc_id as u32 >= MAX_VPCS {
+        return None;
+    }
     PL_VPC_FLOWS.get_ptr_mut(vpc_id as u32)
+}
+
+/// The whole table's flow count.
+#[inline(always)]
+fn table() -> Option<*mut u64> {
+    PL_VPC_FLOWS.get_ptr_mut(TABLE_FLOWS)
 }
 
 /// Add `delta` and return the value before. SeqCst on purpose: with Relaxed, LLVM 22
@@ -88,41 +98,63 @@ pub fn release_slot(endpoint: u32) {
     give(ep(endpoint, EP_USE_OPEN), endpoint);
 }
 
+/// A new flow took its places (`take_share`).
+pub const SHARE_TAKEN: u32 = 0;
+/// Its endpoint's or its VPC's share is full.
+pub const SHARE_FULL: u32 = 1;
+/// The whole table is full.
+pub const TABLE_FULL: u32 = 2;
+
 /// Take a place in the conntrack table for a new flow of `endpoint` in consumer VPC
-/// `vpc_id`, within both shares.
+/// `vpc_id`: within the endpoint's share, the VPC's and the table's. Returns `SHARE_*`
+/// or `TABLE_FULL`; nothing is held unless `SHARE_TAKEN`.
 #[inline(always)]
-pub fn take_share(endpoint: u32, ep_limit: u32, vpc_id: u16, vpc_limit: u32) -> bool {
+pub fn take_share(endpoint: u32, ep_limit: u32, vpc_id: u16, vpc_limit: u32, table_limit: u32) -> u32 {
     if !take(ep(endpoint, EP_USE_FLOWS), ep_limit, endpoint) {
-        return false;
+        return SHARE_FULL;
     }
     if !take(vpc(vpc_id), vpc_limit, endpoint) {
         give(ep(endpoint, EP_USE_FLOWS), endpoint);
-        return false;
+        return SHARE_FULL;
     }
-    true
+    if !take(table(), table_limit, endpoint) {
+        give(ep(endpoint, EP_USE_FLOWS), endpoint);
+        give(vpc(vpc_id), endpoint);
+        return TABLE_FULL;
+    }
+    SHARE_TAKEN
 }
 
-/// Give a removed flow's place back (both shares).
+/// Give a removed flow's places back (the shares and the table's).
 #[inline(always)]
 pub fn give_share(endpoint: u32, vpc_id: u16) {
     give(ep(endpoint, EP_USE_FLOWS), endpoint);
     give(vpc(vpc_id), endpoint);
+    give(table(), endpoint);
 }
 
-/// Remember `key`, the forward key of a flow of `endpoint` that just closed.
+/// Remember `key`, the forward key of a flow of `endpoint` that just closed, in its
+/// endpoint's ring and in the ring of every endpoint's.
 #[inline(always)]
 pub fn closed(endpoint: u32, key: &CtKey) {
-    let Some(c) = ep(endpoint, EP_USE_CLOSED) else { return };
+    remember(endpoint, key);
+    remember(CLOSED_ANY, key);
+}
+
+#[inline(always)]
+fn remember(ring: u32, key: &CtKey) {
+    let Some(c) = ep(ring, EP_USE_CLOSED) else { return };
     let i = (add(c, 1) % CLOSED_RING as u64) as u32;
-    if let Some(slot) = PL_EP_CLOSED.get_ptr_mut(endpoint.wrapping_mul(CLOSED_RING).wrapping_add(i)) {
+    if let Some(slot) = PL_EP_CLOSED.get_ptr_mut(ring.wrapping_mul(CLOSED_RING).wrapping_add(i)) {
         unsafe { *slot = *key };
     }
 }
 
-/// Take the oldest closed flow `endpoint` remembers out of its ring (each CPU its own,
-/// by an atomic add on the ring's tail). `None`: the ring is empty.
+/// Take the oldest closed flow ring `ring` (an endpoint, or `CLOSED_ANY`) remembers
+/// (each CPU its own, by an atomic add on the ring's tail). `None`: the ring is empty.
 #[inline(always)]
-pub fn oldest_closed(endpoint: u32) -> Option<CtKey> {
+pub fn oldest_closed(ring: u32) -> Option<CtKey> {
+    let endpoint = ring;
     let head = read(ep(endpoint, EP_USE_CLOSED));
     let tail = ep(endpoint, EP_USE_RECLAIMED)?;
     let t = add(tail, 1);

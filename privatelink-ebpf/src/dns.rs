@@ -2,7 +2,8 @@
 //! 4.1), its name looked up in `PL_DNS` with one LPM lookup keyed by VPC and name (so
 //! overlapping VPCs get their own answers), and the frame itself becomes the answer,
 //! sent back with XDP_TX. Never forwards a query and never recurses.
-//! Answers: A records; NODATA and NXDOMAIN with the zone's SOA (RFC 2308); REFUSED
+//! Answers: A records; the zone's SOA and NS at its apex (the name server is the apex
+//! itself, as the SOA's MNAME); NODATA and NXDOMAIN with the zone's SOA (RFC 2308); REFUSED
 //! outside the VPC's zones; FORMERR, NOTIMP, BADVERS (RFC 6891) for what it cannot
 //! serve; a counted drop when there is nothing to answer (no header, a response).
 
@@ -23,11 +24,14 @@ const QNAME_OFF: usize = DNS_OFF + 12;
 const NAME_MAX: usize = DNS_KEY_MAX + 1;
 const PORT_BE: u16 = 53u16.to_be();
 const TYPE_A: u16 = 1;
+const TYPE_NS: u16 = 2;
+const TYPE_SOA: u16 = 6;
 const TYPE_OPT: u16 = 41;
 const TYPE_ANY: u16 = 255;
 const CLASS_IN: u16 = 1;
 const A_LEN: usize = 16;
 const SOA_LEN: usize = 47;
+const NS_LEN: usize = 14;
 const OPT_LEN: usize = 11;
 /// The UDP payload size announced in our OPT record (the DNS flag day 2020 value).
 const EDNS_SIZE: u16 = 1232;
@@ -119,8 +123,12 @@ struct Answer {
     name_sum: u32,
     /// An A record of `entry`.
     has_a: bool,
-    /// `entry`'s zone SOA in the authority section, the zone at `zone_off` of the name.
+    /// `entry`'s zone SOA, the zone at `zone_off` of the name: in the authority
+    /// section, or in the answer (`soa_answer`: a SOA query at the apex).
     has_soa: bool,
+    soa_answer: bool,
+    /// The zone's NS record (an NS query at the apex).
+    has_ns: bool,
     zone_off: usize,
     entry: DnsEntry,
     edns: bool,
@@ -128,7 +136,7 @@ struct Answer {
 
 impl Answer {
     const fn bare(rcode: usize) -> Answer {
-        Answer { rcode, aa: false, question: false, wire: 0, name_sum: 0, has_a: false, has_soa: false, zone_off: 0, entry: ZERO_ENTRY, edns: false }
+        Answer { rcode, aa: false, question: false, wire: 0, name_sum: 0, has_a: false, has_soa: false, soa_answer: false, has_ns: false, zone_off: 0, entry: ZERO_ENTRY, edns: false }
     }
 }
 
@@ -339,6 +347,8 @@ fn decide(q: &Query, vpc_id: u16) -> Answer {
         name_sum: q.sum,
         has_a: false,
         has_soa: false,
+        soa_answer: false,
+        has_ns: false,
         zone_off: 0,
         entry: ZERO_ENTRY,
         edns: q.edns,
@@ -359,6 +369,13 @@ fn decide(q: &Query, vpc_id: u16) -> Answer {
     } else if e.kind == DNS_KIND_A && (q.qtype == TYPE_A || q.qtype == TYPE_ANY) {
         answer.rcode = DNS_NOERROR;
         answer.has_a = true;
+    } else if e.key_len == e.zone_key_len && q.qtype == TYPE_SOA {
+        answer.rcode = DNS_NOERROR;
+        answer.has_soa = true;
+        answer.soa_answer = true;
+    } else if e.key_len == e.zone_key_len && q.qtype == TYPE_NS {
+        answer.rcode = DNS_NOERROR;
+        answer.has_ns = true;
     } else {
         answer.rcode = DNS_NOERROR;
         answer.has_soa = true;
@@ -405,6 +422,7 @@ fn write(ctx: &XdpContext, p: &Packet, a: &Answer) -> Option<u32> {
     let odd = q_len & 1 != 0;
     let mut rr_a = [0u8; A_LEN];
     let mut soa = [0u8; SOA_LEN];
+    let mut ns = [0u8; NS_LEN];
     let mut opt = [0u8; OPT_LEN];
     let mut sum = if a.question { a.name_sum } else { 0 };
     let mut tail = 0;
@@ -417,12 +435,18 @@ fn write(ctx: &XdpContext, p: &Packet, a: &Answer) -> Option<u32> {
         sum += piece_sum(&rr_a, odd);
         tail += A_LEN;
     }
+    // Owner, MNAME, NSDNAME and RNAME's tail point at the zone inside the question
+    // name (RFC 1035 4.1.4): hostmaster.<zone>.
+    let z = (0xc000 | (12 + (a.zone_off & 0xff))) as u16;
+    let (zh, zl) = ((z >> 8) as u8, z as u8);
+    if a.has_ns {
+        ns[0..6].copy_from_slice(&[zh, zl, 0, TYPE_NS as u8, 0, CLASS_IN as u8]);
+        ns[6..10].copy_from_slice(&e.ttl.to_be_bytes());
+        ns[10..14].copy_from_slice(&[0, 2, zh, zl]);
+        sum += piece_sum(&ns, odd);
+        tail += NS_LEN;
+    }
     if a.has_soa {
-        let zone_off = a.zone_off;
-        // Owner, MNAME and RNAME's tail point at the zone inside the question name
-        // (RFC 1035 4.1.4): hostmaster.<zone>.
-        let z = (0xc000 | (12 + (zone_off & 0xff))) as u16;
-        let (zh, zl) = ((z >> 8) as u8, z as u8);
         soa[0..6].copy_from_slice(&[zh, zl, 0, 6, 0, CLASS_IN as u8]);
         soa[6..10].copy_from_slice(&e.ttl.to_be_bytes());
         soa[10..14].copy_from_slice(&[0, 35, zh, zl]);
@@ -433,7 +457,7 @@ fn write(ctx: &XdpContext, p: &Packet, a: &Answer) -> Option<u32> {
         soa[35..39].copy_from_slice(&SOA_RETRY.to_be_bytes());
         soa[39..43].copy_from_slice(&SOA_EXPIRE.to_be_bytes());
         soa[43..47].copy_from_slice(&e.ttl.to_be_bytes());
-        // After the answer, if any: A_LEN is even, so the parity holds.
+        // After the answer, if any: A_LEN and NS_LEN are even, so the parity holds.
         sum += piece_sum(&soa, odd);
         tail += SOA_LEN;
     }
@@ -494,7 +518,8 @@ fn write(ctx: &XdpContext, p: &Packet, a: &Answer) -> Option<u32> {
     // BADVERS (16) has its low bits 0 in the header and the rest in the OPT record.
     let low = if a.rcode == DNS_BADVERS { 0 } else { a.rcode as u8 & 0x0f };
     f[DNS_OFF + 3] = low;
-    let counts = [a.question as u8, a.has_a as u8, a.has_soa as u8, a.edns as u8];
+    let in_answer = a.has_a as u8 + a.has_ns as u8 + a.soa_answer as u8;
+    let counts = [a.question as u8, in_answer, (a.has_soa && !a.soa_answer) as u8, a.edns as u8];
     for (i, c) in counts.iter().enumerate() {
         f[DNS_OFF + 4 + 2 * i] = 0;
         f[DNS_OFF + 5 + 2 * i] = *c;
@@ -508,6 +533,10 @@ fn write(ctx: &XdpContext, p: &Packet, a: &Answer) -> Option<u32> {
     if a.has_a {
         put_all(sc, at, &rr_a);
         at += A_LEN;
+    }
+    if a.has_ns {
+        put_all(sc, at, &ns);
+        at += NS_LEN;
     }
     if a.has_soa {
         put_all(sc, at, &soa);

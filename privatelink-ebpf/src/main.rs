@@ -45,15 +45,18 @@ static PL_EP_IPS: HashMap<EpIpKey, u32> = HashMap::with_max_entries(MAX_ENDPOINT
 #[map]
 static PL_ENDPOINTS: Array<EndpointInfo> = Array::with_max_entries(MAX_ENDPOINTS, MMAPABLE);
 /// What each endpoint holds (`EpUse`), shared by all CPUs: changed only with atomic adds.
+/// Slot `CLOSED_ANY` keeps only the cursors of the ring of every endpoint's closed flows.
 #[map]
-static PL_EP_USE: Array<EpUse> = Array::with_max_entries(MAX_ENDPOINTS, MMAPABLE);
-/// Flows each consumer VPC holds in the conntrack table; atomic adds only.
+static PL_EP_USE: Array<EpUse> = Array::with_max_entries(MAX_ENDPOINTS + 1, MMAPABLE);
+/// Flows each consumer VPC holds in the conntrack table, and at `TABLE_FLOWS` the whole
+/// table's; atomic adds only.
 #[map]
-static PL_VPC_FLOWS: Array<u64> = Array::with_max_entries(MAX_VPCS, MMAPABLE);
-/// Each endpoint's recently closed flows (`budget::CLOSED_RING` forward keys). Never
-/// pinned: a ring that starts empty only reclaims later.
+static PL_VPC_FLOWS: Array<u64> = Array::with_max_entries(MAX_VPCS + 1, MMAPABLE);
+/// Each endpoint's recently closed flows (`budget::CLOSED_RING` forward keys), then
+/// those of every endpoint (`CLOSED_ANY`). Never pinned: a ring that starts empty only
+/// reclaims later.
 #[map]
-static PL_EP_CLOSED: Array<CtKey> = Array::with_max_entries(MAX_ENDPOINTS * budget::CLOSED_RING, 0);
+static PL_EP_CLOSED: Array<CtKey> = Array::with_max_entries((MAX_ENDPOINTS + 1) * budget::CLOSED_RING, 0);
 #[map]
 static PL_PORTS: HashMap<PortKey, PortTarget> =
     HashMap::with_max_entries(MAX_SERVICES * MAX_PORTS_PER_SERVICE, 0);

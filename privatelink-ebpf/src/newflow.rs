@@ -112,9 +112,9 @@ fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u32) 
     } else if !budget::acquire_slot(ep, info.conn_limit) {
         return refuse(ctx, p, Drop::endpoint(DropReason::OverLimit, ep));
     }
-    if !take_share(ep, &info, vpc) {
+    if let Err(reason) = take_share(ep, &info, vpc) {
         give_back(ep, tcp, None);
-        return refuse(ctx, p, Drop::endpoint(DropReason::FlowShare, ep));
+        return refuse(ctx, p, Drop::endpoint(reason, ep));
     }
     let eth = match ptr_at::<[u8; 12]>(ctx, 0) {
         Some(e) => unsafe { *e },
@@ -173,22 +173,31 @@ fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u32) 
     }
 }
 
-/// A place in the endpoint's and the VPC's shares of the conntrack table. Over either,
-/// the endpoint's oldest closed flow it remembers makes room, if it is still closed: a
-/// tenant's closed flows give way to its own new ones before it is refused (Linux
-/// conntrack's early drop does the same for flows not yet assured).
+/// A place in the endpoint's and the VPC's shares of the conntrack table, and in the
+/// table. Over a share, the endpoint's oldest closed flow it remembers makes room, if
+/// it is still closed: a tenant's closed flows give way to its own new ones before it
+/// is refused. With the table full, the oldest closed flow of anybody's does (a closed
+/// flow only waits out its timeout; Linux conntrack's early drop likewise evicts flows
+/// not assured). A live flow is never evicted. Refused: `FlowShare` over a share,
+/// `ConntrackFull` with the table full.
 #[inline(always)]
-fn take_share(ep: u32, info: &EndpointInfo, vpc: &VpcInfo) -> bool {
-    if budget::take_share(ep, info.flow_limit, vpc.vpc_id, vpc.flow_limit) {
-        return true;
+fn take_share(ep: u32, info: &EndpointInfo, vpc: &VpcInfo) -> Result<(), DropReason> {
+    let took = budget::take_share(ep, info.flow_limit, vpc.vpc_id, vpc.flow_limit, vpc.table_flow_limit);
+    if took == budget::SHARE_TAKEN {
+        return Ok(());
     }
-    let Some(k) = budget::oldest_closed(ep) else { return false };
+    let (ring, reason) = if took == budget::TABLE_FULL { (CLOSED_ANY, DropReason::ConntrackFull) } else { (ep, DropReason::FlowShare) };
+    let Some(k) = budget::oldest_closed(ring) else { return Err(reason) };
     match conntrack::get(&k) {
-        Some(v) if v.kind == CT_KIND_FORWARD && v.endpoint == ep && v.state == TCP_STATE_CLOSING => {}
-        _ => return false,
+        Some(v) if v.kind == CT_KIND_FORWARD && (v.endpoint == ep || ring == CLOSED_ANY) && v.state == TCP_STATE_CLOSING => {}
+        _ => return Err(reason),
     }
     conntrack::retire(&k, u64::MAX);
-    budget::take_share(ep, info.flow_limit, vpc.vpc_id, vpc.flow_limit)
+    match budget::take_share(ep, info.flow_limit, vpc.vpc_id, vpc.flow_limit, vpc.table_flow_limit) {
+        budget::SHARE_TAKEN => Ok(()),
+        budget::TABLE_FULL => Err(DropReason::ConntrackFull),
+        _ => Err(DropReason::FlowShare),
+    }
 }
 
 /// Undo what a new flow took: its half-open place (TCP) or slot (UDP), and its place

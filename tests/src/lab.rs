@@ -183,7 +183,7 @@ impl Lab {
         let prov_if = gw.ifindex("gw-prov");
         let m = &mut dp.maps;
         let prov_mac = gw.mac("gw-prov");
-        m.set_vpc(prov_if, VpcInfo { vpc_id: PROVIDER_VPC, mac: prov_mac, flow_limit: 1 << 24, ..Default::default() }).unwrap();
+        m.set_vpc(prov_if, VpcInfo { vpc_id: PROVIDER_VPC, mac: prov_mac, flow_limit: 1 << 24, table_flow_limit: 1 << 24, ..Default::default() }).unwrap();
         m.add_snat_range(SNAT_NET, 16).unwrap();
         m.set_service(0, ServiceInfo { ifindex: prov_if, vpc_id: PROVIDER_VPC, active: 1, ..Default::default() })
             .unwrap();
@@ -203,7 +203,7 @@ impl Lab {
         m.set_maglev(0, &maglev::table(&members)).unwrap();
         for (i, c) in cs.iter().enumerate() {
             let mac = gw.mac(&c.gw_if);
-            m.set_vpc(c.ifindex, VpcInfo { vpc_id: c.vpc_id, mac, flow_limit: 1 << 24, ..Default::default() }).unwrap();
+            m.set_vpc(c.ifindex, VpcInfo { vpc_id: c.vpc_id, mac, flow_limit: 1 << 24, table_flow_limit: 1 << 24, ..Default::default() }).unwrap();
             let info = EndpointInfo {
                 service: 0,
                 conn_limit,

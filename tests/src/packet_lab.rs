@@ -106,7 +106,7 @@ impl PacketLab {
         let provider_if = ns.ifindex("vpc2");
         ns.enter();
         let mut dp = Dataplane::load(&LoadOptions { ct_capacity, pin_dir: None }).expect("load the XDP object");
-        seed(&mut dp, consumer_if, provider_if);
+        seed(&mut dp, consumer_if, provider_if, ct_capacity / 2);
         PacketLab { dp, consumer_if, provider_if, peer, ns }
     }
 
@@ -136,10 +136,11 @@ impl PacketLab {
     }
 }
 
-fn seed(dp: &mut Dataplane, consumer_if: u32, provider_if: u32) {
+/// `flows`: what the table holds, two entries per flow.
+fn seed(dp: &mut Dataplane, consumer_if: u32, provider_if: u32, flows: u32) {
     let m = &mut dp.maps;
-    m.set_vpc(consumer_if, VpcInfo { vpc_id: CONSUMER_VPC, mtu: 1500, mac: GW_CONSUMER_MAC, flow_limit: 1 << 24, ..Default::default() }).unwrap();
-    m.set_vpc(provider_if, VpcInfo { vpc_id: PROVIDER_VPC, mtu: 1500, mac: GW_PROVIDER_MAC, flow_limit: 1 << 24, ..Default::default() }).unwrap();
+    m.set_vpc(consumer_if, VpcInfo { vpc_id: CONSUMER_VPC, mtu: 1500, mac: GW_CONSUMER_MAC, flow_limit: 1 << 24, table_flow_limit: flows, ..Default::default() }).unwrap();
+    m.set_vpc(provider_if, VpcInfo { vpc_id: PROVIDER_VPC, mtu: 1500, mac: GW_PROVIDER_MAC, flow_limit: 1 << 24, table_flow_limit: flows, ..Default::default() }).unwrap();
     // The gateway's own addresses: traffic to them is the kernel's.
     m.bind_endpoint_ip(CONSUMER_VPC, GW_CONSUMER, EP_GATEWAY_OWN).unwrap();
     m.bind_endpoint_ip(PROVIDER_VPC, GW_PROVIDER, EP_GATEWAY_OWN).unwrap();

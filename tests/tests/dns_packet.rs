@@ -161,6 +161,49 @@ fn negative_answers_carry_their_zones_soa() {
 }
 
 #[test]
+fn the_zone_apex_answers_soa_and_ns() {
+    let lab = lab();
+    let zone = format!("{ZONE}.");
+    // SOA at the apex: in the answer section, as every authoritative server answers it.
+    let m = ask(&lab, &query(ZONE, RecordType::SOA), "SOA at the apex");
+    assert_eq!(m.response_code(), ResponseCode::NoError);
+    assert!(m.authoritative() && m.name_servers().is_empty(), "{m:?}");
+    assert_eq!(m.answers().len(), 1, "{m:?}");
+    match m.answers()[0].data() {
+        RData::SOA(s) => {
+            assert_eq!((m.answers()[0].name().to_string(), s.mname().to_string(), s.rname().to_string()), (zone.clone(), zone.clone(), format!("hostmaster.{zone}")));
+            assert_eq!((s.serial(), s.minimum(), m.answers()[0].ttl()), (1, 60, 60));
+        }
+        other => panic!("not a SOA: {other:?}"),
+    }
+    // NS at the apex: the zone's server is the name the SOA gives as its primary; with
+    // EDNS too (the OPT record after a 14-byte NS record).
+    let mut q = query(ZONE, RecordType::NS);
+    q.set_edns(Edns::new());
+    let m = ask(&lab, &q, "NS at the apex");
+    assert_eq!(m.response_code(), ResponseCode::NoError);
+    let ns: Vec<(String, String, u32)> = m
+        .answers()
+        .iter()
+        .map(|r| match r.data() {
+            RData::NS(n) => (r.name().to_string(), n.0.to_string(), r.ttl()),
+            other => panic!("not an NS: {other:?}"),
+        })
+        .collect();
+    assert_eq!(ns, [(zone.clone(), zone.clone(), 60)]);
+    assert!(m.name_servers().is_empty() && m.extensions().is_some());
+    // The provider's own name is a zone of its own: its apex too.
+    let m = ask(&lab, &query(OWN, RecordType::SOA), "SOA of the own name");
+    assert_eq!(m.answers().len(), 1);
+    // Below the apex, SOA and NS are NODATA with the SOA in the authority section.
+    for t in [RecordType::SOA, RecordType::NS] {
+        let m = ask(&lab, &query(EP_NAME, t), "below the apex");
+        assert_eq!((m.response_code(), m.answers().len()), (ResponseCode::NoError, 0), "{t}");
+        assert_eq!(soa(&m).0, zone, "{t}");
+    }
+}
+
+#[test]
 fn edns_is_answered_with_edns_and_unknown_versions_with_badvers() {
     let lab = lab();
     let mut q = query(EP_NAME, RecordType::A);

@@ -353,6 +353,71 @@ fn a_vpc_takes_no_more_than_its_share_of_the_table() {
 }
 
 #[test]
+fn a_full_table_makes_room_from_anybodys_closed_flows_never_from_live_ones() {
+    // 20 entries: 10 flows. The endpoints' and the VPC's shares are the whole table.
+    let mut lab = PacketLab::new(20);
+    accept_neighbour(&mut lab);
+    // Ten short connections of EP_ACCEPTED, each reset: the table is full of closed flows.
+    for sport in 1..=10u16 {
+        assert!(connect(&lab, sport).is_some(), "connection {sport}");
+        let rst = Packet::tcp((CLIENT, sport), (EP_ACCEPTED, 80), RST).macs(CLIENT_MAC, GW_CONSUMER_MAC).seq_ack(1001, 0).build();
+        assert_eq!(lab.from_consumer(&rst).action, XDP_REDIRECT);
+    }
+    assert_eq!(lab.dp.maps.conntrack().unwrap().len(), 20, "the table is full");
+    // Another endpoint's new flows take the closed flows' room, one each...
+    for sport in 0..10u16 {
+        let out = lab.from_consumer(&syn(EP_PENDING, 80, 40_000 + sport).build());
+        assert_eq!(action_name(out.action), "XDP_REDIRECT", "new flow {sport} on a table full of closed flows");
+    }
+    assert_eq!(lab.dp.maps.endpoint_use(EP_IDX_ACCEPTED).unwrap().flows, 0, "every closed flow made room");
+    // ... and once only live flows are left, the next is refused as the table's, and
+    // no live flow was evicted.
+    let out = lab.from_consumer(&syn(EP_PENDING, 80, 50_000).build());
+    assert_eq!(action_name(out.action), "XDP_TX", "refused with a reset");
+    assert_eq!(ep_stats(&lab, EP_IDX_PENDING).drop_count(DropReason::ConntrackFull), 1);
+    for sport in 0..10u16 {
+        assert!(lab.dp.maps.ct_get(&fwd_key(EP_PENDING, 80, 40_000 + sport, PROTO_TCP)).unwrap().is_some(), "live flow {sport} kept");
+    }
+}
+
+#[test]
+fn the_audit_repairs_counters_that_disagree_with_the_table_and_only_those() {
+    use privatelink::dataplane::sweep::{Scope, Timeouts};
+    let lab = PacketLab::new(1 << 14);
+    for sport in 1..=3u16 {
+        assert!(connect(&lab, sport).is_some());
+    }
+    assert_eq!(lab.from_consumer(&syn(EP_ACCEPTED, 80, 100).build()).action, XDP_REDIRECT);
+    let sweeper = lab.dp.sweeper().unwrap();
+    let idle = || sweeper.sweep(Scope::Idle(Timeouts::default())).unwrap();
+    assert_eq!(idle().repairs, vec![], "nothing to repair in a consistent table");
+    assert_eq!(idle().repairs, vec![]);
+    // A leak, as a path that forgot its give-back would leave: 5 slots too many, and a
+    // VPC count 2 short.
+    let ep_use = lab.dp.maps.counters(MAP_EP_USE).unwrap();
+    let vpc_flows = lab.dp.maps.counters(MAP_VPC_FLOWS).unwrap();
+    ep_use.add(EP_IDX_ACCEPTED as usize * std::mem::size_of::<EpUse>() + EP_USE_OPEN, 5);
+    vpc_flows.add(CONSUMER_VPC as usize * 8, -2);
+    assert_eq!(idle().repairs, vec![], "one pass is not evidence");
+    let mut repairs: Vec<_> = idle().repairs.iter().map(|r| (r.endpoint, r.vpc, r.counter, r.was, r.now)).collect();
+    repairs.sort();
+    assert_eq!(repairs, vec![(None, Some(CONSUMER_VPC), "flows", 2, 4), (Some(EP_IDX_ACCEPTED), None, "open", 8, 3)]);
+    let u = lab.dp.maps.endpoint_use(EP_IDX_ACCEPTED).unwrap();
+    assert_eq!((u.open, u.half_open, u.flows), (3, 1, 4));
+    assert_eq!(idle().repairs, vec![], "repaired for good");
+    // The repaired counts are the ones the data path goes on with: the flows close and
+    // every counter comes back to zero, none below.
+    for sport in [1u16, 2, 3, 100] {
+        assert!(sweeper.expire_flow(fwd_key(EP_ACCEPTED, 80, sport, PROTO_TCP), u64::MAX).unwrap());
+    }
+    let u = lab.dp.maps.endpoint_use(EP_IDX_ACCEPTED).unwrap();
+    assert_eq!((u.open, u.half_open, u.flows), (0, 0, 0));
+    assert_eq!(ep_stats(&lab, EP_IDX_ACCEPTED).slot_underflows, 0);
+    assert_eq!(vpc_flows.load(CONSUMER_VPC as usize * 8), 0);
+    assert_eq!(idle().repairs, vec![]);
+}
+
+#[test]
 fn corrupt_headers_are_neither_forwarded_nor_answered() {
     let lab = PacketLab::new(1024);
     // RFC 1812 5.2.2: an IP header whose checksum is wrong goes no further.

@@ -57,7 +57,7 @@ pub fn status(socket: &Path, fmt: Format) -> Result<()> {
             None => s.reconciles.to_string(),
         }),
         ("sweeper", format!("{} passes, {} flows expired", s.sweeps, s.expired_flows)),
-        ("drift repaired", format!("{} links re-attached, {} map operations", s.repaired_links, s.repaired_map_ops)),
+        ("drift repaired", format!("{} links re-attached, {} map operations, {} accounting counters", s.repaired_links, s.repaired_map_ops, s.repaired_accounting)),
     ]);
     if !s.interfaces.is_empty() {
         out.push('\n');

@@ -54,6 +54,7 @@ pub struct Snapshot {
     pub last_sweep_seconds: f64,
     pub repaired_links: u64,
     pub repaired_map_ops: u64,
+    pub repaired_accounting: u64,
     /// The store answered last time (the data path forwards either way).
     pub store_reachable: bool,
     /// Nodes of the fleet recorded up (1 alone).
@@ -221,7 +222,7 @@ impl Snapshot {
         e.family("privatelink_store_reachable", "1 while the state store (embedded, or the fleet's etcd) answers; 0 while it does not (the data path keeps forwarding with the maps it has).", vec![(String::new(), gauge(self.store_reachable as i64))]);
         e.family("privatelink_announced_routes", "Endpoint addresses this node publishes as routes in its announce tables (0 while its lease is in doubt or its links are detached).", vec![(String::new(), gauge(self.announced_routes as i64))]);
         e.family("privatelink_fleet_nodes_up", "Nodes of the fleet recorded up (each enforces its share of every connection limit).", vec![(String::new(), gauge(self.nodes_up as i64))]);
-        e.family("privatelink_drift_repairs", "Drift repaired: XDP links re-attached (links), map operations rewritten (map_ops).", vec![(what("links"), counter(self.repaired_links)), (what("map_ops"), counter(self.repaired_map_ops))]);
+        e.family("privatelink_drift_repairs", "Drift repaired: XDP links re-attached (links), map operations rewritten (map_ops), slot-accounting counters that disagreed with the flow table (accounting: each one a leak, should stay 0).", vec![(what("links"), counter(self.repaired_links)), (what("map_ops"), counter(self.repaired_map_ops)), (what("accounting"), counter(self.repaired_accounting))]);
     }
 }
 
@@ -245,6 +246,7 @@ impl Gateway {
             last_sweep_seconds: self.sweep.last_pass_ns.load(Relaxed) as f64 / 1e9,
             repaired_links: self.repaired_links,
             repaired_map_ops: self.repaired_map_ops,
+            repaired_accounting: self.sweep.repairs.load(Relaxed),
             store_reachable: self.store.reachable(),
             nodes_up: self.state.nodes.values().filter(|n| n.up).count().max(1) as u64,
             announced_routes: self.routes.as_ref().map_or(0, |r| r.published().len() as u64),

@@ -247,6 +247,7 @@ impl Gateway {
             expired_flows: self.sweep.expired.load(Relaxed),
             repaired_links: self.repaired_links,
             repaired_map_ops: self.repaired_map_ops,
+            repaired_accounting: self.sweep.repairs.load(Relaxed),
             node: self.opts.node.clone(),
             zone: self.opts.zone.clone(),
             store: self.store.describe(),

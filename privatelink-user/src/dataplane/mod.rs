@@ -11,6 +11,7 @@
 //! decides what the state should be, and knows nothing of the store or the daemon.
 
 pub mod announce;
+pub mod audit;
 pub mod bpffs;
 pub mod error;
 pub mod kernel;

@@ -5,6 +5,7 @@
 //! decrement itself: it would race the data path's atomic adds.
 
 use super::{
+    audit::{Audit, Repair, Tally},
     error::{Error, Result},
     maps::Maps,
     monotonic_ns, sys,
@@ -56,7 +57,7 @@ impl Timeouts {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SweepReport {
     /// Flows removed (each released one connection slot).
     pub expired: u64,
@@ -66,6 +67,8 @@ pub struct SweepReport {
     pub alive: u64,
     /// Entries the pass read (two per flow).
     pub entries: u64,
+    /// Counters the accounting audit repaired (idle passes only; should stay empty).
+    pub repairs: Vec<Repair>,
 }
 
 /// What to remove.
@@ -83,10 +86,12 @@ pub enum Scope<'a> {
 
 /// The sweeper's own handles on the conntrack map and the expiry program: it runs on
 /// its own thread, beside whoever holds the `Dataplane`, and reads the table a few
-/// thousand entries per syscall.
+/// thousand entries per syscall. Its idle passes also audit the slot accounting.
 pub struct Sweeper {
     ct: OwnedFd,
     expire: OwnedFd,
+    audit: std::sync::Mutex<Audit>,
+    capacity: u64,
 }
 
 /// Entries read per `BPF_MAP_LOOKUP_BATCH` (a hash bucket never holds more).
@@ -104,7 +109,8 @@ impl Sweeper {
     pub fn new(maps: &Maps, expire: &Xdp) -> Result<Sweeper> {
         let dup = |fd: BorrowedFd<'_>, name: &'static str| fd.try_clone_to_owned().map_err(|source| Error::Sys { what: name, source });
         let prog = expire.fd().map_err(|source| Error::Program { name: PROG_EXPIRE, source })?;
-        Ok(Sweeper { ct: dup(maps.ct_fd(), MAP_CT)?, expire: dup(prog.as_fd(), PROG_EXPIRE)? })
+        let audit = Audit::new(maps.counters(MAP_EP_USE)?, maps.counters(MAP_VPC_FLOWS)?);
+        Ok(Sweeper { ct: dup(maps.ct_fd(), MAP_CT)?, expire: dup(prog.as_fd(), PROG_EXPIRE)?, audit: std::sync::Mutex::new(audit), capacity: maps.ct_capacity() as u64 })
     }
 
     /// Remove one flow by its forward key. `cutoff_ns`: only if idle since then
@@ -123,6 +129,11 @@ impl Sweeper {
             EXPIRE_KEPT => Ok(false),
             value => Err(Error::UnexpectedReturn { name: PROG_EXPIRE, value }),
         }
+    }
+
+    /// Entries the table holds at most.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
     }
 
     /// Every entry of the table.
@@ -145,12 +156,17 @@ impl Sweeper {
         let mut pointed: HashSet<u128, BuildHasherDefault<KeyHasher>> = HashSet::default();
         let mut quiet_reverse: Vec<(CtKey, CtKey)> = Vec::new();
         let one_second = Duration::from_secs(1).as_nanos() as u64;
+        let idle = matches!(scope, Scope::Idle(_));
+        let mut audit = self.audit.lock().unwrap_or_else(|e| e.into_inner());
+        let before = if idle { audit.snapshot() } else { Vec::new() };
+        let mut tally = Tally::default();
         sys::for_each_batch::<CtKey, CtValue>(self.ct.as_fd(), BATCH, |keys, values| {
             for (k, v) in keys.iter().zip(values) {
                 report.entries += 1;
                 match v.kind {
                     CT_KIND_FORWARD => {
                         forwards += 1;
+                        tally.count(k, v);
                         pointed.insert(packed(&v.peer_key(k.proto)));
                         let cutoff = match scope {
                             Scope::Endpoints(eps) => eps.contains(&v.endpoint).then_some(u64::MAX),
@@ -170,6 +186,10 @@ impl Sweeper {
             }
         })
         .map_err(|source| Error::Sys { what: MAP_CT, source })?;
+        if idle {
+            report.repairs = audit.check(&before, &tally);
+        }
+        drop(audit);
         for (key, cutoff) in candidates {
             if self.expire_flow(key, cutoff)? {
                 report.expired += 1;

@@ -179,6 +179,59 @@ impl Drop for Mapped {
     }
 }
 
+/// A writable view of an mmap-able array of 64-bit counters that the data path changes
+/// with atomic adds: this side changes them the same way (a locked add on the same
+/// memory), so neither loses the other's update.
+pub struct Counters {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: a shared mapping touched only through atomics.
+unsafe impl Send for Counters {}
+unsafe impl Sync for Counters {}
+
+impl Counters {
+    /// Map `bytes` of `map`'s values (rounded up to a page) for reading and writing.
+    pub fn new(map: BorrowedFd<'_>, bytes: usize) -> io::Result<Counters> {
+        let len = bytes.next_multiple_of(4096).max(4096);
+        // SAFETY: a fresh shared mapping of the map's values, unmapped on drop.
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, map.as_raw_fd(), 0) };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Counters { ptr: ptr as *mut u8, len })
+    }
+
+    fn at(&self, offset: usize) -> Option<&std::sync::atomic::AtomicU64> {
+        if offset % 8 != 0 || offset + 8 > self.len {
+            return None;
+        }
+        // SAFETY: in bounds, 8-byte aligned (page-aligned base); the kernel's own
+        // accesses to these words are atomic too.
+        Some(unsafe { std::sync::atomic::AtomicU64::from_ptr(self.ptr.add(offset) as *mut u64) })
+    }
+
+    /// The counter at byte `offset` (past the end: 0).
+    pub fn load(&self, offset: usize) -> u64 {
+        self.at(offset).map_or(0, |c| c.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// Add `delta` (wrapping: a negative delta subtracts) to the counter at `offset`.
+    pub fn add(&self, offset: usize, delta: i64) {
+        if let Some(c) = self.at(offset) {
+            c.fetch_add(delta as u64, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Counters {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
+    }
+}
+
 /// Look `key` up in `map`.
 pub fn lookup<K, V: Default>(map: BorrowedFd<'_>, key: &K) -> io::Result<Option<V>> {
     let mut v = V::default();

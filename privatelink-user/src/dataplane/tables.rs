@@ -148,7 +148,8 @@ pub fn desired(st: &State, seat: &Seat, resolve: Resolve, up: Up) -> Tables {
                 mtu: i.mtu,
                 fib_table: v.spec.route_table.unwrap_or(0) as u32,
                 mac: i.mac,
-                flow_limit: vpc_flow_limit(flows, consumers.len()),
+                flow_limit: v.spec.flow_share.map_or(vpc_flow_limit(flows, consumers.len()), |f| (f as u32).min(flows)),
+                table_flow_limit: flows,
                 ..Default::default()
             };
             t.vpcs.insert(i.ifindex, info);
@@ -224,7 +225,12 @@ pub fn desired(st: &State, seat: &Seat, resolve: Resolve, up: Up) -> Tables {
             half_open_limit: 0,
             flow_limit: 0,
         };
-        let info = EndpointInfo { half_open_limit: half_open_limit(info.conn_limit), flow_limit: endpoint_flow_limit(info.conn_limit, flows), ..info };
+        let s = &svc.spec;
+        let info = EndpointInfo {
+            half_open_limit: s.half_open_limit.map_or(half_open_limit(info.conn_limit), |h| seat.share(h as u32)),
+            flow_limit: s.flow_share.map_or(endpoint_flow_limit(info.conn_limit, flows), |f| seat.share(f as u32).min(flows)),
+            ..info
+        };
         t.endpoints.insert(e.index, info);
         if let Some(b) = e.spec.bandwidth {
             t.rates.insert(e.index, Rate::of_bps(b.0));

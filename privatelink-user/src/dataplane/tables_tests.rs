@@ -65,6 +65,7 @@ fn spec_gen() -> impl Strategy<Value = Spec> {
                 announce_table: None,
                 dns: None,
                 xdp_mode: Default::default(),
+                flow_share: None,
             })
             .collect();
         let services: Vec<Service> = svcs
@@ -100,6 +101,8 @@ fn spec_gen() -> impl Strategy<Value = Spec> {
                     description: None,
                     snat_range: None,
                     snat_addresses_per_endpoint: g.snat,
+                    half_open_limit: None,
+                    flow_share: None,
                     health_check: None,
                     notify_url: None,
                     zone_affinity: false,
@@ -233,11 +236,11 @@ proptest! {
 #[test]
 fn removing_everything_clears_every_table() {
     let spec = Spec {
-        vpcs: vec![Vpc { name: "vpc1".into(), interface: "gw-vpc1".into(), cidr: "10.1.0.0/24".parse().unwrap(), route_table: None, announce_table: None, dns: None, xdp_mode: Default::default() }],
+        vpcs: vec![Vpc { name: "vpc1".into(), interface: "gw-vpc1".into(), cidr: "10.1.0.0/24".parse().unwrap(), route_table: None, announce_table: None, dns: None, xdp_mode: Default::default(), flow_share: None }],
         ..Default::default()
     };
     let mut spec_full = spec.clone();
-    spec_full.vpcs.push(Vpc { name: "vpc3".into(), interface: "gw-vpc3".into(), cidr: "10.3.0.0/24".parse().unwrap(), route_table: Some(7), announce_table: None, dns: None, xdp_mode: Default::default() });
+    spec_full.vpcs.push(Vpc { name: "vpc3".into(), interface: "gw-vpc3".into(), cidr: "10.3.0.0/24".parse().unwrap(), route_table: Some(7), announce_table: None, dns: None, xdp_mode: Default::default(), flow_share: None });
     spec_full.services.push(Service {
         name: "s".into(),
         owner: Account("1".into()),
@@ -251,6 +254,8 @@ fn removing_everything_clears_every_table() {
         description: None,
         snat_range: Some("11.164.0.0/24".parse().unwrap()),
         snat_addresses_per_endpoint: 2,
+        half_open_limit: None,
+        flow_share: None,
         health_check: None,
         notify_url: None,
         zone_affinity: false,
@@ -348,4 +353,31 @@ fn shares_of_the_table_protect_tenants_and_leave_few_tenants_the_whole_table() {
     assert_eq!(endpoint_flow_limit(100_000, 131_072), 131_072);
     assert_eq!(endpoint_flow_limit(u32::MAX, u32::MAX), u32::MAX, "saturates");
     assert_eq!(half_open_limit(3000), 3000);
+}
+
+#[test]
+fn the_spec_sizes_the_budgets_and_a_fleet_shares_an_endpoints() {
+    let text = r#"gateway: {region: local, conntrack_capacity: 2048}
+vpcs:
+  - {name: c, interface: gw-vpc1, cidr: 10.1.0.0/24, flow_share: 300}
+  - {name: p, interface: gw-vpc3, cidr: 10.3.0.0/24}
+services:
+  - {name: s, owner: "1", vpc: p, backends: [{address: 10.3.0.5}], ports: [{protocol: tcp, endpoint_port: 80, service_port: 8080}], connection_limit: 100, half_open_limit: 10, flow_share: 400}
+endpoints:
+  - {name: e1, owner: "1", vpc: c, service: s}
+"#;
+    let (spec, _) = crate::model::spec::parse(text).unwrap();
+    let (_, st) = phases(&spec, &State::default()).unwrap();
+    let t = desired(&st, &Seat::ALONE, &iface, &|_, _| true);
+    let e = t.endpoints[&0];
+    assert_eq!((e.conn_limit, e.half_open_limit, e.flow_limit), (100, 10, 400));
+    let c = t.vpcs.values().find(|v| v.vpc_id == st.vpcs["c"].vpc_id).unwrap();
+    assert_eq!((c.flow_limit, c.table_flow_limit), (300, 1024));
+    // On one node of two, each gets half of the endpoint's budgets; the VPC's share is
+    // of each node's own table.
+    let two = Seat { slice: 0, rank: 0, of: 2, zone: None };
+    let t = desired(&st, &two, &iface, &|_, _| true);
+    let e = t.endpoints[&0];
+    assert_eq!((e.conn_limit, e.half_open_limit, e.flow_limit), (50, 5, 200));
+    assert_eq!(t.vpcs.values().find(|v| v.vpc_id == st.vpcs["c"].vpc_id).unwrap().flow_limit, 300);
 }

@@ -158,8 +158,8 @@ impl Bed {
         let (gw_c, gw_s) = (gw.ifindex("gw-c"), gw.ifindex("gw-s"));
         // X's configuration: one endpoint, one backend, the bench's ports.
         let m = &mut dp.maps;
-        m.set_vpc(gw_c, VpcInfo { vpc_id: 1, mac: gw.mac("gw-c"), flow_limit: 1 << 24, ..Default::default() }).unwrap();
-        m.set_vpc(gw_s, VpcInfo { vpc_id: 2, mac: gw.mac("gw-s"), flow_limit: 1 << 24, ..Default::default() }).unwrap();
+        m.set_vpc(gw_c, VpcInfo { vpc_id: 1, mac: gw.mac("gw-c"), flow_limit: 1 << 24, table_flow_limit: 1 << 24, ..Default::default() }).unwrap();
+        m.set_vpc(gw_s, VpcInfo { vpc_id: 2, mac: gw.mac("gw-s"), flow_limit: 1 << 24, table_flow_limit: 1 << 24, ..Default::default() }).unwrap();
         m.add_snat_range(Ipv4Addr::new(11, 163, 0, 0), 16).unwrap();
         m.set_service(0, ServiceInfo { ifindex: gw_s, vpc_id: 2, active: 1, ..Default::default() }).unwrap();
         for p in [PINGPONG, HTTP, IPERF] {

@@ -312,6 +312,9 @@ pub struct StatusView {
     pub repaired_links: u64,
     #[serde(default)]
     pub repaired_map_ops: u64,
+    /// Slot-accounting counters the sweeper's audit repaired (each one a leak; 0).
+    #[serde(default)]
+    pub repaired_accounting: u64,
     /// This node, its zone, and where the state lives.
     #[serde(default)]
     pub node: String,

@@ -34,6 +34,8 @@ pub struct Maps {
     ep_ips: HashMap<MapData, EpIpKey, u32>,
     /// Read through its memory view only; held so the map stays open beside it.
     _ep_use: Array<MapData, EpUse>,
+    /// Likewise: each consumer VPC's flows (read and repaired by the audit).
+    vpc_flows: Array<MapData, u64>,
     endpoints: Array<MapData, EndpointInfo>,
     ports: HashMap<MapData, PortKey, PortTarget>,
     services: Array<MapData, ServiceInfo>,
@@ -125,6 +127,7 @@ impl Maps {
             ep_ips: take(ebpf, MAP_EP_IPS)?,
             endpoints,
             _ep_use: ep_use,
+            vpc_flows: take(ebpf, MAP_VPC_FLOWS)?,
             ports: take(ebpf, MAP_PORTS)?,
             services,
             backends,
@@ -324,6 +327,17 @@ impl Maps {
     pub fn ct_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         use std::os::fd::AsFd;
         self.ct.map().fd().as_fd()
+    }
+    /// A writable view of counter array `map` (`PL_EP_USE` or `PL_VPC_FLOWS`), for the
+    /// accounting audit's repairs.
+    pub fn counters(&self, map: &'static str) -> Result<super::sys::Counters> {
+        use std::os::fd::AsFd;
+        let (fd, bytes) = match map {
+            MAP_EP_USE => (self._ep_use.map().fd().as_fd(), MAX_ENDPOINTS as usize * std::mem::size_of::<EpUse>()),
+            MAP_VPC_FLOWS => (self.vpc_flows.map().fd().as_fd(), (TABLE_FLOWS as usize + 1) * 8),
+            _ => return Err(Error::Missing { kind: "counter map", name: map }),
+        };
+        super::sys::Counters::new(fd, bytes).map_err(|source| Error::Sys { what: map, source })
     }
     pub fn ct_capacity(&self) -> u32 {
         self.ct.map().info().map(|i| i.max_entries()).unwrap_or(0)

@@ -72,6 +72,11 @@ pub struct Vpc {
     /// How the data path attaches to the interface.
     #[serde(default, skip_serializing_if = "XdpSetting::is_auto")]
     pub xdp_mode: XdpSetting,
+    /// Flows (every state) this VPC's consumers may hold in each node's conntrack
+    /// table; absent: the whole table while one VPC has endpoints, half for two, a
+    /// third for three, a quarter from four on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_share: Option<i64>,
 }
 
 impl Vpc {
@@ -97,6 +102,16 @@ pub struct Service {
     pub allowed_accounts: Vec<Account>,
     #[serde(default = "d_limit")]
     pub connection_limit: i64,
+    /// TCP connections whose handshake has not completed that each endpoint may hold
+    /// (a SYN flood takes these, never its open connections); absent: the connection
+    /// limit. Shared by a fleet's nodes as the connection limit is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub half_open_limit: Option<i64>,
+    /// Flows (every state: half-open, open, closing, UDP) each endpoint may hold in
+    /// the conntrack table, at least the connection limit; absent: 4x the connection
+    /// limit. Shared by a fleet's nodes as the connection limit is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_share: Option<i64>,
     #[serde(default)]
     pub on_revoke: OnRevoke,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -77,6 +77,10 @@ impl Check<'_> {
             if let Some(t) = v.route_table {
                 self.range(format!("{p}.route_table"), t, 0, u32::MAX as i64, "a routing table id");
             }
+            if let Some(f) = v.flow_share {
+                let flows = spec.gateway.conntrack_capacity / 2;
+                self.range(format!("{p}.flow_share"), f, 1, flows.max(1), "the flow share");
+            }
             if let Some(t) = v.announce_table {
                 self.announce_table(format!("{p}.announce_table"), t);
             }
@@ -132,6 +136,18 @@ impl Check<'_> {
             }
         }
         self.range(format!("{p}.connection_limit"), s.connection_limit, 1, 1_000_000, "the connection limit");
+        if let Some(h) = s.half_open_limit {
+            self.range(format!("{p}.half_open_limit"), h, 1, 1_000_000, "the half-open limit");
+        }
+        let flows = spec.gateway.conntrack_capacity / 2;
+        if let Some(f) = s.flow_share {
+            if f < s.connection_limit || f > flows {
+                self.err(
+                    format!("{p}.flow_share"),
+                    format!("must be at least the connection limit ({}) and at most the flows the table holds ({flows}: half of gateway.conntrack_capacity), not {f}", s.connection_limit),
+                );
+            }
+        }
         if let Some(d) = &s.description {
             let n = d.chars().count();
             if !(2..=256).contains(&n) {

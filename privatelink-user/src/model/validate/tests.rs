@@ -123,6 +123,18 @@ fn service_rules() {
     );
     case("allowed_accounts: [\"100001\"]", "allowed_accounts: [\"100001\", \"bad id\"]", &[("services[0].allowed_accounts[1]", "or \"*\"")]);
     case("allowed_accounts: [\"100001\"]", "allowed_accounts: [\"100001\"]\n    connection_limit: 0", &[("services[0].connection_limit", "must be 1-1000000, not 0")]);
+    // The sizes of an endpoint's budgets: the half-open limit, and its share of the table
+    // (at least its connection limit, at most the table's 131072 flows by default).
+    case("allowed_accounts: [\"100001\"]", "allowed_accounts: [\"100001\"]\n    half_open_limit: 0", &[("services[0].half_open_limit", "must be 1-1000000, not 0")]);
+    case(
+        "allowed_accounts: [\"100001\"]",
+        "allowed_accounts: [\"100001\"]\n    flow_share: 2999",
+        &[("services[0].flow_share", "at least the connection limit (3000) and at most the flows the table holds (131072: half of gateway.conntrack_capacity), not 2999")],
+    );
+    case("allowed_accounts: [\"100001\"]", "allowed_accounts: [\"100001\"]\n    flow_share: 131073", &[("services[0].flow_share", "not 131073")]);
+    case("allowed_accounts: [\"100001\"]", "allowed_accounts: [\"100001\"]\n    half_open_limit: 50\n    flow_share: 131072", &[]);
+    case("cidr: 10.0.0.0/24}", "cidr: 10.0.0.0/24, flow_share: 0}", &[("vpcs[0].flow_share", "the flow share must be 1-131072, not 0")]);
+    case("cidr: 10.0.0.0/24}", "cidr: 10.0.0.0/24, flow_share: 131072}", &[]);
     case("allowed_accounts: [\"100001\"]", "allowed_accounts: [\"100001\"]\n    description: x", &[("services[0].description", "2-256 characters, not 1")]);
     case(
         "allowed_accounts: [\"100001\"]",
