@@ -1,8 +1,9 @@
 //! A hostile tenant against the real daemon, with real sockets between network
 //! namespaces: the kernel does not speak for the gateway in a VPC where it should not
 //! (ARP), a SYN flood from one consumer VPC into a small conntrack table leaves the
-//! other VPC's connections alone, and forged segments from a raw socket neither
-//! close a live connection nor open anything.
+//! other VPC's connections alone, forged segments from a raw socket neither close a
+//! live connection nor open anything, ICMP errors are no way around a bandwidth limit,
+//! and a rejected endpoint cannot reopen a closed tuple.
 
 use privatelink_tests::{daemon_lab::*, frame, lab::*};
 use std::{
@@ -127,4 +128,95 @@ fn forged_segments_neither_close_a_live_connection_nor_open_anything() {
     assert_eq!(a["active_connections"], 1, "{a}");
     assert!(a["drops"]["invalid_tcp"].as_u64().unwrap_or(0) >= 2, "{a}");
     assert_eq!(a["new_connections"], 1, "nothing opened: {a}");
+}
+
+#[test]
+fn icmp_errors_quoting_a_flow_are_policed_as_its_packets() {
+    let lab = DaemonLab::new(1);
+    let ep = endpoint("ep-a", "201", 0, "web").replace("ip: 10.0.0.100 }", "ip: 10.0.0.100, bandwidth: 1Mbps }");
+    let r = lab.apply(&spec(1, &service("web", "100", &["allowed_accounts: [\"*\"]", "auto_accept: true"]), &ep), &[]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    // The backends' side counts every ICMP error that reaches it from the SNAT range.
+    let listening = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let ready = listening.clone();
+    let counter = lab.provider.spawn(move || {
+        // SAFETY: a raw ICMP socket read into a buffer we own; closed at the end.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP);
+            assert!(fd >= 0, "raw ICMP socket: {}", std::io::Error::last_os_error());
+            let tv = libc::timeval { tv_sec: 0, tv_usec: 300_000 };
+            libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv as *const _ as *const libc::c_void, std::mem::size_of::<libc::timeval>() as u32);
+            ready.wait();
+            let (mut errors, mut bytes, mut buf) = (0u64, 0u64, [0u8; 2048]);
+            let until = Instant::now() + Duration::from_secs(4);
+            while Instant::now() < until {
+                let n = libc::recv(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0);
+                if n > 20 && buf[12] == 11 && buf[13] == 163 && buf[20] == 3 {
+                    errors += 1;
+                    bytes += n as u64;
+                }
+            }
+            libc::close(fd);
+            (errors, bytes)
+        }
+    });
+    listening.wait();
+    let sent = lab.in_client(0, || {
+        // A UDP flow from port 40000; then 2000 port-unreachables of 576 bytes each
+        // quoting its answer, as fast as the client can send them (1.15 MB).
+        let sock = std::net::UdpSocket::bind("10.0.0.2:40000").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        sock.send_to(b"hello", SocketAddr::from((ENDPOINT, ENDPOINT_UDP_PORT))).unwrap();
+        let mut buf = [0u8; 512];
+        sock.recv_from(&mut buf).expect("the UDP flow's answer");
+        let quote = frame::Packet::udp((ENDPOINT, ENDPOINT_UDP_PORT), (CLIENT, 40000)).payload(&[0x42; 520]).ip_bytes();
+        let err = frame::Packet::icmp_error(CLIENT, ENDPOINT, 3, 3, 0, &quote).ip_bytes();
+        assert_eq!(err.len(), 576);
+        let started = Instant::now();
+        send_raw(&vec![err; 2000]);
+        started.elapsed()
+    });
+    let (errors, bytes) = counter.join().unwrap();
+    // 1 Mbps is 125 kB/s, with a 300 ms burst (37.5 kB): what a second of sending can
+    // pass at most, with room for the frames' own headers.
+    eprintln!("2000 ICMP errors sent in {sent:?}; {errors} ({bytes} bytes) reached the backends");
+    let allowed = 37_500 + 125_000 * (sent.as_millis() as u64 + 100) / 1000;
+    assert!(errors > 0, "some errors pass: the limit polices, it does not block");
+    assert!(bytes <= allowed + allowed / 4, "{bytes} bytes of ICMP errors passed a 1 Mbps limit in {sent:?}");
+    let stats = lab.json(&["stats"]);
+    let a = &stats["endpoints"][0];
+    assert!(a["drops"]["over_bandwidth"].as_u64().unwrap_or(0) + errors >= 1900, "the rest was dropped as over_bandwidth: {a}");
+}
+
+#[test]
+fn a_rejected_endpoint_cannot_reopen_a_closed_tuple() {
+    let lab = DaemonLab::new(1);
+    let s = spec(1, &service("web", "100", &["allowed_accounts: [\"201\"]"]), &endpoint("ep-a", "201", 0, "web"));
+    let r = lab.apply(&s, &[]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    lab.ok(&["accept", "ep-a"]);
+    // A GET from port 41000 (the backend closes first: the client's side leaves no
+    // TIME_WAIT and the port is free again at once), then the same tuple after a reject.
+    let from = |port: u16| {
+        use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+        s.set_reuse_address(true)?;
+        s.bind(&SockAddr::from(SocketAddr::from((CLIENT, port))))?;
+        s.connect_timeout(&SockAddr::from(SocketAddr::from((ENDPOINT, ENDPOINT_TCP_PORT))), Duration::from_secs(2))?;
+        let mut s: std::net::TcpStream = s.into();
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        s.write_all(b"GET / HTTP/1.0\r\nHost: endpoint\r\n\r\n")?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp)?;
+        Ok::<_, std::io::Error>(resp)
+    };
+    let first = lab.in_client(0, move || from(41000));
+    assert!(first.expect("the accepted endpoint's GET").starts_with("HTTP/1.0 200"));
+    lab.ok(&["reject", "ep-a"]);
+    let again = lab.in_client(0, move || from(41000));
+    assert!(again.is_err(), "the rejected endpoint reopened its closed tuple: {again:?}");
+    let stats = lab.json(&["stats"]);
+    let a = &stats["endpoints"][0];
+    assert!(a["drops"]["rejected"].as_u64().unwrap_or(0) >= 1, "{a}");
+    assert_eq!(a["new_connections"], 1, "{a}");
 }

@@ -33,6 +33,12 @@ const EP_ZERO: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 106);
 /// An accepted endpoint with a 100-rule security group.
 const EP_IDX_SG: u32 = 7;
 const EP_SG: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 107);
+/// The SYN-flood rows: an endpoint whose half-open budget a flood holds, and its
+/// neighbour in the same VPC (unlimited, as EP_UNLIMITED).
+const EP_IDX_FLOODED: u32 = 8;
+const EP_FLOODED: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 108);
+const EP_IDX_NEIGHBOUR: u32 = 9;
+const EP_NEIGHBOUR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 109);
 
 fn ack(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), smac: [u8; 6], dmac: [u8; 6]) -> Vec<u8> {
     Packet::tcp(src, dst, ACK).macs(smac, dmac).seq_ack(2000, 3000).payload(&[0u8; 18]).build()
@@ -234,6 +240,8 @@ pub fn run(e: Effort) -> Vec<Row> {
     let extra = t.median() - base;
     rows.push(Row::new(PART, "new TCP flow through a 100-rule security group (the 100th rule admits)", &t.t, "ns/pkt").note(format!("{}; {extra:+.0} ns for the rules", t.ratio())));
     let mut budgets = ReplyBudgets::of(&lab);
+    rows.extend(syn_flood(&mut lab, &r, &mut budgets, base));
+    let prog = lab.dp.xdp().unwrap();
     let t = r.one(prog, cif, XDP_TX, |i| {
         budgets.endpoint(EP_IDX_ZERO);
         syn_from(2000 + (i % 1000) as u16, CLIENT, (EP_ZERO, 80))
@@ -250,6 +258,43 @@ pub fn run(e: Effort) -> Vec<Row> {
 
     rows.extend(scale(e));
     rows
+}
+
+/// A SYN flood against one endpoint, whose half-open budget (100) it holds, and its
+/// neighbour's new flows in the same VPC, their trials taken in turn: every flood SYN
+/// is refused with a RST (`half_open_limit`), every one of the neighbour's opens its
+/// flow, and the neighbour's cost is set beside `new_flow` (the new-flow row's median).
+fn syn_flood(lab: &mut PacketLab, r: &Reference, budgets: &mut ReplyBudgets, new_flow: f64) -> Vec<Row> {
+    add_endpoint(lab, EP_IDX_FLOODED, EP_FLOODED, 100);
+    add_endpoint(lab, EP_IDX_NEIGHBOUR, EP_NEIGHBOUR, u32::MAX);
+    let prog = lab.dp.xdp().unwrap();
+    let cif = lab.consumer_if;
+    for i in 0..100 {
+        let out = lab.from_consumer(&new_syn(i, 5, 1, (EP_FLOODED, 80)));
+        assert_eq!(out.action, XDP_REDIRECT, "the flood's first 100 SYNs take the half-open budget");
+    }
+    let (mut flood, mut neighbour) = (
+        |i| {
+            budgets.endpoint(EP_IDX_FLOODED);
+            new_syn(i, 4, 200, (EP_FLOODED, 80))
+        },
+        |i| new_syn(i, 3, 200, (EP_NEIGHBOUR, 80)),
+    );
+    let mut m = r.measure(&mut [
+        Case { prog, ifindex: cif, expect: XDP_TX, frames: Frames::Each(&mut flood) },
+        Case { prog, ifindex: cif, expect: XDP_REDIRECT, frames: Frames::Each(&mut neighbour) },
+        r.case(),
+    ]);
+    let (f, n) = (m.remove(0), m.remove(0));
+    let refused = ep_stats(lab, EP_IDX_FLOODED).drop_count(DropReason::HalfOpenLimit);
+    let u = lab.dp.maps.endpoint_use(EP_IDX_FLOODED).unwrap();
+    assert_eq!((u.open, u.half_open), (0, 100), "the flood holds the half-open budget and no slot");
+    vec![
+        Row::new(PART, "SYN flood against an endpoint at its half-open budget (refused, RST sent)", &f.t, "ns/pkt")
+            .note(format!("{}; {refused} refused as half_open_limit, no connection slot taken", f.ratio())),
+        Row::new(PART, "new TCP flow of the flooded endpoint's neighbour, in turn with the flood", &n.t, "ns/pkt")
+            .note(format!("{}; {:.2}x the new-flow row; every one opened", n.ratio(), n.median() / new_flow)),
+    ]
 }
 
 /// Private DNS answered in XDP: a dig-like query (EDNS with a cookie) for an endpoint's
