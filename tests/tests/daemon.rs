@@ -146,7 +146,7 @@ fn spec_errors_come_back_all_at_once_with_file_line_and_column_and_usage_errors_
     assert_eq!(lines.len(), 5, "{}", r.stderr);
     assert!(lines[0].ends_with(".yaml:14:26: services[0].ports[0].endpoint_port: a port must be 1-65535, not 99999"), "{}", r.stderr);
     assert!(lines[1].ends_with(".yaml:16:5: services[0].connection_limit: the connection limit must be 1-1000000, not 0"), "{}", r.stderr);
-    assert!(lines[2].ends_with(".yaml:17:5: services[0].colour: unknown field `colour`, expected one of `name`, `owner`, `vpc`, `backends`, `ports`, `auto_accept`, `allowed_accounts`, `connection_limit`, `on_revoke`, `description`, `snat_range`, `snat_addresses_per_endpoint`, `health_check`, `notify_url`, `zone_affinity`, `private_dns_name`"), "{}", r.stderr);
+    assert!(lines[2].ends_with(".yaml:17:5: services[0].colour: unknown field `colour`, expected one of `name`, `owner`, `vpc`, `backends`, `ports`, `auto_accept`, `allowed_accounts`, `connection_limit`, `half_open_limit`, `flow_share`, `on_revoke`, `description`, `snat_range`, `snat_addresses_per_endpoint`, `health_check`, `notify_url`, `zone_affinity`, `private_dns_name`"), "{}", r.stderr);
     assert!(lines[3].contains(".yaml:19:7: endpoints[0].name: must be 2-128 characters, start with a letter"), "{}", r.stderr);
     assert_eq!(lines[4], "privatelink: the spec has 4 errors; nothing was applied");
     let bad = bad.replace("    colour: blue\n", "");
