@@ -8,7 +8,7 @@
 //! tuple removes it and opens a new flow). The active count saturates at zero.
 
 use crate::{
-    parse::ptr_at,
+    parse::{ptr_at, Packet},
     stats::Drop,
     budget, PL_CT, PL_EP_SNAT, PL_FLOW_SCRATCH, PL_SNAT_CURSOR,
 };
@@ -21,6 +21,20 @@ const EEXIST: i32 = 17;
 #[inline(always)]
 pub fn now() -> u64 {
     unsafe { bpf_ktime_get_ns() }
+}
+
+/// The conntrack key of a packet as it arrives.
+#[inline(always)]
+pub fn flow_key(p: &Packet, vpc_id: u16) -> CtKey {
+    CtKey {
+        src_ip_be: p.src_ip,
+        dst_ip_be: p.dst_ip,
+        src_port_be: p.src_port,
+        dst_port_be: p.dst_port,
+        vpc_id,
+        proto: p.proto,
+        _pad: 0,
+    }
 }
 
 #[inline(always)]

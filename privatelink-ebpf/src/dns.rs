@@ -8,8 +8,9 @@
 //! serve; a counted drop when there is nothing to answer (no header, a response).
 
 use crate::{
-    icmp, lookup, newflow,
+    lookup,
     parse::{self, ptr_at, Packet, Parsed, ETH_LEN, TCP_RST},
+    reply,
     stats::{self, Drop},
     PL_DNS, PL_DNS_SCRATCH, PL_DNS_STATS,
 };
@@ -175,12 +176,12 @@ fn serve(ctx: &XdpContext, vpc: &VpcInfo, p: &Packet) -> Result<u32, Drop> {
             return Err(dropped);
         }
         // Charged to the VPC, within its reset budget.
-        return newflow::refuse(ctx, p, dropped);
+        return reply::refuse(ctx, p, dropped);
     }
     if p.proto != PROTO_UDP || !p.has_ports || p.dst_port != PORT_BE || p.ihl_bytes != 20 {
         return Err(dropped);
     }
-    if !icmp::rate_allows(stats::vpc_slot(vpc.vpc_id), REPLY_DNS) {
+    if !reply::allowed(stats::vpc_slot(vpc.vpc_id), REPLY_DNS) {
         return Err(Drop::vpc(DropReason::DnsRateLimited, vpc.vpc_id));
     }
     let q = query(ctx, p);

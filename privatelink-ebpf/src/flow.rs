@@ -9,12 +9,13 @@
 
 use crate::{
     conntrack,
-    forward::{self, Hop, HOP_REDIRECT},
-    lookup, nat, newflow, police,
+    forward::{self, Hop},
+    lookup, nat, police,
     parse::{self, Packet, Parsed, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
-    send,
+    reply, send,
     stats::{self, Drop},
     tcpstate,
+    verdict::{NOT_A_FLOW, TO_NEWFLOW, TO_TCP, TO_TCP_REV},
 };
 use aya_ebpf::{bindings::xdp_action::XDP_DROP, programs::XdpContext};
 use privatelink_common::{
@@ -22,17 +23,12 @@ use privatelink_common::{
     *,
 };
 
-/// Not XDP actions: returned by `known` when the packet opens a new flow (no entry),
-/// and when it is a TCP segment for the control program.
-pub const NOT_A_FLOW: u32 = 0xd48;
-pub const TO_TCP: u32 = 0xd49;
-pub const TO_TCP_REV: u32 = 0xd4a;
 
 /// A packet of a known flow on the fast path, to its end: the XDP action (a drop
 /// already counted), `NOT_A_FLOW`, or `TO_TCP`.
 #[inline(always)]
 pub fn known(ctx: &XdpContext, p: &Packet, vpc_id: u16) -> u32 {
-    let Some(entry) = conntrack::get(&flow_key(p, vpc_id)) else { return NOT_A_FLOW };
+    let Some(entry) = conntrack::get(&conntrack::flow_key(p, vpc_id)) else { return NOT_A_FLOW };
     if p.proto == PROTO_TCP && needs_control(p, entry) {
         return if entry.kind == CT_KIND_FORWARD { TO_TCP } else { TO_TCP_REV };
     }
@@ -85,7 +81,7 @@ fn fast(ctx: &XdpContext, p: &Packet, entry: &mut CtValue) -> Result<u32, Drop> 
 #[inline(always)]
 fn send_forward(ctx: &XdpContext, p: &Packet, entry: &mut CtValue) -> Result<send::Sent, Drop> {
     let cached = entry.route == CT_ROUTE_CACHED;
-    let hop = if cached { Hop::cached(entry) } else { hop_towards_backend(ctx, p, entry)? };
+    let hop = if cached { Hop::cached(entry) } else { forward::hop_towards_backend(ctx, p, entry)? };
     let sent = send::rewrite_and_send(ctx, p, entry, stats::count_forward, hop)?;
     if sent.forwarded && !cached {
         entry.ifindex = hop.ifindex;
@@ -106,7 +102,7 @@ fn send_forward(ctx: &XdpContext, p: &Packet, entry: &mut CtValue) -> Result<sen
 pub fn control(ctx: &XdpContext, forward: bool) -> Result<u32, Drop> {
     let vpc = lookup::vpc(ctx.ingress_ifindex() as u32).ok_or(Drop::global(DropReason::NoFlow))?;
     let Parsed::Ipv4(p) = parse::parse(ctx) else { return Err(Drop::vpc(DropReason::Malformed, vpc.vpc_id)) };
-    let key = flow_key(&p, vpc.vpc_id);
+    let key = conntrack::flow_key(&p, vpc.vpc_id);
     let entry = conntrack::get(&key).ok_or(Drop::vpc(DropReason::NoFlow, vpc.vpc_id))?;
     let ep = entry.endpoint;
     if forward != (entry.kind == CT_KIND_FORWARD) {
@@ -124,15 +120,15 @@ pub fn control(ctx: &XdpContext, forward: bool) -> Result<u32, Drop> {
                 // The limit filled while the handshake ran: the connection is refused
                 // at both ends.
                 tcpstate::reset(entry);
-                return newflow::refuse(ctx, &p, Drop::endpoint(DropReason::OverLimit, ep));
+                return reply::refuse(ctx, &p, Drop::endpoint(DropReason::OverLimit, ep));
             }
             took_slot = true;
         }
         tcpstate::REOPEN => {
             conntrack::retire(&key, u64::MAX);
-            return Ok(crate::path::TO_NEWFLOW);
+            return Ok(TO_NEWFLOW);
         }
-        tcpstate::ANSWER_RESET => return newflow::refuse(ctx, &p, Drop::endpoint(DropReason::NoFlow, ep)),
+        tcpstate::ANSWER_RESET => return reply::refuse(ctx, &p, Drop::endpoint(DropReason::NoFlow, ep)),
         _ => return Err(Drop::endpoint(DropReason::InvalidTcp, ep)),
     }
     let sent = control_send(ctx, &p, entry, forward);
@@ -169,20 +165,6 @@ fn control_send(ctx: &XdpContext, p: &Packet, entry: &mut CtValue, forward: bool
     }
 }
 
-/// The conntrack key of a packet as it arrives.
-#[inline(always)]
-pub fn flow_key(p: &Packet, vpc_id: u16) -> CtKey {
-    CtKey {
-        src_ip_be: p.src_ip,
-        dst_ip_be: p.dst_ip,
-        src_port_be: p.src_port,
-        dst_port_be: p.dst_port,
-        vpc_id,
-        proto: p.proto,
-        _pad: 0,
-    }
-}
-
 /// Clamp a SYN's MSS to its endpoint's `mss_clamp` (0: off).
 #[inline(always)]
 fn clamp_mss(ctx: &XdpContext, p: &Packet, ep: u32) {
@@ -191,28 +173,4 @@ fn clamp_mss(ctx: &XdpContext, p: &Packet, ep: u32) {
             nat::clamp_mss(ctx, p, info.mss_clamp);
         }
     }
-}
-
-/// The FIB's answer for a flow's rewritten packet, in its provider VPC's table, with
-/// the MTU of the interface it leads out of: only an interface of the flow's provider
-/// VPC (a route towards another VPC or the underlay in its table is a
-/// misconfiguration, not a way out: `ForeignEgress`).
-#[inline(always)]
-pub fn hop_towards_backend(ctx: &XdpContext, p: &Packet, fwd: &CtValue) -> Result<Hop, Drop> {
-    let vpc = match lookup::vpc(fwd.ifindex) {
-        Some(v) => v,
-        None => return Err(Drop::endpoint(DropReason::NoRoute, fwd.endpoint)),
-    };
-    let mut hop = forward::fib(ctx, fwd.ifindex, vpc.fib_table, fwd.nat_src_ip_be, fwd.nat_dst_ip_be, p.proto, p.ip_tot_len);
-    if hop.kind == HOP_REDIRECT {
-        hop.mtu = if hop.ifindex == fwd.ifindex {
-            vpc.mtu
-        } else {
-            match lookup::vpc(hop.ifindex) {
-                Some(v) if v.vpc_id == fwd.egress_vpc => v.mtu,
-                _ => return Err(Drop::endpoint(DropReason::ForeignEgress, fwd.endpoint)),
-            }
-        };
-    }
-    Ok(hop)
 }

@@ -7,17 +7,15 @@
 //! and counted by the caller. Every original field is read before the first write.
 
 use crate::{
-    conntrack,
     parse::{ptr_at, Packet, ETH_LEN},
     sum,
-    PL_ICMP_RATE, PL_VPC_RATE,
 };
 use aya_ebpf::{
     bindings::xdp_action,
     helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     programs::XdpContext,
 };
-use privatelink_common::{csum, reply_budget, PROTO_TCP, PROTO_UDP, REPLY_KINDS};
+use privatelink_common::{csum, PROTO_TCP, PROTO_UDP};
 
 pub const ECHO_REPLY: u8 = 0;
 pub const DEST_UNREACH: u8 = 3;
@@ -32,31 +30,6 @@ const PREPEND: i32 = 28;
 /// The generated error: Ethernet, IP, ICMP, quoted IP header, 8 quoted bytes.
 const ERROR_FRAME_LEN: usize = ETH_LEN + 20 + 8 + 20 + 8;
 const NEW_TTL: u8 = 64;
-
-/// Whether `slot` (an endpoint, or a VPC's slot for DNS) may send one more generated
-/// answer of `kind` (`REPLY_*`) this second (per CPU). Each kind has its own budget.
-#[inline(always)]
-pub fn rate_allows(slot: u32, kind: usize) -> bool {
-    let at = match crate::stats::vpc_of(slot) {
-        Some(vpc) => PL_VPC_RATE.get_ptr_mut(vpc),
-        None => PL_ICMP_RATE.get_ptr_mut(slot),
-    };
-    let r = match at {
-        Some(r) => unsafe { &mut *r },
-        None => return false,
-    };
-    let now = conntrack::now();
-    if now.wrapping_sub(r.window_start_ns) >= 1_000_000_000 {
-        r.window_start_ns = now;
-        r.sent = [0; REPLY_KINDS];
-    }
-    let Some(sent) = r.sent.get_mut(kind) else { return false };
-    if *sent >= reply_budget(kind) {
-        return false;
-    }
-    *sent += 1;
-    true
-}
 
 #[inline(always)]
 fn add_be32(sum: u32, v: u32) -> u32 {

@@ -1,7 +1,8 @@
 //! Frontend -> service -> backend resolution. Read-only: the data path never writes
 //! round-robin or any other selection state; the Maglev table is built by userspace.
 
-use crate::{stats::Drop, PL_BACKENDS, PL_ENDPOINTS, PL_EP_IPS, PL_MAGLEV, PL_PORTS, PL_SERVICES, PL_VPCS};
+use crate::{stats::Drop, PL_BACKENDS, PL_ENDPOINTS, PL_EP_IPS, PL_MAGLEV, PL_PORTS, PL_SERVICES, PL_SNAT_RANGES, PL_VPCS};
+use aya_ebpf::maps::lpm_trie::Key;
 use privatelink_common::*;
 
 #[inline(always)]
@@ -61,4 +62,10 @@ pub fn backend(service: u32, h: u32) -> Option<(u32, BackendInfo)> {
         return None;
     }
     Some((idx, b))
+}
+
+/// Whether `ip` (raw) is in a SNAT range: an answer to a flow, never a flow's start.
+#[inline(always)]
+pub fn in_snat_range(ip: u32) -> bool {
+    PL_SNAT_RANGES.get(Key::new(32, ip)).is_some()
 }

@@ -24,6 +24,7 @@ mod sg;
 mod stats;
 mod sum;
 mod tcpstate;
+mod verdict;
 
 use aya_ebpf::{
     bindings::{xdp_action, xdp_md},
@@ -126,16 +127,16 @@ static PL_VPC_RATE: PerCpuArray<ReplyRate> = PerCpuArray::with_max_entries(MAX_V
 pub extern "C" fn privatelink(raw: *mut xdp_md) -> u32 {
     let ctx = XdpContext::new(raw);
     match path::run(&ctx) {
-        Ok(path::TO_DNS) => {
+        Ok(verdict::TO_DNS) => {
             jump(raw, PROGS_DNS, DropReason::DnsDropped)
         }
-        Ok(path::TO_NEWFLOW) => {
+        Ok(verdict::TO_NEWFLOW) => {
             jump(raw, PROGS_NEWFLOW, DropReason::Inactive)
         }
-        Ok(flow::TO_TCP) => {
+        Ok(verdict::TO_TCP) => {
             jump(raw, PROGS_TCP, DropReason::NoFlow)
         }
-        Ok(flow::TO_TCP_REV) => {
+        Ok(verdict::TO_TCP_REV) => {
             jump(raw, PROGS_TCP_REV, DropReason::NoFlow)
         }
         Ok(action) => action,
@@ -167,7 +168,7 @@ fn jump(raw: *mut xdp_md, slot: u32, reason: DropReason) -> u32 {
 pub extern "C" fn privatelink_tcp(raw: *mut xdp_md) -> u32 {
     let ctx = XdpContext::new(raw);
     match flow::control(&ctx, true) {
-        Ok(path::TO_NEWFLOW) => {
+        Ok(verdict::TO_NEWFLOW) => {
             jump(raw, PROGS_NEWFLOW, DropReason::Inactive)
         }
         Ok(action) => action,

@@ -6,31 +6,15 @@
 use crate::{
     budget,
     conntrack::{self, CreateError, NewFlow},
-    icmp, lookup, nat,
+    forward, icmp, lookup, nat,
     parse::{self, ptr_at, Packet, Parsed, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
-    flow, police, reply, send, sg,
+    police,
+    reply::refuse,
+    send, sg,
     stats::{self, Drop},
 };
 use aya_ebpf::programs::XdpContext;
-use privatelink_common::{hash::flow_hash, tcp::answerable, *};
-
-/// Refuse a new flow: a TCP SYN is answered with a RST so the client fails fast, a UDP
-/// datagram is dropped. Counted under `d` either way. No reset goes to a source that
-/// names no host (RFC 1812 5.3.7) nor over the endpoint's reset budget for this second.
-#[inline(always)]
-pub fn refuse(ctx: &XdpContext, p: &Packet, d: Drop) -> Result<u32, Drop> {
-    if p.proto != PROTO_TCP || !answerable(p.src_ip) || !icmp::rate_allows(d.endpoint, REPLY_RESET) {
-        return Err(d);
-    }
-    match reply::tcp_reset(ctx, p) {
-        Some(action) => {
-            stats::count_drop(d);
-            stats::count_reset(d.endpoint);
-            Ok(action)
-        }
-        None => Err(d),
-    }
-}
+use privatelink_common::{hash::flow_hash, *};
 
 /// The new-flow program: the packet the data path handed over (a VPC interface's,
 /// addressed to an endpoint there, of no flow), parsed and looked up again.
@@ -123,7 +107,7 @@ fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u32) 
             return Err(Drop::endpoint(DropReason::Malformed, ep));
         }
     };
-    let key = flow::flow_key(p, vpc.vpc_id);
+    let key = conntrack::flow_key(p, vpc.vpc_id);
     let flow = NewFlow {
         key,
         endpoint: ep,
@@ -159,7 +143,7 @@ fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u32) 
     if p.proto == PROTO_TCP && info.mss_clamp != 0 {
         nat::clamp_mss(ctx, p, info.mss_clamp);
     }
-    let sent = match flow::hop_towards_backend(ctx, p, fwd) {
+    let sent = match forward::hop_towards_backend(ctx, p, fwd) {
         Ok(hop) => send::rewrite_and_send(ctx, p, fwd, stats::count_forward, hop),
         Err(d) => Err(d),
     };

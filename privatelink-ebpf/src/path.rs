@@ -8,26 +8,22 @@
 
 use crate::{
     conntrack, flow,
-    forward::{Hop, HOP_KERNEL, HOP_REDIRECT},
+    forward::{self, Hop, HOP_NO_NEIGHBOUR, HOP_REDIRECT},
     icmp::{self, Quote},
     lookup, police,
     parse::{self, Packet, Parsed, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV6},
     reply, send, sg,
     stats::{self, Drop},
-    sum, PL_SNAT_RANGES,
+    sum,
+    verdict::{NOT_A_FLOW, TO_DNS, TO_NEWFLOW},
 };
-use aya_ebpf::{bindings::xdp_action::XDP_PASS, maps::lpm_trie::Key, programs::XdpContext};
+use aya_ebpf::{bindings::xdp_action::XDP_PASS, programs::XdpContext};
 use privatelink_common::{tcp::answerable, *};
 
 /// The longest ICMP error translated through a flow: RFC 1812 4.3.2.3's 576 bytes,
 /// what Linux sends at most.
 const ICMP_ERROR_MAX_LEN: u16 = 576;
 
-/// Not an XDP action: the entry shim tail-calls the DNS program for this packet.
-pub const TO_DNS: u32 = 0xd45;
-/// Not an XDP action: the entry shim tail-calls the new-flow program for this packet
-/// (its own program, so that it has a verifier budget of its own).
-pub const TO_NEWFLOW: u32 = 0xd44;
 
 #[inline(always)]
 pub fn run(ctx: &XdpContext) -> Result<u32, Drop> {
@@ -99,7 +95,7 @@ fn arp(ctx: &XdpContext, vpc: &VpcInfo) -> Result<u32, Drop> {
 fn ipv4(ctx: &XdpContext, vpc: &VpcInfo, p: &Packet) -> Result<u32, Drop> {
     if p.has_ports {
         let action = flow::known(ctx, p, vpc.vpc_id);
-        if action != flow::NOT_A_FLOW {
+        if action != NOT_A_FLOW {
             return Ok(action);
         }
     }
@@ -112,7 +108,7 @@ fn ipv4(ctx: &XdpContext, vpc: &VpcInfo, p: &Packet) -> Result<u32, Drop> {
         Some(_) => return Ok(TO_NEWFLOW),
         None => {}
     }
-    if in_snat_range(p.dst_ip) {
+    if lookup::in_snat_range(p.dst_ip) {
         // One-way access: the provider side may only answer flows.
         let reason = if p.fragment {
             DropReason::Fragment
@@ -155,7 +151,7 @@ fn icmp_in(ctx: &XdpContext, vpc: &VpcInfo, p: &Packet) -> Result<u32, Drop> {
         (Ok(Some(_)), _) => Err(Drop::vpc(DropReason::NoFlow, vpc.vpc_id)),
         (Err(()), _) => Err(Drop::vpc(DropReason::IcmpUnsupported, vpc.vpc_id)),
         (Ok(None), Some(ep)) => echo(ctx, p, ep),
-        (Ok(None), None) if in_snat_range(p.dst_ip) => Err(Drop::vpc(DropReason::NoFlow, vpc.vpc_id)),
+        (Ok(None), None) if lookup::in_snat_range(p.dst_ip) => Err(Drop::vpc(DropReason::NoFlow, vpc.vpc_id)),
         (Ok(None), None) => not_for_a_flow(p, vpc),
     }
 }
@@ -171,7 +167,7 @@ fn echo(ctx: &XdpContext, p: &Packet, ep: u32) -> Result<u32, Drop> {
     if !answerable(p.src_ip) {
         return Err(Drop::endpoint(DropReason::BadSource, ep));
     }
-    if !icmp::rate_allows(ep, REPLY_ECHO) {
+    if !reply::allowed(ep, REPLY_ECHO) {
         return Err(Drop::endpoint(DropReason::IcmpRateLimited, ep));
     }
     if !icmp::message_checksum_ok(ctx, p) {
@@ -214,10 +210,10 @@ fn translate_error(ctx: &XdpContext, vpc: &VpcInfo, p: &Packet, q: &Quote) -> Re
     // From the consumer: quoted endpoint -> client, back to backend -> SNAT address.
     // Either way the flow entry's NAT fields are what the quote must become, reversed.
     let reverse = v.kind == CT_KIND_REVERSE;
-    let hop = if reverse || v.route == CT_ROUTE_CACHED { Hop::cached(&v) } else { flow::hop_towards_backend(ctx, p, &v)? };
+    let hop = if reverse || v.route == CT_ROUTE_CACHED { Hop::cached(&v) } else { forward::hop_towards_backend(ctx, p, &v)? };
     let (src, dst) = (v.nat_src_ip_be, v.nat_dst_ip_be);
     let (q_src, q_dst, q_sport, q_dport) = (v.nat_dst_ip_be, v.nat_src_ip_be, v.nat_dst_port_be, v.nat_src_port_be);
-    if hop.kind == HOP_KERNEL {
+    if hop.kind == HOP_NO_NEIGHBOUR {
         return Err(Drop::endpoint(DropReason::NoNeighbour, ep));
     }
     if hop.kind != HOP_REDIRECT {
@@ -238,11 +234,6 @@ fn translate_error(ctx: &XdpContext, vpc: &VpcInfo, p: &Packet, q: &Quote) -> Re
         stats::count_forward(ep, p.frame_len);
     }
     Ok(Some(action))
-}
-
-#[inline(always)]
-fn in_snat_range(ip: u32) -> bool {
-    PL_SNAT_RANGES.get(Key::new(32, ip)).is_some()
 }
 
 /// Whether packet `p`'s IPv4 header sums to all

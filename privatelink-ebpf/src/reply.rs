@@ -1,13 +1,63 @@
 //! Answers the gateway builds itself and sends back with XDP_TX: TCP resets (RFC 793
-//! "Reset Generation") and ARP replies for endpoint addresses (RFC 826).
-//! Every original field is read before the first write.
+//! "Reset Generation"), the refusal of a new flow, and ARP replies for endpoint
+//! addresses (RFC 826); and the budget every generated answer is sent within (ICMP
+//! and DNS answers too). Every original field is read before the first write.
 
-use crate::parse::{ptr_at, Packet, ETH_LEN, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+use crate::{
+    conntrack,
+    parse::{ptr_at, Packet, ETH_LEN, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    stats::{self, Drop},
+    PL_ICMP_RATE, PL_VPC_RATE,
+};
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_xdp_adjust_tail, programs::XdpContext};
 use network_types::arp::ArpHdr;
-use privatelink_common::csum;
+use privatelink_common::{csum, reply_budget, tcp::answerable, PROTO_TCP, REPLY_KINDS, REPLY_RESET};
 
 const RST_FRAME_LEN: usize = ETH_LEN + 20 + 20;
+
+/// Whether `slot` (an endpoint, or a VPC's slot for DNS) may send one more generated
+/// answer of `kind` (`REPLY_*`) this second (per CPU). Each kind has its own budget.
+#[inline(always)]
+pub fn allowed(slot: u32, kind: usize) -> bool {
+    let at = match crate::stats::vpc_of(slot) {
+        Some(vpc) => PL_VPC_RATE.get_ptr_mut(vpc),
+        None => PL_ICMP_RATE.get_ptr_mut(slot),
+    };
+    let r = match at {
+        Some(r) => unsafe { &mut *r },
+        None => return false,
+    };
+    let now = conntrack::now();
+    if now.wrapping_sub(r.window_start_ns) >= 1_000_000_000 {
+        r.window_start_ns = now;
+        r.sent = [0; REPLY_KINDS];
+    }
+    let Some(sent) = r.sent.get_mut(kind) else { return false };
+    if *sent >= reply_budget(kind) {
+        return false;
+    }
+    *sent += 1;
+    true
+}
+
+/// Refuse a new flow: a TCP SYN is answered with a RST so the client fails fast, a UDP
+/// datagram is dropped. Counted under `d` either way. No reset goes to a source that
+/// names no host (RFC 1812 5.3.7) nor over the endpoint's reset budget for this second.
+#[inline(always)]
+pub fn refuse(ctx: &XdpContext, p: &Packet, d: Drop) -> Result<u32, Drop> {
+    if p.proto != PROTO_TCP || !answerable(p.src_ip) || !allowed(d.endpoint, REPLY_RESET) {
+        return Err(d);
+    }
+    match tcp_reset(ctx, p) {
+        Some(action) => {
+            stats::count_drop(d);
+            stats::count_reset(d.endpoint);
+            Ok(action)
+        }
+        None => Err(d),
+    }
+}
+
 
 #[inline(always)]
 fn add_be32(sum: u32, v: u32) -> u32 {

@@ -9,9 +9,10 @@
 //! are dropped and counted.
 
 use crate::{
-    forward::{self, Hop, HOP_KERNEL, HOP_NO_ROUTE, HOP_REDIRECT},
+    forward::{self, Hop, HOP_NO_NEIGHBOUR, HOP_NO_ROUTE, HOP_REDIRECT},
     icmp, nat,
     parse::Packet,
+    reply,
     stats::{self, Drop},
 };
 use aya_ebpf::programs::XdpContext;
@@ -34,7 +35,7 @@ pub fn icmp_error(ctx: &XdpContext, p: &Packet, ep: u32, typ: u8, code: u8, mtu:
         return Err(Drop::endpoint(DropReason::BadSource, ep));
     }
     let kind = if typ == icmp::DEST_UNREACH { REPLY_FRAG_NEEDED } else { REPLY_ERROR };
-    if !icmp::rate_allows(ep, kind) {
+    if !reply::allowed(ep, kind) {
         return Err(Drop::endpoint(DropReason::IcmpRateLimited, ep));
     }
     match icmp::send_error(ctx, p, typ, code, mtu, p.dst_ip) {
@@ -58,7 +59,7 @@ pub fn rewrite_and_send(ctx: &XdpContext, p: &Packet, v: &CtValue, count: fn(u32
         (icmp::TIME_EXCEEDED, 0, 0, DropReason::TtlExceeded)
     } else if hop.kind == HOP_NO_ROUTE {
         return Err(Drop::endpoint(DropReason::NoRoute, ep));
-    } else if hop.kind == HOP_KERNEL {
+    } else if hop.kind == HOP_NO_NEIGHBOUR {
         return Err(Drop::endpoint(DropReason::NoNeighbour, ep));
     } else if hop.mtu != 0 && p.ip_tot_len > hop.mtu {
         if !p.df {
