@@ -155,7 +155,7 @@ fn list(ips: &[std::net::Ipv4Addr]) -> String {
 /// How long ago a heartbeat was, as `1.2s ago` (`-` for none).
 fn heartbeat_age(at: Option<Timestamp>) -> String {
     let Some(at) = at else { return "-".into() };
-    let now = crate::model::state::unix_now_ms();
+    let now = crate::model::time::unix_now_ms();
     format!("{:.1}s ago", now.saturating_sub(at.unix_ms()) as f64 / 1000.0)
 }
 

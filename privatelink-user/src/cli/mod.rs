@@ -1,19 +1,18 @@
 //! The `privatelink` command line: clap types here, one file per group of verbs,
 //! formatting in `output`. Exit codes: 0 ok, 1 error, 2 usage (clap).
-//! Talks to the daemon only through `daemon::api`'s types on the socket; `daemon`,
+//! Talks to the daemon only through `daemon::api` (its types, its `client`); `daemon`,
 //! `check`, `lab` and `down` (when no daemon answers) start or clean up things
 //! themselves.
 
 mod admin;
 mod apply;
-pub mod client;
 mod decide;
 mod get;
 mod observe;
 pub mod output;
 
 use crate::{
-    daemon::api::{Kind, One},
+    daemon::api::{client, Kind, One},
     daemon,
 };
 use clap::{Parser, Subcommand};

@@ -225,7 +225,7 @@ fn alone(st: &State, me: &str, zone: Option<&str>) -> Option<(State, Vec<Event>)
         c.backends.extend(owed.backends);
     }
     next.nodes.clear();
-    next.nodes.insert(me.to_string(), fleet::NodeRecord { slice: 0, zone: zone.map(str::to_string), up: true, since_ms: crate::model::state::unix_now_ms() });
+    next.nodes.insert(me.to_string(), fleet::NodeRecord { slice: 0, zone: zone.map(str::to_string), up: true, since_ms: crate::model::time::unix_now_ms() });
     Some((next, Vec::new()))
 }
 

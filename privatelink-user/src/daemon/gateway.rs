@@ -148,7 +148,7 @@ impl Gateway {
         let seat = Seat::of(&self.state, &self.opts.node);
         let want = tables::desired(&self.state, &seat, &links::interface, &|s, ip| checker.is_up(s, ip));
         let r = reconcile::reconcile(&mut self.dp()?.maps, &want)?;
-        self.neighbours.ensure(&want);
+        self.neighbours.ensure(want.backend_hops());
         self.reconciles += 1;
         self.last_reconcile = Some(r);
         self.last_reconcile_seconds = started.elapsed().as_secs_f64();

@@ -1,18 +1,14 @@
 //! Backend health checks: which probes to run (one per distinct target, however many
 //! services share a backend), running one (TCP connect, or an HTTP GET and its
 //! status, from the provider VPC's interface), and the up/down state machine with
-//! healthy/unhealthy thresholds. Never touches maps: the daemon turns a verdict into a
+//! healthy/unhealthy thresholds. Knows nothing of the gateway: `health_loop` runs the
+//! probes and turns a verdict into a recorded change (`model::health`) and a
 //! reconcile. Backends start up; an unchecked backend is always up.
 
-use super::gateway::Gateway;
-use crate::{
-    model::{
-        spec::{CheckKind, HealthCheck, OnRevoke},
-        state::{Event, State},
-    },
+use crate::model::{
+    spec::{CheckKind, HealthCheck},
+    state::State,
 };
-use std::sync::Arc;
-use tokio::sync::Mutex;
 use std::{
     collections::BTreeMap,
     net::{Ipv4Addr, SocketAddr},
@@ -200,81 +196,6 @@ async fn probe_inner(t: &Target) -> Result<(), String> {
         return Err(format!("HTTP status {status}, expected {}", t.expected_status));
     }
     Ok(())
-}
-
-impl Gateway {
-    /// A health probe finished: on a flip, record it, rewrite the backend tables, and
-    /// cut the backend's flows where the service says so.
-    pub fn health_result(&mut self, target: &Target, result: Result<(), String>) -> anyhow::Result<()> {
-        let Some(flip) = self.checker.record(target, result) else { return Ok(()) };
-        let users = self.checker.users(target);
-        // The flip, the flows it cuts and its events are recorded together; in a fleet
-        // another node may have recorded the same flip already (then nothing is).
-        let checker = &self.checker;
-        let open: Vec<&String> = users.iter().filter(|svc| self.state.services.get(*svc).is_some_and(|s| s.spec.failing_open(&|n, ip| checker.is_up(n, ip)))).collect();
-        let changed = self.transact(|st| {
-            let mut next = st.clone();
-            let mut events = Vec::new();
-            for svc in &users {
-                let key = (svc.clone(), target.ip);
-                if next.backends_down.contains(&key) != flip.up {
-                    continue;
-                }
-                let subject = format!("{svc}/{}", target.ip);
-                if flip.up {
-                    next.backends_down.remove(&key);
-                    events.push(Event::new("backend.up", &subject, Some(svc), format!("backend {} of service {svc} is healthy again", target.ip)));
-                    continue;
-                }
-                next.backends_down.insert(key);
-                events.push(Event::new("backend.down", &subject, Some(svc), format!("backend {} of service {svc} failed its checks: {}", target.ip, flip.error.clone().unwrap_or_default())));
-                if open.contains(&svc) {
-                    events.push(Event::new("service.fail_open", svc, Some(svc), format!("every backend of {svc} is down: failing open, new flows use them all")));
-                }
-                let Some(s) = st.services.get(svc) else { continue };
-                let reset = s.spec.effective_check().is_some_and(|(hc, _)| hc.on_backend_down == OnRevoke::Reset);
-                if let (true, Some(v)) = (reset, st.vpcs.get(&s.spec.vpc)) {
-                    next.cut([], [(target.ip, v.vpc_id)]);
-                }
-            }
-            Ok((!events.is_empty()).then_some((next, events)))
-        })?;
-        if self.dp.is_some() {
-            self.sync()?;
-            if changed {
-                self.finish_cuts()?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Targets due for a health probe.
-    pub fn due_probes(&mut self) -> Vec<Target> {
-        self.checker.due(std::time::Instant::now())
-    }
-}
-
-/// Most probes in flight at once, whatever the number of targets.
-const MAX_PROBES: usize = 64;
-
-/// Run due health probes (bounded) and feed their results back.
-pub(super) async fn health_loop(gw: Arc<Mutex<Gateway>>) {
-    let sem = Arc::new(tokio::sync::Semaphore::new(MAX_PROBES));
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        tick.tick().await;
-        let due = gw.lock().await.due_probes();
-        for t in due {
-            let (gw, sem) = (gw.clone(), sem.clone());
-            tokio::spawn(async move {
-                let Ok(_permit) = sem.acquire().await else { return };
-                let r = probe(&t).await;
-                if let Err(e) = gw.lock().await.health_result(&t, r) {
-                    tracing::error!(error = %format!("{e:#}"), "applying a health result");
-                }
-            });
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! The daemon: wires the model, the data plane and the store into a running gateway.
 //! `gateway` holds the state and the loaded data path, `apply` makes changes (two
-//! phases), `views` answers what the CLI shows, `health` checks backends, `metrics`
-//! serves Prometheus, `events` records and delivers events, `sweeper` expires idle
-//! flows on its own thread, `handler` maps each API request to one of them, and `api`
-//! is the wire protocol the CLI speaks.
+//! phases), `views` answers what the CLI shows, `health` checks backends and
+//! `health_loop` runs its probes and records their verdicts, `fleet` joins the fleet
+//! and keeps this node's liveness and routes, `metrics` serves Prometheus, `events`
+//! records and delivers events (logs and webhooks), `sweeper` expires idle flows and
+//! audits the slot accounting on its own thread, `handler` maps each API request to
+//! one of them, and `api` is the wire protocol the CLI speaks.
 //! Uses every other layer; the CLI reaches it only through `api`'s types on a socket.
 
 pub mod api;
@@ -13,6 +15,7 @@ mod fleet;
 mod gateway;
 mod handler;
 pub mod health;
+mod health_loop;
 pub mod metrics;
 mod sweeper;
 pub use sweeper::REST_PER_PASS;
@@ -92,7 +95,7 @@ pub async fn run(opts: Options) -> Result<()> {
     let gw = Arc::new(Mutex::new(gw));
     let stop = Arc::new(Notify::new());
 
-    let checks = tokio::spawn(health::health_loop(gw.clone()));
+    let checks = tokio::spawn(health_loop::health_loop(gw.clone()));
     let follow = tokio::spawn(fleet::fleet_loop(gw.clone()));
     let metrics_server = opts.metrics.map(|addr| {
         let g = gw.clone();

@@ -9,7 +9,7 @@
 //!   >= 5.16).
 //! Never touches BPF; runs `ip` and writes /proc/sys, in this process's network namespace.
 
-use super::{error::Error, tables::Tables, Result};
+use super::{error::Error, Result};
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::Ipv4Addr,
@@ -54,13 +54,15 @@ pub struct Neighbours {
 }
 
 impl Neighbours {
-    /// Make the next hop of every backend in `want` a managed neighbour on its provider
-    /// VPC's interface. One `ip route` per interface and table with new backends, one
+    /// Make the next hop of every backend in `backends` ((provider interface, routing
+    /// table, address), as `Tables::backend_hops` gives them) a managed neighbour on
+    /// its provider VPC's interface. One `ip route` per interface and table with new backends, one
     /// `ip neigh` per new next hop. A next hop that cannot be found or set is logged and
     /// tried again at the next call; its backend's new flows are dropped as
     /// `no_neighbour` meanwhile.
-    pub fn ensure(&mut self, want: &Tables) {
-        let new: Vec<_> = backends(want).into_iter().filter(|b| !self.done.contains(b)).collect();
+    pub fn ensure(&mut self, backends: BTreeSet<(u32, u32, Ipv4Addr)>) {
+        let named = backends.into_iter().filter_map(|(ifindex, table, ip)| Some((ifname(ifindex)?, table, ip)));
+        let new: Vec<_> = named.filter(|b| !self.done.contains(b)).collect();
         let mut routes: BTreeMap<(String, u32), Vec<serde_json::Value>> = BTreeMap::new();
         let mut managed: BTreeSet<(String, Ipv4Addr)> = BTreeSet::new();
         for (iface, table, backend) in new {
@@ -88,23 +90,6 @@ impl Neighbours {
             self.done.insert((iface, table, backend));
         }
     }
-}
-
-/// (provider interface name, routing table, backend address) of every backend of an
-/// active service.
-fn backends(want: &Tables) -> BTreeSet<(String, u32, Ipv4Addr)> {
-    let mut out = BTreeSet::new();
-    for (svc, info) in &want.services {
-        let Some(vpc) = want.vpcs.get(&info.ifindex) else { continue };
-        let Some(name) = ifname(info.ifindex) else { continue };
-        let slots: BTreeSet<u32> = want.maglev.get(svc).into_iter().flatten().copied().filter(|s| *s != privatelink_common::BACKEND_NONE).collect();
-        for slot in slots {
-            if let Some((ip, _)) = want.backends.get(&slot) {
-                out.insert((name.clone(), vpc.fib_table, *ip));
-            }
-        }
-    }
-    out
 }
 
 fn ifname(ifindex: u32) -> Option<String> {

@@ -7,7 +7,7 @@
 use super::{
     audit::{Audit, Repair, Tally},
     error::{Error, Result},
-    maps::Maps,
+    maps::{self, Maps},
     monotonic_ns, sys,
 };
 use crate::model::spec;
@@ -94,16 +94,6 @@ pub struct Sweeper {
     capacity: u64,
 }
 
-/// Entries read per `BPF_MAP_LOOKUP_BATCH` (a hash bucket never holds more).
-const BATCH: usize = 4096;
-
-/// Every entry of conntrack map `ct`, a batch per syscall.
-pub fn read_all(ct: BorrowedFd<'_>) -> Result<Vec<(CtKey, CtValue)>> {
-    let mut out = Vec::new();
-    sys::for_each_batch::<CtKey, CtValue>(ct, BATCH, |k, v| out.extend(k.iter().copied().zip(v.iter().copied())))
-        .map_err(|source| Error::Sys { what: MAP_CT, source })?;
-    Ok(out)
-}
 
 impl Sweeper {
     pub fn new(maps: &Maps, expire: &Xdp) -> Result<Sweeper> {
@@ -138,7 +128,7 @@ impl Sweeper {
 
     /// Every entry of the table.
     pub fn read(&self) -> Result<Vec<(CtKey, CtValue)>> {
-        read_all(self.ct.as_fd())
+        maps::read_conntrack(self.ct.as_fd())
     }
 
     /// One pass over the conntrack table. The table is read a batch at a time and never
@@ -160,7 +150,7 @@ impl Sweeper {
         let mut audit = self.audit.lock().unwrap_or_else(|e| e.into_inner());
         let before = if idle { audit.snapshot() } else { Vec::new() };
         let mut tally = Tally::default();
-        sys::for_each_batch::<CtKey, CtValue>(self.ct.as_fd(), BATCH, |keys, values| {
+        sys::for_each_batch::<CtKey, CtValue>(self.ct.as_fd(), maps::CT_BATCH, |keys, values| {
             for (k, v) in keys.iter().zip(values) {
                 report.entries += 1;
                 match v.kind {

@@ -112,6 +112,24 @@ pub type Resolve<'a> = &'a dyn Fn(&str) -> Option<Iface>;
 /// Whether a service's backend passes its health checks.
 pub type Up<'a> = &'a dyn Fn(&str, Ipv4Addr) -> bool;
 
+impl Tables {
+    /// (provider interface index, routing table, address) of every backend of an
+    /// active service: the next hops the kernel must keep resolved.
+    pub fn backend_hops(&self) -> BTreeSet<(u32, u32, Ipv4Addr)> {
+        let mut out = BTreeSet::new();
+        for (svc, info) in &self.services {
+            let Some(vpc) = self.vpcs.get(&info.ifindex) else { continue };
+            let slots: BTreeSet<u32> = self.maglev.get(svc).into_iter().flatten().copied().filter(|s| *s != BACKEND_NONE).collect();
+            for slot in slots {
+                if let Some((ip, _)) = self.backends.get(&slot) {
+                    out.insert((info.ifindex, vpc.fib_table, *ip));
+                }
+            }
+        }
+        out
+    }
+}
+
 /// A consumer VPC's share of the table's `flows` when `consumers` VPCs have endpoints:
 /// the whole table for one, half for two, and at most a quarter from four on, so that
 /// no VPC can fill what the others need while a few tenants still use it all.

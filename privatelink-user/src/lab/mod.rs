@@ -202,7 +202,10 @@ pub fn down() -> Result<()> {
     // Every daemon (one, or each node of a fleet) detaches and removes its pins.
     for sock in files.iter().filter(|p| p.extension().is_some_and(|x| x == "sock")) {
         if std::os::unix::net::UnixStream::connect(sock).is_ok() {
-            let _ = crate::cli::client::call(sock, &crate::daemon::api::Request::Down);
+            if let Err(e) = crate::daemon::api::client::call(sock, &crate::daemon::api::Request::Down) {
+                // The processes are stopped below whatever it answered.
+                eprintln!("lab down: {} did not take its daemon down: {e:#}", sock.display());
+            }
         }
     }
     let pids: Vec<i32> = files

@@ -2,14 +2,19 @@
 //! `yaml` reads text with positions, `spec` describes and reads a spec, `validate`
 //! checks every rule (the spec's own, the recorded state's, the host's answers given
 //! as `Env`), `plan` computes the next state and its changes, `state` is the recorded
-//! state and the events its changes carry, `time` how a moment is shown.
+//! state and the events its changes carry, `fleet` the nodes sharing it (liveness,
+//! seats, published routes), `slices` the SNAT slices they hold, `health` what a backend's
+//! verdict changes, `dns` the private
+//! names a state calls for, `time` the clock and how a moment is shown.
 //! Uses nothing of the other layers: no BPF, no store, no sockets, no files. It reads
 //! the clock and a random key only to stamp and name new records, and privatelink-common
 //! only for the data path's table sizes it validates against.
 
 pub mod dns;
 pub mod fleet;
+pub mod health;
 pub mod plan;
+pub mod slices;
 pub mod spec;
 pub mod state;
 pub mod time;

@@ -4,7 +4,7 @@
 //! turns it into map contents.
 
 use super::{
-    fleet::NodeRecord,
+    slices::NodeRecord,
     spec::{Cidr, Endpoint, Gateway, Service, Spec, Vpc},
 };
 use serde::{Deserialize, Serialize};
@@ -212,7 +212,7 @@ impl State {
 
     /// How many slices each SNAT range is cut into (one per node of a fleet).
     pub fn snat_slices(&self) -> u32 {
-        self.gateway.snat_slices.clamp(1, super::fleet::MAX_SLICES as i64) as u32
+        self.gateway.snat_slices.clamp(1, super::slices::MAX_SLICES as i64) as u32
     }
 
     /// The endpoint one of whose SNAT addresses, on any node, is `ip`, and the slice
@@ -220,7 +220,7 @@ impl State {
     pub fn endpoint_by_snat_ip(&self, ip: Ipv4Addr) -> Option<(&EndpointRecord, u32)> {
         let slices = self.snat_slices();
         self.endpoints.values().find_map(|e| {
-            let (slice, base) = super::fleet::from_slice(self.endpoint_snat_range(e), slices, ip)?;
+            let (slice, base) = super::slices::from_slice(self.endpoint_snat_range(e), slices, ip)?;
             e.snat_ips().any(|s| s == base).then_some((e, slice))
         })
     }
@@ -228,7 +228,7 @@ impl State {
     /// An endpoint's SNAT addresses on the node holding `slice`.
     pub fn snat_ips_on(&self, e: &EndpointRecord, slice: u32) -> Vec<Ipv4Addr> {
         let range = self.endpoint_snat_range(e);
-        e.snat_ips().map(|a| super::fleet::on_slice(range, self.snat_slices(), slice, a)).collect()
+        e.snat_ips().map(|a| super::slices::on_slice(range, self.snat_slices(), slice, a)).collect()
     }
 
     /// The SNAT range an endpoint's addresses come from (its service's).
@@ -294,25 +294,12 @@ pub fn new_id(prefix: &str) -> String {
     use std::hash::{BuildHasher, Hasher};
     let word = || {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(unix_now());
+        h.write_u64(super::time::unix_now());
         h.finish()
     };
     format!("{prefix}{:016x}{:01x}", word(), word() & 0xf)
 }
 
-pub fn unix_now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@ pub struct Timestamp(pub u64);
 
 impl Timestamp {
     pub fn now() -> Timestamp {
-        Timestamp(super::state::unix_now_ms())
+        Timestamp(unix_now_ms())
     }
 
     pub fn from_unix_secs(secs: u64) -> Timestamp {
@@ -83,4 +83,20 @@ mod tests {
         assert_eq!(serde_json::from_str::<Timestamp>("1795383000123").unwrap(), t);
         assert!(serde_json::from_str::<Timestamp>("\"yesterday\"").unwrap_err().to_string().contains("yesterday"));
     }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

@@ -1,7 +1,9 @@
 //! The daemon's local API: one JSON request per line on a Unix socket, one JSON
 //! response line back. These types are the whole protocol; the daemon fills them,
-//! the CLI prints them. `view` holds what reads answer, `schema` documents it.
+//! the CLI prints them. `view` holds what reads answer, `schema` documents it,
+//! `client` sends a request and reads the answer.
 
+pub mod client;
 pub mod schema;
 mod view;
 

@@ -285,7 +285,7 @@ impl Maps {
     // ---- conntrack ----
     /// The whole table (read in batches).
     pub fn conntrack(&self) -> Result<Vec<(CtKey, CtValue)>> {
-        super::sweep::read_all(self.ct_fd())
+        read_conntrack(self.ct_fd())
     }
     pub fn ct_get(&self, key: &CtKey) -> Result<Option<CtValue>> {
         absent_ok(self.ct.get(key, 0), MAP_CT)
@@ -343,6 +343,17 @@ impl Maps {
         self.ct.map().info().map(|i| i.max_entries()).unwrap_or(0)
     }
 
+}
+
+/// Entries read per `BPF_MAP_LOOKUP_BATCH` (a hash bucket never holds more).
+pub const CT_BATCH: usize = 4096;
+
+/// Every entry of conntrack map `ct`, a batch per syscall.
+pub fn read_conntrack(ct: std::os::fd::BorrowedFd<'_>) -> Result<Vec<(CtKey, CtValue)>> {
+    let mut out = Vec::new();
+    super::sys::for_each_batch::<CtKey, CtValue>(ct, CT_BATCH, |k, v| out.extend(k.iter().copied().zip(v.iter().copied())))
+        .map_err(|source| Error::Sys { what: MAP_CT, source })?;
+    Ok(out)
 }
 
 /// The name a `PL_DNS` key holds (the inverse of `dns_key`): labels reversed back.

@@ -6,7 +6,7 @@ use super::{initial_state, pool::Pool, Change, Planned};
 use crate::model::{
     fleet,
     spec::{Cidr, Endpoint, OnRevoke, Service, SpecError, Vpc},
-    state::{new_id, unix_now, EndpointRecord, EndpointState, ServiceRecord, ServiceState, State, VpcRecord},
+    state::{new_id, EndpointRecord, EndpointState, ServiceRecord, ServiceState, State, VpcRecord},
     validate::Valid,
 };
 use privatelink_common::{MAX_BACKENDS, MAX_ENDPOINTS, MAX_SERVICES, MAX_SNAT_PER_ENDPOINT, MAX_VPCS};
@@ -47,7 +47,7 @@ impl<'a> Draft<'a> {
         let mut st = old.clone();
         st.spec = v.spec.clone();
         st.gateway = v.spec.gateway.clone();
-        Draft { v, old, st, changes: Vec::new(), reset: Vec::new(), now: unix_now() }
+        Draft { v, old, st, changes: Vec::new(), reset: Vec::new(), now: crate::model::time::unix_now() }
     }
 
     pub(super) fn done(self) -> Planned {

@@ -2,7 +2,7 @@
 //! for other nodes' commits, and keeping this node's registration under its lease.
 
 use super::{layout::key, OP_TIMEOUT};
-use crate::{model::state::unix_now_ms, store::Beat};
+use crate::{model::time::unix_now_ms, store::Beat};
 use etcd_client::{Client, PutOptions, WatchOptions};
 use std::{
     sync::{

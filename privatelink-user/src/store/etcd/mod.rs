@@ -21,7 +21,10 @@ mod background;
 mod layout;
 
 use super::{decode, encode, Beat, Store, StoreError, SCHEMA};
-use crate::model::state::{unix_now_ms, Event, State};
+use crate::model::{
+    state::{Event, State},
+    time::unix_now_ms,
+};
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp};
 use layout::{assemble, deflate, inflate, key, sections, Known, Root, PART};
 use std::{

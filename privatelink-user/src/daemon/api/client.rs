@@ -1,7 +1,7 @@
-//! The CLI's side of the local API: one request, one response, over the daemon's
-//! Unix socket.
+//! A client's side of the local API (the CLI's, and the lab's when it takes a
+//! daemon down): one request, one response, over the daemon's Unix socket.
 
-use crate::daemon::api::{Request, Response};
+use super::{Request, Response};
 use anyhow::{bail, Context, Result};
 use std::{
     io::{BufRead, BufReader, Write},
@@ -15,7 +15,7 @@ pub enum CallError {
     #[error("{0}")]
     Failed(String),
     #[error("{error}")]
-    Spec { error: String, errors: Vec<crate::daemon::api::SpecError> },
+    Spec { error: String, errors: Vec<super::SpecError> },
 }
 
 pub fn call(socket: &Path, req: &Request) -> Result<serde_json::Value> {
