@@ -8,7 +8,7 @@
 
 use crate::{
     parse::{ptr_at, Packet, ETH_LEN},
-    sum,
+    sum, turn,
 };
 use aya_ebpf::{
     bindings::xdp_action,
@@ -29,12 +29,7 @@ pub const FRAG_NEEDED: u8 = 4;
 const PREPEND: i32 = 28;
 /// The generated error: Ethernet, IP, ICMP, quoted IP header, 8 quoted bytes.
 const ERROR_FRAME_LEN: usize = ETH_LEN + 20 + 8 + 20 + 8;
-const NEW_TTL: u8 = 64;
-
-#[inline(always)]
-fn add_be32(sum: u32, v: u32) -> u32 {
-    sum + (v >> 16) + (v & 0xffff)
-}
+const NEW_TTL: u8 = turn::TTL;
 
 /// Turn packet `p` into an ICMP error of `typ`/`code` to its sender, from `src_be`
 /// (the gateway's address on the sender's side), with `mtu` in the header's second
@@ -60,6 +55,9 @@ pub fn send_error(ctx: &XdpContext, p: &Packet, typ: u8, code: u8, mtu: u16, src
             return None;
         }
     };
+    // Turned around by hand, not with `turn::around`/`turn::ipv4`: with either, the
+    // backend control program (which inlines this for time-exceeded) went from 33% to
+    // 77% of its verifier budget on 6.18, though the bytes written are the same.
     let (p0, e) = (PREPEND as usize, ETH_LEN);
     let mut macs = [0u8; 12];
     macs.copy_from_slice(&f[p0..p0 + 12]);
@@ -69,7 +67,7 @@ pub fn send_error(ctx: &XdpContext, p: &Packet, typ: u8, code: u8, mtu: u16, src
     f[12..14].copy_from_slice(&[0x08, 0x00]);
     // IPv4, no options, not DF (RFC 1812 4.3.2.4 leaves it open), TTL 64, ICMP.
     let tot = (20 + 8 + 28) as u32;
-    let sum = add_be32(add_be32(0x4500 + tot + ((NEW_TTL as u32) << 8 | 1), src), dst);
+    let sum = turn::add_be32(turn::add_be32(0x4500 + tot + ((NEW_TTL as u32) << 8 | 1), src), dst);
     f[e..e + 10].copy_from_slice(&[0x45, 0, 0, tot as u8, 0, 0, 0, 0, NEW_TTL, 1]);
     f[e + 10..e + 12].copy_from_slice(&(!csum::fold(sum)).to_be_bytes());
     f[e + 12..e + 16].copy_from_slice(&src.to_be_bytes());

@@ -24,6 +24,7 @@ mod sg;
 mod stats;
 mod sum;
 mod tcpstate;
+mod turn;
 mod verdict;
 
 use aya_ebpf::{

@@ -7,7 +7,7 @@ use crate::{
     conntrack,
     parse::{ptr_at, Packet, ETH_LEN, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     stats::{self, Drop},
-    PL_ICMP_RATE, PL_VPC_RATE,
+    turn, PL_ICMP_RATE, PL_VPC_RATE,
 };
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_xdp_adjust_tail, programs::XdpContext};
 use network_types::arp::ArpHdr;
@@ -59,11 +59,6 @@ pub fn refuse(ctx: &XdpContext, p: &Packet, d: Drop) -> Result<u32, Drop> {
 }
 
 
-#[inline(always)]
-fn add_be32(sum: u32, v: u32) -> u32 {
-    sum + (v >> 16) + (v & 0xffff)
-}
-
 /// Turn the TCP segment `p` into a RST to its sender, trimmed to 54 bytes.
 /// If the segment had ACK: `seq = its ack`, flags RST; else `seq = 0`,
 /// `ack = its seq + its length`, flags RST|ACK.
@@ -95,28 +90,12 @@ pub fn tcp_reset(ctx: &XdpContext, p: &Packet) -> Option<u32> {
     let dport = u16::from_be(p.src_port);
 
     let f = unsafe { &mut *frame };
-    // Ethernet: back to the sender.
-    let mut mac = [0u8; 6];
-    mac.copy_from_slice(&f[0..6]);
-    f.copy_within(6..12, 0);
-    f[6..12].copy_from_slice(&mac);
-
-    // IPv4, no options: 45 00 | len 40 | id 0 | DF | ttl 64, proto 6 | csum | src | dst
-    let mut ip_sum = 0x4500 + 40 + 0x4000 + (64 << 8 | 6);
-    ip_sum = add_be32(add_be32(ip_sum, src), dst);
-    let ipc = !csum::fold(ip_sum);
-    let ip = [
-        0x45u8, 0, 0, 40, 0, 0, 0x40, 0, 64, 6,
-    ];
-    f[14..24].copy_from_slice(&ip);
-    f[24..26].copy_from_slice(&ipc.to_be_bytes());
-    f[26..30].copy_from_slice(&src.to_be_bytes());
-    f[30..34].copy_from_slice(&dst.to_be_bytes());
+    turn::around(f, src.to_be_bytes(), dst.to_be_bytes(), 40, PROTO_TCP, true);
 
     // TCP: ports, seq, ack, doff 5, flags, window 0, csum, urg 0.
-    let mut s = add_be32(add_be32(0, src), dst) + 6 + 20; // pseudo header
+    let mut s = turn::add_be32(turn::add_be32(0, src), dst) + 6 + 20; // pseudo header
     s += sport as u32 + dport as u32;
-    s = add_be32(add_be32(s, r_seq), r_ack);
+    s = turn::add_be32(turn::add_be32(s, r_seq), r_ack);
     s += (5u32 << 12) | r_flags as u32;
     let tc = !csum::fold(s);
     f[34..36].copy_from_slice(&sport.to_be_bytes());
