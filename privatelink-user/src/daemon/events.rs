@@ -16,11 +16,13 @@ impl Gateway {
     /// Record events (and send them to their service's webhook).
     pub(super) fn record(&mut self, mut events: Vec<Event>) -> Result<()> {
         self.store.record(&mut events)?;
-        self.announce(&events);
+        self.deliver(&events);
         Ok(())
     }
 
-    pub(super) fn announce(&self, events: &[Event]) {
+    /// Log events and POST each to its service's webhook (the word "announce" is kept
+    /// for routes: `dataplane::announce`).
+    pub(super) fn deliver(&self, events: &[Event]) {
         for e in events {
             tracing::info!(kind = %e.kind, subject = %e.subject, seq = e.seq, "{}", e.message);
             let url = e.service.as_ref().and_then(|s| self.state.services.get(s)).and_then(|s| s.spec.notify_url.clone());

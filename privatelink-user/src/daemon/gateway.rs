@@ -195,7 +195,7 @@ impl Gateway {
         events.extend(more);
         self.store.commit_with_events(&mut st, &mut events).context("recording the state")?;
         self.adopt(st);
-        self.announce(&events);
+        self.deliver(&events);
         Ok(())
     }
 

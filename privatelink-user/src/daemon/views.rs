@@ -1,6 +1,7 @@
 //! What `get`, `describe`, `stats`, `conntrack list`, `whois` and `status` show: the
 //! recorded state joined with what the data path observes, as the API's view types.
-//! Reads only; never changes the state or the maps.
+//! Reads only; never changes the state or the maps (it takes the gateway mutably
+//! only because the one lock hands it out that way).
 
 use super::{api::*, gateway::Gateway, handler::ok};
 use crate::{

@@ -1,12 +1,15 @@
 //! The data plane: the only code that touches BPF. `loader` loads the XDP object and
 //! attaches its programs, `bpffs` keeps the pins' directory, `links` pins the
 //! attachments there in each interface's XDP mode (`netlink` tells a veth's peer), `maps`
-//! reads and writes every map, `tables` computes the map contents a state calls for and
-//! the ordered writes that reach them, `reconcile` carries those writes out, `sweep`
-//! expires flows (through `sys`, its own bpf(2) calls), `maglev` builds backend tables,
-//! `announce` publishes the endpoint addresses this node serves as routes for a routing
-//! daemon, `kernel` keeps the kernel's ARP answers to each interface's own addresses and
-//! backends' next hops resolved.
+//! reads and writes the maps the control plane owns, `tables` computes the map contents
+//! a state calls for (`shares` sizes tenants' budgets, `sg` compiles security groups,
+//! `maglev` builds backend tables) and the ordered writes that reach them, `reconcile`
+//! carries those writes out, `sweep` expires flows (its own handles on the flow table
+//! and the expiry program) and `audit` checks the data path's slot counters against
+//! the table in the same pass, `sys` holds the bpf(2) calls aya does not make,
+//! `announce` publishes the endpoint addresses this node serves as routes for a
+//! routing daemon, `kernel` keeps the kernel's ARP answers to each interface's own
+//! addresses and backends' next hops resolved, `error` is the one error type.
 //! Uses the model's types (a state in; map contents, counters and flows out); never
 //! decides what the state should be, and knows nothing of the store or the daemon.
 
@@ -22,6 +25,7 @@ pub mod maps;
 pub mod netlink;
 pub mod reconcile;
 pub mod sg;
+pub mod shares;
 pub mod sweep;
 mod sys;
 pub mod tables;

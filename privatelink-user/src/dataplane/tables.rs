@@ -1,6 +1,6 @@
 //! The exact BPF map contents a state calls for (`desired`), and the ordered writes
 //! that turn observed contents into desired ones (`diff`). Pure: `reconcile` reads and
-//! writes the real maps; tests run the same ops on the in-memory model (`apply`).
+//! writes the real maps; the tests run the same ops on an in-memory model of them.
 //! Takes the model's state in; touches no map itself.
 //!
 //! Order of writes: everything an endpoint depends on (SNAT ranges, VPC interfaces,
@@ -11,6 +11,7 @@
 
 use super::{
     sg,
+    shares::{endpoint_flow_limit, half_open_limit, vpc_flow_limit},
     links::Iface,
     maglev::{self, Member},
     maps::ip_raw,
@@ -19,7 +20,7 @@ use crate::model::{
     dns,
     fleet::Seat,
     spec::MssClamp,
-    state::{EndpointState, State},
+    state::{EndpointRecord, EndpointState, ServiceRecord, State},
 };
 use privatelink_common::*;
 use std::{
@@ -130,137 +131,131 @@ impl Tables {
     }
 }
 
-/// A consumer VPC's share of the table's `flows` when `consumers` VPCs have endpoints:
-/// the whole table for one, half for two, and at most a quarter from four on, so that
-/// no VPC can fill what the others need while a few tenants still use it all.
-pub fn vpc_flow_limit(flows: u32, consumers: usize) -> u32 {
-    flows / consumers.clamp(1, 4) as u32
-}
-
-/// An endpoint's budget of half-open TCP connections: as many as it may hold open, so
-/// a SYN flood against it takes this budget, never its open connections.
-pub fn half_open_limit(conn_limit: u32) -> u32 {
-    conn_limit
-}
-
-/// An endpoint's share of the table's `flows`: its open and half-open connections and
-/// as many again closing or UDP (its own closed flows give way to its new ones when it
-/// is full), never more than the table.
-pub fn endpoint_flow_limit(conn_limit: u32, flows: u32) -> u32 {
-    conn_limit.saturating_mul(4).min(flows)
-}
-
 /// The map contents `st` calls for on the node in `seat` (its SNAT slice, its share of
 /// each connection limit), with backends' health from `up`.
 pub fn desired(st: &State, seat: &Seat, resolve: Resolve, up: Up) -> Tables {
     let mut t = Tables::default();
     t.snat_ranges.insert((st.gateway.snat_range.net, st.gateway.snat_range.prefix));
-    let mut mtus = BTreeMap::new();
-    // Flows the table holds (two entries each), and each consumer VPC's share of them.
+    // Flows the table holds (two entries each).
     let flows = (st.gateway.conntrack_capacity / 2).clamp(0, u32::MAX as i64) as u32;
-    let consumers: BTreeSet<&str> = st.endpoints.values().map(|e| e.spec.vpc.as_str()).collect();
-    for v in st.vpcs.values() {
-        if let Some(i) = resolve(&v.spec.interface) {
-            let info = VpcInfo {
-                vpc_id: v.vpc_id,
-                mtu: i.mtu,
-                fib_table: v.spec.route_table.unwrap_or(0) as u32,
-                mac: i.mac,
-                flow_limit: v.spec.flow_share.map_or(vpc_flow_limit(flows, consumers.len()), |f| (f as u32).min(flows)),
-                table_flow_limit: flows,
-                ..Default::default()
-            };
-            t.vpcs.insert(i.ifindex, info);
-            mtus.insert(v.spec.name.as_str(), i.mtu);
-            // The gateway's own addresses there: traffic to them is the kernel's.
-            for a in i.addrs {
-                t.ep_ips.insert((v.vpc_id, a), EP_GATEWAY_OWN);
-            }
-        }
-    }
+    let mtus = vpcs(st, resolve, flows, &mut t);
     for s in st.services.values() {
-        let range = st.snat_range_of(&s.spec);
-        t.snat_ranges.insert((range.net, range.prefix));
-        let vpc = st.vpcs.get(&s.spec.vpc);
-        let ifindex = vpc.and_then(|v| resolve(&v.spec.interface)).map_or(0, |r| r.ifindex);
-        let info = ServiceInfo {
-            ifindex,
-            vpc_id: vpc.map_or(0, |v| v.vpc_id),
-            // A deleting service keeps serving until its endpoints are gone.
-            active: 1,
-            ..Default::default()
-        };
-        t.services.insert(s.index, info);
-        for p in &s.spec.ports {
-            t.ports.insert((s.index, p.protocol.number(), p.endpoint_port as u16), p.service_port as u16);
-        }
-        let mut members = Vec::new();
-        let open = s.spec.failing_open(up);
-        for b in &s.spec.backends {
-            if let Some(slot) = s.backend_slots.get(&b.address) {
-                let healthy = open || up(&s.spec.name, b.address);
-                t.backends.insert(*slot, (b.address, healthy));
-                if b.weight > 0 && healthy {
-                    members.push((Member { index: *slot, id: ip_raw(b.address), weight: b.weight as u32 }, b.zone.as_deref()));
-                }
-            }
-        }
-        // Same-zone priority: this node's zone's healthy backends, when it has any.
-        if s.spec.zone_affinity && seat.zone.is_some() && members.iter().any(|(_, z)| *z == seat.zone.as_deref()) {
-            members.retain(|(_, z)| *z == seat.zone.as_deref());
-        }
-        let members: Vec<Member> = members.into_iter().map(|(m, _)| m).collect();
-        t.maglev.insert(s.index, maglev::table(&members));
+        service(st, s, seat, resolve, up, &mut t);
     }
     // Deleting endpoints first: a new endpoint given the same address wins the key.
     let mut eps: Vec<_> = st.endpoints.values().collect();
     eps.sort_by_key(|e| (e.state != EndpointState::Deleting, e.index));
     for e in eps {
-        let (Some(svc), Some(vpc)) = (st.services.get(&e.service), st.vpcs.get(&e.spec.vpc)) else { continue };
-        let sides = [mtus.get(e.spec.vpc.as_str()), mtus.get(svc.spec.vpc.as_str())];
-        let snat = st.snat_ips_on(e, seat.slice);
-        for (i, ip) in snat.iter().enumerate() {
-            t.ep_snat.insert(e.index * MAX_SNAT_PER_ENDPOINT + i as u32, *ip);
-        }
-        // A set's key names its content; two different sets on one key (a hash
-        // collision) take the next free key.
-        let rules = sg::compile(&st.spec, e);
-        let mut sg_set = 0;
-        if !rules.is_empty() {
-            sg_set = sg::key_of(&rules);
-            while t.sg_sets.get(&sg_set).is_some_and(|r| *r != rules) {
-                sg_set = sg_set.wrapping_add(1).max(1);
-            }
-            t.sg_sets.insert(sg_set, rules);
-        }
-        let info = EndpointInfo {
-            service: svc.index,
-            sg_set,
-            conn_limit: seat.share(svc.spec.connection_limit as u32),
-            state: state_byte(e.state),
-            snat_count: snat.len() as u8,
-            mss_clamp: mss_clamp(st.gateway.mss_clamp, sides.into_iter().flatten().copied().min()),
-            half_open_limit: 0,
-            flow_limit: 0,
-        };
-        let s = &svc.spec;
-        let info = EndpointInfo {
-            half_open_limit: s.half_open_limit.map_or(half_open_limit(info.conn_limit), |h| seat.share(h as u32)),
-            flow_limit: s.flow_share.map_or(endpoint_flow_limit(info.conn_limit, flows), |f| seat.share(f as u32).min(flows)),
-            ..info
-        };
-        t.endpoints.insert(e.index, info);
-        if let Some(b) = e.spec.bandwidth {
-            t.rates.insert(e.index, Rate::of_bps(b.0));
-        }
-        // Every node answers on every address (zonal ones included): only where each
-        // is published follows the zones.
-        for ip in e.addresses() {
-            t.ep_ips.insert((vpc.vpc_id, ip), e.index);
-        }
+        endpoint(st, e, seat, &mtus, flows, &mut t);
     }
     dns_entries(st, &mut t);
     t
+}
+
+/// Each VPC's interface (with its share of the table's `flows`) and the gateway's own
+/// addresses on it; returns each VPC's MTU by name.
+fn vpcs<'a>(st: &'a State, resolve: Resolve, flows: u32, t: &mut Tables) -> BTreeMap<&'a str, u16> {
+    let mut mtus = BTreeMap::new();
+    let consumers: BTreeSet<&str> = st.endpoints.values().map(|e| e.spec.vpc.as_str()).collect();
+    for v in st.vpcs.values() {
+        let Some(i) = resolve(&v.spec.interface) else { continue };
+        let info = VpcInfo {
+            vpc_id: v.vpc_id,
+            mtu: i.mtu,
+            fib_table: v.spec.route_table.unwrap_or(0) as u32,
+            mac: i.mac,
+            flow_limit: v.spec.flow_share.map_or(vpc_flow_limit(flows, consumers.len()), |f| (f as u32).min(flows)),
+            table_flow_limit: flows,
+            ..Default::default()
+        };
+        t.vpcs.insert(i.ifindex, info);
+        mtus.insert(v.spec.name.as_str(), i.mtu);
+        // The gateway's own addresses there: traffic to them is the kernel's.
+        for a in i.addrs {
+            t.ep_ips.insert((v.vpc_id, a), EP_GATEWAY_OWN);
+        }
+    }
+    mtus
+}
+
+/// A service: its SNAT range, interface, ports, backends (healthy as `up` says) and
+/// the Maglev table over those this node uses.
+fn service(st: &State, s: &ServiceRecord, seat: &Seat, resolve: Resolve, up: Up, t: &mut Tables) {
+    let range = st.snat_range_of(&s.spec);
+    t.snat_ranges.insert((range.net, range.prefix));
+    let vpc = st.vpcs.get(&s.spec.vpc);
+    let ifindex = vpc.and_then(|v| resolve(&v.spec.interface)).map_or(0, |r| r.ifindex);
+    let info = ServiceInfo {
+        ifindex,
+        vpc_id: vpc.map_or(0, |v| v.vpc_id),
+        // A deleting service keeps serving until its endpoints are gone.
+        active: 1,
+        ..Default::default()
+    };
+    t.services.insert(s.index, info);
+    for p in &s.spec.ports {
+        t.ports.insert((s.index, p.protocol.number(), p.endpoint_port as u16), p.service_port as u16);
+    }
+    let mut members = Vec::new();
+    let open = s.spec.failing_open(up);
+    for b in &s.spec.backends {
+        if let Some(slot) = s.backend_slots.get(&b.address) {
+            let healthy = open || up(&s.spec.name, b.address);
+            t.backends.insert(*slot, (b.address, healthy));
+            if b.weight > 0 && healthy {
+                members.push((Member { index: *slot, id: ip_raw(b.address), weight: b.weight as u32 }, b.zone.as_deref()));
+            }
+        }
+    }
+    // Same-zone priority: this node's zone's healthy backends, when it has any.
+    if s.spec.zone_affinity && seat.zone.is_some() && members.iter().any(|(_, z)| *z == seat.zone.as_deref()) {
+        members.retain(|(_, z)| *z == seat.zone.as_deref());
+    }
+    let members: Vec<Member> = members.into_iter().map(|(m, _)| m).collect();
+    t.maglev.insert(s.index, maglev::table(&members));
+}
+
+/// An endpoint: its SNAT addresses on this node's slice, its security groups' rule
+/// set, its limits (this node's share), its rate, and its addresses.
+fn endpoint(st: &State, e: &EndpointRecord, seat: &Seat, mtus: &BTreeMap<&str, u16>, flows: u32, t: &mut Tables) {
+    let (Some(svc), Some(vpc)) = (st.services.get(&e.service), st.vpcs.get(&e.spec.vpc)) else { return };
+    let sides = [mtus.get(e.spec.vpc.as_str()), mtus.get(svc.spec.vpc.as_str())];
+    let snat = st.snat_ips_on(e, seat.slice);
+    for (i, ip) in snat.iter().enumerate() {
+        t.ep_snat.insert(e.index * MAX_SNAT_PER_ENDPOINT + i as u32, *ip);
+    }
+    // A set's key names its content; two different sets on one key (a hash
+    // collision) take the next free key.
+    let rules = sg::compile(&st.spec, e);
+    let mut sg_set = 0;
+    if !rules.is_empty() {
+        sg_set = sg::key_of(&rules);
+        while t.sg_sets.get(&sg_set).is_some_and(|r| *r != rules) {
+            sg_set = sg_set.wrapping_add(1).max(1);
+        }
+        t.sg_sets.insert(sg_set, rules);
+    }
+    let s = &svc.spec;
+    let conn_limit = seat.share(s.connection_limit as u32);
+    let info = EndpointInfo {
+        service: svc.index,
+        sg_set,
+        conn_limit,
+        state: state_byte(e.state),
+        snat_count: snat.len() as u8,
+        mss_clamp: mss_clamp(st.gateway.mss_clamp, sides.into_iter().flatten().copied().min()),
+        half_open_limit: s.half_open_limit.map_or(half_open_limit(conn_limit), |h| seat.share(h as u32)),
+        flow_limit: s.flow_share.map_or(endpoint_flow_limit(conn_limit, flows), |f| seat.share(f as u32).min(flows)),
+    };
+    t.endpoints.insert(e.index, info);
+    if let Some(b) = e.spec.bandwidth {
+        t.rates.insert(e.index, Rate::of_bps(b.0));
+    }
+    // Every node answers on every address (zonal ones included): only where each
+    // is published follows the zones.
+    for ip in e.addresses() {
+        t.ep_ips.insert((vpc.vpc_id, ip), e.index);
+    }
 }
 
 /// Each VPC's DNS address, and its names (see `model::dns`).
@@ -292,15 +287,21 @@ fn dns_entries(st: &State, t: &mut Tables) {
 /// Writes that turn `have` into `want`, in a safe order (see the module comment).
 pub fn diff(want: &Tables, have: &Tables) -> Vec<Op> {
     let mut ops = Vec::new();
-    fn changed<'a, K: Ord + Clone, V: PartialEq>(
-        want: &'a BTreeMap<K, V>,
-        have: &'a BTreeMap<K, V>,
-    ) -> impl Iterator<Item = (&'a K, &'a V)> {
-        want.iter().filter(move |(k, v)| have.get(k) != Some(v))
-    }
-    fn gone<'a, K: Ord, V>(want: &'a BTreeMap<K, V>, have: &'a BTreeMap<K, V>) -> impl Iterator<Item = &'a K> {
-        have.keys().filter(move |k| !want.contains_key(k))
-    }
+    sets(want, have, &mut ops);
+    removals(want, have, &mut ops);
+    ops
+}
+
+fn changed<'a, K: Ord + Clone, V: PartialEq>(want: &'a BTreeMap<K, V>, have: &'a BTreeMap<K, V>) -> impl Iterator<Item = (&'a K, &'a V)> {
+    want.iter().filter(move |(k, v)| have.get(k) != Some(v))
+}
+
+fn gone<'a, K: Ord, V>(want: &'a BTreeMap<K, V>, have: &'a BTreeMap<K, V>) -> impl Iterator<Item = &'a K> {
+    have.keys().filter(move |k| !want.contains_key(k))
+}
+
+/// What is new or changed, dependencies first (see the module comment).
+fn sets(want: &Tables, have: &Tables, ops: &mut Vec<Op>) {
     for (net, p) in want.snat_ranges.difference(&have.snat_ranges) {
         ops.push(Op::AddSnatRange(*net, *p));
     }
@@ -350,6 +351,10 @@ pub fn diff(want: &Tables, have: &Tables) -> Vec<Op> {
     for (k, v) in changed(&want.dns, &have.dns) {
         ops.push(Op::SetDns(k.clone(), *v));
     }
+}
+
+/// What is gone, dependents first.
+fn removals(want: &Tables, have: &Tables, ops: &mut Vec<Op>) {
     for k in gone(&want.dns, &have.dns) {
         ops.push(Op::RemoveDns(k.clone()));
     }
@@ -383,113 +388,6 @@ pub fn diff(want: &Tables, have: &Tables) -> Vec<Op> {
     for k in gone(&want.vpcs, &have.vpcs) {
         ops.push(Op::RemoveVpc(*k));
     }
-    ops
-}
-
-/// The in-memory model of one write (what `reconcile` does to the real maps).
-pub fn apply(t: &mut Tables, op: &Op) {
-    match op {
-        Op::AddSnatRange(n, p) => {
-            t.snat_ranges.insert((*n, *p));
-        }
-        Op::SetVpc(k, v) => {
-            t.vpcs.insert(*k, *v);
-        }
-        Op::SetBackend(k, ip, up) => {
-            t.backends.insert(*k, (*ip, *up));
-        }
-        Op::SetService(k, v) => {
-            t.services.insert(*k, *v);
-        }
-        Op::SetPort(k, v) => {
-            t.ports.insert(*k, *v);
-        }
-        Op::SetMaglev(k, v) => {
-            t.maglev.insert(*k, v.clone());
-        }
-        Op::ResetCounters(_) => {}
-        Op::SetEpSnat(k, ip) => {
-            t.ep_snat.insert(*k, *ip);
-        }
-        Op::ClearEpSnat(k) => {
-            t.ep_snat.remove(k);
-        }
-        Op::SetSgSet(k, v) => {
-            t.sg_sets.insert(*k, v.clone());
-        }
-        Op::RemoveSgSet(k) => {
-            t.sg_sets.remove(k);
-        }
-        Op::SetRate(k, v) => {
-            t.rates.insert(*k, *v);
-        }
-        Op::ClearRate(k) => {
-            t.rates.remove(k);
-        }
-        Op::SetEndpoint(k, v) => {
-            t.endpoints.insert(*k, *v);
-        }
-        Op::BindIp(k, v) => {
-            t.ep_ips.insert(*k, *v);
-        }
-        Op::UnbindIp(k) => {
-            t.ep_ips.remove(k);
-        }
-        Op::SetDns(k, v) => {
-            t.dns.insert(k.clone(), *v);
-        }
-        Op::RemoveDns(k) => {
-            t.dns.remove(k);
-        }
-        Op::ClearEndpoint(k) => {
-            t.endpoints.remove(k);
-        }
-        Op::RemovePort(k) => {
-            t.ports.remove(k);
-        }
-        Op::ClearService(k) => {
-            t.services.remove(k);
-            // Observation reads Maglev tables of active services only.
-            t.maglev.remove(k);
-        }
-        Op::ClearBackend(k) => {
-            t.backends.remove(k);
-        }
-        Op::RemoveSnatRange(n, p) => {
-            t.snat_ranges.remove(&(*n, *p));
-        }
-        Op::RemoveVpc(k) => {
-            t.vpcs.remove(k);
-        }
-    }
-}
-
-/// What a packet to an endpoint address meets, as the data path would look it up:
-/// the endpoint, its service, the port map, and the backend each Maglev slot leads to.
-/// `None`: the address is not bound.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Resolved {
-    pub endpoint: EndpointInfo,
-    /// The SNAT addresses the endpoint counts (`None`: a slot not written).
-    pub snat: Vec<Option<Ipv4Addr>>,
-    pub service: Option<ServiceInfo>,
-    pub ports: Vec<(u8, u16, u16)>,
-    pub slots: Vec<Option<(Ipv4Addr, bool)>>,
-}
-
-pub fn resolve(t: &Tables, key: &IpKey) -> Option<Resolved> {
-    let idx = *t.ep_ips.get(key)?;
-    let endpoint = t.endpoints.get(&idx).copied().unwrap_or_default();
-    let snat = (0..endpoint.snat_count as u32).map(|i| t.ep_snat.get(&(idx * MAX_SNAT_PER_ENDPOINT + i)).copied()).collect();
-    let s = endpoint.service;
-    let service = t.services.get(&s).copied();
-    let ports = t.ports.iter().filter(|(k, _)| k.0 == s).map(|(k, v)| (k.1, k.2, *v)).collect();
-    let slots = t
-        .maglev
-        .get(&s)
-        .map(|m| m.iter().map(|b| t.backends.get(b).copied()).collect())
-        .unwrap_or_default();
-    Some(Resolved { endpoint, snat, service, ports, slots })
 }
 
 #[cfg(test)]

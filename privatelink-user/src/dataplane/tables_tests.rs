@@ -4,6 +4,7 @@
 //! is reachable before it is complete.
 
 use super::*;
+use crate::dataplane::shares::*;
 use crate::dataplane::links::Iface;
 use crate::model::{
     plan, plan_spec,
@@ -12,6 +13,112 @@ use crate::model::{
     validate::Env,
 };
 use proptest::prelude::*;
+
+/// The in-memory model of one write (what `reconcile` does to the real maps).
+fn apply(t: &mut Tables, op: &Op) {
+    match op {
+        Op::AddSnatRange(n, p) => {
+            t.snat_ranges.insert((*n, *p));
+        }
+        Op::SetVpc(k, v) => {
+            t.vpcs.insert(*k, *v);
+        }
+        Op::SetBackend(k, ip, up) => {
+            t.backends.insert(*k, (*ip, *up));
+        }
+        Op::SetService(k, v) => {
+            t.services.insert(*k, *v);
+        }
+        Op::SetPort(k, v) => {
+            t.ports.insert(*k, *v);
+        }
+        Op::SetMaglev(k, v) => {
+            t.maglev.insert(*k, v.clone());
+        }
+        Op::ResetCounters(_) => {}
+        Op::SetEpSnat(k, ip) => {
+            t.ep_snat.insert(*k, *ip);
+        }
+        Op::ClearEpSnat(k) => {
+            t.ep_snat.remove(k);
+        }
+        Op::SetSgSet(k, v) => {
+            t.sg_sets.insert(*k, v.clone());
+        }
+        Op::RemoveSgSet(k) => {
+            t.sg_sets.remove(k);
+        }
+        Op::SetRate(k, v) => {
+            t.rates.insert(*k, *v);
+        }
+        Op::ClearRate(k) => {
+            t.rates.remove(k);
+        }
+        Op::SetEndpoint(k, v) => {
+            t.endpoints.insert(*k, *v);
+        }
+        Op::BindIp(k, v) => {
+            t.ep_ips.insert(*k, *v);
+        }
+        Op::UnbindIp(k) => {
+            t.ep_ips.remove(k);
+        }
+        Op::SetDns(k, v) => {
+            t.dns.insert(k.clone(), *v);
+        }
+        Op::RemoveDns(k) => {
+            t.dns.remove(k);
+        }
+        Op::ClearEndpoint(k) => {
+            t.endpoints.remove(k);
+        }
+        Op::RemovePort(k) => {
+            t.ports.remove(k);
+        }
+        Op::ClearService(k) => {
+            t.services.remove(k);
+            // Observation reads Maglev tables of active services only.
+            t.maglev.remove(k);
+        }
+        Op::ClearBackend(k) => {
+            t.backends.remove(k);
+        }
+        Op::RemoveSnatRange(n, p) => {
+            t.snat_ranges.remove(&(*n, *p));
+        }
+        Op::RemoveVpc(k) => {
+            t.vpcs.remove(k);
+        }
+    }
+}
+
+/// What a packet to an endpoint address meets, as the data path would look it up:
+/// the endpoint, its service, the port map, and the backend each Maglev slot leads to.
+/// `None`: the address is not bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Resolved {
+    endpoint: EndpointInfo,
+    /// The SNAT addresses the endpoint counts (`None`: a slot not written).
+    snat: Vec<Option<Ipv4Addr>>,
+    service: Option<ServiceInfo>,
+    ports: Vec<(u8, u16, u16)>,
+    slots: Vec<Option<(Ipv4Addr, bool)>>,
+}
+
+fn resolve(t: &Tables, key: &IpKey) -> Option<Resolved> {
+    let idx = *t.ep_ips.get(key)?;
+    let endpoint = t.endpoints.get(&idx).copied().unwrap_or_default();
+    let snat = (0..endpoint.snat_count as u32).map(|i| t.ep_snat.get(&(idx * MAX_SNAT_PER_ENDPOINT + i)).copied()).collect();
+    let s = endpoint.service;
+    let service = t.services.get(&s).copied();
+    let ports = t.ports.iter().filter(|(k, _)| k.0 == s).map(|(k, v)| (k.1, k.2, *v)).collect();
+    let slots = t
+        .maglev
+        .get(&s)
+        .map(|m| m.iter().map(|b| t.backends.get(b).copied()).collect())
+        .unwrap_or_default();
+    Some(Resolved { endpoint, snat, service, ports, slots })
+}
 
 fn iface(name: &str) -> Option<Iface> {
     let n: u32 = name.trim_start_matches("gw-vpc").parse().ok()?;

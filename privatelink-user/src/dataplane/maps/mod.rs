@@ -1,6 +1,8 @@
-//! The only module that touches BPF maps: typed access to every map of the data path,
-//! in the units the rest of the code thinks in (`Ipv4Addr`, ports in host order).
-//! Must never decide what to write; the reconciler and tests do.
+//! Typed access to the maps of the data path, in the units the rest of the code thinks
+//! in (`Ipv4Addr`, ports in host order). The flow table is also read and trimmed by
+//! `sweep` (its own descriptors, on its own thread) and the slot counters repaired by
+//! `audit`; nothing else touches a map. Must never decide what to write; the
+//! reconciler and tests do.
 
 mod read;
 

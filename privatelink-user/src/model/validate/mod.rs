@@ -1,7 +1,8 @@
 //! Every rule a spec must pass before it is planned, checked at once: the spec's own
 //! rules (`rules`: names, ranges, references, uniqueness, address plans, whitelists,
 //! quotas) and what only the recorded state and the host can tell (`history`:
-//! immutable fields, interfaces, the live conntrack size). Pure: returns every error
+//! immutable fields, interfaces, the live conntrack size), with `dns` (private DNS
+//! names) and `sg` (security groups) as rules of their own. Pure: returns every error
 //! with its path, or a `Valid` spec whose references are resolved, which is what
 //! `plan` takes.
 
