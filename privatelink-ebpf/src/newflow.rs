@@ -49,28 +49,9 @@ fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u32) 
     let service_port = lookup::service_port(info.service, p.dst_port, p.proto)
         .ok_or(Drop::endpoint(DropReason::UnmappedPort, ep))?;
     lookup::accepted(&info, ep)?;
-    if p.proto == PROTO_TCP {
-        let f = p.tcp_flags;
-        if f & TCP_SYN != 0 && f & (TCP_FIN | TCP_RST) != 0 {
-            // Opens nothing: backends discard SYN+FIN, and SYN+RST is no segment at all.
-            return Err(Drop::endpoint(DropReason::InvalidTcp, ep));
-        }
-        if f & TCP_RST != 0 {
-            return Err(Drop::endpoint(DropReason::NoFlow, ep));
-        }
-        if f & TCP_SYN == 0 || f & TCP_ACK != 0 {
-            // Mid-stream segment of no flow (expired, or the gateway restarted without
-            // its maps): reset it so the client fails fast instead of hanging.
-            return refuse(ctx, p, Drop::endpoint(DropReason::NoFlow, ep));
-        }
-    }
-    if p.ttl <= 1 {
-        // Not forwarded, so no flow: traceroute's first probe is answered, not counted.
-        return send::icmp_error(ctx, p, ep, icmp::TIME_EXCEEDED, 0, 0, DropReason::TtlExceeded);
-    }
-    // A flow's first packet pays too (else new UDP flows would pass a limit for free).
-    if !police::admits(ep, DIR_FORWARD, p.frame_len, conntrack::now()) {
-        return Err(Drop::endpoint(DropReason::OverBandwidth, ep));
+    let go = screen(ctx, p, ep)?;
+    if go != GO_ON {
+        return Ok(go);
     }
     let svc = match lookup::service(info.service) {
         Some(s) => s,
@@ -81,24 +62,10 @@ fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u32) 
         Some(b) => b,
         None => return refuse(ctx, p, Drop::endpoint(DropReason::NoBackend, ep)),
     };
-    // What the new flow takes of its endpoint's budgets: a TCP SYN a place in the
-    // half-open budget (its slot comes when the handshake completes; the limit is
-    // checked now so that the client is refused at once), a UDP flow its slot; either a
-    // place in its endpoint's and its VPC's shares of the conntrack table.
     let tcp = p.proto == PROTO_TCP;
-    if tcp {
-        if budget::read(budget::ep(ep, EP_USE_OPEN)) >= info.conn_limit as u64 {
-            return refuse(ctx, p, Drop::endpoint(DropReason::OverLimit, ep));
-        }
-        if !budget::take(budget::ep(ep, EP_USE_HALF_OPEN), info.half_open_limit, ep) {
-            return refuse(ctx, p, Drop::endpoint(DropReason::HalfOpenLimit, ep));
-        }
-    } else if !budget::acquire_slot(ep, info.conn_limit) {
-        return refuse(ctx, p, Drop::endpoint(DropReason::OverLimit, ep));
-    }
-    if let Err(reason) = take_share(ep, &info, vpc) {
-        give_back(ep, tcp, None);
-        return refuse(ctx, p, Drop::endpoint(reason, ep));
+    let go = take_budgets(ctx, p, &info, vpc, ep)?;
+    if go != GO_ON {
+        return Ok(go);
     }
     let eth = match ptr_at::<[u8; 12]>(ctx, 0) {
         Some(e) => unsafe { *e },
@@ -123,25 +90,93 @@ fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u32) 
         gateway_mac: [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]],
         syn_seq: p.seq,
     };
-    let fwd = match conntrack::create(&flow) {
+    open(ctx, p, &flow, info.mss_clamp, vpc.vpc_id)
+}
+
+/// `Ok(GO_ON)` from a step of `new_flow`: go on to the next.
+const GO_ON: u32 = u32::MAX;
+
+/// What a new flow's first packet must be: a TCP SYN alone (anything else mid-stream
+/// is reset so the client fails fast, SYN with FIN or RST opens nothing), not at the
+/// end of its TTL (answered, never forwarded), within the endpoint's bandwidth (a
+/// flow's first packet pays too, else new UDP flows would pass a limit for free).
+#[inline(always)]
+fn screen(ctx: &XdpContext, p: &Packet, ep: u32) -> Result<u32, Drop> {
+    if p.proto == PROTO_TCP {
+        let f = p.tcp_flags;
+        if f & TCP_SYN != 0 && f & (TCP_FIN | TCP_RST) != 0 {
+            // Opens nothing: backends discard SYN+FIN, and SYN+RST is no segment at all.
+            return Err(Drop::endpoint(DropReason::InvalidTcp, ep));
+        }
+        if f & TCP_RST != 0 {
+            return Err(Drop::endpoint(DropReason::NoFlow, ep));
+        }
+        if f & TCP_SYN == 0 || f & TCP_ACK != 0 {
+            // Mid-stream segment of no flow (expired, or the gateway restarted without
+            // its maps): reset it so the client fails fast instead of hanging.
+            return refuse(ctx, p, Drop::endpoint(DropReason::NoFlow, ep));
+        }
+    }
+    if p.ttl <= 1 {
+        // Not forwarded, so no flow: traceroute's first probe is answered, not counted.
+        return send::icmp_error(ctx, p, ep, icmp::TIME_EXCEEDED, 0, 0, DropReason::TtlExceeded);
+    }
+    // A flow's first packet pays too (else new UDP flows would pass a limit for free).
+    if !police::admits(ep, DIR_FORWARD, p.frame_len, conntrack::now()) {
+        return Err(Drop::endpoint(DropReason::OverBandwidth, ep));
+    }
+    Ok(GO_ON)
+}
+
+/// What the new flow takes of its endpoint's budgets (see `take_share` for the table).
+#[inline(always)]
+fn take_budgets(ctx: &XdpContext, p: &Packet, info: &EndpointInfo, vpc: &VpcInfo, ep: u32) -> Result<u32, Drop> {
+    // What the new flow takes of its endpoint's budgets: a TCP SYN a place in the
+    // half-open budget (its slot comes when the handshake completes; the limit is
+    // checked now so that the client is refused at once), a UDP flow its slot; either a
+    // place in its endpoint's and its VPC's shares of the conntrack table.
+    let tcp = p.proto == PROTO_TCP;
+    if tcp {
+        if budget::read(budget::ep(ep, EP_USE_OPEN)) >= info.conn_limit as u64 {
+            return refuse(ctx, p, Drop::endpoint(DropReason::OverLimit, ep));
+        }
+        if !budget::take(budget::ep(ep, EP_USE_HALF_OPEN), info.half_open_limit, ep) {
+            return refuse(ctx, p, Drop::endpoint(DropReason::HalfOpenLimit, ep));
+        }
+    } else if !budget::acquire_slot(ep, info.conn_limit) {
+        return refuse(ctx, p, Drop::endpoint(DropReason::OverLimit, ep));
+    }
+    if let Err(reason) = take_share(ep, info, vpc) {
+        give_back(ep, tcp, None);
+        return refuse(ctx, p, Drop::endpoint(reason, ep));
+    }
+    Ok(GO_ON)
+}
+
+/// Create `flow`'s two entries and send its first packet on; a flow whose packet is
+/// not sent goes with it, and what it took is given back if it was never created.
+#[inline(always)]
+fn open(ctx: &XdpContext, p: &Packet, flow: &NewFlow, mss_clamp: u16, vpc_id: u16) -> Result<u32, Drop> {
+    let (ep, key, tcp) = (flow.endpoint, flow.key, p.proto == PROTO_TCP);
+    let fwd = match conntrack::create(flow) {
         Ok(v) => {
             stats::count_new_flow(ep);
             v
         }
         Err(CreateError::Raced) => {
-            give_back(ep, tcp, Some(vpc.vpc_id));
+            give_back(ep, tcp, Some(vpc_id));
             match conntrack::get(&key) {
                 Some(v) => &*v,
                 None => return Err(Drop::endpoint(DropReason::NoFlow, ep)),
             }
         }
         Err(CreateError::Refused(d)) => {
-            give_back(ep, tcp, Some(vpc.vpc_id));
+            give_back(ep, tcp, Some(vpc_id));
             return refuse(ctx, p, d);
         }
     };
-    if p.proto == PROTO_TCP && info.mss_clamp != 0 {
-        nat::clamp_mss(ctx, p, info.mss_clamp);
+    if p.proto == PROTO_TCP && mss_clamp != 0 {
+        nat::clamp_mss(ctx, p, mss_clamp);
     }
     let sent = match forward::hop_towards_backend(ctx, p, fwd) {
         Ok(hop) => send::rewrite_and_send(ctx, p, fwd, stats::count_forward, hop),

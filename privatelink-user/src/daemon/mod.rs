@@ -74,21 +74,10 @@ pub async fn run(opts: Options) -> Result<()> {
     if !is_root() {
         bail!("the daemon must run as root (it loads XDP programs and pins BPF objects)");
     }
-    let socket = opts.socket.clone();
     let gw = Gateway::open(opts.clone())?;
-    if socket.exists() {
-        if UnixStream::connect(&socket).await.is_ok() {
-            bail!("another daemon is already listening on {}", socket.display());
-        }
-        std::fs::remove_file(&socket).with_context(|| format!("removing the stale socket {}", socket.display()))?;
-    }
-    if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let listener = UnixListener::bind(&socket).with_context(|| format!("listening on {}", socket.display()))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
-    tracing::info!(socket = %socket.display(), node = %opts.node, store = %gw.store_description(), bpffs = %opts.bpffs.display(), "privatelink daemon listening");
+    let listener = listen_socket(&opts.socket).await?;
+    tracing::info!(socket = %opts.socket.display(), node = %opts.node, store = %gw.store_description(), bpffs = %opts.bpffs.display(), "privatelink daemon listening");
+    let socket = opts.socket.clone();
     let sweep = gw.sweep.clone();
     sweep.set_timeouts(gw.state.gateway.timeouts.into());
     let sweep_thread = sweeper::spawn(sweep.clone(), SWEEP_INTERVAL);
@@ -97,37 +86,9 @@ pub async fn run(opts: Options) -> Result<()> {
 
     let checks = tokio::spawn(health_loop::health_loop(gw.clone()));
     let follow = tokio::spawn(fleet::fleet_loop(gw.clone()));
-    let metrics_server = opts.metrics.map(|addr| {
-        let g = gw.clone();
-        let snap: metrics::Snap = Arc::new(move || {
-            let g = g.clone();
-            Box::pin(async move {
-                g.lock().await.snapshot().unwrap_or_else(|e| {
-                    tracing::error!(error = %format!("{e:#}"), "metrics snapshot");
-                    metrics::Snapshot::default()
-                })
-            })
-        });
-        tokio::spawn(async move {
-            if let Err(e) = metrics::serve(addr, snap).await {
-                tracing::error!(error = %format!("{e:#}"), "the metrics server stopped");
-            }
-        })
-    });
+    let metrics_server = opts.metrics.map(|addr| spawn_metrics(addr, gw.clone()));
 
-    // Routes, drift repair and limit episodes, each second (the sweeper has its thread).
-    let ticker = {
-        let gw = gw.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(TICK_INTERVAL);
-            loop {
-                tick.tick().await;
-                if let Err(e) = gw.lock().await.tick() {
-                    tracing::error!(error = %format!("{e:#}"), "periodic work");
-                }
-            }
-        })
-    };
+    let ticker = spawn_ticker(gw.clone());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
@@ -158,6 +119,54 @@ pub async fn run(opts: Options) -> Result<()> {
     // Pinned links and maps stay: the data path keeps running without the daemon.
     tracing::info!("privatelink daemon stopped (the data path stays attached)");
     Ok(())
+}
+
+/// The API socket, owner-only; a stale one (no daemon answers on it) is replaced.
+async fn listen_socket(socket: &std::path::Path) -> Result<UnixListener> {
+    if socket.exists() {
+        if UnixStream::connect(socket).await.is_ok() {
+            bail!("another daemon is already listening on {}", socket.display());
+        }
+        std::fs::remove_file(socket).with_context(|| format!("removing the stale socket {}", socket.display()))?;
+    }
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let listener = UnixListener::bind(socket).with_context(|| format!("listening on {}", socket.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// The Prometheus endpoint on `addr`, each scrape a snapshot taken under the lock.
+fn spawn_metrics(addr: std::net::SocketAddr, gw: Arc<Mutex<Gateway>>) -> tokio::task::JoinHandle<()> {
+    let snap: metrics::Snap = Arc::new(move || {
+        let g = gw.clone();
+        Box::pin(async move {
+            g.lock().await.snapshot().unwrap_or_else(|e| {
+                tracing::error!(error = %format!("{e:#}"), "metrics snapshot");
+                metrics::Snapshot::default()
+            })
+        })
+    });
+    tokio::spawn(async move {
+        if let Err(e) = metrics::serve(addr, snap).await {
+            tracing::error!(error = %format!("{e:#}"), "the metrics server stopped");
+        }
+    })
+}
+
+/// Routes, drift repair and limit episodes, each second (the sweeper has its thread).
+fn spawn_ticker(gw: Arc<Mutex<Gateway>>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK_INTERVAL);
+        loop {
+            tick.tick().await;
+            if let Err(e) = gw.lock().await.tick() {
+                tracing::error!(error = %format!("{e:#}"), "periodic work");
+            }
+        }
+    })
 }
 
 async fn serve(stream: UnixStream, gw: Arc<Mutex<Gateway>>, stop: Arc<Notify>) -> Result<()> {

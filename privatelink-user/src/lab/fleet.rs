@@ -83,8 +83,20 @@ pub(super) fn build(n: usize) -> Result<()> {
     ip(NS_CTL, &["link", "set", "br-m", "up"])?;
 
     let bpffs = dir.join("bpffs");
-    std::fs::create_dir_all(&bpffs)?;
-    sh(&["mount", "-t", "bpf", "bpf", path(&bpffs)])?;
+    node_links(n, &bpffs)?;
+    start_processes(n, dir, &bpffs)?;
+    // `PRIVATELINK_SOCKET=/run/privatelink-lab/api.sock` talks to node 1.
+    std::os::unix::fs::symlink(dir.join("gw1.sock"), super::socket())?;
+    Ok(())
+}
+
+
+/// Node K's namespace and its three links: to the router (VPC 1), to the provider
+/// (VPC 2, with the provider's routes to node K's SNAT slice) and to the management
+/// bridge; the hosts' ends run XDP_PASS pinned under `bpffs`.
+fn node_links(n: usize, bpffs: &Path) -> Result<()> {
+    std::fs::create_dir_all(bpffs)?;
+    sh(&["mount", "-t", "bpf", "bpf", path(bpffs)])?;
     let mut pass = Dataplane::load(&LoadOptions { ct_capacity: 1024, pin_dir: None })?;
     for k in 1..=n {
         let ns = node_ns(k);
@@ -94,7 +106,7 @@ pub(super) fn build(n: usize) -> Result<()> {
         ip(&ns, &["addr", "add", &format!("172.16.{k}.2/30"), "dev", "gw-vpc1"])?;
         ip(&ns, &["route", "add", "10.0.0.0/24", "via", &format!("172.16.{k}.1")])?;
         ip(NS_ROUTER, &["addr", "add", &format!("172.16.{k}.1/30"), "dev", &format!("r-gw{k}")])?;
-        pass_link(&mut pass, &bpffs, NS_ROUTER, &format!("r-gw{k}"), &format!("router-gw{k}"))?;
+        pass_link(&mut pass, bpffs, NS_ROUTER, &format!("r-gw{k}"), &format!("router-gw{k}"))?;
 
         let p_if = format!("p{k}");
         veth(&ns, "gw-vpc2", NS_PROVIDER, &p_if)?;
@@ -105,13 +117,19 @@ pub(super) fn build(n: usize) -> Result<()> {
         ip(NS_PROVIDER, &["route", "add", &format!("192.168.2.{k}/32"), "dev", &p_if])?;
         ip(NS_PROVIDER, &["route", "add", &format!("11.163.{}.0/18", (k - 1) * 64), "via", &format!("192.168.2.{k}"), "dev", &p_if])?;
         in_ns(NS_PROVIDER, &["ethtool", "-K", &p_if, "tx", "off"])?;
-        pass_link(&mut pass, &bpffs, NS_PROVIDER, &p_if, &format!("provider-gw{k}"))?;
+        pass_link(&mut pass, bpffs, NS_PROVIDER, &p_if, &format!("provider-gw{k}"))?;
 
         veth(&ns, "m0", NS_CTL, &format!("m{k}"))?;
         ip(&ns, &["addr", "add", &format!("10.255.0.{k}/24"), "dev", "m0"])?;
         ip(NS_CTL, &["link", "set", &format!("m{k}"), "master", "br-m"])?;
     }
 
+    Ok(())
+}
+
+/// The backends, etcd, the router's BIRD and ECMP helper, then each node's BIRD and
+/// daemon, one after the other.
+fn start_processes(n: usize, dir: &Path, bpffs: &Path) -> Result<()> {
     let me = std::env::current_exe()?;
     let me = path(&me);
     for (name, addr) in BACKENDS {
@@ -138,8 +156,6 @@ pub(super) fn build(n: usize) -> Result<()> {
         // One after the other: node K takes slice K-1 (the provider's routes above).
         wait_socket(&sock, &format!("{node}.log"))?;
     }
-    // `PRIVATELINK_SOCKET=/run/privatelink-lab/api.sock` talks to node 1.
-    std::os::unix::fs::symlink(dir.join("gw1.sock"), super::socket())?;
     Ok(())
 }
 

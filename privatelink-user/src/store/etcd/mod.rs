@@ -19,6 +19,9 @@
 
 mod background;
 mod layout;
+mod url;
+
+pub use url::StoreUrl;
 
 use super::{decode, encode, Beat, Store, StoreError, SCHEMA};
 use crate::model::{
@@ -41,28 +44,6 @@ const KEEP_EVENTS: u64 = 10_000;
 const EVENTS_PER_KEY: usize = 1_000;
 /// How long one exchange with etcd may take before the store counts as unreachable.
 const OP_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// `etcd://HOST:PORT[,HOST:PORT...]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoreUrl {
-    pub endpoints: Vec<String>,
-}
-
-impl std::str::FromStr for StoreUrl {
-    type Err = String;
-    fn from_str(s: &str) -> Result<StoreUrl, String> {
-        let rest = s.strip_prefix("etcd://").ok_or_else(|| format!("`{s}`: a store is etcd://HOST:PORT[,HOST:PORT...]"))?;
-        let mut endpoints = Vec::new();
-        for hp in rest.split(',') {
-            let (host, port) = hp.rsplit_once(':').ok_or_else(|| format!("`{hp}`: HOST:PORT expected"))?;
-            if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
-                return Err(format!("`{hp}`: HOST:PORT expected (a port from 1 to 65535)"));
-            }
-            endpoints.push(format!("http://{hp}"));
-        }
-        Ok(StoreUrl { endpoints })
-    }
-}
 
 pub struct EtcdStore {
     rt: Option<tokio::runtime::Runtime>,
