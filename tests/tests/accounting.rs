@@ -158,6 +158,7 @@ fn concurrent_expiry_and_new_flows_release_each_slot_exactly_once() {
     let sweeper = lab.dp.sweeper().unwrap();
     let zero = Timeouts { tcp_syn: Duration::ZERO, tcp_established: Duration::ZERO, tcp_closing: Duration::ZERO, udp: Duration::ZERO };
     let stop = std::sync::atomic::AtomicBool::new(false);
+    let (passes, raced) = (std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0));
     let (expired, passed) = std::thread::scope(|s| {
         // Another thread sweeps with every timeout at zero while flows open, reopen on
         // closed tuples and close, so expiries race the data path at every step.
@@ -167,13 +168,27 @@ fn concurrent_expiry_and_new_flows_release_each_slot_exactly_once() {
                 if stop.load(std::sync::atomic::Ordering::Relaxed) {
                     break;
                 }
-                n += sweeper.sweep(Scope::Idle(zero)).unwrap().expired;
+                let r = sweeper.sweep(Scope::Idle(zero)).unwrap();
+                n += r.expired;
+                passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                raced.fetch_add(r.expired, std::sync::atomic::Ordering::Relaxed);
             }
             n
         });
+        // The flows start once the sweeper runs, and go on (3000 SYNs at least, 30000
+        // at most) until its passes have expired flows while they opened: on a loaded
+        // machine its thread may start late and its passes take long. 1000 tuples, so
+        // a flow stays idle longer than a pass takes.
+        let began = std::time::Instant::now();
+        while passes.load(std::sync::atomic::Ordering::Relaxed) == 0 && began.elapsed() < Duration::from_secs(10) {
+            std::thread::yield_now();
+        }
+        let first = passes.load(std::sync::atomic::Ordering::Relaxed);
         let mut passed = 0u64;
-        for i in 0..3000u16 {
-            let sport = 30000 + i % 200;
+        let mut i = 0u32;
+        while i < 3000 || (raced.load(std::sync::atomic::Ordering::Relaxed) == 0 && i < 30_000) {
+            let sport = 30000 + (i % 1000) as u16;
+            i += 1;
             if lab.from_consumer(&syn(EP_ACCEPTED, 80, sport).build()).action == XDP_REDIRECT {
                 passed += 1;
             }
@@ -183,6 +198,7 @@ fn concurrent_expiry_and_new_flows_release_each_slot_exactly_once() {
             assert!(held_now(&lab) <= 3000, "the count wrapped: {}", held_now(&lab));
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        eprintln!("{i} SYNs while the sweeper made passes {first} to {}", passes.load(std::sync::atomic::Ordering::Relaxed));
         (sweeps.join().unwrap(), passed)
     });
     // Five more flows with no sweep racing, so some are surely open: the backend's

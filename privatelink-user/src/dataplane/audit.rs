@@ -89,12 +89,20 @@ impl Audit {
         }
     }
 
-    /// Every audited counter now (taken before and after a pass).
+    /// Every audited counter now (taken before and after a pass), by counter index:
+    /// the two arrays copied whole, then picked out.
     pub fn snapshot(&self) -> Vec<u64> {
-        (0..ALL).map(|i| {
-            let (c, at) = self.place(i);
-            c.load(at)
-        }).collect()
+        const EP_WORDS: usize = std::mem::size_of::<EpUse>() / 8;
+        let eps = self.ep_use.copy(MAX_ENDPOINTS as usize * EP_WORDS);
+        let vpcs = self.vpc_flows.copy(TABLE_FLOWS as usize + 1);
+        let mut out = Vec::with_capacity(ALL);
+        for e in 0..MAX_ENDPOINTS as usize {
+            for at in EP_FIELDS {
+                out.push(eps[e * EP_WORDS + at / 8]);
+            }
+        }
+        out.extend(vpcs);
+        out
     }
 
     /// Compare the counters with the pass's `tally`, given the snapshot taken when the

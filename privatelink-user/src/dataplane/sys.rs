@@ -212,6 +212,18 @@ impl Counters {
         Some(unsafe { std::sync::atomic::AtomicU64::from_ptr(self.ptr.add(offset) as *mut u64) })
     }
 
+    /// The first `words` counters, copied in one go (a counter the data path changes
+    /// meanwhile is read before or after its change; an aligned 8-byte word is never
+    /// torn on the architectures the data path runs on).
+    pub fn copy(&self, words: usize) -> Vec<u64> {
+        let n = words.min(self.len / 8);
+        let mut out = vec![0u64; n];
+        // SAFETY: n words are inside the mapping; the destination is ours.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr as *const u64, out.as_mut_ptr(), n) };
+        out.resize(words, 0);
+        out
+    }
+
     /// The counter at byte `offset` (past the end: 0).
     pub fn load(&self, offset: usize) -> u64 {
         self.at(offset).map_or(0, |c| c.load(std::sync::atomic::Ordering::SeqCst))
