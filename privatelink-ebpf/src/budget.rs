@@ -154,9 +154,8 @@ fn remember(ring: u32, key: &CtKey) {
 /// (each CPU its own, by an atomic add on the ring's tail). `None`: the ring is empty.
 #[inline(always)]
 pub fn oldest_closed(ring: u32) -> Option<CtKey> {
-    let endpoint = ring;
-    let head = read(ep(endpoint, EP_USE_CLOSED));
-    let tail = ep(endpoint, EP_USE_RECLAIMED)?;
+    let head = read(ep(ring, EP_USE_CLOSED));
+    let tail = ep(ring, EP_USE_RECLAIMED)?;
     let t = add(tail, 1);
     if t >= head {
         // Empty: the tail goes back (approximately, under races: a flow of the ring is
@@ -165,5 +164,5 @@ pub fn oldest_closed(ring: u32) -> Option<CtKey> {
         return None;
     }
     let i = (t % CLOSED_RING as u64) as u32;
-    PL_EP_CLOSED.get(endpoint.wrapping_mul(CLOSED_RING).wrapping_add(i)).copied()
+    PL_EP_CLOSED.get(ring.wrapping_mul(CLOSED_RING).wrapping_add(i)).copied()
 }

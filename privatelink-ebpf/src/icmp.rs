@@ -75,13 +75,8 @@ pub fn send_error(ctx: &XdpContext, p: &Packet, typ: u8, code: u8, mtu: u16, src
     let m = mtu.to_be_bytes();
     f[34..42].copy_from_slice(&[typ, code, 0, 0, 0, 0, m[0], m[1]]);
     // The quote (original IP header and 8 bytes) is already at 42..70.
-    let mut s = 0u32;
-    let mut i = 34;
-    while i < ERROR_FRAME_LEN {
-        s += u16::from_be_bytes([f[i], f[i + 1]]) as u32;
-        i += 2;
-    }
-    f[36..38].copy_from_slice(&(!csum::fold(s)).to_be_bytes());
+    let c = !csum::fold(turn::words(&f[34..ERROR_FRAME_LEN]));
+    f[36..38].copy_from_slice(&c.to_be_bytes());
     let delta = ERROR_FRAME_LEN as i32 - (old_len + PREPEND);
     if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
         return None;

@@ -201,22 +201,20 @@ fn open(ctx: &XdpContext, p: &Packet, flow: &NewFlow, mss_clamp: u16, vpc_id: u1
 /// `ConntrackFull` with the table full.
 #[inline(always)]
 fn take_share(ep: u32, info: &EndpointInfo, vpc: &VpcInfo) -> Result<(), DropReason> {
-    let took = budget::take_share(ep, info.flow_limit, vpc.vpc_id, vpc.flow_limit, vpc.table_flow_limit);
-    if took == budget::SHARE_TAKEN {
-        return Ok(());
-    }
-    let (ring, reason) = if took == budget::TABLE_FULL { (CLOSED_ANY, DropReason::ConntrackFull) } else { (ep, DropReason::FlowShare) };
+    let take = || match budget::take_share(ep, info.flow_limit, vpc.vpc_id, vpc.flow_limit, vpc.table_flow_limit) {
+        budget::SHARE_TAKEN => Ok(()),
+        budget::TABLE_FULL => Err(DropReason::ConntrackFull),
+        _ => Err(DropReason::FlowShare),
+    };
+    let Err(reason) = take() else { return Ok(()) };
+    let ring = if reason == DropReason::ConntrackFull { CLOSED_ANY } else { ep };
     let Some(k) = budget::oldest_closed(ring) else { return Err(reason) };
     match conntrack::get(&k) {
         Some(v) if v.kind == CT_KIND_FORWARD && (v.endpoint == ep || ring == CLOSED_ANY) && v.state == TCP_STATE_CLOSING => {}
         _ => return Err(reason),
     }
     conntrack::retire(&k, u64::MAX);
-    match budget::take_share(ep, info.flow_limit, vpc.vpc_id, vpc.flow_limit, vpc.table_flow_limit) {
-        budget::SHARE_TAKEN => Ok(()),
-        budget::TABLE_FULL => Err(DropReason::ConntrackFull),
-        _ => Err(DropReason::FlowShare),
-    }
+    take()
 }
 
 /// Undo what a new flow took: its half-open place (TCP) or slot (UDP), and its place
