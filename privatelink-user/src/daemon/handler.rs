@@ -1,60 +1,50 @@
-//! The API's request handler: one line per request, each a call into the file that
-//! owns the concern (apply, views, events, gateway). Reads like a table of contents.
+//! The API's request handler, one line per request: reads are answered from the
+//! picture of the moment (`picture`, no lock), changes go to the writer (`gateway`),
+//! whose `run` shows the new picture before the answer is read from it. Reads like a
+//! table of contents.
 
 use super::{
-    api::{One, Request, Response, SpecError},
-    gateway::Gateway,
+    api::{One, Request, Response},
+    gateway::Writer,
+    picture::Shown,
 };
 use anyhow::Result;
 
-impl Gateway {
-    pub fn handle(&mut self, req: Request) -> Response {
-        match self.try_handle(req) {
-            Ok(r) => r,
-            Err(e) => Response::Err { error: format!("{e:#}"), spec_errors: vec![] },
+pub async fn handle(req: Request, writer: &Writer, shown: &Shown) -> Response {
+    match answer(req, writer, shown).await {
+        Ok(r) => r,
+        Err(e) => Response::error(format!("{e:#}")),
+    }
+}
+
+async fn answer(req: Request, writer: &Writer, shown: &Shown) -> Result<Response> {
+    Ok(match req {
+        Request::Apply { spec, dry_run } => writer.run(|g| g.apply_text(spec, dry_run)).await,
+        Request::Accept { endpoint } => {
+            writer.run(|g| g.accept(&endpoint)).await?;
+            Response::ok(shown.now().endpoint_view(&endpoint)?)
         }
-    }
-
-    fn try_handle(&mut self, req: Request) -> Result<Response> {
-        Ok(match req {
-            Request::Apply { spec, dry_run } => self.apply_text(spec, dry_run),
-            Request::Accept { endpoint } => ok(self.accept(&endpoint)?),
-            Request::Reject { endpoint } => ok(self.reject(&endpoint)?),
-            Request::Delete { kind: One::Node, name, .. } => {
-                self.remove_node(&name)?;
-                ok(format!("node {name} was removed from the fleet; its SNAT slice is free"))
-            }
-            Request::Delete { kind, name, force } => self.delete(kind, &name, force)?,
-            Request::Get { kind, name } => self.get(kind, name.as_deref())?,
-            Request::Describe { kind: One::Service, name } => ok(self.service_view(&name)?),
-            Request::Describe { kind: One::Endpoint, name } => ok(self.endpoint_view(&name)?),
-            Request::Describe { kind: One::Node, name } => {
-                ok(self.nodes()?.into_iter().find(|n| n.name == name).ok_or_else(|| anyhow::anyhow!("no node named `{name}` in the fleet"))?)
-            }
-            Request::Stats => ok(self.stats()?),
-            Request::Conntrack { endpoint } => ok(self.conntrack(endpoint.as_deref())?),
-            Request::Whois { ip, port } => ok(self.whois(ip, port)?),
-            Request::Status => ok(self.status()?),
-            Request::Events { after } => ok(self.store.events(after, 10_000)?),
-            Request::Down => {
-                self.down()?;
-                ok("the data path is detached and every pinned map and link is removed; the daemon stops")
-            }
-        })
-    }
-}
-
-pub(super) fn ok<T: serde::Serialize>(v: T) -> Response {
-    match serde_json::to_value(v) {
-        Ok(ok) => Response::Ok { ok },
-        Err(e) => Response::Err { error: format!("encoding the answer: {e}"), spec_errors: vec![] },
-    }
-}
-
-/// Every error of a spec, in the order of its text.
-pub(super) fn spec_error_response(mut errors: Vec<SpecError>) -> Response {
-    crate::model::spec::sort(&mut errors);
-    let n = errors.len();
-    let error = format!("the spec has {n} error{}; nothing was applied", if n == 1 { "" } else { "s" });
-    Response::Err { error, spec_errors: errors }
+        Request::Reject { endpoint } => {
+            writer.run(|g| g.reject(&endpoint)).await?;
+            Response::ok(shown.now().endpoint_view(&endpoint)?)
+        }
+        Request::Delete { kind: One::Node, name, .. } => {
+            writer.run(|g| g.remove_node(&name)).await?;
+            Response::ok(format!("node {name} was removed from the fleet; its SNAT slice is free"))
+        }
+        Request::Delete { kind, name, force } => writer.run(|g| g.delete(kind, &name, force)).await?,
+        Request::Get { kind, name } => shown.now().get(kind, name.as_deref())?,
+        Request::Describe { kind: One::Service, name } => Response::ok(shown.now().service_view(&name)?),
+        Request::Describe { kind: One::Endpoint, name } => Response::ok(shown.now().endpoint_view(&name)?),
+        Request::Describe { kind: One::Node, name } => Response::ok(shown.now().node(&name)?),
+        Request::Stats => Response::ok(shown.now().stats()?),
+        Request::Conntrack { endpoint } => Response::ok(shown.now().conntrack(endpoint.as_deref())?),
+        Request::Whois { ip, port } => Response::ok(shown.now().whois(ip, port)?),
+        Request::Status => Response::ok(shown.now().status()?),
+        Request::Events { after } => Response::ok(shown.now().store.events(after, 10_000)?),
+        Request::Down => {
+            writer.run(|g| g.down()).await?;
+            Response::ok("the data path is detached and every pinned map and link is removed; the daemon stops")
+        }
+    })
 }

@@ -54,7 +54,7 @@ pub struct BackendHealth {
     pub last_error: Option<String>,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Checker {
     tracks: BTreeMap<Target, Track>,
     /// (service, backend) -> its target

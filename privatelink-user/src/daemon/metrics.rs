@@ -1,13 +1,13 @@
-//! Prometheus metrics: a `Snapshot` of the gateway taken under the daemon's lock at
-//! scrape time (the counters live in BPF maps; this module only reads them, and never
-//! walks the conntrack table), written as OpenMetrics text, and the `/metrics` HTTP
-//! server (hyper).
+//! Prometheus metrics: a `Snapshot` of the picture of the moment taken at scrape time
+//! (no lock: the counters are read through the data path's read-only handles, and the
+//! conntrack table is never walked), written as OpenMetrics text, and the `/metrics`
+//! HTTP server (hyper).
 
-use super::{api::Counters, gateway::Gateway};
+use super::{api::Counters, picture::{Picture, Shown}};
 use privatelink_common::*;
 use http_body_util::Full;
 use hyper::{body::Bytes, Request, Response};
-use std::{future::Future, net::SocketAddr, pin::Pin, sync::{atomic::Ordering::Relaxed, Arc}};
+use std::{net::SocketAddr, sync::atomic::Ordering::Relaxed};
 
 pub type Labels = Vec<(String, String)>;
 
@@ -235,47 +235,45 @@ pub fn render(s: Snapshot) -> String {
 }
 
 
-impl Gateway {
+impl Picture {
     /// What `/metrics` shows.
     pub fn snapshot(&self) -> anyhow::Result<Snapshot> {
         let mut snap = Snapshot {
-            reconciles: self.reconciles,
-            last_reconcile_seconds: self.last_reconcile_seconds,
+            reconciles: self.path.counts.reconciles,
+            last_reconcile_seconds: self.path.counts.last_reconcile_seconds,
             sweeps: self.sweep.runs.load(Relaxed),
             expired_flows: self.sweep.expired.load(Relaxed),
             last_sweep_seconds: self.sweep.last_pass_ns.load(Relaxed) as f64 / 1e9,
-            repaired_links: self.repaired_links,
-            repaired_map_ops: self.repaired_map_ops,
+            repaired_links: self.path.counts.repaired_links,
+            repaired_map_ops: self.path.counts.repaired_map_ops,
             repaired_accounting: self.sweep.repairs.load(Relaxed),
             store_reachable: self.store.reachable(),
             nodes_up: self.state.nodes.values().filter(|n| n.up).count().max(1) as u64,
-            announced_routes: self.routes.as_ref().map_or(0, |r| r.published().len() as u64),
+            announced_routes: self.routes.len() as u64,
             ..Default::default()
         };
         for s in self.state.services.values() {
-            let checker = &self.checker;
+            let checker = &self.health;
             snap.services.push((s.spec.name.clone(), s.spec.failing_open(&|n, ip| checker.is_up(n, ip))));
         }
-        let Some(dp) = &self.dp else { return Ok(snap) };
+        let Some(c) = &self.counters else { return Ok(snap) };
         // From the sweeper's last pass: a scrape never walks the table.
         snap.conntrack_entries = self.sweep.entries.load(Relaxed);
-        snap.conntrack_capacity = dp.maps.ct_capacity() as u64;
+        snap.conntrack_capacity = c.ct_capacity() as u64;
         let (vpcs, gateway) = self.vpc_counters()?;
         snap.gateway = gateway;
         snap.vpcs = vpcs.into_iter().map(|v| (v.vpc, v.counters)).collect();
-        if let Some(dp) = &self.dp {
-            for v in self.state.vpcs.values().filter(|v| v.spec.dns.is_some()) {
-                snap.dns.push((v.spec.name.clone(), dp.maps.dns_stats(v.vpc_id)?));
-            }
+        for v in self.state.vpcs.values().filter(|v| v.spec.dns.is_some()) {
+            snap.dns.push((v.spec.name.clone(), c.dns_stats(v.vpc_id)?));
         }
-        let seat = crate::model::fleet::Seat::of(&self.state, &self.opts.node);
-        let counters = dp.maps.endpoint_counters(self.state.endpoint_slots_used())?;
+        let seat = self.seat();
+        let counters = c.endpoint_counters(self.state.endpoint_slots_used())?;
         for e in self.state.endpoints.values() {
             let Some(svc) = self.state.services.get(&e.service) else { continue };
             let active = counters.active(e.index);
             let uses = counters.uses(e.index);
             let protos = svc.spec.ports.iter().map(|p| p.protocol).collect::<std::collections::BTreeSet<_>>().len() as u64;
-            let up = svc.spec.backends.iter().filter(|b| self.checker.is_up(&svc.spec.name, b.address)).count().max(1) as u64;
+            let up = svc.spec.backends.iter().filter(|b| self.health.is_up(&svc.spec.name, b.address)).count().max(1) as u64;
             // Each SNAT address has the port range towards each backend and protocol.
             let ports = (SNAT_PORT_MAX as u64 - SNAT_PORT_MIN as u64 + 1) * protos * up * e.snat_ips().count() as u64;
             let stats = counters.stats(e.index);
@@ -301,12 +299,12 @@ impl Gateway {
         for s in self.state.services.values() {
             for b in &s.spec.backends {
                 let flows = match s.backend_slots.get(&b.address) {
-                    Some(slot) => dp.maps.backend_flows(*slot)?.live(),
+                    Some(slot) => c.backend_flows(*slot)?.live(),
                     None => 0,
                 };
                 snap.backends.push(BackendSample {
                     labels: vec![("service".into(), s.spec.name.clone()), ("backend".into(), b.address.to_string())],
-                    up: self.checker.is_up(&s.spec.name, b.address),
+                    up: self.health.is_up(&s.spec.name, b.address),
                     flows,
                 });
             }
@@ -315,21 +313,22 @@ impl Gateway {
     }
 }
 
-pub type Snap = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Snapshot> + Send>> + Send + Sync>;
-
 /// Serve `GET /metrics` on `addr` until the task is dropped.
-pub async fn serve(addr: SocketAddr, snap: Snap) -> anyhow::Result<()> {
+pub async fn serve(addr: SocketAddr, shown: Shown) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving /metrics");
     loop {
         let (stream, _) = listener.accept().await?;
-        let snap = snap.clone();
+        let shown = shown.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let snap = snap.clone();
+                let shown = shown.clone();
                 async move {
                     let resp = if req.uri().path() == "/metrics" {
-                        let body = render(snap().await);
+                        let body = render(shown.now().snapshot().unwrap_or_else(|e| {
+                            tracing::error!(error = %format!("{e:#}"), "metrics snapshot");
+                            Snapshot::default()
+                        }));
                         Response::builder()
                             .header("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
                             .body(Full::new(Bytes::from(body)))

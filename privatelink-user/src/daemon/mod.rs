@@ -1,27 +1,33 @@
-//! The daemon: wires the model, the data plane and the store into a running gateway.
-//! `gateway` holds the state and the loaded data path, `apply` makes changes (two
-//! phases), `views` answers what the CLI shows, `health` checks backends and
-//! `health_loop` runs its probes and records their verdicts, `fleet` joins the fleet
-//! and keeps this node's liveness and routes, `metrics` serves Prometheus, `events`
-//! records and delivers events (logs and webhooks), `sweeper` expires idle flows and
-//! audits the slot accounting on its own thread, `handler` maps each API request to
-//! one of them, and `api` is the wire protocol the CLI speaks.
-//! Uses every other layer; the CLI reaches it only through `api`'s types on a socket.
+//! The daemon: wires the model, the data plane and the store into a running gateway,
+//! as owners that each hold their own state. Writers serialize through `gateway` (the
+//! writer, composed of `record`: store, recorded state, retries; `datapath`: maps,
+//! links, drift repair; `fleet`: membership and routes; `health`: the checker;
+//! `limits`: limit episodes); after each change it publishes a `picture`, from which
+//! `views` and `metrics` answer readers without waiting. `events` delivers what the
+//! recorder committed (logs, webhooks), `sweeper` expires idle flows and audits the
+//! slot accounting on its own thread, `tasks` runs the periodic work, `handler` maps
+//! each API request to a read or a change, and `api` is the wire protocol the CLI
+//! speaks. Uses every other layer; the CLI reaches it only through `api`'s types on a
+//! socket.
 
 pub mod api;
-mod apply;
+mod datapath;
 mod events;
 mod fleet;
 mod gateway;
 mod handler;
 pub mod health;
-mod health_loop;
+mod limits;
 pub mod metrics;
+mod picture;
+mod record;
 mod sweeper;
+mod tasks;
 pub use sweeper::REST_PER_PASS;
 mod views;
 
-pub use gateway::Gateway;
+pub use gateway::{Gateway, Writer};
+pub use picture::{Picture, Shown};
 
 use anyhow::{bail, Context, Result};
 use api::{Request, Response};
@@ -29,7 +35,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     net::{UnixListener, UnixStream},
-    sync::{Mutex, Notify},
+    sync::Notify,
 };
 
 /// Defaults of the daemon's paths (a systemd unit would use the same).
@@ -76,28 +82,28 @@ pub async fn run(opts: Options) -> Result<()> {
     }
     let gw = Gateway::open(opts.clone())?;
     let listener = listen_socket(&opts.socket).await?;
-    tracing::info!(socket = %opts.socket.display(), node = %opts.node, store = %gw.store_description(), bpffs = %opts.bpffs.display(), "privatelink daemon listening");
+    tracing::info!(socket = %opts.socket.display(), node = %opts.node, store = %gw.shown().now().store.describe(), bpffs = %opts.bpffs.display(), "privatelink daemon listening");
     let socket = opts.socket.clone();
-    let sweep = gw.sweep.clone();
-    sweep.set_timeouts(gw.state.gateway.timeouts.into());
+    let shown = gw.shown();
+    let sweep = gw.sweep();
     let sweep_thread = sweeper::spawn(sweep.clone(), SWEEP_INTERVAL);
-    let gw = Arc::new(Mutex::new(gw));
+    let changes = shown.now().store.changes();
+    let writer = Arc::new(Writer::new(gw));
     let stop = Arc::new(Notify::new());
 
-    let checks = tokio::spawn(health_loop::health_loop(gw.clone()));
-    let follow = tokio::spawn(fleet::fleet_loop(gw.clone()));
-    let metrics_server = opts.metrics.map(|addr| spawn_metrics(addr, gw.clone()));
-
-    let ticker = spawn_ticker(gw.clone());
+    let checks = tasks::health_checks(writer.clone());
+    let follow = tasks::follow_fleet(writer.clone(), changes);
+    let ticker = tasks::ticker(writer.clone());
+    let metrics_server = opts.metrics.map(|addr| spawn_metrics(addr, shown.clone()));
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, _) = accepted?;
-                let (gw, stop) = (gw.clone(), stop.clone());
+                let (writer, shown, stop) = (writer.clone(), shown.clone(), stop.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = serve(stream, gw, stop).await {
+                    if let Err(e) = serve(stream, writer, shown, stop).await {
                         tracing::warn!(error = %format!("{e:#}"), "API client");
                     }
                 });
@@ -138,51 +144,29 @@ async fn listen_socket(socket: &std::path::Path) -> Result<UnixListener> {
     Ok(listener)
 }
 
-/// The Prometheus endpoint on `addr`, each scrape a snapshot taken under the lock.
-fn spawn_metrics(addr: std::net::SocketAddr, gw: Arc<Mutex<Gateway>>) -> tokio::task::JoinHandle<()> {
-    let snap: metrics::Snap = Arc::new(move || {
-        let g = gw.clone();
-        Box::pin(async move {
-            g.lock().await.snapshot().unwrap_or_else(|e| {
-                tracing::error!(error = %format!("{e:#}"), "metrics snapshot");
-                metrics::Snapshot::default()
-            })
-        })
-    });
+/// The Prometheus endpoint on `addr`, each scrape from the picture of the moment.
+fn spawn_metrics(addr: std::net::SocketAddr, shown: Shown) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        if let Err(e) = metrics::serve(addr, snap).await {
+        if let Err(e) = metrics::serve(addr, shown).await {
             tracing::error!(error = %format!("{e:#}"), "the metrics server stopped");
         }
     })
 }
 
-/// Routes, drift repair and limit episodes, each second (the sweeper has its thread).
-fn spawn_ticker(gw: Arc<Mutex<Gateway>>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(TICK_INTERVAL);
-        loop {
-            tick.tick().await;
-            if let Err(e) = gw.lock().await.tick() {
-                tracing::error!(error = %format!("{e:#}"), "periodic work");
-            }
-        }
-    })
-}
-
-async fn serve(stream: UnixStream, gw: Arc<Mutex<Gateway>>, stop: Arc<Notify>) -> Result<()> {
+async fn serve(stream: UnixStream, writer: Arc<Writer>, shown: Shown, stop: Arc<Notify>) -> Result<()> {
     let uid = stream.peer_cred()?.uid();
     let (r, mut w) = stream.into_split();
     let mut lines = BufReader::new(r).lines();
     while let Some(line) = lines.next_line().await? {
         let (resp, down) = if uid != 0 {
-            (Response::Err { error: "only root may use the privatelink API".into(), spec_errors: vec![] }, false)
+            (Response::error("only root may use the privatelink API".into()), false)
         } else {
             match serde_json::from_str::<Request>(&line) {
                 Ok(req) => {
                     let down = req == Request::Down;
-                    (gw.lock().await.handle(req), down)
+                    (handler::handle(req, &writer, &shown).await, down)
                 }
-                Err(e) => (Response::Err { error: format!("bad request: {e}"), spec_errors: vec![] }, false),
+                Err(e) => (Response::error(format!("bad request: {e}")), false),
             }
         };
         let mut out = serde_json::to_vec(&resp)?;

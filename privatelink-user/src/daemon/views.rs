@@ -1,41 +1,40 @@
-//! What `get`, `describe`, `stats`, `conntrack list`, `whois` and `status` show: the
-//! recorded state joined with what the data path observes, as the API's view types.
-//! Reads only; never changes the state or the maps (it takes the gateway mutably
-//! only because the one lock hands it out that way).
+//! What `get`, `describe`, `stats`, `conntrack list`, `whois` and `status` show: a
+//! picture's recorded state joined with what the data path counts, as the API's view
+//! types. Functions of a `Picture`: they read, never wait for the writer, and can
+//! change nothing.
 
-use super::{api::*, gateway::Gateway, handler::ok};
+use super::{api::*, picture::Picture};
 use crate::{
-    dataplane::{kernel, loader, maps, monotonic_ns, netlink},
-    model::{dns, fleet::Seat, spec::Backend, state::EndpointState},
+    dataplane::{kernel, maps, monotonic_ns, netlink},
+    model::{dns, fleet, spec::Backend, state::EndpointState},
 };
 use anyhow::{bail, Context, Result};
-use aya::programs::XdpMode;
 use privatelink_common::*;
 use std::{net::Ipv4Addr, sync::atomic::Ordering::Relaxed};
 
-impl Gateway {
-    pub(super) fn get(&mut self, kind: Kind, name: Option<&str>) -> Result<Response> {
+impl Picture {
+    pub fn get(&self, kind: Kind, name: Option<&str>) -> Result<Response> {
         Ok(match kind {
             Kind::Services => {
                 let names: Vec<String> = match name {
                     Some(n) => vec![n.to_string()],
                     None => self.state.services.keys().cloned().collect(),
                 };
-                ok(names.iter().map(|n| self.service_view(n)).collect::<Result<Vec<_>>>()?)
+                Response::ok(names.iter().map(|n| self.service_view(n)).collect::<Result<Vec<_>>>()?)
             }
             Kind::Endpoints => {
                 let names: Vec<String> = match name {
                     Some(n) => vec![n.to_string()],
                     None => self.state.endpoints.keys().cloned().collect(),
                 };
-                ok(names.iter().map(|n| self.endpoint_view(n)).collect::<Result<Vec<_>>>()?)
+                Response::ok(names.iter().map(|n| self.endpoint_view(n)).collect::<Result<Vec<_>>>()?)
             }
             Kind::Nodes => {
                 let rows: Vec<NodeView> = self.nodes()?.into_iter().filter(|v| name.is_none_or(|n| n == v.name)).collect();
                 if let (Some(n), true) = (name, rows.is_empty()) {
                     bail!("no node named `{n}` in the fleet");
                 }
-                ok(rows)
+                Response::ok(rows)
             }
             Kind::Vpcs => {
                 let rows: Vec<VpcView> = self
@@ -48,18 +47,18 @@ impl Gateway {
                         interface: v.spec.interface.clone(),
                         cidr: v.spec.cidr.to_string(),
                         vpc_id: v.vpc_id,
-                        attached: self.links.contains(&v.spec.interface),
+                        attached: self.path.links.iter().any(|l| l.interface == v.spec.interface),
                     })
                     .collect();
                 if let (Some(n), true) = (name, rows.is_empty()) {
                     bail!("no VPC named `{n}`");
                 }
-                ok(rows)
+                Response::ok(rows)
             }
         })
     }
 
-    pub(super) fn service_view(&self, key: &str) -> Result<ServiceView> {
+    pub fn service_view(&self, key: &str) -> Result<ServiceView> {
         let s = self.state.find_service(key).with_context(|| format!("no service named or with id `{key}`"))?;
         let sp = &s.spec;
         Ok(ServiceView {
@@ -83,13 +82,13 @@ impl Gateway {
             description: sp.description.clone(),
             endpoints: self.state.endpoints.values().filter(|e| e.service == sp.name).map(|e| e.spec.name.clone()).collect(),
             created_at: Timestamp::from_unix_secs(s.created_at),
-            failing_open: sp.failing_open(&|n, ip| self.checker.is_up(n, ip)),
+            failing_open: sp.failing_open(&|n, ip| self.health.is_up(n, ip)),
             dns_names: dns::service_names(&self.state, &sp.name),
         })
     }
 
     fn backend_view(&self, service: &str, b: &Backend) -> BackendView {
-        let h = self.checker.backend(service, b.address);
+        let h = self.health.backend(service, b.address);
         let health = match (h.checked, h.up) {
             (false, _) => Health::Unchecked,
             (true, true) => Health::Up,
@@ -98,14 +97,14 @@ impl Gateway {
         BackendView { address: b.address, weight: b.weight, zone: b.zone.clone(), health, last_error: h.last_error }
     }
 
-    pub(super) fn endpoint_view(&self, key: &str) -> Result<EndpointView> {
+    pub fn endpoint_view(&self, key: &str) -> Result<EndpointView> {
         let e = self.state.find_endpoint(key).with_context(|| format!("no endpoint named or with id `{key}`"))?;
         let svc = self.state.services.get(&e.service);
-        let (active, ports_in_use) = match &self.dp {
-            Some(dp) => (dp.maps.active_flows(e.index)?, dp.maps.endpoint_stats(e.index)?.snat_ports_in_use()),
+        let (active, ports_in_use) = match &self.counters {
+            Some(c) => (c.active_flows(e.index)?, c.endpoint_stats(e.index)?.snat_ports_in_use()),
             None => (0, 0),
         };
-        let seat = Seat::of(&self.state, &self.opts.node);
+        let seat = self.seat();
         let mine = self.state.snat_ips_on(e, seat.slice);
         Ok(EndpointView {
             name: e.spec.name.clone(),
@@ -132,12 +131,12 @@ impl Gateway {
         })
     }
 
-    pub(super) fn stats(&mut self) -> Result<StatsView> {
-        let Some(dp) = &self.dp else {
+    pub fn stats(&self) -> Result<StatsView> {
+        let Some(c) = &self.counters else {
             return Ok(StatsView { endpoints: vec![], vpcs: vec![], gateway: Counters::default() });
         };
         let mut endpoints = Vec::new();
-        let counters = dp.maps.endpoint_counters(self.state.endpoint_slots_used())?;
+        let counters = c.endpoint_counters(self.state.endpoint_slots_used())?;
         for e in self.state.endpoints.values() {
             endpoints.push(EndpointStats {
                 endpoint: e.spec.name.clone(),
@@ -156,24 +155,24 @@ impl Gateway {
     }
 
     /// Each VPC interface's counters, and the gateway's: theirs plus the global slot.
-    pub(super) fn vpc_counters(&self) -> Result<(Vec<VpcStats>, Counters)> {
-        let Some(dp) = &self.dp else { return Ok((vec![], Counters::default())) };
-        let mut total = dp.maps.global_stats()?;
+    pub fn vpc_counters(&self) -> Result<(Vec<VpcStats>, Counters)> {
+        let Some(c) = &self.counters else { return Ok((vec![], Counters::default())) };
+        let mut total = c.global_stats()?;
         let mut vpcs = Vec::new();
         for v in self.state.vpcs.values() {
-            let s = dp.maps.vpc_stats(v.vpc_id)?;
+            let s = c.vpc_stats(v.vpc_id)?;
             total.add(&s);
             vpcs.push(VpcStats { vpc: v.spec.name.clone(), counters: s.into() });
         }
         Ok((vpcs, total.into()))
     }
 
-    pub(super) fn flows(&self, keep: impl Fn(&CtValue) -> bool) -> Result<Vec<FlowView>> {
-        let Some(dp) = &self.dp else { return Ok(vec![]) };
+    pub fn flows(&self, keep: impl Fn(&CtValue) -> bool) -> Result<Vec<FlowView>> {
+        let Some(c) = &self.counters else { return Ok(vec![]) };
         let now = monotonic_ns();
         let at = |ip: u32, port_be: u16| HostPort { address: maps::ip_from_raw(ip), port: u16::from_be(port_be) };
         let mut out = Vec::new();
-        for (k, v) in dp.maps.conntrack()? {
+        for (k, v) in c.conntrack()? {
             if v.kind != CT_KIND_FORWARD || !keep(&v) {
                 continue;
             }
@@ -201,7 +200,7 @@ impl Gateway {
     }
 
     /// `conntrack list [--endpoint E]`.
-    pub(super) fn conntrack(&self, endpoint: Option<&str>) -> Result<Vec<FlowView>> {
+    pub fn conntrack(&self, endpoint: Option<&str>) -> Result<Vec<FlowView>> {
         let only = match endpoint {
             Some(e) => Some(self.state.find_endpoint(e).with_context(|| format!("no endpoint named or with id `{e}`"))?.index),
             None => None,
@@ -209,7 +208,7 @@ impl Gateway {
         self.flows(|v| only.is_none_or(|i| v.endpoint == i))
     }
 
-    pub(super) fn whois(&self, snat_ip: Ipv4Addr, port: Option<u16>) -> Result<WhoisView> {
+    pub fn whois(&self, snat_ip: Ipv4Addr, port: Option<u16>) -> Result<WhoisView> {
         let (e, slice) = self
             .state
             .endpoint_by_snat_ip(snat_ip)
@@ -233,75 +232,108 @@ impl Gateway {
         })
     }
 
-    pub(super) fn status(&mut self) -> Result<StatusView> {
+    pub fn status(&self) -> Result<StatusView> {
+        let (st, f, sweep) = (&self.state, &self.path, &self.sweep);
         let mut view = StatusView {
-            data_path_loaded: self.dp.is_some(),
-            program_id: None,
+            data_path_loaded: self.counters.is_some(),
+            program_id: f.program_id,
             interfaces: vec![],
             maps: vec![],
             bpffs: self.opts.bpffs.display().to_string(),
             state_dir: self.opts.state_dir.display().to_string(),
-            generation: self.state.generation,
-            reconciles: self.reconciles,
-            last_reconcile: self.last_reconcile,
-            sweeps: self.sweep.runs.load(Relaxed),
-            expired_flows: self.sweep.expired.load(Relaxed),
-            repaired_links: self.repaired_links,
-            repaired_map_ops: self.repaired_map_ops,
-            repaired_accounting: self.sweep.repairs.load(Relaxed),
+            generation: st.generation,
+            reconciles: f.counts.reconciles,
+            last_reconcile: f.counts.last_reconcile,
+            sweeps: sweep.runs.load(Relaxed),
+            expired_flows: sweep.expired.load(Relaxed),
+            repaired_links: f.counts.repaired_links,
+            repaired_map_ops: f.counts.repaired_map_ops,
+            repaired_accounting: sweep.repairs.load(Relaxed),
             node: self.opts.node.clone(),
             zone: self.opts.zone.clone(),
             store: self.store.describe(),
             store_reachable: self.store.reachable(),
-            nodes_up: self.state.nodes.values().filter(|n| n.up).count().max(1) as u32,
-            announced: self
-                .routes
-                .as_ref()
-                .map(|r| r.published().iter().map(|&(table, address)| RouteView { table, address }).collect())
-                .unwrap_or_default(),
+            nodes_up: st.nodes.values().filter(|n| n.up).count().max(1) as u32,
+            announced: self.routes.iter().map(|&(table, address)| RouteView { table, address }).collect(),
             announce_error: self.route_error.clone(),
-            warnings: self.bpffs_warning.iter().cloned().collect(),
+            warnings: f.warning.iter().cloned().collect(),
         };
-        let Some(dp) = &self.dp else { return Ok(view) };
-        view.program_id = Some(dp.xdp()?.info()?.id());
-        for v in self.state.vpcs.values() {
-            let Some(link) = self.links.get(&v.spec.interface) else { continue };
-            let ifindex = loader::ifindex(&v.spec.interface).unwrap_or(0);
-            let native = self.links.mode(&v.spec.interface) == Some(XdpMode::Driver);
-            if native && netlink::veth_peer_runs_xdp(ifindex) == Some(false) {
+        let Some(cap) = f.ct_capacity else { return Ok(view) };
+        for l in &f.links {
+            if l.native && netlink::veth_peer_runs_xdp(l.ifindex) == Some(false) {
                 view.warnings.push(format!(
                     "{} (VPC {}) is a veth in native XDP mode whose peer runs no XDP program: frames the gateway sends out of it vanish; set vpcs[].xdp_mode to auto or generic",
-                    v.spec.interface, v.spec.name
+                    l.interface, l.vpc
                 ));
             }
-            let arp = kernel::arp_drift(&v.spec.interface);
+            let arp = kernel::arp_drift(&l.interface);
             if !arp.is_empty() {
-                view.warnings.push(format!(
-                    "{} (VPC {}): {}: the kernel answers ARP there for the gateway's addresses in other VPCs",
-                    v.spec.interface,
-                    v.spec.name,
-                    arp.join(", ")
-                ));
+                view.warnings.push(format!("{} (VPC {}): {}: the kernel answers ARP there for the gateway's addresses in other VPCs", l.interface, l.vpc, arp.join(", ")));
             }
             view.interfaces.push(InterfaceView {
-                vpc: v.spec.name.clone(),
-                interface: v.spec.interface.clone(),
-                ifindex,
-                program_id: link.info().map(|i| i.program_id()).unwrap_or(0),
-                link_pinned: self.links.pin_path(&v.spec.interface).display().to_string(),
-                xdp_mode: if native { "native" } else { "generic" }.into(),
+                vpc: l.vpc.clone(),
+                interface: l.interface.clone(),
+                ifindex: l.ifindex,
+                program_id: l.program_id,
+                link_pinned: l.pin_path.clone(),
+                xdp_mode: if l.native { "native" } else { "generic" }.into(),
             });
         }
         // Counted by the sweeper's last pass: a status never walks the table.
-        let (ct, cap) = (self.sweep.entries.load(Relaxed), dp.maps.ct_capacity());
         let fill = |t: &str, used: usize, cap: u32| Fill { table: t.into(), used: used as u64, capacity: cap as u64 };
         view.maps = vec![
-            Fill { table: "conntrack entries".into(), used: ct, capacity: cap as u64 },
-            fill("endpoints", self.state.endpoints.len(), MAX_ENDPOINTS),
-            fill("services", self.state.services.len(), MAX_SERVICES),
-            fill("backends", self.state.services.values().map(|s| s.backend_slots.len()).sum(), MAX_BACKENDS),
-            fill("vpcs", self.state.vpcs.len(), MAX_VPCS - 1),
+            Fill { table: "conntrack entries".into(), used: sweep.entries.load(Relaxed), capacity: cap as u64 },
+            fill("endpoints", st.endpoints.len(), MAX_ENDPOINTS),
+            fill("services", st.services.len(), MAX_SERVICES),
+            fill("backends", st.services.values().map(|s| s.backend_slots.len()).sum(), MAX_BACKENDS),
+            fill("vpcs", st.vpcs.len(), MAX_VPCS - 1),
         ];
         Ok(view)
+    }
+
+    /// `describe node NAME`.
+    pub fn node(&self, name: &str) -> Result<NodeView> {
+        self.nodes()?.into_iter().find(|n| n.name == name).ok_or_else(|| anyhow::anyhow!("no node named `{name}` in the fleet"))
+    }
+
+    /// `get nodes`: every recorded node, with what its registration says when alive.
+    pub fn nodes(&self) -> Result<Vec<NodeView>> {
+        let shared = self.store.shared();
+        let beats = if shared { self.store.beats()? } else { Vec::new() };
+        let mut out = Vec::new();
+        for (name, r) in &self.state.nodes {
+            let me = *name == self.opts.node;
+            let beat = beats.iter().find(|b| b.name == *name);
+            let (interfaces, flows, last) = match (me, beat) {
+                (true, _) if !shared => (self.path.links.iter().map(|l| l.interface.clone()).collect(), self.live_flows(), None),
+                (_, Some(b)) => (b.interfaces.clone(), b.flows, Some(Timestamp(b.at_ms))),
+                (_, None) => (Vec::new(), 0, None),
+            };
+            let state = match (r.up, !shared || beat.is_some()) {
+                (true, true) => "up",
+                // Its lease ran out; the others have not recorded it yet.
+                (true, false) => "unreachable",
+                (false, true) => "joining",
+                (false, false) => "down",
+            };
+            out.push(NodeView {
+                name: name.clone(),
+                zone: r.zone.clone(),
+                state: state.into(),
+                slice: r.slice,
+                snat_slices: fleet::snat_slices_of(&self.state, r.slice),
+                interfaces,
+                flows,
+                last_heartbeat: last,
+                this_node: me,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Flows this node holds now (the data path's count of every endpoint's).
+    fn live_flows(&self) -> u64 {
+        let Some(c) = &self.counters else { return 0 };
+        self.state.endpoints.values().filter_map(|e| c.active_flows(e.index).ok()).sum()
     }
 }

@@ -1,6 +1,7 @@
 //! The reconciler: reads what the live maps hold, diffs it against what the state
 //! calls for (`tables`), and writes only the difference, in `tables::diff`'s safe
-//! order. Decides nothing itself.
+//! order; `step` writes the difference between two wanted sets when the first is known
+//! to be in the maps. Decides nothing itself.
 
 use super::{
     error::Result,
@@ -45,7 +46,13 @@ pub struct Report {
 /// prefix of the ordered writes, which is safe, and the next reconcile finishes it.
 pub fn reconcile(maps: &mut Maps, want: &Tables) -> Result<Report> {
     let have = observe(maps)?;
-    let ops = tables::diff(want, &have);
+    step(maps, want, &have)
+}
+
+/// Write what turns `have` (known to be what the maps hold: the last `want` written in
+/// full) into `want`, without reading the maps back.
+pub fn step(maps: &mut Maps, want: &Tables, have: &Tables) -> Result<Report> {
+    let ops = tables::diff(want, have);
     let mut report = Report { ops: ops.len(), writes: 0 };
     for op in &ops {
         report.writes += write(maps, op)?;

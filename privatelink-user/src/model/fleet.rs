@@ -45,6 +45,20 @@ impl Seat {
     }
 }
 
+/// Slice `k` of every SNAT range in use (the gateway's and the services' own), as
+/// text: what `get nodes` shows of a node.
+pub fn snat_slices_of(st: &State, k: u32) -> Vec<String> {
+    let n = st.snat_slices();
+    let mut ranges = vec![st.gateway.snat_range];
+    for s in st.services.values() {
+        let r = st.snat_range_of(&s.spec);
+        if !ranges.contains(&r) {
+            ranges.push(r);
+        }
+    }
+    ranges.into_iter().map(|r| slice_range(r, n, k).to_string()).collect()
+}
+
 /// The routes the node in `seat` publishes, as (table, address): the address of every
 /// endpoint it serves (pending and rejected ones too: the gateway answers them) whose
 /// VPC has an announce table and whose two interfaces carry the data path
@@ -142,6 +156,34 @@ pub fn liveness(st: &State, me: &str, live: &[String]) -> Option<(State, Vec<Eve
         }
     }
     (!events.is_empty()).then_some((next, events))
+}
+
+/// The record of a lone gateway (the embedded store): one node, `me`, slice 0, up.
+/// Cuts recorded for another name (the host was renamed) become `me`'s. None when the
+/// record already says so.
+pub fn alone(st: &State, me: &str, zone: Option<&str>) -> Option<(State, Vec<Event>)> {
+    let r = st.nodes.get(me);
+    if st.nodes.len() == 1 && r.is_some_and(|r| r.slice == 0 && r.up && r.zone.as_deref() == zone) {
+        return None;
+    }
+    let mut next = st.clone();
+    let mut owed = super::state::Cuts::default();
+    for (name, c) in std::mem::take(&mut next.cuts) {
+        if name != me {
+            owed.endpoints.extend(c.endpoints);
+            owed.backends.extend(c.backends);
+        } else {
+            next.cuts.insert(name, c);
+        }
+    }
+    if !owed.is_empty() {
+        let c = next.cuts.entry(me.to_string()).or_default();
+        c.endpoints.extend(owed.endpoints);
+        c.backends.extend(owed.backends);
+    }
+    next.nodes.clear();
+    next.nodes.insert(me.to_string(), NodeRecord { slice: 0, zone: zone.map(str::to_string), up: true, since_ms: unix_now_ms() });
+    Some((next, Vec::new()))
 }
 
 /// Remove a node that is gone for good (its slice becomes free).
@@ -250,6 +292,22 @@ mod tests {
         let st = crate::model::plan::finish(crate::model::plan_spec(&spec, None, &State::default(), &env).unwrap().state);
         assert!(announced(&st, &z2, &all, true).contains(&(100, ip("10.0.0.53"))));
         assert!(!announced(&st, &z2, &|i| i != "gw-c", true).contains(&(100, ip("10.0.0.53"))));
+    }
+
+    #[test]
+    fn alone_takes_the_one_record_and_the_cuts_of_an_old_name() {
+        let mut st = State::default();
+        st.nodes.insert("old".into(), NodeRecord { slice: 3, zone: None, up: false, since_ms: 0 });
+        st.cuts.entry("old".into()).or_default().endpoints.insert(7);
+        let (next, events) = alone(&st, "gw", Some("z1")).expect("renamed: a new record");
+        assert!(events.is_empty());
+        assert_eq!(next.nodes.keys().collect::<Vec<_>>(), ["gw"]);
+        let r = &next.nodes["gw"];
+        assert_eq!((r.slice, r.up, r.zone.as_deref()), (0, true, Some("z1")));
+        assert_eq!(next.cuts.keys().collect::<Vec<_>>(), ["gw"], "the old name's cuts are owed by the new one");
+        assert!(next.cuts["gw"].endpoints.contains(&7));
+        assert_eq!(alone(&next, "gw", Some("z1")), None, "already alone: nothing to record");
+        assert!(alone(&next, "gw", None).is_some(), "a new zone is recorded");
     }
 
     #[test]

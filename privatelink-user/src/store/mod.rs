@@ -25,7 +25,7 @@ use std::path::PathBuf;
 const SCHEMA: u64 = 1;
 
 /// Where the recorded state lives.
-pub trait Store: Send {
+pub trait Store: Send + Sync {
     /// The recorded state (empty for a fresh store).
     fn load(&self) -> Result<State, StoreError>;
 

@@ -58,6 +58,20 @@ pub enum Response {
     Err { error: String, #[serde(default, skip_serializing_if = "Vec::is_empty")] spec_errors: Vec<SpecError> },
 }
 
+impl Response {
+    /// An answer: `v` in JSON.
+    pub fn ok<T: Serialize>(v: T) -> Response {
+        match serde_json::to_value(v) {
+            Ok(ok) => Response::Ok { ok },
+            Err(e) => Response::error(format!("encoding the answer: {e}")),
+        }
+    }
+    /// A failure, with no spec errors.
+    pub fn error(error: String) -> Response {
+        Response::Err { error, spec_errors: vec![] }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ApplyResult {
     pub dry_run: bool,

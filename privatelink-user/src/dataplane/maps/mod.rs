@@ -5,8 +5,9 @@
 //! reconciler and tests do.
 
 mod read;
+mod reader;
 
-pub use read::EndpointCounters;
+pub use reader::{EndpointCounters, Reader};
 
 use super::{
     error::{Error, Result},
@@ -46,23 +47,27 @@ pub struct Maps {
     ct: HashMap<MapData, CtKey, CtValue>,
     snat_ranges: LpmTrie<MapData, SnatRangeKey, u32>,
     ep_stats: PerCpuArray<MapData, Stats>,
-    global_stats: PerCpuArray<MapData, Stats>,
-    vpc_stats: PerCpuArray<MapData, Stats>,
-    backend_flows: PerCpuArray<MapData, BackendFlows>,
     ep_snat: Array<MapData, u32>,
     dns: LpmTrie<MapData, DnsName, DnsEntry>,
-    dns_stats: PerCpuArray<MapData, DnsStats>,
     sg_sets: HashMap<MapData, u32, SgSet>,
     rates: Array<MapData, Rate>,
     tats: Array<MapData, u64>,
-    /// Memory views of the arrays read whole (drift repair, scrapes).
+    /// Memory views of the arrays read whole (drift repair).
     views: Views,
+    /// The counters and the flow table, read-only (`Maps` reads through it).
+    read: Reader,
+}
+
+impl std::ops::Deref for Maps {
+    type Target = Reader;
+    fn deref(&self) -> &Reader {
+        &self.read
+    }
 }
 
 /// The mmap-able arrays, mapped read-only.
 struct Views {
     endpoints: Mapped,
-    ep_use: Mapped,
     services: Mapped,
     backends: Mapped,
     maglev: Mapped,
@@ -117,13 +122,26 @@ impl Maps {
         let rates = take(ebpf, MAP_EP_RATE)?;
         let views = Views {
             endpoints: view(&endpoints, MAP_ENDPOINTS, MAX_ENDPOINTS)?,
-            ep_use: view(&ep_use, MAP_EP_USE, MAX_ENDPOINTS)?,
             services: view(&services, MAP_SERVICES, MAX_SERVICES)?,
             backends: view(&backends, MAP_BACKENDS, MAX_BACKENDS)?,
             maglev: view(&maglev, MAP_MAGLEV, MAX_SERVICES * MAGLEV_SIZE)?,
             ep_snat: view(&ep_snat, MAP_EP_SNAT, MAX_ENDPOINTS * MAX_SNAT_PER_ENDPOINT)?,
             rates: view(&rates, MAP_EP_RATE, MAX_ENDPOINTS)?,
         };
+        let ct: HashMap<MapData, CtKey, CtValue> = take(ebpf, MAP_CT)?;
+        let ep_stats: PerCpuArray<MapData, Stats> = take(ebpf, MAP_EP_STATS)?;
+        let dup = |fd: std::os::fd::BorrowedFd<'_>, what: &'static str| fd.try_clone_to_owned().map_err(|source| Error::Sys { what, source });
+        use std::os::fd::AsFd;
+        let read = Reader::new(reader::Sources {
+            ep_stats: reader::again(&ep_stats, MAP_EP_STATS)?,
+            global_stats: take(ebpf, MAP_GLOBAL_STATS)?,
+            vpc_stats: take(ebpf, MAP_VPC_STATS)?,
+            backend_flows: take(ebpf, MAP_BACKEND_FLOWS)?,
+            dns_stats: take(ebpf, MAP_DNS_STATS)?,
+            ep_use: dup(ep_use.map().fd().as_fd(), MAP_EP_USE)?,
+            ct: dup(ct.map().fd().as_fd(), MAP_CT)?,
+            ct_capacity: ct.map().info().map(|i| i.max_entries()).unwrap_or(0),
+        })?;
         Ok(Maps {
             vpcs: take(ebpf, MAP_VPCS)?,
             ep_ips: take(ebpf, MAP_EP_IPS)?,
@@ -134,19 +152,16 @@ impl Maps {
             services,
             backends,
             maglev,
-            ct: take(ebpf, MAP_CT)?,
+            ct,
             snat_ranges: take(ebpf, MAP_SNAT_RANGES)?,
-            ep_stats: take(ebpf, MAP_EP_STATS)?,
-            global_stats: take(ebpf, MAP_GLOBAL_STATS)?,
-            vpc_stats: take(ebpf, MAP_VPC_STATS)?,
-            backend_flows: take(ebpf, MAP_BACKEND_FLOWS)?,
+            ep_stats,
             ep_snat,
             dns: take(ebpf, MAP_DNS)?,
-            dns_stats: take(ebpf, MAP_DNS_STATS)?,
             sg_sets: take(ebpf, MAP_SG_SETS)?,
             rates,
             tats: take(ebpf, MAP_EP_TAT)?,
             views,
+            read,
         })
     }
 
@@ -179,18 +194,6 @@ impl Maps {
         let key = EpIpKey { ip_be: ip_raw(ip), vpc_id, _pad: 0 };
         remove_ok(self.ep_ips.remove(&key), MAP_EP_IPS)
     }
-    /// Live flows holding a slot of endpoint `index`, as the limit check sees them (read
-    /// from memory: no syscall).
-    pub fn active_flows(&self, index: u32) -> Result<u64> {
-        Ok(self.endpoint_use(index)?.open)
-    }
-    /// What endpoint `index` holds: slots, half-open connections, flows in the table
-    /// (read from memory: no syscall).
-    pub fn endpoint_use(&self, index: u32) -> Result<EpUse> {
-        check_index(MAP_EP_USE, index, MAX_ENDPOINTS)?;
-        Ok(self.views.ep_use.get(index))
-    }
-
     // ---- services ----
     pub fn set_service(&mut self, index: u32, info: ServiceInfo) -> Result<()> {
         check_index(MAP_SERVICES, index, MAX_SERVICES)?;
@@ -272,23 +275,7 @@ impl Maps {
         let (key, len) = dns_key(vpc_id, name).ok_or(Error::DnsName(name.to_string()))?;
         remove_ok(self.dns.remove(&Key::new(dns_prefix_bits(len), key)), MAP_DNS)
     }
-    /// Answers sent from VPC `vpc_id`'s DNS address, per `DnsStats` slot, summed over CPUs.
-    pub fn dns_stats(&self, vpc_id: u16) -> Result<DnsStats> {
-        let per_cpu = self.dns_stats.get(&(vpc_id as u32), 0).map_err(err(MAP_DNS_STATS))?;
-        let mut total = DnsStats::default();
-        for s in per_cpu.iter() {
-            for (t, v) in total.answers.iter_mut().zip(s.answers) {
-                *t += v;
-            }
-        }
-        Ok(total)
-    }
-
     // ---- conntrack ----
-    /// The whole table (read in batches).
-    pub fn conntrack(&self) -> Result<Vec<(CtKey, CtValue)>> {
-        read_conntrack(self.ct_fd())
-    }
     pub fn ct_get(&self, key: &CtKey) -> Result<Option<CtValue>> {
         absent_ok(self.ct.get(key, 0), MAP_CT)
     }
@@ -340,9 +327,6 @@ impl Maps {
             _ => return Err(Error::Missing { kind: "counter map", name: map }),
         };
         super::sys::Counters::new(fd, bytes).map_err(|source| Error::Sys { what: map, source })
-    }
-    pub fn ct_capacity(&self) -> u32 {
-        self.ct.map().info().map(|i| i.max_entries()).unwrap_or(0)
     }
 
 }

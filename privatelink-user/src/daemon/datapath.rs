@@ -1,0 +1,229 @@
+//! The data path as the daemon holds it: the loaded object and its maps, the XDP links,
+//! the backends' next hops, the wanted tables last written (a change then writes only
+//! its difference), and its counts of reconciles and repairs. It takes a state in and
+//! changes nothing but maps, links and neighbours; it publishes no route.
+
+use super::sweeper::SweepShared;
+use crate::{
+    dataplane::{
+        bpffs, kernel,
+        links::{self, Links},
+        loader::{self, Dataplane, LoadOptions},
+        maps::Reader,
+        reconcile::{self, Report},
+        sweep::Scope,
+        tables::{self, Tables, Up},
+    },
+    model::{fleet::Seat, spec::XdpSetting, state::State},
+};
+use anyhow::{Context, Result};
+use aya::programs::XdpMode;
+use std::{path::PathBuf, sync::Arc};
+
+/// Reconciles and drift repairs so far.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counts {
+    pub reconciles: u64,
+    pub last_reconcile: Option<Report>,
+    pub last_reconcile_seconds: f64,
+    /// Links re-attached, map operations rewritten.
+    pub repaired_links: u64,
+    pub repaired_map_ops: u64,
+}
+
+/// One VPC interface's link, as `status` shows it.
+#[derive(Clone, Debug)]
+pub struct LinkFacts {
+    pub vpc: String,
+    pub interface: String,
+    pub ifindex: u32,
+    pub program_id: u32,
+    pub pin_path: String,
+    pub native: bool,
+}
+
+/// What readers may know of the data path (a value: copied into each picture).
+#[derive(Clone, Debug, Default)]
+pub struct PathFacts {
+    pub program_id: Option<u32>,
+    pub links: Vec<LinkFacts>,
+    pub ct_capacity: Option<u32>,
+    pub counts: Counts,
+    /// Why the pins would not outlive the daemon, found at start.
+    pub warning: Option<String>,
+}
+
+pub struct DataPath {
+    bpffs: PathBuf,
+    dp: Option<Dataplane>,
+    /// Read-only handles for the readers (descriptors of their own).
+    reader: Option<Arc<Reader>>,
+    links: Links,
+    neighbours: kernel::Neighbours,
+    /// The tables last written whole (None: unknown, the next write reads back first),
+    /// and the generation of the state they were computed from.
+    written: Option<Tables>,
+    written_generation: Option<u64>,
+    /// The sweeper thread's handles and counters.
+    sweep: Arc<SweepShared>,
+    counts: Counts,
+    warning: Option<String>,
+}
+
+impl DataPath {
+    /// The bpffs directory made ready; nothing loaded yet.
+    pub fn open(bpffs: PathBuf) -> Result<DataPath> {
+        bpffs::ensure_bpffs(&bpffs)?;
+        let warning = bpffs::pins_die_with_us(&bpffs);
+        if let Some(w) = &warning {
+            tracing::warn!("{w}");
+        }
+        let links = Links::new(&bpffs);
+        Ok(DataPath { bpffs, dp: None, reader: None, links, neighbours: Default::default(), written: None, written_generation: None, sweep: Default::default(), counts: Counts::default(), warning })
+    }
+
+    pub fn loaded(&self) -> bool {
+        self.dp.is_some()
+    }
+
+    /// Load the object (or adopt its pinned maps) unless it is loaded.
+    pub fn load(&mut self, ct_capacity: i64) -> Result<()> {
+        if self.dp.is_some() {
+            return Ok(());
+        }
+        let opts = LoadOptions { ct_capacity: ct_capacity as u32, pin_dir: Some(bpffs::maps_dir(&self.bpffs)) };
+        let dp = Dataplane::load(&opts).context("loading the data path")?;
+        self.sweep.install(dp.sweeper()?);
+        self.reader = Some(Arc::new(dp.maps.try_clone()?));
+        self.dp = Some(dp);
+        self.written = None;
+        Ok(())
+    }
+
+    fn dp(&mut self) -> Result<&mut Dataplane> {
+        self.dp.as_mut().context("no spec has been applied yet: the data path is not loaded")
+    }
+
+    pub fn sweep(&self) -> &Arc<SweepShared> {
+        &self.sweep
+    }
+
+    pub fn reader(&self) -> Option<Arc<Reader>> {
+        self.reader.clone()
+    }
+
+    /// Read the maps back and write what differs from what `st` calls for.
+    pub fn reconcile(&mut self, st: &State, seat: &Seat, up: Up) -> Result<Report> {
+        self.written = None;
+        self.step(st, seat, up)
+    }
+
+    /// Write what `st` calls for beyond the tables last written (read back first when
+    /// those are unknown: at load, or after a failed write).
+    pub fn step(&mut self, st: &State, seat: &Seat, up: Up) -> Result<Report> {
+        let started = std::time::Instant::now();
+        let want = tables::desired(st, seat, &links::interface, up);
+        let known = self.written.take();
+        let maps = &mut self.dp()?.maps;
+        let r = match &known {
+            Some(have) => reconcile::step(maps, &want, have)?,
+            None => reconcile::reconcile(maps, &want)?,
+        };
+        self.neighbours.ensure(want.backend_hops());
+        self.written = Some(want);
+        self.written_generation = Some(st.generation);
+        let c = &mut self.counts;
+        c.reconciles += 1;
+        c.last_reconcile = Some(r);
+        c.last_reconcile_seconds = started.elapsed().as_secs_f64();
+        if r.ops > 0 {
+            tracing::info!(ops = r.ops, writes = r.writes, seconds = c.last_reconcile_seconds, "wrote the maps");
+        }
+        Ok(r)
+    }
+
+    /// Whether the maps were last written from another state than `st` (or never).
+    pub fn behind(&self, st: &State) -> bool {
+        self.written_generation != Some(st.generation)
+    }
+
+    /// Attach (or re-adopt) the XDP link of every VPC interface of `st`; drop the links
+    /// of interfaces no longer in it.
+    pub fn ensure_links(&mut self, st: &State) -> Result<()> {
+        let wanted: Vec<(String, XdpSetting)> = st.vpcs.values().map(|v| (v.spec.interface.clone(), v.spec.xdp_mode)).collect();
+        let dp = self.dp.as_mut().context("no spec has been applied yet: the data path is not loaded")?;
+        Ok(self.links.ensure(dp, &wanted)?)
+    }
+
+    /// Make links and maps what `st` says again: a link detached by hand is attached
+    /// anew, map entries changed or removed by hand are rewritten.
+    pub fn repair(&mut self, st: &State, seat: &Seat, up: Up) -> Result<()> {
+        if self.dp.is_none() {
+            return Ok(());
+        }
+        for name in self.links.drop_detached() {
+            tracing::warn!(interface = %name, "the XDP link was detached by hand: attaching it again");
+            self.counts.repaired_links += 1;
+        }
+        self.ensure_links(st)?;
+        let r = self.reconcile(st, seat, up)?;
+        if r.ops > 0 {
+            tracing::warn!(ops = r.ops, writes = r.writes, "the maps had drifted from the recorded state: repaired");
+            self.counts.repaired_map_ops += r.ops as u64;
+        }
+        Ok(())
+    }
+
+    /// Remove the flows `scope` names now (one pass over the table). How many.
+    pub fn cut(&mut self, scope: Scope) -> Result<u64> {
+        let Some(dp) = &self.dp else { return Ok(0) };
+        let r = dp.sweep(scope)?;
+        self.sweep.count_expired(r.expired);
+        Ok(r.expired)
+    }
+
+    /// Detach from every interface and remove every pin.
+    pub fn down(&mut self) -> Result<()> {
+        self.links.detach_all()?;
+        self.reader = None;
+        self.dp = None;
+        self.written = None;
+        self.written_generation = None;
+        Ok(bpffs::remove_pins(&self.bpffs)?)
+    }
+
+    /// The interfaces with a link held now.
+    pub fn attached(&self) -> Vec<String> {
+        self.links.attached()
+    }
+
+    pub fn contains(&self, interface: &str) -> bool {
+        self.links.contains(interface)
+    }
+
+    /// Flows this node holds now (the data path's count of every endpoint's).
+    pub fn live_flows(&self, st: &State) -> u64 {
+        let Some(r) = &self.reader else { return 0 };
+        st.endpoints.values().filter_map(|e| r.active_flows(e.index).ok()).sum()
+    }
+
+    /// What readers may know now.
+    pub fn facts(&self, st: &State) -> PathFacts {
+        let mut f = PathFacts { counts: self.counts, warning: self.warning.clone(), ..Default::default() };
+        let Some(dp) = &self.dp else { return f };
+        f.program_id = dp.xdp().ok().and_then(|p| p.info().ok()).map(|i| i.id());
+        f.ct_capacity = Some(dp.maps.ct_capacity());
+        for v in st.vpcs.values() {
+            let Some(link) = self.links.get(&v.spec.interface) else { continue };
+            f.links.push(LinkFacts {
+                vpc: v.spec.name.clone(),
+                interface: v.spec.interface.clone(),
+                ifindex: loader::ifindex(&v.spec.interface).unwrap_or(0),
+                program_id: link.info().map(|i| i.program_id()).unwrap_or(0),
+                pin_path: self.links.pin_path(&v.spec.interface).display().to_string(),
+                native: self.links.mode(&v.spec.interface) == Some(XdpMode::Driver),
+            });
+        }
+        f
+    }
+}

@@ -1,0 +1,153 @@
+//! Applying changes, in two phases so a crash anywhere is finished by the next start:
+//! validate -> plan -> commit phase 1 -> reconcile -> commit phase 2 -> write the
+//! difference -> publish routes once. The provider's decisions (accept, reject) and
+//! deletes go the same way.
+
+use super::Gateway;
+use crate::{
+    daemon::{
+        api::{ApplyResult, One, Response, SpecError},
+        record::{is_conflict, MAX_TRIES},
+    },
+    dataplane::{links, loader, reconcile::Report},
+    model::{
+        plan::{self, Planned},
+        plan_spec,
+        spec::{self, Spec},
+        state::State,
+        validate::Env,
+        yaml::Doc,
+    },
+};
+use anyhow::Result;
+use std::{borrow::Cow, sync::Arc};
+
+impl Gateway {
+    /// `apply -f`: the spec text is parsed (or its last parse reused), then applied.
+    pub fn apply_text(&mut self, text: String, dry_run: bool) -> Response {
+        let cached = self.parsed.as_ref().filter(|(t, _)| *t == text).map(|(_, p)| p.clone());
+        let parsed = match cached {
+            Some(p) => p,
+            None => match spec::read_all(&text) {
+                Ok((p, doc)) if p.errors.is_empty() => {
+                    let p = Arc::new((p.spec, doc));
+                    self.parsed = Some((text, p.clone()));
+                    p
+                }
+                // Parts did not read: the rules still run on the rest, for one report.
+                Ok((p, doc)) => return self.with_env(|env| spec_errors(crate::model::all_errors(&p, &doc, self.rec.state(), env))),
+                Err(errors) => return spec_errors(errors),
+            },
+        };
+        self.retry_apply(|_| Ok(Cow::Borrowed(&parsed.0)), Some(&parsed.1), dry_run).unwrap_or_else(|e| Response::error(format!("{e:#}")))
+    }
+
+    /// `f` given what the host answers: the live conntrack size, interfaces and their
+    /// addresses.
+    fn with_env<R>(&self, f: impl FnOnce(&Env) -> R) -> R {
+        let ct = self.path.reader().map(|r| r.ct_capacity());
+        let own = |i: &str| links::interface(i).map(|f| f.addrs).unwrap_or_default();
+        f(&Env { ct_capacity: ct, interface_exists: &|i| loader::ifindex(i).is_ok(), gateway_addrs: &own })
+    }
+
+    /// Apply the spec `spec_of` makes of the recorded state, computed anew (from the
+    /// new state) each time another node's commit came first.
+    fn retry_apply<'s>(&mut self, mut spec_of: impl FnMut(&State) -> Result<Cow<'s, Spec>>, doc: Option<&Doc>, dry_run: bool) -> Result<Response> {
+        for attempt in 1..=MAX_TRIES {
+            let st = self.rec.state().clone();
+            let s = spec_of(&st)?;
+            let planned = match self.with_env(|env| plan_spec(&s, doc, &st, env)) {
+                Ok(p) => p,
+                Err(errors) => return Ok(spec_errors(errors)),
+            };
+            if dry_run {
+                return Ok(Response::ok(ApplyResult { dry_run, changes: planned.changes, reconcile: Report::default() }));
+            }
+            match self.run_plan(planned) {
+                Ok(r) => return Ok(Response::ok(r)),
+                Err(e) if is_conflict(&e) && attempt < MAX_TRIES => self.reload()?,
+                Err(e) => return Err(e),
+            }
+        }
+        anyhow::bail!("other nodes kept changing the state: gave up after {MAX_TRIES} tries")
+    }
+
+    fn run_plan(&mut self, p: Planned) -> Result<ApplyResult> {
+        let Planned { mut state, changes, reset } = p;
+        if state == **self.rec.state() && !plan::unfinished(self.rec.state()) && self.path.loaded() {
+            // Nothing to record; the maps are still checked (and written only if they
+            // drifted).
+            let r = self.reconcile()?;
+            self.publish_routes(false);
+            return Ok(ApplyResult { dry_run: false, changes, reconcile: r });
+        }
+        // Flows to cut are part of the committed state (finished at start after a crash).
+        state.cut(reset, []);
+        let before = self.rec.state().clone();
+        let committed = self.rec.commit(state, Vec::new());
+        self.followed(&before);
+        committed?;
+        self.path.load(self.rec.state().gateway.conntrack_capacity)?;
+        let first = self.reconcile()?;
+        self.finish_cuts()?;
+        self.path.ensure_links(self.rec.state())?;
+        let second = self.finish_apply()?;
+        self.publish_routes(false);
+        let reconcile = Report { ops: first.ops + second.ops, writes: first.writes + second.writes };
+        Ok(ApplyResult { dry_run: false, changes, reconcile })
+    }
+
+    /// Phase 2 of an apply (also run at start when a crash interrupted one): the flows
+    /// of endpoints being deleted go while they are inactive, then they are.
+    pub(super) fn finish_apply(&mut self) -> Result<Report> {
+        self.sweep_deleting()?;
+        self.transact(|st| Ok(plan::unfinished(st).then(|| (plan::finish(st.clone()), Vec::new()))))?;
+        let r = self.write_maps()?;
+        self.path.ensure_links(self.rec.state())?;
+        Ok(r)
+    }
+
+    /// `accept ENDPOINT`: the provider approves the connection.
+    pub fn accept(&mut self, endpoint: &str) -> Result<()> {
+        self.transact(|st| Ok(Some((plan::accept(st, endpoint)?, Vec::new()))))?;
+        self.write_maps()?;
+        self.publish_routes(false);
+        Ok(())
+    }
+
+    /// `reject ENDPOINT`: live flows are cut when the service says `on_revoke: reset`.
+    pub fn reject(&mut self, endpoint: &str) -> Result<()> {
+        self.transact(|st| {
+            let (mut next, cut) = plan::reject(st, endpoint)?;
+            next.cut(cut, []);
+            Ok(Some((next, Vec::new())))
+        })?;
+        self.write_maps()?;
+        self.finish_cuts()?;
+        self.publish_routes(false);
+        Ok(())
+    }
+
+    /// `delete endpoint|service NAME`: the recorded spec without it, applied.
+    pub fn delete(&mut self, kind: One, name: &str, force: bool) -> Result<Response> {
+        self.retry_apply(
+            |st| {
+                Ok(Cow::Owned(match kind {
+                    One::Endpoint => plan::without_endpoint(st, name)?,
+                    One::Service => plan::without_service(st, name, force)?,
+                    One::Node => anyhow::bail!("nodes are deleted on their own"),
+                }))
+            },
+            None,
+            false,
+        )
+    }
+}
+
+/// Every error of a spec, in the order of its text.
+pub fn spec_errors(mut errors: Vec<SpecError>) -> Response {
+    crate::model::spec::sort(&mut errors);
+    let n = errors.len();
+    let error = format!("the spec has {n} error{}; nothing was applied", if n == 1 { "" } else { "s" });
+    Response::Err { error, spec_errors: errors }
+}

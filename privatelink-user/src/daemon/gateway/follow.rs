@@ -1,0 +1,102 @@
+//! Keeping up: with this node's seat in the fleet (joining, its registration, the
+//! others' liveness, removing a node gone for good), with other nodes' commits, and
+//! with the health checker's verdicts. Each ends with the maps written and, where the
+//! state changed, the routes published.
+
+use super::Gateway;
+use crate::{daemon::health::Target, model::{fleet, health}};
+use anyhow::Result;
+
+impl Gateway {
+    /// Take (or keep) this node's seat in the recorded state, and register.
+    pub(super) fn join(&mut self) -> Result<()> {
+        let fleet = &self.fleet;
+        let before = self.rec.state().clone();
+        let r = self.rec.transact(|st| fleet.join(st));
+        self.followed(&before);
+        r?;
+        self.beat();
+        Ok(())
+    }
+
+    fn beat(&self) {
+        self.fleet.beat(self.path.attached(), self.path.live_flows(self.rec.state()));
+    }
+
+    /// Take the store's latest state (committing nothing).
+    pub(super) fn reload(&mut self) -> Result<()> {
+        let before = self.rec.state().clone();
+        self.rec.reload()?;
+        self.followed(&before);
+        Ok(())
+    }
+
+    /// After other nodes' changes: follow them into the maps and links, then do this
+    /// node's part (cut its flows of revoked endpoints and of backends gone down; sweep
+    /// its flows of endpoints being deleted).
+    pub fn catch_up(&mut self) -> Result<()> {
+        self.reload()?;
+        if self.rec.state().vpcs.is_empty() && !self.path.loaded() {
+            return Ok(());
+        }
+        if self.path.behind(self.rec.state()) {
+            self.path.load(self.rec.state().gateway.conntrack_capacity)?;
+            self.write_maps()?;
+            self.path.ensure_links(self.rec.state())?;
+            self.publish_routes(false);
+        }
+        self.sweep_deleting()?;
+        self.finish_cuts()
+    }
+
+    /// Once a second: publish this node's registration, and record which nodes are
+    /// alive (a change moves every node's share of the limits).
+    pub fn fleet_tick(&mut self) -> Result<()> {
+        self.beat();
+        let Some(live) = self.fleet.alive() else { return Ok(()) };
+        let me = self.opts.node.clone();
+        if self.transact(|st| Ok(fleet::liveness(st, &me, &live)))? && self.path.loaded() {
+            self.write_maps()?;
+        }
+        Ok(())
+    }
+
+    /// `delete node NAME`: forget a node that is gone for good (its slice is free).
+    pub fn remove_node(&mut self, name: &str) -> Result<()> {
+        let live = self.fleet.alive_now()?;
+        self.transact(|st| Ok(Some(fleet::remove(st, name, &live)?)))?;
+        if self.path.loaded() {
+            self.write_maps()?;
+        }
+        self.publish_routes(false);
+        Ok(())
+    }
+
+    /// A health probe finished: on a flip, record it, rewrite the backend tables, cut
+    /// the backend's flows where the service says so, and show readers the result (a
+    /// probe that flips nothing waits for the next tick's picture).
+    pub fn health_result(&mut self, target: &Target, result: Result<(), String>) -> Result<()> {
+        let Some(flip) = self.health.record(target, result) else { return Ok(()) };
+        let users = self.health.users(target);
+        // The flip, the flows it cuts and its events are recorded together; in a fleet
+        // another node may have recorded the same flip already (then nothing is).
+        let checker = &self.health;
+        let st = self.rec.state().clone();
+        let open: Vec<&String> = users.iter().filter(|svc| st.services.get(*svc).is_some_and(|s| s.spec.failing_open(&|n, ip| checker.is_up(n, ip)))).collect();
+        let verdict = health::Flip { ip: target.ip, up: flip.up, error: flip.error.as_deref() };
+        let changed = self.transact(|st| Ok(health::record(st, &users, &verdict, &open)))?;
+        if self.path.loaded() {
+            self.write_maps()?;
+            if changed {
+                self.finish_cuts()?;
+            }
+        }
+        self.show();
+        Ok(())
+    }
+
+    /// Targets due for a health probe.
+    pub fn due_probes(&mut self) -> Vec<Target> {
+        self.health.due(std::time::Instant::now())
+    }
+}

@@ -1,0 +1,50 @@
+//! What readers see: an immutable picture of the daemon, published by the writer after
+//! each change (`arc-swap`), as Kubernetes' informers and Cilium's statedb do. `get`,
+//! `describe`, `stats`, `status`, events and scrapes are answered from the picture of
+//! the moment and the data path's read-only handles (`maps::Reader`); a reader never
+//! waits for a writer, and a writer never for a reader. `views` and `metrics` read it.
+
+use super::{datapath::PathFacts, fleet::Routes, health::Checker, sweeper::SweepShared, Options};
+use crate::{dataplane::maps::Reader, model::{fleet::Seat, state::State}, store::Store};
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+
+pub struct Picture {
+    pub state: Arc<State>,
+    /// The backends' health as the checker knew it.
+    pub health: Arc<Checker>,
+    pub opts: Arc<Options>,
+    /// The store, for what it answers itself (events, registrations, reachability).
+    pub store: Arc<dyn Store>,
+    /// The sweeper's live counters.
+    pub sweep: Arc<SweepShared>,
+    /// The counters and flow table (None: the data path is not loaded).
+    pub counters: Option<Arc<Reader>>,
+    pub path: PathFacts,
+    pub routes: Routes,
+    pub route_error: Option<String>,
+}
+
+impl Picture {
+    /// This node's seat in the pictured state.
+    pub fn seat(&self) -> Seat {
+        Seat::of(&self.state, &self.opts.node)
+    }
+}
+
+/// Where pictures are published: cloned by every reader, written by the writer only.
+#[derive(Clone)]
+pub struct Shown(Arc<ArcSwap<Picture>>);
+
+impl Shown {
+    pub fn new(p: Picture) -> Shown {
+        Shown(Arc::new(ArcSwap::from_pointee(p)))
+    }
+    /// The picture of the moment (it stays whole while held, whatever is published).
+    pub fn now(&self) -> Arc<Picture> {
+        self.0.load_full()
+    }
+    pub fn show(&self, p: Picture) {
+        self.0.store(Arc::new(p));
+    }
+}
