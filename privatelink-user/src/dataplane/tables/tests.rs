@@ -4,6 +4,8 @@
 //! is reachable before it is complete.
 
 use super::*;
+use std::result::Result;
+use crate::model::fleet::Seat;
 use crate::dataplane::shares::*;
 use crate::dataplane::links::Iface;
 use crate::model::{
@@ -13,84 +15,6 @@ use crate::model::{
     validate::Env,
 };
 use proptest::prelude::*;
-
-/// The in-memory model of one write (what `reconcile` does to the real maps).
-fn apply(t: &mut Tables, op: &Op) {
-    match op {
-        Op::AddSnatRange(n, p) => {
-            t.snat_ranges.insert((*n, *p));
-        }
-        Op::SetVpc(k, v) => {
-            t.vpcs.insert(*k, *v);
-        }
-        Op::SetBackend(k, ip, up) => {
-            t.backends.insert(*k, (*ip, *up));
-        }
-        Op::SetService(k, v) => {
-            t.services.insert(*k, *v);
-        }
-        Op::SetPort(k, v) => {
-            t.ports.insert(*k, *v);
-        }
-        Op::SetMaglev(k, v) => {
-            t.maglev.insert(*k, v.clone());
-        }
-        Op::ResetCounters(_) => {}
-        Op::SetEpSnat(k, ip) => {
-            t.ep_snat.insert(*k, *ip);
-        }
-        Op::ClearEpSnat(k) => {
-            t.ep_snat.remove(k);
-        }
-        Op::SetSgSet(k, v) => {
-            t.sg_sets.insert(*k, v.clone());
-        }
-        Op::RemoveSgSet(k) => {
-            t.sg_sets.remove(k);
-        }
-        Op::SetRate(k, v) => {
-            t.rates.insert(*k, *v);
-        }
-        Op::ClearRate(k) => {
-            t.rates.remove(k);
-        }
-        Op::SetEndpoint(k, v) => {
-            t.endpoints.insert(*k, *v);
-        }
-        Op::BindIp(k, v) => {
-            t.ep_ips.insert(*k, *v);
-        }
-        Op::UnbindIp(k) => {
-            t.ep_ips.remove(k);
-        }
-        Op::SetDns(k, v) => {
-            t.dns.insert(k.clone(), *v);
-        }
-        Op::RemoveDns(k) => {
-            t.dns.remove(k);
-        }
-        Op::ClearEndpoint(k) => {
-            t.endpoints.remove(k);
-        }
-        Op::RemovePort(k) => {
-            t.ports.remove(k);
-        }
-        Op::ClearService(k) => {
-            t.services.remove(k);
-            // Observation reads Maglev tables of active services only.
-            t.maglev.remove(k);
-        }
-        Op::ClearBackend(k) => {
-            t.backends.remove(k);
-        }
-        Op::RemoveSnatRange(n, p) => {
-            t.snat_ranges.remove(&(*n, *p));
-        }
-        Op::RemoveVpc(k) => {
-            t.vpcs.remove(k);
-        }
-    }
-}
 
 /// What a packet to an endpoint address meets, as the data path would look it up:
 /// the endpoint, its service, the port map, and the backend each Maglev slot leads to.
@@ -250,7 +174,7 @@ fn check_transition(from: &Tables, to: &Tables) -> Result<(), TestCaseError> {
     let ops = diff(to, from);
     let mut mid = from.clone();
     for (n, op) in ops.iter().enumerate() {
-        apply(&mut mid, op);
+        op.apply(&mut mid);
         for k in keys(from, to) {
             let (a, b, m) = (resolve(from, &k), resolve(to, &k), resolve(&mid, &k));
             if a.is_some() && a == b {
@@ -378,7 +302,7 @@ fn removing_everything_clears_every_table() {
     assert_eq!(t.endpoints[&0].mss_clamp, 1160);
     assert_eq!(t.services[&0], ServiceInfo { ifindex: 13, vpc_id: 2, active: 1, ..Default::default() });
     assert_eq!(t.ports[&(0, PROTO_TCP, 80)], 8080);
-    assert!(t.snat_ranges.contains(&("11.164.0.0".parse().unwrap(), 24)));
+    assert!(t.snat_ranges.contains_key(&("11.164.0.0".parse().unwrap(), 24)));
     let e = t.endpoints[&0];
     assert_eq!((e.conn_limit, e.state, e.snat_count), (10, EP_STATE_ACCEPTED, 2));
     let snat: Vec<String> = t.ep_snat.range(0..MAX_SNAT_PER_ENDPOINT).map(|(_, ip)| ip.to_string()).collect();
@@ -388,7 +312,7 @@ fn removing_everything_clears_every_table() {
     let ops = diff(&t2, &t);
     let mut m = t.clone();
     for op in &ops {
-        apply(&mut m, op);
+        op.apply(&mut m);
     }
     assert_eq!(m, t2);
     assert!(t2.endpoints.is_empty() && t2.services.is_empty() && t2.ports.is_empty() && t2.backends.is_empty() && t2.ep_snat.is_empty());
@@ -408,13 +332,13 @@ fn a_down_backend_leaves_the_maglev_table_before_it_is_marked_down_and_all_down_
     assert!(!one_down.backends[&slot5].1, "10.3.0.5 is marked down");
     assert!(!one_down.maglev[&0].contains(&slot5), "and no Maglev slot leads to it");
     let ops = diff(&one_down, &all);
-    let maglev_at = ops.iter().position(|o| matches!(o, Op::SetMaglev(..))).unwrap();
-    let down_at = ops.iter().position(|o| matches!(o, Op::SetBackend(k, _, false) if *k == slot5)).unwrap();
+    let maglev_at = ops.iter().position(|o| o.sets::<Maglev>().is_some()).unwrap();
+    let down_at = ops.iter().position(|o| o.sets::<Backends>().is_some_and(|(k, v)| *k == slot5 && !v.1)).unwrap();
     assert!(maglev_at < down_at, "{ops:?}");
     // Coming back: marked up before the table points at it again.
     let ops = diff(&all, &one_down);
-    let maglev_at = ops.iter().position(|o| matches!(o, Op::SetMaglev(..))).unwrap();
-    let up_at = ops.iter().position(|o| matches!(o, Op::SetBackend(k, _, true) if *k == slot5)).unwrap();
+    let maglev_at = ops.iter().position(|o| o.sets::<Maglev>().is_some()).unwrap();
+    let up_at = ops.iter().position(|o| o.sets::<Backends>().is_some_and(|(k, v)| *k == slot5 && v.1)).unwrap();
     assert!(up_at < maglev_at, "{ops:?}");
     // Every backend down: fail open, the table uses them all.
     assert!(st.services["s"].spec.failing_open(&|_, _| false));
