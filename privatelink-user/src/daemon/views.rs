@@ -6,7 +6,12 @@
 use super::{api::*, picture::Picture};
 use crate::{
     dataplane::{kernel, maps, monotonic_ns, netlink},
-    model::{dns, fleet, spec::Backend, state::EndpointState},
+    model::{
+        dns,
+        fleet::{self, Seat},
+        spec::Backend,
+        state::{EndpointRecord, EndpointState},
+    },
 };
 use anyhow::{bail, Context, Result};
 use privatelink_common::*;
@@ -22,13 +27,10 @@ impl Picture {
                 };
                 Response::ok(names.iter().map(|n| self.service_view(n)).collect::<Result<Vec<_>>>()?)
             }
-            Kind::Endpoints => {
-                let names: Vec<String> = match name {
-                    Some(n) => vec![n.to_string()],
-                    None => self.state.endpoints.keys().cloned().collect(),
-                };
-                Response::ok(names.iter().map(|n| self.endpoint_view(n)).collect::<Result<Vec<_>>>()?)
-            }
+            Kind::Endpoints => match name {
+                Some(n) => Response::ok(vec![self.endpoint_view(n)?]),
+                None => Response::ok(self.endpoint_views()?),
+            },
             Kind::Nodes => {
                 let rows: Vec<NodeView> = self.nodes()?.into_iter().filter(|v| name.is_none_or(|n| n == v.name)).collect();
                 if let (Some(n), true) = (name, rows.is_empty()) {
@@ -99,14 +101,33 @@ impl Picture {
 
     pub fn endpoint_view(&self, key: &str) -> Result<EndpointView> {
         let e = self.state.find_endpoint(key).with_context(|| format!("no endpoint named or with id `{key}`"))?;
-        let svc = self.state.services.get(&e.service);
-        let (active, ports_in_use) = match &self.counters {
+        let counts = match &self.counters {
             Some(c) => (c.active_flows(e.index)?, c.endpoint_stats(e.index)?.snat_ports_in_use()),
             None => (0, 0),
         };
+        let names = dns::endpoint_names(&self.state, &e.spec.name);
+        Ok(self.endpoint_view_of(e, counts, names, &self.seat()))
+    }
+
+    /// Every endpoint's view: the counters read once for all, the DNS names' holders
+    /// found once for all.
+    fn endpoint_views(&self) -> Result<Vec<EndpointView>> {
+        let counters = self.counters.as_ref().map(|c| c.endpoint_counters(self.state.endpoint_slots_used())).transpose()?;
+        let held = dns::holders(&self.state);
         let seat = self.seat();
+        let views = self.state.endpoints.values().map(|e| {
+            let counts = counters.as_ref().map_or((0, 0), |c| (c.active(e.index), c.stats(e.index).snat_ports_in_use()));
+            let holder = held.get(&(e.spec.vpc.as_str(), e.service.as_str())).copied();
+            self.endpoint_view_of(e, counts, dns::endpoint_names_given(&self.state, &e.spec.name, holder), &seat)
+        });
+        Ok(views.collect())
+    }
+
+    /// An endpoint's view given its (live flows, SNAT ports in use) and DNS names.
+    fn endpoint_view_of(&self, e: &EndpointRecord, (active, ports_in_use): (u64, u64), names: Vec<(String, Ipv4Addr)>, seat: &Seat) -> EndpointView {
+        let svc = self.state.services.get(&e.service);
         let mine = self.state.snat_ips_on(e, seat.slice);
-        Ok(EndpointView {
+        EndpointView {
             name: e.spec.name.clone(),
             id: e.id.clone(),
             state: e.state.to_string(),
@@ -124,11 +145,11 @@ impl Picture {
             active_connections: active,
             reason: e.reason.clone(),
             created_at: Timestamp::from_unix_secs(e.created_at),
-            dns_names: dns::endpoint_names(&self.state, &e.spec.name).into_iter().map(|(name, address)| DnsNameView { name, address }).collect(),
+            dns_names: names.into_iter().map(|(name, address)| DnsNameView { name, address }).collect(),
             security_groups: e.spec.security_groups.clone(),
             bandwidth_bps: e.spec.bandwidth.map(|b| b.0),
             dns_resolving: e.state == EndpointState::Accepted && self.state.vpcs.get(&e.spec.vpc).is_some_and(|v| v.spec.dns.is_some()),
-        })
+        }
     }
 
     pub fn stats(&self) -> Result<StatsView> {

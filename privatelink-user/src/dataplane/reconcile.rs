@@ -6,8 +6,11 @@
 use super::{
     error::Result,
     maps::Maps,
-    tables::{self, observe, Tables},
+    tables::{self, Tables},
 };
+
+/// What the live maps hold (one read per table).
+pub use super::tables::observe;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Report {
@@ -20,7 +23,7 @@ pub struct Report {
 /// Bring the live maps to `want`. A failed write stops the run: the maps then hold a
 /// prefix of the ordered writes, which is safe, and the next reconcile finishes it.
 pub fn reconcile(maps: &mut Maps, want: &Tables) -> Result<Report> {
-    let have = observe(maps)?;
+    let have = tables::observe(maps)?;
     step(maps, want, &have)
 }
 

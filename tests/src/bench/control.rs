@@ -133,14 +133,20 @@ fn fill_flows(lab: &DaemonLab, n: u32) {
 
 /// One `status` request on the daemon's socket, as the CLI sends it; its wall time.
 fn api_round_trip(socket: &std::path::Path) -> Duration {
+    round_trip(socket, &Request::Status)
+}
+
+/// One request on the daemon's socket, as the CLI sends it, its whole answer read;
+/// its wall time.
+fn round_trip(socket: &std::path::Path, req: &Request) -> Duration {
     let t = Instant::now();
     let mut s = UnixStream::connect(socket).expect("the daemon's socket");
-    let mut line = serde_json::to_vec(&Request::Status).unwrap();
+    let mut line = serde_json::to_vec(req).unwrap();
     line.push(b'\n');
     s.write_all(&line).unwrap();
     let mut answer = String::new();
     BufReader::new(&s).read_line(&mut answer).unwrap();
-    assert!(answer.contains("\"ok\"") || answer.contains("Ok"), "{answer}");
+    assert!(answer.starts_with("{\"ok\""), "{}", &answer[..answer.len().min(300)]);
     t.elapsed()
 }
 
@@ -189,10 +195,84 @@ pub fn under_load(e: Effort) -> Vec<Row> {
     // daemon's lock: what a request may wait for.
     let reconcile_s = metric(&last, "privatelink_last_reconcile_duration_seconds");
     let rss = rss_kib(lab.daemon_pid()) as f64 / 1024.0;
-    vec![
+    let reads = reads_during_writes(&lab, e, n, 2 * flows + 65_536);
+    let mut rows = vec![
         Row::new(PART, format!("API round trip (status) p99, {n} endpoints and {flows} live flows, while the sweeper passes"), &[pct(0.99)], "ms")
             .note(format!("p50 {:.2} ms, max {:.1} ms; {} requests during {passes:.0} sweeper passes of {:.0} ms each; the drift repair's reconcile takes {:.0} ms", pct(0.5), rtt[rtt.len() - 1], rtt.len(), pass_s * 1e3, reconcile_s * 1e3)),
         Row::new(PART, format!("scrape of /metrics, {n} endpoints and {flows} live flows"), &scrapes, "ms"),
         Row::new(PART, format!("daemon RSS, {n} endpoints and {flows} live flows"), &[rss], "MiB"),
-    ]
+    ];
+    rows.extend(reads);
+    rows
+}
+
+/// p50, p99 and max of `v` (sorted here), in its unit.
+fn percentiles(v: &mut [f64]) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let at = |p: f64| v[((v.len() - 1) as f64 * p) as usize];
+    (at(0.5), at(0.99), v[v.len() - 1])
+}
+
+/// Reads while the daemon writes: `get endpoints` (all, and one) and `stats`, round
+/// trips on the socket, first with nothing else going on, then while a second client
+/// applies a change to every endpoint again and again (their bandwidth limits on, then
+/// off: 10,000 endpoints rewritten each time) and the sweeper passes over the flows
+/// already in the table. Readers answer from the daemon's published picture: the
+/// second set of numbers should look like the first.
+fn reads_during_writes(lab: &DaemonLab, e: Effort, n: usize, ct: u32) -> Vec<Row> {
+    use privatelink::daemon::api::Kind;
+    let plain = lab.dir.join("reads-plain.yaml");
+    let limited = lab.dir.join("reads-limited.yaml");
+    let text = spec_with(n, ct);
+    std::fs::write(&plain, &text).unwrap();
+    std::fs::write(&limited, text.replace(", ip: ", ", bandwidth: 100Mbps, ip: ")).unwrap();
+    let one = format!("ep{}", n / 2);
+    let reads: [(&str, Request); 3] = [
+        ("get endpoints (all)", Request::Get { kind: Kind::Endpoints, name: None }),
+        ("get endpoints NAME", Request::Get { kind: Kind::Endpoints, name: Some(one) }),
+        ("stats", Request::Stats),
+    ];
+    let window = Duration::from_secs(if e.quick { 6 } else { 40 });
+    let measure = |until: Instant| {
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); reads.len()];
+        while Instant::now() < until {
+            for (i, (_, req)) in reads.iter().enumerate() {
+                times[i].push(round_trip(&lab.socket, req).as_secs_f64() * 1e3);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        times
+    };
+    let idle = measure(Instant::now() + window / 4);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (busy, applies) = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut applies = Vec::new();
+            for k in 0.. {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let f = if k % 2 == 0 { &limited } else { &plain };
+                let t = Instant::now();
+                let r = crate::daemon_lab::cli_at(&lab.socket, &["apply", "-f", f.to_str().unwrap()]);
+                assert_eq!(r.code, 0, "{r:?}");
+                applies.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            applies
+        });
+        let busy = measure(Instant::now() + window);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (busy, writer.join().expect("the writing client"))
+    });
+    let mut rows = Vec::new();
+    for (i, (name, _)) in reads.iter().enumerate() {
+        let (mut quiet, mut loaded) = (idle[i].clone(), busy[i].clone());
+        let (q50, q99, _) = percentiles(&mut quiet);
+        let (b50, b99, bmax) = percentiles(&mut loaded);
+        rows.push(
+            Row::new(PART, format!("{name} p99, {n} endpoints, during applies of {n} endpoints and sweeper passes"), &[b99], "ms")
+                .note(format!("p50 {b50:.2} ms, max {bmax:.1} ms, {} requests during {} applies (median {:.0} ms each); with no writer: p50 {q50:.2} ms, p99 {q99:.2} ms", loaded.len(), applies.len(), super::summary(&applies).0)),
+        );
+    }
+    rows
 }

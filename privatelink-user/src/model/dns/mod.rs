@@ -35,6 +35,25 @@ pub struct Record {
 /// The names of an endpoint (accepted or not), with their addresses: what `describe`
 /// shows. Empty when the endpoint asked for none.
 pub fn endpoint_names(st: &State, name: &str) -> Vec<(String, Ipv4Addr)> {
+    let holder = st.endpoints.get(name).and_then(|e| svc_holder(st, &e.spec.vpc, &e.service));
+    endpoint_names_given(st, name, holder.as_deref())
+}
+
+/// The endpoint (name) whose address each VPC's service names resolve to, by (VPC,
+/// service): `svc_holder` for all of them in one pass.
+pub fn holders(st: &State) -> BTreeMap<(&str, &str), &str> {
+    let mut best: BTreeMap<(&str, &str), &crate::model::state::EndpointRecord> = BTreeMap::new();
+    for e in st.endpoints.values().filter(|e| e.state == EndpointState::Accepted && e.spec.private_dns) {
+        let slot = best.entry((e.spec.vpc.as_str(), e.service.as_str())).or_insert(e);
+        if (e.created_at, &e.id) < (slot.created_at, &slot.id) {
+            *slot = e;
+        }
+    }
+    best.into_iter().map(|(k, e)| (k, e.spec.name.as_str())).collect()
+}
+
+/// `endpoint_names`, given the holder of its VPC's service names (see `holders`).
+pub fn endpoint_names_given(st: &State, name: &str, holder: Option<&str>) -> Vec<(String, Ipv4Addr)> {
     let (Some(e), zone) = (st.endpoints.get(name), normal(&st.gateway.dns_zone)) else { return Vec::new() };
     let Some(svc) = st.services.get(&e.service) else { return Vec::new() };
     if !e.spec.private_dns {
@@ -43,7 +62,7 @@ pub fn endpoint_names(st: &State, name: &str) -> Vec<(String, Ipv4Addr)> {
     let base = format!("{}.{}.{}.{zone}", e.id, svc.id, st.gateway.region);
     let mut out = vec![(base.clone(), e.ip)];
     out.extend(e.spec.zone_ips.iter().map(|(z, ip)| (format!("{}.{base}", z.to_ascii_lowercase()), *ip)));
-    if svc_holder(st, &e.spec.vpc, &e.service).as_deref() == Some(name) {
+    if holder == Some(name) {
         out.push((format!("{}.{}.{zone}", svc.id, st.gateway.region), e.ip));
         if let Some(own) = &svc.spec.private_dns_name {
             out.push((normal(own), e.ip));
@@ -74,12 +93,14 @@ fn svc_holder(st: &State, vpc: &str, service: &str) -> Option<String> {
 pub fn records(st: &State) -> BTreeMap<(String, String), Record> {
     let zone = normal(&st.gateway.dns_zone);
     let mut out = BTreeMap::new();
+    let held = holders(st);
     for v in st.vpcs.values().filter(|v| v.spec.dns.is_some()) {
         let vpc = v.spec.name.clone();
         let mut names: BTreeMap<String, Record> = BTreeMap::new();
         names.insert(zone.clone(), Record { ip: None, zone: zone.clone() });
         for e in st.endpoints.values().filter(|e| e.spec.vpc == vpc && e.state == EndpointState::Accepted) {
-            for (name, ip) in endpoint_names(st, &e.spec.name) {
+            let holder = held.get(&(e.spec.vpc.as_str(), e.service.as_str())).copied();
+            for (name, ip) in endpoint_names_given(st, &e.spec.name, holder) {
                 let own = st.services.get(&e.service).and_then(|s| s.spec.private_dns_name.as_deref()).map(normal);
                 let z = if own.as_deref() == Some(name.as_str()) { name.clone() } else { zone.clone() };
                 names.insert(name, Record { ip: Some(ip), zone: z });
