@@ -104,7 +104,7 @@ impl DataPath {
         self.dp.as_mut().context("no spec has been applied yet: the data path is not loaded")
     }
 
-    pub fn sweep(&self) -> &Arc<SweepShared> {
+    pub fn sweeper(&self) -> &Arc<SweepShared> {
         &self.sweep
     }
 

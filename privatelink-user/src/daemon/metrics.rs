@@ -241,12 +241,12 @@ impl Picture {
         let mut snap = Snapshot {
             reconciles: self.path.counts.reconciles,
             last_reconcile_seconds: self.path.counts.last_reconcile_seconds,
-            sweeps: self.sweep.runs.load(Relaxed),
-            expired_flows: self.sweep.expired.load(Relaxed),
-            last_sweep_seconds: self.sweep.last_pass_ns.load(Relaxed) as f64 / 1e9,
+            sweeps: self.sweeper.runs.load(Relaxed),
+            expired_flows: self.sweeper.expired.load(Relaxed),
+            last_sweep_seconds: self.sweeper.last_pass_ns.load(Relaxed) as f64 / 1e9,
             repaired_links: self.path.counts.repaired_links,
             repaired_map_ops: self.path.counts.repaired_map_ops,
-            repaired_accounting: self.sweep.repairs.load(Relaxed),
+            repaired_accounting: self.sweeper.repairs.load(Relaxed),
             store_reachable: self.store.reachable(),
             nodes_up: self.state.nodes.values().filter(|n| n.up).count().max(1) as u64,
             announced_routes: self.routes.len() as u64,
@@ -258,7 +258,7 @@ impl Picture {
         }
         let Some(c) = &self.counters else { return Ok(snap) };
         // From the sweeper's last pass: a scrape never walks the table.
-        snap.conntrack_entries = self.sweep.entries.load(Relaxed);
+        snap.conntrack_entries = self.sweeper.entries.load(Relaxed);
         snap.conntrack_capacity = c.ct_capacity() as u64;
         let (vpcs, gateway) = self.vpc_counters()?;
         snap.gateway = gateway;

@@ -85,7 +85,7 @@ pub async fn run(opts: Options) -> Result<()> {
     tracing::info!(socket = %opts.socket.display(), node = %opts.node, store = %gw.shown().now().store.describe(), bpffs = %opts.bpffs.display(), "privatelink daemon listening");
     let socket = opts.socket.clone();
     let shown = gw.shown();
-    let sweep = gw.sweep();
+    let sweep = gw.sweeper();
     let sweep_thread = sweeper::spawn(sweep.clone(), SWEEP_INTERVAL);
     let changes = shown.now().store.changes();
     let writer = Arc::new(Writer::new(gw));

@@ -17,7 +17,7 @@ pub struct Picture {
     /// The store, for what it answers itself (events, registrations, reachability).
     pub store: Arc<dyn Store>,
     /// The sweeper's live counters.
-    pub sweep: Arc<SweepShared>,
+    pub sweeper: Arc<SweepShared>,
     /// The counters and flow table (None: the data path is not loaded).
     pub counters: Option<Arc<Reader>>,
     pub path: PathFacts,

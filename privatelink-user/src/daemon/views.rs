@@ -254,7 +254,7 @@ impl Picture {
     }
 
     pub fn status(&self) -> Result<StatusView> {
-        let (st, f, sweep) = (&self.state, &self.path, &self.sweep);
+        let (st, f, sweep) = (&self.state, &self.path, &self.sweeper);
         let mut view = StatusView {
             data_path_loaded: self.counters.is_some(),
             program_id: f.program_id,

@@ -100,7 +100,7 @@ impl Gateway {
     /// Phase 2 of an apply (also run at start when a crash interrupted one): the flows
     /// of endpoints being deleted go while they are inactive, then they are.
     pub(super) fn finish_apply(&mut self) -> Result<Report> {
-        self.sweep_deleting()?;
+        self.cut_deleting()?;
         self.transact(|st| Ok(plan::unfinished(st).then(|| (plan::finish(st.clone()), Vec::new()))))?;
         let r = self.write_maps()?;
         self.path.ensure_links(self.rec.state())?;

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 impl Gateway {
     /// Remove this node's flows of endpoints being deleted.
-    pub(super) fn sweep_deleting(&mut self) -> Result<u64> {
+    pub(super) fn cut_deleting(&mut self) -> Result<u64> {
         let going: BTreeSet<u32> = self.rec.state().endpoints.values().filter(|e| e.state == EndpointState::Deleting).map(|e| e.index).collect();
         if going.is_empty() {
             return Ok(0);

@@ -45,7 +45,7 @@ impl Gateway {
             self.path.ensure_links(self.rec.state())?;
             self.publish_routes(false);
         }
-        self.sweep_deleting()?;
+        self.cut_deleting()?;
         self.finish_cuts()
     }
 

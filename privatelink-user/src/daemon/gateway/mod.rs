@@ -74,7 +74,7 @@ impl Gateway {
                 gw.finish_cuts()?;
             }
         }
-        gw.path.sweep().set_timeouts(gw.rec.state().gateway.timeouts.into());
+        gw.path.sweeper().set_timeouts(gw.rec.state().gateway.timeouts.into());
         gw.publish_routes(false);
         gw.show();
         Ok(gw)
@@ -86,8 +86,8 @@ impl Gateway {
     }
 
     /// The sweeper's handles and counters (its thread is the daemon's).
-    pub fn sweep(&self) -> Arc<SweepShared> {
-        self.path.sweep().clone()
+    pub fn sweeper(&self) -> Arc<SweepShared> {
+        self.path.sweeper().clone()
     }
 
     /// Show readers what is true now.
@@ -144,7 +144,7 @@ impl Gateway {
     /// once the lease is in doubt, a route removed by hand put back), limit episodes,
     /// and every `repair_interval` drift repair.
     pub fn tick(&mut self) -> Result<()> {
-        self.path.sweep().set_timeouts(self.rec.state().gateway.timeouts.into());
+        self.path.sweeper().set_timeouts(self.rec.state().gateway.timeouts.into());
         if self.last_repair.elapsed() >= self.opts.repair_interval {
             self.last_repair = Instant::now();
             let (st, health) = (self.rec.state().clone(), &self.health);
@@ -173,7 +173,7 @@ fn picture(opts: &Arc<Options>, rec: &Recorder, path: &DataPath, fleet: &Fleet, 
         health: Arc::new(health.clone()),
         opts: opts.clone(),
         store: rec.store().clone(),
-        sweep: path.sweep().clone(),
+        sweeper: path.sweeper().clone(),
         counters: path.reader(),
         path: path.facts(rec.state()),
         routes,
