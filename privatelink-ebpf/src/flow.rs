@@ -9,7 +9,8 @@
 
 use crate::{
     conntrack,
-    forward::{self, Hop},
+    backend_hop,
+    forward::Hop,
     lookup, nat, police,
     parse::{self, Packet, Parsed, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     reply, send,
@@ -81,7 +82,7 @@ fn fast(ctx: &XdpContext, p: &Packet, entry: &mut CtValue) -> Result<u32, Drop> 
 #[inline(always)]
 fn send_forward(ctx: &XdpContext, p: &Packet, entry: &mut CtValue) -> Result<send::Sent, Drop> {
     let cached = entry.route == CT_ROUTE_CACHED;
-    let hop = if cached { Hop::cached(entry) } else { forward::hop_towards_backend(ctx, p, entry)? };
+    let hop = if cached { Hop::cached(entry) } else { backend_hop::hop_towards_backend(ctx, p, entry)? };
     let sent = send::rewrite_and_send(ctx, p, entry, stats::count_forward, hop)?;
     if sent.forwarded && !cached {
         entry.ifindex = hop.ifindex;

@@ -1,16 +1,11 @@
 //! Sending a rewritten frame on: `bpf_fib_lookup` towards backends (per provider VPC
 //! routing table), learned interface and MACs back to consumers (and, once known, to
-//! backends), then redirect. Also which hop a flow's frame may take towards its
-//! backend: only an interface of the flow's provider VPC.
+//! backends), then redirect (which hop a flow may take towards its backend is
+//! `backend_hop`'s).
 //! XDP has no neighbour resolution: an unresolved neighbour (`HOP_NO_NEIGHBOUR`) is
 //! a drop for the caller, never a rewritten frame handed to the kernel's routing.
 
-use crate::{
-    lookup,
-    parse::{ptr_at, Packet},
-    stats::Drop,
-};
-use privatelink_common::{CtValue, DropReason};
+use crate::parse::ptr_at;
 use aya_ebpf::{
     bindings::{
         bpf_fib_lookup, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH,
@@ -106,28 +101,4 @@ pub fn set_macs_and_redirect(ctx: &XdpContext, ifindex: u32, smac: &[u8; 6], dma
     eth[0..6].copy_from_slice(dmac);
     eth[6..12].copy_from_slice(smac);
     Route::Action(unsafe { bpf_redirect(ifindex, 0) } as u32)
-}
-
-/// The FIB's answer for a flow's rewritten packet, in its provider VPC's table, with
-/// the MTU of the interface it leads out of: only an interface of the flow's provider
-/// VPC (a route towards another VPC or the underlay in its table is a
-/// misconfiguration, not a way out: `ForeignEgress`).
-#[inline(always)]
-pub fn hop_towards_backend(ctx: &XdpContext, p: &Packet, fwd: &CtValue) -> Result<Hop, Drop> {
-    let vpc = match lookup::vpc(fwd.ifindex) {
-        Some(v) => v,
-        None => return Err(Drop::endpoint(DropReason::NoRoute, fwd.endpoint)),
-    };
-    let mut hop = fib(ctx, fwd.ifindex, vpc.fib_table, fwd.nat_src_ip_be, fwd.nat_dst_ip_be, p.proto, p.ip_tot_len);
-    if hop.kind == HOP_REDIRECT {
-        hop.mtu = if hop.ifindex == fwd.ifindex {
-            vpc.mtu
-        } else {
-            match lookup::vpc(hop.ifindex) {
-                Some(v) if v.vpc_id == fwd.egress_vpc => v.mtu,
-                _ => return Err(Drop::endpoint(DropReason::ForeignEgress, fwd.endpoint)),
-            }
-        };
-    }
-    Ok(hop)
 }

@@ -6,6 +6,7 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod backend_hop;
 mod budget;
 mod conntrack;
 mod dns;

@@ -6,7 +6,7 @@
 use crate::{
     budget,
     conntrack::{self, CreateError, NewFlow},
-    forward, icmp, lookup, nat,
+    backend_hop, icmp, lookup, nat,
     parse::{self, ptr_at, Packet, Parsed, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     police,
     reply::refuse,
@@ -178,7 +178,7 @@ fn open(ctx: &XdpContext, p: &Packet, flow: &NewFlow, mss_clamp: u16, vpc_id: u1
     if p.proto == PROTO_TCP && mss_clamp != 0 {
         nat::clamp_mss(ctx, p, mss_clamp);
     }
-    let sent = match forward::hop_towards_backend(ctx, p, fwd) {
+    let sent = match backend_hop::hop_towards_backend(ctx, p, fwd) {
         Ok(hop) => send::rewrite_and_send(ctx, p, fwd, stats::count_forward, hop),
         Err(d) => Err(d),
     };

@@ -8,7 +8,8 @@
 
 use crate::{
     conntrack, flow,
-    forward::{self, Hop, HOP_NO_NEIGHBOUR, HOP_REDIRECT},
+    backend_hop,
+    forward::{Hop, HOP_NO_NEIGHBOUR, HOP_REDIRECT},
     icmp::{self, Quote},
     lookup, police,
     parse::{self, Packet, Parsed, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV6},
@@ -210,7 +211,7 @@ fn translate_error(ctx: &XdpContext, vpc: &VpcInfo, p: &Packet, q: &Quote) -> Re
     // From the consumer: quoted endpoint -> client, back to backend -> SNAT address.
     // Either way the flow entry's NAT fields are what the quote must become, reversed.
     let reverse = v.kind == CT_KIND_REVERSE;
-    let hop = if reverse || v.route == CT_ROUTE_CACHED { Hop::cached(&v) } else { forward::hop_towards_backend(ctx, p, &v)? };
+    let hop = if reverse || v.route == CT_ROUTE_CACHED { Hop::cached(&v) } else { backend_hop::hop_towards_backend(ctx, p, &v)? };
     let (src, dst) = (v.nat_src_ip_be, v.nat_dst_ip_be);
     let (q_src, q_dst, q_sport, q_dport) = (v.nat_dst_ip_be, v.nat_src_ip_be, v.nat_dst_port_be, v.nat_src_port_be);
     if hop.kind == HOP_NO_NEIGHBOUR {
