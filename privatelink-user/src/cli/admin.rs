@@ -20,7 +20,9 @@ pub fn daemon(opts: daemon::Options, log_format: super::LogFormat, log_level: &s
         super::LogFormat::Json => builder.json().init(),
         super::LogFormat::Text => builder.init(),
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // Several workers: a long change (an apply of 10,000 endpoints) holds one of them
+    // (`Writer::run`), reads are served on the others.
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("pl-daemon").build()?;
     rt.block_on(daemon::run(opts))
 }
 

@@ -10,6 +10,7 @@ mod decide;
 mod get;
 mod observe;
 pub mod output;
+mod token;
 
 use crate::{
     daemon::api::{client, Kind, One},
@@ -67,6 +68,16 @@ pub enum Command {
         /// The zone this gateway is in.
         #[arg(long, value_name = "ZONE", value_parser = node_name)]
         zone: Option<String>,
+        /// Serve the tenant API on ADDR (HTTPS with --api-tls-cert/--api-tls-key; plain
+        /// HTTP on a loopback address only).
+        #[arg(long, value_name = "ADDR")]
+        api_listen: Option<std::net::SocketAddr>,
+        /// The tenant API's certificate chain (PEM).
+        #[arg(long, value_name = "FILE", requires = "api_tls_key")]
+        api_tls_cert: Option<PathBuf>,
+        /// The tenant API's private key (PEM).
+        #[arg(long, value_name = "FILE", requires = "api_tls_cert")]
+        api_tls_key: Option<PathBuf>,
     },
     /// Apply a spec: print the plan (+ create, ~ change, - delete) and carry it out.
     #[command(after_help = "Examples:\n  sudo privatelink apply -f /etc/privatelink/spec.yaml --dry-run\n  sudo privatelink apply -f /etc/privatelink/spec.yaml\n  sudo privatelink apply -f spec.yaml -o json | jq '.changes[].name'")]
@@ -136,6 +147,12 @@ pub enum Command {
         /// Keep printing new events as they happen.
         #[arg(long)]
         follow: bool,
+    },
+    /// API tokens: create one for an account (or the operator), list them, revoke one.
+    #[command(after_help = "Examples:\n  sudo privatelink token create --account 100001 --name console --expires 90d\n  sudo privatelink token create --admin --name ops --read-only\n  sudo privatelink token list\n  sudo privatelink token revoke 0a1b2c3d")]
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
     },
     /// Detach the data path everywhere, remove every pinned map and link, stop the daemon.
     #[command(after_help = "Examples:\n  sudo privatelink down\n  sudo privatelink down --bpffs /sys/fs/bpf/privatelink    # when no daemon answers")]
@@ -221,6 +238,30 @@ pub enum LogFormat {
 }
 
 #[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Make a token; it is printed once (the store keeps only its hash).
+    Create {
+        /// The account it acts for.
+        #[arg(long, required_unless_present = "admin", conflicts_with = "admin")]
+        account: Option<String>,
+        /// An operator token: acts for every account.
+        #[arg(long)]
+        admin: bool,
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// Its lifetime (e.g. 90d, 12h); none: until revoked.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires: Option<std::time::Duration>,
+        /// Reads only: every change answers 403.
+        #[arg(long)]
+        read_only: bool,
+    },
+    List,
+    /// Revoke a token by its id: it authenticates nothing from then on.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
 pub enum ConntrackCommand {
     List {
         /// Only this endpoint's flows (name or id).
@@ -278,10 +319,11 @@ pub fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let r = match cli.command {
-        Command::Daemon { state_dir, bpffs, metrics, repair_interval, log_format, log_level, store, node, zone } => {
+        Command::Daemon { state_dir, bpffs, metrics, repair_interval, log_format, log_level, store, node, zone, api_listen, api_tls_cert, api_tls_key } => {
             let repair_interval = std::time::Duration::from_secs(repair_interval);
             let node = node.unwrap_or_else(daemon::hostname);
-            let opts = daemon::Options { state_dir, bpffs, socket: cli.socket, metrics, repair_interval, store, node, zone };
+            let api = api_listen.map(|listen| daemon::http::ApiOptions { listen, tls: api_tls_cert.zip(api_tls_key) });
+            let opts = daemon::Options { state_dir, bpffs, socket: cli.socket, metrics, repair_interval, store, node, zone, api };
             admin::daemon(opts, log_format, &log_level)
         }
         Command::Apply { file, dry_run } => apply::run(&cli.socket, &file, dry_run, cli.output),
@@ -302,6 +344,7 @@ pub fn main() -> ExitCode {
         Command::Status => admin::status(&cli.socket, cli.output),
         Command::Events { follow } => observe::events(&cli.socket, follow, cli.output),
         Command::Down { bpffs } => admin::down(&cli.socket, &bpffs),
+        Command::Token { command } => token::run(&cli.socket, command, cli.output),
         Command::Check => admin::check(),
         Command::Lab { command } => admin::lab(command),
         // Answered above, before the root check.

@@ -14,11 +14,15 @@ use crate::{
         sweep::Scope,
         tables::{self, Tables, Up},
     },
-    model::{fleet::Seat, spec::XdpSetting, state::State},
+    model::{
+        fleet::Seat,
+        spec::XdpSetting,
+        state::{EndpointState, State},
+    },
 };
 use anyhow::{Context, Result};
 use aya::programs::XdpMode;
-use std::{path::PathBuf, sync::Arc};
+use std::{collections::BTreeSet, path::PathBuf, sync::Arc};
 
 /// Reconciles and drift repairs so far.
 #[derive(Clone, Copy, Debug, Default)]
@@ -180,6 +184,15 @@ impl DataPath {
         let r = dp.sweep(scope)?;
         self.sweep.count_expired(r.expired);
         Ok(r.expired)
+    }
+
+    /// Remove this node's flows of the endpoints `st` is deleting.
+    pub fn cut_deleting(&mut self, st: &State) -> Result<u64> {
+        let going: BTreeSet<u32> = st.endpoints.values().filter(|e| e.state == EndpointState::Deleting).map(|e| e.index).collect();
+        if going.is_empty() {
+            return Ok(0);
+        }
+        self.cut(Scope::Endpoints(&going))
     }
 
     /// Detach from every interface and remove every pin.

@@ -4,11 +4,15 @@
 //! table of contents.
 
 use super::{
-    api::{One, Request, Response},
+    api::{One, Request, Response, Timestamp, TokenCreated, TokenView},
     gateway::Writer,
     picture::Shown,
 };
-use anyhow::Result;
+use crate::model::{
+    accounts,
+    tokens::{self, TokenRecord},
+};
+use anyhow::{Context, Result};
 
 pub async fn handle(req: Request, writer: &Writer, shown: &Shown) -> Response {
     match answer(req, writer, shown).await {
@@ -21,11 +25,11 @@ async fn answer(req: Request, writer: &Writer, shown: &Shown) -> Result<Response
     Ok(match req {
         Request::Apply { spec, dry_run } => writer.run(|g| g.apply_text(spec, dry_run)).await,
         Request::Accept { endpoint } => {
-            writer.run(|g| g.accept(&endpoint)).await?;
+            writer.run(|g| g.accept(&endpoint, vec![])).await?;
             Response::ok(shown.now().endpoint_view(&endpoint)?)
         }
         Request::Reject { endpoint } => {
-            writer.run(|g| g.reject(&endpoint)).await?;
+            writer.run(|g| g.reject(&endpoint, vec![])).await?;
             Response::ok(shown.now().endpoint_view(&endpoint)?)
         }
         Request::Delete { kind: One::Node, name, .. } => {
@@ -42,9 +46,39 @@ async fn answer(req: Request, writer: &Writer, shown: &Shown) -> Result<Response
         Request::Whois { ip, port } => Response::ok(shown.now().whois(ip, port)?),
         Request::Status => Response::ok(shown.now().status()?),
         Request::Events { after } => Response::ok(shown.now().store.events(after, 10_000)?),
+        Request::TokenCreate { account, name, expires_secs, read_only } => {
+            let (rec, text) = mint(account.as_deref(), &name, expires_secs, read_only)?;
+            let created = TokenCreated { id: rec.id.clone(), name, account, read_only, expires_at: rec.expires_ms.map(Timestamp), token: text };
+            writer.run(|g| g.remember(|st| Ok(Some(accounts::add_token(st, rec.clone())?)))).await?;
+            Response::ok(created)
+        }
+        Request::TokenList => Response::ok(
+            shown.now().state.tokens.values().map(|t| TokenView {
+                id: t.id.clone(),
+                name: t.name.clone(),
+                account: t.account.clone(),
+                read_only: t.read_only,
+                created_at: Timestamp(t.created_ms),
+                expires_at: t.expires_ms.map(Timestamp),
+            }).collect::<Vec<_>>(),
+        ),
+        Request::TokenRevoke { id } => {
+            writer.run(|g| g.remember(|st| Ok(Some(accounts::revoke_token(st, &id)?)))).await?;
+            Response::ok(format!("token {id} is revoked: it authenticates nothing from now on"))
+        }
         Request::Down => {
             writer.run(|g| g.down()).await?;
             Response::ok("the data path is detached and every pinned map and link is removed; the daemon stops")
         }
     })
+}
+
+/// A new token's record and its text: an id and a secret from the OS's random source.
+fn mint(account: Option<&str>, name: &str, expires_secs: Option<u64>, read_only: bool) -> Result<(TokenRecord, String)> {
+    let mut raw = [0u8; 36];
+    getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("{e}")).context("drawing a token from the OS's random source")?;
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let (id, secret) = (hex(&raw[..4]), hex(&raw[4..]));
+    let rec = TokenRecord::new(&id, &secret, name, account, read_only, expires_secs.map(|s| s.saturating_mul(1000)));
+    Ok((rec, tokens::text(&id, &secret)))
 }

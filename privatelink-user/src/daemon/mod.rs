@@ -6,9 +6,10 @@
 //! `views` and `metrics` answer readers without waiting. `events` delivers what the
 //! recorder committed (logs, webhooks), `sweeper` expires idle flows and audits the
 //! slot accounting on its own thread, `tasks` runs the periodic work, `handler` maps
-//! each API request to a read or a change, and `api` is the wire protocol the CLI
-//! speaks. Uses every other layer; the CLI reaches it only through `api`'s types on a
-//! socket.
+//! each socket request to a read or a change, `api` is the wire protocol the CLI
+//! speaks, `tenant` what an account may see and ask (through `model::authz`) and
+//! `http` the tenant API that serves it. Uses every other layer; the CLI reaches it
+//! only through `api`'s types on a socket (root) or the tenant API (accounts).
 
 pub mod api;
 mod datapath;
@@ -17,12 +18,14 @@ mod fleet;
 mod gateway;
 mod handler;
 pub mod health;
+pub mod http;
 mod limits;
 pub mod metrics;
 mod picture;
 mod record;
 mod sweeper;
 mod tasks;
+mod tenant;
 pub use sweeper::REST_PER_PASS;
 mod views;
 
@@ -63,6 +66,8 @@ pub struct Options {
     /// This gateway's name in the fleet, and its zone.
     pub node: String,
     pub zone: Option<String>,
+    /// Serve the tenant API (HTTPS, or HTTP on loopback).
+    pub api: Option<http::ApiOptions>,
 }
 
 /// The host's name: a node's default name.
@@ -80,6 +85,9 @@ pub async fn run(opts: Options) -> Result<()> {
     if !is_root() {
         bail!("the daemon must run as root (it loads XDP programs and pins BPF objects)");
     }
+    if let Some(api) = &opts.api {
+        api.check()?;
+    }
     let gw = Gateway::open(opts.clone())?;
     let listener = listen_socket(&opts.socket).await?;
     tracing::info!(socket = %opts.socket.display(), node = %opts.node, store = %gw.shown().now().store.describe(), bpffs = %opts.bpffs.display(), "privatelink daemon listening");
@@ -95,6 +103,17 @@ pub async fn run(opts: Options) -> Result<()> {
     let follow = tasks::follow_fleet(writer.clone(), changes);
     let ticker = tasks::ticker(writer.clone());
     let metrics_server = opts.metrics.map(|addr| spawn_metrics(addr, shown.clone()));
+    let api_server = match opts.api.clone() {
+        Some(api) => {
+            let serving = http::bind(api, http::App { shown: shown.clone(), writer: writer.clone() }).await?;
+            Some(tokio::spawn(async move {
+                if let Err(e) = serving.await {
+                    tracing::error!(error = %format!("{e:#}"), "the tenant API stopped");
+                }
+            }))
+        }
+        None => None,
+    };
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
@@ -118,8 +137,8 @@ pub async fn run(opts: Options) -> Result<()> {
     let _ = sweep_thread.join();
     checks.abort();
     follow.abort();
-    if let Some(m) = metrics_server {
-        m.abort();
+    for server in [metrics_server, api_server].into_iter().flatten() {
+        server.abort();
     }
     std::fs::remove_file(&socket).ok();
     // Pinned links and maps stay: the data path keeps running without the daemon.

@@ -5,11 +5,14 @@
 //! state and the events its changes carry, `fleet` the nodes sharing it (liveness,
 //! seats, published routes), `slices` the SNAT slices they hold, `health` what a backend's
 //! verdict changes, `dns` the private
-//! names a state calls for, `time` the clock and how a moment is shown.
+//! names a state calls for, `time` the clock and how a moment is shown, `tokens` the
+//! API tokens as recorded (hashes only), `authz` who may do what to which resource.
 //! Uses nothing of the other layers: no BPF, no store, no sockets, no files. It reads
 //! the clock and a random key only to stamp and name new records, and privatelink-common
 //! only for the data path's table sizes it validates against.
 
+pub mod accounts;
+pub mod authz;
 pub mod dns;
 pub mod fleet;
 pub mod health;
@@ -18,6 +21,7 @@ pub mod slices;
 pub mod spec;
 pub mod state;
 pub mod time;
+pub mod tokens;
 pub mod validate;
 pub mod yaml;
 

@@ -131,6 +131,9 @@ pub struct State {
     /// The gateways sharing this state (one, without a fleet store), by node name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub nodes: BTreeMap<String, NodeRecord>,
+    /// API tokens by id (their hashes only: `tokens`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tokens: BTreeMap<String, super::tokens::TokenRecord>,
 }
 
 /// Flows one node must still cut.

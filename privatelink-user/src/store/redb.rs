@@ -76,6 +76,7 @@ impl Store for RedbStore {
             cuts: field(&get, "node_cuts")?,
             backends_down: field(&get, "backends_down")?,
             nodes: field(&get, "nodes")?,
+            tokens: field(&get, "tokens")?,
             ..State::default()
         };
         // Cuts as a store of the single-gateway layout recorded them: any node's.
@@ -112,7 +113,7 @@ impl Store for RedbStore {
                 return Err(StoreError::Conflict { expected: st.generation, found });
             }
             st.generation += 1;
-            let fields: [(&str, Vec<u8>); 7] = [
+            let fields: [(&str, Vec<u8>); 8] = [
                 ("schema", encode("schema", &SCHEMA)?),
                 ("spec", encode("spec", &st.spec)?),
                 ("gateway", encode("gateway", &st.gateway)?),
@@ -120,6 +121,7 @@ impl Store for RedbStore {
                 ("node_cuts", encode("node_cuts", &st.cuts)?),
                 ("backends_down", encode("backends_down", &st.backends_down)?),
                 ("nodes", encode("nodes", &st.nodes)?),
+                ("tokens", encode("tokens", &st.tokens)?),
             ];
             for (k, v) in fields {
                 meta.insert(k, v.as_slice()).map_err(dberr)?;

@@ -1,7 +1,7 @@
 //! A client's side of the local API (the CLI's, and the lab's when it takes a
 //! daemon down): one request, one response, over the daemon's Unix socket.
 
-use super::{Request, Response};
+use super::{Failure, Request};
 use anyhow::{bail, Context, Result};
 use std::{
     io::{BufRead, BufReader, Write},
@@ -30,10 +30,13 @@ pub fn call(socket: &Path, req: &Request) -> Result<serde_json::Value> {
     if answer.is_empty() {
         bail!("the daemon closed the connection without answering");
     }
-    match serde_json::from_str::<Response>(&answer).context("decoding the daemon's answer")? {
-        Response::Ok { ok } => Ok(ok),
-        Response::Err { error, spec_errors } if spec_errors.is_empty() => Err(CallError::Failed(error).into()),
-        Response::Err { error, spec_errors } => Err(CallError::Spec { error, errors: spec_errors }.into()),
+    let mut v: serde_json::Value = serde_json::from_str(&answer).context("decoding the daemon's answer")?;
+    if let Some(ok) = v.get_mut("ok") {
+        return Ok(ok.take());
+    }
+    match serde_json::from_value::<Failure>(v).context("decoding the daemon's answer")? {
+        Failure { error, spec_errors } if spec_errors.is_empty() => Err(CallError::Failed(error).into()),
+        Failure { error, spec_errors } => Err(CallError::Spec { error, errors: spec_errors }.into()),
     }
 }
 

@@ -1,16 +1,19 @@
 //! The daemon's local API: one JSON request per line on a Unix socket, one JSON
 //! response line back. These types are the whole protocol; the daemon fills them,
-//! the CLI prints them. `view` holds what reads answer, `schema` documents it,
-//! `client` sends a request and reads the answer.
+//! the CLI prints them. `view` holds what reads answer, `tenant` what the tenant API
+//! answers besides, `schema` documents it, `client` sends a request and reads the
+//! answer.
 
 pub mod client;
 pub mod schema;
+mod tenant;
 mod view;
 
 pub use crate::{
     dataplane::reconcile::Report,
     model::{plan::Change, spec::SpecError, state::Event, time::Timestamp},
 };
+pub use tenant::*;
 pub use view::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -49,19 +52,36 @@ pub enum Request {
     Down,
     /// Events with a sequence number above `after`.
     Events { after: u64 },
+    /// A new API token for `account` (None: an operator token); its text is in the
+    /// answer, once.
+    TokenCreate { account: Option<String>, name: String, expires_secs: Option<u64>, read_only: bool },
+    TokenList,
+    TokenRevoke { id: String },
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// An answer line: `{"ok": ...}` or `{"error": ..., "spec_errors": [...]}`. The
+/// daemon writes an answer's JSON once, straight from its view types (`ok` is raw
+/// JSON: 10,000 endpoints are not built as a tree of values first); the client reads
+/// it back with `client::call`.
+#[derive(Clone, Debug, Serialize)]
 #[serde(untagged)]
 pub enum Response {
-    Ok { ok: serde_json::Value },
+    Ok { ok: Box<serde_json::value::RawValue> },
     Err { error: String, #[serde(default, skip_serializing_if = "Vec::is_empty")] spec_errors: Vec<SpecError> },
+}
+
+/// A failed answer as the client reads it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Failure {
+    pub error: String,
+    #[serde(default)]
+    pub spec_errors: Vec<SpecError>,
 }
 
 impl Response {
     /// An answer: `v` in JSON.
     pub fn ok<T: Serialize>(v: T) -> Response {
-        match serde_json::to_value(v) {
+        match serde_json::value::to_raw_value(&v) {
             Ok(ok) => Response::Ok { ok },
             Err(e) => Response::error(format!("encoding the answer: {e}")),
         }

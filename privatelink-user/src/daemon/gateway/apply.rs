@@ -7,6 +7,7 @@ use super::Gateway;
 use crate::{
     daemon::{
         api::{ApplyResult, One, Response, SpecError},
+        datapath::DataPath,
         record::{is_conflict, MAX_TRIES},
     },
     dataplane::{links, loader, reconcile::Report},
@@ -14,7 +15,7 @@ use crate::{
         plan::{self, Planned},
         plan_spec,
         spec::{self, Spec},
-        state::State,
+        state::{Event, State},
         validate::Env,
         yaml::Doc,
     },
@@ -35,19 +36,11 @@ impl Gateway {
                     p
                 }
                 // Parts did not read: the rules still run on the rest, for one report.
-                Ok((p, doc)) => return self.with_env(|env| spec_errors(crate::model::all_errors(&p, &doc, self.rec.state(), env))),
+                Ok((p, doc)) => return with_env(&self.path, |env| spec_errors(crate::model::all_errors(&p, &doc, self.rec.state(), env))),
                 Err(errors) => return spec_errors(errors),
             },
         };
         self.retry_apply(|_| Ok(Cow::Borrowed(&parsed.0)), Some(&parsed.1), dry_run).unwrap_or_else(|e| Response::error(format!("{e:#}")))
-    }
-
-    /// `f` given what the host answers: the live conntrack size, interfaces and their
-    /// addresses.
-    fn with_env<R>(&self, f: impl FnOnce(&Env) -> R) -> R {
-        let ct = self.path.reader().map(|r| r.ct_capacity());
-        let own = |i: &str| links::interface(i).map(|f| f.addrs).unwrap_or_default();
-        f(&Env { ct_capacity: ct, interface_exists: &|i| loader::ifindex(i).is_ok(), gateway_addrs: &own })
     }
 
     /// Apply the spec `spec_of` makes of the recorded state, computed anew (from the
@@ -56,7 +49,7 @@ impl Gateway {
         for attempt in 1..=MAX_TRIES {
             let st = self.rec.state().clone();
             let s = spec_of(&st)?;
-            let planned = match self.with_env(|env| plan_spec(&s, doc, &st, env)) {
+            let planned = match with_env(&self.path, |env| plan_spec(&s, doc, &st, env)) {
                 Ok(p) => p,
                 Err(errors) => return Ok(spec_errors(errors)),
             };
@@ -100,27 +93,28 @@ impl Gateway {
     /// Phase 2 of an apply (also run at start when a crash interrupted one): the flows
     /// of endpoints being deleted go while they are inactive, then they are.
     pub(super) fn finish_apply(&mut self) -> Result<Report> {
-        self.cut_deleting()?;
+        self.path.cut_deleting(self.rec.state())?;
         self.transact(|st| Ok(plan::unfinished(st).then(|| (plan::finish(st.clone()), Vec::new()))))?;
         let r = self.write_maps()?;
         self.path.ensure_links(self.rec.state())?;
         Ok(r)
     }
 
-    /// `accept ENDPOINT`: the provider approves the connection.
-    pub fn accept(&mut self, endpoint: &str) -> Result<()> {
-        self.transact(|st| Ok(Some((plan::accept(st, endpoint)?, Vec::new()))))?;
+    /// `accept ENDPOINT`: the provider approves the connection (`audit`: who asked,
+    /// recorded with the decision).
+    pub fn accept(&mut self, endpoint: &str, audit: Vec<Event>) -> Result<()> {
+        self.transact(|st| Ok(Some((plan::accept(st, endpoint)?, audit.clone()))))?;
         self.write_maps()?;
         self.publish_routes(false);
         Ok(())
     }
 
     /// `reject ENDPOINT`: live flows are cut when the service says `on_revoke: reset`.
-    pub fn reject(&mut self, endpoint: &str) -> Result<()> {
+    pub fn reject(&mut self, endpoint: &str, audit: Vec<Event>) -> Result<()> {
         self.transact(|st| {
             let (mut next, cut) = plan::reject(st, endpoint)?;
             next.cut(cut, []);
-            Ok(Some((next, Vec::new())))
+            Ok(Some((next, audit.clone())))
         })?;
         self.write_maps()?;
         self.finish_cuts()?;
@@ -142,6 +136,14 @@ impl Gateway {
             false,
         )
     }
+}
+
+/// `f` given what the host answers: the live conntrack size, interfaces and their
+/// addresses.
+fn with_env<R>(path: &DataPath, f: impl FnOnce(&Env) -> R) -> R {
+    let ct = path.reader().map(|r| r.ct_capacity());
+    let own = |i: &str| links::interface(i).map(|f| f.addrs).unwrap_or_default();
+    f(&Env { ct_capacity: ct, interface_exists: &|i| loader::ifindex(i).is_ok(), gateway_addrs: &own })
 }
 
 /// Every error of a spec, in the order of its text.

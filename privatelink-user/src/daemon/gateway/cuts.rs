@@ -1,25 +1,13 @@
-//! Flows a change calls for removing, on this node: those of endpoints being deleted,
-//! of revoked endpoints and of backends gone down under `on_backend_down: reset`. Each
-//! node cuts its own flows, then records that its part is done.
+//! Flows a change calls for removing, on this node: those of revoked endpoints and of
+//! backends gone down under `on_backend_down: reset` (those of endpoints being deleted
+//! are `DataPath::cut_deleting`'s). Each node cuts its own flows, then records that its
+//! part is done.
 
 use super::Gateway;
-use crate::{
-    dataplane::{maps, sweep::Scope},
-    model::state::EndpointState,
-};
+use crate::dataplane::{maps, sweep::Scope};
 use anyhow::Result;
-use std::collections::BTreeSet;
 
 impl Gateway {
-    /// Remove this node's flows of endpoints being deleted.
-    pub(super) fn cut_deleting(&mut self) -> Result<u64> {
-        let going: BTreeSet<u32> = self.rec.state().endpoints.values().filter(|e| e.state == EndpointState::Deleting).map(|e| e.index).collect();
-        if going.is_empty() {
-            return Ok(0);
-        }
-        self.path.cut(Scope::Endpoints(&going))
-    }
-
     /// Cut the flows the recorded state says this node must cut, then record that they
     /// are gone (each node clears its own part).
     pub(super) fn finish_cuts(&mut self) -> Result<()> {

@@ -45,7 +45,7 @@ impl Gateway {
             self.path.ensure_links(self.rec.state())?;
             self.publish_routes(false);
         }
-        self.cut_deleting()?;
+        self.path.cut_deleting(self.rec.state())?;
         self.finish_cuts()
     }
 

@@ -119,6 +119,12 @@ impl Gateway {
         self.path.step(&st, &self.fleet.seat(&st), &|s, ip| health.is_up(s, ip))
     }
 
+    /// Record a change the data path never sees (tokens): committed with its events and
+    /// delivered; no map is written. Whether it committed.
+    pub fn remember(&mut self, f: impl FnMut(&State) -> Result<Change>) -> Result<bool> {
+        self.transact(f)
+    }
+
     /// Read the maps back and write what differs from the recorded state.
     fn reconcile(&mut self) -> Result<Report> {
         let (st, health) = (self.rec.state().clone(), &self.health);
@@ -188,15 +194,20 @@ impl Writer {
     pub fn new(gw: Gateway) -> Writer {
         Writer(tokio::sync::Mutex::new(gw))
     }
-    /// Make a change, then show readers its result.
+    /// Make a change, then show readers its result. The change runs in place of the
+    /// runtime worker it is on (`block_in_place`): its other tasks (readers) move to the
+    /// other workers meanwhile.
     pub async fn run<T>(&self, f: impl FnOnce(&mut Gateway) -> T) -> T {
         let mut gw = self.0.lock().await;
-        let r = f(&mut gw);
-        gw.show();
-        r
+        tokio::task::block_in_place(|| {
+            let r = f(&mut gw);
+            gw.show();
+            r
+        })
     }
     /// Use the writer for what readers cannot see (the health checker's schedule).
     pub async fn quietly<T>(&self, f: impl FnOnce(&mut Gateway) -> T) -> T {
-        f(&mut *self.0.lock().await)
+        let mut gw = self.0.lock().await;
+        tokio::task::block_in_place(|| f(&mut gw))
     }
 }

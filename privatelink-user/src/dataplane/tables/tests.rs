@@ -97,6 +97,7 @@ fn spec_gen() -> impl Strategy<Value = Spec> {
                 dns: None,
                 xdp_mode: Default::default(),
                 flow_share: None,
+                owner: None,
             })
             .collect();
         let services: Vec<Service> = svcs
@@ -267,11 +268,11 @@ proptest! {
 #[test]
 fn removing_everything_clears_every_table() {
     let spec = Spec {
-        vpcs: vec![Vpc { name: "vpc1".into(), interface: "gw-vpc1".into(), cidr: "10.1.0.0/24".parse().unwrap(), route_table: None, announce_table: None, dns: None, xdp_mode: Default::default(), flow_share: None }],
+        vpcs: vec![Vpc { name: "vpc1".into(), interface: "gw-vpc1".into(), cidr: "10.1.0.0/24".parse().unwrap(), route_table: None, announce_table: None, dns: None, xdp_mode: Default::default(), flow_share: None, owner: None }],
         ..Default::default()
     };
     let mut spec_full = spec.clone();
-    spec_full.vpcs.push(Vpc { name: "vpc3".into(), interface: "gw-vpc3".into(), cidr: "10.3.0.0/24".parse().unwrap(), route_table: Some(7), announce_table: None, dns: None, xdp_mode: Default::default(), flow_share: None });
+    spec_full.vpcs.push(Vpc { name: "vpc3".into(), interface: "gw-vpc3".into(), cidr: "10.3.0.0/24".parse().unwrap(), route_table: Some(7), announce_table: None, dns: None, xdp_mode: Default::default(), flow_share: None, owner: None });
     spec_full.services.push(Service {
         name: "s".into(),
         owner: Account("1".into()),

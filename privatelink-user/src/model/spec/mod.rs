@@ -77,6 +77,10 @@ pub struct Vpc {
     /// third for three, a quarter from four on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow_share: Option<i64>,
+    /// The account that owns the VPC: through the tenant API it alone creates services
+    /// and endpoints in it. None: the operator's alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Account>,
 }
 
 impl Vpc {

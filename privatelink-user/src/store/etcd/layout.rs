@@ -6,6 +6,7 @@ use crate::model::{
     fleet::NodeRecord,
     spec::{Gateway, Spec},
     state::{Cuts, EndpointRecord, ServiceRecord, State, VpcRecord},
+    tokens::TokenRecord,
 };
 use serde::{Deserialize, Serialize};
 use std::{
@@ -32,6 +33,8 @@ struct Meta {
     backends_down: BTreeSet<(String, Ipv4Addr)>,
     #[serde(default)]
     nodes: BTreeMap<String, NodeRecord>,
+    #[serde(default)]
+    tokens: BTreeMap<String, TokenRecord>,
 }
 
 #[derive(Clone, Default, Serialize, Deserialize)]
@@ -83,6 +86,7 @@ pub(super) fn sections(st: &State) -> Result<BTreeMap<String, Vec<u8>>, StoreErr
         cuts: st.cuts.clone(),
         backends_down: st.backends_down.clone(),
         nodes: st.nodes.clone(),
+        tokens: st.tokens.clone(),
     };
     out.insert("meta".to_string(), encode("meta", &meta)?);
     let mut buckets: BTreeMap<u64, BTreeMap<&String, &EndpointRecord>> = BTreeMap::new();
@@ -102,7 +106,7 @@ pub(super) fn assemble(generation: u64, parts: &BTreeMap<String, Arc<Vec<u8>>>) 
             "spec" => st.spec = decode::<Spec>("spec", json)?,
             "meta" => {
                 let m: Meta = decode("meta", json)?;
-                (st.gateway, st.vpcs, st.services, st.cuts, st.backends_down, st.nodes) = (m.gateway, m.vpcs, m.services, m.cuts, m.backends_down, m.nodes);
+                (st.gateway, st.vpcs, st.services, st.cuts, st.backends_down, st.nodes, st.tokens) = (m.gateway, m.vpcs, m.services, m.cuts, m.backends_down, m.nodes, m.tokens);
             }
             _ => st.endpoints.extend(decode::<BTreeMap<String, EndpointRecord>>(name, json)?),
         }

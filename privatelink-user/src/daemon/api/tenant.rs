@@ -1,0 +1,61 @@
+//! What the tenant API answers, beside the views the CLI shows (`view`): a service
+//! as a consumer may know it, the provider's view of connections, the error body.
+
+use super::view::{EndpointView, PortView, ServiceView};
+use super::Timestamp;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A service as a consumer whitelisted for it sees it (the consoles' "available
+/// services"): what it needs to connect, nothing of the provider's inside.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ServiceListing {
+    pub name: String,
+    pub id: String,
+    pub full_name: String,
+    pub owner: String,
+    pub ports: Vec<PortView>,
+    /// Zones its backends are in.
+    pub zones: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_dns_name: Option<String>,
+    pub auto_accept: bool,
+}
+
+/// `GET /v1/services`: the caller's own services, and those it may connect to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ServicesAnswer {
+    pub own: Vec<ServiceView>,
+    pub available: Vec<ServiceListing>,
+}
+
+/// `GET /v1/services/{service}`: the whole service for its owner, its listing for a
+/// consumer it is whitelisted for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ServiceAnswer {
+    Own(Box<ServiceView>),
+    Listed(ServiceListing),
+}
+
+/// One endpoint connected to a provider's service, as the provider sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ConnectionView {
+    pub endpoint: String,
+    pub endpoint_id: String,
+    /// The consumer's account.
+    pub account: String,
+    pub state: String,
+    pub active_connections: u64,
+    pub created_at: Timestamp,
+}
+
+/// `GET /v1/endpoints`.
+pub type EndpointsAnswer = Vec<EndpointView>;
+
+/// Every error's body: a message and the HTTP status again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ErrorBody {
+    pub error: String,
+    pub status: u16,
+}

@@ -1,0 +1,66 @@
+//! The tenant API's one error type: every refusal and failure becomes a status and a
+//! JSON body (`ErrorBody`) here, in one place.
+
+use crate::{
+    daemon::{api::ErrorBody, tenant::Refusal},
+    model::{plan::DecisionError, tokens::TokenError},
+};
+use axum::{
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody { error: self.message, status: self.status.as_u16() };
+        let mut r = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"privatelink\""));
+        }
+        r
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> ApiError {
+        match r {
+            Refusal::Hidden(m) => ApiError::new(StatusCode::NOT_FOUND, m),
+            Refusal::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m),
+        }
+    }
+}
+
+/// A failure of the daemon's own work: a decision the state does not allow is a
+/// conflict (409), a name that went away meanwhile 404, anything else 500.
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> ApiError {
+        let status = match e.downcast_ref::<DecisionError>() {
+            Some(DecisionError::NoEndpoint(_) | DecisionError::NoService(_)) => StatusCode::NOT_FOUND,
+            Some(_) => StatusCode::CONFLICT,
+            None => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %format!("{e:#}"), "tenant API");
+        }
+        ApiError::new(status, format!("{e:#}"))
+    }
+}

@@ -1,0 +1,181 @@
+//! What a tenant may see and ask, as functions of a picture and a caller: every one
+//! asks `model::authz::decide` about the resource it touches, and answers `Refusal`
+//! where the rule says no (`Hidden` exactly as for a name that does not exist). The
+//! HTTP layer (`http`) only extracts and maps; the writes go to the writer.
+
+use super::{api::*, picture::Picture};
+use crate::model::{
+    authz::{decide, Action, Caller, Decision, Subject},
+    state::{EndpointRecord, Event, ServiceRecord},
+};
+
+/// Why a tenant's request is refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// 404, worded as for a name that does not exist.
+    Hidden(String),
+    /// 403.
+    Forbidden(String),
+}
+
+fn no_service(key: &str) -> Refusal {
+    Refusal::Hidden(format!("no service named or with id `{key}`"))
+}
+
+fn no_endpoint(key: &str) -> Refusal {
+    Refusal::Hidden(format!("no endpoint named or with id `{key}`"))
+}
+
+fn of_service(s: &ServiceRecord) -> Subject<'_> {
+    Subject::Service { owner: &s.spec.owner.0, allowed: &s.spec.allowed_accounts }
+}
+
+fn of_endpoint<'a>(pic: &'a Picture, e: &'a EndpointRecord) -> Subject<'a> {
+    Subject::Endpoint { owner: &e.spec.owner.0, service_owner: pic.state.services.get(&e.service).map(|s| s.spec.owner.0.as_str()) }
+}
+
+/// `decide`, with the refusal it calls for.
+fn allow(caller: &Caller, action: Action, subject: Subject<'_>, hidden: impl FnOnce() -> Refusal, what: &str) -> Result<(), Refusal> {
+    match decide(caller, action, subject) {
+        Decision::Allow => Ok(()),
+        Decision::Hidden => Err(hidden()),
+        Decision::Forbidden => Err(Refusal::Forbidden(format!("this token may not {what}"))),
+    }
+}
+
+fn listing(pic: &Picture, s: &ServiceRecord) -> ServiceListing {
+    let mut zones: Vec<String> = s.spec.backends.iter().filter_map(|b| b.zone.clone()).collect();
+    zones.sort();
+    zones.dedup();
+    ServiceListing {
+        name: s.spec.name.clone(),
+        id: s.id.clone(),
+        full_name: pic.state.full_service_name(s),
+        owner: s.spec.owner.0.clone(),
+        ports: s.spec.ports.iter().map(|p| PortView { protocol: p.protocol.to_string(), endpoint_port: p.endpoint_port as u16, service_port: p.service_port as u16 }).collect(),
+        zones,
+        private_dns_name: s.spec.private_dns_name.clone(),
+        auto_accept: s.spec.auto_accept,
+    }
+}
+
+/// `GET /v1/services`.
+pub fn services(pic: &Picture, caller: &Caller) -> anyhow::Result<ServicesAnswer> {
+    let mut out = ServicesAnswer { own: Vec::new(), available: Vec::new() };
+    for s in pic.state.services.values() {
+        if decide(caller, Action::Read, of_service(s)) == Decision::Allow {
+            out.own.push(pic.service_view(&s.spec.name)?);
+        } else if decide(caller, Action::Browse, of_service(s)) == Decision::Allow {
+            out.available.push(listing(pic, s));
+        }
+    }
+    Ok(out)
+}
+
+/// `GET /v1/services/{service}`.
+pub fn service(pic: &Picture, caller: &Caller, key: &str) -> Result<ServiceAnswer, Refusal> {
+    let s = pic.state.find_service(key).ok_or_else(|| no_service(key))?;
+    if decide(caller, Action::Read, of_service(s)) == Decision::Allow {
+        return pic.service_view(&s.spec.name).map(|v| ServiceAnswer::Own(Box::new(v))).map_err(|_| no_service(key));
+    }
+    allow(caller, Action::Browse, of_service(s), || no_service(key), "see this service")?;
+    Ok(ServiceAnswer::Listed(listing(pic, s)))
+}
+
+/// A service the caller owns (to read its connections).
+fn own_service<'a>(pic: &'a Picture, caller: &Caller, key: &str) -> Result<&'a ServiceRecord, Refusal> {
+    let s = pic.state.find_service(key).ok_or_else(|| no_service(key))?;
+    allow(caller, Action::Read, of_service(s), || no_service(key), "read this service's connections")?;
+    Ok(s)
+}
+
+/// `GET /v1/services/{service}/connections`.
+pub fn connections(pic: &Picture, caller: &Caller, key: &str) -> Result<Vec<ConnectionView>, Refusal> {
+    let s = own_service(pic, caller, key)?;
+    let active = |e: &EndpointRecord| pic.counters.as_ref().and_then(|c| c.active_flows(e.index).ok()).unwrap_or(0);
+    Ok(pic
+        .state
+        .endpoints
+        .values()
+        .filter(|e| e.service == s.spec.name)
+        .map(|e| ConnectionView {
+            endpoint: e.spec.name.clone(),
+            endpoint_id: e.id.clone(),
+            account: e.spec.owner.0.clone(),
+            state: e.state.to_string(),
+            active_connections: active(e),
+            created_at: Timestamp::from_unix_secs(e.created_at),
+        })
+        .collect())
+}
+
+/// The endpoint a provider decides on: connected to `service`, which the caller owns.
+/// Its name.
+pub fn decidable(pic: &Picture, caller: &Caller, service: &str, endpoint: &str) -> Result<String, Refusal> {
+    let s = pic.state.find_service(service).ok_or_else(|| no_service(service))?;
+    let e = pic.state.find_endpoint(endpoint).filter(|e| e.service == s.spec.name).ok_or_else(|| no_endpoint(endpoint))?;
+    // A consumer that cannot see the service learns nothing of it either.
+    allow(caller, Action::Browse, of_service(s), || no_service(service), "see this service")?;
+    allow(caller, Action::Decide, of_endpoint(pic, e), || no_endpoint(endpoint), "accept or reject connections to this service")?;
+    Ok(e.spec.name.clone())
+}
+
+/// `GET /v1/endpoints`: the caller's own endpoints.
+pub fn endpoints(pic: &Picture, caller: &Caller) -> anyhow::Result<Vec<EndpointView>> {
+    let mine = |e: &&EndpointRecord| match caller {
+        Caller::Operator { .. } => true,
+        Caller::Account { id, .. } => e.spec.owner.0 == *id,
+    };
+    pic.state.endpoints.values().filter(mine).map(|e| pic.endpoint_view(&e.spec.name)).collect()
+}
+
+/// An endpoint the caller may read (its own, or one connected to its service).
+fn readable<'a>(pic: &'a Picture, caller: &Caller, key: &str) -> Result<&'a EndpointRecord, Refusal> {
+    let e = pic.state.find_endpoint(key).ok_or_else(|| no_endpoint(key))?;
+    allow(caller, Action::Read, of_endpoint(pic, e), || no_endpoint(key), "read this endpoint")?;
+    Ok(e)
+}
+
+/// `GET /v1/endpoints/{endpoint}`.
+pub fn endpoint(pic: &Picture, caller: &Caller, key: &str) -> Result<EndpointView, Refusal> {
+    let e = readable(pic, caller, key)?;
+    pic.endpoint_view(&e.spec.name).map_err(|_| no_endpoint(key))
+}
+
+/// `GET /v1/endpoints/{endpoint}/stats`.
+pub fn endpoint_stats(pic: &Picture, caller: &Caller, key: &str) -> Result<EndpointStats, Refusal> {
+    let e = readable(pic, caller, key)?;
+    let (uses, stats) = match &pic.counters {
+        Some(c) => (c.endpoint_use(e.index).unwrap_or_default(), c.endpoint_stats(e.index).unwrap_or_default()),
+        None => Default::default(),
+    };
+    Ok(EndpointStats {
+        endpoint: e.spec.name.clone(),
+        id: e.id.clone(),
+        state: e.state.to_string(),
+        active_connections: uses.open,
+        connection_limit: pic.state.services.get(&e.service).map_or(0, |s| s.spec.connection_limit),
+        half_open: uses.half_open,
+        flows: uses.flows,
+        bandwidth_bps: e.spec.bandwidth.map(|b| b.0),
+        counters: stats.into(),
+    })
+}
+
+/// `GET /v1/events`: events about the caller's services and endpoints.
+pub fn events(pic: &Picture, caller: &Caller, after: u64) -> anyhow::Result<Vec<Event>> {
+    let all = pic.store.events(after, 10_000)?;
+    let Caller::Account { id, .. } = caller else { return Ok(all) };
+    let owns_service = |s: &str| pic.state.services.get(s).is_some_and(|s| s.spec.owner.0 == *id);
+    let owns_endpoint = |e: &str| pic.state.endpoints.get(e).is_some_and(|e| e.spec.owner.0 == *id);
+    Ok(all.into_iter().filter(|e| e.service.as_deref().is_some_and(owns_service) || owns_endpoint(&e.subject)).collect())
+}
+
+/// The audit event of a tenant's decision: who, with which token, from where.
+pub fn audit(verb: &str, caller: &Caller, token: &str, client: std::net::SocketAddr, endpoint: &str, service: &str) -> Event {
+    let who = match caller {
+        Caller::Operator { .. } => "the operator".to_string(),
+        Caller::Account { id, .. } => format!("account {id}"),
+    };
+    Event::new(&format!("api.{verb}"), endpoint, Some(service), format!("{who} (token {token}) from {client}: {verb} endpoint {endpoint}"))
+}

@@ -1,0 +1,187 @@
+//! The tenant API over TLS, end to end: the real daemon in its gateway namespace with a
+//! certificate signed by a CA the test makes, tokens made by root with the CLI, and
+//! `curl` (verifying the chain) as each tenant's client. A provider and a consumer do
+//! their parts of the seeds' quick start through the API alone and traffic flows at
+//! the end; a third account sees none of it and can change nothing; every refusal has
+//! its status and a JSON body.
+
+use privatelink_tests::{daemon_lab::*, lab::*};
+use serde_json::Value;
+use std::{net::SocketAddr, path::PathBuf, process::Command};
+
+const API: &str = "127.0.0.1:8443";
+
+/// A CA and a server certificate for 127.0.0.1 signed by it (P-256), in a directory
+/// removed at the end.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = PathBuf::from(format!("/run/pltest{}-pki", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = |args: &[&str]| {
+            let o = Command::new("openssl").args(args).current_dir(&dir).output().expect("openssl");
+            assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+        run(&[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=privatelink test CA"]].concat());
+        run(&[&["req"][..], &ec, &["-keyout", "api.key", "-out", "api.csr", "-subj", "/CN=127.0.0.1"]].concat());
+        std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        run(&["x509", "-req", "-in", "api.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "api.pem", "-days", "1", "-extfile", "san.ext"]);
+        Pki { dir }
+    }
+    fn path(&self, f: &str) -> String {
+        self.dir.join(f).to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One request with `curl` in the gateway namespace (the chain checked against the
+/// test's CA): the status and the JSON body.
+fn call(lab: &DaemonLab, pki: &Pki, token: Option<&str>, method: &str, path: &str) -> (u16, Value) {
+    let url = format!("https://{API}{path}");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}"));
+    let ca = pki.path("ca.pem");
+    let mut args = vec!["curl", "-sS", "--cacert", &ca, "-X", method, "-w", "\n%{http_code}"];
+    if let Some(a) = &auth {
+        args.extend(["-H", a.as_str()]);
+    }
+    args.push(&url);
+    let o = lab.gw.exec(&args);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "curl {method} {path}: {}{out}", String::from_utf8_lossy(&o.stderr));
+    let (body, code) = out.rsplit_once('\n').unwrap_or_else(|| panic!("{out}"));
+    let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {body}"));
+    (code.parse().unwrap(), json)
+}
+
+/// A token made by root with the CLI; its text.
+fn token(lab: &DaemonLab, args: &[&str]) -> String {
+    let mut a = vec!["token", "create"];
+    a.extend_from_slice(args);
+    let v = lab.json(&a);
+    let t = v["token"].as_str().unwrap_or_else(|| panic!("{v}")).to_string();
+    assert!(t.starts_with("pltok_"), "{t}");
+    t
+}
+
+fn names(v: &Value) -> Vec<&str> {
+    v.as_array().unwrap_or_else(|| panic!("{v}")).iter().map(|s| s["name"].as_str().unwrap()).collect()
+}
+
+#[test]
+fn two_accounts_do_the_quick_start_through_the_api_and_a_third_sees_and_changes_nothing() {
+    let pki = Pki::new();
+    let (cert, key) = (pki.path("api.pem"), pki.path("api.key"));
+    let lab = DaemonLab::with_daemon_args(1, &["--api-listen", API, "--api-tls-cert", &cert, "--api-tls-key", &key]);
+    let services = format!("{}{}", service("web", "100002", &["allowed_accounts: [\"100001\"]"]), service("secret", "100002", &[]));
+    let r = lab.apply(&spec(1, &services, &endpoint("web-from-vpc1", "100001", 0, "web")), &[]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    assert!(lab.log().contains("serving the tenant API over HTTPS"), "{}", lab.log());
+
+    let provider = token(&lab, &["--account", "100002", "--name", "prov"]);
+    let consumer = token(&lab, &["--account", "100001", "--name", "cons"]);
+    let stranger = token(&lab, &["--account", "100003", "--name", "x"]);
+    let watcher = token(&lab, &["--account", "100002", "--name", "ro", "--read-only"]);
+    let list = lab.ok(&["token", "list"]);
+    assert!(list.contains("prov") && list.contains("read-only") && !list.contains(&provider[6..]), "no secret in the list:\n{list}");
+
+    // Who is asking: nobody, a forged token, a well-formed unknown one.
+    for bad in [None, Some("nonsense"), Some("pltok_00000000_0000000000000000000000000000000000000000000000000000000000000000")] {
+        let (code, body) = call(&lab, &pki, bad, "GET", "/v1/services");
+        assert_eq!(code, 401, "{bad:?}: {body}");
+        assert_eq!(body["status"], 401, "{body}");
+    }
+    let last = if provider.ends_with('0') { "1" } else { "0" };
+    let forged = format!("{}{last}", &provider[..provider.len() - 1]);
+    assert_eq!(call(&lab, &pki, Some(&forged), "GET", "/v1/services").0, 401, "the provider's token with one digit of its secret changed");
+
+    // The consumer sees the service whitelisted for it, as a listing; not the other one.
+    let (code, mine) = call(&lab, &pki, Some(&consumer), "GET", "/v1/services");
+    assert_eq!(code, 200, "{mine}");
+    assert!(mine["own"].as_array().unwrap().is_empty(), "{mine}");
+    assert_eq!(names(&mine["available"]), ["web"], "{mine}");
+    let web = &mine["available"][0];
+    assert!(web["full_name"].as_str().unwrap().contains("epsrv-") && web["ports"][0]["endpoint_port"] == 80, "{web}");
+    assert!(web.get("backends").is_none(), "a consumer sees none of the provider's backends: {web}");
+    let (code, listed) = call(&lab, &pki, Some(&consumer), "GET", "/v1/services/web");
+    assert_eq!((code, listed.get("backends").is_none()), (200, true), "{listed}");
+    let (hidden, hidden_body) = call(&lab, &pki, Some(&consumer), "GET", "/v1/services/secret");
+    let (absent, absent_body) = call(&lab, &pki, Some(&consumer), "GET", "/v1/services/nosuch");
+    assert_eq!((hidden, absent), (404, 404));
+    assert_eq!(hidden_body["error"].as_str().unwrap().replace("secret", "X"), absent_body["error"].as_str().unwrap().replace("nosuch", "X"), "a hidden service reads as one that does not exist");
+
+    // The third account: nothing to see, nothing to decide.
+    let (_, none) = call(&lab, &pki, Some(&stranger), "GET", "/v1/services");
+    assert!(none["own"].as_array().unwrap().is_empty() && none["available"].as_array().unwrap().is_empty(), "{none}");
+    assert_eq!(call(&lab, &pki, Some(&stranger), "GET", "/v1/services/web").0, 404);
+    assert_eq!(call(&lab, &pki, Some(&stranger), "GET", "/v1/endpoints/web-from-vpc1").0, 404);
+    assert_eq!(call(&lab, &pki, Some(&stranger), "GET", "/v1/endpoints/web-from-vpc1/stats").0, 404);
+    assert_eq!(call(&lab, &pki, Some(&stranger), "GET", "/v1/services/web/connections").0, 404);
+    assert_eq!(call(&lab, &pki, Some(&stranger), "POST", "/v1/services/web/connections/web-from-vpc1/accept").0, 404);
+    assert!(names(&call(&lab, &pki, Some(&stranger), "GET", "/v1/endpoints").1).is_empty());
+
+    // The consumer sees its endpoint pending, and cannot accept it itself.
+    let (_, eps) = call(&lab, &pki, Some(&consumer), "GET", "/v1/endpoints");
+    assert_eq!(names(&eps), ["web-from-vpc1"]);
+    assert_eq!(eps[0]["state"], "pendingAcceptance");
+    let (code, body) = call(&lab, &pki, Some(&consumer), "POST", "/v1/services/web/connections/web-from-vpc1/accept");
+    assert_eq!(code, 403, "a consumer cannot accept its own endpoint: {body}");
+    assert_eq!(call(&lab, &pki, Some(&consumer), "GET", "/v1/services/web/connections").0, 403, "a consumer reads no provider's connections");
+    assert!(lab.in_client(0, || http_get(SocketAddr::from((ENDPOINT, ENDPOINT_TCP_PORT)))).is_err(), "pending: no traffic yet");
+
+    // The provider: its connections, a read-only token's refusal, then its decision.
+    let (code, conns) = call(&lab, &pki, Some(&provider), "GET", "/v1/services/web/connections");
+    assert_eq!(code, 200, "{conns}");
+    assert_eq!((conns[0]["endpoint"].as_str(), conns[0]["account"].as_str(), conns[0]["state"].as_str()), (Some("web-from-vpc1"), Some("100001"), Some("pendingAcceptance")), "{conns}");
+    assert_eq!(call(&lab, &pki, Some(&watcher), "POST", "/v1/services/web/connections/web-from-vpc1/accept").0, 403, "read-only");
+    assert_eq!(call(&lab, &pki, Some(&provider), "POST", "/v1/services/secret/connections/web-from-vpc1/accept").0, 404, "not a connection of that service");
+    let (code, accepted) = call(&lab, &pki, Some(&provider), "POST", "/v1/services/web/connections/web-from-vpc1/accept");
+    assert_eq!((code, accepted["state"].as_str()), (200, Some("accepted")), "{accepted}");
+    let (code, again) = call(&lab, &pki, Some(&provider), "POST", "/v1/services/web/connections/web-from-vpc1/accept");
+    assert_eq!(code, 409, "accepting twice is a conflict: {again}");
+
+    // Traffic flows, and the consumer's counters show it.
+    let got = lab.in_client(0, || http_get(SocketAddr::from((ENDPOINT, ENDPOINT_TCP_PORT)))).expect("the accepted endpoint carries traffic");
+    assert!(got.contains("backend"), "{got}");
+    let (code, stats) = call(&lab, &pki, Some(&consumer), "GET", "/v1/endpoints/web-from-vpc1/stats");
+    assert_eq!(code, 200, "{stats}");
+    assert!(stats["new_connections"].as_u64().unwrap_or(0) >= 1, "{stats}");
+
+    // The audit trail: who decided, with which token, from where; the stranger sees none.
+    let (_, ev) = call(&lab, &pki, Some(&consumer), "GET", "/v1/events");
+    let audit = ev.as_array().unwrap().iter().find(|e| e["kind"] == "api.accept").unwrap_or_else(|| panic!("{ev}"));
+    assert!(audit["message"].as_str().unwrap().contains("account 100002 (token prov) from 127.0.0.1"), "{audit}");
+    assert!(call(&lab, &pki, Some(&stranger), "GET", "/v1/events").1.as_array().unwrap().is_empty());
+    assert!(lab.ok(&["events"]).contains("token prov"), "root's events hold the audit trail too");
+
+    // Revoked: refused at once. Unknown paths: a JSON 404.
+    let id = &provider[6..14];
+    lab.ok(&["token", "revoke", id]);
+    assert_eq!(call(&lab, &pki, Some(&provider), "GET", "/v1/services").0, 401, "revoked");
+    assert_eq!(call(&lab, &pki, Some(&consumer), "GET", "/v2/nothing").0, 404);
+}
+
+#[test]
+fn plain_http_is_refused_off_loopback_before_anything_starts() {
+    let dir = PathBuf::from(format!("/run/pltest{}-plain", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = dir.join("state");
+    let out = Command::new(privatelink_bin())
+        .args(["--socket", dir.join("s.sock").to_str().unwrap(), "daemon", "--state-dir", state.to_str().unwrap(), "--bpffs", dir.join("bpffs").to_str().unwrap(), "--api-listen", "192.0.2.1:8080"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("plain HTTP is allowed on a loopback address only"), "{err}");
+    assert!(!state.exists(), "nothing was created before the refusal");
+}
