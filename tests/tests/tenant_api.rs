@@ -44,9 +44,43 @@ impl Drop for Pki {
     }
 }
 
+/// The schema `/v1/openapi.json` gives for what `method path` answers with `status`
+/// (the path matched against the document's templates), made a document of its own
+/// with the components it refers to.
+fn schema_of(openapi: &Value, method: &str, path: &str, status: u16) -> Option<Value> {
+    let fits = |template: &str| {
+        let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('?').next().unwrap().split('/').collect());
+        t.len() == p.len() && t.iter().zip(&p).all(|(t, p)| t.starts_with('{') || t == p)
+    };
+    let errors = serde_json::json!({ "$ref": "#/components/schemas/ErrorBody" });
+    let schema = match status {
+        200 => {
+            let (_, item) = openapi["paths"].as_object()?.iter().find(|(t, _)| fits(t))?;
+            item[method.to_lowercase()]["responses"]["200"]["content"]["application/json"]["schema"].clone()
+        }
+        _ => errors,
+    };
+    let mut doc = schema.as_object()?.clone();
+    doc.insert("components".into(), openapi["components"].clone());
+    Some(Value::Object(doc))
+}
+
 /// One request with `curl` in the gateway namespace (the chain checked against the
-/// test's CA): the status and the JSON body.
+/// test's CA): the status and the JSON body, which must be what the API's own OpenAPI
+/// document says that answer is.
 fn call(lab: &DaemonLab, pki: &Pki, token: Option<&str>, method: &str, path: &str) -> (u16, Value) {
+    let (code, body) = raw_call(lab, pki, token, method, path);
+    if path != "/v1/openapi.json" {
+        let openapi = raw_call(lab, pki, None, "GET", "/v1/openapi.json").1;
+        let schema = schema_of(&openapi, method, path, code).unwrap_or_else(|| panic!("{method} {path} ({code}) is not in /v1/openapi.json"));
+        let v = jsonschema::options().build(&schema).unwrap_or_else(|e| panic!("{method} {path}: the OpenAPI schema does not compile: {e}"));
+        let errors: Vec<String> = v.iter_errors(&body).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{method} {path} ({code}) does not match /v1/openapi.json:\n{}\n{body:#}", errors.join("\n"));
+    }
+    (code, body)
+}
+
+fn raw_call(lab: &DaemonLab, pki: &Pki, token: Option<&str>, method: &str, path: &str) -> (u16, Value) {
     let url = format!("https://{API}{path}");
     let auth = token.map(|t| format!("Authorization: Bearer {t}"));
     let ca = pki.path("ca.pem");
@@ -162,6 +196,12 @@ fn two_accounts_do_the_quick_start_through_the_api_and_a_third_sees_and_changes_
     assert!(audit["message"].as_str().unwrap().contains("account 100002 (token prov) from 127.0.0.1"), "{audit}");
     assert!(call(&lab, &pki, Some(&stranger), "GET", "/v1/events").1.as_array().unwrap().is_empty());
     assert!(lab.ok(&["events"]).contains("token prov"), "root's events hold the audit trail too");
+
+    // The API describes itself (OpenAPI 3.1, no token needed); every answer above was
+    // checked against it.
+    let (code, doc) = call(&lab, &pki, None, "GET", "/v1/openapi.json");
+    assert_eq!((code, doc["openapi"].as_str()), (200, Some("3.1.0")));
+    assert!(doc["paths"]["/v1/services/{service}/connections/{endpoint}/accept"]["post"]["responses"]["403"].is_object(), "{doc}");
 
     // Revoked: refused at once. Unknown paths: a JSON 404.
     let id = &provider[6..14];

@@ -2,10 +2,11 @@
 //! only, plain HTTP. `auth` turns the bearer token into a caller, `routes` maps each
 //! path to one function of `tenant` (reads, from the picture of the moment) or of the
 //! writer (decisions), `error` maps every refusal to its status and JSON body, `tls`
-//! does the handshakes. Tenants reach the daemon only here; root keeps its socket.
+//! does the handshakes, `openapi` describes it all from the types. Tenants reach the daemon only here; root keeps its socket.
 
 mod auth;
 mod error;
+pub mod openapi;
 mod routes;
 mod tls;
 

@@ -28,6 +28,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/endpoints/{endpoint}", get(endpoint))
         .route("/v1/endpoints/{endpoint}/stats", get(endpoint_stats))
         .route("/v1/events", get(events))
+        .route("/v1/openapi.json", get(|| async { Json(super::openapi::document()) }))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such path in the tenant API (its paths start with /v1/)") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)

@@ -1,0 +1,103 @@
+//! `GET /v1/openapi.json`: the tenant API described as OpenAPI 3.1, generated from the
+//! same types the handlers answer with (a test checks real answers against it). Each
+//! path is one row of `OPERATIONS`' table.
+
+use crate::daemon::api::*;
+use schemars::{generate::SchemaSettings, JsonSchema, SchemaGenerator};
+use serde_json::{json, Map, Value};
+
+fn of<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
+    g.subschema_for::<T>().to_value()
+}
+
+/// (path, method, operation id, summary, path parameters, schema of the 200 answer).
+type Operation = (&'static str, &'static str, &'static str, &'static str, &'static [&'static str], Value);
+
+fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
+    vec![
+        ("/v1/services", "get", "listServices", "The caller's own services, and the services it may connect to", &[], of::<ServicesAnswer>(g)),
+        ("/v1/services/{service}", "get", "getService", "A service: whole for its owner, its listing for a whitelisted consumer", &["service"], of::<ServiceAnswer>(g)),
+        ("/v1/services/{service}/connections", "get", "listConnections", "The endpoints connected to the caller's service", &["service"], of::<Vec<ConnectionView>>(g)),
+        ("/v1/services/{service}/connections/{endpoint}/accept", "post", "acceptConnection", "Accept an endpoint's connection to the caller's service", &["service", "endpoint"], of::<EndpointView>(g)),
+        ("/v1/services/{service}/connections/{endpoint}/reject", "post", "rejectConnection", "Reject an endpoint's connection to the caller's service", &["service", "endpoint"], of::<EndpointView>(g)),
+        ("/v1/endpoints", "get", "listEndpoints", "The caller's own endpoints", &[], of::<Vec<EndpointView>>(g)),
+        ("/v1/endpoints/{endpoint}", "get", "getEndpoint", "An endpoint of the caller's, or connected to its service", &["endpoint"], of::<EndpointView>(g)),
+        ("/v1/endpoints/{endpoint}/stats", "get", "getEndpointStats", "An endpoint's counters", &["endpoint"], of::<EndpointStats>(g)),
+        ("/v1/events", "get", "listEvents", "Events about the caller's services and endpoints (`after`: a sequence number)", &[], of::<Vec<Event>>(g)),
+    ]
+}
+
+/// The statuses every operation may answer with besides 200, each with an `ErrorBody`.
+const ERRORS: [(&str, &str); 6] = [
+    ("401", "no token, or a malformed, unknown, revoked or expired one"),
+    ("403", "the caller sees the resource but may not do this"),
+    ("404", "no such resource, or one the caller may not see"),
+    ("409", "the state does not allow it"),
+    ("413", "a body over 1 MiB"),
+    ("500", "the daemon failed"),
+];
+
+pub fn document() -> Value {
+    let mut settings = SchemaSettings::draft2020_12().for_serialize();
+    settings.definitions_path = "/components/schemas".into();
+    let mut g = settings.into_generator();
+    let ops = operations(&mut g);
+    let error = of::<ErrorBody>(&mut g);
+    let mut paths = Map::new();
+    for (path, method, id, summary, params, answer) in ops {
+        let mut responses = Map::new();
+        responses.insert("200".into(), json!({ "description": "OK", "content": { "application/json": { "schema": answer } } }));
+        for (code, why) in ERRORS {
+            responses.insert(code.into(), json!({ "description": why, "content": { "application/json": { "schema": error } } }));
+        }
+        let parameters: Vec<Value> = params.iter().map(|p| json!({ "name": p, "in": "path", "required": true, "description": "a name or an id", "schema": { "type": "string" } })).collect();
+        let op = json!({ "operationId": id, "summary": summary, "parameters": parameters, "responses": responses });
+        paths.entry(path).or_insert_with(|| json!({})).as_object_mut().map(|m| m.insert(method.into(), op));
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "privatelink tenant API", "version": env!("CARGO_PKG_VERSION") },
+        "security": [{ "bearer": [] }],
+        "paths": paths,
+        "components": {
+            "schemas": g.take_definitions(true),
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "description": "a token from `privatelink token create`" } },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    /// Every `$ref` in `v`.
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r);
+                }
+                m.values().for_each(|x| refs(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves_and_every_route_is_described() {
+        let doc = super::document();
+        let mut all = Vec::new();
+        refs(&doc, &mut all);
+        assert!(all.len() > 20, "{all:?}");
+        for r in all {
+            let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("{r}"));
+            assert!(doc["components"]["schemas"][name].is_object(), "{r} does not resolve");
+        }
+        let paths = doc["paths"].as_object().unwrap();
+        let routes = include_str!("routes.rs");
+        for p in routes.lines().filter_map(|l| l.trim().strip_prefix(".route(\"")).map(|l| l.split('"').next().unwrap()) {
+            assert!(p == "/v1/openapi.json" || paths.contains_key(p), "route {p} is missing from the document");
+        }
+    }
+}
