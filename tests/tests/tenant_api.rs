@@ -115,7 +115,7 @@ fn names(v: &Value) -> Vec<&str> {
 fn two_accounts_do_the_quick_start_through_the_api_and_a_third_sees_and_changes_nothing() {
     let pki = Pki::new();
     let (cert, key) = (pki.path("api.pem"), pki.path("api.key"));
-    let lab = DaemonLab::with_daemon_args(1, &["--api-listen", API, "--api-tls-cert", &cert, "--api-tls-key", &key]);
+    let lab = DaemonLab::with_daemon_args(1, &["--api-listen", API, "--api-tls-cert", &cert, "--api-tls-key", &key, "--api-rate", "60"]);
     let services = format!("{}{}", service("web", "100002", &["allowed_accounts: [\"100001\"]"]), service("secret", "100002", &[]));
     let r = lab.apply(&spec(1, &services, &endpoint("web-from-vpc1", "100001", 0, "web")), &[]);
     assert_eq!(r.code, 0, "{r:#?}");
@@ -202,6 +202,22 @@ fn two_accounts_do_the_quick_start_through_the_api_and_a_third_sees_and_changes_
     let (code, doc) = call(&lab, &pki, None, "GET", "/v1/openapi.json");
     assert_eq!((code, doc["openapi"].as_str()), (200, Some("3.1.0")));
     assert!(doc["paths"]["/v1/services/{service}/connections/{endpoint}/accept"]["post"]["responses"]["403"].is_object(), "{doc}");
+
+    // Each token is held to its rate (60 a second here, bursts of 60): 200 requests on
+    // one connection as fast as curl sends them meet 429s, each with Retry-After.
+    let burst = token(&lab, &["--account", "100001", "--name", "burst"]);
+    let (ca, url, auth) = (pki.path("ca.pem"), format!("https://{API}/v1/endpoints"), format!("Authorization: Bearer {burst}"));
+    let mut args = vec!["curl", "-sS", "--cacert", &ca, "-H", &auth, "-w", "%{http_code} %header{retry-after}\n"];
+    for _ in 0..200 {
+        args.extend(["-o", "/dev/null", url.as_str()]);
+    }
+    let o = lab.gw.exec(&args);
+    let lines = String::from_utf8_lossy(&o.stdout).to_string();
+    let ok = lines.lines().filter(|l| l.starts_with("200")).count();
+    let limited: Vec<&str> = lines.lines().filter(|l| l.starts_with("429")).collect();
+    assert!(ok >= 60 && !limited.is_empty() && ok + limited.len() == 200, "{ok} answered, {} limited:\n{lines}", limited.len());
+    assert!(limited.iter().all(|l| l.split_whitespace().nth(1).and_then(|s| s.parse::<u64>().ok()).is_some_and(|n| n >= 1)), "Retry-After on every 429:\n{lines}");
+    assert_eq!(call(&lab, &pki, Some(&consumer), "GET", "/v1/endpoints").0, 200, "another token's bucket is its own");
 
     // Revoked: refused at once. Unknown paths: a JSON 404.
     let id = &provider[6..14];

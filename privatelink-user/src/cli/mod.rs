@@ -78,6 +78,10 @@ pub enum Command {
         /// The tenant API's private key (PEM).
         #[arg(long, value_name = "FILE", requires = "api_tls_cert")]
         api_tls_key: Option<PathBuf>,
+        /// Requests a second each token may make on this node (bursts of as many);
+        /// over it: 429 with Retry-After.
+        #[arg(long, value_name = "N", default_value_t = daemon::http::rate::DEFAULT_RATE, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        api_rate: u32,
     },
     /// Apply a spec: print the plan (+ create, ~ change, - delete) and carry it out.
     #[command(after_help = "Examples:\n  sudo privatelink apply -f /etc/privatelink/spec.yaml --dry-run\n  sudo privatelink apply -f /etc/privatelink/spec.yaml\n  sudo privatelink apply -f spec.yaml -o json | jq '.changes[].name'")]
@@ -319,10 +323,10 @@ pub fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let r = match cli.command {
-        Command::Daemon { state_dir, bpffs, metrics, repair_interval, log_format, log_level, store, node, zone, api_listen, api_tls_cert, api_tls_key } => {
+        Command::Daemon { state_dir, bpffs, metrics, repair_interval, log_format, log_level, store, node, zone, api_listen, api_tls_cert, api_tls_key, api_rate } => {
             let repair_interval = std::time::Duration::from_secs(repair_interval);
             let node = node.unwrap_or_else(daemon::hostname);
-            let api = api_listen.map(|listen| daemon::http::ApiOptions { listen, tls: api_tls_cert.zip(api_tls_key) });
+            let api = api_listen.map(|listen| daemon::http::ApiOptions { listen, tls: api_tls_cert.zip(api_tls_key), rate: api_rate });
             let opts = daemon::Options { state_dir, bpffs, socket: cli.socket, metrics, repair_interval, store, node, zone, api };
             admin::daemon(opts, log_format, &log_level)
         }

@@ -105,7 +105,8 @@ pub async fn run(opts: Options) -> Result<()> {
     let metrics_server = opts.metrics.map(|addr| spawn_metrics(addr, shown.clone()));
     let api_server = match opts.api.clone() {
         Some(api) => {
-            let serving = http::bind(api, http::App { shown: shown.clone(), writer: writer.clone() }).await?;
+            let limiter = Arc::new(http::rate::Limiter::new(api.rate));
+            let serving = http::bind(api, http::App { shown: shown.clone(), writer: writer.clone(), limiter }).await?;
             Some(tokio::spawn(async move {
                 if let Err(e) = serving.await {
                     tracing::error!(error = %format!("{e:#}"), "the tenant API stopped");

@@ -1,6 +1,7 @@
 //! Who is asking: the bearer token checked against the recorded tokens of the picture
 //! of the moment (a token revoked on this node fails from the commit on; on another
-//! node of a fleet once it has followed that commit), turned into a `Caller`.
+//! node of a fleet once it has followed that commit), turned into a `Caller`, and held
+//! to its rate (`rate`).
 
 use super::App;
 use crate::model::{
@@ -26,6 +27,7 @@ impl FromRequestParts<App> for Authed {
         let pic = app.shown.now();
         let rec = pic.state.tokens.get(id).ok_or(TokenError::Unknown)?;
         rec.check(secret, unix_now_ms())?;
+        app.limiter.take(&rec.id, std::time::Instant::now()).map_err(super::error::ApiError::too_many)?;
         let caller = match &rec.account {
             None => Caller::Operator { read_only: rec.read_only },
             Some(a) => Caller::Account { id: a.clone(), read_only: rec.read_only },

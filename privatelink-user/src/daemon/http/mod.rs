@@ -2,11 +2,13 @@
 //! only, plain HTTP. `auth` turns the bearer token into a caller, `routes` maps each
 //! path to one function of `tenant` (reads, from the picture of the moment) or of the
 //! writer (decisions), `error` maps every refusal to its status and JSON body, `tls`
-//! does the handshakes, `openapi` describes it all from the types. Tenants reach the daemon only here; root keeps its socket.
+//! does the handshakes, `openapi` describes it all from the types, `rate` holds each
+//! token to its rate. Tenants reach the daemon only here; root keeps its socket.
 
 mod auth;
 mod error;
 pub mod openapi;
+pub mod rate;
 mod routes;
 mod tls;
 
@@ -21,6 +23,8 @@ pub struct ApiOptions {
     pub listen: SocketAddr,
     /// (certificate chain, private key), PEM. None: plain HTTP, loopback only.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Requests a second each token may make on this node (bursts of as many).
+    pub rate: u32,
 }
 
 impl ApiOptions {
@@ -38,6 +42,7 @@ impl ApiOptions {
 pub struct App {
     pub shown: Shown,
     pub writer: Arc<Writer>,
+    pub limiter: Arc<rate::Limiter>,
 }
 
 /// The client's address, for the audit trail.

@@ -28,12 +28,13 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
 }
 
 /// The statuses every operation may answer with besides 200, each with an `ErrorBody`.
-const ERRORS: [(&str, &str); 6] = [
+const ERRORS: [(&str, &str); 7] = [
     ("401", "no token, or a malformed, unknown, revoked or expired one"),
     ("403", "the caller sees the resource but may not do this"),
     ("404", "no such resource, or one the caller may not see"),
     ("409", "the state does not allow it"),
     ("413", "a body over 1 MiB"),
+    ("429", "the token is over its rate; `Retry-After` says when to retry"),
     ("500", "the daemon failed"),
 ];
 
