@@ -22,9 +22,9 @@ pub fn daemon(opts: daemon::Options, log_format: super::LogFormat, log_level: &s
     }
     // glibc gives each thread that allocates an arena of its own, and keeps what they
     // freed: with the runtime's workers and the threads `block_in_place` starts, RSS at
-    // 10,000 endpoints and 1M flows doubled (127 -> 252 MiB). Two arenas bound it.
+    // 10,000 endpoints and 1M flows doubled (127 -> 252 MiB); four arenas: 166 MiB.
     // SAFETY: mallopt only tunes the allocator; called before any thread starts.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 4) };
     // Several workers: a long change (an apply of 10,000 endpoints) holds one of them
     // (`Writer::run`), reads are served on the others.
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("pl-daemon").build()?;
