@@ -197,6 +197,23 @@ fn two_accounts_do_the_quick_start_through_the_api_and_a_third_sees_and_changes_
     assert!(call(&lab, &pki, Some(&stranger), "GET", "/v1/events").1.as_array().unwrap().is_empty());
     assert!(lab.ok(&["events"]).contains("token prov"), "root's events hold the audit trail too");
 
+    // A watch: the provider's events as server-sent events, the reject made meanwhile
+    // among them (curl stops after 4 s: the stream itself never ends).
+    let last = ev.as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).max().unwrap();
+    let watched = std::thread::scope(|s| {
+        let (gw, ca, auth) = (&lab.gw, pki.path("ca.pem"), format!("Authorization: Bearer {provider}"));
+        let url = format!("https://{API}/v1/events?watch=true&after={last}");
+        // Exits 28 (its time is up) by design: not `exec`, which wants 0.
+        let watch = s.spawn(move || Command::new("ip").args(["netns", "exec", &gw.name, "curl", "-N", "-sS", "--max-time", "4", "--cacert", &ca, "-H", &auth, &url]).output().expect("curl"));
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let (code, rejected) = call(&lab, &pki, Some(&provider), "POST", "/v1/services/web/connections/web-from-vpc1/reject");
+        assert_eq!((code, rejected["state"].as_str()), (200, Some("rejected")), "{rejected}");
+        String::from_utf8_lossy(&watch.join().unwrap().stdout).to_string()
+    });
+    assert!(watched.contains("event: api.reject") && watched.contains("token prov"), "{watched}");
+    let ids: Vec<u64> = watched.lines().filter_map(|l| l.strip_prefix("id: ")?.parse().ok()).collect();
+    assert!(!ids.is_empty() && ids.iter().all(|i| *i > last) && ids.windows(2).all(|w| w[0] < w[1]), "new events only, in order: {ids:?}\n{watched}");
+
     // The API describes itself (OpenAPI 3.1, no token needed); every answer above was
     // checked against it.
     let (code, doc) = call(&lab, &pki, None, "GET", "/v1/openapi.json");

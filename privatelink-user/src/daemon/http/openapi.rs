@@ -55,6 +55,14 @@ pub fn document() -> Value {
         let op = json!({ "operationId": id, "summary": summary, "parameters": parameters, "responses": responses });
         paths.entry(path).or_insert_with(|| json!({})).as_object_mut().map(|m| m.insert(method.into(), op));
     }
+    // Events: a list, or with `watch=true` a stream of server-sent events.
+    if let Some(op) = paths.get_mut("/v1/events").and_then(|p| p.get_mut("get")) {
+        op["parameters"] = json!([
+            { "name": "after", "in": "query", "required": false, "description": "only events with a higher sequence number", "schema": { "type": "integer", "minimum": 0 } },
+            { "name": "watch", "in": "query", "required": false, "description": "keep the connection and send each new event as a server-sent event (id: sequence number, event: kind, data: the event)", "schema": { "type": "boolean" } },
+        ]);
+        op["responses"]["200"]["content"]["text/event-stream"] = json!({ "schema": { "type": "string" } });
+    }
     json!({
         "openapi": "3.1.0",
         "info": { "title": "privatelink tenant API", "version": env!("CARGO_PKG_VERSION") },

@@ -80,11 +80,40 @@ async fn endpoint_stats(State(app): State<App>, a: Authed, Path(e): Path<String>
 }
 
 #[derive(Deserialize)]
-struct After {
+struct EventsQuery {
     #[serde(default)]
     after: u64,
+    #[serde(default)]
+    watch: bool,
 }
 
-async fn events(State(app): State<App>, a: Authed, Query(q): Query<After>) -> Answer<Vec<Event>> {
-    Ok(Json(tenant::events(&app.shown.now(), &a.caller, q.after)?))
+/// How often a watch looks for new events.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// `GET /v1/events`: the caller's events after `after`; with `watch=true`, those and
+/// then each new one as it is recorded, as server-sent events (`id`: its sequence
+/// number, `event`: its kind, `data`: the event as JSON), until the client leaves.
+async fn events(State(app): State<App>, a: Authed, Query(q): Query<EventsQuery>) -> Result<axum::response::Response, ApiError> {
+    use axum::response::{sse, IntoResponse};
+    let first = tenant::events(&app.shown.now(), &a.caller, q.after)?;
+    if !q.watch {
+        return Ok(Json(first).into_response());
+    }
+    let after = first.last().map_or(q.after, |e| e.seq);
+    let start = (app, a.caller, after, std::collections::VecDeque::from(first));
+    let stream = futures_util::stream::unfold(start, |(app, caller, mut after, mut pending)| async move {
+        loop {
+            if let Some(e) = pending.pop_front() {
+                let out = sse::Event::default().id(e.seq.to_string()).event(e.kind.clone()).json_data(&e);
+                return Some((out, (app, caller, after, pending)));
+            }
+            tokio::time::sleep(WATCH_EVERY).await;
+            // The store stopped answering: the stream ends, the client reconnects with
+            // `after` (its last id).
+            let new = tenant::events(&app.shown.now(), &caller, after).ok()?;
+            after = new.last().map_or(after, |e| e.seq);
+            pending.extend(new);
+        }
+    });
+    Ok(sse::Sse::new(stream).keep_alive(sse::KeepAlive::default()).into_response())
 }
