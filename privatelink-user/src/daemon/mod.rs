@@ -8,7 +8,7 @@
 //! slot accounting on its own thread, `tasks` runs the periodic work, `handler` maps
 //! each socket request to a read or a change, `api` is the wire protocol the CLI
 //! speaks, `tenant` what an account may see and ask (through `model::authz`) and
-//! `http` the tenant API that serves it. Uses every other layer; the CLI reaches it
+//! `http` the tenant API that serves it; `options` is what the daemon is started with. Uses every other layer; the CLI reaches it
 //! only through `api`'s types on a socket (root) or the tenant API (accounts).
 
 pub mod api;
@@ -20,6 +20,7 @@ mod handler;
 pub mod health;
 pub mod http;
 mod limits;
+mod options;
 pub mod metrics;
 mod picture;
 mod record;
@@ -30,50 +31,17 @@ pub use sweeper::REST_PER_PASS;
 mod views;
 
 pub use gateway::{Gateway, Writer};
+pub use options::*;
 pub use picture::{Picture, Shown};
 
 use anyhow::{bail, Context, Result};
 use api::{Request, Response};
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::sync::Arc;
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     net::{UnixListener, UnixStream},
     sync::Notify,
 };
-
-/// Defaults of the daemon's paths (a systemd unit would use the same).
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/privatelink";
-pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/privatelink";
-pub const DEFAULT_SOCKET: &str = "/run/privatelink.sock";
-/// How often the sweeper looks for idle flows (less often when a pass is long).
-pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-/// How often routes, drift and limit episodes are looked at.
-pub const TICK_INTERVAL: Duration = Duration::from_secs(1);
-/// How often links and maps are compared with the recorded state and repaired.
-pub const DEFAULT_REPAIR_INTERVAL_SECS: u64 = 10;
-
-#[derive(Clone, Debug)]
-pub struct Options {
-    pub state_dir: PathBuf,
-    pub bpffs: PathBuf,
-    pub socket: PathBuf,
-    /// Serve Prometheus metrics on `/metrics` here.
-    pub metrics: Option<std::net::SocketAddr>,
-    /// Drift repair: links re-attached and maps rewritten to the state this often.
-    pub repair_interval: Duration,
-    /// The fleet's shared store (None: the embedded one under `state_dir`).
-    pub store: Option<crate::store::StoreUrl>,
-    /// This gateway's name in the fleet, and its zone.
-    pub node: String,
-    pub zone: Option<String>,
-    /// Serve the tenant API (HTTPS, or HTTP on loopback).
-    pub api: Option<http::ApiOptions>,
-}
-
-/// The host's name: a node's default name.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "gateway".into())
-}
 
 fn is_root() -> bool {
     // SAFETY: trivial libc call.

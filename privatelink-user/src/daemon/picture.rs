@@ -4,7 +4,7 @@
 //! the moment and the data path's read-only handles (`maps::Reader`); a reader never
 //! waits for a writer, and a writer never for a reader. `views` and `metrics` read it.
 
-use super::{datapath::PathFacts, fleet::Routes, health::Checker, sweeper::SweepShared, Options};
+use super::{datapath::PathFacts, fleet::Routes, health::Checker, options::Options, sweeper::SweepShared};
 use crate::{dataplane::maps::Reader, model::{fleet::Seat, state::State}, store::Store};
 use arc_swap::ArcSwap;
 use std::sync::Arc;

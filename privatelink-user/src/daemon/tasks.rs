@@ -6,7 +6,7 @@
 use super::{
     gateway::Writer,
     health::probe,
-    TICK_INTERVAL,
+    options::TICK_INTERVAL,
 };
 use std::{sync::Arc, time::Duration};
 

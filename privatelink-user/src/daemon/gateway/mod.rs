@@ -19,7 +19,7 @@ use super::{
     picture::{Picture, Shown},
     record::{Change, Recorder},
     sweeper::SweepShared,
-    Options,
+    options::Options,
 };
 use crate::{
     dataplane::reconcile::Report,

@@ -12,30 +12,11 @@ pub mod rate;
 mod routes;
 mod tls;
 
+pub use super::options::ApiOptions;
 use super::{gateway::Writer, picture::Shown};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use axum::extract::connect_info::Connected;
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
-
-/// Where and how the tenant API listens.
-#[derive(Clone, Debug)]
-pub struct ApiOptions {
-    pub listen: SocketAddr,
-    /// (certificate chain, private key), PEM. None: plain HTTP, loopback only.
-    pub tls: Option<(PathBuf, PathBuf)>,
-    /// Requests a second each token may make on this node (bursts of as many).
-    pub rate: u32,
-}
-
-impl ApiOptions {
-    /// Plain HTTP would send tokens in the clear: only on loopback.
-    pub fn check(&self) -> Result<()> {
-        if self.tls.is_none() && !self.listen.ip().is_loopback() {
-            bail!("--api-listen {} without --api-tls-cert/--api-tls-key: plain HTTP is allowed on a loopback address only (tokens would cross the network in the clear)", self.listen);
-        }
-        Ok(())
-    }
-}
+use std::{net::SocketAddr, sync::Arc};
 
 /// What every handler gets.
 #[derive(Clone)]
