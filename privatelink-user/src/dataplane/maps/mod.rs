@@ -1,8 +1,10 @@
 //! Typed access to the maps of the data path, in the units the rest of the code thinks
 //! in (`Ipv4Addr`, ports in host order). The flow table is also read and trimmed by
 //! `sweep` (its own descriptors, on its own thread) and the slot counters repaired by
-//! `audit`; nothing else touches a map. Must never decide what to write; the
-//! reconciler and tests do.
+//! `audit`; nothing else touches a map. `read` reads whole tables back; `reader` is
+//! the read-only second handle on the counters and the flow table that the daemon's
+//! readers hold (descriptors of its own; `Maps` reads through one too). Must never
+//! decide what to write; the reconciler and tests do.
 
 mod read;
 mod reader;
