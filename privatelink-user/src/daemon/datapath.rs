@@ -24,6 +24,8 @@ use anyhow::{Context, Result};
 use aya::programs::XdpMode;
 use std::{collections::BTreeSet, path::PathBuf, sync::Arc};
 
+const NOT_LOADED: &str = "no spec has been applied yet: the data path is not loaded";
+
 /// Reconciles and drift repairs so far.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Counts {
@@ -64,10 +66,9 @@ pub struct DataPath {
     reader: Option<Arc<Reader>>,
     links: Links,
     neighbours: kernel::Neighbours,
-    /// The tables last written whole (None: unknown, the next write reads back first),
-    /// and the generation of the state they were computed from.
-    written: Option<Tables>,
-    written_generation: Option<u64>,
+    /// The tables last written whole and the generation of the state they came from
+    /// (None: unknown, the next write reads the maps back first).
+    written: Option<(Tables, u64)>,
     /// The sweeper thread's handles and counters.
     sweep: Arc<SweepShared>,
     counts: Counts,
@@ -83,7 +84,7 @@ impl DataPath {
             tracing::warn!("{w}");
         }
         let links = Links::new(&bpffs);
-        Ok(DataPath { bpffs, dp: None, reader: None, links, neighbours: Default::default(), written: None, written_generation: None, sweep: Default::default(), counts: Counts::default(), warning })
+        Ok(DataPath { bpffs, dp: None, reader: None, links, neighbours: Default::default(), written: None, sweep: Default::default(), counts: Counts::default(), warning })
     }
 
     pub fn loaded(&self) -> bool {
@@ -105,7 +106,7 @@ impl DataPath {
     }
 
     fn dp(&mut self) -> Result<&mut Dataplane> {
-        self.dp.as_mut().context("no spec has been applied yet: the data path is not loaded")
+        self.dp.as_mut().context(NOT_LOADED)
     }
 
     pub fn sweeper(&self) -> &Arc<SweepShared> {
@@ -130,12 +131,11 @@ impl DataPath {
         let known = self.written.take();
         let maps = &mut self.dp()?.maps;
         let r = match &known {
-            Some(have) => reconcile::step(maps, &want, have)?,
+            Some((have, _)) => reconcile::step(maps, &want, have)?,
             None => reconcile::reconcile(maps, &want)?,
         };
         self.neighbours.ensure(want.backend_hops());
-        self.written = Some(want);
-        self.written_generation = Some(st.generation);
+        self.written = Some((want, st.generation));
         let c = &mut self.counts;
         c.reconciles += 1;
         c.last_reconcile = Some(r);
@@ -146,16 +146,17 @@ impl DataPath {
         Ok(r)
     }
 
-    /// Whether the maps were last written from another state than `st` (or never).
+    /// Whether the maps were last written from another state than `st` (or are not
+    /// known to hold what was last written).
     pub fn behind(&self, st: &State) -> bool {
-        self.written_generation != Some(st.generation)
+        self.written.as_ref().map(|(_, g)| *g) != Some(st.generation)
     }
 
     /// Attach (or re-adopt) the XDP link of every VPC interface of `st`; drop the links
     /// of interfaces no longer in it.
     pub fn ensure_links(&mut self, st: &State) -> Result<()> {
         let wanted: Vec<(String, XdpSetting)> = st.vpcs.values().map(|v| (v.spec.interface.clone(), v.spec.xdp_mode)).collect();
-        let dp = self.dp.as_mut().context("no spec has been applied yet: the data path is not loaded")?;
+        let dp = self.dp.as_mut().context(NOT_LOADED)?;
         Ok(self.links.ensure(dp, &wanted)?)
     }
 
@@ -201,7 +202,6 @@ impl DataPath {
         self.reader = None;
         self.dp = None;
         self.written = None;
-        self.written_generation = None;
         Ok(bpffs::remove_pins(&self.bpffs)?)
     }
 
@@ -216,8 +216,7 @@ impl DataPath {
 
     /// Flows this node holds now (the data path's count of every endpoint's).
     pub fn live_flows(&self, st: &State) -> u64 {
-        let Some(r) = &self.reader else { return 0 };
-        st.endpoints.values().filter_map(|e| r.active_flows(e.index).ok()).sum()
+        self.reader.as_ref().map_or(0, |r| r.active_flows_of(st.endpoints.values().map(|e| e.index)))
     }
 
     /// What readers may know now.

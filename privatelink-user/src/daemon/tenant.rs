@@ -110,14 +110,14 @@ pub fn connections(pic: &Picture, caller: &Caller, key: &str) -> Result<Vec<Conn
 }
 
 /// The endpoint a provider decides on: connected to `service`, which the caller owns.
-/// Its name.
-pub fn decidable(pic: &Picture, caller: &Caller, service: &str, endpoint: &str) -> Result<String, Refusal> {
+/// (endpoint name, service name).
+pub fn decidable(pic: &Picture, caller: &Caller, service: &str, endpoint: &str) -> Result<(String, String), Refusal> {
     let s = pic.state.find_service(service).ok_or_else(|| no_service(service))?;
     let e = pic.state.find_endpoint(endpoint).filter(|e| e.service == s.spec.name).ok_or_else(|| no_endpoint(endpoint))?;
     // A consumer that cannot see the service learns nothing of it either.
     allow(caller, Action::Browse, of_service(s), || no_service(service), "see this service")?;
     allow(caller, Action::Decide, of_endpoint(pic, e), || no_endpoint(endpoint), "accept or reject connections to this service")?;
-    Ok(e.spec.name.clone())
+    Ok((e.spec.name.clone(), s.spec.name.clone()))
 }
 
 /// `GET /v1/endpoints`: the caller's own endpoints.
@@ -149,17 +149,7 @@ pub fn endpoint_stats(pic: &Picture, caller: &Caller, key: &str) -> Result<Endpo
         Some(c) => (c.endpoint_use(e.index).unwrap_or_default(), c.endpoint_stats(e.index).unwrap_or_default()),
         None => Default::default(),
     };
-    Ok(EndpointStats {
-        endpoint: e.spec.name.clone(),
-        id: e.id.clone(),
-        state: e.state.to_string(),
-        active_connections: uses.open,
-        connection_limit: pic.state.services.get(&e.service).map_or(0, |s| s.spec.connection_limit),
-        half_open: uses.half_open,
-        flows: uses.flows,
-        bandwidth_bps: e.spec.bandwidth.map(|b| b.0),
-        counters: stats.into(),
-    })
+    Ok(pic.endpoint_stats_of(e, uses, stats))
 }
 
 /// `GET /v1/events`: events about the caller's services and endpoints.

@@ -159,20 +159,25 @@ impl Picture {
         let mut endpoints = Vec::new();
         let counters = c.endpoint_counters(self.state.endpoint_slots_used())?;
         for e in self.state.endpoints.values() {
-            endpoints.push(EndpointStats {
-                endpoint: e.spec.name.clone(),
-                id: e.id.clone(),
-                state: e.state.to_string(),
-                active_connections: counters.active(e.index),
-                connection_limit: self.state.services.get(&e.service).map_or(0, |s| s.spec.connection_limit),
-                half_open: counters.uses(e.index).half_open,
-                flows: counters.uses(e.index).flows,
-                bandwidth_bps: e.spec.bandwidth.map(|b| b.0),
-                counters: counters.stats(e.index).into(),
-            });
+            endpoints.push(self.endpoint_stats_of(e, counters.uses(e.index), counters.stats(e.index)));
         }
         let (vpcs, gateway) = self.vpc_counters()?;
         Ok(StatsView { endpoints, vpcs, gateway })
+    }
+
+    /// One endpoint's row of `stats`, given what it holds and its counters.
+    pub fn endpoint_stats_of(&self, e: &EndpointRecord, uses: EpUse, stats: Stats) -> EndpointStats {
+        EndpointStats {
+            endpoint: e.spec.name.clone(),
+            id: e.id.clone(),
+            state: e.state.to_string(),
+            active_connections: uses.open,
+            connection_limit: self.state.services.get(&e.service).map_or(0, |s| s.spec.connection_limit),
+            half_open: uses.half_open,
+            flows: uses.flows,
+            bandwidth_bps: e.spec.bandwidth.map(|b| b.0),
+            counters: stats.into(),
+        }
     }
 
     /// Each VPC interface's counters, and the gateway's: theirs plus the global slot.
@@ -354,7 +359,6 @@ impl Picture {
 
     /// Flows this node holds now (the data path's count of every endpoint's).
     fn live_flows(&self) -> u64 {
-        let Some(c) = &self.counters else { return 0 };
-        self.state.endpoints.values().filter_map(|e| c.active_flows(e.index).ok()).sum()
+        self.counters.as_ref().map_or(0, |c| c.active_flows_of(self.state.endpoints.values().map(|e| e.index)))
     }
 }

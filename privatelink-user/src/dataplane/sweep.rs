@@ -16,7 +16,7 @@ use privatelink_common::*;
 use std::{
     collections::HashSet,
     hash::{BuildHasherDefault, Hasher},
-    os::fd::{AsFd, BorrowedFd, OwnedFd},
+    os::fd::{AsFd, OwnedFd},
     time::Duration,
 };
 
@@ -97,10 +97,9 @@ pub struct Sweeper {
 
 impl Sweeper {
     pub fn new(maps: &Maps, expire: &Xdp) -> Result<Sweeper> {
-        let dup = |fd: BorrowedFd<'_>, name: &'static str| fd.try_clone_to_owned().map_err(|source| Error::Sys { what: name, source });
         let prog = expire.fd().map_err(|source| Error::Program { name: PROG_EXPIRE, source })?;
         let audit = Audit::new(maps.counters(MAP_EP_USE)?, maps.counters(MAP_VPC_FLOWS)?);
-        Ok(Sweeper { ct: dup(maps.ct_fd(), MAP_CT)?, expire: dup(prog.as_fd(), PROG_EXPIRE)?, audit: std::sync::Mutex::new(audit), capacity: maps.ct_capacity() as u64 })
+        Ok(Sweeper { ct: maps::dup(maps.ct_fd(), MAP_CT)?, expire: maps::dup(prog.as_fd(), PROG_EXPIRE)?, audit: std::sync::Mutex::new(audit), capacity: maps.ct_capacity() as u64 })
     }
 
     /// Remove one flow by its forward key. `cutoff_ns`: only if idle since then

@@ -38,6 +38,12 @@ const ERRORS: [(&str, &str); 7] = [
     ("500", "the daemon failed"),
 ];
 
+/// The document, built at the first request (it follows from the types alone).
+pub fn shared() -> &'static Value {
+    static DOC: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    DOC.get_or_init(document)
+}
+
 pub fn document() -> Value {
     let mut settings = SchemaSettings::draft2020_12().for_serialize();
     settings.definitions_path = "/components/schemas".into();

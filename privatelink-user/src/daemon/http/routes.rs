@@ -28,7 +28,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/endpoints/{endpoint}", get(endpoint))
         .route("/v1/endpoints/{endpoint}/stats", get(endpoint_stats))
         .route("/v1/events", get(events))
-        .route("/v1/openapi.json", get(|| async { Json(super::openapi::document()) }))
+        .route("/v1/openapi.json", get(|| async { Json(super::openapi::shared()) }))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such path in the tenant API (its paths start with /v1/)") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)
@@ -56,8 +56,7 @@ async fn reject(State(app): State<App>, a: Authed, ConnectInfo(Peer(from)): Conn
 
 /// A provider's decision on a connection to its service, recorded with who made it.
 async fn decide(app: App, a: Authed, from: std::net::SocketAddr, service: String, endpoint: String, verb: &str) -> Answer<EndpointView> {
-    let name = tenant::decidable(&app.shown.now(), &a.caller, &service, &endpoint)?;
-    let svc = app.shown.now().state.endpoints.get(&name).map(|e| e.service.clone()).unwrap_or_default();
+    let (name, svc) = tenant::decidable(&app.shown.now(), &a.caller, &service, &endpoint)?;
     let audit = vec![tenant::audit(verb, &a.caller, &a.token, from, &name, &svc)];
     if verb == "accept" {
         app.writer.run(|g| g.accept(&name, audit)).await?;

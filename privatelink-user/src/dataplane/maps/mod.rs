@@ -9,6 +9,7 @@
 mod read;
 mod reader;
 
+pub(crate) use reader::dup;
 pub use reader::{EndpointCounters, Reader};
 
 use super::{
@@ -132,7 +133,6 @@ impl Maps {
         };
         let ct: HashMap<MapData, CtKey, CtValue> = take(ebpf, MAP_CT)?;
         let ep_stats: PerCpuArray<MapData, Stats> = take(ebpf, MAP_EP_STATS)?;
-        let dup = |fd: std::os::fd::BorrowedFd<'_>, what: &'static str| fd.try_clone_to_owned().map_err(|source| Error::Sys { what, source });
         use std::os::fd::AsFd;
         let read = Reader::new(reader::Sources {
             ep_stats: reader::again(&ep_stats, MAP_EP_STATS)?,

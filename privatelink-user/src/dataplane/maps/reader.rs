@@ -26,7 +26,8 @@ pub struct Reader {
     ct_capacity: u32,
 }
 
-fn dup(fd: BorrowedFd<'_>, what: &'static str) -> Result<OwnedFd> {
+/// A descriptor of our own for the object behind `fd` (`what` names it in errors).
+pub(crate) fn dup(fd: BorrowedFd<'_>, what: &'static str) -> Result<OwnedFd> {
     fd.try_clone_to_owned().map_err(|source| Error::Sys { what, source })
 }
 
@@ -82,6 +83,10 @@ impl Reader {
     /// from memory: no syscall).
     pub fn active_flows(&self, index: u32) -> Result<u64> {
         Ok(self.endpoint_use(index)?.open)
+    }
+    /// Live flows holding a slot of any of these endpoints (read from memory).
+    pub fn active_flows_of(&self, indices: impl IntoIterator<Item = u32>) -> u64 {
+        indices.into_iter().filter_map(|i| self.active_flows(i).ok()).sum()
     }
     /// What endpoint `index` holds: slots, half-open connections, flows in the table
     /// (read from memory: no syscall).
