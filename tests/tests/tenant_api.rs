@@ -19,7 +19,8 @@ struct Pki {
 
 impl Pki {
     fn new() -> Pki {
-        let dir = PathBuf::from(format!("/run/pltest{}-pki", std::process::id()));
+        // One per test: tests of one process run side by side.
+        let dir = PathBuf::from(format!("/run/pltest{}-pki{}", std::process::id(), BODIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let run = |args: &[&str]| {
@@ -54,9 +55,14 @@ fn schema_of(openapi: &Value, method: &str, path: &str, status: u16) -> Option<V
     };
     let errors = serde_json::json!({ "$ref": "#/components/schemas/ErrorBody" });
     let schema = match status {
-        200 => {
+        200 | 201 => {
             let (_, item) = openapi["paths"].as_object()?.iter().find(|(t, _)| fits(t))?;
-            item[method.to_lowercase()]["responses"]["200"]["content"]["application/json"]["schema"].clone()
+            item[method.to_lowercase()]["responses"][status.to_string()]["content"]["application/json"]["schema"].clone()
+        }
+        204 => {
+            let (_, item) = openapi["paths"].as_object()?.iter().find(|(t, _)| fits(t))?;
+            item[method.to_lowercase()]["responses"]["204"].as_object()?;
+            serde_json::json!({ "type": "null" })
         }
         _ => errors,
     };
@@ -69,7 +75,23 @@ fn schema_of(openapi: &Value, method: &str, path: &str, status: u16) -> Option<V
 /// test's CA): the status and the JSON body, which must be what the API's own OpenAPI
 /// document says that answer is.
 fn call(lab: &DaemonLab, pki: &Pki, token: Option<&str>, method: &str, path: &str) -> (u16, Value) {
-    let (code, body) = raw_call(lab, pki, token, method, path);
+    let a = send(lab, pki, token, method, path, None, &[]);
+    (a.code, a.body)
+}
+
+/// An answer: status, JSON body (null when empty), the ETag and Location headers.
+struct Answer {
+    code: u16,
+    body: Value,
+    etag: String,
+    location: String,
+}
+
+/// `call` with a body (JSON text) and more headers (`Name: value`).
+fn send(lab: &DaemonLab, pki: &Pki, token: Option<&str>, method: &str, path: &str, body: Option<&str>, headers: &[&str]) -> Answer {
+    let a = raw_send(lab, pki, token, method, path, body, headers);
+    let code = a.code;
+    let body = &a.body;
     if path != "/v1/openapi.json" {
         let openapi = raw_call(lab, pki, None, "GET", "/v1/openapi.json").1;
         let schema = schema_of(&openapi, method, path, code).unwrap_or_else(|| panic!("{method} {path} ({code}) is not in /v1/openapi.json"));
@@ -77,25 +99,42 @@ fn call(lab: &DaemonLab, pki: &Pki, token: Option<&str>, method: &str, path: &st
         let errors: Vec<String> = v.iter_errors(&body).map(|e| format!("{e} at {}", e.instance_path())).collect();
         assert!(errors.is_empty(), "{method} {path} ({code}) does not match /v1/openapi.json:\n{}\n{body:#}", errors.join("\n"));
     }
-    (code, body)
+    a
 }
 
 fn raw_call(lab: &DaemonLab, pki: &Pki, token: Option<&str>, method: &str, path: &str) -> (u16, Value) {
+    let a = raw_send(lab, pki, token, method, path, None, &[]);
+    (a.code, a.body)
+}
+
+fn raw_send(lab: &DaemonLab, pki: &Pki, token: Option<&str>, method: &str, path: &str, body: Option<&str>, headers: &[&str]) -> Answer {
     let url = format!("https://{API}{path}");
     let auth = token.map(|t| format!("Authorization: Bearer {t}"));
     let ca = pki.path("ca.pem");
-    let mut args = vec!["curl", "-sS", "--cacert", &ca, "-X", method, "-w", "\n%{http_code}"];
+    let mut args = vec!["curl", "-sS", "--cacert", &ca, "-X", method, "-w", "\n%{http_code}\n%header{etag}\n%header{location}"];
     if let Some(a) = &auth {
         args.extend(["-H", a.as_str()]);
+    }
+    for h in headers {
+        args.extend(["-H", h]);
+    }
+    let file = pki.path(&format!("body-{}", BODIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+    let data = format!("@{file}");
+    if let Some(b) = body {
+        std::fs::write(&file, b).unwrap();
+        args.extend(["-H", "Content-Type: application/json", "--data-binary", &data]);
     }
     args.push(&url);
     let o = lab.gw.exec(&args);
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(o.status.success(), "curl {method} {path}: {}{out}", String::from_utf8_lossy(&o.stderr));
-    let (body, code) = out.rsplit_once('\n').unwrap_or_else(|| panic!("{out}"));
-    let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {body}"));
-    (code.parse().unwrap(), json)
+    let mut tail = out.rsplitn(4, '\n');
+    let (location, etag, code, text) = (tail.next().unwrap(), tail.next().unwrap(), tail.next().unwrap(), tail.next().unwrap_or(""));
+    let json = if text.is_empty() { Value::Null } else { serde_json::from_str(text).unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}")) };
+    Answer { code: code.parse().unwrap_or_else(|_| panic!("{out}")), body: json, etag: etag.to_string(), location: location.to_string() }
 }
+
+static BODIES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// A token made by root with the CLI; its text.
 fn token(lab: &DaemonLab, args: &[&str]) -> String {
@@ -257,4 +296,152 @@ fn plain_http_is_refused_off_loopback_before_anything_starts() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("plain HTTP is allowed on a loopback address only"), "{err}");
     assert!(!state.exists(), "nothing was created before the refusal");
+}
+
+/// The lab's spec with no service or endpoint, its consumer VPC owned by account
+/// 100001 and its provider VPC by 100002 (`extra`: more lines for `gateway`).
+fn owned_vpcs(extra: &str) -> String {
+    spec(1, "", "")
+        .replace("interface: gw-c0, cidr: 10.0.0.0/24 }", "interface: gw-c0, cidr: 10.0.0.0/24, owner: \"100001\" }")
+        .replace("interface: gw-prov, cidr: 192.168.2.0/24 }", "interface: gw-prov, cidr: 192.168.2.0/24, owner: \"100002\" }")
+        .replace("services:\nendpoints:\n", "services: []\nendpoints: []\n")
+        .replace("  region: lab\n", &format!("  region: lab\n{extra}"))
+}
+
+fn web_service(name: &str) -> Value {
+    serde_json::json!({
+        "name": name, "vpc": "prov",
+        "backends": [{ "address": "192.168.2.10" }, { "address": "192.168.2.11" }],
+        "ports": [{ "protocol": "tcp", "endpoint_port": 80, "service_port": 8080 }],
+        "allowed_accounts": ["100001"],
+    })
+}
+
+#[test]
+fn tenants_create_change_and_delete_their_own_resources_and_apply_keeps_them() {
+    let pki = Pki::new();
+    let (cert, key) = (pki.path("api.pem"), pki.path("api.key"));
+    let lab = DaemonLab::with_daemon_args(1, &["--api-listen", API, "--api-tls-cert", &cert, "--api-tls-key", &key]);
+    let operator_spec = owned_vpcs("  quotas: { services_per_account: 2 }\n");
+    let r = lab.apply(&operator_spec, &[]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    let provider = token(&lab, &["--account", "100002", "--name", "prov"]);
+    let consumer = token(&lab, &["--account", "100001", "--name", "cons"]);
+    let stranger = token(&lab, &["--account", "100003", "--name", "x"]);
+    let reader = token(&lab, &["--account", "100002", "--name", "ro", "--read-only"]);
+    let post = |t: &str, path: &str, body: &Value, headers: &[&str]| send(&lab, &pki, Some(t), "POST", path, Some(&body.to_string()), headers);
+
+    // The provider publishes its service, with an Idempotency-Key: 201, its ETag and
+    // Location; the same request again answers with the same service, made once.
+    let created = post(&provider, "/v1/services", &web_service("web"), &["Idempotency-Key: k1"]);
+    assert_eq!(created.code, 201, "{}", created.body);
+    assert_eq!((created.body["owner"].as_str(), created.body["managed_by"].as_str(), created.location.as_str()), (Some("100002"), Some("api"), "/v1/services/web"), "{}", created.body);
+    assert!(created.etag.starts_with('"'), "an ETag: {:?}", created.etag);
+    let again = post(&provider, "/v1/services", &web_service("web"), &["Idempotency-Key: k1"]);
+    assert_eq!((again.code, &again.body["id"]), (201, &created.body["id"]), "a retried create answers with the first result: {}", again.body);
+    let reused = post(&provider, "/v1/services", &web_service("web2"), &["Idempotency-Key: k1"]);
+    assert_eq!(reused.code, 422, "the key with another body: {}", reused.body);
+    assert_eq!(post(&provider, "/v1/services", &web_service("web"), &[]).code, 409, "a name taken");
+    assert_eq!(post(&reader, "/v1/services", &web_service("ro"), &[]).code, 403, "a read-only token creates nothing");
+
+    // Where it may not: the consumer's VPC; another owner; every rule's error at once at
+    // its path in the body; a body that is not JSON; one over 1 MiB.
+    let mut elsewhere = web_service("elsewhere");
+    elsewhere["vpc"] = "vpc0".into();
+    let a = post(&provider, "/v1/services", &elsewhere, &[]);
+    assert_eq!((a.code, a.body["errors"][0]["path"].as_str()), (422, Some("vpc")), "{}", a.body);
+    let mut theirs = web_service("theirs");
+    theirs["owner"] = "100001".into();
+    let a = post(&provider, "/v1/services", &theirs, &[]);
+    assert_eq!((a.code, a.body["errors"][0]["path"].as_str()), (422, Some("owner")), "{}", a.body);
+    let mut bad = web_service("bad");
+    bad["ports"][0]["service_port"] = 0.into();
+    bad["connection_limit"] = 0.into();
+    bad["backends"][0]["address"] = "10.9.9.9".into();
+    let a = post(&provider, "/v1/services", &bad, &[]);
+    let paths: Vec<&str> = a.body["errors"].as_array().unwrap_or_else(|| panic!("{}", a.body)).iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert_eq!(a.code, 422, "{}", a.body);
+    for p in ["ports[0].service_port", "connection_limit", "backends[0].address"] {
+        assert!(paths.contains(&p), "{p} missing from {paths:?}: {}", a.body);
+    }
+    let mut unknown = web_service("typo");
+    unknown["auto_acept"] = true.into();
+    let a = post(&provider, "/v1/services", &unknown, &[]);
+    assert!(a.code == 422 && a.body["errors"][0]["message"].as_str().unwrap().contains("auto_acept"), "{}", a.body);
+    let a = send(&lab, &pki, Some(&provider), "POST", "/v1/services", Some("{\"name\": "), &[]);
+    assert_eq!((a.code, a.body["status"].as_u64()), (400, Some(400)), "{}", a.body);
+    let big = serde_json::json!({ "name": "big", "description": "x".repeat(1_100_000) });
+    let a = post(&provider, "/v1/services", &big, &[]);
+    assert_eq!((a.code, a.body["status"].as_u64()), (413, Some(413)), "{}", a.body);
+
+    // The stranger cannot connect to a service not whitelisted for it: refused exactly
+    // as for one that does not exist; nor create anything in a VPC not its own.
+    let ep = |name: &str, service: &str| serde_json::json!({ "name": name, "vpc": "vpc0", "service": service, "ip": "10.0.0.100" });
+    let hidden = post(&stranger, "/v1/endpoints", &ep("sneaky", "web"), &[]);
+    let absent = post(&stranger, "/v1/endpoints", &ep("sneaky", "nosuch"), &[]);
+    assert_eq!((hidden.code, absent.code), (422, 422), "{} {}", hidden.body, absent.body);
+    assert_eq!(hidden.body["errors"][0]["message"].as_str().unwrap().replace("web", "X"), absent.body["errors"][0]["message"].as_str().unwrap().replace("nosuch", "X"));
+
+    // The consumer connects by the service's id, with a security group of its own.
+    let sg = serde_json::json!({ "name": "clients", "rules": [{ "priority": 1, "action": "allow", "protocol": "tcp", "ports": "80", "source": "10.0.0.0/24" }] });
+    let a = post(&consumer, "/v1/security-groups", &sg, &[]);
+    assert_eq!((a.code, a.body["owner"].as_str()), (201, Some("100001")), "{}", a.body);
+    let mut mine = ep("web-from-vpc0", created.body["id"].as_str().unwrap());
+    mine["security_groups"] = serde_json::json!(["clients"]);
+    let a = post(&consumer, "/v1/endpoints", &mine, &[]);
+    assert_eq!((a.code, a.body["state"].as_str(), a.body["service"].as_str()), (201, Some("pendingAcceptance"), Some("web")), "{}", a.body);
+    assert!(lab.in_client(0, || http_get(SocketAddr::from((ENDPOINT, ENDPOINT_TCP_PORT)))).is_err(), "pending: no traffic yet");
+
+    // The third account sees none of it and changes nothing of theirs.
+    for path in ["/v1/services/web", "/v1/endpoints/web-from-vpc0", "/v1/security-groups/clients"] {
+        assert_eq!(send(&lab, &pki, Some(&stranger), "PATCH", path, Some("{\"description\": \"mine now\"}"), &[]).code, 404, "PATCH {path}");
+        assert_eq!(send(&lab, &pki, Some(&stranger), "DELETE", path, None, &[]).code, 404, "DELETE {path}");
+    }
+    assert_eq!(call(&lab, &pki, Some(&stranger), "POST", "/v1/services/web/connections/web-from-vpc0/accept").0, 404);
+    assert_eq!(call(&lab, &pki, Some(&consumer), "POST", "/v1/services/web/connections/web-from-vpc0/accept").0, 403, "a consumer cannot accept its own endpoint");
+
+    // The provider accepts; traffic flows.
+    let a = call(&lab, &pki, Some(&provider), "POST", "/v1/services/web/connections/web-from-vpc0/accept");
+    assert_eq!((a.0, a.1["state"].as_str()), (200, Some("accepted")), "{}", a.1);
+    let got = lab.in_client(0, || http_get(SocketAddr::from((ENDPOINT, ENDPOINT_TCP_PORT)))).expect("the accepted endpoint carries traffic");
+    assert!(got.contains("backend"), "{got}");
+
+    // Two consoles: the second change made with the tag the first one read is refused
+    // (412); with the new tag it applies.
+    let read = send(&lab, &pki, Some(&consumer), "GET", "/v1/endpoints/web-from-vpc0", None, &[]);
+    let first = send(&lab, &pki, Some(&consumer), "PATCH", "/v1/endpoints/web-from-vpc0", Some("{\"bandwidth\": \"100Mbps\"}"), &[&format!("If-Match: {}", read.etag)]);
+    assert_eq!((first.code, first.body["bandwidth_bps"].as_u64()), (200, Some(100_000_000)), "{}", first.body);
+    assert_ne!(first.etag, read.etag);
+    let second = send(&lab, &pki, Some(&consumer), "PATCH", "/v1/endpoints/web-from-vpc0", Some("{\"bandwidth\": \"200Mbps\"}"), &[&format!("If-Match: {}", read.etag)]);
+    assert_eq!(second.code, 412, "{}", second.body);
+    let renamed = send(&lab, &pki, Some(&consumer), "PATCH", "/v1/endpoints/web-from-vpc0", Some("{\"name\": \"other\"}"), &[]);
+    assert_eq!((renamed.code, renamed.body["errors"][0]["path"].as_str()), (422, Some("name")), "{}", renamed.body);
+
+    // Quotas: a second service fits the operator's quota of 2, a third does not.
+    assert_eq!(post(&provider, "/v1/services", &web_service("web2"), &[]).code, 201);
+    let a = post(&provider, "/v1/services", &web_service("web3"), &[]);
+    assert!(a.code == 422 && a.body.to_string().contains("quota of 2 services"), "{}", a.body);
+
+    // The operator applies its spec again: every tenant's resource stays, marked as the
+    // API's; claiming one of their names is an error naming the owner.
+    let r = lab.apply(&operator_spec, &[]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    let table = lab.ok(&["get", "services"]);
+    assert!(table.contains("MANAGED BY") && table.lines().any(|l| l.starts_with("web ") && l.contains("api")), "{table}");
+    assert_eq!(lab.endpoint("web-from-vpc0")["state"], "accepted", "the decision stays");
+    assert!(lab.in_client(0, || http_get(SocketAddr::from((ENDPOINT, ENDPOINT_TCP_PORT)))).is_ok(), "still carries traffic");
+    let clash = operator_spec.replace("services: []\n", &format!("services:\n{}", service("web", "100009", &[])));
+    let r = lab.apply(&clash, &[]);
+    assert!(r.code != 0 && r.stderr.contains("managed through the tenant API by account 100002"), "{r:#?}");
+    assert!(lab.ok(&["events"]).contains("account 100002 (token prov)"), "the audit trail names who created");
+
+    // Deleting a service with a live endpoint needs force; then both go.
+    let a = send(&lab, &pki, Some(&provider), "DELETE", "/v1/services/web", None, &[]);
+    assert_eq!(a.code, 409, "{}", a.body);
+    let a = send(&lab, &pki, Some(&provider), "DELETE", "/v1/services/web?force=true", None, &[]);
+    assert_eq!(a.code, 204, "{}", a.body);
+    assert!(names(&call(&lab, &pki, Some(&consumer), "GET", "/v1/endpoints").1).is_empty(), "its endpoint went with it");
+    assert!(lab.in_client(0, || http_get(SocketAddr::from((ENDPOINT, ENDPOINT_TCP_PORT)))).is_err(), "no traffic after the delete");
+    assert_eq!(send(&lab, &pki, Some(&consumer), "DELETE", "/v1/security-groups/clients", None, &[]).code, 204);
+    assert!(call(&lab, &pki, Some(&consumer), "GET", "/v1/security-groups").1.as_array().unwrap().is_empty());
 }

@@ -25,6 +25,7 @@ pub fn get(socket: &Path, kind: Kind, name: Option<String>, fmt: Format) -> Resu
                 ("APPROVAL", &|s| if s.auto_accept { "auto".into() } else { "manual".into() }),
                 ("BACKENDS UP", &health_summary),
                 ("ENDPOINTS", &|s| s.endpoints.len().to_string()),
+                ("MANAGED BY", &|s| s.managed_by.to_string()),
             ],
         ),
         Kind::Endpoints => output::table_of(
@@ -40,6 +41,7 @@ pub fn get(socket: &Path, kind: Kind, name: Option<String>, fmt: Format) -> Resu
                 ("SNAT IP", &|e| e.snat_ip.to_string()),
                 ("CONNECTIONS", &|e| format!("{}/{}", e.active_connections, e.connection_limit)),
                 ("DNS NAME", &|e| e.dns_names.first().map_or("-".into(), |d| d.name.clone())),
+                ("MANAGED BY", &|e| e.managed_by.to_string()),
             ],
         ),
         Kind::Vpcs => output::table_of(
@@ -108,6 +110,7 @@ pub fn describe(socket: &Path, kind: One, name: String, fmt: Format) -> Result<(
                 ("description", s.description.unwrap_or_default()),
                 ("endpoints", s.endpoints.join(", ")),
                 ("dns names", s.dns_names.join(", ")),
+                ("managed by", s.managed_by.to_string()),
             ])
         }
         One::Endpoint => {
@@ -129,6 +132,7 @@ pub fn describe(socket: &Path, kind: One, name: String, fmt: Format) -> Result<(
                 ("security groups", if e.security_groups.is_empty() { "(none: every source allowed)".into() } else { e.security_groups.join(", ") }),
                 ("bandwidth", e.bandwidth_bps.map_or("unlimited".into(), |b| format!("{} each way", Bandwidth(b)))),
                 ("dns names", names),
+                ("managed by", e.managed_by.to_string()),
             ])
         }
         One::Node => {

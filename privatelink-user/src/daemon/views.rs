@@ -11,6 +11,7 @@ use crate::{
         fleet::{self, Seat},
         spec::Backend,
         state::{EndpointRecord, EndpointState},
+        tenancy,
     },
 };
 use anyhow::{bail, Context, Result};
@@ -86,6 +87,7 @@ impl Picture {
             created_at: Timestamp::from_unix_secs(s.created_at),
             failing_open: sp.failing_open(&|n, ip| self.health.is_up(n, ip)),
             dns_names: dns::service_names(&self.state, &sp.name),
+            managed_by: self.state.managed.by(tenancy::Kind::Service, &sp.name),
         })
     }
 
@@ -147,6 +149,7 @@ impl Picture {
             created_at: Timestamp::from_unix_secs(e.created_at),
             dns_names: names.into_iter().map(|(name, address)| DnsNameView { name, address }).collect(),
             security_groups: e.spec.security_groups.clone(),
+            managed_by: self.state.managed.by(tenancy::Kind::Endpoint, &e.spec.name),
             bandwidth_bps: e.spec.bandwidth.map(|b| b.0),
             dns_resolving: e.state == EndpointState::Accepted && self.state.vpcs.get(&e.spec.vpc).is_some_and(|v| v.spec.dns.is_some()),
         }

@@ -36,6 +36,8 @@ pub enum Subject<'a> {
     Endpoint { owner: &'a str, service_owner: Option<&'a str> },
     /// A VPC (owner None: the operator's alone).
     Vpc { owner: Option<&'a str> },
+    /// A security group: its owner's alone.
+    Group { owner: &'a str },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +86,10 @@ pub fn decide(caller: &Caller, action: Action, subject: Subject<'_>) -> Decision
         Subject::Vpc { owner } => {
             let own = owner == Some(me);
             (own && action != Action::Decide, own)
+        }
+        Subject::Group { owner } => {
+            let own = owner == me;
+            (own && matches!(action, Action::Read | Action::Write), own)
         }
     };
     match (sees, may) {
@@ -141,6 +147,7 @@ mod tests {
             Subject::Service { owner, allowed } => (owner == me, false, allowed.iter().any(|x| x.0 == "*" || x.0 == me)),
             Subject::Endpoint { owner, service_owner } => (owner == me, service_owner == Some(me), false),
             Subject::Vpc { owner } => (owner == Some(me), false, false),
+            Subject::Group { owner } => (owner == me, false, false),
         };
         let visible = owns || provides || listed;
         if !visible {
@@ -154,6 +161,7 @@ mod tests {
                 (Subject::Endpoint { .. }, Action::Write) => prop_assert!(owns, "only its owner changes an endpoint"),
                 (Subject::Endpoint { .. }, Action::Decide) => prop_assert!(provides, "only the service's owner decides a connection"),
                 (Subject::Vpc { .. }, _) => prop_assert!(owns),
+                (Subject::Group { .. }, Action::Read | Action::Write) => prop_assert!(owns, "only its owner reads or changes a security group"),
                 (_, _) => prop_assert!(false, "{a:?} allowed on {s:?}"),
             }
         }
@@ -164,12 +172,13 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(4096))]
         #[test]
         fn no_request_succeeds_on_what_its_account_does_not_own_or_may_not_see(
-            c in caller(), a in action(), owner in account(), other in account(), list in allowed(), vpc_owner in prop::option::of(account()), kind in 0..3u8,
+            c in caller(), a in action(), owner in account(), other in account(), list in allowed(), vpc_owner in prop::option::of(account()), kind in 0..4u8,
         ) {
             let s = match kind {
                 0 => Subject::Service { owner: &owner, allowed: &list },
                 1 => Subject::Endpoint { owner: &owner, service_owner: Some(&other) },
-                _ => Subject::Vpc { owner: vpc_owner.as_deref() },
+                2 => Subject::Vpc { owner: vpc_owner.as_deref() },
+                _ => Subject::Group { owner: &owner },
             };
             check(&c, a, s, decide(&c, a, s))?;
         }

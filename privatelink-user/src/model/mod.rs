@@ -6,7 +6,8 @@
 //! seats, published routes), `slices` the SNAT slices they hold, `health` what a backend's
 //! verdict changes, `dns` the private
 //! names a state calls for, `time` the clock and how a moment is shown, `tokens` the
-//! API tokens as recorded (hashes only), `authz` who may do what to which resource.
+//! API tokens as recorded (hashes only), `authz` who may do what to which resource,
+//! `tenancy` what the tenant API manages beside the operator's spec and the edits it makes.
 //! Uses nothing of the other layers: no BPF, no store, no sockets, no files. It reads
 //! the clock and a random key only to stamp and name new records, and privatelink-common
 //! only for the data path's table sizes it validates against.
@@ -20,6 +21,7 @@ pub mod plan;
 pub mod slices;
 pub mod spec;
 pub mod state;
+pub mod tenancy;
 pub mod time;
 pub mod tokens;
 pub mod validate;

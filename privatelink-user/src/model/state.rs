@@ -134,6 +134,13 @@ pub struct State {
     /// API tokens by id (their hashes only: `tokens`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tokens: BTreeMap<String, super::tokens::TokenRecord>,
+    /// The services, endpoints and security groups created through the tenant API
+    /// (every other one is the operator spec's): `apply -f` keeps them.
+    #[serde(default, skip_serializing_if = "super::tenancy::Managed::is_empty")]
+    pub managed: super::tenancy::Managed,
+    /// Creates made with an Idempotency-Key, by `token id:key`, for 24 hours.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub idempotency: BTreeMap<String, super::tenancy::KeyRecord>,
 }
 
 /// Flows one node must still cut.

@@ -3,6 +3,7 @@
 
 use super::view::{EndpointView, PortView, ServiceView};
 use super::Timestamp;
+pub use crate::model::tenancy::ManagedBy;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -53,9 +54,44 @@ pub struct ConnectionView {
 /// `GET /v1/endpoints`.
 pub type EndpointsAnswer = Vec<EndpointView>;
 
-/// Every error's body: a message and the HTTP status again.
+/// Every error's body: a message and the HTTP status again; for invalid input (422)
+/// every error with the path of its field.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorBody {
     pub error: String,
     pub status: u16,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// One invalid field: its path in the request's body (`ports[0].service_port`; empty:
+/// the whole body) and what is wrong, in the words `apply` uses.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+/// A security group as its owner reads it (the spec's field names: what is read can be
+/// sent back in a PATCH).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SecurityGroupView {
+    pub name: String,
+    pub owner: String,
+    pub rules: Vec<RuleView>,
+    /// The endpoints it is attached to.
+    pub endpoints: Vec<String>,
+    pub managed_by: ManagedBy,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RuleView {
+    pub priority: i64,
+    /// `allow` or `deny`.
+    pub action: String,
+    /// `tcp`, `udp`, `icmp` or `all`.
+    pub protocol: String,
+    /// `N`, `N-M` or `all`.
+    pub ports: String,
+    pub source: String,
 }

@@ -31,6 +31,9 @@ pub struct ServiceView {
     /// Its private DNS names (each resolves, in a VPC, to that VPC's endpoint).
     #[serde(default)]
     pub dns_names: Vec<String>,
+    /// Who manages it: the operator's spec (`apply -f`) or the tenant API.
+    #[serde(default)]
+    pub managed_by: crate::model::tenancy::ManagedBy,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -74,6 +77,9 @@ pub struct EndpointView {
     /// Its bandwidth limit in each direction, in bits per second; none: unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bandwidth_bps: Option<u64>,
+    /// Who manages it: the operator's spec (`apply -f`) or the tenant API.
+    #[serde(default)]
+    pub managed_by: crate::model::tenancy::ManagedBy,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -224,6 +230,17 @@ pub struct EndpointStats {
     /// The endpoint's bandwidth limit in each direction (bits/s); none: unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bandwidth_bps: Option<u64>,
+    #[serde(flatten)]
+    pub counters: Counters,
+}
+
+/// A service's counters: its endpoints' rows and their sum.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ServiceStats {
+    pub service: String,
+    pub id: String,
+    pub active_connections: u64,
+    pub endpoints: Vec<EndpointStats>,
     #[serde(flatten)]
     pub counters: Counters,
 }

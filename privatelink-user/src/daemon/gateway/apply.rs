@@ -6,7 +6,7 @@
 use super::Gateway;
 use crate::{
     daemon::{
-        api::{ApplyResult, One, Response, SpecError},
+        api::{ApplyResult, One, Response},
         datapath::DataPath,
         record::{is_conflict, MAX_TRIES},
     },
@@ -14,8 +14,9 @@ use crate::{
     model::{
         plan::{self, Planned},
         plan_spec,
-        spec::{self, Spec},
+        spec::{self, Spec, SpecError},
         state::{Event, State},
+        tenancy,
         validate::Env,
         yaml::Doc,
     },
@@ -24,7 +25,8 @@ use anyhow::Result;
 use std::{borrow::Cow, sync::Arc};
 
 impl Gateway {
-    /// `apply -f`: the spec text is parsed (or its last parse reused), then applied.
+    /// `apply -f`: the spec text is parsed (or its last parse reused), then applied
+    /// with the tenant API's resources kept (`tenancy::merge`).
     pub fn apply_text(&mut self, text: String, dry_run: bool) -> Response {
         let cached = self.parsed.as_ref().filter(|(t, _)| *t == text).map(|(_, p)| p.clone());
         let parsed = match cached {
@@ -40,24 +42,40 @@ impl Gateway {
                 Err(errors) => return spec_errors(errors),
             },
         };
-        self.retry_apply(|_| Ok(Cow::Borrowed(&parsed.0)), Some(&parsed.1), dry_run).unwrap_or_else(|e| Response::error(format!("{e:#}")))
+        let merged = |st: &State| match tenancy::merge(&parsed.0, st) {
+            Ok(spec) => Ok(Cow::Owned(spec)),
+            Err(errors) => Err(anyhow::Error::new(Invalid(errors.into_iter().map(|mut e| {
+                e.pos = parsed.1.pos(&e.path);
+                e
+            }).collect()))),
+        };
+        let how = How { doc: Some(&parsed.1), dry_run, ..How::default() };
+        answer(self.retry_apply(merged, how))
     }
 
     /// Apply the spec `spec_of` makes of the recorded state, computed anew (from the
-    /// new state) each time another node's commit came first.
-    fn retry_apply<'s>(&mut self, mut spec_of: impl FnMut(&State) -> Result<Cow<'s, Spec>>, doc: Option<&Doc>, dry_run: bool) -> Result<Response> {
+    /// new state) each time another node's commit came first. `spec_of` may refuse with
+    /// `Invalid` (spec errors) or any other error.
+    pub(super) fn retry_apply<'s>(&mut self, mut spec_of: impl FnMut(&State) -> Result<Cow<'s, Spec>>, how: How<'_>) -> Result<Outcome> {
         for attempt in 1..=MAX_TRIES {
             let st = self.rec.state().clone();
-            let s = spec_of(&st)?;
-            let planned = match with_env(&self.path, |env| plan_spec(&s, doc, &st, env)) {
-                Ok(p) => p,
-                Err(errors) => return Ok(spec_errors(errors)),
+            let s = match spec_of(&st) {
+                Ok(s) => s,
+                Err(e) => return match e.downcast::<Invalid>() {
+                    Ok(Invalid(errors)) => Ok(Err(errors)),
+                    Err(e) => Err(e),
+                },
             };
-            if dry_run {
-                return Ok(Response::ok(ApplyResult { dry_run, changes: planned.changes, reconcile: Report::default() }));
+            let mut planned = match with_env(&self.path, |env| plan_spec(&s, how.doc, &st, env)) {
+                Ok(p) => p,
+                Err(errors) => return Ok(Err(errors)),
+            };
+            if how.dry_run {
+                return Ok(Ok(ApplyResult { dry_run: true, changes: planned.changes, reconcile: Report::default() }));
             }
-            match self.run_plan(planned) {
-                Ok(r) => return Ok(Response::ok(r)),
+            (how.settle)(&mut planned.state);
+            match self.run_plan(planned, how.audit.clone()) {
+                Ok(r) => return Ok(Ok(r)),
                 Err(e) if is_conflict(&e) && attempt < MAX_TRIES => self.reload()?,
                 Err(e) => return Err(e),
             }
@@ -65,7 +83,7 @@ impl Gateway {
         anyhow::bail!("other nodes kept changing the state: gave up after {MAX_TRIES} tries")
     }
 
-    fn run_plan(&mut self, p: Planned) -> Result<ApplyResult> {
+    fn run_plan(&mut self, p: Planned, audit: Vec<Event>) -> Result<ApplyResult> {
         let Planned { mut state, changes, reset } = p;
         if state == **self.rec.state() && !plan::unfinished(self.rec.state()) && self.path.loaded() {
             // Nothing to record; the maps are still checked (and written only if they
@@ -77,7 +95,7 @@ impl Gateway {
         // Flows to cut are part of the committed state (finished at start after a crash).
         state.cut(reset, []);
         let before = self.rec.state().clone();
-        let committed = self.rec.commit(state, Vec::new());
+        let committed = self.rec.commit(state, audit);
         self.followed(&before);
         committed?;
         self.path.load(self.rec.state().gateway.conntrack_capacity)?;
@@ -124,17 +142,54 @@ impl Gateway {
 
     /// `delete endpoint|service NAME`: the recorded spec without it, applied.
     pub fn delete(&mut self, kind: One, name: &str, force: bool) -> Result<Response> {
-        self.retry_apply(
-            |st| {
-                Ok(Cow::Owned(match kind {
-                    One::Endpoint => plan::without_endpoint(st, name)?,
-                    One::Service => plan::without_service(st, name, force)?,
-                    One::Node => anyhow::bail!("nodes are deleted on their own"),
-                }))
-            },
-            None,
-            false,
-        )
+        let without = |st: &State| {
+            Ok(Cow::Owned(match kind {
+                One::Endpoint => plan::without_endpoint(st, name)?,
+                One::Service => plan::without_service(st, name, force)?,
+                One::Node => anyhow::bail!("nodes are deleted on their own"),
+            }))
+        };
+        Ok(answer(self.retry_apply(without, How::default())))
+    }
+}
+
+/// What an apply ended with: done, or the spec's errors (nothing applied).
+pub type Outcome = Result<ApplyResult, Vec<SpecError>>;
+
+/// The spec's errors, as `retry_apply`'s `spec_of` refuses with them.
+#[derive(Debug)]
+pub struct Invalid(pub Vec<SpecError>);
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the spec has {} errors", self.0.len())
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// How an apply is made beside its spec: the positions of the spec's text, whether it
+/// only plans, the events recorded with it (who asked, through the API), and what the
+/// state records beside the spec (`tenancy::settle`).
+pub(super) struct How<'a> {
+    pub doc: Option<&'a Doc>,
+    pub dry_run: bool,
+    pub audit: Vec<Event>,
+    pub settle: &'a dyn Fn(&mut State),
+}
+
+impl Default for How<'_> {
+    fn default() -> Self {
+        How { doc: None, dry_run: false, audit: Vec::new(), settle: &|st| tenancy::settle(st, None) }
+    }
+}
+
+/// The socket's answer to an apply.
+fn answer(r: Result<Outcome>) -> Response {
+    match r {
+        Ok(Ok(done)) => Response::ok(done),
+        Ok(Err(errors)) => spec_errors(errors),
+        Err(e) => Response::error(format!("{e:#}")),
     }
 }
 

@@ -5,11 +5,14 @@
 //! then the data path (maps), then one route publication; `Writer::run` then shows
 //! readers a new picture. `apply` runs applies and the provider's decisions, `cuts`
 //! removes the flows a change calls for, `follow` keeps up with the fleet, the health
-//! verdicts and the clock.
+//! verdicts and the clock, `edit` makes a tenant's create, change or delete.
 
 mod apply;
 mod cuts;
+mod edit;
 mod follow;
+
+pub use edit::{EditRequest, Edited};
 
 use super::{
     datapath::DataPath,

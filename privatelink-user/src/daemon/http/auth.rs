@@ -14,7 +14,9 @@ use axum::{extract::FromRequestParts, http::{header::AUTHORIZATION, request::Par
 /// A request's verified caller and the name of the token it used (for the audit trail).
 pub struct Authed {
     pub caller: Caller,
+    /// The token's name and id.
     pub token: String,
+    pub token_id: String,
 }
 
 impl FromRequestParts<App> for Authed {
@@ -32,6 +34,6 @@ impl FromRequestParts<App> for Authed {
             None => Caller::Operator { read_only: rec.read_only },
             Some(a) => Caller::Account { id: a.clone(), read_only: rec.read_only },
         };
-        Ok(Authed { caller, token: rec.name.clone() })
+        Ok(Authed { caller, token: rec.name.clone(), token_id: rec.id.clone() })
     }
 }

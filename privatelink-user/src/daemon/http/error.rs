@@ -2,8 +2,8 @@
 //! JSON body (`ErrorBody`) here, in one place.
 
 use crate::{
-    daemon::{api::ErrorBody, tenant::Refusal},
-    model::{plan::DecisionError, tokens::TokenError},
+    daemon::{api::{ErrorBody, FieldError}, tenant::Refusal},
+    model::{plan::DecisionError, tenancy::EditError, tokens::TokenError},
 };
 use axum::{
     http::{header, HeaderValue, StatusCode},
@@ -17,11 +17,21 @@ pub struct ApiError {
     pub message: String,
     /// Seconds before a retry may succeed (429).
     pub retry_after: Option<u64>,
+    /// Every invalid field (422).
+    pub errors: Vec<FieldError>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into(), retry_after: None }
+        ApiError { status, message: message.into(), retry_after: None, errors: Vec::new() }
+    }
+
+    /// 422: every invalid field (path, message), nothing applied.
+    pub fn invalid(errors: Vec<(String, String)>) -> ApiError {
+        let n = errors.len();
+        let errors = errors.into_iter().map(|(path, message)| FieldError { path, message }).collect();
+        let message = format!("the request has {n} error{}; nothing was changed", if n == 1 { "" } else { "s" });
+        ApiError { errors, ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message) }
     }
 
     /// 429: the token is over its rate; a request may succeed after `wait`.
@@ -33,7 +43,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: self.message, status: self.status.as_u16() };
+        let body = ErrorBody { error: self.message, status: self.status.as_u16(), errors: self.errors };
         let mut r = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -56,18 +66,24 @@ impl From<Refusal> for ApiError {
         match r {
             Refusal::Hidden(m) => ApiError::new(StatusCode::NOT_FOUND, m),
             Refusal::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m),
+            Refusal::Invalid(errors) => ApiError::invalid(errors),
         }
     }
 }
 
-/// A failure of the daemon's own work: a decision the state does not allow is a
-/// conflict (409), a name that went away meanwhile 404, anything else 500.
+/// A failure of the daemon's own work: a decision or an edit the state does not allow
+/// is a conflict (409), a name that went away meanwhile 404, an If-Match that no longer
+/// matches 412, a reused Idempotency-Key 422, anything else 500.
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> ApiError {
-        let status = match e.downcast_ref::<DecisionError>() {
-            Some(DecisionError::NoEndpoint(_) | DecisionError::NoService(_)) => StatusCode::NOT_FOUND,
-            Some(_) => StatusCode::CONFLICT,
-            None => StatusCode::INTERNAL_SERVER_ERROR,
+        let status = match (e.downcast_ref::<DecisionError>(), e.downcast_ref::<EditError>()) {
+            (Some(DecisionError::NoEndpoint(_) | DecisionError::NoService(_)), _) => StatusCode::NOT_FOUND,
+            (Some(_), _) => StatusCode::CONFLICT,
+            (_, Some(EditError::Missing { .. })) => StatusCode::NOT_FOUND,
+            (_, Some(EditError::Stale { .. })) => StatusCode::PRECONDITION_FAILED,
+            (_, Some(EditError::KeyReused)) => StatusCode::UNPROCESSABLE_ENTITY,
+            (_, Some(EditError::Taken { .. } | EditError::SpecManaged { .. } | EditError::InUse { .. })) => StatusCode::CONFLICT,
+            (None, None) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %format!("{e:#}"), "tenant API");

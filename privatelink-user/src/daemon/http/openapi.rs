@@ -24,16 +24,32 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
         ("/v1/endpoints/{endpoint}", "get", "getEndpoint", "An endpoint of the caller's, or connected to its service", &["endpoint"], of::<EndpointView>(g)),
         ("/v1/endpoints/{endpoint}/stats", "get", "getEndpointStats", "An endpoint's counters", &["endpoint"], of::<EndpointStats>(g)),
         ("/v1/events", "get", "listEvents", "Events about the caller's services and endpoints (`after`: a sequence number)", &[], of::<Vec<Event>>(g)),
+        ("/v1/services", "post", "createService", "Create a service in a VPC the caller owns (body: the spec's service fields; owner: the caller's account)", &[], of::<ServiceView>(g)),
+        ("/v1/services/{service}", "patch", "changeService", "Change the caller's service (a JSON merge patch of its spec fields; If-Match)", &["service"], of::<ServiceView>(g)),
+        ("/v1/services/{service}", "delete", "deleteService", "Delete the caller's service (with live endpoints only with force=true; If-Match)", &["service"], Value::Null),
+        ("/v1/services/{service}/stats", "get", "getServiceStats", "The counters of the caller's service: each endpoint's and their sum", &["service"], of::<ServiceStats>(g)),
+        ("/v1/endpoints", "post", "createEndpoint", "Create an endpoint in a VPC the caller owns, to a service it may connect to (body: the spec's endpoint fields)", &[], of::<EndpointView>(g)),
+        ("/v1/endpoints/{endpoint}", "patch", "changeEndpoint", "Change the caller's endpoint (a JSON merge patch of its spec fields; If-Match)", &["endpoint"], of::<EndpointView>(g)),
+        ("/v1/endpoints/{endpoint}", "delete", "deleteEndpoint", "Delete the caller's endpoint (If-Match)", &["endpoint"], Value::Null),
+        ("/v1/security-groups", "get", "listSecurityGroups", "The caller's security groups", &[], of::<Vec<SecurityGroupView>>(g)),
+        ("/v1/security-groups", "post", "createSecurityGroup", "Create a security group (body: the spec's security group fields)", &[], of::<SecurityGroupView>(g)),
+        ("/v1/security-groups/{group}", "get", "getSecurityGroup", "One of the caller's security groups", &["group"], of::<SecurityGroupView>(g)),
+        ("/v1/security-groups/{group}", "patch", "changeSecurityGroup", "Change the caller's security group (a JSON merge patch; If-Match)", &["group"], of::<SecurityGroupView>(g)),
+        ("/v1/security-groups/{group}", "delete", "deleteSecurityGroup", "Delete the caller's security group (If-Match)", &["group"], Value::Null),
     ]
 }
 
-/// The statuses every operation may answer with besides 200, each with an `ErrorBody`.
-const ERRORS: [(&str, &str); 7] = [
+/// The statuses every operation may answer with besides its success, each with an
+/// `ErrorBody`.
+const ERRORS: [(&str, &str); 10] = [
+    ("400", "a body that is not JSON"),
     ("401", "no token, or a malformed, unknown, revoked or expired one"),
     ("403", "the caller sees the resource but may not do this"),
     ("404", "no such resource, or one the caller may not see"),
-    ("409", "the state does not allow it"),
+    ("409", "the state does not allow it: a name taken, a resource of the operator's spec, a service with live endpoints"),
+    ("412", "If-Match no longer matches the resource's ETag"),
     ("413", "a body over 1 MiB"),
+    ("422", "invalid input: every error with the path of its field (`errors`); nothing was changed"),
     ("429", "the token is over its rate; `Retry-After` says when to retry"),
     ("500", "the daemon failed"),
 ];
@@ -53,12 +69,29 @@ pub fn document() -> Value {
     let mut paths = Map::new();
     for (path, method, id, summary, params, answer) in ops {
         let mut responses = Map::new();
-        responses.insert("200".into(), json!({ "description": "OK", "content": { "application/json": { "schema": answer } } }));
+        let tagged = json!({ "ETag": { "description": "the resource's version, for If-Match", "schema": { "type": "string" } } });
+        match method {
+            "delete" => responses.insert("204".into(), json!({ "description": "deleted" })),
+            "post" if id.starts_with("create") => responses.insert("201".into(), json!({ "description": "created (Location: its path)", "headers": tagged, "content": { "application/json": { "schema": answer } } })),
+            _ => responses.insert("200".into(), json!({ "description": "OK", "headers": tagged, "content": { "application/json": { "schema": answer } } })),
+        };
         for (code, why) in ERRORS {
             responses.insert(code.into(), json!({ "description": why, "content": { "application/json": { "schema": error } } }));
         }
-        let parameters: Vec<Value> = params.iter().map(|p| json!({ "name": p, "in": "path", "required": true, "description": "a name or an id", "schema": { "type": "string" } })).collect();
-        let op = json!({ "operationId": id, "summary": summary, "parameters": parameters, "responses": responses });
+        let mut parameters: Vec<Value> = params.iter().map(|p| json!({ "name": p, "in": "path", "required": true, "description": "a name or an id", "schema": { "type": "string" } })).collect();
+        match method {
+            "patch" | "delete" => parameters.push(json!({ "name": "If-Match", "in": "header", "required": false, "description": "the ETag the resource was read with: 412 when it changed since (`*`: any)", "schema": { "type": "string" } })),
+            "post" if id.starts_with("create") => parameters.push(json!({ "name": "Idempotency-Key", "in": "header", "required": false, "description": "a retry with the same key and body (24 hours) answers with what the first request made", "schema": { "type": "string" } })),
+            _ => {}
+        }
+        if id == "deleteService" {
+            parameters.push(json!({ "name": "force", "in": "query", "required": false, "description": "delete it with its endpoints, even live ones", "schema": { "type": "boolean" } }));
+        }
+        let mut op = json!({ "operationId": id, "summary": summary, "parameters": parameters, "responses": responses });
+        if method == "post" && id.starts_with("create") || method == "patch" {
+            let what = if method == "patch" { "a JSON merge patch (RFC 7396) of the resource's spec fields" } else { "the resource in the spec's field names (`owner` may be left out: the caller's account)" };
+            op["requestBody"] = json!({ "required": true, "description": what, "content": { "application/json": { "schema": { "type": "object" } } } });
+        }
         paths.entry(path).or_insert_with(|| json!({})).as_object_mut().map(|m| m.insert(method.into(), op));
     }
     // Events: a list, or with `watch=true` a stream of server-sent events.

@@ -1,12 +1,16 @@
 //! What a tenant may see and ask, as functions of a picture and a caller: every one
 //! asks `model::authz::decide` about the resource it touches, and answers `Refusal`
 //! where the rule says no (`Hidden` exactly as for a name that does not exist). The
-//! HTTP layer (`http`) only extracts and maps; the writes go to the writer.
+//! HTTP layer (`http`) only extracts and maps; the writes (`write`: what a create,
+//! change or delete asks of the recorded spec) go to the writer.
+
+pub mod write;
 
 use super::{api::*, picture::Picture};
 use crate::model::{
     authz::{decide, Action, Caller, Decision, Subject},
     state::{EndpointRecord, Event, ServiceRecord},
+    tenancy,
 };
 
 /// Why a tenant's request is refused.
@@ -16,6 +20,8 @@ pub enum Refusal {
     Hidden(String),
     /// 403.
     Forbidden(String),
+    /// 422: every invalid field (path, message).
+    Invalid(Vec<(String, String)>),
 }
 
 fn no_service(key: &str) -> Refusal {
@@ -161,11 +167,91 @@ pub fn events(pic: &Picture, caller: &Caller, after: u64) -> anyhow::Result<Vec<
     Ok(all.into_iter().filter(|e| e.service.as_deref().is_some_and(owns_service) || owns_endpoint(&e.subject)).collect())
 }
 
-/// The audit event of a tenant's decision: who, with which token, from where.
-pub fn audit(verb: &str, caller: &Caller, token: &str, client: std::net::SocketAddr, endpoint: &str, service: &str) -> Event {
-    let who = match caller {
-        Caller::Operator { .. } => "the operator".to_string(),
-        Caller::Account { id, .. } => format!("account {id}"),
-    };
-    Event::new(&format!("api.{verb}"), endpoint, Some(service), format!("{who} (token {token}) from {client}: {verb} endpoint {endpoint}"))
+/// Who made a request: the caller, the name of its token, its address.
+pub struct Who<'a> {
+    pub caller: &'a Caller,
+    pub token: &'a str,
+    pub client: std::net::SocketAddr,
+}
+
+impl Who<'_> {
+    /// The audit event of a change a tenant made (`api.accept`, `api.create`...): who,
+    /// with which token, from where, to what (`subject`: a name; `service`: the service
+    /// concerned, whose webhook gets it too).
+    pub fn audit(&self, verb: &str, what: &str, subject: &str, service: Option<&str>) -> Event {
+        let who = match self.caller {
+            Caller::Operator { .. } => "the operator".to_string(),
+            Caller::Account { id, .. } => format!("account {id}"),
+        };
+        Event::new(&format!("api.{verb}"), subject, service, format!("{who} (token {}) from {}: {verb} {what} {subject}", self.token, self.client))
+    }
+}
+
+/// `GET /v1/services/{service}/stats`: the caller's service, its endpoints' counters
+/// and their sum.
+pub fn service_stats(pic: &Picture, caller: &Caller, key: &str) -> Result<ServiceStats, Refusal> {
+    let s = pic.state.find_service(key).ok_or_else(|| no_service(key))?;
+    allow(caller, Action::Read, of_service(s), || no_service(key), "read this service's counters")?;
+    let mut total = privatelink_common::Stats::default();
+    let mut endpoints = Vec::new();
+    for e in pic.state.endpoints.values().filter(|e| e.service == s.spec.name) {
+        let (uses, stats) = match &pic.counters {
+            Some(c) => (c.endpoint_use(e.index).unwrap_or_default(), c.endpoint_stats(e.index).unwrap_or_default()),
+            None => Default::default(),
+        };
+        total.add(&stats);
+        endpoints.push(pic.endpoint_stats_of(e, uses, stats));
+    }
+    let active_connections = endpoints.iter().map(|e| e.active_connections).sum();
+    Ok(ServiceStats { service: s.spec.name.clone(), id: s.id.clone(), active_connections, endpoints, counters: total.into() })
+}
+
+/// `GET /v1/security-groups`: the caller's groups (the operator: every group).
+pub fn groups(pic: &Picture, caller: &Caller) -> Vec<SecurityGroupView> {
+    let st = &pic.state;
+    st.spec
+        .security_groups
+        .iter()
+        .filter(|g| decide(caller, Action::Read, Subject::Group { owner: &g.owner.0 }) == Decision::Allow)
+        .map(|g| group_view(pic, g))
+        .collect()
+}
+
+/// `GET /v1/security-groups/{group}`.
+pub fn group(pic: &Picture, caller: &Caller, key: &str) -> Result<SecurityGroupView, Refusal> {
+    let g = pic.state.spec.security_groups.iter().find(|g| g.name == key).ok_or_else(|| write::no_group(key))?;
+    allow(caller, Action::Read, Subject::Group { owner: &g.owner.0 }, || write::no_group(key), "read this security group")?;
+    Ok(group_view(pic, g))
+}
+
+fn group_view(pic: &Picture, g: &crate::model::spec::SecurityGroup) -> SecurityGroupView {
+    let text = |v: &dyn erased::Text| v.text();
+    SecurityGroupView {
+        name: g.name.clone(),
+        owner: g.owner.0.clone(),
+        rules: g
+            .rules
+            .iter()
+            .map(|r| RuleView { priority: r.priority, action: text(&r.action), protocol: text(&r.protocol), ports: r.ports.to_string(), source: r.source.to_string() })
+            .collect(),
+        endpoints: pic.state.spec.endpoints.iter().filter(|e| e.security_groups.contains(&g.name)).map(|e| e.name.clone()).collect(),
+        managed_by: pic.state.managed.by(tenancy::Kind::SecurityGroup, &g.name),
+    }
+}
+
+/// A serde enum's name as written in the spec.
+mod erased {
+    pub trait Text {
+        fn text(&self) -> String;
+    }
+    impl<T: serde::Serialize> Text for T {
+        fn text(&self) -> String {
+            serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+        }
+    }
+}
+
+/// The version tag of a resource the caller may read (for the `ETag` header).
+pub fn etag(pic: &Picture, kind: tenancy::Kind, name: &str) -> Option<String> {
+    tenancy::etag(&pic.state, kind, name)
 }
