@@ -298,6 +298,19 @@ fn plain_http_is_refused_off_loopback_before_anything_starts() {
     assert!(!state.exists(), "nothing was created before the refusal");
 }
 
+/// `privatelink ARGS` as a tenant: an unprivileged user (nobody) in the gateway's
+/// namespace, the API, token file and CA given by the environment. (status, stdout,
+/// stderr).
+fn tenant_cli(lab: &DaemonLab, pki: &Pki, token_file: &str, args: &[&str]) -> (i32, String, String) {
+    let bin = privatelink_bin();
+    let mut cmd = vec!["env", "PRIVATELINK_API=https://127.0.0.1:8443"];
+    let (tf, ca) = (format!("PRIVATELINK_TOKEN_FILE={token_file}"), format!("PRIVATELINK_API_CA={}", pki.path("ca.pem")));
+    cmd.extend([tf.as_str(), ca.as_str(), "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin.to_str().unwrap()]);
+    cmd.extend_from_slice(args);
+    let o = lab.gw.try_exec(&cmd);
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string())
+}
+
 /// The lab's spec with no service or endpoint, its consumer VPC owned by account
 /// 100001 and its provider VPC by 100002 (`extra`: more lines for `gateway`).
 fn owned_vpcs(extra: &str) -> String {
@@ -405,6 +418,27 @@ fn tenants_create_change_and_delete_their_own_resources_and_apply_keeps_them() {
     assert_eq!((a.0, a.1["state"].as_str()), (200, Some("accepted")), "{}", a.1);
     let got = lab.in_client(0, || http_get(SocketAddr::from((ENDPOINT, ENDPOINT_TCP_PORT)))).expect("the accepted endpoint carries traffic");
     assert!(got.contains("backend"), "{got}");
+
+    // The CLI as a tenant, run as an unprivileged user with the API and token file in
+    // its environment: the consoles' lists, the stranger's refusals, root's verbs
+    // refused.
+    let cons_file = pki.path("consumer.token");
+    std::fs::write(&cons_file, format!("{consumer}\n")).unwrap();
+    let (code, out, _) = tenant_cli(&lab, &pki, &cons_file, &["get", "services"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("AVAILABLE SERVICES") && out.lines().any(|l| l.starts_with("web ") && l.contains("lab.web.epsrv-")), "{out}");
+    let (code, out, _) = tenant_cli(&lab, &pki, &cons_file, &["get", "endpoints"]);
+    assert!(code == 0 && out.lines().any(|l| l.starts_with("web-from-vpc0 ") && l.contains("accepted") && l.contains(" api")), "{out}");
+    let (code, out, _) = tenant_cli(&lab, &pki, &cons_file, &["get", "endpoints", "-o", "json"]);
+    assert_eq!((code, serde_json::from_str::<Value>(&out).unwrap()[0]["state"].as_str()), (0, Some("accepted")), "{out}");
+    let (code, _, err) = tenant_cli(&lab, &pki, &cons_file, &["reject", "web-from-vpc0"]);
+    assert!(code == 1 && err.contains("may not") && err.contains("HTTP 403"), "a consumer decides nothing: {err}");
+    let (code, _, err) = tenant_cli(&lab, &pki, &cons_file, &["token", "list"]);
+    assert!(code == 1 && err.contains("for root on the gateway"), "{err}");
+    let x_file = pki.path("stranger.token");
+    std::fs::write(&x_file, &stranger).unwrap();
+    let (code, _, err) = tenant_cli(&lab, &pki, &x_file, &["describe", "endpoint", "web-from-vpc0"]);
+    assert!(code == 1 && err.contains("no endpoint named") && err.contains("HTTP 404"), "{err}");
 
     // Two consoles: the second change made with the tag the first one read is refused
     // (412); with the new tag it applies.

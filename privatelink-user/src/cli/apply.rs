@@ -5,9 +5,9 @@ use crate::daemon::api::{ApplyResult, Request};
 use anyhow::{Context, Result};
 use std::path::Path;
 
-pub fn run(socket: &Path, file: &Path, dry_run: bool, fmt: Format) -> Result<()> {
+pub fn run(to: &client::Target, file: &Path, dry_run: bool, fmt: Format) -> Result<()> {
     let spec = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let r: ApplyResult = match client::call_as(socket, &Request::Apply { spec, dry_run }) {
+    let r: ApplyResult = match to.call_as(&Request::Apply { spec, dry_run }) {
         Ok(r) => r,
         Err(e) => {
             // Spec errors point into the file: prefix them with its name.

@@ -3,10 +3,9 @@
 use super::{client, output::{self, Format}};
 use crate::daemon::api::{ApplyResult, EndpointView, NodeDeleted, One, Request};
 use anyhow::Result;
-use std::path::Path;
 
-fn decided(socket: &Path, req: Request, verb: &str, fmt: Format) -> Result<()> {
-    let e: EndpointView = client::call_as(socket, &req)?;
+fn decided(to: &client::Target, req: Request, verb: &str, fmt: Format) -> Result<()> {
+    let e: EndpointView = to.call_as(&req)?;
     if let Some(text) = output::structured(fmt, &e) {
         print!("{text}");
     } else {
@@ -15,24 +14,24 @@ fn decided(socket: &Path, req: Request, verb: &str, fmt: Format) -> Result<()> {
     Ok(())
 }
 
-pub fn accept(socket: &Path, endpoint: String, fmt: Format) -> Result<()> {
-    decided(socket, Request::Accept { endpoint }, "accepted", fmt)
+pub fn accept(to: &client::Target, endpoint: String, fmt: Format) -> Result<()> {
+    decided(to, Request::Accept { endpoint }, "accepted", fmt)
 }
 
-pub fn reject(socket: &Path, endpoint: String, fmt: Format) -> Result<()> {
-    decided(socket, Request::Reject { endpoint }, "rejected", fmt)
+pub fn reject(to: &client::Target, endpoint: String, fmt: Format) -> Result<()> {
+    decided(to, Request::Reject { endpoint }, "rejected", fmt)
 }
 
-pub fn delete(socket: &Path, kind: One, name: String, force: bool, fmt: Format) -> Result<()> {
+pub fn delete(to: &client::Target, kind: One, name: String, force: bool, fmt: Format) -> Result<()> {
     if kind == One::Node {
-        let said: String = client::call_as(socket, &Request::Delete { kind, name: name.clone(), force })?;
+        let said: String = to.call_as(&Request::Delete { kind, name: name.clone(), force })?;
         match output::structured(fmt, &NodeDeleted { node: name, message: said.clone() }) {
             Some(text) => print!("{text}"),
             None => println!("{said}"),
         }
         return Ok(());
     }
-    let r: ApplyResult = client::call_as(socket, &Request::Delete { kind, name, force })?;
+    let r: ApplyResult = to.call_as(&Request::Delete { kind, name, force })?;
     if let Some(text) = output::structured(fmt, &r) {
         print!("{text}");
         return Ok(());

@@ -1,33 +1,36 @@
 //! `get services|endpoints|vpcs|nodes [NAME]`, `describe service|endpoint|node NAME`
 
 use super::{client, output::{self, Format}};
-use crate::daemon::api::{BackendView, EndpointView, Health, Kind, NodeView, One, PortView, Request, ServiceView, Timestamp, VpcView};
+use crate::daemon::api::{BackendView, EndpointView, Health, Kind, NodeView, One, PortView, Request, ServiceAnswer, ServiceListing, ServiceView, ServicesAnswer, Timestamp, VpcView};
 use crate::model::spec::Bandwidth;
 use anyhow::Result;
-use std::path::Path;
 
-pub fn get(socket: &Path, kind: Kind, name: Option<String>, fmt: Format) -> Result<()> {
-    let v = client::call(socket, &Request::Get { kind, name })?;
+pub fn get(to: &client::Target, kind: Kind, name: Option<String>, fmt: Format) -> Result<()> {
+    let v = to.call(&Request::Get { kind, name })?;
     if let Some(text) = output::structured(fmt, &v) {
         print!("{text}");
         return Ok(());
     }
     let out = match kind {
-        Kind::Services => output::table_of(
-            &serde_json::from_value::<Vec<ServiceView>>(v)?,
-            &[
-                ("NAME", &|s| s.name.clone()),
-                ("ID", &|s| s.id.clone()),
-                ("STATE", &|s| s.state.clone()),
-                ("OWNER", &|s| s.owner.clone()),
-                ("VPC", &|s| s.vpc.clone()),
-                ("PORTS", &|s| s.ports.iter().map(port).collect::<Vec<_>>().join(",")),
-                ("APPROVAL", &|s| if s.auto_accept { "auto".into() } else { "manual".into() }),
-                ("BACKENDS UP", &health_summary),
-                ("ENDPOINTS", &|s| s.endpoints.len().to_string()),
-                ("MANAGED BY", &|s| s.managed_by.to_string()),
-            ],
-        ),
+        Kind::Services => {
+            let (own, available) = own_and_available(v)?;
+            let mut out = services_table(&own);
+            if !available.is_empty() {
+                out.push_str("\nAVAILABLE SERVICES (whitelisted for this account)\n");
+                out.push_str(&output::table_of(
+                    &available,
+                    &[
+                        ("NAME", &|s| s.name.clone()),
+                        ("FULL NAME", &|s| s.full_name.clone()),
+                        ("OWNER", &|s| s.owner.clone()),
+                        ("PORTS", &|s| s.ports.iter().map(port).collect::<Vec<_>>().join(",")),
+                        ("APPROVAL", &|s| if s.auto_accept { "auto".into() } else { "manual".into() }),
+                        ("ZONES", &|s| if s.zones.is_empty() { "-".into() } else { s.zones.join(",") }),
+                    ],
+                ));
+            }
+            out
+        }
         Kind::Endpoints => output::table_of(
             &serde_json::from_value::<Vec<EndpointView>>(v)?,
             &[
@@ -71,6 +74,42 @@ pub fn get(socket: &Path, kind: Kind, name: Option<String>, fmt: Format) -> Resu
     Ok(())
 }
 
+/// The caller's services and, through the tenant API, those whitelisted for it: the
+/// socket answers a list of services, the API its own and the available ones (or, for
+/// one name, either).
+fn own_and_available(v: serde_json::Value) -> Result<(Vec<ServiceView>, Vec<ServiceListing>)> {
+    if v.is_object() {
+        let a: ServicesAnswer = serde_json::from_value(v)?;
+        return Ok((a.own, a.available));
+    }
+    let (mut own, mut available) = (Vec::new(), Vec::new());
+    for item in serde_json::from_value::<Vec<ServiceAnswer>>(v)? {
+        match item {
+            ServiceAnswer::Own(s) => own.push(*s),
+            ServiceAnswer::Listed(l) => available.push(l),
+        }
+    }
+    Ok((own, available))
+}
+
+fn services_table(own: &[ServiceView]) -> String {
+    output::table_of(
+        own,
+        &[
+            ("NAME", &|s| s.name.clone()),
+            ("ID", &|s| s.id.clone()),
+            ("STATE", &|s| s.state.clone()),
+            ("OWNER", &|s| s.owner.clone()),
+            ("VPC", &|s| s.vpc.clone()),
+            ("PORTS", &|s| s.ports.iter().map(port).collect::<Vec<_>>().join(",")),
+            ("APPROVAL", &|s| if s.auto_accept { "auto".into() } else { "manual".into() }),
+            ("BACKENDS UP", &health_summary),
+            ("ENDPOINTS", &|s| s.endpoints.len().to_string()),
+            ("MANAGED BY", &|s| s.managed_by.to_string()),
+        ],
+    )
+}
+
 /// An endpoint's names, one per line after the first, with their addresses; marked
 /// when they do not resolve now.
 fn dns_names(e: &EndpointView) -> String {
@@ -82,15 +121,31 @@ fn dns_names(e: &EndpointView) -> String {
     format!("{}{note}", names.join("\n"))
 }
 
-pub fn describe(socket: &Path, kind: One, name: String, fmt: Format) -> Result<()> {
-    let v = client::call(socket, &Request::Describe { kind, name })?;
+pub fn describe(to: &client::Target, kind: One, name: String, fmt: Format) -> Result<()> {
+    let v = to.call(&Request::Describe { kind, name })?;
     if let Some(text) = output::structured(fmt, &v) {
         print!("{text}");
         return Ok(());
     }
     let out = match kind {
         One::Service => {
-            let s: ServiceView = serde_json::from_value(v)?;
+            let s = match serde_json::from_value::<ServiceAnswer>(v)? {
+                ServiceAnswer::Own(s) => *s,
+                // Through the tenant API, a service whitelisted for the caller.
+                ServiceAnswer::Listed(l) => {
+                    print!("{}", output::fields(&[
+                        ("name", l.name),
+                        ("id", l.id),
+                        ("full name", l.full_name),
+                        ("owner", l.owner),
+                        ("ports", l.ports.iter().map(port).collect::<Vec<_>>().join(", ")),
+                        ("approval", if l.auto_accept { "automatic".into() } else { "manual".into() }),
+                        ("zones", l.zones.join(", ")),
+                        ("private dns name", l.private_dns_name.unwrap_or_default()),
+                    ]));
+                    return Ok(());
+                }
+            };
             let health = health_detail(&s);
             output::fields(&[
                 ("name", s.name),

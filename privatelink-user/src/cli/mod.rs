@@ -29,6 +29,16 @@ pub struct Cli {
     /// Output of read commands.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value = "table")]
     pub output: Format,
+    /// Act as a tenant through the tenant API at URL (https://HOST:PORT) instead of as
+    /// root on the socket: get, describe, accept, reject, delete, stats, events.
+    #[arg(long, global = true, env = "PRIVATELINK_API", value_name = "URL", requires = "token_file")]
+    pub api: Option<String>,
+    /// The file holding the tenant's API token (`privatelink token create` printed it).
+    #[arg(long, global = true, env = "PRIVATELINK_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// CA certificates (PEM) to trust for --api instead of the system's.
+    #[arg(long, global = true, env = "PRIVATELINK_API_CA", value_name = "FILE")]
+    pub api_ca: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -318,11 +328,23 @@ pub fn main() -> ExitCode {
         }
         _ => {}
     }
-    if !is_root() {
-        eprintln!("privatelink: must be run as root (the API and the data path are root-only)");
-        return ExitCode::FAILURE;
-    }
+    // A tenant talks to the tenant API with its token, as any user; root to the socket.
+    let to = match (&cli.api, &cli.token_file) {
+        (Some(url), Some(token)) => match client::Target::api(url, token, cli.api_ca.as_deref()) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("privatelink: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ if !is_root() => {
+            eprintln!("privatelink: must be run as root (the API and the data path are root-only); a tenant uses --api URL --token-file FILE");
+            return ExitCode::FAILURE;
+        }
+        _ => client::Target::Socket(cli.socket.clone()),
+    };
     let r = match cli.command {
+        Command::Daemon { .. } if matches!(to, client::Target::Api(_)) => Err(anyhow::anyhow!("`daemon` runs on the gateway as root, not through --api")),
         Command::Daemon { state_dir, bpffs, metrics, repair_interval, log_format, log_level, store, node, zone, api_listen, api_tls_cert, api_tls_key, api_rate } => {
             let repair_interval = std::time::Duration::from_secs(repair_interval);
             let node = node.unwrap_or_else(daemon::hostname);
@@ -330,27 +352,27 @@ pub fn main() -> ExitCode {
             let opts = daemon::Options { state_dir, bpffs, socket: cli.socket, metrics, repair_interval, store, node, zone, api };
             admin::daemon(opts, log_format, &log_level)
         }
-        Command::Apply { file, dry_run } => apply::run(&cli.socket, &file, dry_run, cli.output),
-        Command::Get { kind, name } => get::get(&cli.socket, kind, name, cli.output),
-        Command::Describe { kind, name } => get::describe(&cli.socket, kind, name, cli.output),
-        Command::Accept { endpoint } => decide::accept(&cli.socket, endpoint, cli.output),
-        Command::Reject { endpoint } => decide::reject(&cli.socket, endpoint, cli.output),
-        Command::Delete { kind, name, force } => decide::delete(&cli.socket, kind, name, force, cli.output),
-        Command::Stats { watch } => observe::stats(&cli.socket, watch, cli.output),
-        Command::Conntrack { command: ConntrackCommand::List { endpoint } } => observe::conntrack(&cli.socket, endpoint, cli.output),
+        Command::Apply { file, dry_run } => apply::run(&to, &file, dry_run, cli.output),
+        Command::Get { kind, name } => get::get(&to, kind, name, cli.output),
+        Command::Describe { kind, name } => get::describe(&to, kind, name, cli.output),
+        Command::Accept { endpoint } => decide::accept(&to, endpoint, cli.output),
+        Command::Reject { endpoint } => decide::reject(&to, endpoint, cli.output),
+        Command::Delete { kind, name, force } => decide::delete(&to, kind, name, force, cli.output),
+        Command::Stats { watch } => observe::stats(&to, watch, cli.output),
+        Command::Conntrack { command: ConntrackCommand::List { endpoint } } => observe::conntrack(&to, endpoint, cli.output),
         Command::Whois { address } => match parse_address(&address) {
-            Ok((ip, port)) => observe::whois(&cli.socket, ip, port, cli.output),
+            Ok((ip, port)) => observe::whois(&to, ip, port, cli.output),
             Err(e) => {
                 eprintln!("privatelink: whois: {e}");
                 return ExitCode::from(2);
             }
         },
-        Command::Status => admin::status(&cli.socket, cli.output),
-        Command::Events { follow } => observe::events(&cli.socket, follow, cli.output),
-        Command::Down { bpffs } => admin::down(&cli.socket, &bpffs),
-        Command::Token { command } => token::run(&cli.socket, command, cli.output),
-        Command::Check => admin::check(),
-        Command::Lab { command } => admin::lab(command),
+        Command::Status => to.socket("status").and_then(|s| admin::status(s, cli.output)),
+        Command::Events { follow } => observe::events(&to, follow, cli.output),
+        Command::Down { bpffs } => to.socket("down").and_then(|s| admin::down(s, &bpffs)),
+        Command::Token { command } => to.socket("token").and_then(|s| token::run(s, command, cli.output)),
+        Command::Check => to.socket("check").and_then(|_| admin::check()),
+        Command::Lab { command } => to.socket("lab").and_then(|_| admin::lab(command)),
         // Answered above, before the root check.
         Command::Completion { .. } | Command::Man { .. } => Ok(()),
     };

@@ -4,7 +4,7 @@ use super::{client, output::{self, Format}};
 use crate::model::spec::Bandwidth;
 use crate::daemon::api::{Counters, EndpointStats, FlowView, Request, StatsView, WhoisView};
 use anyhow::Result;
-use std::{collections::BTreeMap, net::Ipv4Addr, path::Path, time::Duration};
+use std::{collections::BTreeMap, net::Ipv4Addr, time::Duration};
 
 fn drops(c: &Counters) -> String {
     if c.drops.is_empty() {
@@ -70,8 +70,8 @@ fn rates_table(now: &StatsView, before: &BTreeMap<String, Counters>, secs: f64) 
     )
 }
 
-pub fn stats(socket: &Path, watch: bool, fmt: Format) -> Result<()> {
-    let v: StatsView = client::call_as(socket, &Request::Stats)?;
+pub fn stats(to: &client::Target, watch: bool, fmt: Format) -> Result<()> {
+    let v: StatsView = to.call_as(&Request::Stats)?;
     if !watch {
         match fmt {
             Format::Table => print!("{}", stats_table(&v)),
@@ -83,7 +83,7 @@ pub fn stats(socket: &Path, watch: bool, fmt: Format) -> Result<()> {
     let mut at = std::time::Instant::now();
     loop {
         std::thread::sleep(Duration::from_secs(1));
-        let now: StatsView = client::call_as(socket, &Request::Stats)?;
+        let now: StatsView = to.call_as(&Request::Stats)?;
         let secs = at.elapsed().as_secs_f64();
         at = std::time::Instant::now();
         // Clear the screen and home the cursor, like top.
@@ -110,8 +110,8 @@ fn flows_table(flows: &[FlowView]) -> String {
     )
 }
 
-pub fn conntrack(socket: &Path, endpoint: Option<String>, fmt: Format) -> Result<()> {
-    let flows: Vec<FlowView> = client::call_as(socket, &Request::Conntrack { endpoint })?;
+pub fn conntrack(to: &client::Target, endpoint: Option<String>, fmt: Format) -> Result<()> {
+    let flows: Vec<FlowView> = to.call_as(&Request::Conntrack { endpoint })?;
     match fmt {
         Format::Table => print!("{}", flows_table(&flows)),
         data => print!("{}", output::structured(data, &flows).unwrap_or_default()),
@@ -119,8 +119,8 @@ pub fn conntrack(socket: &Path, endpoint: Option<String>, fmt: Format) -> Result
     Ok(())
 }
 
-pub fn whois(socket: &Path, ip: Ipv4Addr, port: Option<u16>, fmt: Format) -> Result<()> {
-    let w: WhoisView = client::call_as(socket, &Request::Whois { ip, port })?;
+pub fn whois(to: &client::Target, ip: Ipv4Addr, port: Option<u16>, fmt: Format) -> Result<()> {
+    let w: WhoisView = to.call_as(&Request::Whois { ip, port })?;
     if let Some(text) = output::structured(fmt, &w) {
         print!("{text}");
         return Ok(());
@@ -144,10 +144,10 @@ pub fn whois(socket: &Path, ip: Ipv4Addr, port: Option<u16>, fmt: Format) -> Res
     Ok(())
 }
 
-pub fn events(socket: &Path, follow: bool, fmt: Format) -> Result<()> {
+pub fn events(to: &client::Target, follow: bool, fmt: Format) -> Result<()> {
     let mut after = 0u64;
     loop {
-        let events: Vec<crate::daemon::api::Event> = client::call_as(socket, &Request::Events { after })?;
+        let events: Vec<crate::daemon::api::Event> = to.call_as(&Request::Events { after })?;
         if fmt != Format::Table && !follow {
             // One array for scripts; --follow prints one JSON object per line (one YAML
             // document each).

@@ -2,9 +2,10 @@
 //! response line back. These types are the whole protocol; the daemon fills them,
 //! the CLI prints them. `view` holds what reads answer, `tenant` what the tenant API
 //! answers besides, `schema` documents it, `client` sends a request and reads the
-//! answer.
+//! answer, `remote` sends the same requests through the tenant API for a tenant.
 
 pub mod client;
+pub mod remote;
 pub mod schema;
 mod tenant;
 mod view;
