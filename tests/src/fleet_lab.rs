@@ -38,6 +38,8 @@ mod bgp;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 pub const ETCD: &str = "10.255.0.100:2379";
+/// Every node serves the tenant API here, on its own loopback.
+pub const API: &str = "127.0.0.1:8080";
 /// `gateway.snat_slices` of the lab's specs: 11.163.0.0/16 in four /18s.
 pub const SLICES: u32 = 4;
 /// The nodes' `gateway.fleet.announce_table`, and the table the router's BIRD fills.
@@ -266,6 +268,27 @@ impl Fleet {
             .into()
     }
 
+    /// `curl` to node `i`'s tenant API (in its namespace) with `token`: status, JSON
+    /// body (null when empty), ETag.
+    pub fn api(&self, i: usize, token: &str, method: &str, path: &str, body: Option<&str>, headers: &[&str]) -> (u16, serde_json::Value, String) {
+        let url = format!("http://{API}{path}");
+        let auth = format!("Authorization: Bearer {token}");
+        let mut args = vec!["curl", "-sS", "-X", method, "-H", &auth, "-w", "\n%{http_code}\n%header{etag}"];
+        for h in headers {
+            args.extend(["-H", h]);
+        }
+        if let Some(b) = body {
+            args.extend(["-H", "Content-Type: application/json", "--data-binary", b]);
+        }
+        args.push(&url);
+        let o = self.nodes[i].ns.exec(&args);
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        let mut tail = out.rsplitn(3, '\n');
+        let (etag, code, text) = (tail.next().unwrap_or(""), tail.next().unwrap_or(""), tail.next().unwrap_or(""));
+        let json = if text.is_empty() { serde_json::Value::Null } else { serde_json::from_str(text).unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}")) };
+        (code.parse().unwrap_or_else(|_| panic!("{out}")), json, etag.to_string())
+    }
+
     /// Start node `i`'s daemon and wait until it answers.
     pub fn start(&mut self, i: usize) {
         let node = &self.nodes[i];
@@ -274,6 +297,8 @@ impl Fleet {
         let args = [
             "--state-dir", path_str(&state), "--bpffs", path_str(&node.bpffs),
             "--store", &format!("etcd://{ETCD}"), "--node", &node.name, "--zone", &format!("z{}", 1 + i % 2),
+            // The tenant API, plain HTTP on the node's own loopback (`API`).
+            "--api-listen", API,
         ]
         .map(String::from);
         let mut child = spawn_daemon(&node.ns.name, &node.socket, &args, &[], &node.log);

@@ -151,6 +151,35 @@ fn a_fleet_shares_one_state_and_each_flow_returns_through_the_node_that_opened_i
     let snat: BTreeSet<&str> = eps.iter().map(|e| e["snat_ip"].as_str().unwrap()).collect();
     assert_eq!((ids.len(), snat.len()), (eps.len(), eps.len()), "ids and SNAT addresses have one owner each: {eps:#?}");
 
+    // One tenant API across the fleet: a token made on gw1 works on gw3; a create with
+    // an Idempotency-Key retried on another node makes nothing twice; a resource's ETag
+    // is the same on every node, and If-Match holds across them; a token revoked on
+    // gw2 is refused on every node once `token revoke` has returned.
+    let tok = f.json(0, &["token", "create", "--account", "100", "--name", "fleet"])["token"].as_str().unwrap().to_string();
+    let tags: Vec<String> = (0..3).map(|i| f.api(i, &tok, "GET", "/v1/services/web", None, &[])).map(|(code, body, tag)| {
+        assert_eq!(code, 200, "{body}");
+        tag
+    }).collect();
+    assert!(tags[0].starts_with('"') && tags.iter().all(|t| *t == tags[0]), "one ETag on every node: {tags:?}");
+    let group = r#"{"name": "g1", "rules": [{"priority": 1, "action": "allow", "protocol": "tcp", "ports": "80", "source": "10.0.0.0/24"}]}"#;
+    let (code, first, tag) = f.api(0, &tok, "POST", "/v1/security-groups", Some(group), &["Idempotency-Key: fleet-1"]);
+    assert_eq!(code, 201, "{first}");
+    let (code, again, _) = f.api(2, &tok, "POST", "/v1/security-groups", Some(group), &["Idempotency-Key: fleet-1"]);
+    assert_eq!((code, &again["name"]), (201, &first["name"]), "the retry on another node answers with the first result: {again}");
+    let (_, listed, _) = f.api(1, &tok, "GET", "/v1/security-groups", None, &[]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "made once: {listed}");
+    let patch = r#"{"rules": []}"#;
+    let (code, changed, _) = f.api(1, &tok, "PATCH", "/v1/security-groups/g1", Some(patch), &[&format!("If-Match: {tag}")]);
+    assert_eq!(code, 200, "gw2 honours the tag gw1 gave: {changed}");
+    let (code, stale, _) = f.api(2, &tok, "PATCH", "/v1/security-groups/g1", Some(patch), &[&format!("If-Match: {tag}")]);
+    assert_eq!(code, 412, "the tag is stale on every node: {stale}");
+    let said = f.ok(1, &["token", "revoke", &tok[6..14]]);
+    assert!(said.contains("on every node"), "{said}");
+    for i in 0..3 {
+        let (code, body, _) = f.api(i, &tok, "GET", "/v1/services", None, &[]);
+        assert_eq!(code, 401, "gw{}: {body}", i + 1);
+    }
+
     // A node leaves: its lease expires, the others take its share, and say so.
     f.stop(2);
     f.wait_until("gw3 recorded down", |f| f.json(0, &["get", "nodes", "gw3"])[0]["state"] == "down");

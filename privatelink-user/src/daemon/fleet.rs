@@ -51,11 +51,11 @@ impl Fleet {
     }
 
     /// Publish this node's registration (alone: nothing to publish).
-    pub fn beat(&self, interfaces: Vec<String>, flows: u64) {
+    pub fn beat(&self, interfaces: Vec<String>, flows: u64, generation: u64) {
         if !self.store.shared() {
             return;
         }
-        let beat = Beat { name: self.node.clone(), zone: self.zone.clone(), interfaces, flows, at_ms: 0 };
+        let beat = Beat { name: self.node.clone(), zone: self.zone.clone(), interfaces, flows, at_ms: 0, generation };
         if let Err(e) = self.store.heartbeat(&beat) {
             tracing::warn!(error = %e, "node registration");
         }

@@ -64,13 +64,41 @@ async fn answer(req: Request, writer: &Writer, shown: &Shown) -> Result<Response
         ),
         Request::TokenRevoke { id } => {
             writer.run(|g| g.remember(|st| Ok(Some(accounts::revoke_token(st, &id)?)))).await?;
-            Response::ok(format!("token {id} is revoked: it authenticates nothing from now on"))
+            let behind = everywhere(shown).await;
+            if behind.is_empty() {
+                Response::ok(format!("token {id} is revoked: it authenticates nothing from now on, on every node"))
+            } else {
+                Response::ok(format!("token {id} is revoked here; nodes {} had not followed within {} s (they refuse it once they do)", behind.join(", "), FOLLOW_WAIT.as_secs()))
+            }
         }
         Request::Down => {
             writer.run(|g| g.down()).await?;
             Response::ok("the data path is detached and every pinned map and link is removed; the daemon stops")
         }
     })
+}
+
+/// How long a change that must be everywhere (a revocation) waits for the fleet.
+const FOLLOW_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Wait until every live node of the fleet follows the generation shown now (their
+/// registrations say which they follow); the nodes still behind after `FOLLOW_WAIT`.
+async fn everywhere(shown: &Shown) -> Vec<String> {
+    let pic = shown.now();
+    let want = pic.state.generation;
+    let start = tokio::time::Instant::now();
+    loop {
+        let store = pic.store.clone();
+        let behind: Vec<String> = match tokio::task::spawn_blocking(move || store.beats()).await {
+            // This node follows it by construction (its registration says so at its next beat).
+            Ok(Ok(beats)) => beats.into_iter().filter(|b| b.generation < want && b.name != pic.opts.node).map(|b| b.name).collect(),
+            _ => vec!["(the store did not answer)".into()],
+        };
+        if behind.is_empty() || start.elapsed() >= FOLLOW_WAIT {
+            return behind;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// A new token's record and its text: an id and a secret from the OS's random source.

@@ -101,6 +101,10 @@ pub struct Beat {
     pub flows: u64,
     /// Unix milliseconds of this beat.
     pub at_ms: u64,
+    /// The generation of the shared state this node follows (its maps and the tokens it
+    /// accepts): a change waits on it to be everywhere (a token's revocation).
+    #[serde(default)]
+    pub generation: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,4 +135,49 @@ pub enum StoreError {
     Conflict { expected: u64, found: u64 },
     #[error("etcd ({endpoints}): {message}")]
     Etcd { endpoints: String, message: String },
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use crate::model::{
+        state::{Cuts, State},
+        tenancy::{self, Kind},
+        tokens::TokenRecord,
+    };
+
+    /// A state with every part recorded: what each store must give back whole.
+    pub fn full_state() -> State {
+        let text = "
+vpcs: [{name: p, interface: a, cidr: 10.1.0.0/16, owner: '2'}, {name: c, interface: b, cidr: 10.2.0.0/16}]
+services: [{name: sv, owner: '2', vpc: p, backends: [{address: 10.1.0.5}], ports: [{protocol: tcp, endpoint_port: 80, service_port: 80}], allowed_accounts: ['1']}]
+endpoints: [{name: ep, owner: '1', vpc: c, service: sv}]
+security_groups: [{name: gr, owner: '1'}]
+";
+        let spec = crate::model::spec::parse(text).unwrap().0;
+        let planned = crate::model::plan_spec(&spec, None, &State::default(), &crate::model::validate::Env::offline()).unwrap();
+        let mut st = crate::model::plan::finish(planned.state);
+        tenancy::settle(&mut st, Some((Kind::Service, "sv")));
+        tenancy::remember_key(&mut st, "t:k".into(), tenancy::KeyRecord { at: crate::model::time::unix_now(), request: "d".into(), kind: "service".into(), name: "sv".into() });
+        st.tokens.insert("0a1b2c3d".into(), TokenRecord::new("0a1b2c3d", "secret", "ci", Some("1"), false, None));
+        st.cuts.insert("gw1".into(), Cuts { endpoints: [3].into(), backends: Default::default() });
+        st.backends_down.insert(("sv".into(), "10.1.0.5".parse().unwrap()));
+        st.nodes = crate::model::fleet::alone(&st, "gw1", Some("z1")).map(|(s, _)| s.nodes).unwrap_or_default();
+        st.generation = 7;
+        st
+    }
+
+    #[test]
+    fn the_embedded_store_gives_back_every_part_of_the_state() {
+        use super::Store;
+        let dir = std::env::temp_dir().join(format!("pl-store-full-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = super::RedbStore::open(&dir).unwrap();
+        let mut st = full_state();
+        st.generation = 0;
+        store.commit_with_events(&mut st, &mut []).unwrap();
+        let back = store.load().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!back.managed.is_empty() && !back.idempotency.is_empty() && !back.tokens.is_empty() && !back.nodes.is_empty());
+        assert_eq!(back, st);
+    }
 }

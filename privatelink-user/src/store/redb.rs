@@ -77,6 +77,8 @@ impl Store for RedbStore {
             backends_down: field(&get, "backends_down")?,
             nodes: field(&get, "nodes")?,
             tokens: field(&get, "tokens")?,
+            managed: field(&get, "managed")?,
+            idempotency: field(&get, "idempotency")?,
             ..State::default()
         };
         // Cuts as a store of the single-gateway layout recorded them: any node's.
@@ -113,7 +115,7 @@ impl Store for RedbStore {
                 return Err(StoreError::Conflict { expected: st.generation, found });
             }
             st.generation += 1;
-            let fields: [(&str, Vec<u8>); 8] = [
+            let fields: [(&str, Vec<u8>); 10] = [
                 ("schema", encode("schema", &SCHEMA)?),
                 ("spec", encode("spec", &st.spec)?),
                 ("gateway", encode("gateway", &st.gateway)?),
@@ -122,6 +124,8 @@ impl Store for RedbStore {
                 ("backends_down", encode("backends_down", &st.backends_down)?),
                 ("nodes", encode("nodes", &st.nodes)?),
                 ("tokens", encode("tokens", &st.tokens)?),
+                ("managed", encode("managed", &st.managed)?),
+                ("idempotency", encode("idempotency", &st.idempotency)?),
             ];
             for (k, v) in fields {
                 meta.insert(k, v.as_slice()).map_err(dberr)?;

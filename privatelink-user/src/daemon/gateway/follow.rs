@@ -20,7 +20,7 @@ impl Gateway {
     }
 
     fn beat(&self) {
-        self.fleet.beat(self.path.attached(), self.path.live_flows(self.rec.state()));
+        self.fleet.beat(self.path.attached(), self.path.live_flows(self.rec.state()), self.rec.state().generation);
     }
 
     /// Take the store's latest state (committing nothing).
@@ -35,7 +35,12 @@ impl Gateway {
     /// node's part (cut its flows of revoked endpoints and of backends gone down; sweep
     /// its flows of endpoints being deleted).
     pub fn catch_up(&mut self) -> Result<()> {
+        let was = self.rec.state().generation;
         self.reload()?;
+        if self.rec.state().generation != was {
+            // Say at once which generation this node follows: a revocation waits on it.
+            self.beat();
+        }
         if self.rec.state().vpcs.is_empty() && !self.path.loaded() {
             return Ok(());
         }

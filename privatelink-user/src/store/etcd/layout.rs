@@ -6,6 +6,7 @@ use crate::model::{
     fleet::NodeRecord,
     spec::{Gateway, Spec},
     state::{Cuts, EndpointRecord, ServiceRecord, State, VpcRecord},
+    tenancy::{KeyRecord, Managed},
     tokens::TokenRecord,
 };
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,10 @@ struct Meta {
     nodes: BTreeMap<String, NodeRecord>,
     #[serde(default)]
     tokens: BTreeMap<String, TokenRecord>,
+    #[serde(default)]
+    managed: Managed,
+    #[serde(default)]
+    idempotency: BTreeMap<String, KeyRecord>,
 }
 
 #[derive(Clone, Default, Serialize, Deserialize)]
@@ -87,6 +92,8 @@ pub(super) fn sections(st: &State) -> Result<BTreeMap<String, Vec<u8>>, StoreErr
         backends_down: st.backends_down.clone(),
         nodes: st.nodes.clone(),
         tokens: st.tokens.clone(),
+        managed: st.managed.clone(),
+        idempotency: st.idempotency.clone(),
     };
     out.insert("meta".to_string(), encode("meta", &meta)?);
     let mut buckets: BTreeMap<u64, BTreeMap<&String, &EndpointRecord>> = BTreeMap::new();
@@ -107,9 +114,22 @@ pub(super) fn assemble(generation: u64, parts: &BTreeMap<String, Arc<Vec<u8>>>) 
             "meta" => {
                 let m: Meta = decode("meta", json)?;
                 (st.gateway, st.vpcs, st.services, st.cuts, st.backends_down, st.nodes, st.tokens) = (m.gateway, m.vpcs, m.services, m.cuts, m.backends_down, m.nodes, m.tokens);
+                (st.managed, st.idempotency) = (m.managed, m.idempotency);
             }
             _ => st.endpoints.extend(decode::<BTreeMap<String, EndpointRecord>>(name, json)?),
         }
     }
     Ok(st)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_part_of_the_state_lies_in_etcd_and_comes_back() {
+        let st = crate::store::tests::full_state();
+        let parts: BTreeMap<String, Arc<Vec<u8>>> = sections(&st).unwrap().into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        assert_eq!(assemble(st.generation, &parts).unwrap(), st);
+    }
 }
