@@ -250,5 +250,10 @@ fn health_detail(s: &ServiceView) -> String {
     if s.failing_open {
         parts.push("failing open: every backend is down, new flows use them all".into());
     }
+    // Where the fleet's view differs from this node's, or some node sees one down.
+    for b in s.backends.iter().filter(|b| !b.seen_down_by.is_empty() || (b.fleet_health != b.health && b.fleet_health != Health::Unchecked)) {
+        let fleet = if b.fleet_health == Health::Down { "down" } else { "up" };
+        parts.push(format!("{}: fleet says {fleet} (seen down by {})", b.address, if b.seen_down_by.is_empty() { "no node".into() } else { b.seen_down_by.join(", ") }));
+    }
     parts.join(", ")
 }

@@ -70,9 +70,9 @@ pub struct Flip {
 }
 
 impl Checker {
-    /// Follow the services of `st`: new targets start up (down when `st` last knew them
-    /// down), targets no longer used go.
-    pub fn sync(&mut self, st: &State) {
+    /// Follow the services of `st`: targets no longer used go; a new one starts as node
+    /// `me` last saw it (its own view; without one, the fleet's decision).
+    pub fn sync(&mut self, st: &State, me: &str) {
         self.by_backend.clear();
         for s in st.services.values() {
             let Some((hc, port)) = s.spec.effective_check() else { continue };
@@ -86,7 +86,8 @@ impl Checker {
         self.tracks.retain(|t, _| used.contains(t));
         let now = Instant::now();
         for ((svc, ip), t) in &self.by_backend {
-            let down = st.backends_down.contains(&(svc.clone(), *ip));
+            let key = (svc.clone(), *ip);
+            let down = st.health_views.get(me).map_or_else(|| st.backends_down.contains(&key), |v| v.contains(&key));
             let last_error = down.then(|| "down when the daemon last checked".to_string());
             self.tracks.entry(t.clone()).or_insert(Track { up: !down, against: 0, next: now, in_flight: false, last_error });
         }

@@ -9,6 +9,7 @@ use crate::{
     model::{
         dns,
         fleet::{self, Seat},
+        health as model_health,
         spec::Backend,
         state::{EndpointRecord, EndpointState},
         tenancy,
@@ -98,7 +99,13 @@ impl Picture {
             (true, true) => Health::Up,
             (true, false) => Health::Down,
         };
-        BackendView { address: b.address, weight: b.weight, zone: b.zone.clone(), health, last_error: h.last_error }
+        let seen_down_by: Vec<String> = model_health::seen_down_by(&self.state, service, b.address).into_iter().cloned().collect();
+        let fleet_health = match (h.checked || !seen_down_by.is_empty(), model_health::decided_down(&self.state, service, b.address)) {
+            (false, _) => Health::Unchecked,
+            (true, true) => Health::Down,
+            (true, false) => Health::Up,
+        };
+        BackendView { address: b.address, weight: b.weight, zone: b.zone.clone(), health, fleet_health, seen_down_by, last_error: h.last_error }
     }
 
     pub fn endpoint_view(&self, key: &str) -> Result<EndpointView> {

@@ -197,6 +197,7 @@ pub fn remove(st: &State, name: &str, live: &[String]) -> Result<(State, Vec<Eve
     let mut next = st.clone();
     next.nodes.remove(name);
     next.cuts.remove(name);
+    next.health_views.remove(name);
     Ok((next, vec![node_event("node.removed", name, format!("node {name} was removed from the fleet"))]))
 }
 

@@ -124,10 +124,16 @@ pub struct State {
     /// The key "" holds cuts recorded before any node joined (any node takes them).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cuts: BTreeMap<String, Cuts>,
-    /// (service, backend) last known down by the health checks: a restarted daemon
-    /// starts them down, so new flows never go to a backend that was down.
+    /// (service, backend) down by the fleet's decision (`health::decided_down`: a strict
+    /// majority of the live nodes' checks see it down): its events and the flows its
+    /// loss cuts follow this, and tenants read it.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub backends_down: std::collections::BTreeSet<(String, Ipv4Addr)>,
+    /// Each node's own view: the (service, backend) its checks see down. A node's data
+    /// path follows its own view (a restarted daemon starts with it, so new flows never
+    /// go to a backend that was down); nodes that disagree each keep theirs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub health_views: BTreeMap<String, BTreeSet<(String, Ipv4Addr)>>,
     /// The gateways sharing this state (one, without a fleet store), by node name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub nodes: BTreeMap<String, NodeRecord>,

@@ -161,6 +161,7 @@ security_groups: [{name: gr, owner: '1'}]
         st.tokens.insert("0a1b2c3d".into(), TokenRecord::new("0a1b2c3d", "secret", "ci", Some("1"), false, None));
         st.cuts.insert("gw1".into(), Cuts { endpoints: [3].into(), backends: Default::default() });
         st.backends_down.insert(("sv".into(), "10.1.0.5".parse().unwrap()));
+        st.health_views.insert("gw1".into(), [("sv".to_string(), "10.1.0.5".parse().unwrap())].into());
         st.nodes = crate::model::fleet::alone(&st, "gw1", Some("z1")).map(|(s, _)| s.nodes).unwrap_or_default();
         st.generation = 7;
         st
@@ -177,7 +178,7 @@ security_groups: [{name: gr, owner: '1'}]
         store.commit_with_events(&mut st, &mut []).unwrap();
         let back = store.load().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(!back.managed.is_empty() && !back.idempotency.is_empty() && !back.tokens.is_empty() && !back.nodes.is_empty());
+        assert!(!back.managed.is_empty() && !back.idempotency.is_empty() && !back.tokens.is_empty() && !back.nodes.is_empty() && !back.health_views.is_empty());
         assert_eq!(back, st);
     }
 }

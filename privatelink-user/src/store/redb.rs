@@ -77,6 +77,7 @@ impl Store for RedbStore {
             backends_down: field(&get, "backends_down")?,
             nodes: field(&get, "nodes")?,
             tokens: field(&get, "tokens")?,
+            health_views: field(&get, "health_views")?,
             managed: field(&get, "managed")?,
             idempotency: field(&get, "idempotency")?,
             ..State::default()
@@ -115,7 +116,7 @@ impl Store for RedbStore {
                 return Err(StoreError::Conflict { expected: st.generation, found });
             }
             st.generation += 1;
-            let fields: [(&str, Vec<u8>); 10] = [
+            let fields: [(&str, Vec<u8>); 11] = [
                 ("schema", encode("schema", &SCHEMA)?),
                 ("spec", encode("spec", &st.spec)?),
                 ("gateway", encode("gateway", &st.gateway)?),
@@ -124,6 +125,7 @@ impl Store for RedbStore {
                 ("backends_down", encode("backends_down", &st.backends_down)?),
                 ("nodes", encode("nodes", &st.nodes)?),
                 ("tokens", encode("tokens", &st.tokens)?),
+                ("health_views", encode("health_views", &st.health_views)?),
                 ("managed", encode("managed", &st.managed)?),
                 ("idempotency", encode("idempotency", &st.idempotency)?),
             ];

@@ -89,10 +89,22 @@ pub struct BackendView {
     pub weight: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    /// As this node's checks see it (what its data path follows).
     pub health: Health,
+    /// The fleet's decision: down when a strict majority of the live nodes' checks see
+    /// it down (alone: this node's view). Its events follow this.
+    #[serde(default = "unchecked")]
+    pub fleet_health: Health,
+    /// The nodes whose checks see it down.
+    #[serde(default)]
+    pub seen_down_by: Vec<String>,
     /// Why the last check failed, while it is down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+}
+
+fn unchecked() -> Health {
+    Health::Unchecked
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -89,7 +89,8 @@ impl Gateway {
         let st = self.rec.state().clone();
         let open: Vec<&String> = users.iter().filter(|svc| st.services.get(*svc).is_some_and(|s| s.spec.failing_open(&|n, ip| checker.is_up(n, ip)))).collect();
         let verdict = health::Flip { ip: target.ip, up: flip.up, error: flip.error.as_deref() };
-        let changed = self.transact(|st| Ok(health::record(st, &users, &verdict, &open)))?;
+        let me = self.opts.node.clone();
+        let changed = self.transact(|st| Ok(health::record(st, &me, &users, &verdict, &open)))?;
         if self.path.loaded() {
             self.write_maps()?;
             if changed {

@@ -59,7 +59,7 @@ impl Gateway {
         let fleet = Fleet::new(opts.node.clone(), opts.zone.clone(), store);
         let opts = Arc::new(opts);
         let mut health = Checker::default();
-        health.sync(rec.state());
+        health.sync(rec.state(), &opts.node);
         let shown = Shown::new(picture(&opts, &rec, &path, &fleet, &health));
         let mut gw = Gateway { opts, rec, path, fleet, health, limits: Limits::default(), parsed: None, last_repair: Instant::now(), shown };
         gw.join().context("joining the fleet")?;
@@ -112,7 +112,7 @@ impl Gateway {
         let now = self.rec.state();
         if !Arc::ptr_eq(before, now) {
             self.limits.follow(before, now);
-            self.health.sync(now);
+            self.health.sync(now, &self.opts.node);
         }
     }
 

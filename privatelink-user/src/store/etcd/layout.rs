@@ -37,6 +37,8 @@ struct Meta {
     #[serde(default)]
     tokens: BTreeMap<String, TokenRecord>,
     #[serde(default)]
+    health_views: BTreeMap<String, BTreeSet<(String, Ipv4Addr)>>,
+    #[serde(default)]
     managed: Managed,
     #[serde(default)]
     idempotency: BTreeMap<String, KeyRecord>,
@@ -92,6 +94,7 @@ pub(super) fn sections(st: &State) -> Result<BTreeMap<String, Vec<u8>>, StoreErr
         backends_down: st.backends_down.clone(),
         nodes: st.nodes.clone(),
         tokens: st.tokens.clone(),
+        health_views: st.health_views.clone(),
         managed: st.managed.clone(),
         idempotency: st.idempotency.clone(),
     };
@@ -114,7 +117,7 @@ pub(super) fn assemble(generation: u64, parts: &BTreeMap<String, Arc<Vec<u8>>>) 
             "meta" => {
                 let m: Meta = decode("meta", json)?;
                 (st.gateway, st.vpcs, st.services, st.cuts, st.backends_down, st.nodes, st.tokens) = (m.gateway, m.vpcs, m.services, m.cuts, m.backends_down, m.nodes, m.tokens);
-                (st.managed, st.idempotency) = (m.managed, m.idempotency);
+                (st.health_views, st.managed, st.idempotency) = (m.health_views, m.managed, m.idempotency);
             }
             _ => st.endpoints.extend(decode::<BTreeMap<String, EndpointRecord>>(name, json)?),
         }
