@@ -479,3 +479,77 @@ fn tenants_create_change_and_delete_their_own_resources_and_apply_keeps_them() {
     assert_eq!(send(&lab, &pki, Some(&consumer), "DELETE", "/v1/security-groups/clients", None, &[]).code, 204);
     assert!(call(&lab, &pki, Some(&consumer), "GET", "/v1/security-groups").1.as_array().unwrap().is_empty());
 }
+
+/// EMQX's bidirectional PrivateLink, as the README and examples/ give it: the operator
+/// applies examples/bidirectional.yaml, then examples/bidirectional-api.sh runs as
+/// written (curl, each account with its own token); traffic flows both ways, each way
+/// consumer to provider, and each backend sees a SNAT address, never the client.
+#[test]
+fn the_bidirectional_example_runs_as_written() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let script = root.join("examples/bidirectional-api.sh");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let text = std::fs::read_to_string(&script).unwrap();
+    for line in text.lines().filter(|l| l.starts_with("api ")) {
+        assert!(readme.contains(line), "README's bidirectional section lacks the script's line:\n{line}");
+    }
+    let pki = Pki::new();
+    let (cert, key) = (pki.path("api.pem"), pki.path("api.key"));
+    let lab = DaemonLab::with_daemon_args(1, &["--api-listen", API, "--api-tls-cert", &cert, "--api-tls-key", &key]);
+    // VPC1 hosts account A's backend (the lab's client host, 10.0.0.2): the gateway has
+    // an address there and the host routes the SNAT range back to it.
+    lab.gw.ip(&["addr", "add", "10.0.0.1/24", "dev", "gw-c0"]);
+    lab.consumers[0].ns.ip(&["route", "add", "11.163.0.0/16", "via", "10.0.0.1"]);
+    let spec = std::fs::read_to_string(root.join("examples/bidirectional.yaml")).unwrap().replace("gw-vpc1", "gw-c0").replace("gw-vpc2", "gw-prov");
+    let r = lab.apply(&spec, &[]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    let (a, b) = (token(&lab, &["--account", "100001", "--name", "a"]), token(&lab, &["--account", "100002", "--name", "b"]));
+
+    let env = [format!("API=https://{API}"), format!("CA={}", pki.path("ca.pem")), format!("TOKEN_A={a}"), format!("TOKEN_B={b}")];
+    let mut cmd: Vec<&str> = vec!["env"];
+    cmd.extend(env.iter().map(String::as_str));
+    cmd.extend(["sh", script.to_str().unwrap()]);
+    let o = lab.gw.try_exec(&cmd);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "the script failed: {}\n{out}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(out.matches("\"state\":\"accepted\"").count(), 2, "both accepts answered: {out}");
+
+    // A's backend: an HTTP answer naming the peer it saw, in VPC1.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let server = {
+        let stop = stop.clone();
+        lab.consumers[0].ns.spawn(move || {
+            use std::io::{Read, Write};
+            let l = std::net::TcpListener::bind("10.0.0.2:9090").unwrap();
+            l.set_nonblocking(true).unwrap();
+            ready_tx.send(()).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut s, peer)) => {
+                        s.set_nonblocking(false).unwrap();
+                        let mut buf = [0u8; 512];
+                        let _ = s.read(&mut buf);
+                        let _ = s.write_all(format!("HTTP/1.0 200 OK\r\n\r\nbackend-a peer={peer}\n").as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                }
+            }
+        })
+    };
+    ready.recv().unwrap();
+    // B's client (a host of VPC2) through a-from-vpc2 to A's service.
+    let got = lab.provider.spawn(|| http_get(SocketAddr::from(([192, 168, 2, 100], 90)))).join().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    server.join().unwrap();
+    let got = got.expect("B reaches A's service through its endpoint");
+    let peer = reported_peer(&got);
+    assert!(got.contains("backend-a") && peer.ip().to_string().starts_with("11.163."), "A's backend sees a SNAT address: {got}");
+    // A's client (VPC1) through b-from-vpc1 to B's service.
+    let got = lab.in_client(0, || http_get(SocketAddr::from((ENDPOINT, ENDPOINT_TCP_PORT)))).expect("A reaches B's service through its endpoint");
+    assert!(got.contains("backend") && reported_peer(&got).ip().to_string().starts_with("11.163."), "{got}");
+    // Each account sees its own service and endpoint, the other's service as available.
+    let (_, mine) = call(&lab, &pki, Some(&a), "GET", "/v1/services");
+    assert_eq!((names(&mine["own"]), names(&mine["available"])), (vec!["a-api"], vec!["b-api"]), "{mine}");
+    assert_eq!(names(&call(&lab, &pki, Some(&b), "GET", "/v1/endpoints").1), ["a-from-vpc2"]);
+}
