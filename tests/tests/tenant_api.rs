@@ -480,7 +480,7 @@ fn tenants_create_change_and_delete_their_own_resources_and_apply_keeps_them() {
     assert!(call(&lab, &pki, Some(&consumer), "GET", "/v1/security-groups").1.as_array().unwrap().is_empty());
 }
 
-/// EMQX's bidirectional PrivateLink, as the README and examples/ give it: the operator
+/// EMQX's bidirectional PrivateLink, as docs/tenant-api.md and examples/ give it: the operator
 /// applies examples/bidirectional.yaml, then examples/bidirectional-api.sh runs as
 /// written (curl, each account with its own token); traffic flows both ways, each way
 /// consumer to provider, and each backend sees a SNAT address, never the client.
@@ -488,10 +488,10 @@ fn tenants_create_change_and_delete_their_own_resources_and_apply_keeps_them() {
 fn the_bidirectional_example_runs_as_written() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let script = root.join("examples/bidirectional-api.sh");
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(root.join("docs/tenant-api.md")).unwrap();
     let text = std::fs::read_to_string(&script).unwrap();
     for line in text.lines().filter(|l| l.starts_with("api ")) {
-        assert!(readme.contains(line), "README's bidirectional section lacks the script's line:\n{line}");
+        assert!(readme.contains(line), "docs/tenant-api.md's bidirectional section lacks the script's line:\n{line}");
     }
     let pki = Pki::new();
     let (cert, key) = (pki.path("api.pem"), pki.path("api.key"));
