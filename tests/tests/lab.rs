@@ -48,6 +48,9 @@ fn the_lab_runs_the_quick_start_and_leaves_nothing_behind() {
         assert!(String::from_utf8_lossy(&r.stderr).contains("a lab is already up"));
         ok(&["apply", "-f", quickstart]);
         assert!(!client_get().status.success(), "connected through a pending endpoint");
+        // The lab's daemon serves the tenant API on the gateway's loopback.
+        let api = Command::new("ip").args(["netns", "exec", "pl-gw", "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:8443/v1/services"]).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&api.stdout), "401", "the tenant API answers (no token: 401)");
         ok(&["accept", "web-from-vpc1"]);
         let out = client_get();
         let body = String::from_utf8_lossy(&out.stdout);

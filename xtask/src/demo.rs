@@ -118,5 +118,82 @@ fn steps(d: &mut Demo) -> Result<()> {
     d.say("The endpoint and what went through it.");
     d.privatelink(&["get", "endpoints"])?;
     d.privatelink(&["stats"])?;
+    tenants(d)
+}
+
+/// The lab's tenant API (plain HTTP on the gateway's loopback).
+const API: &str = "http://127.0.0.1:8443";
+
+/// The same again, but each account does its part itself through the tenant API, as
+/// the consoles' screens do: root only hands out tokens.
+fn tenants(d: &mut Demo) -> Result<()> {
+    d.say("Tenants act for themselves: root gives each account a token of the tenant API (served by the daemon; the quick start's spec says account 100001 owns VPC1 and 100002 owns VPC2).");
+    let provider = token(d, "100002", "provider")?;
+    let consumer = token(d, "100001", "consumer")?;
+
+    d.say("Console step 1, the provider (account 100002): create the endpoint service `orders` (tcp 81 -> 8080) in its VPC2, whitelisting account 100001.");
+    let body = r#"{"name": "orders", "vpc": "vpc2", "backends": [{"address": "192.168.2.10"}, {"address": "192.168.2.11"}], "ports": [{"protocol": "tcp", "endpoint_port": 81, "service_port": 8080}], "allowed_accounts": ["100001"]}"#;
+    d.curl(&provider, "PROVIDER", "POST", "/v1/services", Some(body))?;
+
+    d.say("Console step 2, the consumer (account 100001), with the CLI as a tenant: the services available to it.");
+    d.tenant_cli(&consumer, &["get", "services"])?;
+
+    d.say("Console step 3, the consumer: create an endpoint to `orders` at 10.0.0.101 in its VPC1. It waits for the provider's approval.");
+    let body = r#"{"name": "orders-from-vpc1", "vpc": "vpc1", "service": "orders", "ip": "10.0.0.101"}"#;
+    let out = d.curl(&consumer, "CONSUMER", "POST", "/v1/endpoints", Some(body))?;
+    if !String::from_utf8_lossy(&out.stdout).contains("pendingAcceptance") {
+        bail!("the new endpoint is not pendingAcceptance");
+    }
+
+    d.say("Console step 4, the provider: its service's connections, and Accept.");
+    d.curl(&provider, "PROVIDER", "GET", "/v1/services/orders/connections", None)?;
+    d.curl(&provider, "PROVIDER", "POST", "/v1/services/orders/connections/orders-from-vpc1/accept", None)?;
+
+    d.say("The client in VPC1 connects to 10.0.0.101:81; the backend sees a SNAT address.");
+    let mut get = Command::new("ip");
+    get.args(["netns", "exec", "pl-vpc1"]).arg(&d.bin).args(["lab", "get", "10.0.0.101:81", "--timeout-secs", "2"]);
+    let out = d.run("ip netns exec pl-vpc1 privatelink lab get 10.0.0.101:81", &mut get)?;
+    if !String::from_utf8_lossy(&out.stdout).contains("peer=11.163.") {
+        bail!("the backend did not see a SNAT address");
+    }
+
+    d.say("Console step 5, the consumer: its endpoints, as the CLI shows them to a tenant; and root sees who manages what.");
+    d.tenant_cli(&consumer, &["get", "endpoints"])?;
+    d.privatelink(&["get", "services"])?;
     Ok(())
+}
+
+/// A token for `account`, written to a file of the lab's (removed with it).
+fn token(d: &Demo, account: &str, name: &str) -> Result<PathBuf> {
+    let out = d.privatelink(&["token", "create", "--account", account, "--name", name])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(t) = text.lines().find(|l| l.starts_with("pltok_")) else { bail!("no token in: {text}") };
+    let file = Path::new("/run/privatelink-lab").join(format!("{name}.token"));
+    std::fs::write(&file, format!("{t}\n"))?;
+    println!("(saved in {})", file.display());
+    Ok(file)
+}
+
+impl Demo {
+    /// `curl` to the lab's tenant API with the token in `file` (shown as `$who`).
+    fn curl(&self, file: &Path, who: &str, method: &str, path: &str, body: Option<&str>) -> Result<Output> {
+        let token = std::fs::read_to_string(file)?.trim().to_string();
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", "pl-gw", "curl", "-fsS", "-X", method, "-H", &format!("Authorization: Bearer {token}"), "-w", "\n"]);
+        let mut shown = format!("curl -X {method} -H \"Authorization: Bearer ${who}\"");
+        if let Some(b) = body {
+            c.args(["-H", "Content-Type: application/json", "-d", b]);
+            shown.push_str(&format!(" -d '{b}'"));
+        }
+        c.arg(format!("{API}{path}"));
+        shown.push_str(&format!(" {API}{path}"));
+        self.run(&shown, &mut c)
+    }
+
+    /// The CLI as a tenant: the lab's tenant API with the token in `file`.
+    fn tenant_cli(&self, file: &Path, args: &[&str]) -> Result<Output> {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", "pl-gw"]).arg(&self.bin).args(["--api", API, "--token-file"]).arg(file).args(args);
+        self.run(&format!("privatelink --api {API} --token-file {} {}", file.display(), args.join(" ")), &mut c)
+    }
 }

@@ -190,10 +190,14 @@ fn build() -> Result<()> {
     spawn_detached(
         NS_GATEWAY,
         "daemon",
-        &[me, "--socket", sock.to_str().unwrap_or_default(), "daemon", "--state-dir", state.to_str().unwrap_or_default(), "--bpffs", pins.to_str().unwrap_or_default()],
+        &[me, "--socket", sock.to_str().unwrap_or_default(), "daemon", "--state-dir", state.to_str().unwrap_or_default(), "--bpffs", pins.to_str().unwrap_or_default(), "--api-listen", LAB_API],
     )?;
     wait_socket(&sock, "daemon.log")
 }
+
+/// The lab's tenant API: plain HTTP on the gateway namespace's loopback (reach it with
+/// `ip netns exec pl-gw curl http://127.0.0.1:8443/...`).
+pub const LAB_API: &str = "127.0.0.1:8443";
 
 /// Stop everything `up` started and remove what it made. Safe to run twice.
 pub fn down() -> Result<()> {
