@@ -38,8 +38,8 @@ enum Cmd {
         /// Few trials and small sizes: a smoke run, not a measurement.
         #[arg(long)]
         quick: bool,
-        /// Only this part: 1 (per packet), 2 (scale), 3 (end to end), fleet or load (two
-        /// groups of part 2's rows).
+        /// Only this part: 1 (per packet), 2 (scale), 3 (end to end), fleet, load or
+        /// tenant (groups of part 2's rows).
         #[arg(long)]
         only: Option<String>,
         /// With --only: keep BENCHMARKS.md's other rows and replace only the ones measured.

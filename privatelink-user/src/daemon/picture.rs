@@ -23,9 +23,34 @@ pub struct Picture {
     pub path: PathFacts,
     pub routes: Routes,
     pub route_error: Option<String>,
+    /// Which endpoint each VPC's service names resolve to (`dns::holders`), found once
+    /// per picture by the first reader that needs it.
+    pub holders: std::sync::OnceLock<std::collections::BTreeMap<(String, String), String>>,
+    /// Each account's endpoints (names), indexed once per picture by the first reader.
+    pub by_owner: std::sync::OnceLock<std::collections::HashMap<String, Vec<String>>>,
 }
 
 impl Picture {
+    /// The endpoints (names) of `account`.
+    pub fn endpoints_of(&self, account: &str) -> &[String] {
+        let index = self.by_owner.get_or_init(|| {
+            let mut m: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+            for e in self.state.endpoints.values() {
+                m.entry(e.spec.owner.0.clone()).or_default().push(e.spec.name.clone());
+            }
+            m
+        });
+        index.get(account).map_or(&[], Vec::as_slice)
+    }
+
+    /// The endpoint (name) `vpc`'s names of `service` resolve to, if any.
+    pub fn dns_holder(&self, vpc: &str, service: &str) -> Option<&str> {
+        let held = self.holders.get_or_init(|| {
+            crate::model::dns::holders(&self.state).into_iter().map(|((v, s), e)| ((v.to_string(), s.to_string()), e.to_string())).collect()
+        });
+        held.get(&(vpc.to_string(), service.to_string())).map(String::as_str)
+    }
+
     /// This node's seat in the pictured state.
     pub fn seat(&self) -> Seat {
         Seat::of(&self.state, &self.opts.node)

@@ -114,7 +114,7 @@ impl Picture {
             Some(c) => (c.active_flows(e.index)?, c.endpoint_stats(e.index)?.snat_ports_in_use()),
             None => (0, 0),
         };
-        let names = dns::endpoint_names(&self.state, &e.spec.name);
+        let names = dns::endpoint_names_given(&self.state, &e.spec.name, self.dns_holder(&e.spec.vpc, &e.service));
         Ok(self.endpoint_view_of(e, counts, names, &self.seat()))
     }
 
@@ -122,11 +122,10 @@ impl Picture {
     /// found once for all.
     fn endpoint_views(&self) -> Result<Vec<EndpointView>> {
         let counters = self.counters.as_ref().map(|c| c.endpoint_counters(self.state.endpoint_slots_used())).transpose()?;
-        let held = dns::holders(&self.state);
         let seat = self.seat();
         let views = self.state.endpoints.values().map(|e| {
             let counts = counters.as_ref().map_or((0, 0), |c| (c.active(e.index), c.stats(e.index).snat_ports_in_use()));
-            let holder = held.get(&(e.spec.vpc.as_str(), e.service.as_str())).copied();
+            let holder = self.dns_holder(&e.spec.vpc, &e.service);
             self.endpoint_view_of(e, counts, dns::endpoint_names_given(&self.state, &e.spec.name, holder), &seat)
         });
         Ok(views.collect())

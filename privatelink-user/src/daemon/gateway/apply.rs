@@ -74,7 +74,7 @@ impl Gateway {
                 return Ok(Ok(ApplyResult { dry_run: true, changes: planned.changes, reconcile: Report::default() }));
             }
             (how.settle)(&mut planned.state);
-            match self.run_plan(planned, how.audit.clone()) {
+            match self.run_plan(planned, how.audit.clone(), how.read_back) {
                 Ok(r) => return Ok(Ok(r)),
                 Err(e) if is_conflict(&e) && attempt < MAX_TRIES => self.reload()?,
                 Err(e) => return Err(e),
@@ -83,7 +83,7 @@ impl Gateway {
         anyhow::bail!("other nodes kept changing the state: gave up after {MAX_TRIES} tries")
     }
 
-    fn run_plan(&mut self, p: Planned, audit: Vec<Event>) -> Result<ApplyResult> {
+    fn run_plan(&mut self, p: Planned, audit: Vec<Event>, read_back: bool) -> Result<ApplyResult> {
         let Planned { mut state, changes, reset } = p;
         if state == **self.rec.state() && !plan::unfinished(self.rec.state()) && self.path.loaded() {
             // Nothing to record; the maps are still checked (and written only if they
@@ -99,7 +99,7 @@ impl Gateway {
         self.followed(&before);
         committed?;
         self.path.load(self.rec.state().gateway.conntrack_capacity)?;
-        let first = self.reconcile()?;
+        let first = if read_back { self.reconcile()? } else { self.write_maps()? };
         self.finish_cuts()?;
         self.path.ensure_links(self.rec.state())?;
         let second = self.finish_apply()?;
@@ -169,18 +169,21 @@ impl std::fmt::Display for Invalid {
 impl std::error::Error for Invalid {}
 
 /// How an apply is made beside its spec: the positions of the spec's text, whether it
-/// only plans, the events recorded with it (who asked, through the API), and what the
-/// state records beside the spec (`tenancy::settle`).
+/// only plans, the events recorded with it (who asked, through the API), what the
+/// state records beside the spec (`tenancy::settle`), and whether the maps are read
+/// back first (an operator's apply also repairs drift; a tenant's edit writes only
+/// what it changes, the periodic repair does the rest).
 pub(super) struct How<'a> {
     pub doc: Option<&'a Doc>,
     pub dry_run: bool,
     pub audit: Vec<Event>,
     pub settle: &'a dyn Fn(&mut State),
+    pub read_back: bool,
 }
 
 impl Default for How<'_> {
     fn default() -> Self {
-        How { doc: None, dry_run: false, audit: Vec::new(), settle: &|st| tenancy::settle(st, None) }
+        How { doc: None, dry_run: false, audit: Vec::new(), settle: &|st| tenancy::settle(st, None), read_back: true }
     }
 }
 

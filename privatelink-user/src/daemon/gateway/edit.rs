@@ -65,7 +65,7 @@ impl Gateway {
                 tenancy::remember_key(st, key.clone(), record);
             }
         };
-        let how = How { audit: vec![req.audit.clone()], settle: &settle, ..How::default() };
+        let how = How { audit: vec![req.audit.clone()], settle: &settle, read_back: false, ..How::default() };
         match self.retry_apply(spec_of, how) {
             Ok(outcome) => Ok(Edited::Done(outcome)),
             Err(e) => match e.downcast::<Repeat>() {

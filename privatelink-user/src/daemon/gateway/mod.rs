@@ -187,6 +187,8 @@ fn picture(opts: &Arc<Options>, rec: &Recorder, path: &DataPath, fleet: &Fleet, 
         path: path.facts(rec.state()),
         routes,
         route_error,
+        holders: Default::default(),
+        by_owner: Default::default(),
     }
 }
 

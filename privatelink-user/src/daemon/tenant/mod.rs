@@ -128,11 +128,10 @@ pub fn decidable(pic: &Picture, caller: &Caller, service: &str, endpoint: &str) 
 
 /// `GET /v1/endpoints`: the caller's own endpoints.
 pub fn endpoints(pic: &Picture, caller: &Caller) -> anyhow::Result<Vec<EndpointView>> {
-    let mine = |e: &&EndpointRecord| match caller {
-        Caller::Operator { .. } => true,
-        Caller::Account { id, .. } => e.spec.owner.0 == *id,
-    };
-    pic.state.endpoints.values().filter(mine).map(|e| pic.endpoint_view(&e.spec.name)).collect()
+    match caller {
+        Caller::Operator { .. } => pic.state.endpoints.keys().map(|n| pic.endpoint_view(n)).collect(),
+        Caller::Account { id, .. } => pic.endpoints_of(id).iter().map(|n| pic.endpoint_view(n)).collect(),
+    }
 }
 
 /// An endpoint the caller may read (its own, or one connected to its service).
