@@ -415,7 +415,7 @@ fn only_root_may_use_the_cli() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim(),
-        "privatelink: must be run as root (the API and the data path are root-only)"
+        "privatelink: must be run as root (the API and the data path are root-only); a tenant uses --api URL --token-file FILE"
     );
     // The daemon checks on its own (SO_PEERCRED), whatever the client: open the socket
     // to everyone and ask as uid 65534, from a thread whose credentials alone change

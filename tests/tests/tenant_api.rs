@@ -356,6 +356,18 @@ fn tenants_create_change_and_delete_their_own_resources_and_apply_keeps_them() {
     assert_eq!(reused.code, 422, "the key with another body: {}", reused.body);
     assert_eq!(post(&provider, "/v1/services", &web_service("web"), &[]).code, 409, "a name taken");
     assert_eq!(post(&reader, "/v1/services", &web_service("ro"), &[]).code, 403, "a read-only token creates nothing");
+    // The provider changes its service with the tag it read (a merge patch).
+    let changed = send(&lab, &pki, Some(&provider), "PATCH", "/v1/services/web", Some(r#"{"description": "orders API", "connection_limit": 100}"#), &[&format!("If-Match: {}", created.etag)]);
+    assert_eq!((changed.code, changed.body["description"].as_str(), changed.body["connection_limit"].as_i64()), (200, Some("orders API"), Some(100)), "{}", changed.body);
+    // The operator's token acts for any account, naming the owner itself.
+    let admin = token(&lab, &["--admin", "--name", "ops"]);
+    let mut for_b = web_service("ops-made");
+    let a = post(&admin, "/v1/services", &for_b, &[]);
+    assert_eq!((a.code, a.body["errors"][0]["path"].as_str()), (422, Some("")), "the operator names the owner: {}", a.body);
+    for_b["owner"] = "100002".into();
+    let a = post(&admin, "/v1/services", &for_b, &[]);
+    assert_eq!((a.code, a.body["owner"].as_str()), (201, Some("100002")), "{}", a.body);
+    assert_eq!(send(&lab, &pki, Some(&admin), "DELETE", "/v1/services/ops-made", None, &[]).code, 204);
 
     // Where it may not: the consumer's VPC; another owner; every rule's error at once at
     // its path in the body; a body that is not JSON; one over 1 MiB.
@@ -418,6 +430,12 @@ fn tenants_create_change_and_delete_their_own_resources_and_apply_keeps_them() {
     assert_eq!((a.0, a.1["state"].as_str()), (200, Some("accepted")), "{}", a.1);
     let got = lab.in_client(0, || http_get(SocketAddr::from((ENDPOINT, ENDPOINT_TCP_PORT)))).expect("the accepted endpoint carries traffic");
     assert!(got.contains("backend"), "{got}");
+    // The provider's counters of its service: each endpoint's and their sum.
+    let (code, st) = call(&lab, &pki, Some(&provider), "GET", "/v1/services/web/stats");
+    assert_eq!((code, st["endpoints"][0]["endpoint"].as_str()), (200, Some("web-from-vpc0")), "{st}");
+    assert!(st["new_connections"].as_u64().unwrap_or(0) >= 1, "{st}");
+    assert_eq!(call(&lab, &pki, Some(&consumer), "GET", "/v1/services/web/stats").0, 403, "a consumer reads no provider's counters");
+    assert_eq!(call(&lab, &pki, Some(&stranger), "GET", "/v1/services/web/stats").0, 404);
 
     // The CLI as a tenant, run as an unprivileged user with the API and token file in
     // its environment: the consoles' lists, the stranger's refusals, root's verbs
