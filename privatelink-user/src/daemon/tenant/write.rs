@@ -69,19 +69,27 @@ fn may_write(caller: &Caller) -> Result<(), Refusal> {
 pub fn create(pic: &Picture, caller: &Caller, kind: Kind, mut body: Value) -> Result<Resource, Refusal> {
     may_write(caller)?;
     own(caller, &mut body)?;
+    resource(pic, caller, kind, body, None)
+}
+
+/// `v` read as a resource of `kind` the caller may write: in a VPC of its own, an
+/// endpoint to a service it may connect to (unless it stays with `kept_service`).
+fn resource(pic: &Picture, caller: &Caller, kind: Kind, v: Value, kept_service: Option<&str>) -> Result<Resource, Refusal> {
     match kind {
         Kind::Service => {
-            let s: Service = read(body)?;
+            let s: Service = read(v)?;
             in_own_vpc(pic, caller, &s.vpc)?;
             Ok(Resource::Service(Box::new(s)))
         }
         Kind::Endpoint => {
-            let mut e: Endpoint = read(body)?;
+            let mut e: Endpoint = read(v)?;
             in_own_vpc(pic, caller, &e.vpc)?;
-            e.service = connectable(pic, caller, &e.service)?;
+            if kept_service != Some(e.service.as_str()) {
+                e.service = connectable(pic, caller, &e.service)?;
+            }
             Ok(Resource::Endpoint(e))
         }
-        Kind::SecurityGroup => Ok(Resource::SecurityGroup(read::<SecurityGroup>(body)?)),
+        Kind::SecurityGroup => Ok(Resource::SecurityGroup(read::<SecurityGroup>(v)?)),
     }
 }
 
@@ -137,21 +145,8 @@ pub fn patched(pic: &Picture, caller: &Caller, kind: Kind, key: &str, patch: &Va
             return Err(field(f, format!("cannot change: create a new {kind} instead")));
         }
     }
-    match kind {
-        Kind::Service => {
-            let s: Service = read(v)?;
-            in_own_vpc(pic, caller, &s.vpc)?;
-            Ok(Resource::Service(Box::new(s)))
-        }
-        Kind::Endpoint => {
-            let mut e: Endpoint = read(v)?;
-            if pic.state.endpoints.get(&name).is_none_or(|r| r.spec.service != e.service) {
-                e.service = connectable(pic, caller, &e.service)?;
-            }
-            Ok(Resource::Endpoint(e))
-        }
-        Kind::SecurityGroup => Ok(Resource::SecurityGroup(read(v)?)),
-    }
+    let kept = pic.state.endpoints.get(&name).map(|e| e.spec.service.as_str());
+    resource(pic, caller, kind, v, kept)
 }
 
 /// `DELETE /v1/{kind}/{name}`.
