@@ -241,10 +241,11 @@ const APT_TOOLCHAIN: &[&str] = &[
 /// Used by the build (protoc generates etcd-client's gRPC code) and the
 /// network-namespace tests (etcd: the fleet tests' shared store).
 /// `systemd` and `prometheus` give `systemd-analyze` and `promtool`, which check the
-/// packaged unit and the alert rules.
+/// packaged unit and the alert rules; `frr` runs README's FRR recipes (its own service
+/// is stopped: the tests start its daemons in their namespaces).
 const APT_TEST_TOOLS: &[&str] = &[
     "iproute2", "ethtool", "iputils-ping", "protobuf-compiler", "etcd-server", "etcd-client", "bird2", "dnsutils", "curl", "iperf3",
-    "systemd", "prometheus",
+    "systemd", "prometheus", "frr",
 ];
 /// What `bench` compares against (part 3): nftables, HAProxy, iperf3, wrk, nginx.
 const APT_BENCH_TOOLS: &[(&str, &str)] = &[
@@ -343,6 +344,11 @@ fn setup() -> Result<Toolchain> {
             );
         }
         apt_install(&missing)?;
+        if missing.iter().any(|p| p == "frr") {
+            // The package starts FRR on the host where systemd runs: the tests start
+            // its daemons themselves, in their namespaces, and need none here.
+            let _stopped = succeeds(Command::new("systemctl").args(["disable", "--now", "frr"]));
+        }
     }
     let tc = find_toolchain().context(
         "no toolchain can build the eBPF object: need a rustup nightly with rust-src \
