@@ -167,7 +167,7 @@ fn view_of(pic: &Picture, caller: &Caller, kind: Kind, name: &str, status: Statu
 /// `POST /v1/services|endpoints|security-groups`: 201 with the new resource. With an
 /// Idempotency-Key, a retry of the same request answers with what the first made.
 async fn create(State(app): State<App>, a: Authed, ConnectInfo(Peer(from)): ConnectInfo<Peer>, h: HeaderMap, body: Body, kind: Kind) -> Result<Response, ApiError> {
-    let resource = tenant::write::create(&app.shown.now(), &a.caller, kind, body.json)?;
+    let resource = tenant::write::create(&app.shown.now().state, &a.caller, kind, body.json)?;
     let key = header_text(&h, "idempotency-key").map(|k| (format!("{}:{k}", a.token_id), tenancy::request_digest("POST", collection(kind), &body.raw)));
     let index = tenancy::current_len(&app.shown.now().state, kind);
     let edit = Edit::Create(resource);
@@ -178,7 +178,7 @@ async fn create(State(app): State<App>, a: Authed, ConnectInfo(Peer(from)): Conn
 /// If-Match.
 async fn patch(State(app): State<App>, a: Authed, ConnectInfo(Peer(from)): ConnectInfo<Peer>, Path(key): Path<String>, h: HeaderMap, body: Body, kind: Kind) -> Result<Response, ApiError> {
     let pic = app.shown.now();
-    let resource = tenant::write::patched(&pic, &a.caller, kind, &key, &body.json)?;
+    let resource = tenant::write::patched(&pic.state, &a.caller, kind, &key, &body.json)?;
     let index = tenancy::position(&pic.state, kind, resource.name());
     edit_and_show(app, a, from, Edit::Replace(resource), header_text(&h, "if-match"), None, index, StatusCode::OK).await
 }
@@ -192,7 +192,7 @@ struct DeleteQuery {
 /// `DELETE /v1/{kind}/{name}`: 204; a service with live endpoints only with
 /// `?force=true`.
 async fn delete(State(app): State<App>, a: Authed, ConnectInfo(Peer(from)): ConnectInfo<Peer>, Path(key): Path<String>, h: HeaderMap, Query(q): Query<DeleteQuery>, kind: Kind) -> Result<Response, ApiError> {
-    let edit = tenant::write::delete(&app.shown.now(), &a.caller, kind, &key, q.force)?;
+    let edit = tenant::write::delete(&app.shown.now().state, &a.caller, kind, &key, q.force)?;
     edit_and_show(app, a, from, edit, header_text(&h, "if-match"), None, None, StatusCode::NO_CONTENT).await
 }
 

@@ -9,7 +9,7 @@ pub mod write;
 use super::{api::*, picture::Picture};
 use crate::model::{
     authz::{decide, Action, Caller, Decision, Subject},
-    state::{EndpointRecord, Event, ServiceRecord},
+    state::{EndpointRecord, Event, ServiceRecord, State},
     tenancy,
 };
 
@@ -36,8 +36,8 @@ fn of_service(s: &ServiceRecord) -> Subject<'_> {
     Subject::Service { owner: &s.spec.owner.0, allowed: &s.spec.allowed_accounts }
 }
 
-fn of_endpoint<'a>(pic: &'a Picture, e: &'a EndpointRecord) -> Subject<'a> {
-    Subject::Endpoint { owner: &e.spec.owner.0, service_owner: pic.state.services.get(&e.service).map(|s| s.spec.owner.0.as_str()) }
+fn of_endpoint<'a>(st: &'a State, e: &'a EndpointRecord) -> Subject<'a> {
+    Subject::Endpoint { owner: &e.spec.owner.0, service_owner: st.services.get(&e.service).map(|s| s.spec.owner.0.as_str()) }
 }
 
 /// `decide`, with the refusal it calls for.
@@ -122,7 +122,7 @@ pub fn decidable(pic: &Picture, caller: &Caller, service: &str, endpoint: &str) 
     let e = pic.state.find_endpoint(endpoint).filter(|e| e.service == s.spec.name).ok_or_else(|| no_endpoint(endpoint))?;
     // A consumer that cannot see the service learns nothing of it either.
     allow(caller, Action::Browse, of_service(s), || no_service(service), "see this service")?;
-    allow(caller, Action::Decide, of_endpoint(pic, e), || no_endpoint(endpoint), "accept or reject connections to this service")?;
+    allow(caller, Action::Decide, of_endpoint(&pic.state, e), || no_endpoint(endpoint), "accept or reject connections to this service")?;
     Ok((e.spec.name.clone(), s.spec.name.clone()))
 }
 
@@ -137,7 +137,7 @@ pub fn endpoints(pic: &Picture, caller: &Caller) -> anyhow::Result<Vec<EndpointV
 /// An endpoint the caller may read (its own, or one connected to its service).
 fn readable<'a>(pic: &'a Picture, caller: &Caller, key: &str) -> Result<&'a EndpointRecord, Refusal> {
     let e = pic.state.find_endpoint(key).ok_or_else(|| no_endpoint(key))?;
-    allow(caller, Action::Read, of_endpoint(pic, e), || no_endpoint(key), "read this endpoint")?;
+    allow(caller, Action::Read, of_endpoint(&pic.state, e), || no_endpoint(key), "read this endpoint")?;
     Ok(e)
 }
 
