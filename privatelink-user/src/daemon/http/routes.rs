@@ -20,11 +20,25 @@ use axum::{
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
-    Json, Router,
+    Router,
 };
 use serde::Deserialize;
 
 type Answer<T> = Result<Json<T>, ApiError>;
+
+/// A JSON answer written into one buffer at once (axum's `Json` writes through a
+/// `BytesMut` piece by piece, growing it as it goes: a fifth of a 50-endpoint list's
+/// cost in the profile).
+pub struct Json<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        match serde_json::to_vec(&self.0) {
+            Ok(body) => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response(),
+            Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding the answer: {e}")).into_response(),
+        }
+    }
+}
 
 /// Largest request body accepted (413 above).
 pub const MAX_BODY: usize = 1 << 20;
