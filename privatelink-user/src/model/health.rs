@@ -136,6 +136,20 @@ endpoints: []
         st
     }
 
+    /// `node`'s verdicts `pair` five times over, recorded into `st`: the events' kinds.
+    fn flap(st: &mut State, node: &str, users: &[String], pair: [&Flip; 2]) -> Vec<String> {
+        let mut kinds = Vec::new();
+        for _ in 0..5 {
+            for f in pair {
+                if let Some((next, events)) = record(st, node, users, f, &[]) {
+                    kinds.extend(events.into_iter().map(|e| e.kind));
+                    *st = next;
+                }
+            }
+        }
+        kinds
+    }
+
     #[test]
     fn the_fleet_decides_by_majority_and_disagreeing_nodes_flip_nothing() {
         let mut st = fleet(&state("keep"));
@@ -150,28 +164,12 @@ endpoints: []
         st = next;
         // gw2 agrees, then disagrees, five times: with gw1 down, gw2 makes the majority
         // each time it agrees.
-        let mut flips = Vec::new();
-        for _ in 0..5 {
-            for f in [&up, &down] {
-                if let Some((next, events)) = record(&st, "gw2", &users, f, &[]) {
-                    flips.extend(events.into_iter().map(|e| e.kind));
-                    st = next;
-                }
-            }
-        }
+        let flips = flap(&mut st, "gw2", &users, [&up, &down]);
         let alternating: Vec<&str> = (0..9).map(|i| if i % 2 == 0 { "backend.down" } else { "backend.up" }).collect();
         assert_eq!(flips, alternating, "gw2 is the swing vote while gw1 sees it down: each of its flips is the majority's");
         // With gw1 and gw3 seeing it up, gw2 flapping is recorded as its view only.
         let mut st = fleet(&state("keep"));
-        let mut flips = Vec::new();
-        for _ in 0..5 {
-            for f in [&down, &up] {
-                if let Some((next, events)) = record(&st, "gw2", &users, f, &[]) {
-                    flips.extend(events.into_iter().map(|e| e.kind));
-                    st = next;
-                }
-            }
-        }
+        let flips = flap(&mut st, "gw2", &users, [&down, &up]);
         assert!(flips.is_empty(), "one node's flapping is not the fleet's: {flips:?}");
         // A strict majority decides: two of three.
         let (st, _) = record(&st, "gw1", &users, &down, &[]).unwrap();

@@ -1,13 +1,14 @@
 //! The daemon's local API: one JSON request per line on a Unix socket, one JSON
 //! response line back. These types are the whole protocol; the daemon fills them,
 //! the CLI prints them. `view` holds what reads answer, `tenant` what the tenant API
-//! answers besides, `schema` documents it, `client` sends a request and reads the
+//! answers besides, `token` the tokens' answers, `schema` documents it, `client` sends a request and reads the
 //! answer, `remote` sends the same requests through the tenant API for a tenant.
 
 pub mod client;
 pub mod remote;
 pub mod schema;
 mod tenant;
+mod token;
 mod view;
 
 pub use crate::{
@@ -15,6 +16,7 @@ pub use crate::{
     model::{plan::Change, spec::SpecError, state::Event, time::Timestamp},
 };
 pub use tenant::*;
+pub use token::*;
 pub use view::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
