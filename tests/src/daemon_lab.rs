@@ -364,6 +364,17 @@ pub fn spec(consumers: usize, services: &str, endpoints: &str) -> String {
 
 /// One service `name` on both lab backends (tcp 80 -> 8080, udp 53 -> 5353), owned by
 /// `owner`; `extra` are more `key: value` lines for it.
+/// `spec(1, ..)` with no services or endpoints, its consumer VPC owned by account
+/// 100001 and the provider's by 100002 (the tenant API creates in them), `extra`
+/// lines added to `gateway:`.
+pub fn owned_vpcs(extra: &str) -> String {
+    spec(1, "", "")
+        .replace("interface: gw-c0, cidr: 10.0.0.0/24 }", "interface: gw-c0, cidr: 10.0.0.0/24, owner: \"100001\" }")
+        .replace("interface: gw-prov, cidr: 192.168.2.0/24 }", "interface: gw-prov, cidr: 192.168.2.0/24, owner: \"100002\" }")
+        .replace("services:\nendpoints:\n", "services: []\nendpoints: []\n")
+        .replace("  region: lab\n", &format!("  region: lab\n{extra}"))
+}
+
 pub fn service(name: &str, owner: &str, extra: &[&str]) -> String {
     let mut s = format!(
         "  - name: {name}\n    owner: \"{owner}\"\n    vpc: prov\n    backends: [{{ address: 192.168.2.10 }}, {{ address: 192.168.2.11 }}]\n    ports:\n      - {{ protocol: tcp, endpoint_port: 80, service_port: 8080 }}\n      - {{ protocol: udp, endpoint_port: 53, service_port: 5353 }}\n"

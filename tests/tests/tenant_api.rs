@@ -5,45 +5,11 @@
 //! the end; a third account sees none of it and can change nothing; every refusal has
 //! its status and a JSON body.
 
-use privatelink_tests::{daemon_lab::*, lab::*};
+use privatelink_tests::{daemon_lab::*, lab::*, pki::Pki};
 use serde_json::Value;
 use std::{net::SocketAddr, path::PathBuf, process::Command};
 
 const API: &str = "127.0.0.1:8443";
-
-/// A CA and a server certificate for 127.0.0.1 signed by it (P-256), in a directory
-/// removed at the end.
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        // One per test: tests of one process run side by side.
-        let dir = PathBuf::from(format!("/run/pltest{}-pki{}", std::process::id(), BODIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let run = |args: &[&str]| {
-            let o = Command::new("openssl").args(args).current_dir(&dir).output().expect("openssl");
-            assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-        };
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-        run(&[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=privatelink test CA"]].concat());
-        run(&[&["req"][..], &ec, &["-keyout", "api.key", "-out", "api.csr", "-subj", "/CN=127.0.0.1"]].concat());
-        std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-        run(&["x509", "-req", "-in", "api.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "api.pem", "-days", "1", "-extfile", "san.ext"]);
-        Pki { dir }
-    }
-    fn path(&self, f: &str) -> String {
-        self.dir.join(f).to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// The schema `/v1/openapi.json` gives for what `method path` answers with `status`
 /// (the path matched against the document's templates), made a document of its own
@@ -313,14 +279,6 @@ fn tenant_cli(lab: &DaemonLab, pki: &Pki, token_file: &str, args: &[&str]) -> (i
 
 /// The lab's spec with no service or endpoint, its consumer VPC owned by account
 /// 100001 and its provider VPC by 100002 (`extra`: more lines for `gateway`).
-fn owned_vpcs(extra: &str) -> String {
-    spec(1, "", "")
-        .replace("interface: gw-c0, cidr: 10.0.0.0/24 }", "interface: gw-c0, cidr: 10.0.0.0/24, owner: \"100001\" }")
-        .replace("interface: gw-prov, cidr: 192.168.2.0/24 }", "interface: gw-prov, cidr: 192.168.2.0/24, owner: \"100002\" }")
-        .replace("services:\nendpoints:\n", "services: []\nendpoints: []\n")
-        .replace("  region: lab\n", &format!("  region: lab\n{extra}"))
-}
-
 fn web_service(name: &str) -> Value {
     serde_json::json!({
         "name": name, "vpc": "prov",

@@ -242,10 +242,12 @@ const APT_TOOLCHAIN: &[&str] = &[
 /// network-namespace tests (etcd: the fleet tests' shared store).
 /// `systemd` and `prometheus` give `systemd-analyze` and `promtool`, which check the
 /// packaged unit and the alert rules; `frr` runs README's FRR recipes (its own service
-/// is stopped: the tests start its daemons in their namespaces).
+/// is stopped: the tests start its daemons in their namespaces); `chromium` and
+/// `chromium-driver` run the console's browser tests (WebDriver), with a CJK font for
+/// its Chinese screens.
 const APT_TEST_TOOLS: &[&str] = &[
     "iproute2", "ethtool", "iputils-ping", "protobuf-compiler", "etcd-server", "etcd-client", "bird2", "dnsutils", "curl", "iperf3",
-    "systemd", "prometheus", "frr",
+    "systemd", "prometheus", "frr", "chromium", "chromium-driver", "fonts-wqy-microhei",
 ];
 /// What `bench` compares against (part 3): nftables, HAProxy, iperf3, wrk, nginx.
 const APT_BENCH_TOOLS: &[(&str, &str)] = &[

@@ -92,6 +92,12 @@ pub enum Command {
         /// over it: 429 with Retry-After.
         #[arg(long, value_name = "N", default_value_t = daemon::http::rate::DEFAULT_RATE, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         api_rate: u32,
+        /// Do not serve the console (served at / beside the tenant API by default).
+        #[arg(long, requires = "api_listen")]
+        no_console: bool,
+        /// The operator's Grafana dashboard, linked from the console's node screen.
+        #[arg(long, value_name = "URL", requires = "api_listen", value_parser = grafana_url)]
+        grafana_url: Option<String>,
     },
     /// Apply a spec: print the plan (+ create, ~ change, - delete) and carry it out.
     #[command(after_help = "Examples:\n  sudo privatelink apply -f /etc/privatelink/spec.yaml --dry-run\n  sudo privatelink apply -f /etc/privatelink/spec.yaml\n  sudo privatelink apply -f spec.yaml -o json | jq '.changes[].name'")]
@@ -293,6 +299,12 @@ fn node_name(s: &str) -> Result<String, String> {
     }
 }
 
+/// An http(s) address without quotes or spaces (it becomes a link).
+fn grafana_url(s: &str) -> Result<String, String> {
+    let ok = (s.starts_with("https://") || s.starts_with("http://")) && s.len() <= 2048 && s.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\'' | '<' | '>' | '`'));
+    if ok { Ok(s.to_string()) } else { Err(format!("`{s}` is not an http:// or https:// address")) }
+}
+
 /// `SNAT_IP[:PORT]`
 pub fn parse_address(s: &str) -> Result<(Ipv4Addr, Option<u16>), String> {
     let (ip, port) = match s.split_once(':') {
@@ -345,10 +357,10 @@ pub fn main() -> ExitCode {
     };
     let r = match cli.command {
         Command::Daemon { .. } if matches!(to, client::Target::Api(_)) => Err(anyhow::anyhow!("`daemon` runs on the gateway as root, not through --api")),
-        Command::Daemon { state_dir, bpffs, metrics, repair_interval, log_format, log_level, store, node, zone, api_listen, api_tls_cert, api_tls_key, api_rate } => {
+        Command::Daemon { state_dir, bpffs, metrics, repair_interval, log_format, log_level, store, node, zone, api_listen, api_tls_cert, api_tls_key, api_rate, no_console, grafana_url } => {
             let repair_interval = std::time::Duration::from_secs(repair_interval);
             let node = node.unwrap_or_else(daemon::hostname);
-            let api = api_listen.map(|listen| daemon::http::ApiOptions { listen, tls: api_tls_cert.zip(api_tls_key), rate: api_rate });
+            let api = api_listen.map(|listen| daemon::http::ApiOptions { listen, tls: api_tls_cert.zip(api_tls_key), rate: api_rate, console: !no_console, grafana: grafana_url });
             let opts = daemon::Options { state_dir, bpffs, socket: cli.socket, metrics, repair_interval, store, node, zone, api };
             admin::daemon(opts, log_format, &log_level)
         }

@@ -7,17 +7,20 @@
 //! recorder committed (logs, webhooks), `sweeper` expires idle flows and audits the
 //! slot accounting on its own thread, `tasks` runs the periodic work, `handler` maps
 //! each socket request to a read or a change, `api` is the wire protocol the CLI
-//! speaks, `tenant` what an account may see and ask (through `model::authz`) and
-//! `http` the tenant API that serves it; `options` is what the daemon is started with. Uses every other layer; the CLI reaches it
+//! speaks, `tenant` what an account may see and ask (through `model::authz`),
+//! `http` the tenant API that serves it, `console` the screens on that API and
+//! `history` the last hour of counters they draw; `options` is what the daemon is started with. Uses every other layer; the CLI reaches it
 //! only through `api`'s types on a socket (root) or the tenant API (accounts).
 
 pub mod api;
+mod console;
 mod datapath;
 mod events;
 mod fleet;
 mod gateway;
 mod handler;
 pub mod health;
+mod history;
 pub mod http;
 mod limits;
 mod options;
@@ -74,8 +77,11 @@ pub async fn run(opts: Options) -> Result<()> {
     let api_server = match opts.api.clone() {
         Some(api) => {
             let limiter = Arc::new(http::rate::Limiter::new(api.rate));
-            let serving = http::bind(api, http::App { shown: shown.clone(), writer: writer.clone(), limiter }).await?;
+            let history = Arc::new(history::History::default());
+            let serving = http::bind(api, http::App { shown: shown.clone(), writer: writer.clone(), limiter, history: history.clone() }).await?;
+            let sampling = tasks::sample_history(shown.clone(), history);
             Some(tokio::spawn(async move {
+                let _sampling = AbortOnDrop(sampling);
                 if let Err(e) = serving.await {
                     tracing::error!(error = %format!("{e:#}"), "the tenant API stopped");
                 }
@@ -113,6 +119,15 @@ pub async fn run(opts: Options) -> Result<()> {
     // Pinned links and maps stay: the data path keeps running without the daemon.
     tracing::info!("privatelink daemon stopped (the data path stays attached)");
     Ok(())
+}
+
+/// A task that ends with its holder.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The API socket, owner-only; a stale one (no daemon answers on it) is replaced.

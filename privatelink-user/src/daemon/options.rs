@@ -47,6 +47,10 @@ pub struct ApiOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Requests a second each token may make on this node (bursts of as many).
     pub rate: u32,
+    /// Serve the console at `/` beside the API.
+    pub console: bool,
+    /// The Grafana dashboard the console links to.
+    pub grafana: Option<String>,
 }
 
 impl ApiOptions {

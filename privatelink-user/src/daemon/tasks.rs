@@ -69,3 +69,18 @@ pub fn health_checks(writer: Arc<Writer>) -> tokio::task::JoinHandle<()> {
         }
     })
 }
+
+/// The console's graphs: every endpoint's counters each `history::STEP`, read from the
+/// picture of the moment (never waits for the writer).
+pub fn sample_history(shown: super::picture::Shown, history: Arc<super::history::History>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(super::history::STEP);
+        loop {
+            tick.tick().await;
+            let pic = shown.now();
+            if let Err(e) = history.sample(&pic, crate::model::time::unix_now_ms()) {
+                tracing::warn!(error = %format!("{e:#}"), "sampling the counters for the graphs");
+            }
+        }
+    })
+}

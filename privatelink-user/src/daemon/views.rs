@@ -89,6 +89,12 @@ impl Picture {
             failing_open: sp.failing_open(&|n, ip| self.health.is_up(n, ip)),
             dns_names: dns::service_names(&self.state, &sp.name),
             managed_by: self.state.managed.by(tenancy::Kind::Service, &sp.name),
+            private_dns_name: sp.private_dns_name.clone(),
+            health_check: sp.health_check.as_ref().map(|h| HealthCheckView {
+                kind: format!("{:?}", h.kind).to_lowercase(),
+                port: h.port.map(|p| p as u16),
+                path: h.path.clone(),
+            }),
         })
     }
 

@@ -38,6 +38,9 @@ pub enum Subject<'a> {
     Vpc { owner: Option<&'a str> },
     /// A security group: its owner's alone.
     Group { owner: &'a str },
+    /// The gateway as a whole (its nodes, every VPC's drops, every event): the
+    /// operator's alone, hidden from every account.
+    Fleet,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +94,7 @@ pub fn decide(caller: &Caller, action: Action, subject: Subject<'_>) -> Decision
             let own = owner == me;
             (own && matches!(action, Action::Read | Action::Write), own)
         }
+        Subject::Fleet => (false, false),
     };
     match (sees, may) {
         (false, _) => Decision::Hidden,
@@ -148,6 +152,7 @@ mod tests {
             Subject::Endpoint { owner, service_owner } => (owner == me, service_owner == Some(me), false),
             Subject::Vpc { owner } => (owner == Some(me), false, false),
             Subject::Group { owner } => (owner == me, false, false),
+            Subject::Fleet => (false, false, false),
         };
         let visible = owns || provides || listed;
         if !visible {
@@ -172,13 +177,14 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(4096))]
         #[test]
         fn no_request_succeeds_on_what_its_account_does_not_own_or_may_not_see(
-            c in caller(), a in action(), owner in account(), other in account(), list in allowed(), vpc_owner in prop::option::of(account()), kind in 0..4u8,
+            c in caller(), a in action(), owner in account(), other in account(), list in allowed(), vpc_owner in prop::option::of(account()), kind in 0..5u8,
         ) {
             let s = match kind {
                 0 => Subject::Service { owner: &owner, allowed: &list },
                 1 => Subject::Endpoint { owner: &owner, service_owner: Some(&other) },
                 2 => Subject::Vpc { owner: vpc_owner.as_deref() },
-                _ => Subject::Group { owner: &owner },
+                3 => Subject::Group { owner: &owner },
+                _ => Subject::Fleet,
             };
             check(&c, a, s, decide(&c, a, s))?;
         }

@@ -95,3 +95,51 @@ pub struct RuleView {
     pub ports: String,
     pub source: String,
 }
+
+/// `GET /v1/whoami`: the account and token a request is made with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WhoAmI {
+    /// None: an operator token (acts for every account).
+    pub account: Option<String>,
+    /// The token's name.
+    pub token: String,
+    pub read_only: bool,
+}
+
+/// `GET /v1/vpcs`: a VPC the caller owns (every VPC for an operator), with what its
+/// interface dropped that no endpoint could be charged with, by reason.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TenantVpc {
+    pub name: String,
+    pub cidr: String,
+    /// None: the operator's alone.
+    pub owner: Option<String>,
+    /// Its endpoints' names.
+    pub endpoints: Vec<String>,
+    pub drops: std::collections::BTreeMap<String, u64>,
+}
+
+/// `GET /v1/endpoints/{e}/history`, `GET /v1/services/{s}/history`: the last hour on
+/// the answering node at `step_seconds` resolution, oldest first, the last point being
+/// the moment of the request; a service's is its endpoints' summed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HistoryView {
+    pub step_seconds: u32,
+    /// The endpoint's limit (a service's: the sum of its endpoints').
+    pub connection_limit: i64,
+    pub points: Vec<HistoryPoint>,
+}
+
+/// One step: live connections at its end and the rates over it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HistoryPoint {
+    /// Unix seconds.
+    pub t: u64,
+    pub active_connections: u32,
+    pub new_connections_per_s: f64,
+    /// Consumer -> provider.
+    pub bytes_in_per_s: f64,
+    /// Provider -> consumer.
+    pub bytes_out_per_s: f64,
+    pub drops_per_s: f64,
+}

@@ -34,6 +34,23 @@ pub struct ServiceView {
     /// Who manages it: the operator's spec (`apply -f`) or the tenant API.
     #[serde(default)]
     pub managed_by: crate::model::tenancy::ManagedBy,
+    /// The provider's own name for it, as its spec gives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_dns_name: Option<String>,
+    /// How its backends are checked, as its spec gives it (none: the default TCP check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckView>,
+}
+
+/// A service's health check as its spec gives it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HealthCheckView {
+    /// `tcp`, `http` or `none`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    pub path: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -67,6 +67,10 @@ impl From<Refusal> for ApiError {
             Refusal::Hidden(m) => ApiError::new(StatusCode::NOT_FOUND, m),
             Refusal::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m),
             Refusal::Invalid(errors) => ApiError::invalid(errors),
+            Refusal::Failed(m) => {
+                tracing::error!(error = %m, "tenant API");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m)
+            }
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct App {
     pub shown: Shown,
     pub writer: Arc<Writer>,
     pub limiter: Arc<rate::Limiter>,
+    /// The last hour of counters, for the graphs.
+    pub history: Arc<super::history::History>,
 }
 
 /// The client's address, for the audit trail.
@@ -47,7 +49,9 @@ impl Connected<axum::serve::IncomingStream<'_, tls::Listener>> for Peer {
 /// certificate stops the daemon at start.
 pub async fn bind(opts: ApiOptions, app: App) -> Result<impl std::future::Future<Output = Result<()>>> {
     opts.check()?;
-    let router = routes::router(app).into_make_service_with_connect_info::<Peer>();
+    let api = routes::router(app);
+    let router = if opts.console { api.clone().merge(super::console::router(api, opts.grafana.clone())) } else { api };
+    let router = router.into_make_service_with_connect_info::<Peer>();
     let acceptor = opts.tls.as_ref().map(|(cert, key)| tls::acceptor(cert, key)).transpose()?;
     let tcp = tokio::net::TcpListener::bind(opts.listen).await.with_context(|| format!("tenant API: listening on {}", opts.listen))?;
     Ok(async move {

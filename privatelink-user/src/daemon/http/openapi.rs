@@ -36,6 +36,11 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
         ("/v1/security-groups/{group}", "get", "getSecurityGroup", "One of the caller's security groups", &["group"], of::<SecurityGroupView>(g)),
         ("/v1/security-groups/{group}", "patch", "changeSecurityGroup", "Change the caller's security group (a JSON merge patch; If-Match)", &["group"], of::<SecurityGroupView>(g)),
         ("/v1/security-groups/{group}", "delete", "deleteSecurityGroup", "Delete the caller's security group (If-Match)", &["group"], Value::Null),
+        ("/v1/endpoints/{endpoint}/history", "get", "getEndpointHistory", "The last hour of an endpoint's counters on the answering node, at 10 s steps", &["endpoint"], of::<HistoryView>(g)),
+        ("/v1/services/{service}/history", "get", "getServiceHistory", "The last hour of the caller's service's counters (its endpoints' summed)", &["service"], of::<HistoryView>(g)),
+        ("/v1/vpcs", "get", "listVpcs", "The VPCs the caller owns (an operator: every VPC) with their drops by reason", &[], of::<Vec<TenantVpc>>(g)),
+        ("/v1/nodes", "get", "listNodes", "The fleet's nodes (an operator token only)", &[], of::<Vec<NodeView>>(g)),
+        ("/v1/whoami", "get", "whoAmI", "The account and token of the request", &[], of::<WhoAmI>(g)),
     ]
 }
 
@@ -99,6 +104,7 @@ pub fn document() -> Value {
         op["parameters"] = json!([
             { "name": "after", "in": "query", "required": false, "description": "only events with a higher sequence number", "schema": { "type": "integer", "minimum": 0 } },
             { "name": "watch", "in": "query", "required": false, "description": "keep the connection and send each new event as a server-sent event (id: sequence number, event: kind, data: the event)", "schema": { "type": "boolean" } },
+            { "name": "named", "in": "query", "required": false, "description": "with watch: false sends every event unnamed (an EventSource's `message`), the kind only in its data", "schema": { "type": "boolean", "default": true } },
         ]);
         op["responses"]["200"]["content"]["text/event-stream"] = json!({ "schema": { "type": "string" } });
     }

@@ -12,6 +12,7 @@ use crate::{
     },
     model::{
         authz::Caller,
+        time::unix_now_ms,
         tenancy::{self, Edit, Kind, Resource},
     },
 };
@@ -73,6 +74,11 @@ pub fn router(app: App) -> Router {
         .route("/v1/endpoints/{endpoint}/stats", get(endpoint_stats))
         .route("/v1/security-groups", get(groups).merge(create!(Kind::SecurityGroup)))
         .route("/v1/security-groups/{group}", get(group).patch(change!(Kind::SecurityGroup)).delete(remove!(Kind::SecurityGroup)))
+        .route("/v1/services/{service}/history", get(service_history))
+        .route("/v1/endpoints/{endpoint}/history", get(endpoint_history))
+        .route("/v1/vpcs", get(vpcs))
+        .route("/v1/nodes", get(nodes))
+        .route("/v1/whoami", get(whoami))
         .route("/v1/events", get(events))
         .route("/v1/openapi.json", get(|| async { Json(super::openapi::shared()) }))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such path in the tenant API (its paths start with /v1/)") })
@@ -92,6 +98,30 @@ async fn service(State(app): State<App>, a: Authed, Path(s): Path<String>) -> Re
         ServiceAnswer::Listed(_) => None,
     };
     Ok(tagged(StatusCode::OK, tag, None, &answer))
+}
+
+async fn service_history(State(app): State<App>, a: Authed, Path(s): Path<String>) -> Answer<HistoryView> {
+    Ok(Json(tenant::service_history(&app.shown.now(), &app.history, &a.caller, &s, unix_now_ms())?))
+}
+
+async fn endpoint_history(State(app): State<App>, a: Authed, Path(e): Path<String>) -> Answer<HistoryView> {
+    Ok(Json(tenant::endpoint_history(&app.shown.now(), &app.history, &a.caller, &e, unix_now_ms())?))
+}
+
+async fn vpcs(State(app): State<App>, a: Authed) -> Answer<Vec<TenantVpc>> {
+    Ok(Json(tenant::vpcs(&app.shown.now(), &a.caller)?))
+}
+
+async fn nodes(State(app): State<App>, a: Authed) -> Answer<Vec<NodeView>> {
+    Ok(Json(tenant::nodes(&app.shown.now(), &a.caller)?))
+}
+
+async fn whoami(a: Authed) -> Answer<WhoAmI> {
+    let (account, read_only) = match a.caller {
+        Caller::Operator { read_only } => (None, read_only),
+        Caller::Account { id, read_only } => (Some(id), read_only),
+    };
+    Ok(Json(WhoAmI { account, token: a.token, read_only }))
 }
 
 async fn service_stats(State(app): State<App>, a: Authed, Path(s): Path<String>) -> Answer<ServiceStats> {
@@ -272,6 +302,14 @@ struct EventsQuery {
     after: u64,
     #[serde(default)]
     watch: bool,
+    /// `false`: every event as an unnamed (`message`) event, for an EventSource that
+    /// wants them all in one handler (the console's).
+    #[serde(default = "yes")]
+    named: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// How often a watch looks for new events.
@@ -287,12 +325,14 @@ async fn events(State(app): State<App>, a: Authed, Query(q): Query<EventsQuery>)
         return Ok(Json(first).into_response());
     }
     let after = first.last().map_or(q.after, |e| e.seq);
+    let named = q.named;
     let start = (app, a.caller, after, std::collections::VecDeque::from(first));
-    let stream = futures_util::stream::unfold(start, |(app, caller, mut after, mut pending)| async move {
+    let stream = futures_util::stream::unfold(start, move |(app, caller, mut after, mut pending)| async move {
         loop {
             if let Some(e) = pending.pop_front() {
-                let out = sse::Event::default().id(e.seq.to_string()).event(e.kind.clone()).json_data(&e);
-                return Some((out, (app, caller, after, pending)));
+                let out = sse::Event::default().id(e.seq.to_string());
+                let out = if named { out.event(e.kind.clone()) } else { out };
+                return Some((out.json_data(&e), (app, caller, after, pending)));
             }
             tokio::time::sleep(WATCH_EVERY).await;
             // The store stopped answering: the stream ends, the client reconnects with

@@ -6,7 +6,7 @@
 
 pub mod write;
 
-use super::{api::*, picture::Picture};
+use super::{api::*, history::History, picture::Picture};
 use crate::model::{
     authz::{decide, Action, Caller, Decision, Subject},
     state::{EndpointRecord, Event, ServiceRecord, State},
@@ -22,6 +22,8 @@ pub enum Refusal {
     Forbidden(String),
     /// 422: every invalid field (path, message).
     Invalid(Vec<(String, String)>),
+    /// 500: the daemon could not read what it needed (the counters).
+    Failed(String),
 }
 
 fn no_service(key: &str) -> Refusal {
@@ -155,6 +157,46 @@ pub fn endpoint_stats(pic: &Picture, caller: &Caller, key: &str) -> Result<Endpo
         None => Default::default(),
     };
     Ok(pic.endpoint_stats_of(e, uses, stats))
+}
+
+/// `GET /v1/vpcs`: the VPCs the caller owns (every VPC for an operator), with their
+/// interfaces' drops.
+pub fn vpcs(pic: &Picture, caller: &Caller) -> anyhow::Result<Vec<TenantVpc>> {
+    let mut out = Vec::new();
+    for v in pic.state.vpcs.values() {
+        let owner = v.spec.owner.as_ref().map(|a| a.0.as_str());
+        if decide(caller, Action::Read, Subject::Vpc { owner }) != Decision::Allow {
+            continue;
+        }
+        let drops = match &pic.counters {
+            Some(c) => Counters::from(c.vpc_stats(v.vpc_id)?).drops,
+            None => Default::default(),
+        };
+        let endpoints = pic.state.endpoints.values().filter(|e| e.spec.vpc == v.spec.name).map(|e| e.spec.name.clone()).collect();
+        out.push(TenantVpc { name: v.spec.name.clone(), cidr: v.spec.cidr.to_string(), owner: owner.map(str::to_string), endpoints, drops });
+    }
+    Ok(out)
+}
+
+/// `GET /v1/nodes`: the fleet's nodes, for an operator.
+pub fn nodes(pic: &Picture, caller: &Caller) -> Result<Vec<NodeView>, Refusal> {
+    allow(caller, Action::Read, Subject::Fleet, || Refusal::Hidden("only an operator token reads the fleet's nodes".into()), "read the fleet")?;
+    pic.nodes().map_err(|e| Refusal::Failed(format!("{e:#}")))
+}
+
+/// `GET /v1/endpoints/{endpoint}/history`.
+pub fn endpoint_history(pic: &Picture, history: &History, caller: &Caller, key: &str, now_ms: u64) -> Result<HistoryView, Refusal> {
+    let e = readable(pic, caller, key)?;
+    let limit = pic.state.services.get(&e.service).map_or(0, |s| s.spec.connection_limit);
+    history.of(pic, &[e], limit, now_ms).map_err(|err| Refusal::Failed(format!("reading the counters: {err:#}")))
+}
+
+/// `GET /v1/services/{service}/history`: its endpoints' summed.
+pub fn service_history(pic: &Picture, history: &History, caller: &Caller, key: &str, now_ms: u64) -> Result<HistoryView, Refusal> {
+    let s = own_service(pic, caller, key)?;
+    let eps: Vec<&EndpointRecord> = pic.state.endpoints.values().filter(|e| e.service == s.spec.name).collect();
+    let limit = s.spec.connection_limit.saturating_mul(eps.len() as i64);
+    history.of(pic, &eps, limit, now_ms).map_err(|err| Refusal::Failed(format!("reading the counters: {err:#}")))
 }
 
 /// `GET /v1/events`: events about the caller's services and endpoints.
