@@ -130,7 +130,7 @@ async fn quick_start(lab: &DaemonLab, driver: &Driver, provider: &str, consumer:
     fill(&p, "backends", "192.168.2.10\n192.168.2.11").await;
     fill(&p, "ports", "tcp 80:99999").await;
     fill(&p, "allowed_accounts", "100001").await;
-    fill(&p, "description", "orders API").await;
+    fill(&p, "description", "orders API <script>window.pwned = 1</script><img src=x onerror=\"window.pwned = 2\">").await;
     check_accessible(&p, "create service").await;
     css(&p, "#submit").await.click().await.unwrap();
     let error = css(&p, "#f-ports-error").await.text().await.unwrap();
@@ -143,7 +143,8 @@ async fn quick_start(lab: &DaemonLab, driver: &Driver, provider: &str, consumer:
     css(&p, "#submit").await.click().await.unwrap();
     until(&p, "the new service's page", Duration::from_secs(10), || async { path_of(&p).await == "/console/services/orders" }).await;
     let page = body_text(&p).await;
-    assert!(page.contains("epsrv-") && page.contains("orders API"), "{page}");
+    assert!(page.contains("epsrv-") && page.contains("orders API <script>window.pwned = 1</script>"), "a tenant's markup is shown as text: {page}");
+    assert_eq!(run(&p, "return window.pwned || null;").await, serde_json::Value::Null, "and never runs");
     screenshot(&p, "03-provider-service").await;
 
     // The consumer finds it among the available services and creates its endpoint.
@@ -264,6 +265,18 @@ async fn quick_start(lab: &DaemonLab, driver: &Driver, provider: &str, consumer:
     until(&c, "the endpoint list", Duration::from_secs(10), || async { path_of(&c).await == "/console/endpoints" }).await;
     assert!(!body_text(&c).await.contains("orders-ep"));
     assert!(!lab.ok(&["get", "endpoints"]).contains("orders-ep"), "deleted for real");
+
+    // The language switch goes back only to a page of the console.
+    for back in ["//evil.example/", "https://evil.example/", "/console/..//evil.example"] {
+        let url = format!("{BASE}/console/lang?to=zh&back={}", back.replace('/', "%2F"));
+        assert_eq!(curl(lab, &[&url]), "303 /console/", "back={back}");
+    }
+
+    // A session ends with its token: revoked by root, the next page is the sign-in.
+    let id = lab.json(&["token", "list"]).as_array().unwrap().iter().find(|t| t["name"] == "cons").unwrap()["id"].as_str().unwrap().to_string();
+    lab.ok(&["token", "revoke", &id]);
+    goto(&c, "/console/endpoints").await;
+    assert_eq!(path_of(&c).await, "/console/sign-in", "a revoked token's session is over");
 
     for b in [p, c, x] {
         b.close().await.unwrap();

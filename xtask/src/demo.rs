@@ -16,6 +16,8 @@ pub(crate) struct Demo {
     pub step: u32,
     /// The API socket `privatelink` commands go to.
     pub socket: String,
+    /// The lab's tenant API (https with `--console`).
+    pub api: &'static str,
 }
 
 impl Demo {
@@ -54,13 +56,17 @@ impl Demo {
     }
 }
 
-pub fn run(root: &Path, bin: PathBuf, keep: bool) -> Result<()> {
-    let mut d = Demo { bin, root: root.to_path_buf(), step: 0, socket: SOCKET.into() };
+/// Where `--console` publishes the console on the host.
+const CONSOLE: &str = "https://127.0.0.1:8443/";
+
+pub fn run(root: &Path, bin: PathBuf, keep: bool, console: bool) -> Result<()> {
+    let api = if console { "https://127.0.0.1:8443" } else { "http://127.0.0.1:8443" };
+    let mut d = Demo { bin, root: root.to_path_buf(), step: 0, socket: SOCKET.into(), api };
     if Path::new("/run/privatelink-lab").exists() {
         println!("A lab from an earlier run is still up; removing it first.");
         d.privatelink(&["lab", "down"])?;
     }
-    let r = steps(&mut d);
+    let r = steps(&mut d, console);
     if r.is_err() || !keep {
         println!();
         let cleanup = d.privatelink(&["lab", "down"]);
@@ -69,7 +75,9 @@ pub fn run(root: &Path, bin: PathBuf, keep: bool) -> Result<()> {
         }
     }
     r?;
-    if keep {
+    if console {
+        console_guide(&d)?;
+    } else if keep {
         println!(
             "\nThe lab is still up (--keep). Try it by hand:\n  \
              sudo ip netns exec pl-vpc1 curl http://10.0.0.100/      # the client in VPC1\n  \
@@ -84,9 +92,13 @@ pub fn run(root: &Path, bin: PathBuf, keep: bool) -> Result<()> {
     Ok(())
 }
 
-fn steps(d: &mut Demo) -> Result<()> {
+fn steps(d: &mut Demo, console: bool) -> Result<()> {
     d.say("Build the seeds' topology: consumer VPC1 with a client (10.0.0.2), provider VPC2 with two backend servers (192.168.2.10 and .11, port 8080), and a gateway with one interface per VPC running the privatelink daemon. The provider routes the SNAT range 11.163.0.0/16 back to the gateway.");
-    d.privatelink(&["lab", "up"])?;
+    if console {
+        d.privatelink(&["lab", "up", "--console", "8443"])?;
+    } else {
+        d.privatelink(&["lab", "up"])?;
+    }
 
     d.say("The provider (account 100002) publishes the endpoint service `web` (tcp 80 -> 8080) for account 100001 with manual connection approval; the consumer (account 100001) creates the endpoint 10.0.0.100 in VPC1.");
     d.privatelink(&["apply", "-f", "examples/quickstart.yaml"])?;
@@ -120,9 +132,6 @@ fn steps(d: &mut Demo) -> Result<()> {
     d.privatelink(&["stats"])?;
     tenants(d)
 }
-
-/// The lab's tenant API (plain HTTP on the gateway's loopback).
-const API: &str = "http://127.0.0.1:8443";
 
 /// The same again, but each account does its part itself through the tenant API, as
 /// the consoles' screens do: root only hands out tokens.
@@ -180,20 +189,55 @@ impl Demo {
         let token = std::fs::read_to_string(file)?.trim().to_string();
         let mut c = Command::new("ip");
         c.args(["netns", "exec", "pl-gw", "curl", "-fsS", "-X", method, "-H", &format!("Authorization: Bearer {token}"), "-w", "\n"]);
+        if self.api.starts_with("https") {
+            c.args(["--cacert", "/run/privatelink-lab/console.pem"]);
+        }
         let mut shown = format!("curl -X {method} -H \"Authorization: Bearer ${who}\"");
         if let Some(b) = body {
             c.args(["-H", "Content-Type: application/json", "-d", b]);
             shown.push_str(&format!(" -d '{b}'"));
         }
-        c.arg(format!("{API}{path}"));
-        shown.push_str(&format!(" {API}{path}"));
+        let api = self.api;
+        c.arg(format!("{api}{path}"));
+        shown.push_str(&format!(" {api}{path}"));
         self.run(&shown, &mut c)
     }
 
     /// The CLI as a tenant: the lab's tenant API with the token in `file`.
     fn tenant_cli(&self, file: &Path, args: &[&str]) -> Result<Output> {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", "pl-gw"]).arg(&self.bin).args(["--api", API, "--token-file"]).arg(file).args(args);
-        self.run(&format!("privatelink --api {API} --token-file {} {}", file.display(), args.join(" ")), &mut c)
+        let api = self.api;
+        c.args(["netns", "exec", "pl-gw"]).arg(&self.bin).args(["--api", api, "--token-file"]).arg(file);
+        let mut shown = format!("privatelink --api {api} --token-file {}", file.display());
+        if api.starts_with("https") {
+            c.args(["--api-ca", "/run/privatelink-lab/console.pem"]);
+            shown.push_str(" --api-ca /run/privatelink-lab/console.pem");
+        }
+        c.args(args);
+        self.run(&format!("{shown} {}", args.join(" ")), &mut c)
     }
+}
+
+/// `--console`: what to open, with which token, and what to click.
+fn console_guide(d: &Demo) -> Result<()> {
+    let read = |f: &str| std::fs::read_to_string(Path::new("/run/privatelink-lab").join(f)).map(|t| t.trim().to_string());
+    let (provider, consumer, fingerprint) = (read("provider.token")?, read("consumer.token")?, read("console.sha256")?);
+    println!(
+        "\nThe lab is up with its console: {CONSOLE}\n\
+         Its certificate is self-signed (/run/privatelink-lab/console.pem); check that the browser shows\n  SHA-256 {fingerprint}\n\
+         before accepting it.\n\n\
+         Sign in as the provider (account 100002) with\n  {provider}\n\
+         and in another browser (or a private window) as the consumer (account 100001) with\n  {consumer}\n\n\
+         Then, as the seeds' quick start goes:\n  \
+         1. provider: Endpoint services > Create endpoint service: name `shop`, port mapping `tcp 82:8080`,\n     \
+            backends `192.168.2.10` and `192.168.2.11`, whitelist `100001`;\n  \
+         2. consumer: Available services > `shop` > Create endpoint: name `shop-ep`, address `10.0.0.102`;\n     \
+            it shows `pending acceptance`; keep the page open;\n  \
+         3. provider: `shop` > Endpoint connections > Accept; the consumer's page turns `accepted` by itself;\n  \
+         4. connect: sudo ip netns exec pl-vpc1 {} lab session 10.0.0.102:82 --requests 60 --interval-ms 1000\n     \
+            and watch the consumer's graph count it (中文: the language link at the top right).\n\
+         Remove it all with: sudo privatelink lab down",
+        d.bin.display()
+    );
+    Ok(())
 }

@@ -36,7 +36,7 @@ pub fn run(root: &Path, bin: PathBuf, keep: bool, nodes: usize) -> Result<()> {
     if !(2..=4).contains(&nodes) {
         bail!("--nodes: 2 to 4 for a fleet (1, the default, is the single-gateway demo)");
     }
-    let mut d = Demo { bin, root: root.to_path_buf(), step: 0, socket: sock(1) };
+    let mut d = Demo { bin, root: root.to_path_buf(), step: 0, socket: sock(1), api: "http://127.0.0.1:8443" };
     if Path::new(LAB).exists() {
         println!("A lab from an earlier run is still up; removing it first.");
         d.privatelink(&["lab", "down"])?;

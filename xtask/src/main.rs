@@ -65,6 +65,10 @@ enum Cmd {
         /// killed); 1, the default, is the single-gateway quick start.
         #[arg(long, default_value = "1")]
         nodes: usize,
+        /// Leave the lab up with the console on https://127.0.0.1:8443/ (a self-signed
+        /// certificate) and a token per account printed; implies --keep.
+        #[arg(long, conflicts_with = "nodes")]
+        console: bool,
     },
 }
 
@@ -116,14 +120,14 @@ fn main() -> Result<()> {
             build_ebpf(&root, &tc, EBPF_PRODUCT)?;
             package::build(&root, dev, out)?;
         }
-        Cmd::Demo { keep, nodes } => {
+        Cmd::Demo { keep, nodes, console } => {
             let tc = setup()?;
             build_ebpf(&root, &tc, EBPF_PRODUCT)?;
             check_root()?;
             run(Command::new(cargo()).current_dir(&root).args(["build", "--release", "-p", "privatelink-user"]))?;
             let bin = root.join("target/release/privatelink");
             if nodes == 1 {
-                demo::run(&root, bin, keep)?;
+                demo::run(&root, bin, keep || console, console)?;
             } else {
                 demo_fleet::run(&root, bin, keep, nodes)?;
             }

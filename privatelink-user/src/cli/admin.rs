@@ -128,8 +128,11 @@ pub fn lab(cmd: super::LabCommand) -> Result<()> {
     use super::LabCommand;
     use crate::lab;
     match cmd {
-        LabCommand::Up { nodes } => {
-            lab::up(nodes)?;
+        LabCommand::Up { nodes, console } => {
+            if console.is_some() && nodes != 1 {
+                anyhow::bail!("--console is for the single-gateway lab (--nodes 1)");
+            }
+            lab::up(nodes, console)?;
             if nodes == 1 {
                 println!("lab up: client netns {}, backends in {}, gateway {}", lab::NS_CLIENT, lab::NS_PROVIDER, lab::NS_GATEWAY);
             } else {
@@ -137,7 +140,11 @@ pub fn lab(cmd: super::LabCommand) -> Result<()> {
                 println!("node K's API: {}/gwK.sock (api.sock is node 1's)", lab::LAB_DIR);
             }
             println!("export PRIVATELINK_SOCKET={}", lab::socket().display());
+            if let Some(port) = console {
+                println!("console: https://127.0.0.1:{port}/ (self-signed certificate {}, SHA-256 fingerprint {})", lab::console_cert().display(), lab::console_fingerprint()?);
+            }
         }
+        LabCommand::Forward { listen, netns, to } => lab::forward::run(listen, &netns, to)?,
         LabCommand::Down => {
             lab::down()?;
             println!("lab down: namespaces, processes, pins and {} removed", lab::LAB_DIR);

@@ -216,6 +216,20 @@ pub enum LabCommand {
     Up {
         #[arg(long, default_value = "1")]
         nodes: usize,
+        /// Serve the gateway's tenant API and console over HTTPS (a self-signed
+        /// certificate) and publish it on the host's 127.0.0.1:PORT.
+        #[arg(long, value_name = "PORT")]
+        console: Option<u16>,
+    },
+    /// (used by `lab up --console`) the host's LISTEN to TO inside namespace NETNS.
+    #[command(hide = true)]
+    Forward {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        netns: String,
+        #[arg(long)]
+        to: std::net::SocketAddr,
     },
     /// Stop and remove everything `lab up` made.
     Down,

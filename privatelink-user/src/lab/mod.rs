@@ -16,6 +16,7 @@
 pub mod bird;
 pub mod ecmp;
 mod fleet;
+pub mod forward;
 
 use crate::dataplane::loader::{self, Dataplane, LoadOptions};
 use anyhow::{bail, Context, Result};
@@ -109,6 +110,15 @@ fn spawn_detached(ns: &str, name: &str, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// `spawn_detached` in the host's own namespace.
+fn spawn_detached_here(name: &str, args: &[&str]) -> Result<()> {
+    let dir = Path::new(LAB_DIR);
+    let log = File::create(dir.join(format!("{name}.log")))?;
+    let child = Command::new("setsid").args(args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).spawn().with_context(|| format!("starting {name}"))?;
+    std::fs::write(dir.join(format!("{name}.pid")), child.id().to_string())?;
+    Ok(())
+}
+
 /// Run `f` on a thread inside network namespace `ns`.
 fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     let file = File::open(Path::new("/run/netns").join(ns)).with_context(|| format!("opening netns {ns}"))?;
@@ -127,14 +137,14 @@ fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> Result<T> + Send) -> Result<T
 
 /// Build the topology, start the backends and the daemon (`nodes` > 1: a fleet).
 /// Fails if a lab is up.
-pub fn up(nodes: usize) -> Result<()> {
+pub fn up(nodes: usize, console: Option<u16>) -> Result<()> {
     if ns_exists(NS_GATEWAY) || ns_exists(fleet::NS_ROUTER) || Path::new(LAB_DIR).exists() {
         bail!("a lab is already up (or was left half-made): run `privatelink lab down` first");
     }
     if !(1..=fleet::MAX_NODES).contains(&nodes) {
         bail!("--nodes must be 1 to {}", fleet::MAX_NODES);
     }
-    let r = if nodes == 1 { build() } else { fleet::build(nodes) };
+    let r = if nodes == 1 { build(console) } else { fleet::build(nodes) };
     if r.is_err() {
         // Nothing half-made stays behind.
         let _ = down();
@@ -142,7 +152,7 @@ pub fn up(nodes: usize) -> Result<()> {
     r
 }
 
-fn build() -> Result<()> {
+fn build(console: Option<u16>) -> Result<()> {
     let dir = Path::new(LAB_DIR);
     std::fs::create_dir_all(dir)?;
     for ns in [NS_GATEWAY, NS_CLIENT, NS_PROVIDER] {
@@ -187,12 +197,33 @@ fn build() -> Result<()> {
     let sock = socket();
     let state = dir.join("state");
     let pins = bpffs.join("privatelink");
-    spawn_detached(
-        NS_GATEWAY,
-        "daemon",
-        &[me, "--socket", sock.to_str().unwrap_or_default(), "daemon", "--state-dir", state.to_str().unwrap_or_default(), "--bpffs", pins.to_str().unwrap_or_default(), "--api-listen", LAB_API],
-    )?;
+    let mut daemon = vec![me, "--socket", sock.to_str().unwrap_or_default(), "daemon", "--state-dir", state.to_str().unwrap_or_default(), "--bpffs", pins.to_str().unwrap_or_default(), "--api-listen", LAB_API];
+    let (cert, key) = (console_cert(), dir.join("console.key"));
+    if let Some(port) = console {
+        let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).context("making the console's certificate")?;
+        std::fs::write(&cert, made.cert.pem())?;
+        use sha2::Digest;
+        let fingerprint: Vec<String> = sha2::Sha256::digest(made.cert.der()).iter().map(|b| format!("{b:02X}")).collect();
+        std::fs::write(dir.join("console.sha256"), fingerprint.join(":"))?;
+        std::fs::write(&key, made.signing_key.serialize_pem())?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+        daemon.extend(["--api-tls-cert", cert.to_str().unwrap_or_default(), "--api-tls-key", key.to_str().unwrap_or_default()]);
+        let listen = format!("127.0.0.1:{port}");
+        spawn_detached_here("forward", &[me, "lab", "forward", "--listen", &listen, "--netns", NS_GATEWAY, "--to", LAB_API])?;
+    }
+    spawn_detached(NS_GATEWAY, "daemon", &daemon)?;
     wait_socket(&sock, "daemon.log")
+}
+
+/// The lab console's certificate (PEM), made by `up --console`.
+pub fn console_cert() -> PathBuf {
+    Path::new(LAB_DIR).join("console.pem")
+}
+
+/// SHA-256 of the console's certificate (DER), as browsers show it (`AB:CD:...`).
+pub fn console_fingerprint() -> Result<String> {
+    Ok(std::fs::read_to_string(Path::new(LAB_DIR).join("console.sha256")).context("the console's certificate fingerprint")?.trim().to_string())
 }
 
 /// The lab's tenant API: plain HTTP on the gateway namespace's loopback (reach it with
