@@ -117,7 +117,8 @@ async fn quick_start(lab: &DaemonLab, driver: &Driver, provider: &str, consumer:
     screenshot(&p, "01-sign-in").await;
     css(&p, "#token").await.send_keys("pltok_00000000_forged").await.unwrap();
     css(&p, "#sign-in").await.click().await.unwrap();
-    assert!(text_of(&p, "#token-error").await.contains("not accepted"), "{}", body_text(&p).await);
+    let refused = css(&p, "#token-error").await.text().await.unwrap();
+    assert!(refused.contains("not accepted"), "{refused}");
     sign_in(&p, provider, false).await;
     assert_eq!(text_of(&p, "#account").await, "100002");
     let cookie = p.get_named_cookie("pl_session").await.expect("a session cookie");
@@ -260,7 +261,7 @@ async fn quick_start(lab: &DaemonLab, driver: &Driver, provider: &str, consumer:
     c.set_window_size(1280, 900).await.unwrap();
     goto(&c, "/console/lang?to=en&back=/console/endpoints/orders-ep").await;
     css(&c, "#delete").await.click().await.unwrap();
-    assert!(body_text(&c).await.contains("Delete orders-ep?"), "{}", body_text(&c).await);
+    until(&c, "the consoles' question before a delete", Duration::from_secs(10), || async { body_text(&c).await.contains("Delete orders-ep?") }).await;
     css(&c, "#confirm").await.click().await.unwrap();
     until(&c, "the endpoint list", Duration::from_secs(10), || async { path_of(&c).await == "/console/endpoints" }).await;
     assert!(!body_text(&c).await.contains("orders-ep"));

@@ -78,10 +78,12 @@ pub async fn run(opts: Options) -> Result<()> {
         Some(api) => {
             let limiter = Arc::new(http::rate::Limiter::new(api.rate));
             let history = Arc::new(history::History::default());
-            let serving = http::bind(api, http::App { shown: shown.clone(), writer: writer.clone(), limiter, history: history.clone() }).await?;
+            let (feed, feeding) = http::feed::Feed::start(shown.clone());
+            let serving = http::bind(api, http::App { shown: shown.clone(), writer: writer.clone(), limiter, history: history.clone(), feed }).await?;
             let sampling = tasks::sample_history(shown.clone(), history);
             Some(tokio::spawn(async move {
                 let _sampling = AbortOnDrop(sampling);
+                let _feeding = AbortOnDrop(feeding);
                 if let Err(e) = serving.await {
                     tracing::error!(error = %format!("{e:#}"), "the tenant API stopped");
                 }

@@ -6,6 +6,7 @@ pub mod e2e;
 pub mod fleet;
 pub mod object;
 pub mod report;
+pub mod console;
 pub mod tenant;
 pub mod testrun;
 

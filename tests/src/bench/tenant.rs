@@ -26,7 +26,7 @@ const ECHO_PORT: u16 = 7000;
 
 /// `n` endpoints of `n / 50` accounts (`acct{k}`), each VPC owned by nobody; one
 /// service whitelisting everyone, with an HTTP port and an echo port.
-fn spec(n: usize) -> String {
+pub(super) fn spec(n: usize) -> String {
     let mut s = String::from(
         "gateway:\n  conntrack_capacity: 262144\nvpcs:\n  - { name: vpc0, interface: gw-c0, cidr: 10.0.0.0/16, owner: \"acct0\" }\n  - { name: prov, interface: gw-prov, cidr: 192.168.2.0/24, owner: \"prov\" }\nservices:\n  - name: web\n    owner: \"prov\"\n    vpc: prov\n    backends: [{ address: 192.168.2.10 }]\n    ports: [{ protocol: tcp, endpoint_port: 80, service_port: 8080 }, { protocol: tcp, endpoint_port: 7, service_port: 7000 }]\n    allowed_accounts: [\"*\"]\n    auto_accept: true\n    health_check: { type: none }\nendpoints:\n",
     );
@@ -38,12 +38,12 @@ fn spec(n: usize) -> String {
 }
 
 /// A token of `account`, made by root.
-fn token(lab: &DaemonLab, account: &str) -> String {
+pub(super) fn token(lab: &DaemonLab, account: &str) -> String {
     lab.json(&["token", "create", "--account", account, "--name", "bench"])["token"].as_str().unwrap().to_string()
 }
 
 /// One HTTP/1.1 exchange on a kept-alive connection; the status and the body's length.
-fn exchange(s: &mut BufReader<TcpStream>, method: &str, path: &str, token: &str, body: Option<&str>) -> (u16, usize) {
+pub(super) fn exchange(s: &mut BufReader<TcpStream>, method: &str, path: &str, token: &str, body: Option<&str>) -> (u16, usize) {
     let b = body.unwrap_or("");
     let req = format!("{method} {path} HTTP/1.1\r\nHost: {API}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}", b.len());
     s.get_mut().write_all(req.as_bytes()).unwrap();
@@ -66,7 +66,7 @@ fn exchange(s: &mut BufReader<TcpStream>, method: &str, path: &str, token: &str,
     (status, len)
 }
 
-fn connect() -> BufReader<TcpStream> {
+pub(super) fn connect() -> BufReader<TcpStream> {
     let s = TcpStream::connect(API).expect("the tenant API");
     s.set_nodelay(true).unwrap();
     BufReader::new(s)
@@ -75,7 +75,7 @@ fn connect() -> BufReader<TcpStream> {
 /// `clients` threads in the gateway's namespace, each on its own connection with its
 /// own account's token, GETting its endpoints until `until`: every round trip's time
 /// (ms).
-fn hammer(gw: &Netns, tokens: &[String], until: Instant, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<Vec<f64>>> {
+pub(super) fn hammer(gw: &Netns, tokens: &[String], until: Instant, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<Vec<f64>>> {
     tokens
         .iter()
         .map(|t| {

@@ -1,8 +1,8 @@
 //! `cargo xtask bench` runs this: every benchmark part, a table on stdout, and
-//! BENCHMARKS.md. Usage: plbench [--quick] [--out FILE] [--only 1|2|3|fleet|load|tenant [--merge]]
+//! BENCHMARKS.md. Usage: plbench [--quick] [--out FILE] [--only 1|2|3|fleet|load|tenant|console [--merge]]
 //! `--merge` keeps the report's other rows: the ones measured replace theirs (same part
 //! and name) and the header says when and by which command.
-use privatelink_tests::bench::{self, control, e2e, fleet, report, tenant, testrun, Effort};
+use privatelink_tests::bench::{self, console, control, e2e, fleet, report, tenant, testrun, Effort};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,6 +27,10 @@ fn main() {
     if want("2") || only.as_deref() == Some("tenant") {
         eprintln!("part 2 (control plane): the tenant API under load ...");
         rows.extend(tenant::run(e));
+    }
+    if want("2") || only.as_deref() == Some("console") {
+        eprintln!("part 2 (control plane): the console in a browser at scale ...");
+        rows.extend(console::run(e));
     }
     if want("2") || only.as_deref() == Some("fleet") {
         eprintln!("part 2 (control plane): a fleet of three on etcd ...");

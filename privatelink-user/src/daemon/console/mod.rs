@@ -143,6 +143,8 @@ fn to_sign_in(htmx: bool) -> Response {
 pub struct Reply {
     pub status: StatusCode,
     pub etag: Option<String>,
+    /// `X-Total-Count` of a paged list.
+    pub total: Option<usize>,
     pub body: Bytes,
 }
 
@@ -178,16 +180,26 @@ impl Console {
         };
         let status = r.status();
         let etag = r.headers().get(header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let total = r.headers().get("x-total-count").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
         let body = axum::body::to_bytes(r.into_body(), 64 << 20).await.unwrap_or_default();
         if status == StatusCode::UNAUTHORIZED {
             // The token stopped working: so does the session.
             self.sessions.close(&ctx.s.id);
         }
-        Reply { status, etag, body }
+        Reply { status, etag, total, body }
     }
 
     /// A read the page cannot do without: its answer, or the page saying why not.
     pub async fn get<T: serde::de::DeserializeOwned>(&self, ctx: &Ctx, path: &str) -> Result<(T, Option<String>), Response> {
+        self.read(ctx, path).await.map(|(v, r)| (v, r.etag))
+    }
+
+    /// A page of a list: the page, and how many there are in all.
+    pub async fn list<T: serde::de::DeserializeOwned>(&self, ctx: &Ctx, path: &str) -> Result<(T, usize), Response> {
+        self.read(ctx, path).await.map(|(v, r)| (v, r.total.unwrap_or(0)))
+    }
+
+    async fn read<T: serde::de::DeserializeOwned>(&self, ctx: &Ctx, path: &str) -> Result<(T, Reply), Response> {
         let r = self.call(ctx, Method::GET, path, None, &[]).await;
         if r.status == StatusCode::UNAUTHORIZED {
             return Err(to_sign_in(ctx.htmx));
@@ -197,7 +209,7 @@ impl Console {
             return Err(pages::message(ctx.lang, r.status, &e.error));
         }
         match serde_json::from_slice(&r.body) {
-            Ok(v) => Ok((v, r.etag)),
+            Ok(v) => Ok((v, r)),
             Err(e) => Err(pages::message(ctx.lang, StatusCode::INTERNAL_SERVER_ERROR, &format!("reading the API's answer: {e}"))),
         }
     }

@@ -203,8 +203,9 @@ pub async fn services(ctx: Ctx, State(c): State<Console>) -> Page {
     Ok(layout(&ctx, "/console/services", t("my_services"), body))
 }
 
-pub async fn service(ctx: Ctx, State(c): State<Console>, Path(name): Path<String>) -> Page {
-    let here = format!("/console/services/{}", enc(&name));
+pub async fn service(ctx: Ctx, State(c): State<Console>, Path(name): Path<String>, Query(q): Query<PageNo>) -> Page {
+    let base = format!("/console/services/{}", enc(&name));
+    let here = if q.page == 0 { base.clone() } else { format!("{base}?page={}", q.page) };
     let (answer, _): (ServiceAnswer, _) = c.get(&ctx, &format!("/v1/services/{}", enc(&name))).await?;
     let t = |k| ctx.lang.t(k);
     let ServiceAnswer::Own(s) = answer else {
@@ -214,11 +215,14 @@ pub async fn service(ctx: Ctx, State(c): State<Console>, Path(name): Path<String
     let api_managed = s.managed_by == ManagedBy::Api;
     let writable = api_managed && !ctx.s.read_only;
     let active: u64 = conns.iter().map(|c| c.active_connections).sum();
+    let total = conns.len();
+    let first = q.page.saturating_mul(PER_PAGE).min(total);
+    let shown = &conns[first..(first + PER_PAGE).min(total)];
     let body = html! {
         @if !api_managed { p.note { (t("managed_by_spec")) } }
         @if writable { p.actions {
-            a.button #edit href={ (here) "/edit" } { (t("edit")) } " "
-            a.button.danger #delete href={ (here) "/delete" } { (t("delete")) }
+            a.button #edit href={ (base) "/edit" } { (t("edit")) } " "
+            a.button.danger #delete href={ (base) "/delete" } { (t("delete")) }
         } }
         dl.facts {
             dt { (t("full_name")) } dd { (copyable(&ctx, &s.full_name)) }
@@ -233,10 +237,11 @@ pub async fn service(ctx: Ctx, State(c): State<Console>, Path(name): Path<String
         }
         h2 { (t("connections")) }
         (live("connections", &here, html! {
-            @if conns.is_empty() { (nothing(&ctx)) } @else {
+            (pager(&ctx, &base, q.page, shown.len(), total))
+            @if shown.is_empty() { (nothing(&ctx)) } @else {
                 div.scroll { table {
                     thead { tr { th { (t("id")) } th { (t("name")) } th { (t("owner")) } th { (t("state")) } th { (t("live_connections")) } th { span.visually-hidden { (t("accept")) } } } }
-                    tbody { @for e in &conns { tr data-endpoint=(e.endpoint) {
+                    tbody { @for e in shown { tr data-endpoint=(e.endpoint) {
                         td { code { (e.endpoint_id) } }
                         td { (e.endpoint) }
                         td { (e.account) }
@@ -259,7 +264,7 @@ pub async fn service(ctx: Ctx, State(c): State<Console>, Path(name): Path<String
                 td { span class={ "health " (health_class(b.fleet_health)) } { (health_word(ctx.lang, b.fleet_health)) } @if let Some(e) = &b.last_error { " " small { (e) } } }
             } } }
         } }
-        (graphs(&ctx, &format!("/console/v1/services/{}/history", enc(&s.name)), active, s.connection_limit.saturating_mul(conns.len() as i64)))
+        (graphs(&ctx, &format!("/console/v1/services/{}/history", enc(&s.name)), active, s.connection_limit.saturating_mul(total as i64)))
     };
     Ok(layout(&ctx, &here, &s.name, body))
 }
@@ -306,12 +311,38 @@ pub async fn available(ctx: Ctx, State(c): State<Console>) -> Page {
     Ok(layout(&ctx, "/console/available", t("available"), body))
 }
 
-pub async fn endpoints(ctx: Ctx, State(c): State<Console>) -> Page {
-    let (eps, _): (Vec<EndpointView>, _) = c.get(&ctx, "/v1/endpoints").await?;
+/// Rows a page of a long list shows.
+pub const PER_PAGE: usize = 50;
+
+#[derive(Deserialize)]
+pub struct PageNo {
+    #[serde(default)]
+    page: usize,
+}
+
+/// "1–50 of 10000" with the links to the pages before and after.
+fn pager(ctx: &Ctx, base: &str, page: usize, shown: usize, total: usize) -> Markup {
+    let first = page * PER_PAGE;
+    html! {
+        @if total > PER_PAGE {
+            nav.pager aria-label=(ctx.lang.t("pages")) {
+                @if page > 0 { a rel="prev" href={ (base) "?page=" (page - 1) } { "← " (ctx.lang.t("previous")) } " " }
+                span #page-range { (first + 1) "–" (first + shown) " / " (total) }
+                @if first + shown < total { " " a rel="next" href={ (base) "?page=" (page + 1) } { (ctx.lang.t("next")) " →" } }
+            }
+        }
+    }
+}
+
+pub async fn endpoints(ctx: Ctx, State(c): State<Console>, Query(q): Query<PageNo>) -> Page {
+    let page = q.page.min(usize::MAX / PER_PAGE - 1);
+    let (eps, total): (Vec<EndpointView>, _) = c.list(&ctx, &format!("/v1/endpoints?offset={}&limit={PER_PAGE}", page * PER_PAGE)).await?;
     let t = |k| ctx.lang.t(k);
+    let here = if page == 0 { "/console/endpoints".to_string() } else { format!("/console/endpoints?page={page}") };
     let body = html! {
         @if !ctx.s.read_only && !ctx.s.operator() { p { a.button href="/console/available" { (t("create_endpoint")) } } }
-        (live("endpoints", "/console/endpoints", html! {
+        (live("endpoints", &here, html! {
+            (pager(&ctx, "/console/endpoints", page, eps.len(), total))
             @if eps.is_empty() { (nothing(&ctx)) } @else {
                 div.scroll { table {
                     thead { tr { th { (t("name")) } th { (t("id")) } th { (t("state")) } th { (t("service")) } th { (t("vpc")) } th { (t("address")) } th { (t("domain_names")) } th { (t("snat_ips")) } } }
@@ -329,7 +360,7 @@ pub async fn endpoints(ctx: Ctx, State(c): State<Console>) -> Page {
             }
         }))
     };
-    Ok(layout(&ctx, "/console/endpoints", t("my_endpoints"), body))
+    Ok(layout(&ctx, &here, t("my_endpoints"), body))
 }
 
 pub async fn endpoint(ctx: Ctx, State(c): State<Console>, Path(name): Path<String>) -> Page {

@@ -7,6 +7,7 @@
 
 mod auth;
 mod error;
+pub mod feed;
 pub mod openapi;
 pub mod rate;
 mod routes;
@@ -26,6 +27,8 @@ pub struct App {
     pub limiter: Arc<rate::Limiter>,
     /// The last hour of counters, for the graphs.
     pub history: Arc<super::history::History>,
+    /// New events, for every watching stream.
+    pub feed: Arc<feed::Feed>,
 }
 
 /// The client's address, for the audit trail.

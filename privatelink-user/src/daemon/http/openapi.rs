@@ -99,6 +99,14 @@ pub fn document() -> Value {
         }
         paths.entry(path).or_insert_with(|| json!({})).as_object_mut().map(|m| m.insert(method.into(), op));
     }
+    // Lists that page.
+    if let Some(op) = paths.get_mut("/v1/endpoints").and_then(|p| p.get_mut("get")) {
+        op["parameters"] = json!([
+            { "name": "offset", "in": "query", "required": false, "description": "skip this many (by name)", "schema": { "type": "integer", "minimum": 0 } },
+            { "name": "limit", "in": "query", "required": false, "description": "at most this many (absent: all)", "schema": { "type": "integer", "minimum": 0 } },
+        ]);
+        op["responses"]["200"]["headers"]["X-Total-Count"] = json!({ "description": "how many there are in all", "schema": { "type": "integer" } });
+    }
     // Events: a list, or with `watch=true` a stream of server-sent events.
     if let Some(op) = paths.get_mut("/v1/events").and_then(|p| p.get_mut("get")) {
         op["parameters"] = json!([

@@ -282,8 +282,20 @@ async fn group(State(app): State<App>, a: Authed, Path(g): Path<String>) -> Resu
     Ok(tagged(StatusCode::OK, tenant::etag(&pic, Kind::SecurityGroup, &view.name), None, &view))
 }
 
-async fn endpoints(State(app): State<App>, a: Authed) -> Answer<EndpointsAnswer> {
-    Ok(Json(tenant::endpoints(&app.shown.now(), &a.caller)?))
+/// A page of a list: `limit` items (all when absent) from the `offset`th.
+#[derive(Deserialize)]
+struct PageQuery {
+    #[serde(default)]
+    offset: usize,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/endpoints[?offset=N&limit=M]`: `X-Total-Count` says how many in all.
+async fn endpoints(State(app): State<App>, a: Authed, Query(p): Query<PageQuery>) -> Result<Response, ApiError> {
+    let (views, total) = tenant::endpoints(&app.shown.now(), &a.caller, p.offset, p.limit.unwrap_or(usize::MAX))?;
+    let mut r = Json::<EndpointsAnswer>(views).into_response();
+    r.headers_mut().insert("x-total-count", HeaderValue::from(total));
+    Ok(r)
 }
 
 async fn endpoint(State(app): State<App>, a: Authed, Path(e): Path<String>) -> Result<Response, ApiError> {
@@ -312,34 +324,37 @@ fn yes() -> bool {
     true
 }
 
-/// How often a watch looks for new events.
-const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
-
 /// `GET /v1/events`: the caller's events after `after`; with `watch=true`, those and
-/// then each new one as it is recorded, as server-sent events (`id`: its sequence
-/// number, `event`: its kind, `data`: the event as JSON), until the client leaves.
+/// then each new one as it is recorded (from the shared `feed`), as server-sent events
+/// (`id`: its sequence number, `event`: its kind unless `named=false`, `data`: the
+/// event as JSON), until the client leaves.
 async fn events(State(app): State<App>, a: Authed, Query(q): Query<EventsQuery>) -> Result<axum::response::Response, ApiError> {
     use axum::response::{sse, IntoResponse};
+    use tokio::sync::broadcast::error::RecvError;
+    // Subscribed before the first read: nothing recorded in between is missed.
+    let feed = app.feed.subscribe();
     let first = tenant::events(&app.shown.now(), &a.caller, q.after)?;
     if !q.watch {
         return Ok(Json(first).into_response());
     }
     let after = first.last().map_or(q.after, |e| e.seq);
     let named = q.named;
-    let start = (app, a.caller, after, std::collections::VecDeque::from(first));
-    let stream = futures_util::stream::unfold(start, move |(app, caller, mut after, mut pending)| async move {
+    let start = (app, a.caller, after, std::collections::VecDeque::from(first), feed);
+    let stream = futures_util::stream::unfold(start, move |(app, caller, mut after, mut pending, mut feed)| async move {
         loop {
             if let Some(e) = pending.pop_front() {
+                after = after.max(e.seq);
                 let out = sse::Event::default().id(e.seq.to_string());
                 let out = if named { out.event(e.kind.clone()) } else { out };
-                return Some((out.json_data(&e), (app, caller, after, pending)));
+                return Some((out.json_data(&e), (app, caller, after, pending, feed)));
             }
-            tokio::time::sleep(WATCH_EVERY).await;
-            // The store stopped answering: the stream ends, the client reconnects with
-            // `after` (its last id).
-            let new = tenant::events(&app.shown.now(), &caller, after).ok()?;
-            after = new.last().map_or(after, |e| e.seq);
-            pending.extend(new);
+            match feed.recv().await {
+                Ok(e) if e.seq > after && tenant::sees(&app.shown.now(), &caller, &e) => pending.push_back((*e).clone()),
+                Ok(_) => {}
+                // Fell behind the feed: read the log itself from where it is.
+                Err(RecvError::Lagged(_)) => pending.extend(tenant::events(&app.shown.now(), &caller, after).ok()?),
+                Err(RecvError::Closed) => return None,
+            }
         }
     });
     Ok(sse::Sse::new(stream).keep_alive(sse::KeepAlive::default()).into_response())

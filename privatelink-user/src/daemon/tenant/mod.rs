@@ -128,11 +128,16 @@ pub fn decidable(pic: &Picture, caller: &Caller, service: &str, endpoint: &str) 
     Ok((e.spec.name.clone(), s.spec.name.clone()))
 }
 
-/// `GET /v1/endpoints`: the caller's own endpoints.
-pub fn endpoints(pic: &Picture, caller: &Caller) -> anyhow::Result<Vec<EndpointView>> {
+/// `GET /v1/endpoints`: the caller's own endpoints, `limit` of them from the
+/// `offset`th (by name), and how many there are in all.
+pub fn endpoints(pic: &Picture, caller: &Caller, offset: usize, limit: usize) -> anyhow::Result<(Vec<EndpointView>, usize)> {
+    let page = |names: &mut dyn ExactSizeIterator<Item = &String>| -> anyhow::Result<(Vec<EndpointView>, usize)> {
+        let total = names.len();
+        Ok((names.skip(offset).take(limit).map(|n| pic.endpoint_view(n)).collect::<anyhow::Result<_>>()?, total))
+    };
     match caller {
-        Caller::Operator { .. } => pic.state.endpoints.keys().map(|n| pic.endpoint_view(n)).collect(),
-        Caller::Account { id, .. } => pic.endpoints_of(id).iter().map(|n| pic.endpoint_view(n)).collect(),
+        Caller::Operator { .. } => page(&mut pic.state.endpoints.keys()),
+        Caller::Account { id, .. } => page(&mut pic.endpoints_of(id).iter()),
     }
 }
 
@@ -202,10 +207,15 @@ pub fn service_history(pic: &Picture, history: &History, caller: &Caller, key: &
 /// `GET /v1/events`: events about the caller's services and endpoints.
 pub fn events(pic: &Picture, caller: &Caller, after: u64) -> anyhow::Result<Vec<Event>> {
     let all = pic.store.events(after, 10_000)?;
-    let Caller::Account { id, .. } = caller else { return Ok(all) };
+    Ok(all.into_iter().filter(|e| sees(pic, caller, e)).collect())
+}
+
+/// Whether an event is about the caller's services or endpoints (an operator: any).
+pub fn sees(pic: &Picture, caller: &Caller, e: &Event) -> bool {
+    let Caller::Account { id, .. } = caller else { return true };
     let owns_service = |s: &str| pic.state.services.get(s).is_some_and(|s| s.spec.owner.0 == *id);
     let owns_endpoint = |e: &str| pic.state.endpoints.get(e).is_some_and(|e| e.spec.owner.0 == *id);
-    Ok(all.into_iter().filter(|e| e.service.as_deref().is_some_and(owns_service) || owns_endpoint(&e.subject)).collect())
+    e.service.as_deref().is_some_and(owns_service) || owns_endpoint(&e.subject)
 }
 
 /// Who made a request: the caller, the name of its token, its address.
