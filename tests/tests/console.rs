@@ -201,6 +201,16 @@ async fn quick_start(lab: &DaemonLab, driver: &Driver, provider: &str, consumer:
     assert!(curl(lab, &["-H", &cookie, "-H", "Origin: https://evil.example", "--data", &data, &url]).starts_with("403"), "a valid token from another origin");
     assert_eq!(lab.endpoint("orders-ep")["state"], "accepted", "nothing forged went through");
 
+    // Page after page with a live region: each loads (a page left behind must give its
+    // event stream's connection back, or the seventh waits a minute for one).
+    c.update_timeouts(fantoccini::wd::TimeoutConfiguration::new(None, Some(Duration::from_secs(15)), None)).await.unwrap();
+    for i in 0..9 {
+        let path = if i % 2 == 0 { "/console/endpoints" } else { "/console/endpoints/orders-ep" };
+        c.goto(&format!("{BASE}{path}")).await.unwrap_or_else(|e| panic!("page {i} ({path}) did not load: {e}"));
+        css(&c, "#endpoint, #endpoints").await;
+    }
+    goto(&c, "/console/endpoints/orders-ep").await;
+
     // A third account sees none of it.
     let x = driver.browser(1280, 900).await;
     sign_in(&x, stranger, true).await;

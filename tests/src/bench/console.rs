@@ -32,7 +32,13 @@ async fn timing(b: &Client, path: &str) -> (f64, f64) {
     loop {
         let v = b.execute("const n = performance.getEntriesByType('navigation')[0]; return n && n.loadEventEnd > 0 ? [n.domInteractive, n.loadEventEnd] : null;", vec![]).await.unwrap();
         if let Some(a) = v.as_array() {
-            return (a[0].as_f64().unwrap(), a[1].as_f64().unwrap());
+            let load = a[1].as_f64().unwrap();
+            if load > 2000.0 {
+                // Say where a slow load spent its time.
+                let why = b.execute("const n = performance.getEntriesByType('navigation')[0]; return JSON.stringify({nav: n.toJSON(), slow: performance.getEntriesByType('resource').filter(r => r.duration > 500).map(r => [r.name, r.startTime, r.duration])});", vec![]).await.unwrap();
+                eprintln!("slow load of {path} ({load:.0} ms): {why}");
+            }
+            return (a[0].as_f64().unwrap(), load);
         }
         assert!(Instant::now() < deadline, "{path} never finished loading");
         tokio::time::sleep(Duration::from_millis(20)).await;

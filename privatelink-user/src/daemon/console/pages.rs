@@ -58,7 +58,7 @@ pub fn layout(ctx: &Ctx, here: &str, title: &str, body: Markup) -> Response {
         (DOCTYPE)
         html lang=(ctx.lang.code()) {
             (head(ctx.lang, title))
-            body data-live="/console/v1/events?watch=true" {
+            body data-live="/console/v1/events?watch=true&tail=true" {
                 a.skip href="#main" { "Skip to content" }
                 header {
                     strong.brand { (t("title")) }

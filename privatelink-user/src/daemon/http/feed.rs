@@ -13,13 +13,18 @@ pub const EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 /// Events a slow stream may fall behind by before it reads the log itself.
 const BACKLOG: usize = 4096;
 
-pub struct Feed(broadcast::Sender<Arc<Event>>);
+pub struct Feed {
+    tx: broadcast::Sender<Arc<Event>>,
+    /// The last event read from the log (0: none yet).
+    last: std::sync::atomic::AtomicU64,
+}
 
 impl Feed {
     /// The feed, and its task (which ends with the returned handle's abort).
     pub fn start(shown: Shown) -> (Arc<Feed>, tokio::task::JoinHandle<()>) {
         let (tx, _) = broadcast::channel(BACKLOG);
-        let feed = Arc::new(Feed(tx.clone()));
+        let feed = Arc::new(Feed { tx: tx.clone(), last: Default::default() });
+        let me = feed.clone();
         let task = tokio::spawn(async move {
             // The log as it is now is every stream's own first read; what comes after
             // it is sent.
@@ -32,6 +37,7 @@ impl Feed {
                         let full = new.len() == 10_000;
                         for e in new {
                             last = e.seq;
+                            me.last.store(last, std::sync::atomic::Ordering::Relaxed);
                             if caught_up {
                                 // None subscribed: nobody to tell.
                                 let _unheard = tx.send(Arc::new(e));
@@ -52,6 +58,12 @@ impl Feed {
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.0.subscribe()
+        self.tx.subscribe()
+    }
+
+    /// The sequence number of the last event the feed has read from the log: a stream
+    /// subscribed now and starting after it misses nothing.
+    pub fn last(&self) -> u64 {
+        self.last.load(std::sync::atomic::Ordering::Relaxed)
     }
 }

@@ -112,6 +112,7 @@ pub fn document() -> Value {
         op["parameters"] = json!([
             { "name": "after", "in": "query", "required": false, "description": "only events with a higher sequence number", "schema": { "type": "integer", "minimum": 0 } },
             { "name": "watch", "in": "query", "required": false, "description": "keep the connection and send each new event as a server-sent event (id: sequence number, event: kind, data: the event)", "schema": { "type": "boolean" } },
+            { "name": "tail", "in": "query", "required": false, "description": "with watch: only events recorded from now on, no backlog", "schema": { "type": "boolean" } },
             { "name": "named", "in": "query", "required": false, "description": "with watch: false sends every event unnamed (an EventSource's `message`), the kind only in its data", "schema": { "type": "boolean", "default": true } },
         ]);
         op["responses"]["200"]["content"]["text/event-stream"] = json!({ "schema": { "type": "string" } });

@@ -318,6 +318,9 @@ struct EventsQuery {
     /// wants them all in one handler (the console's).
     #[serde(default = "yes")]
     named: bool,
+    /// With `watch`: only what is recorded from now on (no backlog).
+    #[serde(default)]
+    tail: bool,
 }
 
 fn yes() -> bool {
@@ -333,11 +336,11 @@ async fn events(State(app): State<App>, a: Authed, Query(q): Query<EventsQuery>)
     use tokio::sync::broadcast::error::RecvError;
     // Subscribed before the first read: nothing recorded in between is missed.
     let feed = app.feed.subscribe();
-    let first = tenant::events(&app.shown.now(), &a.caller, q.after)?;
+    let first = if q.watch && q.tail { Vec::new() } else { tenant::events(&app.shown.now(), &a.caller, q.after)? };
     if !q.watch {
         return Ok(Json(first).into_response());
     }
-    let after = first.last().map_or(q.after, |e| e.seq);
+    let after = if q.tail { app.feed.last().max(q.after) } else { first.last().map_or(q.after, |e| e.seq) };
     let named = q.named;
     let start = (app, a.caller, after, std::collections::VecDeque::from(first), feed);
     let stream = futures_util::stream::unfold(start, move |(app, caller, mut after, mut pending, mut feed)| async move {

@@ -9,18 +9,36 @@
   }
 
   // Every event of the caller's (one stream per page): live regions reload, graphs too.
+  // The stream is closed when the page is left: a page kept in the back/forward cache
+  // would otherwise hold its connection, and after six such pages the browser has no
+  // connection left for this host (a minute's stall, found by the console bench).
   function listen() {
     var src = document.body.dataset.live;
     if (!src || !window.EventSource || !document.querySelector('[hx-trigger], .chart')) return;
-    var es = new EventSource(src + '&named=false');
+    var es = null;
     var pending = null;
-    es.onmessage = function () {
-      clearTimeout(pending);
-      pending = setTimeout(function () {
+    function open() {
+      if (es) return;
+      es = new EventSource(src + '&named=false');
+      es.onmessage = function () {
+        clearTimeout(pending);
+        pending = setTimeout(function () {
+          if (window.htmx) window.htmx.trigger(document.body, 'pl-event');
+          charts();
+        }, 150);
+      };
+    }
+    window.addEventListener('pagehide', function () {
+      if (es) { es.close(); es = null; }
+    });
+    window.addEventListener('pageshow', function (e) {
+      // Back from the cache: what changed meanwhile, then the stream again.
+      if (e.persisted) {
         if (window.htmx) window.htmx.trigger(document.body, 'pl-event');
-        charts();
-      }, 150);
-    };
+        open();
+      }
+    });
+    open();
   }
 
   var SERIES = {
