@@ -148,6 +148,26 @@ async fn quick_start(lab: &DaemonLab, driver: &Driver, provider: &str, consumer:
     assert_eq!(run(&p, "return window.pwned || null;").await, serde_json::Value::Null, "and never runs");
     screenshot(&p, "03-provider-service").await;
 
+    // An edit: the form holds the service as it is; a change made meanwhile (through the
+    // API, by another of the provider's clients) is not overwritten but said; then it
+    // goes through.
+    css(&p, "#edit").await.click().await.unwrap();
+    assert_eq!(css(&p, "#f-ports").await.prop("value").await.unwrap().as_deref(), Some("tcp 80:8080"));
+    assert_eq!(css(&p, "#f-name").await.attr("readonly").await.unwrap().as_deref(), Some("true"), "a name is not changed");
+    fill(&p, "description", "orders API v2").await;
+    let auth = format!("Authorization: Bearer {provider}");
+    let meanwhile = curl(lab, &["-X", "PATCH", "-H", &auth, "-H", "Content-Type: application/json", "--data", r#"{"connection_limit": 2000}"#, &format!("{BASE}/v1/services/orders")]);
+    assert!(meanwhile.starts_with("200"), "{meanwhile}");
+    css(&p, "#submit").await.click().await.unwrap();
+    let stale = css(&p, "#form-errors").await.text().await.unwrap();
+    assert!(stale.contains("changed since"), "{stale}");
+    goto(&p, "/console/services/orders/edit").await;
+    assert_eq!(css(&p, "#f-connection_limit").await.prop("value").await.unwrap().as_deref(), Some("2000"), "the form drawn again holds the change made meanwhile");
+    fill(&p, "description", "orders API v2").await;
+    css(&p, "#submit").await.click().await.unwrap();
+    until(&p, "the edited service's page", Duration::from_secs(10), || async { path_of(&p).await == "/console/services/orders" && body_text(&p).await.contains("orders API v2") }).await;
+    assert!(body_text(&p).await.contains("2000"), "{}", body_text(&p).await);
+
     // The consumer finds it among the available services and creates its endpoint.
     sign_in(&c, consumer, false).await;
     goto(&c, "/console/available").await;

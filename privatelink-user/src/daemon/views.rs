@@ -367,6 +367,7 @@ impl Picture {
                 flows,
                 last_heartbeat: last,
                 this_node: me,
+                announced: if me { self.routes.iter().map(|&(table, address)| RouteView { table, address }).collect() } else { Vec::new() },
             });
         }
         Ok(out)

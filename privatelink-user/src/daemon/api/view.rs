@@ -191,6 +191,9 @@ pub struct NodeView {
     pub last_heartbeat: Option<Timestamp>,
     /// The node that answered.
     pub this_node: bool,
+    /// The routes it announces (the answering node's own only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub announced: Vec<RouteView>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -415,7 +415,7 @@ pub async fn nodes(ctx: Ctx, State(c): State<Console>) -> Page {
     let body = html! {
         @if let Some(g) = &c.grafana { p { a #grafana href=(g) rel="noopener" { (t("grafana")) } } }
         div.scroll { table {
-            thead { tr { th { (t("name")) } th { (t("zone")) } th { (t("state")) } th { (t("slice")) } th { (t("snat_ips")) } th { (t("flows")) } th { (t("last_heartbeat")) } } }
+            thead { tr { th { (t("name")) } th { (t("zone")) } th { (t("state")) } th { (t("slice")) } th { (t("snat_ips")) } th { (t("flows")) } th { (t("routes")) } th { (t("last_heartbeat")) } } }
             tbody { @for n in &nodes { tr {
                 td { (n.name) @if n.this_node { " " small { "(" (t("this_node")) ")" } } }
                 td { (n.zone.as_deref().unwrap_or("—")) }
@@ -423,6 +423,7 @@ pub async fn nodes(ctx: Ctx, State(c): State<Console>) -> Page {
                 td.num { (n.slice) }
                 td { @for s in &n.snat_slices { code { (s) } " " } }
                 td.num { (n.flows) }
+                td { @for r in &n.announced { code { (r.address) "/32 (" (r.table) ")" } " " } @if !n.this_node { "—" } }
                 td { @if let Some(h) = &n.last_heartbeat { (h.to_string()) } @else { "—" } }
             } } }
         } }
