@@ -369,6 +369,14 @@ fn tenants_create_change_and_delete_their_own_resources_and_apply_keeps_them() {
     let sg = serde_json::json!({ "name": "clients", "rules": [{ "priority": 1, "action": "allow", "protocol": "tcp", "ports": "80", "source": "10.0.0.0/24" }] });
     let a = post(&consumer, "/v1/security-groups", &sg, &[]);
     assert_eq!((a.code, a.body["owner"].as_str()), (201, Some("100001")), "{}", a.body);
+    // An endpoint named like another account's security group shows none of the
+    // group's audit trail (who made it, with which token, from where).
+    let twin = post(&provider, "/v1/endpoints", &serde_json::json!({ "name": "clients", "vpc": "prov", "service": "web", "ip": "192.168.2.100" }), &[]);
+    assert_eq!(twin.code, 201, "{}", twin.body);
+    let said = |t: &str| call(&lab, &pki, Some(t), "GET", "/v1/events").1.as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap_or("").to_string()).collect::<Vec<_>>();
+    assert!(!said(&provider).iter().any(|m| m.contains("security group")), "{:?}", said(&provider));
+    assert!(said(&consumer).iter().any(|m| m.contains("create security group clients")), "the group's owner sees its trail: {:?}", said(&consumer));
+    assert_eq!(send(&lab, &pki, Some(&provider), "DELETE", "/v1/endpoints/clients", None, &[]).code, 204);
     let mut mine = ep("web-from-vpc0", created.body["id"].as_str().unwrap());
     mine["security_groups"] = serde_json::json!(["clients"]);
     let a = post(&consumer, "/v1/endpoints", &mine, &[]);

@@ -258,7 +258,8 @@ async fn edit_and_show(app: App, a: Authed, from: std::net::SocketAddr, edit: Ed
         _ => None,
     };
     let who = tenant::Who { caller: &a.caller, token: &a.token, client: from };
-    let audit = who.audit(verb, &kind.to_string(), &name, service.as_deref());
+    let subject = if kind == Kind::SecurityGroup { format!("{}{name}", tenant::GROUP_SUBJECT) } else { name.clone() };
+    let audit = who.audit(verb, &kind.to_string(), &subject, service.as_deref());
     let req = EditRequest { edit, if_match, key, audit };
     let name = match app.writer.run(|g| g.edit(req)).await? {
         Edited::Done(Ok(_)) => name,

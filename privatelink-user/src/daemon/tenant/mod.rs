@@ -215,8 +215,16 @@ pub fn sees(pic: &Picture, caller: &Caller, e: &Event) -> bool {
     let Caller::Account { id, .. } = caller else { return true };
     let owns_service = |s: &str| pic.state.services.get(s).is_some_and(|s| s.spec.owner.0 == *id);
     let owns_endpoint = |e: &str| pic.state.endpoints.get(e).is_some_and(|e| e.spec.owner.0 == *id);
+    // A security group's events name it `security-group/NAME`: never an endpoint's name
+    // (an endpoint named like another account's group must not show its audit trail).
+    if let Some(g) = e.subject.strip_prefix(GROUP_SUBJECT) {
+        return pic.state.spec.security_groups.iter().any(|x| x.name == g && x.owner.0 == *id);
+    }
     e.service.as_deref().is_some_and(owns_service) || owns_endpoint(&e.subject)
 }
+
+/// How events name a security group (`security-group/NAME`).
+pub const GROUP_SUBJECT: &str = "security-group/";
 
 /// Who made a request: the caller, the name of its token, its address.
 pub struct Who<'a> {
@@ -234,7 +242,8 @@ impl Who<'_> {
             Caller::Operator { .. } => "the operator".to_string(),
             Caller::Account { id, .. } => format!("account {id}"),
         };
-        Event::new(&format!("api.{verb}"), subject, service, format!("{who} (token {}) from {}: {verb} {what} {subject}", self.token, self.client))
+        let shown = subject.strip_prefix(GROUP_SUBJECT).unwrap_or(subject);
+        Event::new(&format!("api.{verb}"), subject, service, format!("{who} (token {}) from {}: {verb} {what} {shown}", self.token, self.client))
     }
 }
 
