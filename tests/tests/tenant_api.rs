@@ -203,17 +203,18 @@ fn two_accounts_do_the_quick_start_through_the_api_and_a_third_sees_and_changes_
     assert!(lab.ok(&["events"]).contains("token prov"), "root's events hold the audit trail too");
 
     // A watch: the provider's events as server-sent events, the reject made meanwhile
-    // among them (curl stops after 4 s: the stream itself never ends).
+    // among them (curl stops after 8 s: the stream itself never ends).
     let last = ev.as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).max().unwrap();
     let watched = std::thread::scope(|s| {
         let (gw, ca, auth) = (&lab.gw, pki.path("ca.pem"), format!("Authorization: Bearer {provider}"));
         let url = format!("https://{API}/v1/events?watch=true&after={last}");
         // Exits 28 (its time is up) by design: not `exec`, which wants 0.
-        let watch = s.spawn(move || Command::new("ip").args(["netns", "exec", &gw.name, "curl", "-N", "-sS", "--max-time", "4", "--cacert", &ca, "-H", &auth, &url]).output().expect("curl"));
-        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let watch = s.spawn(move || Command::new("ip").args(["netns", "exec", &gw.name, "curl", "-N", "-sS", "--max-time", "8", "--cacert", &ca, "-H", &auth, &url]).output().expect("curl"));
+        std::thread::sleep(std::time::Duration::from_millis(2500));
         let (code, rejected) = call(&lab, &pki, Some(&provider), "POST", "/v1/services/web/connections/web-from-vpc1/reject");
         assert_eq!((code, rejected["state"].as_str()), (200, Some("rejected")), "{rejected}");
-        String::from_utf8_lossy(&watch.join().unwrap().stdout).to_string()
+        let out = watch.join().unwrap();
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
     });
     assert!(watched.contains("event: api.reject") && watched.contains("token prov"), "{watched}");
     let ids: Vec<u64> = watched.lines().filter_map(|l| l.strip_prefix("id: ")?.parse().ok()).collect();
@@ -377,6 +378,14 @@ fn tenants_create_change_and_delete_their_own_resources_and_apply_keeps_them() {
     assert!(!said(&provider).iter().any(|m| m.contains("security group")), "{:?}", said(&provider));
     assert!(said(&consumer).iter().any(|m| m.contains("create security group clients")), "the group's owner sees its trail: {:?}", said(&consumer));
     assert_eq!(send(&lab, &pki, Some(&provider), "DELETE", "/v1/endpoints/clients", None, &[]).code, 204);
+    assert!(said(&provider).iter().any(|m| m.starts_with("clients (ep-") && m.ends_with("deleted")), "an account still reads the events of what it deleted: {:?}", said(&provider));
+    // Nor does an endpoint named like another account's service show the service's
+    // audit trail.
+    let named_web = post(&consumer, "/v1/endpoints", &serde_json::json!({ "name": "web", "vpc": "vpc0", "service": "web", "ip": "10.0.0.101" }), &[]);
+    assert_eq!(named_web.code, 201, "{}", named_web.body);
+    assert!(!said(&consumer).iter().any(|m| m.contains(": create service web") || m.contains(": change service web")), "{:?}", said(&consumer));
+    assert!(said(&provider).iter().any(|m| m.contains("create service web")), "{:?}", said(&provider));
+    assert_eq!(send(&lab, &pki, Some(&consumer), "DELETE", "/v1/endpoints/web", None, &[]).code, 204);
     let mut mine = ep("web-from-vpc0", created.body["id"].as_str().unwrap());
     mine["security_groups"] = serde_json::json!(["clients"]);
     let a = post(&consumer, "/v1/endpoints", &mine, &[]);

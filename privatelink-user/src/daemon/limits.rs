@@ -40,11 +40,11 @@ impl Limits {
                 let what = if reason == DropReason::OverLimit { "connection_limit" } else { "snat_exhausted" };
                 match (*start, n > *last) {
                     (None, true) => {
-                        events.push(Event::new(&format!("endpoint.{what}"), &e.spec.name, Some(&e.service), format!("{}: new connections refused ({what})", e.spec.name)));
+                        events.push(Event::new(&format!("endpoint.{what}"), &e.spec.name, Some(&e.service), format!("{}: new connections refused ({what})", e.spec.name)).to(st.owners(Some(&e.spec.name), Some(&e.service))));
                         *start = Some(*last);
                     }
                     (Some(from), false) => {
-                        events.push(Event::new(&format!("endpoint.{what}_ended"), &e.spec.name, Some(&e.service), format!("{}: {} connections refused in the episode ({what})", e.spec.name, n - from)));
+                        events.push(Event::new(&format!("endpoint.{what}_ended"), &e.spec.name, Some(&e.service), format!("{}: {} connections refused in the episode ({what})", e.spec.name, n - from)).to(st.owners(Some(&e.spec.name), Some(&e.service))));
                         *start = None;
                     }
                     _ => {}

@@ -62,14 +62,14 @@ pub fn record(st: &State, node: &str, services: &[String], flip: &Flip, failing_
         let (seen, of) = (seen_down_by(&next, svc, flip.ip).len(), voters(&next).len().max(1));
         if !down {
             next.backends_down.remove(&key);
-            events.push(Event::new("backend.up", &subject, Some(svc), format!("backend {} of service {svc} is healthy again ({seen} of {of} nodes see it down)", flip.ip)));
+            events.push(Event::new("backend.up", &subject, Some(svc), format!("backend {} of service {svc} is healthy again ({seen} of {of} nodes see it down)", flip.ip)).to(st.owners(None, Some(svc))));
             continue;
         }
         next.backends_down.insert(key);
         let why = flip.error.unwrap_or_default();
-        events.push(Event::new("backend.down", &subject, Some(svc), format!("backend {} of service {svc} failed its checks: {why} ({seen} of {of} nodes see it down)", flip.ip)));
+        events.push(Event::new("backend.down", &subject, Some(svc), format!("backend {} of service {svc} failed its checks: {why} ({seen} of {of} nodes see it down)", flip.ip)).to(st.owners(None, Some(svc))));
         if failing_open.contains(&svc) {
-            events.push(Event::new("service.fail_open", svc, Some(svc), format!("every backend of {svc} is down: failing open, new flows use them all")));
+            events.push(Event::new("service.fail_open", svc, Some(svc), format!("every backend of {svc} is down: failing open, new flows use them all")).to(st.owners(None, Some(svc))));
         }
         let Some(s) = st.services.get(svc) else { continue };
         let reset = s.spec.effective_check().is_some_and(|(hc, _)| hc.on_backend_down == OnRevoke::Reset);

@@ -255,6 +255,14 @@ impl State {
     pub fn endpoint_by_index(&self, index: u32) -> Option<&EndpointRecord> {
         self.endpoints.values().find(|e| e.index == index)
     }
+
+    /// The owners of endpoint `endpoint` (a name) and of service `service` (a name, id
+    /// or full name), those that exist: whom an event about them concerns.
+    pub fn owners(&self, endpoint: Option<&str>, service: Option<&str>) -> Vec<String> {
+        let e = endpoint.and_then(|n| self.endpoints.get(n)).map(|e| e.spec.owner.0.clone());
+        let s = service.and_then(|n| self.find_service(n)).map(|s| s.spec.owner.0.clone());
+        e.into_iter().chain(s).collect()
+    }
 }
 
 /// Something that happened, as `privatelink events` lists it.
@@ -273,11 +281,25 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
     pub message: String,
+    /// The accounts it concerns (the owners of the endpoint and the service it is about),
+    /// fixed when it happens: an account reads its events through the tenant API even
+    /// after what they are about is gone. Empty: the operator's alone (or recorded
+    /// before 0.3, when tenants were shown events by what exists now).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<String>,
 }
 
 impl Event {
     pub fn new(kind: &str, subject: &str, service: Option<&str>, message: String) -> Event {
-        Event { seq: 0, at: super::time::Timestamp::now(), kind: kind.into(), subject: subject.into(), service: service.map(Into::into), message }
+        Event { seq: 0, at: super::time::Timestamp::now(), kind: kind.into(), subject: subject.into(), service: service.map(Into::into), message, accounts: Vec::new() }
+    }
+
+    /// The same, concerning `accounts` too.
+    pub fn to(mut self, accounts: impl IntoIterator<Item = String>) -> Event {
+        self.accounts.extend(accounts);
+        self.accounts.sort();
+        self.accounts.dedup();
+        self
     }
 }
 
@@ -288,17 +310,18 @@ pub fn endpoint_events(old: &State, new: &State) -> Vec<Event> {
     for (name, e) in &new.endpoints {
         let before = old.endpoints.get(name).filter(|o| o.id == e.id);
         if before.is_none() {
-            out.push(Event::new("endpoint.created", name, Some(&e.service), format!("{} ({}) created in VPC {} at {}, for service {}", name, e.id, e.spec.vpc, e.ip, e.service)));
+            out.push(Event::new("endpoint.created", name, Some(&e.service), format!("{} ({}) created in VPC {} at {}, for service {}", name, e.id, e.spec.vpc, e.ip, e.service)).to(new.owners(Some(name), Some(&e.service))));
         }
         let was = before.map(|o| o.state);
         if was != Some(e.state) && !matches!(e.state, EndpointState::Creating | EndpointState::Deleting) {
             let why = e.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
-            out.push(Event::new(&format!("endpoint.{}", e.state), name, Some(&e.service), format!("{name} is {}{why}", e.state)));
+            out.push(Event::new(&format!("endpoint.{}", e.state), name, Some(&e.service), format!("{name} is {}{why}", e.state)).to(new.owners(Some(name), Some(&e.service))));
         }
     }
     for (name, e) in &old.endpoints {
         if new.endpoints.get(name).is_none_or(|n| n.id != e.id) {
-            out.push(Event::new("endpoint.deleted", name, Some(&e.service), format!("{name} ({}) deleted", e.id)));
+            let owners = old.owners(Some(name), Some(&e.service)).into_iter().chain(new.owners(None, Some(&e.service)));
+            out.push(Event::new("endpoint.deleted", name, Some(&e.service), format!("{name} ({}) deleted", e.id)).to(owners));
         }
     }
     out

@@ -144,7 +144,8 @@ async fn reject(State(app): State<App>, a: Authed, ConnectInfo(Peer(from)): Conn
 async fn decide(app: App, a: Authed, from: std::net::SocketAddr, service: String, endpoint: String, verb: &str) -> Answer<EndpointView> {
     let (name, svc) = tenant::decidable(&app.shown.now(), &a.caller, &service, &endpoint)?;
     let who = tenant::Who { caller: &a.caller, token: &a.token, client: from };
-    let audit = vec![who.audit(verb, "endpoint", &name, Some(&svc))];
+    let accounts = app.shown.now().state.owners(Some(&name), Some(&svc));
+    let audit = vec![who.audit(verb, "endpoint", &name, Some(&svc), accounts)];
     if verb == "accept" {
         app.writer.run(|g| g.accept(&name, audit)).await?;
     } else {
@@ -259,7 +260,16 @@ async fn edit_and_show(app: App, a: Authed, from: std::net::SocketAddr, edit: Ed
     };
     let who = tenant::Who { caller: &a.caller, token: &a.token, client: from };
     let subject = if kind == Kind::SecurityGroup { format!("{}{name}", tenant::GROUP_SUBJECT) } else { name.clone() };
-    let audit = who.audit(verb, &kind.to_string(), &subject, service.as_deref());
+    // Whom it concerns: the owner of what it makes, changes or deletes, and of the
+    // service concerned.
+    let pic = app.shown.now();
+    let mut accounts = pic.state.owners((kind == Kind::Endpoint).then_some(name.as_str()), service.as_deref());
+    match &edit {
+        Edit::Create(r) | Edit::Replace(r) => accounts.push(r.owner().0.clone()),
+        Edit::Delete { .. } if kind == Kind::SecurityGroup => accounts.extend(pic.state.spec.security_groups.iter().filter(|g| g.name == name).map(|g| g.owner.0.clone())),
+        Edit::Delete { .. } => {}
+    }
+    let audit = who.audit(verb, &kind.to_string(), &subject, service.as_deref(), accounts);
     let req = EditRequest { edit, if_match, key, audit };
     let name = match app.writer.run(|g| g.edit(req)).await? {
         Edited::Done(Ok(_)) => name,
@@ -328,6 +338,9 @@ fn yes() -> bool {
     true
 }
 
+/// How long a watching stream waits on the feed before it reads the log itself.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// `GET /v1/events`: the caller's events after `after`; with `watch=true`, those and
 /// then each new one as it is recorded (from the shared `feed`), as server-sent events
 /// (`id`: its sequence number, `event`: its kind unless `named=false`, `data`: the
@@ -352,12 +365,13 @@ async fn events(State(app): State<App>, a: Authed, Query(q): Query<EventsQuery>)
                 let out = if named { out.event(e.kind.clone()) } else { out };
                 return Some((out.json_data(&e), (app, caller, after, pending, feed)));
             }
-            match feed.recv().await {
-                Ok(e) if e.seq > after && tenant::sees(&app.shown.now(), &caller, &e) => pending.push_back((*e).clone()),
-                Ok(_) => {}
-                // Fell behind the feed: read the log itself from where it is.
-                Err(RecvError::Lagged(_)) => pending.extend(tenant::events(&app.shown.now(), &caller, after).ok()?),
-                Err(RecvError::Closed) => return None,
+            match tokio::time::timeout(RECHECK, feed.recv()).await {
+                Ok(Ok(e)) if e.seq > after && tenant::sees(&app.shown.now(), &caller, &e) => pending.push_back((*e).clone()),
+                Ok(Ok(_)) => {}
+                // Fell behind the feed, or heard nothing for a while: read the log itself
+                // from where it is (a stalled feed costs latency, never an event).
+                Ok(Err(RecvError::Lagged(_))) | Err(_) => pending.extend(tenant::events(&app.shown.now(), &caller, after).ok()?),
+                Ok(Err(RecvError::Closed)) => return None,
             }
         }
     });

@@ -213,14 +213,18 @@ pub fn events(pic: &Picture, caller: &Caller, after: u64) -> anyhow::Result<Vec<
 /// Whether an event is about the caller's services or endpoints (an operator: any).
 pub fn sees(pic: &Picture, caller: &Caller, e: &Event) -> bool {
     let Caller::Account { id, .. } = caller else { return true };
+    if !e.accounts.is_empty() {
+        return e.accounts.iter().any(|a| a == id);
+    }
+    // Recorded before events named their accounts: by what exists now, and only where
+    // the subject cannot be mistaken (an endpoint named like a service, a group or a
+    // node must not show their events).
     let owns_service = |s: &str| pic.state.services.get(s).is_some_and(|s| s.spec.owner.0 == *id);
     let owns_endpoint = |e: &str| pic.state.endpoints.get(e).is_some_and(|e| e.spec.owner.0 == *id);
-    // A security group's events name it `security-group/NAME`: never an endpoint's name
-    // (an endpoint named like another account's group must not show its audit trail).
     if let Some(g) = e.subject.strip_prefix(GROUP_SUBJECT) {
         return pic.state.spec.security_groups.iter().any(|x| x.name == g && x.owner.0 == *id);
     }
-    e.service.as_deref().is_some_and(owns_service) || owns_endpoint(&e.subject)
+    e.service.as_deref().is_some_and(owns_service) || (e.kind.starts_with("endpoint.") && owns_endpoint(&e.subject))
 }
 
 /// How events name a security group (`security-group/NAME`).
@@ -236,14 +240,14 @@ pub struct Who<'a> {
 impl Who<'_> {
     /// The audit event of a change a tenant made (`api.accept`, `api.create`...): who,
     /// with which token, from where, to what (`subject`: a name; `service`: the service
-    /// concerned, whose webhook gets it too).
-    pub fn audit(&self, verb: &str, what: &str, subject: &str, service: Option<&str>) -> Event {
+    /// concerned, whose webhook gets it too; `accounts`: the owners of what it changes).
+    pub fn audit(&self, verb: &str, what: &str, subject: &str, service: Option<&str>, accounts: Vec<String>) -> Event {
         let who = match self.caller {
             Caller::Operator { .. } => "the operator".to_string(),
             Caller::Account { id, .. } => format!("account {id}"),
         };
         let shown = subject.strip_prefix(GROUP_SUBJECT).unwrap_or(subject);
-        Event::new(&format!("api.{verb}"), subject, service, format!("{who} (token {}) from {}: {verb} {what} {shown}", self.token, self.client))
+        Event::new(&format!("api.{verb}"), subject, service, format!("{who} (token {}) from {}: {verb} {what} {shown}", self.token, self.client)).to(accounts)
     }
 }
 
