@@ -4,9 +4,11 @@
 //! they name (`ports[1].service_port` beside "Port mappings"); everything else above
 //! the form. Every form carries the session's CSRF token; a create carries an
 //! Idempotency-Key, so a form sent twice makes one resource; an edit carries the
-//! ETag it was drawn from, so it never overwrites a change made meanwhile.
+//! ETag it was drawn from, so it never overwrites a change made meanwhile. What a
+//! form's fields mean in the API's terms is `bodies`.
 
 use super::{
+    bodies::{endpoint_body, service_body, service_values, without_nulls, Errors, Values},
     pages::{enc, layout, message},
     session::random_id,
     Console, Ctx, Page,
@@ -20,21 +22,10 @@ use axum::{
 };
 use maud::{html, Markup};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 /// A submitted form: its fields as sent.
 type Sent = Form<Vec<(String, String)>>;
-
-struct Values(Vec<(String, String)>);
-
-impl Values {
-    fn get(&self, k: &str) -> &str {
-        self.0.iter().find(|(n, _)| n == k).map_or("", |(_, v)| v.as_str())
-    }
-    fn checked(&self, k: &str) -> bool {
-        !self.get(k).is_empty()
-    }
-}
 
 #[derive(Clone, Copy)]
 enum Input {
@@ -83,9 +74,6 @@ const ENDPOINT_FIELDS: &[Field] = &[
     field("bandwidth", "bandwidth", Some("bandwidth_help"), Input::Text, false),
     field("private_dns", "private_dns", None, Input::Check, false),
 ];
-
-/// Errors by field name ("" for the form as a whole).
-type Errors = Vec<(String, String)>;
 
 /// The form field an API error path belongs to (`ports[0].service_port` -> `ports`).
 fn field_of(path: &str, fields: &[Field]) -> String {
@@ -141,115 +129,6 @@ fn draw(ctx: &Ctx, action: &str, fields: &[Field], v: &Values, errors: &Errors, 
     }
 }
 
-fn words(s: &str) -> Vec<Value> {
-    s.split([',', ' ', '\n', '\t']).map(str::trim).filter(|w| !w.is_empty()).map(|w| json!(w)).collect()
-}
-
-/// A number as the API expects one; anything else is sent as written, for the API to
-/// say what is wrong with it at its path.
-fn number(s: &str) -> Value {
-    s.trim().parse::<i64>().map_or_else(|_| json!(s.trim()), |n| json!(n))
-}
-
-fn lines(s: &str) -> impl Iterator<Item = (usize, &str)> {
-    s.lines().map(str::trim).enumerate().filter(|(_, l)| !l.is_empty())
-}
-
-/// The service fields of a form as the API's body; errors of lines that cannot be read.
-fn service_body(v: &Values, errors: &mut Errors) -> Map<String, Value> {
-    let mut backends = Vec::new();
-    for (i, line) in lines(v.get("backends")) {
-        let mut words = line.split_whitespace();
-        let mut b = Map::new();
-        b.insert("address".into(), json!(words.next().unwrap_or("")));
-        for w in words {
-            match w.split_once('=') {
-                Some(("zone", z)) => drop(b.insert("zone".into(), json!(z))),
-                Some(("weight", n)) => drop(b.insert("weight".into(), number(n))),
-                _ => errors.push(("backends".into(), format!("line {}: `{w}` is not zone=ZONE or weight=N", i + 1))),
-            }
-        }
-        backends.push(Value::Object(b));
-    }
-    let mut ports = Vec::new();
-    for (i, line) in lines(v.get("ports")) {
-        match line.split_once(char::is_whitespace).and_then(|(p, rest)| rest.trim().split_once(':').map(|(a, b)| (p, a, b))) {
-            Some((proto, from, to)) => ports.push(json!({ "protocol": proto.to_ascii_lowercase(), "endpoint_port": number(from), "service_port": number(to) })),
-            None => errors.push(("ports".into(), format!("line {}: write PROTOCOL ENDPOINT_PORT:SERVICE_PORT (tcp 80:8080)", i + 1))),
-        }
-    }
-    let mut m = Map::new();
-    m.insert("description".into(), opt(v.get("description")));
-    m.insert("backends".into(), json!(backends));
-    m.insert("ports".into(), json!(ports));
-    m.insert("allowed_accounts".into(), json!(words(v.get("allowed_accounts"))));
-    m.insert("auto_accept".into(), json!(v.checked("auto_accept")));
-    if !v.get("connection_limit").trim().is_empty() {
-        m.insert("connection_limit".into(), number(v.get("connection_limit")));
-    }
-    m.insert("private_dns_name".into(), opt(v.get("private_dns_name")));
-    let check = match v.get("health_type") {
-        "" => Value::Null,
-        kind => {
-            let mut h = Map::new();
-            h.insert("type".into(), json!(kind));
-            if !v.get("health_port").trim().is_empty() {
-                h.insert("port".into(), number(v.get("health_port")));
-            }
-            if !v.get("health_path").trim().is_empty() {
-                h.insert("path".into(), json!(v.get("health_path").trim()));
-            }
-            Value::Object(h)
-        }
-    };
-    m.insert("health_check".into(), check);
-    m
-}
-
-/// Empty: null (absent in a create, removed by a merge patch).
-fn opt(s: &str) -> Value {
-    if s.trim().is_empty() { Value::Null } else { json!(s.trim()) }
-}
-
-/// A create's body: nulls left out.
-fn without_nulls(m: Map<String, Value>) -> Value {
-    Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).collect())
-}
-
-/// The form's values for a service as it is (to edit it).
-fn service_values(s: &ServiceView) -> Values {
-    let backends: Vec<String> = s
-        .backends
-        .iter()
-        .map(|b| {
-            let mut l = b.address.to_string();
-            if let Some(z) = &b.zone {
-                l.push_str(&format!(" zone={z}"));
-            }
-            if b.weight != crate::model::spec::DEFAULT_WEIGHT {
-                l.push_str(&format!(" weight={}", b.weight));
-            }
-            l
-        })
-        .collect();
-    let ports: Vec<String> = s.ports.iter().map(|p| format!("{} {}:{}", p.protocol, p.endpoint_port, p.service_port)).collect();
-    let h = s.health_check.as_ref();
-    Values(vec![
-        ("name".into(), s.name.clone()),
-        ("vpc".into(), s.vpc.clone()),
-        ("description".into(), s.description.clone().unwrap_or_default()),
-        ("backends".into(), backends.join("\n")),
-        ("ports".into(), ports.join("\n")),
-        ("allowed_accounts".into(), s.allowed_accounts.join(", ")),
-        ("auto_accept".into(), if s.auto_accept { "on".into() } else { String::new() }),
-        ("connection_limit".into(), s.connection_limit.to_string()),
-        ("health_type".into(), h.map(|h| h.kind.clone()).unwrap_or_default()),
-        ("health_port".into(), h.and_then(|h| h.port).map(|p| p.to_string()).unwrap_or_default()),
-        ("health_path".into(), h.map(|h| h.path.clone()).unwrap_or_default()),
-        ("private_dns_name".into(), s.private_dns_name.clone().unwrap_or_default()),
-    ])
-}
-
 fn health_kinds() -> Vec<String> {
     ["", "tcp", "http", "none"].map(String::from).to_vec()
 }
@@ -260,8 +139,25 @@ async fn my_vpcs(c: &Console, ctx: &Ctx) -> Result<Vec<String>, Response> {
     Ok(vpcs.into_iter().filter(|v| ctx.s.operator() || v.owner == ctx.s.account).map(|v| v.name).collect())
 }
 
-fn refused(ctx: &Ctx) -> Response {
-    message(ctx.lang, StatusCode::FORBIDDEN, ctx.lang.t("stale_form"))
+/// A submitted form's values, if it carries this session's CSRF token.
+#[allow(clippy::result_large_err)] // a `Page`'s refusal is the page itself
+fn submitted(ctx: &Ctx, Form(sent): Sent) -> Result<Values, Response> {
+    let v = Values(sent);
+    if ctx.s.csrf_ok(v.get("csrf")) {
+        Ok(v)
+    } else {
+        Err(message(ctx.lang, StatusCode::FORBIDDEN, ctx.lang.t("stale_form")))
+    }
+}
+
+/// After a decision or a delete: on to `then`, or the page saying why not.
+#[allow(clippy::result_large_err)] // as `submitted`
+fn done(ctx: &Ctx, r: super::Reply, then: &str) -> Page {
+    if r.status.is_success() {
+        Ok(Redirect::to(then).into_response())
+    } else {
+        Err(message(ctx.lang, r.status, &r.error().error))
+    }
 }
 
 /// What the API said to a submitted form, as errors beside its fields.
@@ -309,15 +205,12 @@ fn with_status(errors: &Errors, mut r: Response) -> Response {
     r
 }
 
-pub async fn create_service(ctx: Ctx, State(c): State<Console>, Form(sent): Sent) -> Page {
-    let v = Values(sent);
-    if !ctx.s.csrf_ok(v.get("csrf")) {
-        return Err(refused(&ctx));
-    }
+pub async fn create_service(ctx: Ctx, State(c): State<Console>, sent: Sent) -> Page {
+    let v = submitted(&ctx, sent)?;
     let mut errors = Errors::new();
     let mut body = service_body(&v, &mut errors);
-    body.insert("name".into(), json!(v.get("name").trim()));
-    body.insert("vpc".into(), json!(v.get("vpc")));
+    body.insert("name".into(), Value::from(v.get("name").trim()));
+    body.insert("vpc".into(), Value::from(v.get("vpc")));
     if errors.is_empty() {
         let r = c.call(&ctx, Method::POST, "/v1/services", Some(&without_nulls(body)), &[("idempotency-key", v.get("key").to_string())]).await;
         if r.status.is_success() {
@@ -334,11 +227,8 @@ pub async fn edit_service(ctx: Ctx, State(c): State<Console>, Path(name): Path<S
     Ok(service_form(&ctx, &service_values(&s), &Errors::new(), vec![s.vpc.clone()], Some((&s.name, etag.as_deref().unwrap_or("")))))
 }
 
-pub async fn change_service(ctx: Ctx, State(c): State<Console>, Path(name): Path<String>, Form(sent): Sent) -> Page {
-    let v = Values(sent);
-    if !ctx.s.csrf_ok(v.get("csrf")) {
-        return Err(refused(&ctx));
-    }
+pub async fn change_service(ctx: Ctx, State(c): State<Console>, Path(name): Path<String>, sent: Sent) -> Page {
+    let v = submitted(&ctx, sent)?;
     let mut errors = Errors::new();
     let body = Value::Object(service_body(&v, &mut errors));
     if errors.is_empty() {
@@ -374,33 +264,21 @@ pub async fn confirm_delete_service(ctx: Ctx, Path(name): Path<String>) -> Respo
     confirm(&ctx, &format!("{here}/delete"), &here, &name, true)
 }
 
-pub async fn delete_service(ctx: Ctx, State(c): State<Console>, Path(name): Path<String>, Form(sent): Sent) -> Page {
-    let v = Values(sent);
-    if !ctx.s.csrf_ok(v.get("csrf")) {
-        return Err(refused(&ctx));
-    }
+pub async fn delete_service(ctx: Ctx, State(c): State<Console>, Path(name): Path<String>, sent: Sent) -> Page {
+    let v = submitted(&ctx, sent)?;
     let force = if v.checked("force") { "?force=true" } else { "" };
     let r = c.call(&ctx, Method::DELETE, &format!("/v1/services/{}{force}", enc(&name)), None, &[]).await;
-    if r.status.is_success() {
-        return Ok(Redirect::to("/console/services").into_response());
-    }
-    Err(message(ctx.lang, r.status, &r.error().error))
+    done(&ctx, r, "/console/services")
 }
 
-pub async fn decide(ctx: Ctx, State(c): State<Console>, Path((service, endpoint, verb)): Path<(String, String, String)>, Form(sent): Sent) -> Page {
-    let v = Values(sent);
-    if !ctx.s.csrf_ok(v.get("csrf")) {
-        return Err(refused(&ctx));
-    }
+pub async fn decide(ctx: Ctx, State(c): State<Console>, Path((service, endpoint, verb)): Path<(String, String, String)>, sent: Sent) -> Page {
+    submitted(&ctx, sent)?;
     if verb != "accept" && verb != "reject" {
         return Err(message(ctx.lang, StatusCode::NOT_FOUND, ctx.lang.t("not_found")));
     }
     let path = format!("/v1/services/{}/connections/{}/{verb}", enc(&service), enc(&endpoint));
     let r = c.call(&ctx, Method::POST, &path, None, &[]).await;
-    if r.status.is_success() {
-        return Ok(Redirect::to(&format!("/console/services/{}", enc(&service))).into_response());
-    }
-    Err(message(ctx.lang, r.status, &r.error().error))
+    done(&ctx, r, &format!("/console/services/{}", enc(&service)))
 }
 
 #[derive(Deserialize)]
@@ -421,30 +299,10 @@ fn endpoint_form(ctx: &Ctx, v: &Values, errors: &Errors, vpcs: Vec<String>) -> R
     with_status(errors, layout(ctx, "/console/endpoints/new", ctx.lang.t("create_endpoint"), body))
 }
 
-pub async fn create_endpoint(ctx: Ctx, State(c): State<Console>, Form(sent): Sent) -> Page {
-    let v = Values(sent);
-    if !ctx.s.csrf_ok(v.get("csrf")) {
-        return Err(refused(&ctx));
-    }
+pub async fn create_endpoint(ctx: Ctx, State(c): State<Console>, sent: Sent) -> Page {
+    let v = submitted(&ctx, sent)?;
     let mut errors = Errors::new();
-    let mut zones = Map::new();
-    for (i, line) in lines(v.get("zone_ips")) {
-        match line.split_once(char::is_whitespace) {
-            Some((zone, ip)) => drop(zones.insert(zone.to_string(), json!(ip.trim()))),
-            None => errors.push(("zone_ips".into(), format!("line {}: write ZONE ADDRESS", i + 1))),
-        }
-    }
-    let mut body = Map::new();
-    body.insert("name".into(), json!(v.get("name").trim()));
-    body.insert("vpc".into(), json!(v.get("vpc")));
-    body.insert("service".into(), json!(v.get("service").trim()));
-    body.insert("ip".into(), opt(v.get("ip")));
-    if !zones.is_empty() {
-        body.insert("zone_ips".into(), Value::Object(zones));
-    }
-    body.insert("security_groups".into(), json!(words(v.get("security_groups"))));
-    body.insert("bandwidth".into(), opt(v.get("bandwidth")));
-    body.insert("private_dns".into(), json!(v.checked("private_dns")));
+    let body = endpoint_body(&v, &mut errors);
     if errors.is_empty() {
         let r = c.call(&ctx, Method::POST, "/v1/endpoints", Some(&without_nulls(body)), &[("idempotency-key", v.get("key").to_string())]).await;
         if r.status.is_success() {
@@ -460,49 +318,15 @@ pub async fn confirm_delete_endpoint(ctx: Ctx, Path(name): Path<String>) -> Resp
     confirm(&ctx, &format!("{here}/delete"), &here, &name, false)
 }
 
-pub async fn delete_endpoint(ctx: Ctx, State(c): State<Console>, Path(name): Path<String>, Form(sent): Sent) -> Page {
-    let v = Values(sent);
-    if !ctx.s.csrf_ok(v.get("csrf")) {
-        return Err(refused(&ctx));
-    }
+pub async fn delete_endpoint(ctx: Ctx, State(c): State<Console>, Path(name): Path<String>, sent: Sent) -> Page {
+    submitted(&ctx, sent)?;
     let r = c.call(&ctx, Method::DELETE, &format!("/v1/endpoints/{}", enc(&name)), None, &[]).await;
-    if r.status.is_success() {
-        return Ok(Redirect::to("/console/endpoints").into_response());
-    }
-    Err(message(ctx.lang, r.status, &r.error().error))
+    done(&ctx, r, "/console/endpoints")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_service_form_becomes_the_apis_body() {
-        let v = Values(
-            [("backends", "10.1.0.5 zone=a\n\n10.1.0.6 weight=50"), ("ports", "TCP 80:8080\nudp 53:5353"), ("allowed_accounts", "100001, 100003 *"), ("auto_accept", "on"), ("connection_limit", "12"), ("health_type", "http"), ("health_path", "/ok")]
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .to_vec(),
-        );
-        let mut errors = Errors::new();
-        let body = without_nulls(service_body(&v, &mut errors));
-        assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(
-            body,
-            json!({
-                "backends": [{ "address": "10.1.0.5", "zone": "a" }, { "address": "10.1.0.6", "weight": 50 }],
-                "ports": [{ "protocol": "tcp", "endpoint_port": 80, "service_port": 8080 }, { "protocol": "udp", "endpoint_port": 53, "service_port": 5353 }],
-                "allowed_accounts": ["100001", "100003", "*"],
-                "auto_accept": true,
-                "connection_limit": 12,
-                "health_check": { "type": "http", "path": "/ok" },
-            })
-        );
-        let bad = Values(vec![("ports".into(), "tcp 80\nhttp".into()), ("backends".into(), "10.0.0.1 rack=4".into())]);
-        let mut errors = Errors::new();
-        service_body(&bad, &mut errors);
-        assert_eq!(errors.iter().filter(|(f, _)| f == "ports").count(), 2, "{errors:?}");
-        assert!(errors.iter().any(|(f, m)| f == "backends" && m.contains("rack=4")), "{errors:?}");
-    }
 
     #[test]
     fn api_error_paths_land_beside_their_fields() {

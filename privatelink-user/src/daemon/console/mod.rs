@@ -3,13 +3,16 @@
 //! is a request to the tenant API's own router made with the session's token
 //! (`Console::call`): the console can do exactly what its token can, through the
 //! same handlers, and has no authorization of its own. `session` holds sign-ins and
-//! CSRF tokens, `pages` renders the screens, `forms` turns forms into API bodies (and
-//! the API's 422 details back into errors beside their fields), `i18n` has the words
-//! in English and Chinese, `assets/` the scripts and styles compiled into the binary.
+//! CSRF tokens, `pages` renders the screens of services and endpoints (`operator`:
+//! VPCs, nodes, events), `forms` draws and takes the forms (the API's 422 details
+//! back beside their fields; `bodies`: their fields in the API's terms), `i18n` has
+//! the words in English and Chinese, `assets/` the scripts and styles compiled in.
 //! Uses only `http`'s router and `api`'s types.
 
+mod bodies;
 mod forms;
 mod i18n;
+mod operator;
 mod pages;
 mod session;
 
@@ -66,9 +69,9 @@ pub fn router(api: Router, grafana: Option<String>) -> Router {
         .route("/console/endpoints/new", get(forms::new_endpoint))
         .route("/console/endpoints/{e}", get(pages::endpoint))
         .route("/console/endpoints/{e}/delete", get(forms::confirm_delete_endpoint).post(forms::delete_endpoint))
-        .route("/console/vpcs", get(pages::vpcs))
-        .route("/console/nodes", get(pages::nodes))
-        .route("/console/events", get(pages::events))
+        .route("/console/vpcs", get(operator::vpcs))
+        .route("/console/nodes", get(operator::nodes))
+        .route("/console/events", get(operator::events))
         .layer(map_response(secure))
         .with_state(c)
 }
@@ -159,9 +162,10 @@ impl Reply {
 pub type Page = Result<Response, Response>;
 
 impl Console {
-    /// A request to the tenant API as the session's token, from the session's client.
-    pub async fn call(&self, ctx: &Ctx, method: Method, path: &str, body: Option<&serde_json::Value>, headers: &[(&'static str, String)]) -> Reply {
-        let mut req = Request::builder().method(method).uri(path).header(header::AUTHORIZATION, &ctx.s.bearer);
+    /// A request to the tenant API's own router with `bearer` (an `Authorization`
+    /// value), as from `peer`: the answer as the API gives it (a stream stays one).
+    async fn send(&self, bearer: &str, peer: SocketAddr, method: Method, path: &str, body: Option<&serde_json::Value>, headers: &[(&'static str, String)]) -> Response {
+        let mut req = Request::builder().method(method).uri(path).header(header::AUTHORIZATION, bearer);
         for (k, v) in headers {
             req = req.header(*k, v);
         }
@@ -172,12 +176,21 @@ impl Console {
             }
             None => Body::empty(),
         };
-        let mut req = req.body(body).expect("a request built from valid parts");
-        req.extensions_mut().insert(ConnectInfo(Peer(ctx.peer)));
-        let r = match self.api.clone().oneshot(req).await {
+        let mut req = match req.body(body) {
+            Ok(r) => r,
+            // A path or header a request cannot carry (what a page put in it).
+            Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+        };
+        req.extensions_mut().insert(ConnectInfo(Peer(peer)));
+        match self.api.clone().oneshot(req).await {
             Ok(r) => r,
             Err(e) => match e {},
-        };
+        }
+    }
+
+    /// A request to the tenant API as the session's token, from the session's client.
+    pub async fn call(&self, ctx: &Ctx, method: Method, path: &str, body: Option<&serde_json::Value>, headers: &[(&'static str, String)]) -> Reply {
+        let r = self.send(&ctx.s.bearer, ctx.peer, method, path, body, headers).await;
         let status = r.status();
         let etag = r.headers().get(header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_string);
         let total = r.headers().get("x-total-count").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
@@ -243,13 +256,7 @@ async fn sign_in(State(c): State<Console>, ConnectInfo(Peer(peer)): ConnectInfo<
     if token.is_empty() || token.len() > 512 || !token.is_ascii() {
         return pages::sign_in(lang, Some(lang.t("bad_token")));
     }
-    let req = Request::builder().uri("/v1/whoami").header(header::AUTHORIZATION, format!("Bearer {token}")).body(Body::empty());
-    let Ok(mut req) = req else { return pages::sign_in(lang, Some(lang.t("bad_token"))) };
-    req.extensions_mut().insert(ConnectInfo(Peer(peer)));
-    let r = match c.api.clone().oneshot(req).await {
-        Ok(r) => r,
-        Err(e) => match e {},
-    };
+    let r = c.send(&format!("Bearer {token}"), peer, Method::GET, "/v1/whoami", None, &[]).await;
     if !r.status().is_success() {
         let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap_or_default();
         let why = serde_json::from_slice::<ErrorBody>(&body).map(|e| e.error).unwrap_or_default();
@@ -312,13 +319,5 @@ async fn proxy(ctx: Ctx, State(c): State<Console>, req: Request) -> Response {
     let Some(path) = req.uri().path_and_query().map(|p| p.as_str().trim_start_matches("/console").to_string()) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    let mut inner = match Request::builder().uri(&path).header(header::AUTHORIZATION, &ctx.s.bearer).body(Body::empty()) {
-        Ok(r) => r,
-        Err(_) => return StatusCode::BAD_REQUEST.into_response(),
-    };
-    inner.extensions_mut().insert(ConnectInfo(Peer(ctx.peer)));
-    match c.api.clone().oneshot(inner).await {
-        Ok(r) => r,
-        Err(e) => match e {},
-    }
+    c.send(&ctx.s.bearer, ctx.peer, Method::GET, &path, None, &[]).await
 }

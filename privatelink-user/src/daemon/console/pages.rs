@@ -5,7 +5,6 @@
 
 use super::{i18n::Lang, Console, Ctx, Page};
 use crate::daemon::api::*;
-use crate::model::state::Event;
 use axum::{
     extract::{Path, Query, State},
     http::StatusCode,
@@ -147,11 +146,11 @@ fn copyable(ctx: &Ctx, text: &str) -> Markup {
 }
 
 /// A region fetched again (from `url`) when an event arrives.
-fn live(id: &str, url: &str, inner: Markup) -> Markup {
+pub(super) fn live(id: &str, url: &str, inner: Markup) -> Markup {
     html! { section id=(id) hx-get=(url) hx-select={ "#" (id) } hx-target="this" hx-swap="outerHTML" hx-trigger="pl-event from:body" { (inner) } }
 }
 
-fn nothing(ctx: &Ctx) -> Markup {
+pub(super) fn nothing(ctx: &Ctx) -> Markup {
     html! { p.empty { (ctx.lang.t("nothing")) } }
 }
 
@@ -171,7 +170,7 @@ fn graphs(ctx: &Ctx, src: &str, active: u64, limit: i64) -> Markup {
     }
 }
 
-fn drops_table(ctx: &Ctx, drops: &std::collections::BTreeMap<String, u64>) -> Markup {
+pub(super) fn drops_table(ctx: &Ctx, drops: &std::collections::BTreeMap<String, u64>) -> Markup {
     html! {
         @if drops.is_empty() { (nothing(ctx)) } @else {
             table { tbody { @for (reason, n) in drops { tr { th scope="row" { (reason) } td.num { (n) } } } } }
@@ -390,74 +389,4 @@ pub async fn endpoint(ctx: Ctx, State(c): State<Console>, Path(name): Path<Strin
         (drops_table(&ctx, &stats.counters.drops))
     };
     Ok(layout(&ctx, &here, &e.name, body))
-}
-
-pub async fn vpcs(ctx: Ctx, State(c): State<Console>) -> Page {
-    let (vpcs, _): (Vec<TenantVpc>, _) = c.get(&ctx, "/v1/vpcs").await?;
-    let t = |k| ctx.lang.t(k);
-    let body = html! {
-        @if vpcs.is_empty() { (nothing(&ctx)) }
-        @for v in &vpcs {
-            section.card {
-                h2 { (v.name) " " small { code { (v.cidr) } } }
-                p { (t("owner")) ": " (v.owner.as_deref().unwrap_or(t("operator"))) " · " (t("my_endpoints")) ": " (v.endpoints.len()) }
-                h3 { (t("drops")) }
-                (drops_table(&ctx, &v.drops))
-            }
-        }
-    };
-    Ok(layout(&ctx, "/console/vpcs", t("vpcs"), body))
-}
-
-pub async fn nodes(ctx: Ctx, State(c): State<Console>) -> Page {
-    let (nodes, _): (Vec<NodeView>, _) = c.get(&ctx, "/v1/nodes").await?;
-    let t = |k| ctx.lang.t(k);
-    let body = html! {
-        @if let Some(g) = &c.grafana { p { a #grafana href=(g) rel="noopener" { (t("grafana")) } } }
-        div.scroll { table {
-            thead { tr { th { (t("name")) } th { (t("zone")) } th { (t("state")) } th { (t("slice")) } th { (t("snat_ips")) } th { (t("flows")) } th { (t("routes")) } th { (t("last_heartbeat")) } } }
-            tbody { @for n in &nodes { tr {
-                td { (n.name) @if n.this_node { " " small { "(" (t("this_node")) ")" } } }
-                td { (n.zone.as_deref().unwrap_or("—")) }
-                td { span class={ "node " (n.state) } { (n.state) } }
-                td.num { (n.slice) }
-                td { @for s in &n.snat_slices { code { (s) } " " } }
-                td.num { (n.flows) }
-                td { @for r in &n.announced { code { (r.address) "/32 (" (r.table) ")" } " " } @if !n.this_node { "—" } }
-                td { @if let Some(h) = &n.last_heartbeat { (h.to_string()) } @else { "—" } }
-            } } }
-        } }
-    };
-    Ok(layout(&ctx, "/console/nodes", t("nodes"), body))
-}
-
-#[derive(Deserialize)]
-pub struct EventFilter {
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    subject: String,
-}
-
-pub async fn events(ctx: Ctx, State(c): State<Console>, Query(f): Query<EventFilter>) -> Page {
-    let (all, _): (Vec<Event>, _) = c.get(&ctx, "/v1/events").await?;
-    let t = |k| ctx.lang.t(k);
-    let shown: Vec<&Event> = all.iter().rev().filter(|e| e.kind.contains(f.kind.trim()) && e.subject.contains(f.subject.trim())).take(500).collect();
-    let here = format!("/console/events?kind={}&subject={}", enc(&f.kind), enc(&f.subject));
-    let body = html! {
-        form.filters method="get" action="/console/events" {
-            label for="kind" { (t("kind")) } input #kind name="kind" value=(f.kind);
-            label for="subject" { (t("subject")) } input #subject name="subject" value=(f.subject);
-            button type="submit" { (t("filter")) }
-        }
-        (live("events", &here, html! {
-            @if shown.is_empty() { (nothing(&ctx)) } @else {
-                div.scroll { table {
-                    thead { tr { th { (t("time")) } th { (t("kind")) } th { (t("subject")) } th { (t("message")) } } }
-                    tbody { @for e in &shown { tr { td { (e.at.to_string()) } td { code { (e.kind) } } td { (e.subject) } td { (e.message) } } } }
-                } }
-            }
-        }))
-    };
-    Ok(layout(&ctx, &here, t("events"), body))
 }
