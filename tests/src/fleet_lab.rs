@@ -18,8 +18,8 @@
 
 use crate::{
     daemon_lab::{cli_at, path_str, privatelink_bin, spawn_daemon, wait_answering, Bpffs, Run},
-    lab::{host_offloads, start_tcp_server, BACKENDS, SERVICE_TCP_PORT},
-    netns::{sh, veth, Netns},
+    lab::{host_offloads, start_tcp_server, start_udp_server, BACKENDS, SERVICE_TCP_PORT, SERVICE_UDP_PORT},
+    netns::{kill_inside, sh, veth, Netns},
 };
 use aya::programs::XdpMode;
 use privatelink::dataplane::loader::{Dataplane, LoadOptions};
@@ -45,6 +45,9 @@ pub const SLICES: u32 = 4;
 /// The nodes' `gateway.fleet.announce_table`, and the table the router's BIRD fills.
 pub const ANNOUNCE_TABLE: u32 = 100;
 pub const ROUTER_TABLE: u32 = 200;
+/// The nodes' `--restart-grace`: how long a stopped daemon's routes stay. A daemon
+/// here takes about 4 s to start (the kernel verifies the XDP object again).
+pub const RESTART_GRACE: Duration = Duration::from_secs(8);
 
 pub struct Node {
     pub name: String,
@@ -187,6 +190,7 @@ impl Fleet {
         let paused: Vec<_> = BACKENDS.iter().map(|_| Arc::new(AtomicBool::new(false))).collect();
         for (i, b) in BACKENDS.iter().enumerate() {
             start_tcp_server(&provider, SocketAddr::from((*b, SERVICE_TCP_PORT)), format!("backend-{i}"), stop.clone(), paused[i].clone());
+            start_udp_server(&provider, SocketAddr::from((*b, SERVICE_UDP_PORT)), format!("backend-{i}"), stop.clone());
         }
         let mut fleet = Fleet { dir, client, router, provider, ctl, nodes, etcd: None, router_procs: Vec::new(), paused, stop, _pass: pass };
         fleet.start_etcd();
@@ -241,13 +245,22 @@ impl Fleet {
             .unwrap_or_else(|e| panic!("start {what}: {e}"))
     }
 
-    /// Node `i` dies: its daemon and its BIRD are killed (SIGKILL, no goodbye).
+    /// Node `i` dies: everything running in it (its daemon, the daemon's announce
+    /// keeper, its BIRD) is killed (SIGKILL, no goodbye).
     pub fn kill(&mut self, i: usize) {
+        kill_inside(&self.nodes[i].ns.name);
         for c in [self.nodes[i].daemon.take(), self.nodes[i].bird.take()].into_iter().flatten() {
             let mut c = c;
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Node `i`'s daemon stops or goes on running (SIGSTOP, SIGCONT): a wedged daemon.
+    pub fn freeze(&self, i: usize, frozen: bool) {
+        let child = self.nodes[i].daemon.as_ref().expect("a running daemon");
+        // SAFETY: signalling our own child (`ip netns exec` execs the daemon).
+        unsafe { libc::kill(child.id() as i32, if frozen { libc::SIGSTOP } else { libc::SIGCONT }) };
     }
 
     /// Node `i`'s namespace dies: its processes are killed and the namespace deleted
@@ -299,6 +312,7 @@ impl Fleet {
             "--store", &format!("etcd://{ETCD}"), "--node", &node.name, "--zone", &format!("z{}", 1 + i % 2),
             // The tenant API, plain HTTP on the node's own loopback (`API`).
             "--api-listen", API,
+            "--restart-grace", &format!("{}s", RESTART_GRACE.as_secs()),
         ]
         .map(String::from);
         let mut child = spawn_daemon(&node.ns.name, &node.socket, &args, &[], &node.log);
@@ -385,6 +399,8 @@ impl Drop for Fleet {
         self.stop.store(true, Ordering::Relaxed);
         for i in 0..self.nodes.len() {
             if self.nodes[i].daemon.is_some() {
+                // A test that failed with a daemon frozen leaves it able to go down.
+                self.freeze(i, false);
                 let _ = self.cli(i, &["down"]);
             }
             for c in [self.nodes[i].daemon.take(), self.nodes[i].bird.take()].into_iter().flatten() {

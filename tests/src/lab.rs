@@ -321,7 +321,7 @@ fn serve(s: TcpStream, peer: SocketAddr, name: &str) {
     let _ = w.shutdown(Shutdown::Both);
 }
 
-fn start_udp_server(ns: &Netns, addr: SocketAddr, name: String, stop: Arc<AtomicBool>) {
+pub fn start_udp_server(ns: &Netns, addr: SocketAddr, name: String, stop: Arc<AtomicBool>) {
     let sock = ns.spawn(move || UdpSocket::bind(addr)).join().unwrap().expect("bind UDP backend");
     sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
     std::thread::spawn(move || {

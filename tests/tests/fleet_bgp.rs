@@ -4,13 +4,13 @@
 //! stops, loses its lease or dies is routed around by BGP alone.
 
 use privatelink_tests::{
-    fleet_lab::{Fleet, ANNOUNCE_TABLE, SLICES},
-    lab::{http_get, reported_peer, Session, ENDPOINT_TCP_PORT},
+    fleet_lab::{Fleet, ANNOUNCE_TABLE, RESTART_GRACE, SLICES},
+    lab::{http_get, reported_peer, Session, ENDPOINT_TCP_PORT, ENDPOINT_UDP_PORT},
 };
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::{Ipv4Addr, SocketAddr},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 const E: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
@@ -21,7 +21,7 @@ const Z2: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 102);
 /// owner's endpoint at 10.0.0.100 with a zonal address in each zone.
 fn spec(extra: &[&str]) -> String {
     let mut s = format!(
-        "gateway:\n  region: lab\n  conntrack_capacity: 65536\n  snat_slices: {SLICES}\n  fleet: {{ announce_table: {ANNOUNCE_TABLE} }}\nvpcs:\n  - {{ name: vpc0, interface: gw-c0, cidr: 10.0.0.0/24 }}\n  - {{ name: prov, interface: gw-prov, cidr: 192.168.2.0/24 }}\nservices:\n  - name: web\n    owner: \"100\"\n    vpc: prov\n    backends: [{{ address: 192.168.2.10, zone: z1 }}, {{ address: 192.168.2.11, zone: z2 }}]\n    ports: [{{ protocol: tcp, endpoint_port: 80, service_port: 8080 }}]\n"
+        "gateway:\n  region: lab\n  conntrack_capacity: 65536\n  snat_slices: {SLICES}\n  fleet: {{ announce_table: {ANNOUNCE_TABLE} }}\nvpcs:\n  - {{ name: vpc0, interface: gw-c0, cidr: 10.0.0.0/24 }}\n  - {{ name: prov, interface: gw-prov, cidr: 192.168.2.0/24 }}\nservices:\n  - name: web\n    owner: \"100\"\n    vpc: prov\n    backends: [{{ address: 192.168.2.10, zone: z1 }}, {{ address: 192.168.2.11, zone: z2 }}]\n    ports: [{{ protocol: tcp, endpoint_port: 80, service_port: 8080 }}, {{ protocol: udp, endpoint_port: 53, service_port: 5353 }}]\n"
     );
     for e in extra {
         s.push_str(&format!("    {e}\n"));
@@ -83,11 +83,32 @@ fn announcements_follow_each_daemon_and_its_lease_and_a_dead_node_is_routed_arou
     assert!(on.len() >= 2, "30 connections used one node only: {spread:?}");
     assert!(gets(&f, Z2, 5).iter().all(|(_, n)| *n == 1), "the z2 address is served by the z2 node (gw2) only");
 
-    // A daemon stopped: its routes go with it, and come back with it.
+    // A daemon stopped (SIGTERM) stays announced while its data path carries on; back
+    // within the restart grace, nothing moved.
     f.stop(2);
-    f.wait_until("gw3's routes to go with its daemon", |f| f.published(2).is_empty() && f.next_hops(E) == hops(&[1, 2]) && f.next_hops(Z1) == hops(&[1]));
+    std::thread::sleep(RESTART_GRACE / 2);
+    assert_eq!(f.published(2), [E, Z1].into(), "a stopped daemon's routes stay for the restart grace");
+    assert_eq!(f.next_hops(E), hops(&[1, 2, 3]));
+    f.start(2);
+    std::thread::sleep(RESTART_GRACE);
+    assert_eq!(f.published(2), [E, Z1].into(), "the restarted daemon took its routes over");
+    assert_eq!(f.next_hops(E), hops(&[1, 2, 3]));
+    // Not back within the grace: its keeper withdraws them, and they come back with it.
+    f.stop(2);
+    let t = Instant::now();
+    f.wait_until("gw3's keeper to withdraw once the grace is over", |f| f.published(2).is_empty() && f.next_hops(E) == hops(&[1, 2]) && f.next_hops(Z1) == hops(&[1]));
+    let took = t.elapsed();
+    eprintln!("gw3 withdrawn {took:?} after its daemon stopped (grace {RESTART_GRACE:?})");
+    assert!(took >= RESTART_GRACE - Duration::from_millis(500), "withdrawn before the grace was over: {took:?}");
     f.start(2);
     f.wait_until("gw3's routes to come back with its daemon", |f| f.published(2) == [E, Z1].into() && f.next_hops(E) == hops(&[1, 2, 3]));
+
+    // A wedged daemon (stopped by SIGSTOP: it beats no more) is withdrawn after the
+    // grace, and announces again once it runs.
+    f.freeze(2, true);
+    f.wait_until("a wedged gw3 to be withdrawn", |f| f.published(2).is_empty() && f.next_hops(E) == hops(&[1, 2]));
+    f.freeze(2, false);
+    f.wait_until("gw3 to announce again once it runs", |f| f.published(2) == [E, Z1].into() && f.next_hops(E) == hops(&[1, 2, 3]));
 
     // Cut off from etcd: its lease is in doubt within its TTL, so its routes go.
     f.nodes[2].ns.ip(&["link", "set", "m0", "down"]);
@@ -159,6 +180,89 @@ fn announcements_follow_each_daemon_and_its_lease_and_a_dead_node_is_routed_arou
         }
     }
     assert!(gets(&f, E, 10).iter().all(|(_, n)| *n == 2));
+}
+
+/// A UDP flow from the client: one socket, so one 5-tuple, asking the endpoint.
+struct UdpFlow(std::net::UdpSocket);
+
+impl UdpFlow {
+    fn open(f: &Fleet) -> UdpFlow {
+        f.in_client(|| {
+            let s = std::net::UdpSocket::bind("10.0.0.2:0").expect("bind");
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            s.connect(SocketAddr::from((E, ENDPOINT_UDP_PORT))).expect("connect");
+            UdpFlow(s)
+        })
+    }
+
+    /// The backend's `backend=NAME peer=SNAT:PORT` for one datagram.
+    fn ask(&self) -> std::io::Result<String> {
+        self.0.send(b"?")?;
+        let mut buf = [0u8; 512];
+        let n = self.0.recv(&mut buf)?;
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        Ok(text.split(" got=").next().unwrap_or_default().to_string())
+    }
+}
+
+#[test]
+fn restarting_every_daemon_in_turn_resets_no_session_and_moves_no_flow() {
+    let mut f = Fleet::with_bgp(3);
+    let r = f.apply(0, &spec(&["health_check: { type: none }"]));
+    assert_eq!(r.code, 0, "{r:#?}");
+    f.wait_until("the router to learn the endpoint from all three", |f| f.next_hops(E) == hops(&[1, 2, 3]));
+    // 30 long TCP sessions and 12 UDP flows over the three nodes.
+    let mut sessions: Vec<(Session, String)> = (0..30)
+        .map(|_| {
+            f.in_client(|| {
+                let mut s = Session::open(SocketAddr::from((E, ENDPOINT_TCP_PORT))).expect("open a session");
+                let first = s.ask().expect("first exchange");
+                (s, first)
+            })
+        })
+        .collect();
+    let flows: Vec<(UdpFlow, String)> = (0..12)
+        .map(|_| {
+            let u = UdpFlow::open(&f);
+            let first = u.ask().unwrap_or_else(|e| panic!("first datagram: {e}\n{}", f.logs()));
+            (u, first)
+        })
+        .collect();
+    let per_node = |answers: Vec<&String>| answers.into_iter().fold(BTreeMap::<usize, usize>::new(), |mut m, a| {
+        *m.entry(node_of(reported_peer(a))).or_default() += 1;
+        m
+    });
+    let spread = per_node(sessions.iter().map(|s| &s.1).collect());
+    eprintln!("sessions per node {spread:?}; UDP flows per node {:?}", per_node(flows.iter().map(|u| &u.1).collect()));
+    assert_eq!(spread.len(), 3, "30 sessions did not reach all three nodes: {spread:?}");
+
+    for i in 0..3 {
+        let t = Instant::now();
+        f.stop(i);
+        f.start(i);
+        eprintln!("gw{} restarted in {:?}", i + 1, t.elapsed());
+        let (mut kept, mut failed) = (0, Vec::new());
+        for (n, (s, first)) in sessions.iter_mut().enumerate() {
+            match s.ask() {
+                Ok(a) if &a == first => kept += 1,
+                other => failed.push(format!("session {n} (on gw{}): {other:?}", node_of(reported_peer(first)) + 1)),
+            }
+        }
+        for (n, (u, first)) in flows.iter().enumerate() {
+            match u.ask() {
+                Ok(a) if &a == first => kept += 1,
+                other => failed.push(format!("UDP flow {n} (on gw{}): {other:?}", node_of(reported_peer(first)) + 1)),
+            }
+        }
+        assert!(failed.is_empty(), "after gw{}'s restart {kept} of 42 went on; {failed:#?}\n{}", i + 1, f.logs());
+        assert_eq!(f.next_hops(E), hops(&[1, 2, 3]), "a restart moved routes");
+    }
+    // Still announced by all three once every restarted daemon holds its lease again.
+    std::thread::sleep(RESTART_GRACE);
+    assert_eq!(f.next_hops(E), hops(&[1, 2, 3]));
+    for (s, first) in &mut sessions {
+        assert_eq!(&s.ask().expect("a session after every restart"), first);
+    }
 }
 
 #[test]

@@ -128,11 +128,14 @@ pub fn lab(cmd: super::LabCommand) -> Result<()> {
     use super::LabCommand;
     use crate::lab;
     match cmd {
-        LabCommand::Up { nodes, console } => {
+        LabCommand::Up { nodes, console, routing } => {
             if console.is_some() && nodes != 1 {
                 anyhow::bail!("--console is for the single-gateway lab (--nodes 1)");
             }
-            lab::up(nodes, console)?;
+            if routing != lab::Routing::Bird && nodes == 1 {
+                anyhow::bail!("--routing is for a fleet (--nodes 2 or more)");
+            }
+            lab::up(nodes, console, routing)?;
             if nodes == 1 {
                 println!("lab up: client netns {}, backends in {}, gateway {}", lab::NS_CLIENT, lab::NS_PROVIDER, lab::NS_GATEWAY);
             } else {
@@ -153,7 +156,7 @@ pub fn lab(cmd: super::LabCommand) -> Result<()> {
         LabCommand::Get { address, timeout_secs } => {
             println!("{}", lab::http_get(address, std::time::Duration::from_secs(timeout_secs))?);
         }
-        LabCommand::Ecmp { table } => lab::ecmp::run(table)?,
+        LabCommand::Ecmp { table, into } => lab::ecmp::run(table, into)?,
         LabCommand::Session { address, requests, interval_ms } => lab::session(address, requests, std::time::Duration::from_millis(interval_ms))?,
     }
     Ok(())

@@ -10,6 +10,7 @@ mod decide;
 mod get;
 mod observe;
 pub mod output;
+mod serve;
 mod token;
 
 use crate::{
@@ -18,6 +19,7 @@ use crate::{
 };
 use clap::{Parser, Subcommand};
 use output::Format;
+pub use serve::LogFormat;
 use std::{net::Ipv4Addr, path::PathBuf, process::ExitCode};
 
 #[derive(Parser)]
@@ -48,56 +50,13 @@ pub enum Command {
     /// Run the daemon in the foreground: load and attach the data path, keep the maps in
     /// sync with the recorded state, expire idle flows, serve the API.
     #[command(after_help = "Examples:\n  sudo privatelink daemon --metrics 127.0.0.1:9469\n  sudo privatelink daemon --store etcd://10.0.0.5:2379 --node gw1 --zone z1\n  systemctl start privatelink    # the packaged unit")]
-    Daemon {
-        #[arg(long, default_value = daemon::DEFAULT_STATE_DIR)]
-        state_dir: PathBuf,
-        /// A directory on a bpffs (mounted if missing) for pinned maps and links. Pins
-        /// must outlive the daemon for flows to survive a restart.
-        #[arg(long, default_value = daemon::DEFAULT_BPFFS)]
-        bpffs: PathBuf,
-        /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9469).
-        #[arg(long, value_name = "ADDR")]
-        metrics: Option<std::net::SocketAddr>,
-        /// Every SECS seconds, re-attach XDP links detached by hand and rewrite map
-        /// entries that differ from the recorded state (logged and counted).
-        #[arg(long, value_name = "SECS", default_value_t = daemon::DEFAULT_REPAIR_INTERVAL_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
-        repair_interval: u64,
-        /// Log lines as text or JSON (to stderr).
-        #[arg(long, value_enum, default_value = "text")]
-        log_format: LogFormat,
-        /// Least level logged (error, warn, info, debug, trace); RUST_LOG overrides.
-        #[arg(long, default_value = "info")]
-        log_level: String,
-        /// Keep the state in etcd, shared by a fleet of gateways:
-        /// etcd://HOST:PORT[,HOST:PORT...] (default: the embedded store in --state-dir).
-        #[arg(long, value_name = "URL")]
-        store: Option<crate::store::StoreUrl>,
-        /// This gateway's name in the fleet (default: the host name).
-        #[arg(long, value_name = "NAME", value_parser = node_name)]
-        node: Option<String>,
-        /// The zone this gateway is in.
-        #[arg(long, value_name = "ZONE", value_parser = node_name)]
-        zone: Option<String>,
-        /// Serve the tenant API on ADDR (HTTPS with --api-tls-cert/--api-tls-key; plain
-        /// HTTP on a loopback address only).
-        #[arg(long, value_name = "ADDR")]
-        api_listen: Option<std::net::SocketAddr>,
-        /// The tenant API's certificate chain (PEM).
-        #[arg(long, value_name = "FILE", requires = "api_tls_key")]
-        api_tls_cert: Option<PathBuf>,
-        /// The tenant API's private key (PEM).
-        #[arg(long, value_name = "FILE", requires = "api_tls_cert")]
-        api_tls_key: Option<PathBuf>,
-        /// Requests a second each token may make on this node (bursts of as many);
-        /// over it: 429 with Retry-After.
-        #[arg(long, value_name = "N", default_value_t = daemon::http::rate::DEFAULT_RATE, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-        api_rate: u32,
-        /// Do not serve the console (served at / beside the tenant API by default).
-        #[arg(long, requires = "api_listen")]
-        no_console: bool,
-        /// The operator's Grafana dashboard, linked from the console's node screen.
-        #[arg(long, value_name = "URL", requires = "api_listen", value_parser = grafana_url)]
-        grafana_url: Option<String>,
+    Daemon(Box<serve::DaemonArgs>),
+    /// (started by the daemon) Hold the announce device, and the routes through it,
+    /// across daemon restarts; withdraw them when no daemon beats within the grace.
+    #[command(hide = true)]
+    AnnounceKeeper {
+        #[arg(long)]
+        grace_ms: u64,
     },
     /// Apply a spec: print the plan (+ create, ~ change, - delete) and carry it out.
     #[command(after_help = "Examples:\n  sudo privatelink apply -f /etc/privatelink/spec.yaml --dry-run\n  sudo privatelink apply -f /etc/privatelink/spec.yaml\n  sudo privatelink apply -f spec.yaml -o json | jq '.changes[].name'")]
@@ -220,6 +179,9 @@ pub enum LabCommand {
         /// certificate) and publish it on the host's 127.0.0.1:PORT.
         #[arg(long, value_name = "PORT")]
         console: Option<u16>,
+        /// The routing daemon of a fleet's nodes and router.
+        #[arg(long, value_enum, default_value = "bird")]
+        routing: crate::lab::Routing,
     },
     /// (used by `lab up --console`) the host's LISTEN to TO inside namespace NETNS.
     #[command(hide = true)]
@@ -262,13 +224,10 @@ pub enum LabCommand {
     Ecmp {
         #[arg(long)]
         table: u32,
+        /// Where the resilient routes go (default: the main table).
+        #[arg(long, default_value_t = 254)]
+        into: u32,
     },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -302,21 +261,6 @@ pub enum ConntrackCommand {
         #[arg(long)]
         endpoint: Option<String>,
     },
-}
-
-/// A node or zone name: 1-63 letters, digits, '-', '_' and '.'.
-fn node_name(s: &str) -> Result<String, String> {
-    if (1..=63).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
-        Ok(s.to_string())
-    } else {
-        Err(format!("`{s}`: 1-63 letters, digits, '-', '_' or '.'"))
-    }
-}
-
-/// An http(s) address without quotes or spaces (it becomes a link).
-fn grafana_url(s: &str) -> Result<String, String> {
-    let ok = (s.starts_with("https://") || s.starts_with("http://")) && s.len() <= 2048 && s.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\'' | '<' | '>' | '`'));
-    if ok { Ok(s.to_string()) } else { Err(format!("`{s}` is not an http:// or https:// address")) }
 }
 
 /// `SNAT_IP[:PORT]`
@@ -371,12 +315,13 @@ pub fn main() -> ExitCode {
     };
     let r = match cli.command {
         Command::Daemon { .. } if matches!(to, client::Target::Api(_)) => Err(anyhow::anyhow!("`daemon` runs on the gateway as root, not through --api")),
-        Command::Daemon { state_dir, bpffs, metrics, repair_interval, log_format, log_level, store, node, zone, api_listen, api_tls_cert, api_tls_key, api_rate, no_console, grafana_url } => {
-            let repair_interval = std::time::Duration::from_secs(repair_interval);
-            let node = node.unwrap_or_else(daemon::hostname);
-            let api = api_listen.map(|listen| daemon::http::ApiOptions { listen, tls: api_tls_cert.zip(api_tls_key), rate: api_rate, console: !no_console, grafana: grafana_url });
-            let opts = daemon::Options { state_dir, bpffs, socket: cli.socket, metrics, repair_interval, store, node, zone, api };
-            admin::daemon(opts, log_format, &log_level)
+        Command::Daemon(args) => {
+            let (format, level) = (args.log_format, args.log_level.clone());
+            admin::daemon(args.options(cli.socket), format, &level)
+        }
+        Command::AnnounceKeeper { grace_ms } => {
+            let socket = crate::dataplane::announce::keeper::socket_of(&cli.socket);
+            crate::dataplane::announce::keeper::run(&socket, std::time::Duration::from_millis(grace_ms)).map_err(Into::into)
         }
         Command::Apply { file, dry_run } => apply::run(&to, &file, dry_run, cli.output),
         Command::Get { kind, name } => get::get(&to, kind, name, cli.output),

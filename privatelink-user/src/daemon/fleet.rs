@@ -2,8 +2,9 @@
 //! under a lease, the other nodes' liveness as the store reports it, and the routes it
 //! publishes for its routing daemon. The transitions are `model::fleet`'s; this file
 //! talks to the store's membership (never commits: the gateway records what it
-//! returns) and owns the route table's contents. Alone (the embedded store) the same
-//! code runs with one node.
+//! returns) and owns the route table's contents, held across restarts by the announce
+//! keeper (`dataplane::announce::keeper`), which this file beats every second. Alone
+//! (the embedded store) the same code runs with one node.
 
 use crate::{
     dataplane::announce::Announcer,
@@ -14,7 +15,12 @@ use crate::{
     store::{Beat, Store},
 };
 use anyhow::Result;
-use std::{net::Ipv4Addr, sync::Arc};
+use std::{
+    net::Ipv4Addr,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 pub struct Fleet {
     node: String,
@@ -24,14 +30,23 @@ pub struct Fleet {
     /// publishing them last failed.
     routes: Option<Announcer>,
     route_error: Option<String>,
+    /// Where the announce keeper listens (beside the daemon's socket) and how long it
+    /// holds the routes without a beat.
+    socket: PathBuf,
+    grace: Duration,
+    /// When this daemon started, and whether its lease has been held since: until it
+    /// is (within the grace), the routes a previous daemon published are kept as
+    /// they are.
+    started: Instant,
+    lease_seen: bool,
 }
 
 /// Routes as (table, address).
 pub type Routes = Vec<(u32, Ipv4Addr)>;
 
 impl Fleet {
-    pub fn new(node: String, zone: Option<String>, store: Arc<dyn Store>) -> Fleet {
-        Fleet { node, zone, store, routes: None, route_error: None }
+    pub fn new(node: String, zone: Option<String>, store: Arc<dyn Store>, socket: PathBuf, grace: Duration) -> Fleet {
+        Fleet { node, zone, store, routes: None, route_error: None, socket, grace, started: Instant::now(), lease_seen: false }
     }
 
     /// This node's seat in `st`.
@@ -79,35 +94,44 @@ impl Fleet {
     }
 
     /// Publish the routes this node announces in `st` (`fleet::announced`); with
-    /// `verify`, read back what the kernel holds first. A failure is logged once and
-    /// shown by `status`; forwarding goes on. `attached`: interfaces carrying the data
-    /// path (none when it is not loaded).
+    /// `verify`, read back what the kernel holds first, and beat the keeper. A failure
+    /// is logged once and shown by `status`; forwarding goes on. `attached`:
+    /// interfaces carrying the data path (none when it is not loaded).
     pub fn publish_routes(&mut self, st: &State, attached: &dyn Fn(&str) -> bool, loaded: bool, verify: bool) {
         let any_table = st.vpcs.values().any(|v| v.spec.announce_table(&st.gateway).is_some());
         if !any_table || !loaded {
-            // Closing the device withdraws whatever it carried.
             self.withdraw();
             return;
         }
-        let want = fleet::announced(st, &self.seat(st), attached, self.store.holds_lease());
+        let lease = self.store.holds_lease();
+        self.lease_seen |= lease;
+        // Just restarted, the lease not back yet: what the last daemon published stays.
+        let settling = self.store.shared() && !self.lease_seen && self.started.elapsed() < self.grace;
+        let mut interfaces: Vec<String> = st.vpcs.values().map(|v| v.spec.interface.clone()).filter(|i| attached(i)).collect();
+        interfaces.sort();
+        interfaces.dedup();
+        let want = fleet::announced(st, &self.seat(st), attached, lease);
         let before = self.routes.as_ref().map(|r| r.published().len());
-        let r = match &mut self.routes {
-            Some(a) => a.publish(&want, verify),
-            None => Announcer::open().and_then(|mut a| {
-                let r = a.publish(&want, verify);
-                self.routes = Some(a);
-                r
-            }),
-        };
+        let r = self.announcer().and_then(|a| {
+            if verify || settling {
+                a.beat(&interfaces)?;
+            }
+            if settling {
+                return Ok(());
+            }
+            a.publish(&want, verify)
+        });
         match r {
             Ok(()) => {
                 self.route_error = None;
                 let now = self.routes.as_ref().map(|r| r.published().len());
                 if now != before {
-                    tracing::info!(routes = now.unwrap_or(0), lease = self.store.holds_lease(), "publishing endpoint routes");
+                    tracing::info!(routes = now.unwrap_or(0), lease, settling, "publishing endpoint routes");
                 }
             }
             Err(e) => {
+                // A keeper that is gone took its routes along: the next try starts one.
+                self.routes = None;
                 let e = e.to_string();
                 if self.route_error.as_ref() != Some(&e) {
                     tracing::warn!(error = %e, "publishing endpoint routes");
@@ -117,10 +141,26 @@ impl Fleet {
         }
     }
 
-    /// Withdraw every route (the data path stops or has nothing to announce).
+    /// The connection to the announce keeper (started when none listens).
+    fn announcer(&mut self) -> crate::dataplane::Result<&mut Announcer> {
+        let a = match self.routes.take() {
+            Some(a) => a,
+            None => Announcer::open(&self.socket, self.grace)?,
+        };
+        Ok(self.routes.insert(a))
+    }
+
+    /// Withdraw every route now (the data path stops or has nothing to announce): the
+    /// keeper deletes them and ends.
     pub fn withdraw(&mut self) {
-        self.routes = None;
         self.route_error = None;
+        // A keeper left by the last daemon is asked too.
+        if let Some(a) = self.routes.take().or_else(|| Announcer::existing(&self.socket, self.grace)) {
+            if let Err(e) = a.release() {
+                tracing::warn!(error = %e, "withdrawing endpoint routes");
+                self.route_error = Some(e.to_string());
+            }
+        }
     }
 
     /// The routes published now, and why publishing them last failed.

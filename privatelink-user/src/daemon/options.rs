@@ -32,6 +32,8 @@ pub struct Options {
     pub zone: Option<String>,
     /// Serve the tenant API (HTTPS, or HTTP on loopback).
     pub api: Option<ApiOptions>,
+    /// How long the announced routes outlive a daemon that stopped beating.
+    pub restart_grace: Duration,
 }
 
 /// The host's name: a node's default name.

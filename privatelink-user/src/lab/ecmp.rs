@@ -1,6 +1,7 @@
 //! `privatelink lab ecmp`: the lab router's forwarding plane. BIRD writes its merged
-//! ECMP routes into a kernel table no lookup uses; this loop mirrors each of them
-//! into the main table as a route through a *resilient* next-hop group (Linux 5.13+),
+//! ECMP routes into a kernel table no lookup uses (FRR: its BGP routes in the main
+//! table); this loop mirrors each of them into the main table (FRR: a table an `ip
+//! rule` looks up first) as a route through a *resilient* next-hop group (Linux 5.13+),
 //! what a datacenter switch's "resilient hashing" does. A plain Linux multipath
 //! route is hash-threshold: when one of n next hops goes, flows of the others move
 //! too (and meet a node without their state, which resets them). A resilient group
@@ -25,11 +26,17 @@ const FIRST_GROUP: u32 = 10_000;
 
 type Hop = (String, String);
 
-/// Mirror `from_table` into the main table every 100 ms, for ever.
-pub fn run(from_table: u32) -> Result<()> {
+/// The main table: routes read from it are BGP's only.
+const MAIN: u32 = 254;
+
+/// Mirror `from_table` into `into_table` every 100 ms, for ever.
+pub fn run(from_table: u32, into_table: u32) -> Result<()> {
+    if from_table == into_table {
+        bail!("--table and --into are the same table ({from_table})");
+    }
     let mut groups: BTreeMap<String, u32> = BTreeMap::new();
     loop {
-        if let Err(e) = pass(from_table, &mut groups) {
+        if let Err(e) = pass(from_table, into_table, &mut groups) {
             eprintln!("ecmp: {e:#}");
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -53,10 +60,13 @@ fn hop(v: &serde_json::Value) -> Option<Hop> {
 
 /// One reconciliation: BIRD's routes in, next-hop objects, groups and main-table
 /// routes out. `groups` remembers each prefix's group id.
-fn pass(from_table: u32, groups: &mut BTreeMap<String, u32>) -> Result<()> {
+fn pass(from_table: u32, into_table: u32, groups: &mut BTreeMap<String, u32>) -> Result<()> {
     let mut want: BTreeMap<String, BTreeSet<Hop>> = BTreeMap::new();
     for r in json(&["-j", "-4", "route", "show", "table", &from_table.to_string()])?.as_array().cloned().unwrap_or_default() {
         let Some(dst) = r["dst"].as_str() else { continue };
+        if from_table == MAIN && r["protocol"].as_str() != Some("bgp") {
+            continue;
+        }
         let hops: BTreeSet<Hop> = match r["nexthops"].as_array() {
             Some(n) => n.iter().filter_map(hop).collect(),
             None => hop(&r).into_iter().collect(),
@@ -101,12 +111,12 @@ fn pass(from_table: u32, groups: &mut BTreeMap<String, u32>) -> Result<()> {
         }
         let list: Vec<String> = members.iter().map(u32::to_string).collect();
         batch.push_str(&format!("nexthop replace id {gid} group {} type resilient buckets {BUCKETS} idle_timer {IDLE_SECS}\n", list.join("/")));
-        batch.push_str(&format!("route replace {dst} nhid {gid}\n"));
+        batch.push_str(&format!("route replace {dst} nhid {gid} table {into_table}\n"));
     }
     groups.retain(|dst, gid| {
         let keep = want.contains_key(dst);
         if !keep && have.contains_key(gid) {
-            batch.push_str(&format!("route del {dst} nhid {gid}\nnexthop del id {gid}\n"));
+            batch.push_str(&format!("route del {dst} nhid {gid} table {into_table}\nnexthop del id {gid}\n"));
         }
         keep
     });

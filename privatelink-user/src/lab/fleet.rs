@@ -6,11 +6,11 @@
 //!                                                                          pl-gwK m0 10.255.0.K ── pl-ctl etcd 10.255.0.100:2379
 //! ```
 //! Node K (`gwK`, zone z1 when K is odd, z2 when even) runs the daemon on the shared
-//! etcd and BIRD, which announces what the daemon publishes in table 100 to the
-//! router. The provider's backends 192.168.2.10 (zone z1) and .11 (z2) route node K's
+//! etcd and BIRD (or FRR: `--routing frr`), which announces what the daemon publishes
+//! in table 100 to the router. The provider's backends 192.168.2.10 (zone z1) and .11 (z2) route node K's
 //! SNAT slice back to node K.
 
-use super::{add_ns, bird, in_ns, in_netns, ip, pass_link, sh, spawn_detached, wait_socket, BACKENDS, LAB_DIR, NS_CLIENT, NS_PROVIDER};
+use super::{add_ns, bird, frr, in_ns, in_netns, ip, pass_link, sh, spawn_detached, wait_socket, BACKENDS, LAB_DIR, NS_CLIENT, NS_PROVIDER};
 use crate::dataplane::loader::{Dataplane, LoadOptions};
 use anyhow::{bail, Result};
 use std::{
@@ -27,6 +27,16 @@ pub const ETCD: &str = "10.255.0.100:2379";
 /// Where nodes publish their endpoint routes, and where the router's BIRD merges them.
 pub const ANNOUNCE_TABLE: u32 = 100;
 const ROUTER_TABLE: u32 = 200;
+/// With FRR, the table the router's forwarding plane fills (looked up before main,
+/// where FRR installs its routes).
+const RESILIENT_TABLE: u32 = 201;
+
+/// The routing daemon on the nodes and the router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Routing {
+    Bird,
+    Frr,
+}
 
 pub fn node_ns(k: usize) -> String {
     format!("pl-gw{k}")
@@ -58,7 +68,7 @@ fn forwarding(ns: &str) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn build(n: usize) -> Result<()> {
+pub(super) fn build(n: usize, routing: Routing) -> Result<()> {
     let dir = Path::new(LAB_DIR);
     std::fs::create_dir_all(dir)?;
     for ns in [NS_CTL, NS_ROUTER, NS_CLIENT, NS_PROVIDER] {
@@ -84,7 +94,7 @@ pub(super) fn build(n: usize) -> Result<()> {
 
     let bpffs = dir.join("bpffs");
     node_links(n, &bpffs)?;
-    start_processes(n, dir, &bpffs)?;
+    start_processes(n, routing, dir, &bpffs)?;
     // `PRIVATELINK_SOCKET=/run/privatelink-lab/api.sock` talks to node 1.
     std::os::unix::fs::symlink(dir.join("gw1.sock"), super::socket())?;
     Ok(())
@@ -129,7 +139,7 @@ fn node_links(n: usize, bpffs: &Path) -> Result<()> {
 
 /// The backends, etcd, the router's BIRD and ECMP helper, then each node's BIRD and
 /// daemon, one after the other.
-fn start_processes(n: usize, dir: &Path, bpffs: &Path) -> Result<()> {
+fn start_processes(n: usize, routing: Routing, dir: &Path, bpffs: &Path) -> Result<()> {
     let me = std::env::current_exe()?;
     let me = path(&me);
     for (name, addr) in BACKENDS {
@@ -137,17 +147,34 @@ fn start_processes(n: usize, dir: &Path, bpffs: &Path) -> Result<()> {
     }
     start_etcd(dir)?;
     let peers: Vec<(Ipv4Addr, String)> = (1..=n).map(|k| (Ipv4Addr::new(172, 16, k as u8, 2), format!("r-gw{k}"))).collect();
-    let conf = dir.join("bird-router.conf");
-    std::fs::write(&conf, bird::router(Ipv4Addr::new(10, 0, 0, 1), &peers, ROUTER_TABLE))?;
-    spawn_detached(NS_ROUTER, "bird-router", &["bird", "-f", "-c", path(&conf), "-s", path(&dir.join("bird-router.ctl"))])?;
-    spawn_detached(NS_ROUTER, "ecmp", &[me, "lab", "ecmp", "--table", &ROUTER_TABLE.to_string()])?;
+    match routing {
+        Routing::Bird => {
+            let conf = dir.join("bird-router.conf");
+            std::fs::write(&conf, bird::router(Ipv4Addr::new(10, 0, 0, 1), &peers, ROUTER_TABLE))?;
+            spawn_detached(NS_ROUTER, "bird-router", &["bird", "-f", "-c", path(&conf), "-s", path(&dir.join("bird-router.ctl"))])?;
+            spawn_detached(NS_ROUTER, "ecmp", &[me, "lab", "ecmp", "--table", &ROUTER_TABLE.to_string()])?;
+        }
+        Routing::Frr => {
+            let hops: Vec<Ipv4Addr> = peers.iter().map(|p| p.0).collect();
+            start_frr(NS_ROUTER, "router", &frr::router(&hops))?;
+            let into = RESILIENT_TABLE.to_string();
+            ip(NS_ROUTER, &["rule", "add", "pref", "100", "lookup", &into])?;
+            spawn_detached(NS_ROUTER, "ecmp", &[me, "lab", "ecmp", "--table", "254", "--into", &into])?;
+        }
+    }
     let store = format!("etcd://{ETCD}");
     for k in 1..=n {
         let ns = node_ns(k);
-        let conf = dir.join(format!("bird-gw{k}.conf"));
         let addr = Ipv4Addr::new(172, 16, k as u8, 2);
-        std::fs::write(&conf, bird::node(addr, Ipv4Addr::new(172, 16, k as u8, 1), "gw-vpc1", ANNOUNCE_TABLE))?;
-        spawn_detached(&ns, &format!("bird-gw{k}"), &["bird", "-f", "-c", path(&conf), "-s", path(&dir.join(format!("bird-gw{k}.ctl")))])?;
+        let peer = Ipv4Addr::new(172, 16, k as u8, 1);
+        match routing {
+            Routing::Bird => {
+                let conf = dir.join(format!("bird-gw{k}.conf"));
+                std::fs::write(&conf, bird::node(addr, peer, "gw-vpc1", ANNOUNCE_TABLE))?;
+                spawn_detached(&ns, &format!("bird-gw{k}"), &["bird", "-f", "-c", path(&conf), "-s", path(&dir.join(format!("bird-gw{k}.ctl")))])?;
+            }
+            Routing::Frr => start_frr(&ns, &format!("gw{k}"), &frr::node(addr, peer))?,
+        }
         let sock = dir.join(format!("gw{k}.sock"));
         let (state, pins) = (dir.join(format!("state-gw{k}")), bpffs.join(format!("gw{k}")));
         let node = format!("gw{k}");
@@ -157,6 +184,19 @@ fn start_processes(n: usize, dir: &Path, bpffs: &Path) -> Result<()> {
         wait_socket(&sock, &format!("{node}.log"))?;
     }
     Ok(())
+}
+
+/// FRR's daemons in `ns` (named `frr-NAME-DAEMON`, so `lab down` stops them), then
+/// `conf` loaded into them.
+fn start_frr(ns: &str, name: &str, conf: &str) -> Result<()> {
+    let dir = Path::new(LAB_DIR).join(format!("frr-{name}"));
+    frr::prepare(&dir)?;
+    for daemon in frr::DAEMONS {
+        let cmd = frr::command(daemon, &dir);
+        let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        spawn_detached(ns, &format!("frr-{name}-{daemon}"), &args)?;
+    }
+    frr::configure(ns, &dir, conf)
 }
 
 fn start_etcd(dir: &Path) -> Result<()> {

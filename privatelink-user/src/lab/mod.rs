@@ -15,7 +15,9 @@
 
 pub mod bird;
 pub mod ecmp;
+pub mod frr;
 mod fleet;
+pub use fleet::Routing;
 pub mod forward;
 
 use crate::dataplane::loader::{self, Dataplane, LoadOptions};
@@ -137,14 +139,14 @@ fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> Result<T> + Send) -> Result<T
 
 /// Build the topology, start the backends and the daemon (`nodes` > 1: a fleet).
 /// Fails if a lab is up.
-pub fn up(nodes: usize, console: Option<u16>) -> Result<()> {
+pub fn up(nodes: usize, console: Option<u16>, routing: fleet::Routing) -> Result<()> {
     if ns_exists(NS_GATEWAY) || ns_exists(fleet::NS_ROUTER) || Path::new(LAB_DIR).exists() {
         bail!("a lab is already up (or was left half-made): run `privatelink lab down` first");
     }
     if !(1..=fleet::MAX_NODES).contains(&nodes) {
         bail!("--nodes must be 1 to {}", fleet::MAX_NODES);
     }
-    let r = if nodes == 1 { build(console) } else { fleet::build(nodes) };
+    let r = if nodes == 1 { build(console) } else { fleet::build(nodes, routing) };
     if r.is_err() {
         // Nothing half-made stays behind.
         let _ = down();
@@ -266,6 +268,8 @@ pub fn down() -> Result<()> {
     namespaces.dedup();
     for ns in namespaces {
         if ns_exists(ns) {
+            // What still runs inside (an announce keeper whose daemon was killed) goes too.
+            kill_inside(ns);
             sh(&["ip", "netns", "del", ns])?;
         }
     }
@@ -288,6 +292,15 @@ pub fn down() -> Result<()> {
         std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
     }
     Ok(())
+}
+
+/// SIGKILL every process left in namespace `ns`.
+fn kill_inside(ns: &str) {
+    let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() else { return };
+    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+        // SAFETY: signalling a process inside the lab's own namespace.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
 }
 
 /// A backend: answers each HTTP request with `backend=NAME peer=IP:PORT` (the source

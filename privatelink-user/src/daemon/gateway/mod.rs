@@ -56,7 +56,7 @@ impl Gateway {
             None => Arc::new(RedbStore::open(&opts.state_dir)?),
         };
         let rec = Recorder::open(store.clone())?;
-        let fleet = Fleet::new(opts.node.clone(), opts.zone.clone(), store);
+        let fleet = Fleet::new(opts.node.clone(), opts.zone.clone(), store, opts.socket.clone(), opts.restart_grace);
         let opts = Arc::new(opts);
         let mut health = Checker::default();
         health.sync(rec.state(), &opts.node);
