@@ -36,6 +36,8 @@ use std::{
 
 mod bgp;
 
+pub use privatelink::lab::Routing;
+
 static NEXT: AtomicU32 = AtomicU32::new(0);
 pub const ETCD: &str = "10.255.0.100:2379";
 /// Every node serves the tenant API here, on its own loopback.
@@ -46,8 +48,8 @@ pub const SLICES: u32 = 4;
 pub const ANNOUNCE_TABLE: u32 = 100;
 pub const ROUTER_TABLE: u32 = 200;
 /// The nodes' `--restart-grace`: how long a stopped daemon's routes stay. A daemon
-/// here takes about 4 s to start (the kernel verifies the XDP object again).
-pub const RESTART_GRACE: Duration = Duration::from_secs(8);
+/// here takes 4-7 s to start (the kernel verifies the XDP object again).
+pub const RESTART_GRACE: Duration = Duration::from_secs(12);
 
 pub struct Node {
     pub name: String,
@@ -56,7 +58,8 @@ pub struct Node {
     pub bpffs: PathBuf,
     log: PathBuf,
     daemon: Option<Child>,
-    bird: Option<Child>,
+    /// Its routing daemon's processes (BIRD, or FRR's zebra, bfdd and bgpd).
+    routing: Vec<Child>,
     fs: Option<Bpffs>,
 }
 
@@ -70,6 +73,8 @@ pub struct Fleet {
     etcd: Option<Child>,
     /// The router's BIRD and its forwarding plane (with BGP).
     router_procs: Vec<Child>,
+    /// The routing daemon of the router and the nodes (None: a static route).
+    pub routing: Option<Routing>,
     /// Set: backend i refuses connections (its health checks fail).
     pub paused: Vec<Arc<AtomicBool>>,
     stop: Arc<AtomicBool>,
@@ -96,15 +101,21 @@ impl Fleet {
     /// The namespaces, etcd, and `n` daemons (nodes `gw1`..`gwN`) all joined, behind
     /// a static multipath route.
     pub fn new(n: usize) -> Fleet {
-        Fleet::build(n, false)
+        Fleet::build(n, None)
     }
 
     /// The same with BGP: BIRD on every node and on the router (see the module).
     pub fn with_bgp(n: usize) -> Fleet {
-        Fleet::build(n, true)
+        Fleet::build(n, Some(Routing::Bird))
     }
 
-    fn build(n: usize, bgp: bool) -> Fleet {
+    /// The same with BGP spoken by `routing` (BIRD or FRR) on every node and the router.
+    pub fn with_routing(n: usize, routing: Routing) -> Fleet {
+        Fleet::build(n, Some(routing))
+    }
+
+    fn build(n: usize, routing: Option<Routing>) -> Fleet {
+        let bgp = routing.is_some();
         let k = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = PathBuf::from(format!("/run/pltest{}-fleet-{k}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -171,7 +182,7 @@ impl Fleet {
                 bpffs: fs.0.join("privatelink"),
                 log: dir.join(format!("gw{i}.log")),
                 daemon: None,
-                bird: None,
+                routing: Vec::new(),
                 fs: Some(fs),
             });
         }
@@ -192,12 +203,12 @@ impl Fleet {
             start_tcp_server(&provider, SocketAddr::from((*b, SERVICE_TCP_PORT)), format!("backend-{i}"), stop.clone(), paused[i].clone());
             start_udp_server(&provider, SocketAddr::from((*b, SERVICE_UDP_PORT)), format!("backend-{i}"), stop.clone());
         }
-        let mut fleet = Fleet { dir, client, router, provider, ctl, nodes, etcd: None, router_procs: Vec::new(), paused, stop, _pass: pass };
+        let mut fleet = Fleet { dir, client, router, provider, ctl, nodes, etcd: None, routing, router_procs: Vec::new(), paused, stop, _pass: pass };
         fleet.start_etcd();
         if bgp {
             fleet.start_router();
             for i in 0..n {
-                fleet.start_bird(i);
+                fleet.start_routing(i);
             }
         }
         for i in 0..n {
@@ -249,8 +260,7 @@ impl Fleet {
     /// keeper, its BIRD) is killed (SIGKILL, no goodbye).
     pub fn kill(&mut self, i: usize) {
         kill_inside(&self.nodes[i].ns.name);
-        for c in [self.nodes[i].daemon.take(), self.nodes[i].bird.take()].into_iter().flatten() {
-            let mut c = c;
+        for mut c in self.nodes[i].daemon.take().into_iter().chain(self.nodes[i].routing.drain(..)) {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -403,8 +413,7 @@ impl Drop for Fleet {
                 self.freeze(i, false);
                 let _ = self.cli(i, &["down"]);
             }
-            for c in [self.nodes[i].daemon.take(), self.nodes[i].bird.take()].into_iter().flatten() {
-                let mut c = c;
+            for mut c in self.nodes[i].daemon.take().into_iter().chain(self.nodes[i].routing.drain(..)) {
                 let _ = c.kill();
                 let _ = c.wait();
             }

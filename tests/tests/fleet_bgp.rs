@@ -1,10 +1,11 @@
 //! A fleet behind real BGP: each node's daemon publishes the endpoint addresses it
-//! serves in its announce table, BIRD announces them to the consumer's router, and
-//! the router spreads flows over the nodes. Nobody touches a route: a node that
+//! serves in its announce table, BIRD (each test's `_bird` run) or FRR (`_frr`, with
+//! README's recipes) announces them to the consumer's router, and the router spreads
+//! flows over the nodes. Nobody touches a route: a node that
 //! stops, loses its lease or dies is routed around by BGP alone.
 
 use privatelink_tests::{
-    fleet_lab::{Fleet, ANNOUNCE_TABLE, RESTART_GRACE, SLICES},
+    fleet_lab::{Fleet, Routing, ANNOUNCE_TABLE, RESTART_GRACE, SLICES},
     lab::{http_get, reported_peer, Session, ENDPOINT_TCP_PORT, ENDPOINT_UDP_PORT},
 };
 use std::{
@@ -66,8 +67,17 @@ fn gets(f: &Fleet, addr: Ipv4Addr, n: usize) -> Vec<(String, usize)> {
 }
 
 #[test]
-fn announcements_follow_each_daemon_and_its_lease_and_a_dead_node_is_routed_around() {
-    let mut f = Fleet::with_bgp(3);
+fn announcements_follow_each_daemon_and_its_lease_and_a_dead_node_is_routed_around_bird() {
+    announcements_follow_each_daemon_and_its_lease_and_a_dead_node_is_routed_around(Routing::Bird);
+}
+
+#[test]
+fn announcements_follow_each_daemon_and_its_lease_and_a_dead_node_is_routed_around_frr() {
+    announcements_follow_each_daemon_and_its_lease_and_a_dead_node_is_routed_around(Routing::Frr);
+}
+
+fn announcements_follow_each_daemon_and_its_lease_and_a_dead_node_is_routed_around(routing: Routing) {
+    let mut f = Fleet::with_routing(3, routing);
     let r = f.apply(0, &spec(&["health_check: { type: none }"]));
     assert_eq!(r.code, 0, "{r:#?}");
 
@@ -206,8 +216,17 @@ impl UdpFlow {
 }
 
 #[test]
-fn restarting_every_daemon_in_turn_resets_no_session_and_moves_no_flow() {
-    let mut f = Fleet::with_bgp(3);
+fn restarting_every_daemon_in_turn_resets_no_session_and_moves_no_flow_bird() {
+    restarting_every_daemon_in_turn_resets_no_session_and_moves_no_flow(Routing::Bird);
+}
+
+#[test]
+fn restarting_every_daemon_in_turn_resets_no_session_and_moves_no_flow_frr() {
+    restarting_every_daemon_in_turn_resets_no_session_and_moves_no_flow(Routing::Frr);
+}
+
+fn restarting_every_daemon_in_turn_resets_no_session_and_moves_no_flow(routing: Routing) {
+    let mut f = Fleet::with_routing(3, routing);
     let r = f.apply(0, &spec(&["health_check: { type: none }"]));
     assert_eq!(r.code, 0, "{r:#?}");
     f.wait_until("the router to learn the endpoint from all three", |f| f.next_hops(E) == hops(&[1, 2, 3]));
@@ -266,8 +285,17 @@ fn restarting_every_daemon_in_turn_resets_no_session_and_moves_no_flow() {
 }
 
 #[test]
-fn zone_affinity_prefers_the_nodes_zone_and_falls_back_when_its_backends_are_down() {
-    let f = Fleet::with_bgp(3);
+fn zone_affinity_prefers_the_nodes_zone_and_falls_back_when_its_backends_are_down_bird() {
+    zone_affinity_prefers_the_nodes_zone_and_falls_back_when_its_backends_are_down(Routing::Bird);
+}
+
+#[test]
+fn zone_affinity_prefers_the_nodes_zone_and_falls_back_when_its_backends_are_down_frr() {
+    zone_affinity_prefers_the_nodes_zone_and_falls_back_when_its_backends_are_down(Routing::Frr);
+}
+
+fn zone_affinity_prefers_the_nodes_zone_and_falls_back_when_its_backends_are_down(routing: Routing) {
+    let f = Fleet::with_routing(3, routing);
     let check = "health_check: { interval: 500ms, timeout: 300ms, healthy_threshold: 1, unhealthy_threshold: 1 }";
     let r = f.apply(0, &spec(&["zone_affinity: true", check]));
     assert_eq!(r.code, 0, "{r:#?}");

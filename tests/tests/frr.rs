@@ -2,12 +2,14 @@
 //! and bgpd on a gateway node and on the consumer-side router, each in its own
 //! namespace with its own path space. A host route privatelink would publish in table
 //! 100 reaches the router's kernel table, and leaves it when it leaves table 100.
-//! (The BGP fleet tests' own routing runs BIRD; FRR there is #35's rest.)
+//! The BGP fleet tests (`fleet_bgp.rs`) run every scenario with FRR too, from the same
+//! files (`lab::frr` renders them per node).
 
+use privatelink::lab::frr;
 use privatelink_tests::netns::{veth, Netns};
 use std::{
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -15,58 +17,42 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// FRR's daemons in one namespace, configured with `conf` through vtysh; stopped and
-/// their directory removed on drop.
+/// FRR's daemons in one namespace (started as `lab::frr` starts them), configured
+/// with `conf`; killed and their directory removed on drop.
 struct Frr {
     dir: PathBuf,
-    ns: String,
+    procs: Vec<std::process::Child>,
 }
 
 impl Frr {
     fn start(ns: &Netns, conf: &str) -> Frr {
         let dir = PathBuf::from(format!("/run/pltest{}-frr-{}", std::process::id(), ns.name));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        // The daemons drop to the `frr` user: their sockets and logs live here.
-        Command::new("chmod").args(["777", dir.to_str().unwrap()]).status().unwrap();
-        let empty = dir.join("empty.conf");
-        std::fs::write(&empty, "").unwrap();
-        let frr = Frr { dir: dir.clone(), ns: ns.name.clone() };
-        let d = |p: &str| dir.join(p).to_str().unwrap().to_string();
-        for daemon in ["zebra", "bfdd", "bgpd"] {
-            let (pid, log) = (d(&format!("{daemon}.pid")), format!("file:{}", d(&format!("{daemon}.log"))));
-            let o = ns.try_exec(&[&format!("/usr/lib/frr/{daemon}"), "-d", "-f", &d("empty.conf"), "-i", &pid, "--vty_socket", &d(""), "-z", &d("zserv.api"), "--log", &log]);
-            assert!(o.status.success(), "{daemon} (apt install frr: cargo xtask setup): {}", String::from_utf8_lossy(&o.stderr));
+        frr::prepare(&dir).unwrap();
+        let mut me = Frr { dir: dir.clone(), procs: Vec::new() };
+        for daemon in frr::DAEMONS {
+            let log = std::fs::File::create(dir.join(format!("{daemon}.out"))).unwrap();
+            let child = Command::new("ip")
+                .args(["netns", "exec", &ns.name])
+                .args(frr::command(daemon, &dir))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("{daemon} (apt install frr: cargo xtask setup): {e}"));
+            me.procs.push(child);
         }
-        let file = dir.join("frr.conf");
-        std::fs::write(&file, conf).unwrap();
-        let start = Instant::now();
-        loop {
-            let o = frr.vtysh(&["-f", file.to_str().unwrap()]);
-            if o.status.success() {
-                break;
-            }
-            assert!(start.elapsed() < Duration::from_secs(10), "vtysh -f: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        frr
-    }
-
-    fn vtysh(&self, args: &[&str]) -> std::process::Output {
-        let sock = self.dir.to_str().unwrap().to_string();
-        Command::new("ip").args(["netns", "exec", &self.ns, "vtysh", "--vty_socket", &sock]).args(args).output().expect("vtysh")
+        frr::configure(&ns.name, &dir, conf).unwrap_or_else(|e| panic!("{e:#}"));
+        me
     }
 }
 
 impl Drop for Frr {
     fn drop(&mut self) {
-        for daemon in ["bgpd", "bfdd", "zebra"] {
-            if let Some(pid) = std::fs::read_to_string(self.dir.join(format!("{daemon}.pid"))).ok().and_then(|p| p.trim().parse::<i32>().ok()) {
-                // SAFETY: signalling a daemon this test started.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-            }
+        for c in &mut self.procs {
+            let _ = c.kill();
+            let _ = c.wait();
         }
-        std::thread::sleep(Duration::from_millis(300));
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

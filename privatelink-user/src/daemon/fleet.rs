@@ -112,9 +112,10 @@ impl Fleet {
         interfaces.dedup();
         let want = fleet::announced(st, &self.seat(st), attached, lease);
         let before = self.routes.as_ref().map(|r| r.published().len());
+        let mut lost = false;
         let r = self.announcer().and_then(|a| {
             if verify || settling {
-                a.beat(&interfaces)?;
+                a.beat(&interfaces).inspect_err(|_| lost = true)?;
             }
             if settling {
                 return Ok(());
@@ -131,7 +132,9 @@ impl Fleet {
             }
             Err(e) => {
                 // A keeper that is gone took its routes along: the next try starts one.
-                self.routes = None;
+                if lost {
+                    self.routes = None;
+                }
                 let e = e.to_string();
                 if self.route_error.as_ref() != Some(&e) {
                     tracing::warn!(error = %e, "publishing endpoint routes");

@@ -69,11 +69,18 @@ pub fn prepare(dir: &Path) -> Result<()> {
 }
 
 /// Load `conf` into the daemons of namespace `ns` (path space `dir`) with vtysh, once
-/// they answer (within 10 s).
+/// every one of them listens (within 10 s): vtysh leaves out, without an error, the
+/// lines of a daemon that is not up yet.
 pub fn configure(ns: &str, dir: &Path, conf: &str) -> Result<()> {
     let file = dir.join("frr.conf");
     std::fs::write(&file, conf)?;
     let start = Instant::now();
+    while let Some(d) = DAEMONS.iter().find(|d| !dir.join(format!("{d}.vty")).exists()) {
+        if start.elapsed() > Duration::from_secs(10) {
+            bail!("FRR's {d} in {ns} did not come up within 10 s (its log: {})", dir.join(format!("{d}.log")).display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     loop {
         let o = Command::new("ip").args(["netns", "exec", ns, "vtysh", "--vty_socket"]).arg(dir).arg("-f").arg(&file).output()?;
         if o.status.success() {

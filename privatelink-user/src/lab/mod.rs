@@ -237,7 +237,8 @@ pub fn down() -> Result<()> {
     let dir = Path::new(LAB_DIR);
     let files: Vec<PathBuf> = std::fs::read_dir(dir).map(|rd| rd.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     // Every daemon (one, or each node of a fleet) detaches and removes its pins.
-    for sock in files.iter().filter(|p| p.extension().is_some_and(|x| x == "sock")) {
+    // (api.sock is a link to node 1's: each daemon is asked once.)
+    for sock in files.iter().filter(|p| p.extension().is_some_and(|x| x == "sock") && !p.is_symlink()) {
         if std::os::unix::net::UnixStream::connect(sock).is_ok() {
             if let Err(e) = crate::daemon::api::client::call(sock, &crate::daemon::api::Request::Down) {
                 // The processes are stopped below whatever it answered.

@@ -190,9 +190,10 @@ fn run_batch(batch: &str) -> Result<()> {
     Ok(())
 }
 
-/// The routes through the device now, in every table.
+/// The routes through the device now, in every table: those this code wrote (`proto
+/// static`; FRR's zebra copies what it imports into the main table as `proto zebra`).
 fn kernel_routes() -> Result<BTreeSet<Route>> {
-    let out = Command::new("ip").args(["-N", "-j", "-4", "route", "show", "table", "all", "dev", DEVICE]).output().map_err(no_ip)?;
+    let out = Command::new("ip").args(["-N", "-j", "-4", "route", "show", "table", "all", "dev", DEVICE, "proto", PROTO]).output().map_err(no_ip)?;
     if !out.status.success() {
         return Err(fail(format!("reading the routes of {DEVICE}: {}", String::from_utf8_lossy(&out.stderr).trim())));
     }
