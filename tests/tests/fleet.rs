@@ -85,7 +85,17 @@ fn a_fleet_shares_one_state_and_each_flow_returns_through_the_node_that_opened_i
         assert!(at.starts_with("20") && at.ends_with('Z'), "not an RFC 3339 time: {n:#}");
     }
     let table = f.ok(0, &["get", "nodes"]);
-    assert!(table.contains("gw1 (this)") && table.contains("11.163.128.0/18"), "{table}");
+    assert!(table.contains("gw1 (this)") && table.contains("11.163.128.0/18") && table.contains("BUDDY"), "{table}");
+    // Each node's buddy is another node that is up, and every node sees the same pairs.
+    let pairs = |f: &Fleet, i: usize| -> BTreeMap<String, String> {
+        f.json(i, &["get", "nodes"]).as_array().unwrap().iter().map(|n| (n["name"].as_str().unwrap().into(), n["buddy"].as_str().unwrap_or("-").into())).collect()
+    };
+    let paired = pairs(&f, 0);
+    for (node, buddy) in &paired {
+        assert!(buddy != node && paired.contains_key(buddy), "{node}'s buddy is {buddy}: {paired:?}");
+    }
+    assert_eq!(pairs(&f, 1), paired);
+    assert_eq!(pairs(&f, 2), paired);
 
     // Every node's SNAT address of e1, from its slice; describe lists all of them.
     let d = f.json(1, &["describe", "endpoint", "e1"]);
@@ -184,6 +194,16 @@ fn a_fleet_shares_one_state_and_each_flow_returns_through_the_node_that_opened_i
     f.stop(2);
     f.wait_until("gw3 recorded down", |f| f.json(0, &["get", "nodes", "gw3"])[0]["state"] == "down");
     f.wait_until("the shares follow", |f| share(f, 0) + share(f, 1) == LIMIT);
+    // Nobody's buddy is down; gw3 keeps one, the node that would hold its flows, and
+    // whoever was not paired with gw3 keeps its buddy.
+    let now = pairs(&f, 0);
+    assert!(now.iter().all(|(n, b)| b != "gw3" && (n == "gw3" || b != n)), "{now:?}");
+    assert!(["gw1", "gw2"].contains(&now["gw3"].as_str()), "{now:?}");
+    for n in ["gw1", "gw2"] {
+        if paired[n] != "gw3" {
+            assert_eq!(now[n], paired[n], "{n} changed buddy though gw3 was not its buddy: {paired:?} -> {now:?}");
+        }
+    }
     assert_eq!((share(&f, 0), share(&f, 1)), (5, 5));
     let events = f.json(1, &["events"]);
     let kinds: Vec<(String, String)> = events.as_array().unwrap().iter().map(|e| (e["kind"].as_str().unwrap().into(), e["subject"].as_str().unwrap().into())).collect();

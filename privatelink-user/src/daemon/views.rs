@@ -7,7 +7,7 @@ use super::{api::*, picture::Picture};
 use crate::{
     dataplane::{kernel, maps, monotonic_ns, netlink},
     model::{
-        dns,
+        buddy, dns,
         fleet::{self, Seat},
         health as model_health,
         spec::Backend,
@@ -366,6 +366,7 @@ impl Picture {
                 interfaces,
                 flows,
                 last_heartbeat: last,
+                buddy: buddy::buddy_of(&self.state, name),
                 this_node: me,
                 announced: if me { self.routes.iter().map(|&(table, address)| RouteView { table, address }).collect() } else { Vec::new() },
             });

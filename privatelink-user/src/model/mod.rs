@@ -3,7 +3,8 @@
 //! checks every rule (the spec's own, the recorded state's, the host's answers given
 //! as `Env`), `plan` computes the next state and its changes, `state` is the recorded
 //! state and the events its changes carry, `fleet` the nodes sharing it (liveness,
-//! seats, published routes), `slices` the SNAT slices they hold, `health` what a backend's
+//! seats, published routes), `slices` the SNAT slices they hold, `buddy` each node's
+//! buddy (who takes over its flows), `health` what a backend's
 //! verdict changes, `dns` the private
 //! names a state calls for, `time` the clock and how a moment is shown, `tokens` the
 //! API tokens as recorded (hashes only), `authz` who may do what to which resource,
@@ -14,6 +15,7 @@
 
 pub mod accounts;
 pub mod authz;
+pub mod buddy;
 pub mod dns;
 pub mod fleet;
 pub mod health;

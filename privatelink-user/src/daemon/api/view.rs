@@ -189,6 +189,10 @@ pub struct NodeView {
     pub flows: u64,
     /// Its last registration (none: not registered now).
     pub last_heartbeat: Option<Timestamp>,
+    /// The node that takes its flows and SNAT slice over when it dies (rendezvous
+    /// hashing over the nodes up: `model::buddy`); none alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buddy: Option<String>,
     /// The node that answered.
     pub this_node: bool,
     /// The routes it announces (the answering node's own only).

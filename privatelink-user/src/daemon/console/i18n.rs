@@ -142,6 +142,7 @@ pub const WORDS: &[(&str, &str, &str)] = &[
     ("none", "None", "无"),
     ("zone", "Zone", "可用区"),
     ("slice", "Slice", "分片"),
+    ("buddy", "Buddy", "伙伴节点"),
     ("flows", "Flows", "流"),
     ("routes", "Announced routes", "发布的路由"),
     ("last_heartbeat", "Last heartbeat", "最近心跳"),

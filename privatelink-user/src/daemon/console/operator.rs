@@ -35,11 +35,12 @@ pub async fn nodes(ctx: Ctx, State(c): State<Console>) -> Page {
     let body = html! {
         @if let Some(g) = &c.grafana { p { a #grafana href=(g) rel="noopener" { (t("grafana")) } } }
         div.scroll { table {
-            thead { tr { th { (t("name")) } th { (t("zone")) } th { (t("state")) } th { (t("slice")) } th { (t("snat_ips")) } th { (t("flows")) } th { (t("routes")) } th { (t("last_heartbeat")) } } }
+            thead { tr { th { (t("name")) } th { (t("zone")) } th { (t("state")) } th { (t("buddy")) } th { (t("slice")) } th { (t("snat_ips")) } th { (t("flows")) } th { (t("routes")) } th { (t("last_heartbeat")) } } }
             tbody { @for n in &nodes { tr {
                 td { (n.name) @if n.this_node { " " small { "(" (t("this_node")) ")" } } }
                 td { (n.zone.as_deref().unwrap_or("—")) }
                 td { span class={ "node " (n.state) } { (n.state) } }
+                td { (n.buddy.as_deref().unwrap_or("—")) }
                 td.num { (n.slice) }
                 td { @for s in &n.snat_slices { code { (s) } " " } }
                 td.num { (n.flows) }
