@@ -48,8 +48,9 @@ pub const SLICES: u32 = 4;
 pub const ANNOUNCE_TABLE: u32 = 100;
 pub const ROUTER_TABLE: u32 = 200;
 /// The nodes' `--restart-grace`: how long a stopped daemon's routes stay. A daemon
-/// here takes 4-7 s to start (the kernel verifies the XDP object again).
-pub const RESTART_GRACE: Duration = Duration::from_secs(12);
+/// here takes 4-7 s to start (the kernel verifies the XDP object again), and the
+/// restart test waits for its lease to run out (3 s) before starting it again.
+pub const RESTART_GRACE: Duration = Duration::from_secs(15);
 
 pub struct Node {
     pub name: String,
@@ -393,7 +394,7 @@ impl Fleet {
     pub fn wait_until(&self, what: &str, mut f: impl FnMut(&Fleet) -> bool) {
         let start = Instant::now();
         while !f(self) {
-            assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}\n{}", self.logs());
+            assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}\n{}", self.logs());
             std::thread::sleep(Duration::from_millis(100));
         }
     }

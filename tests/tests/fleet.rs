@@ -190,8 +190,9 @@ fn a_fleet_shares_one_state_and_each_flow_returns_through_the_node_that_opened_i
         assert_eq!(code, 401, "gw{}: {body}", i + 1);
     }
 
-    // A node leaves: its lease expires, the others take its share, and say so.
-    f.stop(2);
+    // A node dies (a daemon stopped by SIGTERM would count as restarting for its
+    // grace): its lease expires, the others take its share, and say so.
+    f.kill(2);
     f.wait_until("gw3 recorded down", |f| f.json(0, &["get", "nodes", "gw3"])[0]["state"] == "down");
     f.wait_until("the shares follow", |f| share(f, 0) + share(f, 1) == LIMIT);
     // Nobody's buddy is down; gw3 keeps one, the node that would hold its flows, and

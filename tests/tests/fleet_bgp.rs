@@ -1,6 +1,6 @@
 //! A fleet behind real BGP: each node's daemon publishes the endpoint addresses it
 //! serves in its announce table, BIRD (each test's `_bird` run) or FRR (`_frr`, with
-//! README's recipes) announces them to the consumer's router, and the router spreads
+//! the recipes of docs/operator.md) announces them to the consumer's router, and the router spreads
 //! flows over the nodes. Nobody touches a route: a node that
 //! stops, loses its lease or dies is routed around by BGP alone.
 
@@ -258,6 +258,9 @@ fn restarting_every_daemon_in_turn_resets_no_session_and_moves_no_flow(routing: 
     for i in 0..3 {
         let t = Instant::now();
         f.stop(i);
+        // Its lease runs out (3 s) before it is back: the others say it restarts.
+        let other = (i + 1) % 3;
+        f.wait_until("the others to show it restarting", |f| f.json(other, &["get", "nodes", &f.nodes[i].name])[0]["state"] == "restarting");
         f.start(i);
         eprintln!("gw{} restarted in {:?}", i + 1, t.elapsed());
         let (mut kept, mut failed) = (0, Vec::new());
@@ -279,6 +282,11 @@ fn restarting_every_daemon_in_turn_resets_no_session_and_moves_no_flow(routing: 
     // Still announced by all three once every restarted daemon holds its lease again.
     std::thread::sleep(RESTART_GRACE);
     assert_eq!(f.next_hops(E), hops(&[1, 2, 3]));
+    // No node expired: the fleet heard each one was restarting, and back.
+    let events = f.json(0, &["events"]);
+    let count = |kind: &str| events.as_array().unwrap().iter().filter(|e| e["kind"] == kind).count();
+    assert_eq!((count("node.restarting"), count("node.expired")), (3, 0), "{events:#}");
+    assert!(f.json(0, &["get", "nodes"]).as_array().unwrap().iter().all(|n| n["state"] == "up"));
     for (s, first) in &mut sessions {
         assert_eq!(&s.ask().expect("a session after every restart"), first);
     }

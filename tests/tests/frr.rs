@@ -1,4 +1,4 @@
-//! The FRR recipes README publishes (examples/frr/), run as written: FRR's zebra, bfdd
+//! The FRR recipes docs/operator.md publishes (examples/frr/), run as written: FRR's zebra, bfdd
 //! and bgpd on a gateway node and on the consumer-side router, each in its own
 //! namespace with its own path space. A host route privatelink would publish in table
 //! 100 reaches the router's kernel table, and leaves it when it leaves table 100.
@@ -75,16 +75,17 @@ fn wait(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn the_readmes_frr_recipes_announce_the_endpoints_and_withdraw_them() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    // README links the operator's guide, which holds the recipes.
+    let readme = std::fs::read_to_string(root().join("docs/operator.md")).unwrap();
     let node_conf = std::fs::read_to_string(root().join("examples/frr/gateway-node.conf")).unwrap();
     let router_conf = std::fs::read_to_string(root().join("examples/frr/consumer-router.conf")).unwrap();
     for file in ["gateway-node.conf", "consumer-router.conf"] {
-        assert!(readme.contains(&format!("examples/frr/{file}")), "README names examples/frr/{file}");
+        assert!(readme.contains(&format!("examples/frr/{file}")), "docs/operator.md names examples/frr/{file}");
     }
-    // What README quotes of the node's recipe is the file's, line for line.
+    // What the guide quotes of the node's recipe is the file's, line for line.
     let policy = |l: &&str| !l.starts_with('!') && (l.contains("route-map") || l.contains("import-table") || l.contains("prefix-list") || l.contains("redistribute"));
     for line in node_conf.lines().filter(policy) {
-        assert!(readme.contains(line.trim()), "README's FRR recipe lacks `{}` of examples/frr/gateway-node.conf", line.trim());
+        assert!(readme.contains(line.trim()), "docs/operator.md's FRR recipe lacks `{}` of examples/frr/gateway-node.conf", line.trim());
     }
 
     let node = Netns::new("frn");

@@ -49,6 +49,11 @@ impl Fleet {
         Fleet { node, zone, store, routes: None, route_error: None, socket, grace, started: Instant::now(), lease_seen: false }
     }
 
+    /// Whether the store is shared by a fleet.
+    pub fn shared(&self) -> bool {
+        self.store.shared()
+    }
+
     /// This node's seat in `st`.
     pub fn seat(&self, st: &State) -> Seat {
         Seat::of(st, &self.node)

@@ -93,7 +93,8 @@ pub async fn run(opts: Options) -> Result<()> {
     };
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    loop {
+    // Stopped by a signal (the data path stays: a restart) or by `down`.
+    let signalled = loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, _) = accepted?;
@@ -104,9 +105,14 @@ pub async fn run(opts: Options) -> Result<()> {
                     }
                 });
             }
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
-            _ = stop.notified() => break,
+            _ = term.recv() => break true,
+            _ = tokio::signal::ctrl_c() => break true,
+            _ = stop.notified() => break false,
+        }
+    };
+    if signalled {
+        if let Err(e) = writer.run(|g| g.leaving()).await {
+            tracing::warn!(error = %format!("{e:#}"), "telling the fleet this node restarts (its lease runs out meanwhile: the others record it down)");
         }
     }
     ticker.abort();

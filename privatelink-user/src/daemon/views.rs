@@ -352,6 +352,8 @@ impl Picture {
             };
             let state = match (r.up, !shared || beat.is_some()) {
                 (true, true) => "up",
+                // Stopped with its data path attached, within its restart grace.
+                (true, false) if fleet::still_restarting(r, crate::model::time::unix_now_ms()) => "restarting",
                 // Its lease ran out; the others have not recorded it yet.
                 (true, false) => "unreachable",
                 (false, true) => "joining",

@@ -1,5 +1,5 @@
 //! FRR configurations of the fleet lab (`lab up --nodes N --routing frr`, and the
-//! fleet tests' FRR run): README's recipes, `examples/frr/gateway-node.conf` and
+//! fleet tests' FRR run): the recipes of docs/operator.md, `examples/frr/gateway-node.conf` and
 //! `consumer-router.conf`, are the text used, with each node's and the router's
 //! addresses put in. zebra, bfdd and bgpd run per namespace with their own path space.
 

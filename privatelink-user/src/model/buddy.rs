@@ -46,7 +46,7 @@ mod tests {
     fn fleet(up: &[&str], down: &[&str]) -> State {
         let mut st = State::default();
         for (k, (name, up)) in up.iter().map(|n| (n, true)).chain(down.iter().map(|n| (n, false))).enumerate() {
-            st.nodes.insert(name.to_string(), NodeRecord { slice: k as u32, zone: None, up, since_ms: 0 });
+            st.nodes.insert(name.to_string(), NodeRecord { slice: k as u32, zone: None, up, since_ms: 0, restarting_until_ms: None });
         }
         st
     }

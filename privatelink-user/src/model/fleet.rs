@@ -114,11 +114,14 @@ pub fn join(st: &State, me: &str, zone: Option<&str>, slices_limit: u32) -> Resu
     let mut events = Vec::new();
     match next.nodes.get_mut(me) {
         Some(r) => {
-            if r.up && r.zone.as_deref() == zone {
+            if r.up && r.zone.as_deref() == zone && r.restarting_until_ms.is_none() {
                 return Ok(None);
             }
+            let was_restarting = r.restarting_until_ms.take().is_some();
             if !r.up {
                 events.push(node_event("node.joined", me, format!("node {me} is back (slice {})", r.slice)));
+            } else if was_restarting {
+                events.push(node_event("node.joined", me, format!("node {me} is back from its restart")));
             }
             r.up = true;
             r.zone = zone.map(str::to_string);
@@ -129,7 +132,7 @@ pub fn join(st: &State, me: &str, zone: Option<&str>, slices_limit: u32) -> Resu
                 .find(|k| !st.nodes.values().any(|r| r.slice == *k))
                 .ok_or_else(|| FleetError::NoSlice { node: me.into(), slices: slices_limit, holders: st.nodes.keys().cloned().collect::<Vec<_>>().join(", ") })?;
             events.push(node_event("node.joined", me, format!("node {me} joined the fleet with SNAT slice {slice}")));
-            next.nodes.insert(me.into(), NodeRecord { slice, zone: zone.map(str::to_string), up: true, since_ms: unix_now_ms() });
+            next.nodes.insert(me.into(), NodeRecord { slice, zone: zone.map(str::to_string), up: true, since_ms: unix_now_ms(), restarting_until_ms: None });
         }
     }
     Ok(Some((next, events)))
@@ -139,17 +142,35 @@ pub fn join(st: &State, me: &str, zone: Option<&str>, slices_limit: u32) -> Resu
 /// registers under its lease within a second of joining.
 pub const JOIN_GRACE_MS: u64 = 5_000;
 
+/// `me` stops with its data path attached (SIGTERM: a restart, an upgrade): the others
+/// take it for up until `until_ms` although its lease runs out, so a restart changes
+/// no share and expires nothing. None when it is not recorded up.
+pub fn restarting(st: &State, me: &str, until_ms: u64) -> Option<(State, Vec<Event>)> {
+    let mut next = st.clone();
+    let r = next.nodes.get_mut(me).filter(|r| r.up)?;
+    r.restarting_until_ms = Some(until_ms);
+    let secs = until_ms.saturating_sub(unix_now_ms()).div_ceil(1000);
+    let message = format!("node {me} is restarting: its data path carries its flows on, and it counts as up for {secs} s (its restart grace)");
+    Some((next, vec![node_event("node.restarting", me, message)]))
+}
+
+/// Whether `r` is a restarting node's record still within its restart grace at `now`.
+pub fn still_restarting(r: &NodeRecord, now_ms: u64) -> bool {
+    r.restarting_until_ms.is_some_and(|until| now_ms < until)
+}
+
 /// Record which nodes are alive (`live`: names registered under a live lease). Only
 /// changes of `up` count; `me` is never recorded down by itself, nor a node that
-/// joined less than `JOIN_GRACE_MS` ago.
+/// joined less than `JOIN_GRACE_MS` ago, nor one restarting within its grace.
 pub fn liveness(st: &State, me: &str, live: &[String]) -> Option<(State, Vec<Event>)> {
     let mut next = st.clone();
     let mut events = Vec::new();
     let now = unix_now_ms();
     for (name, r) in next.nodes.iter_mut() {
-        let up = name == me || live.contains(name) || (r.up && now.saturating_sub(r.since_ms) < JOIN_GRACE_MS);
+        let up = name == me || live.contains(name) || (r.up && (now.saturating_sub(r.since_ms) < JOIN_GRACE_MS || still_restarting(r, now)));
         if up != r.up {
             r.up = up;
+            r.restarting_until_ms = None;
             r.since_ms = unix_now_ms();
             let (kind, what) = if up { ("node.joined", "is back") } else { ("node.expired", "expired (its lease ran out): its share of each limit goes to the others") };
             events.push(node_event(kind, name, format!("node {name} {what}")));
@@ -182,7 +203,7 @@ pub fn alone(st: &State, me: &str, zone: Option<&str>) -> Option<(State, Vec<Eve
         c.backends.extend(owed.backends);
     }
     next.nodes.clear();
-    next.nodes.insert(me.to_string(), NodeRecord { slice: 0, zone: zone.map(str::to_string), up: true, since_ms: unix_now_ms() });
+    next.nodes.insert(me.to_string(), NodeRecord { slice: 0, zone: zone.map(str::to_string), up: true, since_ms: unix_now_ms(), restarting_until_ms: None });
     Some((next, Vec::new()))
 }
 
@@ -231,7 +252,7 @@ mod tests {
     fn fleet(names: &[(&str, bool)]) -> State {
         let mut st = State::default();
         for (i, (n, up)) in names.iter().enumerate() {
-            st.nodes.insert(n.to_string(), NodeRecord { slice: i as u32, zone: None, up: *up, since_ms: 0 });
+            st.nodes.insert(n.to_string(), NodeRecord { slice: i as u32, zone: None, up: *up, since_ms: 0, restarting_until_ms: None });
         }
         st
     }
@@ -298,7 +319,7 @@ mod tests {
     #[test]
     fn alone_takes_the_one_record_and_the_cuts_of_an_old_name() {
         let mut st = State::default();
-        st.nodes.insert("old".into(), NodeRecord { slice: 3, zone: None, up: false, since_ms: 0 });
+        st.nodes.insert("old".into(), NodeRecord { slice: 3, zone: None, up: false, since_ms: 0, restarting_until_ms: None });
         st.cuts.entry("old".into()).or_default().endpoints.insert(7);
         let (next, events) = alone(&st, "gw", Some("z1")).expect("renamed: a new record");
         assert!(events.is_empty());
@@ -324,5 +345,28 @@ mod tests {
         assert_eq!(ev[0].kind, "node.expired");
         assert_eq!(remove(&next, "b", &[]).unwrap().0.nodes.len(), 1);
         assert_eq!(remove(&next, "a", &["a".into()]).unwrap_err(), FleetError::Alive("a".into()));
+    }
+
+    #[test]
+    fn a_restarting_node_stays_up_within_its_grace_and_its_return_clears_the_mark() {
+        let st = fleet(&[("a", true), ("b", true)]);
+        let (st, ev) = restarting(&st, "b", unix_now_ms() + 10_000).unwrap();
+        assert_eq!(ev[0].kind, "node.restarting");
+        assert!(ev[0].message.contains("10 s"), "{}", ev[0].message);
+        // Its lease ran out (b is not live): still up, nothing recorded.
+        assert!(liveness(&st, "a", &["a".into()]).is_none());
+        // Back: the mark goes, said once.
+        let (back, ev) = join(&st, "b", None, 4).unwrap().unwrap();
+        assert_eq!(back.nodes["b"].restarting_until_ms, None);
+        assert_eq!((ev.len(), ev[0].kind.as_str()), (1, "node.joined"));
+        assert!(join(&back, "b", None, 4).unwrap().is_none());
+        // Not back within the grace: expired like any node.
+        let mut late = st.clone();
+        late.nodes.get_mut("b").unwrap().restarting_until_ms = Some(unix_now_ms() - 1);
+        let (next, ev) = liveness(&late, "a", &["a".into()]).unwrap();
+        assert!(!next.nodes["b"].up && next.nodes["b"].restarting_until_ms.is_none());
+        assert_eq!(ev[0].kind, "node.expired");
+        // A node recorded down is not marked.
+        assert!(restarting(&next, "b", unix_now_ms() + 10_000).is_none());
     }
 }

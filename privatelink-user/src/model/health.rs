@@ -131,7 +131,7 @@ endpoints: []
     fn fleet(st: &State) -> State {
         let mut st = st.clone();
         for (i, n) in ["gw1", "gw2", "gw3"].iter().enumerate() {
-            st.nodes.insert(n.to_string(), crate::model::slices::NodeRecord { slice: i as u32, zone: None, up: true, since_ms: 0 });
+            st.nodes.insert(n.to_string(), crate::model::slices::NodeRecord { slice: i as u32, zone: None, up: true, since_ms: 0, restarting_until_ms: None });
         }
         st
     }

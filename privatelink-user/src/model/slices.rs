@@ -22,6 +22,10 @@ pub struct NodeRecord {
     pub up: bool,
     /// Unix milliseconds of the last change of `up`.
     pub since_ms: u64,
+    /// Set by a daemon stopping with its data path attached (a restart, an upgrade):
+    /// the others take it for up until then (unix ms), although its lease runs out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarting_until_ms: Option<u64>,
 }
 
 /// Slice `k` of `range` cut into `slices`.

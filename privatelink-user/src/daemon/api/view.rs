@@ -180,7 +180,8 @@ pub struct NodeSnat {
 pub struct NodeView {
     pub name: String,
     pub zone: Option<String>,
-    /// up, down (its lease expired), unreachable (expired, not yet recorded), joining.
+    /// up, down (its lease expired), unreachable (expired, not yet recorded), joining,
+    /// restarting (stopped with its data path attached, within its restart grace).
     pub state: String,
     /// Its slice of every SNAT range: the provider routes these to it.
     pub slice: u32,

@@ -66,6 +66,18 @@ impl Gateway {
         Ok(())
     }
 
+    /// This daemon stops and its data path stays attached (SIGTERM): tell the fleet it
+    /// is restarting, so the others keep counting it up for the restart grace (its
+    /// lease runs out meanwhile). Alone, or with nothing attached, nothing to say.
+    pub fn leaving(&mut self) -> Result<()> {
+        if !self.fleet.shared() || !self.path.loaded() {
+            return Ok(());
+        }
+        let (me, until) = (self.opts.node.clone(), crate::model::time::unix_now_ms() + self.opts.restart_grace.as_millis() as u64);
+        self.transact(|st| Ok(fleet::restarting(st, &me, until)))?;
+        Ok(())
+    }
+
     /// `delete node NAME`: forget a node that is gone for good (its slice is free).
     pub fn remove_node(&mut self, name: &str) -> Result<()> {
         let live = self.fleet.alive_now()?;
