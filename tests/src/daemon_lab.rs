@@ -389,3 +389,20 @@ pub fn service(name: &str, owner: &str, extra: &[&str]) -> String {
 pub fn endpoint(name: &str, owner: &str, consumer: usize, service: &str) -> String {
     format!("  - {{ name: {name}, owner: \"{owner}\", vpc: vpc{consumer}, service: {service}, ip: 10.0.0.100 }}\n")
 }
+
+/// Detach the XDP link pinned at `pin` by hand (BPF_LINK_DETACH), as an operator
+/// or another program could: the pin stays, the interface runs no program.
+pub fn detach_by_hand(pin: &std::path::Path) {
+    let c = std::ffi::CString::new(pin.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: bpf(2) with attrs laid out as `union bpf_attr`'s members for BPF_OBJ_GET
+    // (pathname, bpf_fd, file_flags) and BPF_LINK_DETACH (link_fd); the fd is closed.
+    unsafe {
+        let get: [u64; 2] = [c.as_ptr() as u64, 0];
+        let fd = libc::syscall(libc::SYS_bpf, 7, get.as_ptr(), 16);
+        assert!(fd >= 0, "BPF_OBJ_GET {}: {}", pin.display(), std::io::Error::last_os_error());
+        let detach: [u32; 2] = [fd as u32, 0];
+        let rc = libc::syscall(libc::SYS_bpf, 34, detach.as_ptr(), 8);
+        assert_eq!(rc, 0, "BPF_LINK_DETACH: {}", std::io::Error::last_os_error());
+        libc::close(fd as i32);
+    }
+}

@@ -42,6 +42,8 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 pub const ETCD: &str = "10.255.0.100:2379";
 /// Every node serves the tenant API here, on its own loopback.
 pub const API: &str = "127.0.0.1:8080";
+/// And its metrics here.
+pub const METRICS: &str = "127.0.0.1:9469";
 /// `gateway.snat_slices` of the lab's specs: 11.163.0.0/16 in four /18s.
 pub const SLICES: u32 = 4;
 /// The nodes' `gateway.fleet.announce_table`, and the table the router's BIRD fills.
@@ -267,6 +269,15 @@ impl Fleet {
         }
     }
 
+    /// Node `i`'s daemon alone crashes (SIGKILL): its announce keeper and its routing
+    /// daemon go on.
+    pub fn crash(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].daemon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Node `i`'s daemon stops or goes on running (SIGSTOP, SIGCONT): a wedged daemon.
     pub fn freeze(&self, i: usize, frozen: bool) {
         let child = self.nodes[i].daemon.as_ref().expect("a running daemon");
@@ -313,6 +324,12 @@ impl Fleet {
         (code.parse().unwrap_or_else(|_| panic!("{out}")), json, etag.to_string())
     }
 
+    /// The value of metric `name` (without labels) in node `i`'s scrape.
+    pub fn metric(&self, i: usize, name: &str) -> Option<f64> {
+        let o = self.nodes[i].ns.exec(&["curl", "-sS", &format!("http://{METRICS}/metrics")]);
+        String::from_utf8_lossy(&o.stdout).lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
     /// Start node `i`'s daemon and wait until it answers.
     pub fn start(&mut self, i: usize) {
         let node = &self.nodes[i];
@@ -324,6 +341,8 @@ impl Fleet {
             // The tenant API, plain HTTP on the node's own loopback (`API`).
             "--api-listen", API,
             "--restart-grace", &format!("{}s", RESTART_GRACE.as_secs()),
+            // Prometheus metrics, on the node's own loopback (`metric`).
+            "--metrics", METRICS,
         ]
         .map(String::from);
         let mut child = spawn_daemon(&node.ns.name, &node.socket, &args, &[], &node.log);

@@ -5,6 +5,7 @@
 //! stops, loses its lease or dies is routed around by BGP alone.
 
 use privatelink_tests::{
+    daemon_lab::detach_by_hand,
     fleet_lab::{Fleet, Routing, ANNOUNCE_TABLE, RESTART_GRACE, SLICES},
     lab::{http_get, reported_peer, Session, ENDPOINT_TCP_PORT, ENDPOINT_UDP_PORT},
 };
@@ -119,6 +120,20 @@ fn announcements_follow_each_daemon_and_its_lease_and_a_dead_node_is_routed_arou
     f.wait_until("a wedged gw3 to be withdrawn", |f| f.published(2).is_empty() && f.next_hops(E) == hops(&[1, 2]));
     f.freeze(2, false);
     f.wait_until("gw3 to announce again once it runs", |f| f.published(2) == [E, Z1].into() && f.next_hops(E) == hops(&[1, 2, 3]));
+
+    // Stopped, then its data path detached by hand: its keeper withdraws at once, not
+    // after the grace; the next daemon attaches again and announces.
+    f.stop(2);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(f.published(2), [E, Z1].into(), "still held while the data path runs");
+    for link in std::fs::read_dir(f.nodes[2].bpffs.join("links")).expect("gw3's link pins").flatten() {
+        detach_by_hand(&link.path());
+    }
+    let t = Instant::now();
+    f.wait_until("gw3's keeper to withdraw a detached data path", |f| f.published(2).is_empty() && f.next_hops(E) == hops(&[1, 2]));
+    assert!(t.elapsed() < RESTART_GRACE / 2, "withdrawn {:?} after the detach: the keeper waited for the grace", t.elapsed());
+    f.start(2);
+    f.wait_until("gw3 to attach and announce again", |f| f.published(2) == [E, Z1].into() && f.next_hops(E) == hops(&[1, 2, 3]));
 
     // Cut off from etcd: its lease is in doubt within its TTL, so its routes go.
     f.nodes[2].ns.ip(&["link", "set", "m0", "down"]);
@@ -255,12 +270,22 @@ fn restarting_every_daemon_in_turn_resets_no_session_and_moves_no_flow(routing: 
     eprintln!("sessions per node {spread:?}; UDP flows per node {:?}", per_node(flows.iter().map(|u| &u.1).collect()));
     assert_eq!(spread.len(), 3, "30 sessions did not reach all three nodes: {spread:?}");
 
+    // gw2's daemon crashes instead (SIGKILL): nobody is told, its lease runs out and it
+    // expires, but its keeper holds its routes and its data path its flows.
     for i in 0..3 {
         let t = Instant::now();
-        f.stop(i);
-        // Its lease runs out (3 s) before it is back: the others say it restarts.
-        let other = (i + 1) % 3;
-        f.wait_until("the others to show it restarting", |f| f.json(other, &["get", "nodes", &f.nodes[i].name])[0]["state"] == "restarting");
+        let (crash, other) = (i == 1, (i + 1) % 3);
+        if crash {
+            f.crash(i);
+        } else {
+            f.stop(i);
+        }
+        // Its lease runs out (3 s) before it is back: the others say it restarts (or,
+        // crashed, that it is down).
+        let shown = if crash { "down" } else { "restarting" };
+        f.wait_until("the others to show it restarting or down", |f| f.json(other, &["get", "nodes", &f.nodes[i].name])[0]["state"] == shown);
+        assert_eq!(f.metric(other, "privatelink_fleet_nodes_restarting"), Some(if crash { 0.0 } else { 1.0 }));
+        assert_eq!(f.metric(other, "privatelink_fleet_nodes_up"), Some(if crash { 2.0 } else { 3.0 }), "a restarting node counts as up");
         f.start(i);
         eprintln!("gw{} restarted in {:?}", i + 1, t.elapsed());
         let (mut kept, mut failed) = (0, Vec::new());
@@ -282,10 +307,10 @@ fn restarting_every_daemon_in_turn_resets_no_session_and_moves_no_flow(routing: 
     // Still announced by all three once every restarted daemon holds its lease again.
     std::thread::sleep(RESTART_GRACE);
     assert_eq!(f.next_hops(E), hops(&[1, 2, 3]));
-    // No node expired: the fleet heard each one was restarting, and back.
+    // Only the crashed node expired: the fleet heard the two others were restarting.
     let events = f.json(0, &["events"]);
     let count = |kind: &str| events.as_array().unwrap().iter().filter(|e| e["kind"] == kind).count();
-    assert_eq!((count("node.restarting"), count("node.expired")), (3, 0), "{events:#}");
+    assert_eq!((count("node.restarting"), count("node.expired")), (2, 1), "{events:#}");
     assert!(f.json(0, &["get", "nodes"]).as_array().unwrap().iter().all(|n| n["state"] == "up"));
     for (s, first) in &mut sessions {
         assert_eq!(&s.ask().expect("a session after every restart"), first);

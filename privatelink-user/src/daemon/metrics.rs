@@ -59,6 +59,8 @@ pub struct Snapshot {
     pub store_reachable: bool,
     /// Nodes of the fleet recorded up (1 alone).
     pub nodes_up: u64,
+    /// Of them, stopped with their data path attached, within their restart grace.
+    pub nodes_restarting: u64,
     /// Routes published for the routing daemon.
     pub announced_routes: u64,
     /// (VPC name, answers per `DnsStats` slot) of VPCs with a DNS address.
@@ -222,6 +224,7 @@ impl Snapshot {
         e.family("privatelink_store_reachable", "1 while the state store (embedded, or the fleet's etcd) answers; 0 while it does not (the data path keeps forwarding with the maps it has).", vec![(String::new(), gauge(self.store_reachable as i64))]);
         e.family("privatelink_announced_routes", "Endpoint addresses this node publishes as routes in its announce tables (0 while its lease is in doubt or its links are detached).", vec![(String::new(), gauge(self.announced_routes as i64))]);
         e.family("privatelink_fleet_nodes_up", "Nodes of the fleet recorded up (each enforces its share of every connection limit).", vec![(String::new(), gauge(self.nodes_up as i64))]);
+        e.family("privatelink_fleet_nodes_restarting", "Nodes up whose daemon stopped with its data path attached, within its restart grace (its flows go on).", vec![(String::new(), gauge(self.nodes_restarting as i64))]);
         e.family("privatelink_drift_repairs", "Drift repaired: XDP links re-attached (links), map operations rewritten (map_ops), slot-accounting counters that disagreed with the flow table (accounting: each one a leak, should stay 0).", vec![(what("links"), counter(self.repaired_links)), (what("map_ops"), counter(self.repaired_map_ops)), (what("accounting"), counter(self.repaired_accounting))]);
     }
 }
@@ -249,6 +252,10 @@ impl Picture {
             repaired_accounting: self.sweeper.repairs.load(Relaxed),
             store_reachable: self.store.reachable(),
             nodes_up: self.state.nodes.values().filter(|n| n.up).count().max(1) as u64,
+            nodes_restarting: {
+                let now = crate::model::time::unix_now_ms();
+                self.state.nodes.values().filter(|n| n.up && crate::model::fleet::still_restarting(n, now)).count() as u64
+            },
             announced_routes: self.routes.len() as u64,
             ..Default::default()
         };
