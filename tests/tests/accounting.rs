@@ -192,7 +192,7 @@ fn concurrent_expiry_and_new_flows_release_each_slot_exactly_once() {
             if lab.from_consumer(&syn(EP_ACCEPTED, 80, sport).build()).action == XDP_REDIRECT {
                 passed += 1;
             }
-            if i % 3 == 0 {
+            if i.is_multiple_of(3) {
                 lab.from_consumer(&from_client(sport, RST));
             }
             assert!(held_now(&lab) <= 3000, "the count wrapped: {}", held_now(&lab));

@@ -12,6 +12,7 @@
 //! - a frame handed to the kernel (XDP_PASS) is the frame that came in, unrewritten;
 //! - each endpoint's counters of what it holds equal what the table holds;
 //! - no counter ever goes down.
+//!
 //! The seed and the number of cases are printed (`PL_FUZZ_SEED`, `PL_FUZZ_CASES` to
 //! replay or lengthen a run). No case is skipped.
 

@@ -62,7 +62,7 @@ fn send(lab: &DaemonLab, pki: &Pki, token: Option<&str>, method: &str, path: &st
         let openapi = raw_call(lab, pki, None, "GET", "/v1/openapi.json").1;
         let schema = schema_of(&openapi, method, path, code).unwrap_or_else(|| panic!("{method} {path} ({code}) is not in /v1/openapi.json"));
         let v = jsonschema::options().build(&schema).unwrap_or_else(|e| panic!("{method} {path}: the OpenAPI schema does not compile: {e}"));
-        let errors: Vec<String> = v.iter_errors(&body).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        let errors: Vec<String> = v.iter_errors(body).map(|e| format!("{e} at {}", e.instance_path())).collect();
         assert!(errors.is_empty(), "{method} {path} ({code}) does not match /v1/openapi.json:\n{}\n{body:#}", errors.join("\n"));
     }
     a

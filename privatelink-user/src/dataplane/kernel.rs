@@ -7,6 +7,7 @@
 //!   a next hop (its routing is not the flow's), so the next hop of every backend is
 //!   kept resolved by the kernel itself (`managed` neighbours, NTF_EXT_MANAGED, Linux
 //!   >= 5.16).
+//!
 //! Never touches BPF; runs `ip` and writes /proc/sys, in this process's network namespace.
 
 use super::{error::Error, Result};

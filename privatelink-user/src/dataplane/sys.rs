@@ -204,7 +204,7 @@ impl Counters {
     }
 
     fn at(&self, offset: usize) -> Option<&std::sync::atomic::AtomicU64> {
-        if offset % 8 != 0 || offset + 8 > self.len {
+        if !offset.is_multiple_of(8) || offset + 8 > self.len {
             return None;
         }
         // SAFETY: in bounds, 8-byte aligned (page-aligned base); the kernel's own

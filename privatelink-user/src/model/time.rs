@@ -70,21 +70,6 @@ impl JsonSchema for Timestamp {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shown_as_rfc3339_and_read_back_from_either_form() {
-        let t = Timestamp(1_795_383_000_123);
-        let text = serde_json::to_string(&t).unwrap();
-        assert_eq!(text, "\"2026-11-22T21:30:00.123Z\"");
-        assert_eq!(serde_json::from_str::<Timestamp>(&text).unwrap(), t);
-        assert_eq!(serde_json::from_str::<Timestamp>("1795383000123").unwrap(), t);
-        assert!(serde_json::from_str::<Timestamp>("\"yesterday\"").unwrap_err().to_string().contains("yesterday"));
-    }
-}
-
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 pub fn unix_now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -99,4 +84,19 @@ pub fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shown_as_rfc3339_and_read_back_from_either_form() {
+        let t = Timestamp(1_795_383_000_123);
+        let text = serde_json::to_string(&t).unwrap();
+        assert_eq!(text, "\"2026-11-22T21:30:00.123Z\"");
+        assert_eq!(serde_json::from_str::<Timestamp>(&text).unwrap(), t);
+        assert_eq!(serde_json::from_str::<Timestamp>("1795383000123").unwrap(), t);
+        assert!(serde_json::from_str::<Timestamp>("\"yesterday\"").unwrap_err().to_string().contains("yesterday"));
+    }
 }
