@@ -82,6 +82,36 @@ pub struct Fleet {
     pub paused: Vec<Arc<AtomicBool>>,
     stop: Arc<AtomicBool>,
     _pass: Vec<Dataplane>,
+    /// Held for the fleet's life (released last).
+    _turn: Turn,
+}
+
+/// At most this many fleets run at once in one test process: each is an etcd, three
+/// daemons and their routing daemons, and a daemon's start (the verifier) slows with
+/// every other one; four at once on two cores pushed restarts past the grace.
+const FLEETS_AT_ONCE: usize = 2;
+static RUNNING: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+static FREED: std::sync::Condvar = std::sync::Condvar::new();
+
+/// A fleet's turn to run.
+struct Turn;
+
+impl Turn {
+    fn take() -> Turn {
+        let mut n = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+        while *n >= FLEETS_AT_ONCE {
+            n = FREED.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+        *n += 1;
+        Turn
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        *RUNNING.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        FREED.notify_one();
+    }
 }
 
 fn attach_pass(ns: &Netns, dev: &str) -> Dataplane {
@@ -118,6 +148,7 @@ impl Fleet {
     }
 
     fn build(n: usize, routing: Option<Routing>) -> Fleet {
+        let turn = Turn::take();
         let bgp = routing.is_some();
         let k = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = PathBuf::from(format!("/run/pltest{}-fleet-{k}", std::process::id()));
@@ -206,7 +237,7 @@ impl Fleet {
             start_tcp_server(&provider, SocketAddr::from((*b, SERVICE_TCP_PORT)), format!("backend-{i}"), stop.clone(), paused[i].clone());
             start_udp_server(&provider, SocketAddr::from((*b, SERVICE_UDP_PORT)), format!("backend-{i}"), stop.clone());
         }
-        let mut fleet = Fleet { dir, client, router, provider, ctl, nodes, etcd: None, routing, router_procs: Vec::new(), paused, stop, _pass: pass };
+        let mut fleet = Fleet { dir, client, router, provider, ctl, nodes, etcd: None, routing, router_procs: Vec::new(), paused, stop, _pass: pass, _turn: turn };
         fleet.start_etcd();
         if bgp {
             fleet.start_router();

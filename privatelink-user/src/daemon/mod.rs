@@ -115,13 +115,13 @@ pub async fn run(opts: Options) -> Result<()> {
             tracing::warn!(error = %format!("{e:#}"), "telling the fleet this node restarts (its lease runs out meanwhile: the others record it down)");
         }
     }
-    ticker.abort();
     sweep.stop();
     let _ = sweep_thread.join();
-    checks.abort();
-    follow.abort();
-    for server in [metrics_server, api_server].into_iter().flatten() {
-        server.abort();
+    // Aborted and awaited: none of them is polled again while the runtime shuts down
+    // (a timer polled then panics).
+    for task in [ticker, checks, follow].into_iter().chain([metrics_server, api_server].into_iter().flatten()) {
+        task.abort();
+        let _ = task.await;
     }
     std::fs::remove_file(&socket).ok();
     // Pinned links and maps stay: the data path keeps running without the daemon.

@@ -166,18 +166,50 @@ impl Dataplane {
 }
 
 /// Load (verify) one program. The verifier gives up with EAGAIN when a signal arrives
-/// while it works (seen on 6.18 with several loads in parallel, ~0.7 s each); like
-/// libbpf, try again a few times.
+/// for the loading thread while it works (seen on 6.18 with several loads in parallel,
+/// ~0.7 s each, and children exiting: SIGCHLD): the thread blocks signals while the
+/// kernel verifies (they wait, nothing is lost), and, like libbpf, tries again a few
+/// times.
 fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<()> {
     let mut tries = 0;
     loop {
-        match program_mut(ebpf, name)?.load() {
+        let loaded = {
+            let _quiet = SignalsHeld::now();
+            program_mut(ebpf, name)?.load()
+        };
+        match loaded {
             Ok(()) => return Ok(()),
             Err(ProgramError::LoadError { io_error, .. }) if io_error.raw_os_error() == Some(libc::EAGAIN) && tries < 5 => {
                 tries += 1;
                 tracing::debug!(program = name, tries, "the verifier was interrupted (EAGAIN): loading again");
             }
             Err(source) => return Err(Error::Program { name, source }),
+        }
+    }
+}
+
+/// This thread's signals held back (blockable ones) until drop.
+struct SignalsHeld(libc::sigset_t);
+
+impl SignalsHeld {
+    fn now() -> SignalsHeld {
+        // SAFETY: zeroed sigset_t are valid outputs; sigfillset and pthread_sigmask
+        // only touch this thread's mask and the sets passed.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut before: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut before);
+            SignalsHeld(before)
+        }
+    }
+}
+
+impl Drop for SignalsHeld {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved by `now` on this same thread.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut());
         }
     }
 }

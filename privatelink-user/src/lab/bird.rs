@@ -1,4 +1,5 @@
-//! BIRD 2 configurations of the fleet lab (the recipe README gives for real hosts):
+//! BIRD 2 configurations of the fleet lab (the node's is the recipe docs/operator.md
+//! gives for real hosts, `examples/bird/gateway-node.conf`):
 //! each gateway node announces what its announce table holds to the consumer-side
 //! router over eBGP with BFD; the router merges equal paths into one ECMP route.
 
@@ -12,31 +13,18 @@ const BFD: &str = "min rx interval 100 ms; min tx interval 100 ms; multiplier 3;
 /// BGP's own timers, the floor of failure detection without BFD (RFC 4271's least).
 const TIMERS: &str = "hold time 3; keepalive time 1; connect retry time 1;";
 
+/// The recipe the operator's guide gives (`examples/bird/gateway-node.conf`), written
+/// for a first node at 172.16.1.2 whose router is 172.16.1.1 over eth0, table 100.
+const NODE: &str = include_str!("../../../examples/bird/gateway-node.conf");
+
 /// A gateway node: learn the routes privatelink publishes in `table` and announce
-/// them (next hop: this node) to the router at `peer`, over `iface`.
+/// them (next hop: this node) to the router at `peer`, over `iface`: the recipe with
+/// this node's values put in.
 pub fn node(local: Ipv4Addr, peer: Ipv4Addr, iface: &str, table: u32) -> String {
-    format!(
-        r#"log stderr all;
-router id {local};
-protocol device {{ scan time 1; }}
-# The endpoint addresses privatelink publishes (routes through its pl-announce device,
-# gone when the daemon is gone): learned from the kernel, never written back.
-protocol kernel privatelink {{
-    kernel table {table};
-    learn;
-    scan time 1;
-    ipv4 {{ import all; export none; }};
-}}
-protocol bfd {{ interface "{iface}" {{ {BFD} }}; }}
-protocol bgp consumer_router {{
-    local {local} as {NODE_AS};
-    neighbor {peer} as {ROUTER_AS};
-    {TIMERS}
-    bfd on;
-    ipv4 {{ import none; export where proto = "privatelink"; next hop self; }};
-}}
-"#
-    )
+    NODE.replace("172.16.1.2", &local.to_string())
+        .replace("172.16.1.1", &peer.to_string())
+        .replace("interface \"eth0\"", &format!("interface \"{iface}\""))
+        .replace("kernel table 100;", &format!("kernel table {table};"))
 }
 
 /// The consumer-side router: a session with every node (`peers`: address and the
