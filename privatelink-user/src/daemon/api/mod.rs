@@ -1,6 +1,6 @@
 //! The daemon's local API: one JSON request per line on a Unix socket, one JSON
 //! response line back. These types are the whole protocol; the daemon fills them,
-//! the CLI prints them. `view` holds what reads answer, `tenant` what the tenant API
+//! the CLI prints them. `view` holds what reads answer (`stats_view` the counters `stats` answers), `tenant` what the tenant API
 //! answers besides, `token` the tokens' answers, `schema` documents it, `client` sends a request and reads the
 //! answer, `remote` sends the same requests through the tenant API for a tenant.
 
@@ -9,6 +9,7 @@ pub mod remote;
 pub mod schema;
 mod tenant;
 mod token;
+mod stats_view;
 mod view;
 
 pub use crate::{
@@ -17,6 +18,7 @@ pub use crate::{
 };
 pub use tenant::*;
 pub use token::*;
+pub use stats_view::*;
 pub use view::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
