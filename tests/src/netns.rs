@@ -178,20 +178,7 @@ impl Drop for Netns {
     }
 }
 
-/// SIGKILL every process in namespace `name` and wait (up to 2 s) for them to go.
-pub fn kill_inside(name: &str) {
-    let pids = |n: &str| -> Vec<i32> {
-        Command::new("ip").args(["netns", "pids", n]).output().map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().filter_map(|p| p.parse().ok()).collect()).unwrap_or_default()
-    };
-    for pid in pids(name) {
-        // SAFETY: signalling a process of this test's own namespace.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    let start = std::time::Instant::now();
-    while !pids(name).is_empty() && start.elapsed() < std::time::Duration::from_secs(2) {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
+pub use privatelink::lab::kill_inside;
 
 /// A program started with [`Netns::background`]: killed and reaped on drop.
 pub struct Background(pub Child);

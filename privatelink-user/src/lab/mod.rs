@@ -295,12 +295,18 @@ pub fn down() -> Result<()> {
     Ok(())
 }
 
-/// SIGKILL every process left in namespace `ns`.
-fn kill_inside(ns: &str) {
-    let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() else { return };
-    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
-        // SAFETY: signalling a process inside the lab's own namespace.
+/// SIGKILL every process left in namespace `ns` and wait (up to 2 s) for them to go.
+pub fn kill_inside(ns: &str) {
+    let pids = || -> Vec<i32> {
+        Command::new("ip").args(["netns", "pids", ns]).output().map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().filter_map(|p| p.parse().ok()).collect()).unwrap_or_default()
+    };
+    for pid in pids() {
+        // SAFETY: signalling a process inside a namespace the caller made.
         unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let start = Instant::now();
+    while !pids().is_empty() && start.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

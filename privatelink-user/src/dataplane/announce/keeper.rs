@@ -17,8 +17,8 @@
 //! flushes a removed device's routes without telling routing daemons, and FRR 8.4
 //! keeps announcing a route imported from a table when its device went away.
 
-use super::{kernel_routes, run_batch, DEVICE};
-use crate::dataplane::{Error, Result};
+use super::{fail, kernel_routes, run_batch, DEVICE};
+use crate::dataplane::{netlink, Result};
 use std::{
     io::{ErrorKind, Read, Write},
     os::unix::net::{UnixListener, UnixStream},
@@ -175,17 +175,12 @@ fn read_lines(c: &mut Conn) -> (Vec<String>, bool) {
     (lines, open)
 }
 
-/// Whether interface `name` exists and has an XDP program attached (as `ip link`
-/// shows it: the keeper reads the same thing an operator would).
+/// Whether interface `name` exists and has an XDP program attached (netlink, as the
+/// daemon's own checks ask).
 fn xdp_attached(name: &str) -> bool {
-    let Ok(out) = Command::new("ip").args(["-j", "link", "show", "dev", name]).output() else {
-        // Without ip the keeper cannot tell: it keeps holding (the grace still ends it).
-        return true;
-    };
-    if !out.status.success() {
-        return false;
-    }
-    serde_json::from_slice::<serde_json::Value>(&out.stdout).is_ok_and(|v| !v[0]["xdp"].is_null())
+    let Ok(index) = crate::dataplane::loader::ifindex(name) else { return false };
+    // Unable to tell: keep holding (the grace still ends it).
+    netlink::link(index, None).map_or(true, |l| l.xdp != netlink::Attached::None)
 }
 
 /// Delete every route through the device; how many there were.
@@ -196,10 +191,6 @@ fn withdraw_all() -> Result<usize> {
         run_batch(&batch)?;
     }
     Ok(routes.len())
-}
-
-fn fail(message: String) -> Error {
-    Error::Announce(message)
 }
 
 /// The keeper of the daemon whose API socket is `daemon_socket` listens beside it.
