@@ -8,6 +8,7 @@ pub mod csum;
 pub mod dns;
 pub mod hash;
 pub mod police;
+pub mod replication;
 pub mod sg;
 pub mod tcp;
 
@@ -15,3 +16,4 @@ pub use abi::*;
 pub use dns::*;
 pub use sg::*;
 pub use police::*;
+pub use replication::*;

@@ -226,6 +226,7 @@ pub fn create(f: &NewFlow) -> Result<&'static CtValue, CreateError> {
         return Err(CreateError::Refused(Drop::endpoint(DropReason::ConntrackFull, f.endpoint)));
     }
     crate::stats::count_backend_flow(f.backend_slot, false);
+    crate::replicate::upsert(&f.key, fwd, &rev_key, rev);
     Ok(fwd)
 }
 
@@ -320,6 +321,7 @@ pub fn retire(key: &CtKey, cutoff_ns: u64) -> u32 {
     }
     budget::give_share(endpoint, key.vpc_id);
     crate::stats::count_backend_flow(backend, true);
+    crate::replicate::removed(key);
     if PL_CT.remove(&peer).is_ok() {
         count_ports(endpoint, false);
         EXPIRE_DELETED

@@ -20,6 +20,7 @@ mod newflow;
 mod path;
 mod police;
 mod reply;
+mod replicate;
 mod send;
 mod sg;
 mod stats;
@@ -31,7 +32,7 @@ mod verdict;
 use aya_ebpf::{
     bindings::{xdp_action, xdp_md},
     macros::{map, xdp},
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, ProgramArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
     programs::XdpContext,
 };
 use core::ffi::c_void;
@@ -120,6 +121,16 @@ static PL_ICMP_RATE: PerCpuArray<ReplyRate> = PerCpuArray::with_max_entries(MAX_
 /// pinned: a budget starts anew with the program.
 #[map]
 static PL_VPC_RATE: PerCpuArray<ReplyRate> = PerCpuArray::with_max_entries(MAX_VPCS, 0);
+
+/// Flow events for the buddy's standby copy (`replicate`). Never pinned.
+#[map]
+static PL_FLOW_EVENTS: RingBuf = RingBuf::with_byte_size(FLOW_EVENTS_BYTES, 0);
+/// `REPL_ON` (set by the daemon) and `REPL_LOST` (atomic adds only). Never pinned.
+#[map]
+static PL_REPLICATION: Array<u64> = Array::with_max_entries(REPL_SLOTS, 0);
+/// Other nodes' flows, written by the daemon (sized like `PL_CT` at load time).
+#[map]
+static PL_STANDBY: LruHashMap<CtKey, CtValue> = LruHashMap::with_max_entries(DEFAULT_CT_CAPACITY, 0);
 
 /// The data path (written without `#[xdp]`: the tail call must sit in the program's
 /// own body, not in a subprogram, since the object carries no BTF; 6.18 refuses

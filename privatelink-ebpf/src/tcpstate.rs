@@ -111,6 +111,7 @@ pub fn forwarded_from_client(p: &Packet, fwd: &mut CtValue) {
         // Established by the ACK judged `ESTABLISH` (its slot taken then).
         if fwd.state == TCP_STATE_SYN && fwd.flags & (CT_FLAG_SYNACK | CT_FLAG_RELEASED) == CT_FLAG_SYNACK {
             fwd.state = TCP_STATE_ESTABLISHED;
+            crate::replicate::tcp_changed(fwd);
         }
     }
     if fwd.state == TCP_STATE_CLOSING {
@@ -210,6 +211,7 @@ fn close(fwd: &mut CtValue, mark: u8) {
     fwd.state = TCP_STATE_CLOSING;
     conntrack::release_flow(v, ep);
     conntrack::no_longer_half_open(v, ep);
+    crate::replicate::tcp_changed(v);
 }
 
 /// Whether a short segment's TCP checksum is right (RFC 793 3.1), checked before it

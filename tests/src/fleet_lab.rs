@@ -23,6 +23,7 @@ use crate::{
 };
 use aya::programs::XdpMode;
 use privatelink::dataplane::loader::{Dataplane, LoadOptions};
+pub use privatelink::lab::fleet::REPLICATION_PORT;
 use std::{
     net::SocketAddr,
     path::PathBuf,
@@ -374,6 +375,8 @@ impl Fleet {
             "--restart-grace", &format!("{}s", RESTART_GRACE.as_secs()),
             // Prometheus metrics, on the node's own loopback (`metric`).
             "--metrics", METRICS,
+            // Flows to the buddy and from the nodes it is buddy of, on the management network.
+            "--replication-listen", &format!("10.255.0.{}:{REPLICATION_PORT}", i + 1),
         ]
         .map(String::from);
         let mut child = spawn_daemon(&node.ns.name, &node.socket, &args, &[], &node.log);

@@ -67,6 +67,8 @@ pub fn get(to: &client::Target, kind: Kind, name: Option<String>, fmt: Format) -
                 ("SNAT SLICE", &|n| n.snat_slices.join(",")),
                 ("INTERFACES", &|n| if n.interfaces.is_empty() { "-".into() } else { n.interfaces.join(",") }),
                 ("FLOWS", &|n| n.flows.to_string()),
+                ("STANDBY", &|n| if n.replication.is_some() { n.standby_flows.to_string() } else { "-".into() }),
+                ("LAG P99", &|n| n.replication_lag_seconds.map_or_else(|| "-".into(), |s| format!("{:.1}ms", s * 1e3))),
                 ("LAST HEARTBEAT", &|n| heartbeat_age(n.last_heartbeat)),
             ],
         ),

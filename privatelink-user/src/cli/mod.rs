@@ -105,7 +105,7 @@ pub enum Command {
         watch: bool,
     },
     /// Live flows.
-    #[command(after_help = "Examples:\n  sudo privatelink conntrack list\n  sudo privatelink conntrack list --endpoint web-from-vpc1 -o json")]
+    #[command(after_help = "Examples:\n  sudo privatelink conntrack list\n  sudo privatelink conntrack list --endpoint web-from-vpc1 -o json\n  sudo privatelink conntrack list --standby")]
     Conntrack {
         #[command(subcommand)]
         command: ConntrackCommand,
@@ -260,6 +260,10 @@ pub enum ConntrackCommand {
         /// Only this endpoint's flows (name or id).
         #[arg(long)]
         endpoint: Option<String>,
+        /// The flows this node holds for the nodes whose buddy it is (its standby
+        /// table), with the node each belongs to.
+        #[arg(long)]
+        standby: bool,
     },
 }
 
@@ -330,7 +334,7 @@ pub fn main() -> ExitCode {
         Command::Reject { endpoint } => decide::reject(&to, endpoint, cli.output),
         Command::Delete { kind, name, force } => decide::delete(&to, kind, name, force, cli.output),
         Command::Stats { watch } => observe::stats(&to, watch, cli.output),
-        Command::Conntrack { command: ConntrackCommand::List { endpoint } } => observe::conntrack(&to, endpoint, cli.output),
+        Command::Conntrack { command: ConntrackCommand::List { endpoint, standby } } => observe::conntrack(&to, endpoint, standby, cli.output),
         Command::Whois { address } => match parse_address(&address) {
             Ok((ip, port)) => observe::whois(&to, ip, port, cli.output),
             Err(e) => {

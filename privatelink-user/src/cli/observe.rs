@@ -110,8 +110,8 @@ fn flows_table(flows: &[FlowView]) -> String {
     )
 }
 
-pub fn conntrack(to: &client::Target, endpoint: Option<String>, fmt: Format) -> Result<()> {
-    let flows: Vec<FlowView> = to.call_as(&Request::Conntrack { endpoint })?;
+pub fn conntrack(to: &client::Target, endpoint: Option<String>, standby: bool, fmt: Format) -> Result<()> {
+    let flows: Vec<FlowView> = to.call_as(&Request::Conntrack { endpoint, standby })?;
     match fmt {
         Format::Table => print!("{}", flows_table(&flows)),
         data => print!("{}", output::structured(data, &flows).unwrap_or_default()),

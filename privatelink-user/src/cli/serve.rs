@@ -60,6 +60,12 @@ pub struct DaemonArgs {
     /// nothing and resets no flow (e.g. 10s, 1m; at least 1s).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = restart_grace)]
     pub restart_grace: std::time::Duration,
+    /// Stream this node's flows to its buddy, and hold the flows of the nodes whose
+    /// buddy it is, on this address of the management network (e.g. 10.255.0.1:7946;
+    /// needs --store: a gateway alone has no buddy). Registered with the node: its
+    /// peers connect to it and it connects to theirs from its address.
+    #[arg(long, value_name = "ADDR", requires = "store", value_parser = replication_listen)]
+    pub replication_listen: Option<std::net::SocketAddr>,
 }
 
 impl DaemonArgs {
@@ -83,6 +89,7 @@ impl DaemonArgs {
             zone: self.zone,
             api,
             restart_grace: self.restart_grace,
+            replication_listen: self.replication_listen,
         }
     }
 }
@@ -106,6 +113,17 @@ fn node_name(s: &str) -> Result<String, String> {
 fn grafana_url(s: &str) -> Result<String, String> {
     let ok = (s.starts_with("https://") || s.starts_with("http://")) && s.len() <= 2048 && s.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\'' | '<' | '>' | '`'));
     if ok { Ok(s.to_string()) } else { Err(format!("`{s}` is not an http:// or https:// address")) }
+}
+
+/// An IPv4 address and port that a peer can reach (not 0.0.0.0: it is registered).
+fn replication_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    let a: std::net::SocketAddr = s.parse().map_err(|e| format!("`{s}`: {e} (an address and port, e.g. 10.255.0.1:7946)"))?;
+    match a {
+        std::net::SocketAddr::V4(v4) if v4.ip().is_unspecified() || v4.ip().is_broadcast() || v4.ip().is_multicast() => Err(format!("`{s}`: the buddy connects to this address: give the node's own address on the management network")),
+        std::net::SocketAddr::V4(v4) if v4.port() == 0 => Err(format!("`{s}`: a port is needed")),
+        std::net::SocketAddr::V4(_) => Ok(a),
+        std::net::SocketAddr::V6(_) => Err(format!("`{s}`: IPv4 only")),
+    }
 }
 
 /// 1 s to 1 h.

@@ -3,7 +3,7 @@
 //! its difference), and its counts of reconciles and repairs. It takes a state in and
 //! changes nothing but maps, links and neighbours; it publishes no route.
 
-use super::sweeper::SweepShared;
+use super::{replication::Replication, sweeper::SweepShared};
 use crate::{
     dataplane::{
         bpffs, kernel,
@@ -71,6 +71,8 @@ pub struct DataPath {
     written: Option<(Tables, u64)>,
     /// The sweeper thread's handles and counters.
     sweep: Arc<SweepShared>,
+    /// Replication's handles (given the maps at load) and counters.
+    repl: Arc<Replication>,
     counts: Counts,
     warning: Option<String>,
 }
@@ -84,7 +86,7 @@ impl DataPath {
             tracing::warn!("{w}");
         }
         let links = Links::new(&bpffs);
-        Ok(DataPath { bpffs, dp: None, reader: None, links, neighbours: Default::default(), written: None, sweep: Default::default(), counts: Counts::default(), warning })
+        Ok(DataPath { bpffs, dp: None, reader: None, links, neighbours: Default::default(), written: None, sweep: Default::default(), repl: Default::default(), counts: Counts::default(), warning })
     }
 
     pub fn loaded(&self) -> bool {
@@ -97,8 +99,10 @@ impl DataPath {
             return Ok(());
         }
         let opts = LoadOptions { ct_capacity: ct_capacity as u32, pin_dir: Some(bpffs::maps_dir(&self.bpffs)) };
-        let dp = Dataplane::load(&opts).context("loading the data path")?;
+        let mut dp = Dataplane::load(&opts).context("loading the data path")?;
         self.sweep.install(dp.sweeper()?);
+        let (events, standby) = dp.replication()?;
+        self.repl.install(events, standby, dp.maps.try_clone()?, ct_capacity as usize / 2);
         self.reader = Some(Arc::new(dp.maps.try_clone()?));
         self.dp = Some(dp);
         self.written = None;
@@ -111,6 +115,10 @@ impl DataPath {
 
     pub fn sweeper(&self) -> &Arc<SweepShared> {
         &self.sweep
+    }
+
+    pub fn replication(&self) -> &Arc<Replication> {
+        &self.repl
     }
 
     pub fn reader(&self) -> Option<Arc<Reader>> {

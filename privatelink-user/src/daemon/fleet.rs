@@ -41,6 +41,14 @@ pub struct Fleet {
     lease_seen: bool,
 }
 
+/// What a node's registration says of its replication.
+#[derive(Default)]
+pub struct Replicated {
+    pub address: Option<std::net::SocketAddr>,
+    pub standby_flows: u64,
+    pub lag_p99: Option<f64>,
+}
+
 /// Routes as (table, address).
 pub type Routes = Vec<(u32, Ipv4Addr)>;
 
@@ -71,11 +79,21 @@ impl Fleet {
     }
 
     /// Publish this node's registration (alone: nothing to publish).
-    pub fn beat(&self, interfaces: Vec<String>, flows: u64, generation: u64) {
+    pub fn beat(&self, interfaces: Vec<String>, flows: u64, generation: u64, replication: Replicated) {
         if !self.store.shared() {
             return;
         }
-        let beat = Beat { name: self.node.clone(), zone: self.zone.clone(), interfaces, flows, at_ms: 0, generation };
+        let beat = Beat {
+            name: self.node.clone(),
+            zone: self.zone.clone(),
+            interfaces,
+            flows,
+            at_ms: 0,
+            generation,
+            replication: replication.address,
+            standby_flows: replication.standby_flows,
+            replication_lag_seconds: replication.lag_p99,
+        };
         if let Err(e) = self.store.heartbeat(&beat) {
             tracing::warn!(error = %e, "node registration");
         }

@@ -42,7 +42,7 @@ async fn answer(req: Request, writer: &Writer, shown: &Shown) -> Result<Response
         Request::Describe { kind: One::Endpoint, name } => Response::ok(shown.now().endpoint_view(&name)?),
         Request::Describe { kind: One::Node, name } => Response::ok(shown.now().node(&name)?),
         Request::Stats => Response::ok(shown.now().stats()?),
-        Request::Conntrack { endpoint } => Response::ok(shown.now().conntrack(endpoint.as_deref())?),
+        Request::Conntrack { endpoint, standby } => Response::ok(shown.now().conntrack(endpoint.as_deref(), standby)?),
         Request::Whois { ip, port } => Response::ok(shown.now().whois(ip, port)?),
         Request::Status => Response::ok(shown.now().status()?),
         Request::Events { after } => Response::ok(shown.now().store.events(after, 10_000)?),

@@ -65,6 +65,26 @@ pub struct Snapshot {
     pub announced_routes: u64,
     /// (VPC name, answers per `DnsStats` slot) of VPCs with a DNS address.
     pub dns: Vec<(String, DnsStats)>,
+    pub replication: ReplicationSample,
+}
+
+/// Replication's side of a scrape (`daemon::replication`).
+#[derive(Clone, Debug, Default)]
+pub struct ReplicationSample {
+    pub connected: bool,
+    pub lag_p50: Option<f64>,
+    pub lag_p99: Option<f64>,
+    pub batches_sent: u64,
+    pub frames_resent: u64,
+    pub events_sent: u64,
+    pub events_lost: u64,
+    pub snapshots: u64,
+    pub bytes_sent: u64,
+    pub unacked: u64,
+    /// (origin node, flows held for it)
+    pub held: Vec<(String, u64)>,
+    pub events_refused: u64,
+    pub peers_refused: u64,
 }
 
 /// A sample's value: a counter, an integer gauge or a float gauge.
@@ -225,6 +245,22 @@ impl Snapshot {
         e.family("privatelink_announced_routes", "Endpoint addresses this node publishes as routes in its announce tables (0 while its lease is in doubt or its links are detached).", vec![(String::new(), gauge(self.announced_routes as i64))]);
         e.family("privatelink_fleet_nodes_up", "Nodes of the fleet recorded up (each enforces its share of every connection limit).", vec![(String::new(), gauge(self.nodes_up as i64))]);
         e.family("privatelink_fleet_nodes_restarting", "Nodes up whose daemon stopped with its data path attached, within its restart grace (its flows go on).", vec![(String::new(), gauge(self.nodes_restarting as i64))]);
+        let r = &self.replication;
+        e.family("privatelink_replication_connected", "1 while this node streams its flows to its buddy.", vec![(String::new(), gauge(r.connected as i64))]);
+        let q = |v: &str| label_text(&[("quantile".to_string(), v.to_string())]);
+        let lags: Vec<_> = [("0.5", r.lag_p50), ("0.99", r.lag_p99)].into_iter().filter_map(|(l, v)| Some((q(l), Val::F(v?)))).collect();
+        e.family("privatelink_replication_lag_seconds", "From a flow event's writing by the data path to the buddy's acknowledgement, over the last 4096 batches acknowledged.", lags);
+        e.family("privatelink_replication_batches_sent", "Batches of flow events written to the buddy (snapshots' included).", vec![(String::new(), counter(r.batches_sent))]);
+        e.family("privatelink_replication_frames_resent", "Frames sent again after a reconnect because the buddy had not applied them.", vec![(String::new(), counter(r.frames_resent))]);
+        e.family("privatelink_replication_events_sent", "Flow events sent to the buddy (snapshots not counted).", vec![(String::new(), counter(r.events_sent))]);
+        e.family("privatelink_replication_events_lost", "Flow events the data path could not write (its ring was full); the next snapshot repairs the buddy's copy.", vec![(String::new(), counter(r.events_lost))]);
+        e.family("privatelink_replication_snapshots", "Snapshots of the flow table sent to a buddy (a new buddy, a new run, a stream that could not resume).", vec![(String::new(), counter(r.snapshots))]);
+        e.family("privatelink_replication_bytes_sent", "Bytes written to the buddy on the management network.", vec![(String::new(), counter(r.bytes_sent))]);
+        e.family("privatelink_replication_unacked_frames", "Frames sent or queued that the buddy has not acknowledged.", vec![(String::new(), gauge(r.unacked as i64))]);
+        let held: Vec<_> = r.held.iter().map(|(n, c)| (label_text(&[("node".to_string(), n.clone())]), gauge(*c as i64))).collect();
+        e.family("privatelink_standby_flows", "Flows this node holds in its standby table for another node, by node.", held);
+        e.family("privatelink_replication_events_refused", "Flow events from another node not written to the standby table: inconsistent, outside that node's SNAT slice, or over the table's size.", vec![(String::new(), counter(r.events_refused))]);
+        e.family("privatelink_replication_peers_refused", "Replication connections refused: not a node of the fleet, not from its registered address, or not speaking the protocol.", vec![(String::new(), counter(r.peers_refused))]);
         e.family("privatelink_drift_repairs", "Drift repaired: XDP links re-attached (links), map operations rewritten (map_ops), slot-accounting counters that disagreed with the flow table (accounting: each one a leak, should stay 0).", vec![(what("links"), counter(self.repaired_links)), (what("map_ops"), counter(self.repaired_map_ops)), (what("accounting"), counter(self.repaired_accounting))]);
     }
 }
@@ -239,6 +275,25 @@ pub fn render(s: Snapshot) -> String {
 
 
 impl Picture {
+    fn replication_sample(&self) -> ReplicationSample {
+        let r = &self.replication;
+        ReplicationSample {
+            connected: r.connected.load(Relaxed),
+            lag_p50: r.lag_quantile(0.5),
+            lag_p99: r.lag_quantile(0.99),
+            batches_sent: r.batches_sent.load(Relaxed),
+            frames_resent: r.frames_resent.load(Relaxed),
+            events_sent: r.events_sent.load(Relaxed),
+            events_lost: r.events_lost.load(Relaxed),
+            snapshots: r.snapshots.load(Relaxed),
+            bytes_sent: r.bytes_sent.load(Relaxed),
+            unacked: r.unacked.load(Relaxed),
+            held: r.held.lock().unwrap().clone(),
+            events_refused: r.events_refused.load(Relaxed),
+            peers_refused: r.peers_refused.load(Relaxed),
+        }
+    }
+
     /// What `/metrics` shows.
     pub fn snapshot(&self) -> anyhow::Result<Snapshot> {
         let mut snap = Snapshot {
@@ -257,6 +312,7 @@ impl Picture {
                 self.state.nodes.values().filter(|n| n.up && crate::model::fleet::still_restarting(n, now)).count() as u64
             },
             announced_routes: self.routes.len() as u64,
+            replication: self.replication_sample(),
             ..Default::default()
         };
         for s in self.state.services.values() {

@@ -27,6 +27,7 @@ mod options;
 pub mod metrics;
 mod picture;
 mod record;
+pub mod replication;
 mod sweeper;
 mod tasks;
 mod tenant;
@@ -65,6 +66,7 @@ pub async fn run(opts: Options) -> Result<()> {
     let socket = opts.socket.clone();
     let shown = gw.shown();
     let sweep = gw.sweeper();
+    let repl = gw.replication();
     let sweep_thread = sweeper::spawn(sweep.clone(), SWEEP_INTERVAL);
     let changes = shown.now().store.changes();
     let writer = Arc::new(Writer::new(gw));
@@ -73,6 +75,12 @@ pub async fn run(opts: Options) -> Result<()> {
     let checks = tasks::health_checks(writer.clone());
     let follow = tasks::follow_fleet(writer.clone(), changes);
     let ticker = tasks::ticker(writer.clone());
+    let replicating = opts.replication_listen.map(|listen| {
+        let (a, b) = (repl.clone(), repl);
+        let sending = tokio::spawn(replication::send(a, shown.clone(), opts.node.clone(), listen));
+        let serving = tokio::spawn(replication::serve(b, shown.clone(), opts.node.clone(), listen));
+        [sending, serving]
+    });
     let metrics_server = opts.metrics.map(|addr| spawn_metrics(addr, shown.clone()));
     let api_server = match opts.api.clone() {
         Some(api) => {
@@ -119,7 +127,7 @@ pub async fn run(opts: Options) -> Result<()> {
     let _ = sweep_thread.join();
     // Aborted and awaited: none of them is polled again while the runtime shuts down
     // (a timer polled then panics).
-    for task in [ticker, checks, follow].into_iter().chain([metrics_server, api_server].into_iter().flatten()) {
+    for task in [ticker, checks, follow].into_iter().chain([metrics_server, api_server].into_iter().flatten()).chain(replicating.into_iter().flatten()) {
         task.abort();
         let _ = task.await;
     }

@@ -34,6 +34,8 @@ pub struct Options {
     pub api: Option<ApiOptions>,
     /// How long the announced routes outlive a daemon that stopped beating.
     pub restart_grace: Duration,
+    /// Replicate flows to the buddy and hold other nodes' flows, on this address.
+    pub replication_listen: Option<SocketAddr>,
 }
 
 /// The host's name: a node's default name.

@@ -18,6 +18,8 @@ pub struct Picture {
     pub store: Arc<dyn Store>,
     /// The sweeper's live counters.
     pub sweeper: Arc<SweepShared>,
+    /// Replication's live counters.
+    pub replication: Arc<super::replication::Replication>,
     /// The counters and flow table (None: the data path is not loaded).
     pub counters: Option<Arc<Reader>>,
     pub path: PathFacts,

@@ -210,10 +210,16 @@ impl Picture {
 
     pub fn flows(&self, keep: impl Fn(&CtValue) -> bool) -> Result<Vec<FlowView>> {
         let Some(c) = &self.counters else { return Ok(vec![]) };
+        self.flow_views(c.conntrack()?, keep, false)
+    }
+
+    /// The forward entries of `entries` that `keep` keeps, as views (`standby`: with
+    /// the node each is held for).
+    fn flow_views(&self, entries: Vec<(CtKey, CtValue)>, keep: impl Fn(&CtValue) -> bool, standby: bool) -> Result<Vec<FlowView>> {
         let now = monotonic_ns();
         let at = |ip: u32, port_be: u16| HostPort { address: maps::ip_from_raw(ip), port: u16::from_be(port_be) };
         let mut out = Vec::new();
-        for (k, v) in c.conntrack()? {
+        for (k, v) in entries {
             if v.kind != CT_KIND_FORWARD || !keep(&v) {
                 continue;
             }
@@ -233,20 +239,34 @@ impl Picture {
                 snat: at(v.nat_src_ip_be, v.nat_src_port_be),
                 backend: at(v.nat_dst_ip_be, v.nat_dst_port_be),
                 state: state.into(),
-                idle_seconds: now.saturating_sub(v.last_seen_ns) as f64 / 1e9,
+                // A copy's time is its origin's clock: not comparable here.
+                idle_seconds: if standby { 0.0 } else { now.saturating_sub(v.last_seen_ns) as f64 / 1e9 },
+                held_for: if standby { self.node_of_snat(maps::ip_from_raw(v.nat_src_ip_be)) } else { None },
             });
         }
         out.sort_by(|a, b| (&a.endpoint, &a.client).cmp(&(&b.endpoint, &b.client)));
         Ok(out)
     }
 
-    /// `conntrack list [--endpoint E]`.
-    pub fn conntrack(&self, endpoint: Option<&str>) -> Result<Vec<FlowView>> {
+    /// `conntrack list [--endpoint E] [--standby]`.
+    pub fn conntrack(&self, endpoint: Option<&str>, standby: bool) -> Result<Vec<FlowView>> {
         let only = match endpoint {
             Some(e) => Some(self.state.find_endpoint(e).with_context(|| format!("no endpoint named or with id `{e}`"))?.index),
             None => None,
         };
-        self.flows(|v| only.is_none_or(|i| v.endpoint == i))
+        let keep = |v: &CtValue| only.is_none_or(|i| v.endpoint == i);
+        if !standby {
+            return self.flows(keep);
+        }
+        let reader = self.replication.standby_reader.lock().unwrap().clone();
+        let Some(r) = reader else { return Ok(vec![]) };
+        self.flow_views(r.entries()?, keep, true)
+    }
+
+    /// The node whose SNAT slice holds `ip`.
+    fn node_of_snat(&self, ip: Ipv4Addr) -> Option<String> {
+        let (_, slice) = self.state.endpoint_by_snat_ip(ip)?;
+        self.state.nodes.iter().find(|(_, r)| r.slice == slice).map(|(n, _)| n.clone())
     }
 
     pub fn whois(&self, snat_ip: Ipv4Addr, port: Option<u16>) -> Result<WhoisView> {
@@ -345,6 +365,12 @@ impl Picture {
         for (name, r) in &self.state.nodes {
             let me = *name == self.opts.node;
             let beat = beats.iter().find(|b| b.name == *name);
+            let repl = &self.replication;
+            let (address, lag, standby) = match (me, beat) {
+                (true, _) => (self.opts.replication_listen, repl.lag_quantile(0.99), repl.standby_flows()),
+                (_, Some(b)) => (b.replication, b.replication_lag_seconds, b.standby_flows),
+                (_, None) => (None, None, 0),
+            };
             let (interfaces, flows, last) = match (me, beat) {
                 (true, _) if !shared => (self.path.links.iter().map(|l| l.interface.clone()).collect(), self.live_flows(), None),
                 (_, Some(b)) => (b.interfaces.clone(), b.flows, Some(Timestamp(b.at_ms))),
@@ -369,6 +395,9 @@ impl Picture {
                 flows,
                 last_heartbeat: last,
                 buddy: buddy::buddy_of(&self.state, name),
+                replication: address,
+                replication_lag_seconds: lag,
+                standby_flows: standby,
                 this_node: me,
                 announced: if me { self.routes.iter().map(|&(table, address)| RouteView { table, address }).collect() } else { Vec::new() },
             });

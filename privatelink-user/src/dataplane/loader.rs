@@ -4,16 +4,17 @@
 use super::{
     error::{Error, Result},
     maps::Maps,
+    replica::{FlowEvents, Standby},
     sweep::{Scope, SweepReport, Sweeper},
     BPF_OBJECT,
 };
 use aya::{
-    maps::{Array, Map, MapData, ProgramArray},
+    maps::{Array, HashMap, Map, MapData, ProgramArray, RingBuf},
     programs::{links::FdLink, xdp::{XdpLink, XdpLinkId}, ProgramError, Xdp, XdpMode},
     Ebpf, EbpfLoader, VerifierLogLevel,
 };
 use privatelink_common::{
-    ALL_MAPS, DEFAULT_CT_CAPACITY, MAP_CT, MAP_LAYOUT, MAP_LAYOUT_VERSION, MAP_PROGS, PROGS_DNS, PROGS_NEWFLOW, PROGS_TCP, PROGS_TCP_REV, PROG_DNS, PROG_EXPIRE, PROG_NEWFLOW, PROG_TCP, PROG_TCP_REV, PROG_PASS, PROG_XDP,
+    ALL_MAPS, DEFAULT_CT_CAPACITY, MAP_CT, MAP_FLOW_EVENTS, MAP_REPLICATION, MAP_STANDBY, MAP_LAYOUT, MAP_LAYOUT_VERSION, MAP_PROGS, PROGS_DNS, PROGS_NEWFLOW, PROGS_TCP, PROGS_TCP_REV, PROG_DNS, PROG_EXPIRE, PROG_NEWFLOW, PROG_TCP, PROG_TCP_REV, PROG_PASS, PROG_XDP,
 };
 use std::path::{Path, PathBuf};
 
@@ -47,6 +48,7 @@ impl Dataplane {
             loader.verifier_log_level(VerifierLogLevel::VERBOSE | VerifierLogLevel::STATS);
         }
         loader.map_max_entries(MAP_CT, opts.ct_capacity);
+        loader.map_max_entries(MAP_STANDBY, opts.ct_capacity);
         if let Some(dir) = &opts.pin_dir {
             std::fs::create_dir_all(dir).map_err(|source| Error::PinDir { dir: dir.clone(), source })?;
             check_layout(dir)?;
@@ -92,6 +94,16 @@ impl Dataplane {
         let id = prog.attach_to_if_index(ifindex, mode).map_err(|source| Error::Program { name, source })?;
         let link = prog.take_link(id).map_err(|source| Error::Program { name, source })?;
         FdLink::try_from(link).map_err(|e| Error::Link(e.to_string()))
+    }
+
+    /// The flow events and the standby table (once: the maps move out of the object).
+    pub fn replication(&mut self) -> Result<(FlowEvents, Standby)> {
+        let mut take = |name: &'static str| self.ebpf.take_map(name).ok_or(Error::Missing { kind: "map", name });
+        let (ring, flags, standby) = (take(MAP_FLOW_EVENTS)?, take(MAP_REPLICATION)?, take(MAP_STANDBY)?);
+        let ring = RingBuf::try_from(ring).map_err(|source| Error::Map { map: MAP_FLOW_EVENTS, source })?;
+        let flags = Array::try_from(flags).map_err(|source| Error::Map { map: MAP_REPLICATION, source })?;
+        let standby = HashMap::try_from(standby).map_err(|source| Error::Map { map: MAP_STANDBY, source })?;
+        Ok((FlowEvents::new(ring, flags), Standby::new(standby)))
     }
 
     /// A sweeper with its own handles (see `sweep`), for another thread.

@@ -4,7 +4,7 @@
 //! reads and writes the maps the control plane owns, `tables` computes the map contents
 //! a state calls for (`shares` sizes tenants' budgets, `sg` compiles security groups,
 //! `maglev` builds backend tables) and the ordered writes that reach them, `reconcile`
-//! carries those writes out, `sweep` expires flows (its own handles on the flow table
+//! carries those writes out, `replica` holds the flow events and the standby table of replication, `sweep` expires flows (its own handles on the flow table
 //! and the expiry program) and `audit` checks the data path's slot counters against
 //! the table in the same pass, `sys` holds the bpf(2) calls aya does not make,
 //! `announce` publishes the endpoint addresses this node serves as routes for a
@@ -24,6 +24,7 @@ pub mod maglev;
 pub mod maps;
 pub mod netlink;
 pub mod reconcile;
+pub mod replica;
 pub mod sg;
 pub mod shares;
 pub mod sweep;

@@ -24,6 +24,8 @@ const NS_CTL: &str = "pl-ctl";
 /// 11.163.0.0/16 is cut in four slices (`examples/fleet.yaml`): one per node.
 pub const MAX_NODES: usize = 4;
 pub const ETCD: &str = "10.255.0.100:2379";
+/// Where node K takes its peers' flows: 10.255.0.K on the management network.
+pub const REPLICATION_PORT: u16 = 7946;
 /// Where nodes publish their endpoint routes, and where the router's BIRD merges them.
 pub const ANNOUNCE_TABLE: u32 = 100;
 const ROUTER_TABLE: u32 = 200;
@@ -178,7 +180,8 @@ fn start_processes(n: usize, routing: Routing, dir: &Path, bpffs: &Path) -> Resu
         let sock = dir.join(format!("gw{k}.sock"));
         let (state, pins) = (dir.join(format!("state-gw{k}")), bpffs.join(format!("gw{k}")));
         let node = format!("gw{k}");
-        let args = [me, "--socket", path(&sock), "daemon", "--state-dir", path(&state), "--bpffs", path(&pins), "--store", &store, "--node", &node, "--zone", zone_of(k)];
+        let repl = format!("10.255.0.{k}:{REPLICATION_PORT}");
+        let args = [me, "--socket", path(&sock), "daemon", "--state-dir", path(&state), "--bpffs", path(&pins), "--store", &store, "--node", &node, "--zone", zone_of(k), "--replication-listen", &repl];
         spawn_detached(&ns, &node, &args)?;
         // One after the other: node K takes slice K-1 (the provider's routes above).
         wait_socket(&sock, &format!("{node}.log"))?;

@@ -16,7 +16,7 @@
 pub mod bird;
 pub mod ecmp;
 pub mod frr;
-mod fleet;
+pub mod fleet;
 pub use fleet::Routing;
 pub mod forward;
 

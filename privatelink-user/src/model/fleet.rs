@@ -5,6 +5,7 @@
 
 pub use super::slices::{allocatable, from_slice, on_slice, slice_range, NodeRecord, MAX_SLICES};
 use super::{
+    spec::Cidr,
     state::{EndpointState, Event, State},
     time::unix_now_ms,
 };
@@ -48,6 +49,11 @@ impl Seat {
 /// Slice `k` of every SNAT range in use (the gateway's and the services' own), as
 /// text: what `get nodes` shows of a node.
 pub fn snat_slices_of(st: &State, k: u32) -> Vec<String> {
+    snat_slice_ranges(st, k).into_iter().map(|r| r.to_string()).collect()
+}
+
+/// Slice `k` of every SNAT range in `st` (the gateway's first, then services' own).
+pub fn snat_slice_ranges(st: &State, k: u32) -> Vec<Cidr> {
     let n = st.snat_slices();
     let mut ranges = vec![st.gateway.snat_range];
     for s in st.services.values() {
@@ -56,7 +62,7 @@ pub fn snat_slices_of(st: &State, k: u32) -> Vec<String> {
             ranges.push(r);
         }
     }
-    ranges.into_iter().map(|r| slice_range(r, n, k).to_string()).collect()
+    ranges.into_iter().map(|r| slice_range(r, n, k)).collect()
 }
 
 /// The routes the node in `seat` publishes, as (table, address): the address of every

@@ -105,6 +105,14 @@ pub struct Beat {
     /// accepts): a change waits on it to be everywhere (a token's revocation).
     #[serde(default)]
     pub generation: u64,
+    /// Where its buddy's flows reach it (`--replication-listen`), the flows it holds
+    /// for other nodes, and the 99th percentile of its own replication lag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<std::net::SocketAddr>,
+    #[serde(default)]
+    pub standby_flows: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_lag_seconds: Option<f64>,
 }
 
 #[derive(Debug, thiserror::Error)]

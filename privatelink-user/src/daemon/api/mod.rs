@@ -51,7 +51,12 @@ pub enum Request {
     Reject { endpoint: String },
     Delete { kind: One, name: String, force: bool },
     Stats,
-    Conntrack { endpoint: Option<String> },
+    Conntrack {
+        endpoint: Option<String>,
+        /// The flows this node holds for other nodes (its standby table) instead.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        standby: bool,
+    },
     Whois { ip: Ipv4Addr, port: Option<u16> },
     Status,
     Down,

@@ -194,6 +194,17 @@ pub struct NodeView {
     /// hashing over the nodes up: `model::buddy`); none alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buddy: Option<String>,
+    /// Where it takes its peers' flows (`--replication-listen`); none: it replicates
+    /// nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<std::net::SocketAddr>,
+    /// The 99th percentile of its replication lag (event to the buddy's
+    /// acknowledgement), seconds, as it last registered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_lag_seconds: Option<f64>,
+    /// Flows it holds in its standby table for the nodes whose buddy it is.
+    #[serde(default)]
+    pub standby_flows: u64,
     /// The node that answered.
     pub this_node: bool,
     /// The routes it announces (the answering node's own only).
@@ -222,6 +233,9 @@ pub struct FlowView {
     /// syn, established, closing (TCP) or udp.
     pub state: String,
     pub idle_seconds: f64,
+    /// A standby copy: the node whose flow it is (whose SNAT slice holds `snat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_for: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

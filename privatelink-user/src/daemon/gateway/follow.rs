@@ -20,7 +20,9 @@ impl Gateway {
     }
 
     fn beat(&self) {
-        self.fleet.beat(self.path.attached(), self.path.live_flows(self.rec.state()), self.rec.state().generation);
+        let r = self.path.replication();
+        let replicated = super::super::fleet::Replicated { address: self.opts.replication_listen, standby_flows: r.standby_flows(), lag_p99: r.lag_quantile(0.99) };
+        self.fleet.beat(self.path.attached(), self.path.live_flows(self.rec.state()), self.rec.state().generation, replicated);
     }
 
     /// Take the store's latest state (committing nothing).

@@ -88,6 +88,11 @@ impl Gateway {
         self.shown.clone()
     }
 
+    /// Replication's handles and counters (its tasks are the daemon's).
+    pub fn replication(&self) -> Arc<super::replication::Replication> {
+        self.path.replication().clone()
+    }
+
     /// The sweeper's handles and counters (its thread is the daemon's).
     pub fn sweeper(&self) -> Arc<SweepShared> {
         self.path.sweeper().clone()
@@ -183,6 +188,7 @@ fn picture(opts: &Arc<Options>, rec: &Recorder, path: &DataPath, fleet: &Fleet, 
         opts: opts.clone(),
         store: rec.store().clone(),
         sweeper: path.sweeper().clone(),
+        replication: path.replication().clone(),
         counters: path.reader(),
         path: path.facts(rec.state()),
         routes,

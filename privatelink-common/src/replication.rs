@@ -1,0 +1,62 @@
+//! Flow events: what the data path tells the daemon about its flows so that a buddy
+//! node can hold a standby copy of them (issue #33). The XDP programs write one
+//! [`FlowEvent`] to the ring buffer `PL_FLOW_EVENTS` when a flow is opened, when its
+//! state changes (a TCP handshake completes, a flow closes) and when it is removed;
+//! never per packet. Nothing is written unless the daemon switched replication on
+//! (`PL_REPLICATION[REPL_ON]`). None of these maps is pinned: a new program starts
+//! with an empty ring and replication off, and the daemon that loads it resyncs its
+//! buddy with a snapshot of the flow table.
+
+use crate::abi::{CtKey, CtValue};
+
+/// Ring buffer of [`FlowEvent`]s (BPF_MAP_TYPE_RINGBUF).
+pub const MAP_FLOW_EVENTS: &str = "PL_FLOW_EVENTS";
+/// Bytes of the ring: 4 MiB, about 23,800 events (an event takes its size plus the
+/// ring's 8-byte header): 2.4 s of 10,000 new flows a second if the daemon stalls.
+pub const FLOW_EVENTS_BYTES: u32 = 4 << 20;
+/// Array of `u64`: `REPL_ON` (non-zero: write events) and `REPL_LOST` (events the
+/// data path could not write, the ring being full; atomic adds only).
+pub const MAP_REPLICATION: &str = "PL_REPLICATION";
+pub const REPL_ON: u32 = 0;
+pub const REPL_LOST: u32 = 1;
+pub const REPL_SLOTS: u32 = 2;
+/// The standby table: other nodes' flows, replicated here, keyed and valued like
+/// `PL_CT` (an LRU hash the size of the flow table). Written by the daemon only.
+pub const MAP_STANDBY: &str = "PL_STANDBY";
+
+/// The flow was opened or its state changed: both entries as they are now.
+pub const FLOW_UPSERT: u8 = 1;
+/// The flow was removed (`key` is its forward key; the entries are zero).
+pub const FLOW_REMOVED: u8 = 2;
+
+/// One flow event: the forward entry under `key` and the reverse entry under
+/// `rev_key`, as the data path holds them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowEvent {
+    /// `bpf_ktime_get_ns()` when the event was written (CLOCK_MONOTONIC).
+    pub at_ns: u64,
+    /// `FLOW_*`
+    pub op: u8,
+    pub _pad: [u8; 7],
+    pub key: CtKey,
+    pub fwd: CtValue,
+    pub rev_key: CtKey,
+    pub rev: CtValue,
+}
+const _: () = assert!(size_of::<FlowEvent>() == 176);
+
+impl FlowEvent {
+    /// Its bytes as they travel (the struct's own, little endian: fleets are one
+    /// architecture; the wire format says so in its version).
+    pub fn as_bytes(&self) -> &[u8; 176] {
+        // SAFETY: repr(C) of plain integers and byte arrays, no padding left implicit.
+        unsafe { &*(self as *const FlowEvent as *const [u8; 176]) }
+    }
+
+    /// An event from its bytes (any bytes make some event: validation is the reader's).
+    pub fn from_bytes(b: &[u8; 176]) -> FlowEvent {
+        // SAFETY: every bit pattern is a valid FlowEvent; read unaligned.
+        unsafe { core::ptr::read_unaligned(b.as_ptr() as *const FlowEvent) }
+    }
+}

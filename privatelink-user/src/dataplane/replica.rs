@@ -1,0 +1,103 @@
+//! The data path's side of flow replication (`privatelink_common::replication`): the
+//! ring of flow events and the switch that turns them on (`FlowEvents`), the standby
+//! table other nodes' flows are written into (`Standby`), and a snapshot of this
+//! node's flow table as events (`snapshot`). Knows nothing of buddies or the wire.
+
+use super::{
+    error::{Error, Result},
+    maps::Reader,
+};
+use aya::maps::{Array, HashMap, IterableMap, MapData, RingBuf};
+use privatelink_common::*;
+use std::collections::HashMap as StdMap;
+
+/// The ring of flow events and the replication switch.
+pub struct FlowEvents {
+    pub ring: RingBuf<MapData>,
+    flags: Array<MapData, u64>,
+}
+
+impl FlowEvents {
+    pub fn new(ring: RingBuf<MapData>, flags: Array<MapData, u64>) -> FlowEvents {
+        FlowEvents { ring, flags }
+    }
+
+    /// Start or stop writing events.
+    pub fn switch(&mut self, on: bool) -> Result<()> {
+        self.flags.set(REPL_ON, on as u64, 0).map_err(|source| Error::Map { map: MAP_REPLICATION, source })
+    }
+
+    /// Events the data path could not write (the ring was full).
+    pub fn lost(&self) -> Result<u64> {
+        self.flags.get(&REPL_LOST, 0).map_err(|source| Error::Map { map: MAP_REPLICATION, source })
+    }
+
+    /// The next event in the ring, if any (an item of another size is skipped).
+    pub fn next_event(&mut self) -> Option<Option<FlowEvent>> {
+        let item = self.ring.next()?;
+        let bytes: Option<&[u8; 176]> = (*item).try_into().ok();
+        Some(bytes.map(FlowEvent::from_bytes))
+    }
+}
+
+/// The standby table: flows of other nodes, as they replicate them.
+pub struct Standby {
+    map: HashMap<MapData, CtKey, CtValue>,
+}
+
+impl Standby {
+    pub fn new(map: HashMap<MapData, CtKey, CtValue>) -> Standby {
+        Standby { map }
+    }
+
+    /// Write both entries of a flow (replacing what was there).
+    pub fn put(&mut self, e: &FlowEvent) -> Result<()> {
+        let err = |source| Error::Map { map: MAP_STANDBY, source };
+        self.map.insert(e.rev_key, e.rev, 0).map_err(err)?;
+        self.map.insert(e.key, e.fwd, 0).map_err(err)
+    }
+
+    /// Remove a flow's entries (those already gone are fine).
+    pub fn remove(&mut self, key: &CtKey, rev_key: &CtKey) {
+        let _ = self.map.remove(key);
+        let _ = self.map.remove(rev_key);
+    }
+
+    /// The entry under `key`, if any.
+    pub fn get(&self, key: &CtKey) -> Option<CtValue> {
+        self.map.get(key, 0).ok()
+    }
+
+    /// A read-only handle of its own (for readers on other threads).
+    pub fn reader(&self) -> Result<StandbyReader> {
+        use std::os::fd::AsFd;
+        Ok(StandbyReader(super::maps::dup(self.map.map().fd().as_fd(), MAP_STANDBY)?))
+    }
+}
+
+/// The standby table, read whole.
+pub struct StandbyReader(std::os::fd::OwnedFd);
+
+impl StandbyReader {
+    pub fn entries(&self) -> Result<Vec<(CtKey, CtValue)>> {
+        use std::os::fd::AsFd;
+        super::maps::read_conntrack(self.0.as_fd())
+    }
+}
+
+/// Every flow of this node's table whose two entries are both there, as events
+/// (`FLOW_UPSERT`), for a buddy that needs the whole table.
+pub fn snapshot(reader: &Reader, at_ns: u64) -> Result<Vec<FlowEvent>> {
+    let all = reader.conntrack()?;
+    let by_key: StdMap<CtKey, CtValue> = all.iter().copied().collect();
+    let mut out = Vec::new();
+    for (key, fwd) in &all {
+        if fwd.kind != CT_KIND_FORWARD {
+            continue;
+        }
+        let rev_key = fwd.peer_key(key.proto);
+        let Some(rev) = by_key.get(&rev_key) else { continue };
+        out.push(FlowEvent { at_ns, op: FLOW_UPSERT, _pad: [0; 7], key: *key, fwd: *fwd, rev_key, rev: *rev });
+    }
+    Ok(out)
+}
