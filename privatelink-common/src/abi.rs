@@ -76,7 +76,10 @@ pub const PROGS_TCP: u32 = 2;
 /// directions passed the verifier's budget).
 pub const PROG_TCP_REV: &str = "privatelink_tcp_rev";
 pub const PROGS_TCP_REV: u32 = 3;
-pub const PROGS_LEN: u32 = 4;
+/// The data path itself: the new-flow program runs it again for a packet whose flow
+/// it has just adopted from the standby table.
+pub const PROGS_MAIN: u32 = 4;
+pub const PROGS_LEN: u32 = 5;
 /// The data path, attached to every VPC-facing interface.
 pub const PROG_XDP: &str = "privatelink";
 /// Deletes one expired flow and decrements its endpoint's active count exactly once.

@@ -14,12 +14,23 @@ pub const MAP_FLOW_EVENTS: &str = "PL_FLOW_EVENTS";
 /// Bytes of the ring: 4 MiB, about 23,800 events (an event takes its size plus the
 /// ring's 8-byte header): 2.4 s of 10,000 new flows a second if the daemon stalls.
 pub const FLOW_EVENTS_BYTES: u32 = 4 << 20;
-/// Array of `u64`: `REPL_ON` (non-zero: write events) and `REPL_LOST` (events the
-/// data path could not write, the ring being full; atomic adds only).
+/// Array of `u64`: `REPL_ON` (non-zero: write events), `REPL_LOST` (events the data
+/// path could not write, the ring being full), `REPL_TAKING` (non-zero: some slice is
+/// taken over, `PL_TAKEN` is not empty) and `REPL_ADOPTED` (flows moved from the
+/// standby table into the flow table). Counters change by atomic adds only.
 pub const MAP_REPLICATION: &str = "PL_REPLICATION";
 pub const REPL_ON: u32 = 0;
 pub const REPL_LOST: u32 = 1;
-pub const REPL_SLOTS: u32 = 2;
+pub const REPL_TAKING: u32 = 2;
+pub const REPL_ADOPTED: u32 = 3;
+pub const REPL_SLOTS: u32 = 4;
+/// The SNAT slices this node has taken over from a node that died (LPM trie of
+/// `SnatRangeKey`, value unused): a packet of no flow whose flow is in the standby
+/// table, with its SNAT address in one of them, adopts that flow. Never pinned: the
+/// daemon writes it whole.
+pub const MAP_TAKEN: &str = "PL_TAKEN";
+/// Slices taken at most (the SNAT ranges of a node, and a few nodes at once).
+pub const MAX_TAKEN: u32 = 256;
 /// The standby table: other nodes' flows, replicated here, keyed and valued like
 /// `PL_CT` (an LRU hash the size of the flow table). Written by the daemon only.
 pub const MAP_STANDBY: &str = "PL_STANDBY";

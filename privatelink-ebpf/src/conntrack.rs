@@ -266,7 +266,7 @@ fn claim_snat_port(f: &NewFlow, key: &mut CtKey, rev: &CtValue) -> Result<bool, 
 
 /// Count a SNAT port claimed or given back (ports in use = claimed - released).
 #[inline(always)]
-fn count_ports(endpoint: u32, claimed: bool) {
+pub fn count_ports(endpoint: u32, claimed: bool) {
     if let Some(s) = crate::stats::slot(endpoint) {
         if claimed {
             s.snat_ports_claimed += 1;

@@ -23,6 +23,7 @@ mod reply;
 mod replicate;
 mod send;
 mod sg;
+mod standby;
 mod stats;
 mod sum;
 mod tcpstate;
@@ -128,6 +129,9 @@ static PL_FLOW_EVENTS: RingBuf = RingBuf::with_byte_size(FLOW_EVENTS_BYTES, 0);
 /// `REPL_ON` (set by the daemon) and `REPL_LOST` (atomic adds only). Never pinned.
 #[map]
 static PL_REPLICATION: Array<u64> = Array::with_max_entries(REPL_SLOTS, 0);
+/// Slices taken over from a dead node (`standby`). Written whole by the daemon.
+#[map]
+static PL_TAKEN: LpmTrie<SnatRangeKey, u32> = LpmTrie::with_max_entries(MAX_TAKEN, 0);
 /// Other nodes' flows, written by the daemon (sized like `PL_CT` at load time).
 #[map]
 static PL_STANDBY: LruHashMap<CtKey, CtValue> = LruHashMap::with_max_entries(DEFAULT_CT_CAPACITY, 0);
@@ -216,10 +220,16 @@ pub fn privatelink_dns(ctx: XdpContext) -> u32 {
     }
 }
 
-/// A new flow's first packet (see `newflow`). Reached by tail call only.
-#[xdp]
-pub fn privatelink_newflow(ctx: XdpContext) -> u32 {
+/// A new flow's first packet (see `newflow`). Reached by tail call only; a packet
+/// whose flow it adopted from the standby table goes through the data path again.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "xdp")]
+pub extern "C" fn privatelink_newflow(raw: *mut xdp_md) -> u32 {
+    let ctx = XdpContext::new(raw);
     match newflow::run(&ctx) {
+        Ok(verdict::TO_MAIN) => {
+            jump(raw, PROGS_MAIN, DropReason::NoFlow)
+        }
         Ok(action) => action,
         Err(drop) => {
             stats::count_drop(drop);

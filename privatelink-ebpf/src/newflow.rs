@@ -49,6 +49,11 @@ fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u32) 
     let service_port = lookup::service_port(info.service, p.dst_port, p.proto)
         .ok_or(Drop::endpoint(DropReason::UnmappedPort, ep))?;
     lookup::accepted(&info, ep)?;
+    // A flow of a node that died, whose slice this node has taken over: adopted, and
+    // the packet goes through the data path again as one of its flows.
+    if crate::standby::adopt(ctx, p, vpc, ifindex, ep, &info) {
+        return Ok(crate::verdict::TO_MAIN);
+    }
     let go = screen(ctx, p, ep)?;
     if go != GO_ON {
         return Ok(go);

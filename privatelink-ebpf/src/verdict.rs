@@ -12,3 +12,6 @@ pub const NOT_A_FLOW: u32 = 0xd48;
 /// client (`TO_TCP`) or from the backend (`TO_TCP_REV`).
 pub const TO_TCP: u32 = 0xd49;
 pub const TO_TCP_REV: u32 = 0xd4a;
+/// The data path again, from the start: the packet's flow was just adopted from the
+/// standby table (`standby`).
+pub const TO_MAIN: u32 = 0xd4b;

@@ -11,6 +11,7 @@ use crate::{
         loader::{self, Dataplane, LoadOptions},
         maps::Reader,
         reconcile::{self, Report},
+        replica::Takeover,
         sweep::Scope,
         tables::{self, Tables, Up},
     },
@@ -73,6 +74,9 @@ pub struct DataPath {
     sweep: Arc<SweepShared>,
     /// Replication's handles (given the maps at load) and counters.
     repl: Arc<Replication>,
+    /// The slices taken over from dead nodes, and whose they are.
+    takeover: Option<Takeover>,
+    taken_from: BTreeSet<String>,
     counts: Counts,
     warning: Option<String>,
 }
@@ -86,7 +90,7 @@ impl DataPath {
             tracing::warn!("{w}");
         }
         let links = Links::new(&bpffs);
-        Ok(DataPath { bpffs, dp: None, reader: None, links, neighbours: Default::default(), written: None, sweep: Default::default(), repl: Default::default(), counts: Counts::default(), warning })
+        Ok(DataPath { bpffs, dp: None, reader: None, links, neighbours: Default::default(), written: None, sweep: Default::default(), repl: Default::default(), takeover: None, taken_from: BTreeSet::new(), counts: Counts::default(), warning })
     }
 
     pub fn loaded(&self) -> bool {
@@ -101,8 +105,9 @@ impl DataPath {
         let opts = LoadOptions { ct_capacity: ct_capacity as u32, pin_dir: Some(bpffs::maps_dir(&self.bpffs)) };
         let mut dp = Dataplane::load(&opts).context("loading the data path")?;
         self.sweep.install(dp.sweeper()?);
-        let (events, standby) = dp.replication()?;
+        let (events, standby, takeover) = dp.replication()?;
         self.repl.install(events, standby, dp.maps.try_clone()?, ct_capacity as usize / 2);
+        self.takeover = Some(takeover);
         self.reader = Some(Arc::new(dp.maps.try_clone()?));
         self.dp = Some(dp);
         self.written = None;
@@ -119,6 +124,21 @@ impl DataPath {
 
     pub fn replication(&self) -> &Arc<Replication> {
         &self.repl
+    }
+
+    /// Take over exactly the SNAT `slices` of the nodes `from`: (the nodes newly taken
+    /// over, those given up). Nothing loaded: nothing to take.
+    pub fn take_over(&mut self, slices: &BTreeSet<(std::net::Ipv4Addr, u8)>, from: BTreeSet<String>) -> Result<(Vec<String>, Vec<String>)> {
+        let Some(t) = &mut self.takeover else { return Ok((vec![], vec![])) };
+        t.set(slices).context("writing the slices taken over")?;
+        let newly = from.difference(&self.taken_from).cloned().collect();
+        let gone = self.taken_from.difference(&from).cloned().collect();
+        self.taken_from = from;
+        self.repl.taken.store(slices.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(n) = t.adopted() {
+            self.repl.adopted.store(n, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok((newly, gone))
     }
 
     pub fn reader(&self) -> Option<Arc<Reader>> {

@@ -85,6 +85,8 @@ pub struct ReplicationSample {
     pub held: Vec<(String, u64)>,
     pub events_refused: u64,
     pub peers_refused: u64,
+    pub slices_taken: u64,
+    pub adopted: u64,
 }
 
 /// A sample's value: a counter, an integer gauge or a float gauge.
@@ -261,6 +263,8 @@ impl Snapshot {
         e.family("privatelink_standby_flows", "Flows this node holds in its standby table for another node, by node.", held);
         e.family("privatelink_replication_events_refused", "Flow events from another node not written to the standby table: inconsistent, outside that node's SNAT slice, or over the table's size.", vec![(String::new(), counter(r.events_refused))]);
         e.family("privatelink_replication_peers_refused", "Replication connections refused: not a node of the fleet, not from its registered address, or not speaking the protocol.", vec![(String::new(), counter(r.peers_refused))]);
+        e.family("privatelink_takeover_slices", "SNAT slices this node has taken over from nodes recorded down whose buddy it is.", vec![(String::new(), gauge(r.slices_taken as i64))]);
+        e.family("privatelink_takeover_adopted_flows", "Flows moved from the standby table into the flow table (a packet of a taken-over flow reached this node).", vec![(String::new(), counter(r.adopted))]);
         e.family("privatelink_drift_repairs", "Drift repaired: XDP links re-attached (links), map operations rewritten (map_ops), slot-accounting counters that disagreed with the flow table (accounting: each one a leak, should stay 0).", vec![(what("links"), counter(self.repaired_links)), (what("map_ops"), counter(self.repaired_map_ops)), (what("accounting"), counter(self.repaired_accounting))]);
     }
 }
@@ -291,6 +295,8 @@ impl Picture {
             held: r.held.lock().unwrap().clone(),
             events_refused: r.events_refused.load(Relaxed),
             peers_refused: r.peers_refused.load(Relaxed),
+            slices_taken: r.taken.load(Relaxed),
+            adopted: r.adopted.load(Relaxed),
         }
     }
 

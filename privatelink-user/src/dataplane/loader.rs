@@ -4,17 +4,17 @@
 use super::{
     error::{Error, Result},
     maps::Maps,
-    replica::{FlowEvents, Standby},
+    replica::{self, FlowEvents, Standby, Takeover},
     sweep::{Scope, SweepReport, Sweeper},
     BPF_OBJECT,
 };
 use aya::{
-    maps::{Array, HashMap, Map, MapData, ProgramArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, Map, MapData, ProgramArray, RingBuf},
     programs::{links::FdLink, xdp::{XdpLink, XdpLinkId}, ProgramError, Xdp, XdpMode},
     Ebpf, EbpfLoader, VerifierLogLevel,
 };
 use privatelink_common::{
-    ALL_MAPS, DEFAULT_CT_CAPACITY, MAP_CT, MAP_FLOW_EVENTS, MAP_REPLICATION, MAP_STANDBY, MAP_LAYOUT, MAP_LAYOUT_VERSION, MAP_PROGS, PROGS_DNS, PROGS_NEWFLOW, PROGS_TCP, PROGS_TCP_REV, PROG_DNS, PROG_EXPIRE, PROG_NEWFLOW, PROG_TCP, PROG_TCP_REV, PROG_PASS, PROG_XDP,
+    ALL_MAPS, DEFAULT_CT_CAPACITY, MAP_CT, MAP_FLOW_EVENTS, MAP_REPLICATION, MAP_STANDBY, MAP_TAKEN, PROGS_MAIN, MAP_LAYOUT, MAP_LAYOUT_VERSION, MAP_PROGS, PROGS_DNS, PROGS_NEWFLOW, PROGS_TCP, PROGS_TCP_REV, PROG_DNS, PROG_EXPIRE, PROG_NEWFLOW, PROG_TCP, PROG_TCP_REV, PROG_PASS, PROG_XDP,
 };
 use std::path::{Path, PathBuf};
 
@@ -64,13 +64,14 @@ impl Dataplane {
         let fd = |name| -> Result<_> {
             program(&ebpf, name)?.fd().map_err(|source| Error::Program { name, source })?.try_clone().map_err(|e| Error::Link(e.to_string()))
         };
-        let (dns, newflow, tcp, tcp_rev) = (fd(PROG_DNS)?, fd(PROG_NEWFLOW)?, fd(PROG_TCP)?, fd(PROG_TCP_REV)?);
+        let (dns, newflow, tcp, tcp_rev, main) = (fd(PROG_DNS)?, fd(PROG_NEWFLOW)?, fd(PROG_TCP)?, fd(PROG_TCP_REV)?, fd(PROG_XDP)?);
         let progs = ebpf.map_mut(MAP_PROGS).ok_or(Error::Missing { kind: "map", name: MAP_PROGS })?;
         let mut progs: ProgramArray<&mut MapData> = ProgramArray::try_from(progs).map_err(|source| Error::Map { map: MAP_PROGS, source })?;
         progs.set(PROGS_DNS, &dns, 0).map_err(|source| Error::Map { map: MAP_PROGS, source })?;
         progs.set(PROGS_NEWFLOW, &newflow, 0).map_err(|source| Error::Map { map: MAP_PROGS, source })?;
         progs.set(PROGS_TCP, &tcp, 0).map_err(|source| Error::Map { map: MAP_PROGS, source })?;
         progs.set(PROGS_TCP_REV, &tcp_rev, 0).map_err(|source| Error::Map { map: MAP_PROGS, source })?;
+        progs.set(PROGS_MAIN, &main, 0).map_err(|source| Error::Map { map: MAP_PROGS, source })?;
         let maps = Maps::take(&mut ebpf)?;
         let layout = ebpf.map_mut(MAP_LAYOUT).ok_or(Error::Missing { kind: "map", name: MAP_LAYOUT })?;
         let mut layout: Array<&mut MapData, u32> = Array::try_from(layout).map_err(|source| Error::Map { map: MAP_LAYOUT, source })?;
@@ -96,14 +97,17 @@ impl Dataplane {
         FdLink::try_from(link).map_err(|e| Error::Link(e.to_string()))
     }
 
-    /// The flow events and the standby table (once: the maps move out of the object).
-    pub fn replication(&mut self) -> Result<(FlowEvents, Standby)> {
+    /// The flow events, the standby table and the slices taken over (once: the maps
+    /// move out of the object).
+    pub fn replication(&mut self) -> Result<(FlowEvents, Standby, Takeover)> {
         let mut take = |name: &'static str| self.ebpf.take_map(name).ok_or(Error::Missing { kind: "map", name });
-        let (ring, flags, standby) = (take(MAP_FLOW_EVENTS)?, take(MAP_REPLICATION)?, take(MAP_STANDBY)?);
+        let (ring, flags, standby, taken) = (take(MAP_FLOW_EVENTS)?, take(MAP_REPLICATION)?, take(MAP_STANDBY)?, take(MAP_TAKEN)?);
         let ring = RingBuf::try_from(ring).map_err(|source| Error::Map { map: MAP_FLOW_EVENTS, source })?;
         let flags = Array::try_from(flags).map_err(|source| Error::Map { map: MAP_REPLICATION, source })?;
         let standby = HashMap::try_from(standby).map_err(|source| Error::Map { map: MAP_STANDBY, source })?;
-        Ok((FlowEvents::new(ring, flags), Standby::new(standby)))
+        let taken = LpmTrie::try_from(taken).map_err(|source| Error::Map { map: MAP_TAKEN, source })?;
+        let takeover = Takeover::new(taken, replica::again(&flags)?);
+        Ok((FlowEvents::new(ring, flags), Standby::new(standby), takeover))
     }
 
     /// A sweeper with its own handles (see `sweep`), for another thread.

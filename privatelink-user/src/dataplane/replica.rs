@@ -7,9 +7,15 @@ use super::{
     error::{Error, Result},
     maps::Reader,
 };
-use aya::maps::{Array, HashMap, IterableMap, MapData, RingBuf};
+use aya::maps::{
+    lpm_trie::{Key, LpmTrie},
+    Array, HashMap, IterableMap, Map, MapData, RingBuf,
+};
 use privatelink_common::*;
-use std::collections::HashMap as StdMap;
+use std::{
+    collections::{BTreeSet, HashMap as StdMap},
+    net::Ipv4Addr,
+};
 
 /// The ring of flow events and the replication switch.
 pub struct FlowEvents {
@@ -83,6 +89,64 @@ impl StandbyReader {
         use std::os::fd::AsFd;
         super::maps::read_conntrack(self.0.as_fd())
     }
+}
+
+/// The slices this node has taken over (`PL_TAKEN`), and what it adopted of them.
+pub struct Takeover {
+    taken: LpmTrie<MapData, SnatRangeKey, u32>,
+    flags: Array<MapData, u64>,
+    /// What the trie holds: (network, prefix length).
+    held: BTreeSet<(Ipv4Addr, u8)>,
+}
+
+impl Takeover {
+    pub fn new(taken: LpmTrie<MapData, SnatRangeKey, u32>, flags: Array<MapData, u64>) -> Takeover {
+        Takeover { taken, flags, held: BTreeSet::new() }
+    }
+
+    /// Take over exactly `slices` (network, prefix length): the others are given up.
+    pub fn set(&mut self, slices: &BTreeSet<(Ipv4Addr, u8)>) -> Result<()> {
+        let err = |source| Error::Map { map: MAP_TAKEN, source };
+        if slices.len() > MAX_TAKEN as usize {
+            return Err(Error::OutOfRange { map: MAP_TAKEN, index: slices.len() as u32, capacity: MAX_TAKEN });
+        }
+        // Announced to the data path last when taking, first when giving up.
+        if slices.is_empty() && !self.held.is_empty() {
+            self.flags.set(REPL_TAKING, 0, 0).map_err(|source| Error::Map { map: MAP_REPLICATION, source })?;
+        }
+        for (net, prefix) in self.held.difference(slices).copied().collect::<Vec<_>>() {
+            match self.taken.remove(&Key::new(prefix as u32, super::maps::ip_raw(net))) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(err(e)),
+            }
+            self.held.remove(&(net, prefix));
+        }
+        for &(net, prefix) in slices.difference(&self.held.clone()) {
+            self.taken.insert(&Key::new(prefix as u32, super::maps::ip_raw(net)), 1, 0).map_err(err)?;
+            self.held.insert((net, prefix));
+        }
+        if !slices.is_empty() {
+            self.flags.set(REPL_TAKING, 1, 0).map_err(|source| Error::Map { map: MAP_REPLICATION, source })?;
+        }
+        Ok(())
+    }
+
+    /// Flows adopted from the standby table so far.
+    pub fn adopted(&self) -> Result<u64> {
+        self.flags.get(&REPL_ADOPTED, 0).map_err(|source| Error::Map { map: MAP_REPLICATION, source })
+    }
+
+    pub fn held(&self) -> &BTreeSet<(Ipv4Addr, u8)> {
+        &self.held
+    }
+}
+
+/// A second handle on `PL_REPLICATION`.
+pub(super) fn again(flags: &Array<MapData, u64>) -> Result<Array<MapData, u64>> {
+    use std::os::fd::AsFd;
+    let err = |source| Error::Map { map: MAP_REPLICATION, source };
+    let data = MapData::from_fd(super::maps::dup(flags.map().fd().as_fd(), MAP_REPLICATION)?).map_err(err)?;
+    Array::try_from(Map::Array(data)).map_err(err)
 }
 
 /// Every flow of this node's table whose two entries are both there, as events

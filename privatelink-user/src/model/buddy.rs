@@ -33,6 +33,12 @@ pub fn buddy_of(st: &State, node: &str) -> Option<String> {
         .map(|(name, _)| name.clone())
 }
 
+/// The nodes whose flows and SNAT slices `me` takes over: recorded down (a restarting
+/// node is kept up within its grace, so down means gone) with `me` as their buddy.
+pub fn taken_over_by(st: &State, me: &str) -> Vec<String> {
+    st.nodes.iter().filter(|(name, r)| !r.up && name.as_str() != me && buddy_of(st, name).as_deref() == Some(me)).map(|(n, _)| n.clone()).collect()
+}
+
 /// Every recorded node's buddy.
 pub fn buddies(st: &State) -> BTreeMap<String, Option<String>> {
     st.nodes.keys().map(|n| (n.clone(), buddy_of(st, n))).collect()
@@ -69,6 +75,24 @@ mod tests {
         // (Computed apart, in Python, from the definition above.)
         assert_eq!(weight("", ""), 0x25fc_6dd3_6ce0_4b20, "weight changed: every fleet would re-pair during an upgrade");
         assert_eq!(weight("gw1", "gw2"), 0x4c7a_47cf_5ad5_11cb);
+    }
+
+    #[test]
+    fn a_dead_nodes_buddy_takes_it_over_and_nobody_else() {
+        let up = fleet(&["gw1", "gw2", "gw3"], &[]);
+        for n in ["gw1", "gw2", "gw3"] {
+            assert!(taken_over_by(&up, n).is_empty(), "nobody is down");
+        }
+        let names = ["gw1", "gw2", "gw3"];
+        for gone in names {
+            let rest: Vec<&str> = names.iter().copied().filter(|n| *n != gone).collect();
+            let st = fleet(&rest, &[gone]);
+            // Its buddy before it died takes it over: the flows it holds are that node's.
+            let holder = buddy_of(&up, gone).unwrap();
+            for n in &rest {
+                assert_eq!(taken_over_by(&st, n), if *n == holder { vec![gone.to_string()] } else { vec![] }, "{gone} died; {n}");
+            }
+        }
     }
 
     /// Rendezvous' promise, over fleets of 2-12 nodes: a node leaving re-pairs only the

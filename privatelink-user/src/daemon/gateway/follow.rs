@@ -65,6 +65,34 @@ impl Gateway {
         if self.transact(|st| Ok(fleet::liveness(st, &me, &live)))? && self.path.loaded() {
             self.write_maps()?;
         }
+        self.take_over()
+    }
+
+    /// Take over the SNAT slices (and the standby flows) of the nodes recorded down
+    /// whose buddy this node is; give up those back or gone.
+    fn take_over(&mut self) -> Result<()> {
+        if self.opts.replication_listen.is_none() {
+            return Ok(());
+        }
+        let st = self.rec.state().clone();
+        let from: std::collections::BTreeSet<String> = crate::model::buddy::taken_over_by(&st, &self.opts.node).into_iter().collect();
+        let slices = from.iter().flat_map(|n| fleet::snat_slice_ranges(&st, st.nodes[n].slice)).map(|c| (c.net, c.prefix)).collect();
+        let (newly, gone) = self.path.take_over(&slices, from)?;
+        let held = self.path.replication().held.lock().unwrap().clone();
+        let events: Vec<_> = newly
+            .iter()
+            .map(|n| {
+                let flows = held.iter().find(|(o, _)| o == n).map_or(0, |(_, c)| *c);
+                let message = format!("{} takes over node {n}'s SNAT slice and the {flows} flows it held for it (each moves here with its next packet from the client)", self.opts.node);
+                crate::model::state::Event::new("node.takeover", n, None, message)
+            })
+            .collect();
+        for n in gone {
+            tracing::info!(node = %n, "gave node's SNAT slice up (it is back or gone): flows adopted from it stay here until they end");
+        }
+        if !events.is_empty() {
+            self.rec.record(events)?;
+        }
         Ok(())
     }
 

@@ -58,6 +58,9 @@ pub struct Replication {
     pub events_refused: AtomicU64,
     pub peers_refused: AtomicU64,
     pub batches_applied: AtomicU64,
+    /// Takeover: slices taken now, flows adopted from the standby table so far.
+    pub taken: AtomicU64,
+    pub adopted: AtomicU64,
 }
 
 impl Replication {

@@ -105,7 +105,11 @@ async fn stream_from(stream: TcpStream, peer: SocketAddr, repl: &Shared, shown: 
         let Some(frame) = wire::read(&mut r).await? else { return Ok(()) };
         let pic = shown.now();
         let Some(slice) = pic.state.nodes.get(&node).map(|n| n.slice) else { anyhow::bail!("{node} left the fleet") };
-        let ranges = fleet::snat_slice_ranges(&pic.state, slice);
+        // Its own slice, and those it has taken over (the flows it adopted are its own).
+        let mut ranges = fleet::snat_slice_ranges(&pic.state, slice);
+        for dead in buddy::taken_over_by(&pic.state, &node) {
+            ranges.extend(fleet::snat_slice_ranges(&pic.state, pic.state.nodes[&dead].slice));
+        }
         let applied = tokio::task::block_in_place(|| {
             let mut h = held.lock().unwrap();
             if h.streams.get(&node).map(|s| s.0) != Some(id) {
