@@ -16,14 +16,17 @@ pub const MAP_FLOW_EVENTS: &str = "PL_FLOW_EVENTS";
 pub const FLOW_EVENTS_BYTES: u32 = 4 << 20;
 /// Array of `u64`: `REPL_ON` (non-zero: write events), `REPL_LOST` (events the data
 /// path could not write, the ring being full), `REPL_TAKING` (non-zero: some slice is
-/// taken over, `PL_TAKEN` is not empty) and `REPL_ADOPTED` (flows moved from the
-/// standby table into the flow table). Counters change by atomic adds only.
+/// taken over, `PL_TAKEN` is not empty), `REPL_ADOPTED` (flows moved from the standby
+/// table into the flow table) and `REPL_HELD`. Counters change by atomic adds only.
 pub const MAP_REPLICATION: &str = "PL_REPLICATION";
 pub const REPL_ON: u32 = 0;
 pub const REPL_LOST: u32 = 1;
 pub const REPL_TAKING: u32 = 2;
 pub const REPL_ADOPTED: u32 = 3;
-pub const REPL_SLOTS: u32 = 4;
+/// Packets of a flow held in the standby table whose slice is not taken over (yet):
+/// dropped without a reset, so that the client retransmits into the takeover.
+pub const REPL_HELD: u32 = 4;
+pub const REPL_SLOTS: u32 = 5;
 /// The SNAT slices this node has taken over from a node that died (LPM trie of
 /// `SnatRangeKey`, value unused): a packet of no flow whose flow is in the standby
 /// table, with its SNAT address in one of them, adopts that flow. Never pinned: the

@@ -51,8 +51,10 @@ fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u32) 
     lookup::accepted(&info, ep)?;
     // A flow of a node that died, whose slice this node has taken over: adopted, and
     // the packet goes through the data path again as one of its flows.
-    if crate::standby::adopt(ctx, p, vpc, ifindex, ep, &info) {
-        return Ok(crate::verdict::TO_MAIN);
+    match crate::standby::adopt(ctx, p, vpc, ifindex, ep, &info) {
+        crate::standby::ADOPTED => return Ok(crate::verdict::TO_MAIN),
+        crate::standby::HELD => return Err(Drop::endpoint(DropReason::NoFlow, ep)),
+        _ => {}
     }
     let go = screen(ctx, p, ep)?;
     if go != GO_ON {

@@ -96,10 +96,14 @@ fn a_taken_over_flow_is_adopted_by_the_clients_packet_and_leaves_as_the_dead_nod
     let c = copy(41000, DEAD_SNAT, EP_IDX_ACCEPTED);
     standby.put(&c).unwrap();
 
-    // Not taken over (the node is alive, or another node is its buddy): the copy is
-    // not this node's to use; the segment is one of no flow here (reset).
-    let out = lab.from_consumer(&data(41000).build());
-    expect(&out, XDP_TX, &rst_for(41000), "no takeover: a segment of no flow");
+    // Not taken over (the node is dying, or alive and the consumer's router moved the
+    // flow): not this node's to use, and not reset either: dropped, counted, so the
+    // client's retransmission finds the takeover done.
+    let input = data(41000).build();
+    let out = lab.from_consumer(&input);
+    expect(&out, XDP_DROP, &input, "no takeover yet: held");
+    assert_eq!((ep_stats(&lab, EP_IDX_ACCEPTED).drop_count(DropReason::NoFlow), ep_stats(&lab, EP_IDX_ACCEPTED).resets_sent), (1, 0));
+    assert_eq!(takeover.held_packets().unwrap(), 1);
     assert!(standby.get(&c.key).is_some(), "the copy stays");
 
     // The slice is taken over: the same segment adopts the flow and leaves for the
@@ -153,8 +157,14 @@ fn copies_that_do_not_fit_are_never_adopted() {
     }
     standby.remove(&CtKey::default(), &lonely.rev_key);
     for (sport, what) in [(42000, "another slice"), (42001, "another endpoint"), (42002, "no reverse entry"), (42004, "another flow's reverse entry")] {
-        let out = lab.from_consumer(&data(sport).build());
-        expect(&out, XDP_TX, &rst_for(sport), what);
+        let input = data(sport).build();
+        let out = lab.from_consumer(&input);
+        if sport == 42000 {
+            // A slice not taken over: held (its node may be dying), never adopted.
+            expect(&out, XDP_DROP, &input, what);
+        } else {
+            expect(&out, XDP_TX, &rst_for(sport), what);
+        }
         assert!(lab.dp.maps.ct_get(&fwd_key(EP_ACCEPTED, 80, sport, PROTO_TCP)).unwrap().is_none(), "{what}: adopted");
     }
     assert_eq!(takeover.adopted().unwrap(), 0);
@@ -169,7 +179,13 @@ fn copies_that_do_not_fit_are_never_adopted() {
     assert!(standby.get(&good.key).is_some());
     // Given up (the node is back): nothing is adopted any more.
     takeover.set(&BTreeSet::new()).unwrap();
-    expect(&lab.from_consumer(&data(42003).build()), XDP_TX, &rst_for(42003), "given up");
+    let input = data(42003).build();
+    expect(&lab.from_consumer(&input), XDP_DROP, &input, "given up: held");
+    // A SYN on a copy's tuple opens a new flow (it is nobody's copy).
     takeover.set(&slices(&[DEAD_SLICE])).unwrap();
+    let syn5 = syn(EP_ACCEPTED, 80, 42005).build();
+    standby.put(&copy(42005, DEAD_SNAT, EP_IDX_ACCEPTED)).unwrap();
+    assert_eq!(action_name(lab.from_consumer(&syn5).action), "XDP_REDIRECT");
+    assert_eq!(lab.dp.maps.ct_get(&fwd_key(EP_ACCEPTED, 80, 42005, PROTO_TCP)).unwrap().unwrap().state, TCP_STATE_SYN, "a new flow, not the copy");
     assert_eq!(action_name(lab.from_consumer(&data(42003).build()).action), "XDP_REDIRECT", "taken again");
 }

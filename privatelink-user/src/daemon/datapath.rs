@@ -138,6 +138,9 @@ impl DataPath {
         if let Ok(n) = t.adopted() {
             self.repl.adopted.store(n, std::sync::atomic::Ordering::Relaxed);
         }
+        if let Ok(n) = t.held_packets() {
+            self.repl.held_packets.store(n, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok((newly, gone))
     }
 

@@ -39,6 +39,8 @@ pub struct Fleet {
     /// they are.
     started: Instant,
     lease_seen: bool,
+    /// Whether this node takes over its dead peers' slices (it holds their flows).
+    pub taking: bool,
 }
 
 /// What a node's registration says of its replication.
@@ -49,12 +51,12 @@ pub struct Replicated {
     pub lag_p99: Option<f64>,
 }
 
-/// Routes as (table, address).
-pub type Routes = Vec<(u32, Ipv4Addr)>;
+/// Routes as (table, network, prefix length).
+pub type Routes = Vec<(u32, Ipv4Addr, u8)>;
 
 impl Fleet {
     pub fn new(node: String, zone: Option<String>, store: Arc<dyn Store>, socket: PathBuf, grace: Duration) -> Fleet {
-        Fleet { node, zone, store, routes: None, route_error: None, socket, grace, started: Instant::now(), lease_seen: false }
+        Fleet { node, zone, store, routes: None, route_error: None, socket, grace, started: Instant::now(), lease_seen: false, taking: false }
     }
 
     /// Whether the store is shared by a fleet.
@@ -121,7 +123,7 @@ impl Fleet {
     /// is logged once and shown by `status`; forwarding goes on. `attached`:
     /// interfaces carrying the data path (none when it is not loaded).
     pub fn publish_routes(&mut self, st: &State, attached: &dyn Fn(&str) -> bool, loaded: bool, verify: bool) {
-        let any_table = st.vpcs.values().any(|v| v.spec.announce_table(&st.gateway).is_some());
+        let any_table = st.vpcs.values().any(|v| v.spec.announce_table(&st.gateway).is_some()) || st.gateway.fleet.snat_announce_table.is_some();
         if !any_table || !loaded {
             self.withdraw();
             return;
@@ -133,7 +135,8 @@ impl Fleet {
         let mut interfaces: Vec<String> = st.vpcs.values().map(|v| v.spec.interface.clone()).filter(|i| attached(i)).collect();
         interfaces.sort();
         interfaces.dedup();
-        let want = fleet::announced(st, &self.seat(st), attached, lease);
+        let mut want: std::collections::BTreeSet<(u32, Ipv4Addr, u8)> = fleet::announced(st, &self.seat(st), attached, lease).into_iter().map(|(t, ip)| (t, ip, 32)).collect();
+        want.extend(fleet::snat_announced(st, &self.node, attached, lease, self.taking).into_iter().map(|(t, c)| (t, c.net, c.prefix)));
         let before = self.routes.as_ref().map(|r| r.published().len());
         let mut lost = false;
         let r = self.announcer().and_then(|a| {

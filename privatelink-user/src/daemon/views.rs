@@ -315,7 +315,7 @@ impl Picture {
             store: self.store.describe(),
             store_reachable: self.store.reachable(),
             nodes_up: st.nodes.values().filter(|n| n.up).count().max(1) as u32,
-            announced: self.routes.iter().map(|&(table, address)| RouteView { table, address }).collect(),
+            announced: self.routes.iter().map(|&(table, address, prefix_len)| RouteView { table, address, prefix_len }).collect(),
             announce_error: self.route_error.clone(),
             warnings: f.warning.iter().cloned().collect(),
         };
@@ -399,7 +399,7 @@ impl Picture {
                 replication_lag_seconds: lag,
                 standby_flows: standby,
                 this_node: me,
-                announced: if me { self.routes.iter().map(|&(table, address)| RouteView { table, address }).collect() } else { Vec::new() },
+                announced: if me { self.routes.iter().map(|&(table, address, prefix_len)| RouteView { table, address, prefix_len }).collect() } else { Vec::new() },
             });
         }
         Ok(out)

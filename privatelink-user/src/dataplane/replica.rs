@@ -136,8 +136,9 @@ impl Takeover {
         self.flags.get(&REPL_ADOPTED, 0).map_err(|source| Error::Map { map: MAP_REPLICATION, source })
     }
 
-    pub fn held(&self) -> &BTreeSet<(Ipv4Addr, u8)> {
-        &self.held
+    /// Packets of copies whose slice is not taken over, dropped without a reset.
+    pub fn held_packets(&self) -> Result<u64> {
+        self.flags.get(&REPL_HELD, 0).map_err(|source| Error::Map { map: MAP_REPLICATION, source })
     }
 }
 

@@ -103,6 +103,27 @@ pub fn announced(st: &State, seat: &Seat, attached: &dyn Fn(&str) -> bool, holds
     out
 }
 
+/// The SNAT slices the node `me` publishes in `gateway.fleet.snat_announce_table`, as
+/// (table, slice): its own, and (`taking`) those of the nodes it has taken over
+/// (`buddy::taken_over_by`). Nothing while it may not hold its lease or no provider
+/// VPC's interface carries the data path.
+pub fn snat_announced(st: &State, me: &str, attached: &dyn Fn(&str) -> bool, holds_lease: bool, taking: bool) -> BTreeSet<(u32, Cidr)> {
+    let mut out = BTreeSet::new();
+    let (Some(table), Some(rec)) = (st.gateway.fleet.snat_announce_table, st.nodes.get(me)) else { return out };
+    let serving = st.services.values().any(|s| st.vpcs.get(&s.spec.vpc).is_some_and(|v| attached(&v.spec.interface)));
+    if !holds_lease || !serving {
+        return out;
+    }
+    let mut slices = vec![rec.slice];
+    if taking {
+        slices.extend(super::buddy::taken_over_by(st, me).iter().filter_map(|n| st.nodes.get(n)).map(|r| r.slice));
+    }
+    for k in slices {
+        out.extend(snat_slice_ranges(st, k).into_iter().map(|c| (table as u32, c)));
+    }
+    out
+}
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum FleetError {
     #[error("no free SNAT slice for node {node}: gateway.snat_slices is {slices} and nodes {holders} hold them; raise gateway.snat_slices (while no endpoint exists) or remove a node that is gone (`privatelink delete node NAME`)")]
@@ -289,6 +310,33 @@ mod tests {
         assert!(st2.nodes["c"].up);
         let err = join(&st, "d", None, 3).unwrap_err();
         assert!(err.to_string().contains("no free SNAT slice for node d"), "{err}");
+    }
+
+    #[test]
+    fn a_node_publishes_its_snat_slices_and_those_it_took_over() {
+        let text = "gateway: {snat_slices: 4, fleet: {snat_announce_table: 101}}\nvpcs:\n- {name: c, interface: gw-c, cidr: 10.0.0.0/24}\n- {name: p, interface: gw-p, cidr: 10.3.0.0/24}\nservices:\n- {name: s, owner: \"1\", vpc: p, auto_accept: true, backends: [{address: 10.3.0.5}], ports: [{protocol: tcp, endpoint_port: 80, service_port: 80}]}\n- {name: t, owner: \"1\", vpc: p, snat_range: 198.19.128.0/20, auto_accept: true, backends: [{address: 10.3.0.6}], ports: [{protocol: tcp, endpoint_port: 80, service_port: 80}]}\n";
+        let spec = crate::model::spec::parse(text).unwrap().0;
+        let env = crate::model::validate::Env::offline();
+        let mut st = crate::model::plan::finish(crate::model::plan_spec(&spec, None, &State::default(), &env).unwrap().state);
+        for (k, n) in ["gw1", "gw2", "gw3"].iter().enumerate() {
+            st.nodes.insert(n.to_string(), NodeRecord { slice: k as u32, zone: None, up: true, since_ms: 0, restarting_until_ms: None });
+        }
+        let all = |_: &str| true;
+        let c = |s: &str| s.parse::<Cidr>().unwrap();
+        // gw2 (slice 1): its slice of each range, in table 101.
+        let own: BTreeSet<_> = [(101, c("11.163.64.0/18")), (101, c("198.19.132.0/22"))].into();
+        assert_eq!(snat_announced(&st, "gw2", &all, true, true), own);
+        assert!(snat_announced(&st, "gw2", &all, false, true).is_empty(), "its lease in doubt");
+        assert!(snat_announced(&st, "gw2", &|i| i != "gw-p", true, true).is_empty(), "no data path towards the providers");
+        // gw1 dies: its buddy publishes gw1's slices too (when it takes over), the
+        // other node nothing more.
+        st.nodes.get_mut("gw1").unwrap().up = false;
+        let holder = crate::model::buddy::buddy_of(&st, "gw1").unwrap();
+        let other = if holder == "gw2" { "gw3" } else { "gw2" };
+        let took = snat_announced(&st, &holder, &all, true, true);
+        assert!(took.contains(&(101, c("11.163.0.0/18"))) && took.contains(&(101, c("198.19.128.0/22"))) && took.len() == 4, "{took:?}");
+        assert_eq!(snat_announced(&st, &holder, &all, true, false).len(), 2, "without replication it holds no flows of gw1's: it takes nothing");
+        assert_eq!(snat_announced(&st, other, &all, true, true).len(), 2);
     }
 
     #[test]

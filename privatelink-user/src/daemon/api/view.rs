@@ -159,8 +159,14 @@ impl fmt::Display for HostPort {
 pub struct RouteView {
     /// The kernel routing table it is in.
     pub table: u32,
-    /// The /32 published.
+    /// The network published: an endpoint's /32, or a SNAT slice.
     pub address: Ipv4Addr,
+    #[serde(default = "host_route")]
+    pub prefix_len: u8,
+}
+
+fn host_route() -> u8 {
+    32
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -56,7 +56,8 @@ impl Gateway {
             None => Arc::new(RedbStore::open(&opts.state_dir)?),
         };
         let rec = Recorder::open(store.clone())?;
-        let fleet = Fleet::new(opts.node.clone(), opts.zone.clone(), store, opts.socket.clone(), opts.restart_grace);
+        let mut fleet = Fleet::new(opts.node.clone(), opts.zone.clone(), store, opts.socket.clone(), opts.restart_grace);
+        fleet.taking = opts.replication_listen.is_some();
         let opts = Arc::new(opts);
         let mut health = Checker::default();
         health.sync(rec.state(), &opts.node);

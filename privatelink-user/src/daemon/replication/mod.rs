@@ -61,6 +61,8 @@ pub struct Replication {
     /// Takeover: slices taken now, flows adopted from the standby table so far.
     pub taken: AtomicU64,
     pub adopted: AtomicU64,
+    /// Client packets of copies whose slice was not taken over, dropped without reset.
+    pub held_packets: AtomicU64,
 }
 
 impl Replication {

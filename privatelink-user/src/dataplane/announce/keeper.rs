@@ -186,7 +186,7 @@ fn xdp_attached(name: &str) -> bool {
 /// Delete every route through the device; how many there were.
 fn withdraw_all() -> Result<usize> {
     let routes = kernel_routes()?;
-    let batch: String = routes.iter().map(|(table, ip)| format!("route del {ip}/32 dev {DEVICE} table {table}\n")).collect();
+    let batch: String = routes.iter().map(|(table, ip, len)| format!("route del {ip}/{len} dev {DEVICE} table {table}\n")).collect();
     if !batch.is_empty() {
         run_batch(&batch)?;
     }

@@ -1,4 +1,5 @@
-//! Publishing the endpoint addresses this node serves as /32 routes in the kernel
+//! Publishing the endpoint addresses this node serves as /32 routes (and its SNAT
+//! slices, for the provider side) in the kernel
 //! routing tables the spec names, for a routing daemon (BIRD, FRR) to announce.
 //!
 //! The routes lead to a TUN device (`pl-announce`) that the announce keeper
@@ -33,7 +34,8 @@ pub const DEVICE: &str = "pl-announce";
 const PROTO: &str = "static";
 
 /// A published route: (routing table, endpoint address).
-pub type Route = (u32, Ipv4Addr);
+/// (table, network, prefix length): endpoint addresses are /32s, SNAT slices wider.
+pub type Route = (u32, Ipv4Addr, u8);
 
 pub struct Announcer {
     /// The connection to the keeper, which holds the device.
@@ -114,11 +116,11 @@ impl Announcer {
             self.have = kernel_routes()?;
         }
         let mut batch = String::new();
-        for (table, ip) in self.have.difference(want) {
-            batch.push_str(&format!("route del {ip}/32 dev {DEVICE} table {table}\n"));
+        for (table, ip, len) in self.have.difference(want) {
+            batch.push_str(&format!("route del {ip}/{len} dev {DEVICE} table {table}\n"));
         }
-        for (table, ip) in want.difference(&self.have) {
-            batch.push_str(&format!("route replace {ip}/32 dev {DEVICE} table {table} proto {PROTO}\n"));
+        for (table, ip, len) in want.difference(&self.have) {
+            batch.push_str(&format!("route replace {ip}/{len} dev {DEVICE} table {table} proto {PROTO}\n"));
         }
         if batch.is_empty() {
             return Ok(());
@@ -204,7 +206,13 @@ fn parse_routes(json: &[u8]) -> Result<BTreeSet<Route>> {
     let v: serde_json::Value = serde_json::from_slice(json).map_err(|e| fail(format!("reading ip's JSON: {e}")))?;
     let mut set = BTreeSet::new();
     for r in v.as_array().map(Vec::as_slice).unwrap_or_default() {
-        let Some(dst) = r["dst"].as_str().and_then(|d| d.trim_end_matches("/32").parse().ok()) else { continue };
+        // `ip` writes a host route without its length.
+        let Some((dst, len)) = r["dst"].as_str().and_then(|d| match d.split_once('/') {
+            Some((net, len)) => Some((net.parse::<Ipv4Addr>().ok()?, len.parse::<u8>().ok().filter(|l| *l <= 32)?)),
+            None => Some((d.parse().ok()?, 32)),
+        }) else {
+            continue;
+        };
         // `ip` leaves the table out for main (254) and names the ones rt_tables names.
         let table = match &r["table"] {
             serde_json::Value::Null => 254,
@@ -214,7 +222,7 @@ fn parse_routes(json: &[u8]) -> Result<BTreeSet<Route>> {
                 .or_else(|| t.as_u64().and_then(|n| u32::try_from(n).ok()))
                 .ok_or_else(|| fail(format!("route {dst} of {DEVICE} is in table {t}, which has a name: privatelink's announce tables must be numbered")))?,
         };
-        set.insert((table, dst));
+        set.insert((table, dst, len));
     }
     Ok(set)
 }
@@ -227,9 +235,11 @@ mod tests {
     fn routes_read_back_from_ip_json() {
         let json = br#"[{"dst":"10.0.0.100","dev":"pl-announce","table":"100","protocol":"4","scope":"link","flags":[]},
                         {"dst":"10.0.0.101","dev":"pl-announce","table":"7","protocol":"4","scope":"link","flags":[]},
+                        {"dst":"11.163.64.0/18","dev":"pl-announce","table":"101","protocol":"4","scope":"link","flags":[]},
+                        {"dst":"11.163.64.0/33","dev":"pl-announce","table":"101"},
                         {"type":"local","dst":"fe80::/64","dev":"pl-announce"}]"#;
         let got = parse_routes(json).unwrap();
-        assert_eq!(got, [(100, Ipv4Addr::new(10, 0, 0, 100)), (7, Ipv4Addr::new(10, 0, 0, 101))].into());
+        assert_eq!(got, [(100, Ipv4Addr::new(10, 0, 0, 100), 32), (7, Ipv4Addr::new(10, 0, 0, 101), 32), (101, Ipv4Addr::new(11, 163, 64, 0), 18)].into());
         assert!(parse_routes(br#"[{"dst":"10.0.0.1","table":"edge"}]"#).unwrap_err().to_string().contains("has a name"));
     }
 }

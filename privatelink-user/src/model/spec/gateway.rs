@@ -43,6 +43,11 @@ pub struct FleetSettings {
     /// The table; absent: nothing is published (VPCs may still name their own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub announce_table: Option<i64>,
+    /// Where each node publishes its SNAT slices (and those it has taken over from a
+    /// dead node whose buddy it is), for the provider side's routers: replies to a
+    /// node's SNAT addresses reach it, or its buddy once it is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snat_announce_table: Option<i64>,
 }
 
 impl Default for Gateway {

@@ -36,6 +36,12 @@ impl Check<'_> {
         if let Some(t) = g.fleet.announce_table {
             self.announce_table("gateway.fleet.announce_table".into(), t);
         }
+        if let Some(t) = g.fleet.snat_announce_table {
+            self.announce_table("gateway.fleet.snat_announce_table".into(), t);
+            if g.fleet.announce_table == Some(t) {
+                self.err("gateway.fleet.snat_announce_table", format!("table {t} is gateway.fleet.announce_table too: the provider side's routes (SNAT slices) and the consumer side's (endpoint addresses) go to different routers, so to different tables"));
+            }
+        }
         if let MssClamp::Value(v) = g.mss_clamp {
             // 536: the MSS every IPv4 host must accept (RFC 879); 9000: jumbo frames.
             self.range("gateway.mss_clamp".into(), v as i64, 536, 9000, "an MSS");

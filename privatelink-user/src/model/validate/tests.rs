@@ -235,6 +235,9 @@ fn fleet_and_zone_rules() {
     case("region: local}", "region: local, fleet: {announce_table: 100}}", &[]);
     case("region: local}", "region: local, fleet: {announce_table: 254}}", &[("gateway.fleet.announce_table", "not 253-255: default, main and local")]);
     case("region: local}", "region: local, fleet: {announce_table: 0}}", &[("gateway.fleet.announce_table", "not 0")]);
+    case("region: local}", "region: local, fleet: {announce_table: 100, snat_announce_table: 101}}", &[]);
+    case("region: local}", "region: local, fleet: {snat_announce_table: 255}}", &[("gateway.fleet.snat_announce_table", "not 253-255")]);
+    case("region: local}", "region: local, fleet: {announce_table: 100, snat_announce_table: 100}}", &[("gateway.fleet.snat_announce_table", "table 100 is gateway.fleet.announce_table too")]);
     case("cidr: 10.0.0.0/24}", "cidr: 10.0.0.0/24, announce_table: 4294967296}", &[("vpcs[0].announce_table", "not 4294967296")]);
     // Overlapping VPCs publishing into one table would leak each other's addresses.
     let overlapping = "cidr: 192.168.2.0/24}\n  - {name: vpc3, interface: gw-vpc3, cidr: 10.0.0.0/16}";
