@@ -41,6 +41,8 @@ pub use privatelink::lab::Routing;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 pub const ETCD: &str = "10.255.0.100:2379";
+/// Where nodes publish their SNAT slices for the provider side (`with_bgp_both_sides`).
+pub const SNAT_ANNOUNCE_TABLE: u32 = 101;
 /// Every node serves the tenant API here, on its own loopback.
 pub const API: &str = "127.0.0.1:8080";
 /// And its metrics here.
@@ -79,6 +81,10 @@ pub struct Fleet {
     router_procs: Vec<Child>,
     /// The routing daemon of the router and the nodes (None: a static route).
     pub routing: Option<Routing>,
+    /// BGP on the provider side too (BIRD): each node announces its SNAT slices
+    /// (`SNAT_ANNOUNCE_TABLE`) to a router in the provider's namespace instead of
+    /// static routes there.
+    pub provider_bgp: bool,
     /// Set: backend i refuses connections (its health checks fail).
     pub paused: Vec<Arc<AtomicBool>>,
     stop: Arc<AtomicBool>,
@@ -148,7 +154,18 @@ impl Fleet {
         Fleet::build(n, Some(routing))
     }
 
+    /// BIRD on both sides: the consumer's router as `with_bgp`, and the provider's
+    /// namespace routes each SNAT slice where the nodes announce it (a dead node's to
+    /// the buddy that took it over).
+    pub fn with_bgp_both_sides(n: usize) -> Fleet {
+        Fleet::build_with(n, Some(Routing::Bird), true)
+    }
+
     fn build(n: usize, routing: Option<Routing>) -> Fleet {
+        Fleet::build_with(n, routing, false)
+    }
+
+    fn build_with(n: usize, routing: Option<Routing>, provider_bgp: bool) -> Fleet {
         let turn = Turn::take();
         let bgp = routing.is_some();
         let k = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -221,8 +238,9 @@ impl Fleet {
                 fs: Some(fs),
             });
         }
-        // Each node's SNAT slice goes back to it (node i holds slice i-1: they join in order).
-        for i in 1..=n {
+        // Each node's SNAT slice goes back to it (node i holds slice i-1: they join in
+        // order), unless the nodes announce them.
+        for i in (1..=n).filter(|_| !provider_bgp) {
             let slice = format!("11.163.{}.0/18", (i - 1) * 64);
             provider.ip(&["route", "add", &slice, "via", &format!("192.168.2.{i}"), "dev", &format!("p{i}")]);
         }
@@ -238,8 +256,11 @@ impl Fleet {
             start_tcp_server(&provider, SocketAddr::from((*b, SERVICE_TCP_PORT)), format!("backend-{i}"), stop.clone(), paused[i].clone());
             start_udp_server(&provider, SocketAddr::from((*b, SERVICE_UDP_PORT)), format!("backend-{i}"), stop.clone());
         }
-        let mut fleet = Fleet { dir, client, router, provider, ctl, nodes, etcd: None, routing, router_procs: Vec::new(), paused, stop, _pass: pass, _turn: turn };
+        let mut fleet = Fleet { dir, client, router, provider, ctl, nodes, etcd: None, routing, provider_bgp, router_procs: Vec::new(), paused, stop, _pass: pass, _turn: turn };
         fleet.start_etcd();
+        if provider_bgp {
+            fleet.start_provider_router();
+        }
         if bgp {
             fleet.start_router();
             for i in 0..n {

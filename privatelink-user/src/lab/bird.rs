@@ -27,6 +27,53 @@ pub fn node(local: Ipv4Addr, peer: Ipv4Addr, iface: &str, table: u32) -> String 
         .replace("kernel table 100;", &format!("kernel table {table};"))
 }
 
+/// The provider side's recipe (`examples/bird/gateway-node-provider.conf`), for a
+/// first node at 192.168.2.1 whose provider router is 192.168.2.201 over eth1, table 101.
+const NODE_PROVIDER: &str = include_str!("../../../examples/bird/gateway-node-provider.conf");
+/// The provider-side router's AS.
+pub const PROVIDER_AS: u32 = 65100;
+
+/// A gateway node's provider side (appended to `node`'s): learn the SNAT slices
+/// privatelink publishes in `table` and announce them to the provider router at
+/// `peer` over `iface`.
+pub fn node_provider(local: Ipv4Addr, peer: Ipv4Addr, iface: &str, table: u32) -> String {
+    NODE_PROVIDER
+        .replace("192.168.2.201", &peer.to_string())
+        .replace("192.168.2.1", &local.to_string())
+        .replace("interface \"eth1\"", &format!("interface \"{iface}\""))
+        .replace("kernel table 101;", &format!("kernel table {table};"))
+}
+
+/// The provider-side router: a session with every node (`peers`: the node's address,
+/// this router's address towards it and the interface), what they announce (their
+/// SNAT slices) into the kernel's main table. Every link is on the provider VPC's
+/// subnet (the lab's), so a next hop is resolved through a host route of its link
+/// (`gateway recursive`), not through whichever link BIRD finds the subnet on first.
+pub fn provider_router(id: Ipv4Addr, peers: &[(Ipv4Addr, Ipv4Addr, String)]) -> String {
+    let hosts: String = peers.iter().map(|(addr, _, iface)| format!("    route {addr}/32 via \"{iface}\";\n")).collect();
+    let mut out = format!(
+        r#"log stderr all;
+router id {id};
+protocol device {{ scan time 1; }}
+protocol static links {{
+    ipv4;
+{hosts}}}
+protocol kernel {{
+    ipv4 {{ import none; export where source = RTS_BGP; }};
+}}
+template bgp gateway_node {{
+    local as {PROVIDER_AS};
+    {TIMERS}
+    ipv4 {{ import all; export none; gateway recursive; }};
+}}
+"#
+    );
+    for (i, (addr, local, iface)) in peers.iter().enumerate() {
+        out.push_str(&format!("protocol bgp node{} from gateway_node {{ local {local}; neighbor {addr} as {NODE_AS}; interface \"{iface}\"; }}\n", i + 1));
+    }
+    out
+}
+
 /// The consumer-side router: a session with every node (`peers`: address and the
 /// interface it is reached on), equal paths merged into one ECMP route in the kernel
 /// `table`.
@@ -65,7 +112,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pl-bird-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let peers = [(Ipv4Addr::new(172, 16, 1, 2), "r-g1".to_string()), (Ipv4Addr::new(172, 16, 2, 2), "r-g2".to_string())];
-        for (name, conf) in [("node", node(Ipv4Addr::new(172, 16, 1, 2), Ipv4Addr::new(172, 16, 1, 1), "gw-c0", 100)), ("router", router(Ipv4Addr::new(10, 0, 0, 1), &peers, 200))] {
+        let node_both = node(Ipv4Addr::new(172, 16, 1, 2), Ipv4Addr::new(172, 16, 1, 1), "gw-c0", 100) + &node_provider(Ipv4Addr::new(192, 168, 2, 1), Ipv4Addr::new(192, 168, 2, 201), "gw-prov", 101);
+        let provider = provider_router(Ipv4Addr::new(192, 168, 2, 200), &[(Ipv4Addr::new(192, 168, 2, 1), Ipv4Addr::new(192, 168, 2, 201), "p1".to_string())]);
+        for (name, conf) in [("node", node(Ipv4Addr::new(172, 16, 1, 2), Ipv4Addr::new(172, 16, 1, 1), "gw-c0", 100)), ("router", router(Ipv4Addr::new(10, 0, 0, 1), &peers, 200)), ("node-both", node_both), ("provider", provider)] {
             let path = dir.join(format!("{name}.conf"));
             std::fs::write(&path, &conf).unwrap();
             let out = std::process::Command::new("bird").arg("-p").arg("-c").arg(&path).output().expect("run bird (apt install bird2: cargo xtask setup)");

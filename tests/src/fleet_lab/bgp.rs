@@ -1,7 +1,7 @@
 //! The fleet lab's BGP half: BIRD on the router and on each node, and what the
 //! router's and the nodes' routing tables say.
 
-use super::{Fleet, Routing, ANNOUNCE_TABLE, ROUTER_TABLE};
+use super::{Fleet, Routing, ANNOUNCE_TABLE, ROUTER_TABLE, SNAT_ANNOUNCE_TABLE};
 use crate::daemon_lab::{path_str, privatelink_bin};
 use privatelink::lab::{bird, frr};
 use std::{collections::BTreeSet, net::Ipv4Addr};
@@ -39,6 +39,25 @@ impl Fleet {
         self.router_procs.push(ecmp);
     }
 
+    /// The provider side's router (BIRD in the provider's namespace): a session with
+    /// every node over its link, the SNAT slices they announce into the main table.
+    pub(super) fn start_provider_router(&mut self) {
+        let peers: Vec<_> = (1..=self.nodes.len()).map(|i| (Ipv4Addr::new(192, 168, 2, i as u8), Ipv4Addr::new(192, 168, 2, 200 + i as u8), format!("p{i}"))).collect();
+        let conf = self.dir.join("bird-provider.conf");
+        std::fs::write(&conf, bird::provider_router(Ipv4Addr::new(192, 168, 2, 200), &peers)).unwrap();
+        let ctl = self.dir.join("bird-provider.ctl");
+        let ns = self.provider.name.clone();
+        let bird = self.spawn_in(&ns, "bird-provider", &["bird", "-f", "-c", path_str(&conf), "-s", path_str(&ctl)]);
+        self.router_procs.push(bird);
+    }
+
+    /// Where the provider's namespace routes `addr` now (the next hop), if anywhere.
+    pub fn provider_route(&self, addr: Ipv4Addr) -> Option<Ipv4Addr> {
+        let out = self.provider.try_exec(&["ip", "-j", "route", "get", &addr.to_string()]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v[0]["gateway"].as_str()?.parse().ok()
+    }
+
     /// Node `i`'s routing daemon: announces what its daemon publishes to the router.
     pub fn start_routing(&mut self, i: usize) {
         assert!(self.nodes[i].routing.is_empty());
@@ -49,7 +68,11 @@ impl Fleet {
             Some(Routing::Frr) => self.start_frr(&ns, &format!("gw{k}"), &frr::node(local, peer)),
             _ => {
                 let conf = self.dir.join(format!("bird-gw{k}.conf"));
-                std::fs::write(&conf, bird::node(local, peer, "gw-c0", ANNOUNCE_TABLE)).unwrap();
+                let mut text = bird::node(local, peer, "gw-c0", ANNOUNCE_TABLE);
+                if self.provider_bgp {
+                    text += &bird::node_provider(Ipv4Addr::new(192, 168, 2, k), Ipv4Addr::new(192, 168, 2, 200 + k), "gw-prov", SNAT_ANNOUNCE_TABLE);
+                }
+                std::fs::write(&conf, text).unwrap();
                 let ctl = self.dir.join(format!("bird-gw{k}.ctl"));
                 vec![self.spawn_in(&ns, &format!("bird-gw{k}"), &["bird", "-f", "-c", path_str(&conf), "-s", path_str(&ctl)])]
             }
