@@ -107,4 +107,17 @@ fn a_dead_nodes_sessions_go_on_through_its_buddy(destroyed: bool) {
             assert_eq!(&s.ask().expect("an exchange after the takeover"), first);
         }
     }
+    if destroyed {
+        return;
+    }
+    // gw1 comes back (its data path and flows outlived its processes): gw2 gives its
+    // slice up, the routes lead to gw1 again, and every session still goes on.
+    f.start(0);
+    f.start_routing(0);
+    f.wait_until("the router to learn gw1 again", |f| f.next_hops(E) == [gw(1), gw(2)].into());
+    f.wait_until("gw1's slice to lead to gw1 again", |f| f.provider_route(slice_addr(0)) == Some(Ipv4Addr::new(192, 168, 2, 1)));
+    f.wait_until("gw2 to give the slice up", |f| f.metric(1, "privatelink_takeover_slices") == Some(0.0));
+    for (n, (s, first)) in sessions.iter_mut().enumerate() {
+        assert_eq!(&s.ask().unwrap_or_else(|e| panic!("session {n} after gw1's return: {e}\n{}", f.logs())), first);
+    }
 }
