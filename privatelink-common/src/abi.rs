@@ -773,6 +773,7 @@ pub const EXPIRE_DELETED_NO_PEER: u32 = 4;
 mod pod {
     use super::*;
     unsafe impl aya::Pod for VpcInfo {}
+    unsafe impl aya::Pod for crate::replication::Handoff {}
     unsafe impl aya::Pod for EpIpKey {}
     unsafe impl aya::Pod for EndpointInfo {}
     unsafe impl aya::Pod for PortKey {}

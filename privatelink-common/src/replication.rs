@@ -74,3 +74,40 @@ impl FlowEvent {
         unsafe { core::ptr::read_unaligned(b.as_ptr() as *const FlowEvent) }
     }
 }
+
+/// The hand-off (`PL_HANDOFF`, an array of one): a survivor that is not a dead node's
+/// buddy sends the dead node's client packets (TCP segments of no flow here, no copy
+/// either) to that buddy, over the management network: the frame whole, behind an
+/// outer Ethernet and IPv4 header and a GRE header (transparent Ethernet, the consumer
+/// VPC's id as key). The buddy's data path, attached to its management interface,
+/// takes them only from its peers (`PL_PEERS`), strips the outer headers and runs the
+/// frame as if it had arrived on that VPC's interface (`PL_VPC_IFINDEX`,
+/// `PL_INGRESS`). Written by the daemon; none of these maps is pinned.
+pub const MAP_HANDOFF: &str = "PL_HANDOFF";
+pub const MAP_PEERS: &str = "PL_PEERS";
+pub const MAP_VPC_IFINDEX: &str = "PL_VPC_IFINDEX";
+/// Peers (management addresses) at most.
+pub const MAX_PEERS: u32 = 64;
+/// Outer Ethernet, IPv4 and GRE with a key.
+pub const HANDOFF_OVERHEAD: u32 = 14 + 20 + 8;
+pub const GRE_FLAG_KEY: u16 = 0x2000;
+pub const ETH_P_TEB: u16 = 0x6558;
+pub const PROTO_GRE: u8 = 47;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Handoff {
+    /// This node's management interface (0: no hand-off either way).
+    pub mgmt_ifindex: u32,
+    /// Non-zero: send the packets described above to `daddr_be`.
+    pub active: u32,
+    /// This node's management address and MAC; the buddy's, and the MAC of the next
+    /// hop towards it.
+    pub saddr_be: u32,
+    pub daddr_be: u32,
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+    /// The management interface's MTU (a frame that would not fit is dropped).
+    pub mtu: u32,
+}
+const _: () = assert!(size_of::<Handoff>() == 32);

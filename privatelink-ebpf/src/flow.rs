@@ -101,7 +101,7 @@ fn send_forward(ctx: &XdpContext, p: &Packet, entry: &mut CtValue) -> Result<sen
 /// closed): it opens a new flow through every check.
 #[inline(always)]
 pub fn control(ctx: &XdpContext, forward: bool) -> Result<u32, Drop> {
-    let vpc = lookup::vpc(ctx.ingress_ifindex() as u32).ok_or(Drop::global(DropReason::NoFlow))?;
+    let vpc = lookup::vpc(crate::handoff::ingress(ctx)).ok_or(Drop::global(DropReason::NoFlow))?;
     let Parsed::Ipv4(p) = parse::parse(ctx) else { return Err(Drop::vpc(DropReason::Malformed, vpc.vpc_id)) };
     let key = conntrack::flow_key(&p, vpc.vpc_id);
     let entry = conntrack::get(&key).ok_or(Drop::vpc(DropReason::NoFlow, vpc.vpc_id))?;

@@ -12,6 +12,7 @@ mod conntrack;
 mod dns;
 mod flow;
 mod forward;
+mod handoff;
 mod icmp;
 mod lookup;
 mod nat;
@@ -129,6 +130,14 @@ static PL_FLOW_EVENTS: RingBuf = RingBuf::with_byte_size(FLOW_EVENTS_BYTES, 0);
 /// `REPL_ON` (set by the daemon) and `REPL_LOST` (atomic adds only). Never pinned.
 #[map]
 static PL_REPLICATION: Array<u64> = Array::with_max_entries(REPL_SLOTS, 0);
+/// The hand-off's settings, the peers it is taken from, and each VPC's interface by
+/// id (`handoff`). Written by the daemon; never pinned.
+#[map]
+static PL_HANDOFF: Array<Handoff> = Array::with_max_entries(1, 0);
+#[map]
+static PL_PEERS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_PEERS, 0);
+#[map]
+static PL_VPC_IFINDEX: Array<u32> = Array::with_max_entries(MAX_VPCS, 0);
 /// Slices taken over from a dead node (`standby`). Written whole by the daemon.
 #[map]
 static PL_TAKEN: LpmTrie<SnatRangeKey, u32> = LpmTrie::with_max_entries(MAX_TAKEN, 0);
@@ -156,12 +165,23 @@ pub extern "C" fn privatelink(raw: *mut xdp_md) -> u32 {
         Ok(verdict::TO_TCP_REV) => {
             jump(raw, PROGS_TCP_REV, DropReason::NoFlow)
         }
-        Ok(action) => action,
+        Ok(action) => not_back_to_a_peer(&ctx, action),
         Err(drop) => {
             stats::count_drop(drop);
             xdp_action::XDP_DROP
         }
     }
+}
+
+/// A frame a peer handed over is never answered on the spot (XDP_TX would send the
+/// answer into the management network with the consumer side's MACs): dropped.
+#[inline(always)]
+fn not_back_to_a_peer(ctx: &XdpContext, action: u32) -> u32 {
+    if action == xdp_action::XDP_TX && handoff::handed(ctx) {
+        stats::count_drop(stats::Drop::global(DropReason::NoFlow));
+        return xdp_action::XDP_DROP;
+    }
+    action
 }
 
 /// Tail-call the program in `slot` of `PL_PROGS`: bpf_tail_call (helper 12), called
@@ -188,7 +208,7 @@ pub extern "C" fn privatelink_tcp(raw: *mut xdp_md) -> u32 {
         Ok(verdict::TO_NEWFLOW) => {
             jump(raw, PROGS_NEWFLOW, DropReason::Inactive)
         }
-        Ok(action) => action,
+        Ok(action) => not_back_to_a_peer(&ctx, action),
         Err(drop) => {
             stats::count_drop(drop);
             xdp_action::XDP_DROP
@@ -230,7 +250,7 @@ pub extern "C" fn privatelink_newflow(raw: *mut xdp_md) -> u32 {
         Ok(verdict::TO_MAIN) => {
             jump(raw, PROGS_MAIN, DropReason::NoFlow)
         }
-        Ok(action) => action,
+        Ok(action) => not_back_to_a_peer(&ctx, action),
         Err(drop) => {
             stats::count_drop(drop);
             xdp_action::XDP_DROP

@@ -20,7 +20,7 @@ use privatelink_common::{hash::flow_hash, *};
 /// addressed to an endpoint there, of no flow), parsed and looked up again.
 #[inline(always)]
 pub fn run(ctx: &XdpContext) -> Result<u32, Drop> {
-    let ifindex = ctx.ingress_ifindex() as u32;
+    let ifindex = crate::handoff::ingress(ctx);
     let vpc = lookup::vpc(ifindex).ok_or(Drop::global(DropReason::Inactive))?;
     let Parsed::Ipv4(p) = parse::parse(ctx) else { return Err(Drop::vpc(DropReason::Malformed, vpc.vpc_id)) };
     match lookup::endpoint_at(vpc.vpc_id, p.dst_ip) {
@@ -54,6 +54,15 @@ fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u32) 
     match crate::standby::adopt(ctx, p, vpc, ifindex, ep, &info) {
         crate::standby::ADOPTED => return Ok(crate::verdict::TO_MAIN),
         crate::standby::HELD => return Err(Drop::endpoint(DropReason::NoFlow, ep)),
+        // A peer handed it over for a flow this node does not hold: nothing to do.
+        _ if crate::handoff::handed(ctx) => return Err(Drop::endpoint(DropReason::NoFlow, ep)),
+        // A mid-stream segment of no flow while a dead node's buddy holds its flows:
+        // that node's, perhaps; the buddy adopts it or answers it.
+        _ if p.proto == PROTO_TCP && p.tcp_flags & TCP_SYN == 0 => {
+            if let Some(action) = crate::handoff::send(ctx, vpc.vpc_id) {
+                return Ok(action);
+            }
+        }
         _ => {}
     }
     let go = screen(ctx, p, ep)?;

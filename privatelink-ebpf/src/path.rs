@@ -28,9 +28,13 @@ const ICMP_ERROR_MAX_LEN: u16 = 576;
 
 #[inline(always)]
 pub fn run(ctx: &XdpContext) -> Result<u32, Drop> {
-    let ifindex = ctx.ingress_ifindex() as u32;
-    let vpc = match lookup::vpc(ifindex) {
+    let vpc = match lookup::vpc(crate::handoff::ingress(ctx)) {
         Some(v) => v,
+        // A peer's hand-off on the management interface: the frame inside, as its VPC's.
+        None if crate::handoff::unwrap(ctx) => match lookup::vpc(crate::handoff::ingress(ctx)) {
+            Some(v) => v,
+            None => return Ok(XDP_PASS),
+        },
         None => return Ok(XDP_PASS), // not a VPC interface of ours
     };
     match parse::parse(ctx) {

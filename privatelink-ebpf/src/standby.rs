@@ -91,8 +91,19 @@ pub fn adopt(ctx: &XdpContext, p: &Packet, vpc: &VpcInfo, ifindex: u32, ep: u32,
     rev.last_seen_ns = t;
     rev.ifindex = ifindex;
     rev.mtu = vpc.mtu;
-    rev.smac = [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]];
-    rev.dmac = [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]];
+    if crate::handoff::handed(ctx) {
+        // Handed over by a peer: its MACs are the peer's link's. The way back to the
+        // client is this node's route towards it, in the consumer VPC's table.
+        let hop = crate::forward::fib(ctx, ifindex, vpc.fib_table, key.dst_ip_be, key.src_ip_be, p.proto, p.ip_tot_len);
+        if hop.kind != crate::forward::HOP_REDIRECT || hop.ifindex != ifindex {
+            return HELD;
+        }
+        rev.smac = hop.smac;
+        rev.dmac = hop.dmac;
+    } else {
+        rev.smac = [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]];
+        rev.dmac = [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]];
+    }
     let open = fwd.flags & CT_FLAG_RELEASED == 0;
     // Not inserted (the table is full, or the tuple was taken meanwhile): held, the
     // client tries again.

@@ -121,3 +121,58 @@ fn a_dead_nodes_sessions_go_on_through_its_buddy(destroyed: bool) {
         assert_eq!(&s.ask().unwrap_or_else(|e| panic!("session {n} after gw1's return: {e}\n{}", f.logs())), first);
     }
 }
+
+/// Three nodes: the dead node's flows that the router moves to the survivor that is
+/// not its buddy are handed to the buddy (GRE over the management network), which
+/// adopts them; every session goes on.
+#[test]
+fn a_dead_nodes_flows_reach_its_buddy_through_any_survivor() {
+    let mut f = Fleet::with_bgp_both_sides(3);
+    let r = f.apply(0, &spec());
+    assert_eq!(r.code, 0, "{r:#?}");
+    let gw = |k: u8| Ipv4Addr::new(172, 16, k, 2);
+    f.wait_until("the router to learn the endpoint from all three", |f| f.next_hops(E) == [gw(1), gw(2), gw(3)].into());
+    f.wait_until("the provider's router to learn each node's slice", |f| (0..3).all(|i| f.provider_route(slice_addr(i)) == Some(Ipv4Addr::new(192, 168, 2, i as u8 + 1))));
+    let mut sessions: Vec<(Session, String)> = (0..30)
+        .map(|_| {
+            f.in_client(|| {
+                let mut s = Session::open(SocketAddr::from((E, ENDPOINT_TCP_PORT))).expect("open a session");
+                let first = s.ask().expect("first exchange");
+                (s, first)
+            })
+        })
+        .collect();
+    let per_node = sessions.iter().fold(BTreeMap::<usize, usize>::new(), |mut m, (_, a)| {
+        *m.entry(node_of(a)).or_default() += 1;
+        m
+    });
+    eprintln!("sessions per node {per_node:?}");
+    let on_gw1 = per_node.get(&0).copied().unwrap_or(0);
+    assert!(on_gw1 > 0, "no session went through gw1: {per_node:?}");
+    let nodes = f.json(1, &["get", "nodes"]);
+    let buddy = nodes.as_array().unwrap().iter().find(|n| n["name"] == "gw1").unwrap()["buddy"].as_str().unwrap().to_string();
+    let (holder, other) = if buddy == "gw2" { (1, 2) } else { (2, 1) };
+    f.wait_until("gw1's buddy to hold its flows", |f| f.metric(holder, "privatelink_standby_flows{node=\"gw1\"}") == Some(on_gw1 as f64));
+
+    f.kill(0);
+    f.wait_until("the router to route around gw1", |f| f.next_hops(E) == [gw(2), gw(3)].into());
+    let back = Ipv4Addr::new(192, 168, 2, holder as u8 + 1);
+    f.wait_until("gw1's buddy to take its slice over", |f| f.provider_route(slice_addr(0)) == Some(back));
+    f.wait_until("the other survivor to hand gw1's segments on", |f| f.metric(other, "privatelink_handoff_active") == Some(1.0));
+    let (mut kept, mut failed) = (0, Vec::new());
+    for (n, (s, first)) in sessions.iter_mut().enumerate() {
+        match s.ask() {
+            Ok(a) if &a == first => kept += 1,
+            other => failed.push(format!("session {n} (on gw{}): {other:?}", node_of(first) + 1)),
+        }
+    }
+    eprintln!("{kept} of 30 sessions went on");
+    assert!(kept >= 29, "{kept} of 30 went on; {failed:#?}\n{}", f.logs());
+    f.wait_until("the buddy to count what it adopted", |f| f.metric(holder, "privatelink_takeover_adopted_flows_total") == Some(on_gw1 as f64));
+    for _ in 0..3 {
+        for (s, first) in &mut sessions {
+            assert_eq!(&s.ask().expect("an exchange after the takeover"), first);
+        }
+    }
+}
+

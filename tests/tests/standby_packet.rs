@@ -92,7 +92,7 @@ fn slices(s: &[(Ipv4Addr, u8)]) -> BTreeSet<(Ipv4Addr, u8)> {
 #[test]
 fn a_taken_over_flow_is_adopted_by_the_clients_packet_and_leaves_as_the_dead_node_sent_it() {
     let mut lab = PacketLab::new(1024);
-    let (_events, mut standby, mut takeover) = lab.dp.replication().expect("replication maps");
+    let (_events, mut standby, mut takeover, _handoff) = lab.dp.replication().expect("replication maps");
     let c = copy(41000, DEAD_SNAT, EP_IDX_ACCEPTED);
     standby.put(&c).unwrap();
 
@@ -142,7 +142,7 @@ fn a_taken_over_flow_is_adopted_by_the_clients_packet_and_leaves_as_the_dead_nod
 #[test]
 fn copies_that_do_not_fit_are_never_adopted() {
     let mut lab = PacketLab::new(1024);
-    let (_events, mut standby, mut takeover) = lab.dp.replication().expect("replication maps");
+    let (_events, mut standby, mut takeover, _handoff) = lab.dp.replication().expect("replication maps");
     takeover.set(&slices(&[DEAD_SLICE])).unwrap();
     // Another slice's flow (slice 2: not taken over), a copy for another endpoint
     // than the packet's, a forward copy without its reverse entry, and one whose

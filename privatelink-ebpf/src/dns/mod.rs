@@ -55,7 +55,7 @@ pub(super) const SOA_EXPIRE: u32 = 86400;
 /// its loops are verified once, apart from the data path's own paths).
 #[inline(always)]
 pub fn run(ctx: &XdpContext) -> Result<u32, Drop> {
-    let vpc = lookup::vpc(ctx.ingress_ifindex() as u32).ok_or(Drop::global(DropReason::DnsDropped))?;
+    let vpc = lookup::vpc(crate::handoff::ingress(ctx)).ok_or(Drop::global(DropReason::DnsDropped))?;
     match parse::parse(ctx) {
         Parsed::Ipv4(p) => serve(ctx, &vpc, &p),
         _ => Err(Drop::vpc(DropReason::DnsDropped, vpc.vpc_id)),

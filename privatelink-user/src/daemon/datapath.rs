@@ -11,7 +11,7 @@ use crate::{
         loader::{self, Dataplane, LoadOptions},
         maps::Reader,
         reconcile::{self, Report},
-        replica::Takeover,
+        replica::{self, HandoffMaps, Takeover},
         sweep::Scope,
         tables::{self, Tables, Up},
     },
@@ -77,6 +77,11 @@ pub struct DataPath {
     /// The slices taken over from dead nodes, and whose they are.
     takeover: Option<Takeover>,
     taken_from: BTreeSet<String>,
+    /// The hand-off's maps, the management interface (name, index, MAC, MTU) and the
+    /// data path's link on it (not pinned: a hand-off needs the daemon).
+    handoff: Option<HandoffMaps>,
+    mgmt: Option<(String, u32, [u8; 6], u32)>,
+    mgmt_link: Option<aya::programs::links::FdLink>,
     counts: Counts,
     warning: Option<String>,
 }
@@ -90,7 +95,7 @@ impl DataPath {
             tracing::warn!("{w}");
         }
         let links = Links::new(&bpffs);
-        Ok(DataPath { bpffs, dp: None, reader: None, links, neighbours: Default::default(), written: None, sweep: Default::default(), repl: Default::default(), takeover: None, taken_from: BTreeSet::new(), counts: Counts::default(), warning })
+        Ok(DataPath { bpffs, dp: None, reader: None, links, neighbours: Default::default(), written: None, sweep: Default::default(), repl: Default::default(), takeover: None, taken_from: BTreeSet::new(), handoff: None, mgmt: None, mgmt_link: None, counts: Counts::default(), warning })
     }
 
     pub fn loaded(&self) -> bool {
@@ -105,9 +110,10 @@ impl DataPath {
         let opts = LoadOptions { ct_capacity: ct_capacity as u32, pin_dir: Some(bpffs::maps_dir(&self.bpffs)) };
         let mut dp = Dataplane::load(&opts).context("loading the data path")?;
         self.sweep.install(dp.sweeper()?);
-        let (events, standby, takeover) = dp.replication()?;
+        let (events, standby, takeover, handoff) = dp.replication()?;
         self.repl.install(events, standby, dp.maps.try_clone()?, ct_capacity as usize / 2);
         self.takeover = Some(takeover);
+        self.handoff = Some(handoff);
         self.reader = Some(Arc::new(dp.maps.try_clone()?));
         self.dp = Some(dp);
         self.written = None;
@@ -124,6 +130,48 @@ impl DataPath {
 
     pub fn replication(&self) -> &Arc<Replication> {
         &self.repl
+    }
+
+    /// The hand-off on the management interface holding `listen`: frames are taken from
+    /// `peers` (their management addresses), and, with a `target` (the buddy of a dead
+    /// node whose buddy this node is not), a dead node's client segments go there.
+    /// Returns whether segments are handed on now.
+    pub fn hand_off(&mut self, st: &State, listen: std::net::Ipv4Addr, target: Option<std::net::SocketAddr>, peers: &BTreeSet<std::net::Ipv4Addr>) -> Result<bool> {
+        if self.handoff.is_none() {
+            return Ok(false);
+        }
+        if self.mgmt.is_none() {
+            self.mgmt = Some(replica::interface_of(listen).context("the management interface (--replication-listen's)")?);
+        }
+        let (name, ifindex, mac, mtu) = self.mgmt.clone().unwrap_or_default();
+        if self.mgmt_link.is_none() {
+            let link = self.dp()?.attach_program(privatelink_common::PROG_XDP, ifindex, XdpMode::default()).with_context(|| format!("attaching the data path to {name} (hand-offs from peers)"))?;
+            self.mgmt_link = Some(link);
+        }
+        let Some(h) = &mut self.handoff else { return Ok(false) };
+        for v in st.vpcs.values() {
+            if let Ok(i) = loader::ifindex(&v.spec.interface) {
+                h.set_vpc(v.vpc_id, i)?;
+            }
+        }
+        h.set_peers(peers)?;
+        let mut cfg = privatelink_common::Handoff { mgmt_ifindex: ifindex, saddr_be: crate::dataplane::maps::ip_raw(listen), smac: mac, mtu, ..Default::default() };
+        if let Some(t) = target {
+            let std::net::IpAddr::V4(ip) = t.ip() else { return Ok(false) };
+            match replica::neighbour(ip, &name) {
+                Some(dmac) => {
+                    cfg.active = 1;
+                    cfg.daddr_be = crate::dataplane::maps::ip_raw(ip);
+                    cfg.dmac = dmac;
+                }
+                // Resolved by the kernel when something is sent there: a connection.
+                None => {
+                    let _ = std::net::TcpStream::connect_timeout(&t, std::time::Duration::from_millis(200));
+                }
+            }
+        }
+        h.set(cfg)?;
+        Ok(cfg.active != 0)
     }
 
     /// Take over exactly the SNAT `slices` of the nodes `from`: (the nodes newly taken

@@ -110,6 +110,14 @@ impl Fleet {
         self.store.beats().ok().map(|b| b.into_iter().map(|b| b.name).collect())
     }
 
+    /// The nodes' registrations (None alone, or while the store does not answer).
+    pub fn beats(&self) -> Option<Vec<crate::store::Beat>> {
+        if !self.store.shared() {
+            return None;
+        }
+        self.store.beats().ok()
+    }
+
     /// The nodes alive, for removing one: an error when the store does not answer.
     pub fn alive_now(&self) -> Result<Vec<String>> {
         if !self.store.shared() {

@@ -88,6 +88,7 @@ pub struct ReplicationSample {
     pub slices_taken: u64,
     pub adopted: u64,
     pub held_packets: u64,
+    pub handing: bool,
 }
 
 /// A sample's value: a counter, an integer gauge or a float gauge.
@@ -267,6 +268,7 @@ impl Snapshot {
         e.family("privatelink_takeover_slices", "SNAT slices this node has taken over from nodes recorded down whose buddy it is.", vec![(String::new(), gauge(r.slices_taken as i64))]);
         e.family("privatelink_takeover_adopted_flows", "Flows moved from the standby table into the flow table (a packet of a taken-over flow reached this node).", vec![(String::new(), counter(r.adopted))]);
         e.family("privatelink_takeover_held_packets", "Client packets of a flow held in the standby table whose slice was not taken over (yet), dropped without a reset so the client retransmits into the takeover.", vec![(String::new(), counter(r.held_packets))]);
+        e.family("privatelink_handoff_active", "1 while this node hands a dead node's client segments to that node's buddy over the management network (it is not the buddy).", vec![(String::new(), gauge(r.handing as i64))]);
         e.family("privatelink_drift_repairs", "Drift repaired: XDP links re-attached (links), map operations rewritten (map_ops), slot-accounting counters that disagreed with the flow table (accounting: each one a leak, should stay 0).", vec![(what("links"), counter(self.repaired_links)), (what("map_ops"), counter(self.repaired_map_ops)), (what("accounting"), counter(self.repaired_accounting))]);
     }
 }
@@ -300,6 +302,7 @@ impl Picture {
             slices_taken: r.taken.load(Relaxed),
             adopted: r.adopted.load(Relaxed),
             held_packets: r.held_packets.load(Relaxed),
+            handing: r.handing.load(Relaxed),
         }
     }
 

@@ -44,6 +44,8 @@ pub enum Error {
     Layout { dir: std::path::PathBuf, found: String, want: u32 },
     #[error("XDP link: {0}")]
     Link(String),
+    #[error("{0}")]
+    Invalid(String),
     #[error("interface {0} does not exist")]
     NoInterface(String),
     #[error("route announcements: {0}")]

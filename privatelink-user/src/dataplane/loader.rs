@@ -4,7 +4,7 @@
 use super::{
     error::{Error, Result},
     maps::Maps,
-    replica::{self, FlowEvents, Standby, Takeover},
+    replica::{self, FlowEvents, HandoffMaps, Standby, Takeover},
     sweep::{Scope, SweepReport, Sweeper},
     BPF_OBJECT,
 };
@@ -14,7 +14,7 @@ use aya::{
     Ebpf, EbpfLoader, VerifierLogLevel,
 };
 use privatelink_common::{
-    ALL_MAPS, DEFAULT_CT_CAPACITY, MAP_CT, MAP_FLOW_EVENTS, MAP_REPLICATION, MAP_STANDBY, MAP_TAKEN, PROGS_MAIN, MAP_LAYOUT, MAP_LAYOUT_VERSION, MAP_PROGS, PROGS_DNS, PROGS_NEWFLOW, PROGS_TCP, PROGS_TCP_REV, PROG_DNS, PROG_EXPIRE, PROG_NEWFLOW, PROG_TCP, PROG_TCP_REV, PROG_PASS, PROG_XDP,
+    ALL_MAPS, DEFAULT_CT_CAPACITY, MAP_CT, MAP_FLOW_EVENTS, MAP_REPLICATION, MAP_STANDBY, MAP_TAKEN, MAP_HANDOFF, MAP_PEERS, MAP_VPC_IFINDEX, PROGS_MAIN, MAP_LAYOUT, MAP_LAYOUT_VERSION, MAP_PROGS, PROGS_DNS, PROGS_NEWFLOW, PROGS_TCP, PROGS_TCP_REV, PROG_DNS, PROG_EXPIRE, PROG_NEWFLOW, PROG_TCP, PROG_TCP_REV, PROG_PASS, PROG_XDP,
 };
 use std::path::{Path, PathBuf};
 
@@ -97,17 +97,23 @@ impl Dataplane {
         FdLink::try_from(link).map_err(|e| Error::Link(e.to_string()))
     }
 
-    /// The flow events, the standby table and the slices taken over (once: the maps
-    /// move out of the object).
-    pub fn replication(&mut self) -> Result<(FlowEvents, Standby, Takeover)> {
+    /// The flow events, the standby table, the slices taken over and the hand-off
+    /// (once: the maps move out of the object).
+    pub fn replication(&mut self) -> Result<(FlowEvents, Standby, Takeover, HandoffMaps)> {
         let mut take = |name: &'static str| self.ebpf.take_map(name).ok_or(Error::Missing { kind: "map", name });
         let (ring, flags, standby, taken) = (take(MAP_FLOW_EVENTS)?, take(MAP_REPLICATION)?, take(MAP_STANDBY)?, take(MAP_TAKEN)?);
+        let (cfg, peers, vpcs) = (take(MAP_HANDOFF)?, take(MAP_PEERS)?, take(MAP_VPC_IFINDEX)?);
+        let handoff = HandoffMaps::new(
+            Array::try_from(cfg).map_err(|source| Error::Map { map: MAP_HANDOFF, source })?,
+            HashMap::try_from(peers).map_err(|source| Error::Map { map: MAP_PEERS, source })?,
+            Array::try_from(vpcs).map_err(|source| Error::Map { map: MAP_VPC_IFINDEX, source })?,
+        );
         let ring = RingBuf::try_from(ring).map_err(|source| Error::Map { map: MAP_FLOW_EVENTS, source })?;
         let flags = Array::try_from(flags).map_err(|source| Error::Map { map: MAP_REPLICATION, source })?;
         let standby = HashMap::try_from(standby).map_err(|source| Error::Map { map: MAP_STANDBY, source })?;
         let taken = LpmTrie::try_from(taken).map_err(|source| Error::Map { map: MAP_TAKEN, source })?;
         let takeover = Takeover::new(taken, replica::again(&flags)?);
-        Ok((FlowEvents::new(ring, flags), Standby::new(standby), takeover))
+        Ok((FlowEvents::new(ring, flags), Standby::new(standby), takeover, handoff))
     }
 
     /// A sweeper with its own handles (see `sweep`), for another thread.

@@ -142,6 +142,43 @@ impl Takeover {
     }
 }
 
+/// The hand-off's maps (`privatelink_common::replication::Handoff`).
+pub struct HandoffMaps {
+    cfg: Array<MapData, Handoff>,
+    peers: HashMap<MapData, u32, u32>,
+    vpc_ifindex: Array<MapData, u32>,
+}
+
+impl HandoffMaps {
+    pub fn new(cfg: Array<MapData, Handoff>, peers: HashMap<MapData, u32, u32>, vpc_ifindex: Array<MapData, u32>) -> HandoffMaps {
+        HandoffMaps { cfg, peers, vpc_ifindex }
+    }
+
+    pub fn set(&mut self, h: Handoff) -> Result<()> {
+        self.cfg.set(0, h, 0).map_err(|source| Error::Map { map: MAP_HANDOFF, source })
+    }
+
+    /// The peers a hand-off is taken from: exactly `peers`.
+    pub fn set_peers(&mut self, peers: &BTreeSet<Ipv4Addr>) -> Result<()> {
+        let err = |source| Error::Map { map: MAP_PEERS, source };
+        let have: Vec<u32> = self.peers.keys().filter_map(|k| k.ok()).collect();
+        for k in have {
+            if !peers.contains(&super::maps::ip_from_raw(k)) {
+                let _ = self.peers.remove(&k);
+            }
+        }
+        for p in peers.iter().take(MAX_PEERS as usize) {
+            self.peers.insert(super::maps::ip_raw(*p), 1, 0).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Each VPC's interface by VPC id (0: none).
+    pub fn set_vpc(&mut self, vpc_id: u16, ifindex: u32) -> Result<()> {
+        self.vpc_ifindex.set(vpc_id as u32, ifindex, 0).map_err(|source| Error::Map { map: MAP_VPC_IFINDEX, source })
+    }
+}
+
 /// A second handle on `PL_REPLICATION`.
 pub(super) fn again(flags: &Array<MapData, u64>) -> Result<Array<MapData, u64>> {
     use std::os::fd::AsFd;
@@ -166,3 +203,40 @@ pub fn snapshot(reader: &Reader, at_ns: u64) -> Result<Vec<FlowEvent>> {
     }
     Ok(out)
 }
+
+/// An interface holding `ip`: (name, index, MAC, MTU), as `ip -j addr` tells.
+pub fn interface_of(ip: Ipv4Addr) -> Result<(String, u32, [u8; 6], u32)> {
+    let fail = |m: String| Error::Invalid(m);
+    let out = std::process::Command::new("ip").args(["-j", "addr", "show"]).output().map_err(|e| fail(format!("running ip: {e}")))?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| fail(format!("reading ip's JSON: {e}")))?;
+    for l in v.as_array().map(Vec::as_slice).unwrap_or_default() {
+        let holds = l["addr_info"].as_array().is_some_and(|a| a.iter().any(|x| x["local"].as_str() == Some(&ip.to_string())));
+        if !holds {
+            continue;
+        }
+        let name = l["ifname"].as_str().unwrap_or_default().to_string();
+        let index = l["ifindex"].as_u64().unwrap_or(0) as u32;
+        let mtu = l["mtu"].as_u64().unwrap_or(1500) as u32;
+        let mac = parse_mac(l["address"].as_str().unwrap_or_default()).ok_or_else(|| fail(format!("interface {name} has no MAC")))?;
+        return Ok((name, index, mac, mtu));
+    }
+    Err(fail(format!("no interface holds {ip}")))
+}
+
+/// The MAC the kernel has resolved for `ip` on `dev`, if any.
+pub fn neighbour(ip: Ipv4Addr, dev: &str) -> Option<[u8; 6]> {
+    let out = std::process::Command::new("ip").args(["-j", "neigh", "show", "to", &ip.to_string(), "dev", dev]).output().ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let n = v.as_array()?.first()?;
+    let state = n["state"].as_array().map(|s| s.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>()).unwrap_or_default();
+    if state.iter().any(|s| *s == "FAILED" || *s == "INCOMPLETE") {
+        return None;
+    }
+    parse_mac(n["lladdr"].as_str()?)
+}
+
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let b: Vec<u8> = s.split(':').filter_map(|x| u8::from_str_radix(x, 16).ok()).collect();
+    b.try_into().ok()
+}
+

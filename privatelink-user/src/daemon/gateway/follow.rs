@@ -78,6 +78,9 @@ impl Gateway {
         let from: std::collections::BTreeSet<String> = crate::model::buddy::taken_over_by(&st, &self.opts.node).into_iter().collect();
         let slices = from.iter().flat_map(|n| fleet::snat_slice_ranges(&st, st.nodes[n].slice)).map(|c| (c.net, c.prefix)).collect();
         let (newly, gone) = self.path.take_over(&slices, from)?;
+        if let Err(e) = self.hand_off(&st) {
+            tracing::warn!(error = %format!("{e:#}"), "the hand-off to a dead node's buddy");
+        }
         let held = self.path.replication().held.lock().unwrap().clone();
         let events: Vec<_> = newly
             .iter()
@@ -93,6 +96,31 @@ impl Gateway {
         if !events.is_empty() {
             self.rec.record(events)?;
         }
+        Ok(())
+    }
+
+    /// Take hand-offs from the other nodes, and hand a dead node's client segments to
+    /// its buddy when this node is not that buddy.
+    fn hand_off(&mut self, st: &crate::model::state::State) -> Result<()> {
+        let Some(std::net::SocketAddr::V4(listen)) = self.opts.replication_listen else { return Ok(()) };
+        let Some(beats) = self.fleet.beats() else { return Ok(()) };
+        let me = &self.opts.node;
+        let addr = |n: &str| beats.iter().find(|b| b.name == n).and_then(|b| b.replication);
+        let peers = beats.iter().filter(|b| b.name != *me).filter_map(|b| match b.replication {
+            Some(std::net::SocketAddr::V4(a)) => Some(*a.ip()),
+            _ => None,
+        });
+        let peers = peers.collect();
+        // The first dead node whose buddy is another node (one target at a time).
+        let target = st
+            .nodes
+            .iter()
+            .filter(|(n, r)| !r.up && *n != me)
+            .filter_map(|(n, _)| crate::model::buddy::buddy_of(st, n))
+            .find(|b| b != me)
+            .and_then(|b| addr(&b));
+        let on = self.path.hand_off(st, *listen.ip(), target, &peers)?;
+        self.path.replication().handing.store(on, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 

@@ -63,6 +63,8 @@ pub struct Replication {
     pub adopted: AtomicU64,
     /// Client packets of copies whose slice was not taken over, dropped without reset.
     pub held_packets: AtomicU64,
+    /// A dead node's client segments are handed to its buddy now.
+    pub handing: AtomicBool,
 }
 
 impl Replication {
