@@ -53,7 +53,16 @@ fn new_flow(ctx: &XdpContext, vpc: &VpcInfo, ifindex: u32, p: &Packet, ep: u32) 
     // the packet goes through the data path again as one of its flows.
     match crate::standby::adopt(ctx, p, vpc, ifindex, ep, &info) {
         crate::standby::ADOPTED => return Ok(crate::verdict::TO_MAIN),
-        crate::standby::HELD => return Err(Drop::endpoint(DropReason::NoFlow, ep)),
+        // A copy of a slice this node has not taken (its buddy's copy of a flow the
+        // buddy adopted, say): the buddy's, when handing off; else held.
+        crate::standby::HELD => {
+            if !crate::handoff::handed(ctx) {
+                if let Some(action) = crate::handoff::send(ctx, vpc.vpc_id) {
+                    return Ok(action);
+                }
+            }
+            return Err(Drop::endpoint(DropReason::NoFlow, ep));
+        }
         // A peer handed it over for a flow this node does not hold: nothing to do.
         _ if crate::handoff::handed(ctx) => return Err(Drop::endpoint(DropReason::NoFlow, ep)),
         // A mid-stream segment of no flow while a dead node's buddy holds its flows:

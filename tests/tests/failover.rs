@@ -169,9 +169,22 @@ fn a_dead_nodes_flows_reach_its_buddy_through_any_survivor() {
     eprintln!("{kept} of 30 sessions went on");
     assert!(kept >= 29, "{kept} of 30 went on; {failed:#?}\n{}", f.logs());
     f.wait_until("the buddy to count what it adopted", |f| f.metric(holder, "privatelink_takeover_adopted_flows_total") == Some(on_gw1 as f64));
-    for _ in 0..3 {
-        for (s, first) in &mut sessions {
-            assert_eq!(&s.ask().expect("an exchange after the takeover"), first);
+    for round in 0..3 {
+        for (n, (s, first)) in sessions.iter_mut().enumerate() {
+            match s.ask() {
+                Ok(a) => assert_eq!(&a, first),
+                Err(e) => panic!(
+                    "round {round}, session {n} (on gw{}): {e}\nevents: {:#}\nmetrics: handing {:?}/{:?}, adopted {:?}, held {:?}/{:?}\n{}",
+                    node_of(first) + 1,
+                    f.json(holder, &["events"]),
+                    f.metric(holder, "privatelink_handoff_active"),
+                    f.metric(other, "privatelink_handoff_active"),
+                    f.metric(holder, "privatelink_takeover_adopted_flows_total"),
+                    f.metric(holder, "privatelink_takeover_held_packets_total"),
+                    f.metric(other, "privatelink_takeover_held_packets_total"),
+                    f.logs()
+                ),
+            }
         }
     }
 }
