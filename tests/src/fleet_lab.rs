@@ -85,6 +85,8 @@ pub struct Fleet {
     /// (`SNAT_ANNOUNCE_TABLE`) to a router in the provider's namespace instead of
     /// static routes there.
     pub provider_bgp: bool,
+    /// The daemons replicate flows (`--replication-listen` on the management network).
+    pub replicate: bool,
     /// Set: backend i refuses connections (its health checks fail).
     pub paused: Vec<Arc<AtomicBool>>,
     stop: Arc<AtomicBool>,
@@ -158,14 +160,19 @@ impl Fleet {
     /// namespace routes each SNAT slice where the nodes announce it (a dead node's to
     /// the buddy that took it over).
     pub fn with_bgp_both_sides(n: usize) -> Fleet {
-        Fleet::build_with(n, Some(Routing::Bird), true)
+        Fleet::build_with(n, Some(Routing::Bird), true, true)
+    }
+
+    /// `new` with no flow replication (`--replication-listen` left out).
+    pub fn new_without_replication(n: usize) -> Fleet {
+        Fleet::build_with(n, None, false, false)
     }
 
     fn build(n: usize, routing: Option<Routing>) -> Fleet {
-        Fleet::build_with(n, routing, false)
+        Fleet::build_with(n, routing, false, true)
     }
 
-    fn build_with(n: usize, routing: Option<Routing>, provider_bgp: bool) -> Fleet {
+    fn build_with(n: usize, routing: Option<Routing>, provider_bgp: bool, replicate: bool) -> Fleet {
         let turn = Turn::take();
         let bgp = routing.is_some();
         let k = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -261,7 +268,7 @@ impl Fleet {
             start_tcp_server(&provider, SocketAddr::from((*b, SERVICE_TCP_PORT)), format!("backend-{i}"), stop.clone(), paused[i].clone());
             start_udp_server(&provider, SocketAddr::from((*b, SERVICE_UDP_PORT)), format!("backend-{i}"), stop.clone());
         }
-        let mut fleet = Fleet { dir, client, router, provider, ctl, nodes, etcd: None, routing, provider_bgp, router_procs: Vec::new(), paused, stop, _pass: pass, _turn: turn };
+        let mut fleet = Fleet { dir, client, router, provider, ctl, nodes, etcd: None, routing, provider_bgp, replicate, router_procs: Vec::new(), paused, stop, _pass: pass, _turn: turn };
         fleet.start_etcd();
         if provider_bgp {
             fleet.start_provider_router();
@@ -393,7 +400,7 @@ impl Fleet {
         let node = &self.nodes[i];
         assert!(node.daemon.is_none());
         let state = self.dir.join(format!("state{i}"));
-        let args = [
+        let mut args = [
             "--state-dir", path_str(&state), "--bpffs", path_str(&node.bpffs),
             "--store", &format!("etcd://{ETCD}"), "--node", &node.name, "--zone", &format!("z{}", 1 + i % 2),
             // The tenant API, plain HTTP on the node's own loopback (`API`).
@@ -401,10 +408,13 @@ impl Fleet {
             "--restart-grace", &format!("{}s", RESTART_GRACE.as_secs()),
             // Prometheus metrics, on the node's own loopback (`metric`).
             "--metrics", METRICS,
-            // Flows to the buddy and from the nodes it is buddy of, on the management network.
-            "--replication-listen", &format!("10.255.0.{}:{REPLICATION_PORT}", i + 1),
         ]
-        .map(String::from);
+        .map(String::from)
+        .to_vec();
+        if self.replicate {
+            // Flows to the buddy and from the nodes it is buddy of, on the management network.
+            args.extend(["--replication-listen".to_string(), format!("10.255.0.{}:{REPLICATION_PORT}", i + 1)]);
+        }
         let mut child = spawn_daemon(&node.ns.name, &node.socket, &args, &[], &node.log);
         if let Err(e) = wait_answering(&mut child, &node.socket, &node.log) {
             panic!("daemon {i}: {e}");

@@ -3,6 +3,7 @@
 
 pub mod control;
 pub mod e2e;
+pub mod failover;
 pub mod fleet;
 pub mod object;
 pub mod report;

@@ -1,8 +1,8 @@
 //! `cargo xtask bench` runs this: every benchmark part, a table on stdout, and
-//! BENCHMARKS.md. Usage: plbench [--quick] [--out FILE] [--only 1|2|3|fleet|load|tenant|console [--merge]]
+//! BENCHMARKS.md. Usage: plbench [--quick] [--out FILE] [--only 1|2|3|fleet|failover|load|tenant|console [--merge]]
 //! `--merge` keeps the report's other rows: the ones measured replace theirs (same part
 //! and name) and the header says when and by which command.
-use privatelink_tests::bench::{self, console, control, e2e, fleet, report, tenant, testrun, Effort};
+use privatelink_tests::bench::{self, console, control, e2e, failover, fleet, report, tenant, testrun, Effort};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -39,6 +39,10 @@ fn main() {
     if want("3") {
         eprintln!("part 3: end to end in network namespaces ...");
         rows.extend(e2e::run(e));
+    }
+    if want("3") || only.as_deref() == Some("failover") {
+        eprintln!("part 3: flow replication and failover in the fleet lab ...");
+        rows.extend(failover::run(e));
     }
     print!("{}", report::table(&rows));
     let merge = args.iter().any(|a| a == "--merge");
