@@ -112,10 +112,13 @@ pub fn run(e: Effort) -> Vec<Row> {
             }
             eprintln!("  {target}/s: reached {r:.0}/s, lag p50 {a:.2} ms p99 {b:.2} ms, {} events", events_sent(&f) - ev0);
         }
-        let rate = super::summary(&reached).0;
-        let note = format!("paced at {target}/s by {THREADS} client threads, reached {rate:.0}/s (median); connections opened and reset by the client, each 4 flow events");
-        rows.push(Row::new(PART, format!("replication lag p50 at {target} new TCP connections/s (event to the buddy's acknowledgement)"), &p50, "ms").note(note.clone()));
-        rows.push(Row::new(PART, format!("replication lag p99 at {target} new TCP connections/s (event to the buddy's acknowledgement)"), &p99, "ms").note(format!("target <= 100 ms; {note}")));
+        let (rate, low, high) = super::summary(&reached);
+        // The label says the rate reached: the lab's client does not always reach
+        // the pace asked (its floor is reported, not hidden).
+        let at = if low >= target as f64 * 0.95 { format!("{target}") } else { format!("{low:.0}-{high:.0} (paced at {target}: the lab's client reaches no more)") };
+        let note = format!("{THREADS} client threads, median {rate:.0}/s; connections opened and reset by the client, each 4 flow events");
+        rows.push(Row::new(PART, format!("replication lag p50 at {at} new TCP connections/s (event to the buddy's acknowledgement)"), &p50, "ms").note(note.clone()));
+        rows.push(Row::new(PART, format!("replication lag p99 at {at} new TCP connections/s (event to the buddy's acknowledgement)"), &p99, "ms").note(format!("target <= 100 ms at 10,000/s; {note}")));
         if target == 1_000 {
             rows.push(Row::new(PART, "management-network bytes per TCP connection (opened, established, closing, removed)", &per_conn, "B").note("bytes written to the buddy over the connections opened at 1000/s, snapshots excluded (none happened)"));
         }
@@ -130,8 +133,8 @@ pub fn run(e: Effort) -> Vec<Row> {
         on.push(load(&f, 0, secs));
     }
     let ratio = super::summary(&on).0 / super::summary(&off).0;
-    rows.push(Row::new(PART, "new TCP connections/s through a fleet of two, replication off", &off, "conn/s").note(format!("{THREADS} client threads as fast as they go; in turn with the next row")));
-    rows.push(Row::new(PART, "new TCP connections/s through a fleet of two, replication on", &on, "conn/s").note(format!("{ratio:.2}x off (target >= 0.9x)")));
+    rows.push(Row::new(PART, "new TCP connections/s through a fleet of two, replication off", &off, "conn/s").note(format!("{THREADS} client threads as fast as they go; in turn with the next row. The lab's client is the limit (paced, it reaches 1,000/s and up to 3,557/s; unpaced only this: not understood), so these two rows do not load the gateway: the target (>= 0.9x) is not shown by them")));
+    rows.push(Row::new(PART, "new TCP connections/s through a fleet of two, replication on", &on, "conn/s").note(format!("{ratio:.2}x off (target >= 0.9x; see the row above)")));
     // From a node's death (everything in it killed) to the first answer through its
     // buddy, two nodes, BIRD on both sides.
     let mut failover = Vec::new();
