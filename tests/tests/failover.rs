@@ -39,6 +39,27 @@ fn node_of(answer: &str) -> usize {
     }
 }
 
+/// `n` sessions from the client, each with its first answer, and how many went
+/// through gw1.
+fn open_sessions(f: &Fleet, n: usize) -> (Vec<(Session, String)>, usize) {
+    let sessions: Vec<(Session, String)> = (0..n)
+        .map(|_| {
+            f.in_client(|| {
+                let mut s = Session::open(SocketAddr::from((E, ENDPOINT_TCP_PORT))).expect("open a session");
+                let first = s.ask().expect("first exchange");
+                (s, first)
+            })
+        })
+        .collect();
+    let per_node = sessions.iter().fold(BTreeMap::<usize, usize>::new(), |mut m, (_, a)| {
+        *m.entry(node_of(a)).or_default() += 1;
+        m
+    });
+    eprintln!("sessions per node {per_node:?}");
+    let on_gw1 = per_node.get(&0).copied().unwrap_or(0);
+    (sessions, on_gw1)
+}
+
 #[test]
 fn a_killed_nodes_sessions_go_on_through_its_buddy() {
     a_dead_nodes_sessions_go_on_through_its_buddy(false);
@@ -61,22 +82,8 @@ fn a_dead_nodes_sessions_go_on_through_its_buddy(destroyed: bool) {
     f.wait_until("the provider's router to learn each node's slice from it", |f| {
         f.provider_route(slice_addr(0)) == Some(Ipv4Addr::new(192, 168, 2, 1)) && f.provider_route(slice_addr(1)) == Some(Ipv4Addr::new(192, 168, 2, 2))
     });
-    let mut sessions: Vec<(Session, String)> = (0..20)
-        .map(|_| {
-            f.in_client(|| {
-                let mut s = Session::open(SocketAddr::from((E, ENDPOINT_TCP_PORT))).expect("open a session");
-                let first = s.ask().expect("first exchange");
-                (s, first)
-            })
-        })
-        .collect();
-    let per_node = sessions.iter().fold(BTreeMap::<usize, usize>::new(), |mut m, (_, a)| {
-        *m.entry(node_of(a)).or_default() += 1;
-        m
-    });
-    eprintln!("sessions per node {per_node:?}");
-    let on_gw1 = per_node.get(&0).copied().unwrap_or(0);
-    assert!(on_gw1 > 0 && on_gw1 < 20, "20 sessions did not reach both nodes: {per_node:?}");
+    let (mut sessions, on_gw1) = open_sessions(&f, 20);
+    assert!(on_gw1 > 0 && on_gw1 < 20, "20 sessions did not reach both nodes ({on_gw1} through gw1)");
     // gw2 holds gw1's flows.
     f.wait_until("gw2 to hold gw1's flows", |f| f.metric(1, "privatelink_standby_flows{node=\"gw1\"}") == Some(on_gw1 as f64));
 
@@ -133,22 +140,8 @@ fn a_dead_nodes_flows_reach_its_buddy_through_any_survivor() {
     let gw = |k: u8| Ipv4Addr::new(172, 16, k, 2);
     f.wait_until("the router to learn the endpoint from all three", |f| f.next_hops(E) == [gw(1), gw(2), gw(3)].into());
     f.wait_until("the provider's router to learn each node's slice", |f| (0..3).all(|i| f.provider_route(slice_addr(i)) == Some(Ipv4Addr::new(192, 168, 2, i as u8 + 1))));
-    let mut sessions: Vec<(Session, String)> = (0..30)
-        .map(|_| {
-            f.in_client(|| {
-                let mut s = Session::open(SocketAddr::from((E, ENDPOINT_TCP_PORT))).expect("open a session");
-                let first = s.ask().expect("first exchange");
-                (s, first)
-            })
-        })
-        .collect();
-    let per_node = sessions.iter().fold(BTreeMap::<usize, usize>::new(), |mut m, (_, a)| {
-        *m.entry(node_of(a)).or_default() += 1;
-        m
-    });
-    eprintln!("sessions per node {per_node:?}");
-    let on_gw1 = per_node.get(&0).copied().unwrap_or(0);
-    assert!(on_gw1 > 0, "no session went through gw1: {per_node:?}");
+    let (mut sessions, on_gw1) = open_sessions(&f, 30);
+    assert!(on_gw1 > 0, "no session went through gw1");
     let nodes = f.json(1, &["get", "nodes"]);
     let buddy = nodes.as_array().unwrap().iter().find(|n| n["name"] == "gw1").unwrap()["buddy"].as_str().unwrap().to_string();
     let (holder, other) = if buddy == "gw2" { (1, 2) } else { (2, 1) };
