@@ -4,6 +4,7 @@
 //! the packet goes on regardless, and the next snapshot repairs the buddy's copy.
 
 use crate::{conntrack, PL_FLOW_EVENTS, PL_REPLICATION};
+use aya_ebpf::maps::ring_buf::RingBufEntry;
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
 use privatelink_common::*;
 
@@ -19,16 +20,23 @@ fn lost() {
     }
 }
 
+/// Room for one event, when replication is on (a full ring counts the loss).
+#[inline(always)]
+fn reserve() -> Option<RingBufEntry<FlowEvent>> {
+    if !on() {
+        return None;
+    }
+    let e = PL_FLOW_EVENTS.reserve::<FlowEvent>(0);
+    if e.is_none() {
+        lost();
+    }
+    e
+}
+
 /// The flow under forward key `key` was opened or changed: both entries as they are.
 #[inline(always)]
 pub fn upsert(key: &CtKey, fwd: *const CtValue, rev_key: &CtKey, rev: *const CtValue) {
-    if !on() {
-        return;
-    }
-    let Some(mut e) = PL_FLOW_EVENTS.reserve::<FlowEvent>(0) else {
-        lost();
-        return;
-    };
+    let Some(mut e) = reserve() else { return };
     let p = e.as_mut_ptr();
     unsafe {
         (*p).at_ns = conntrack::now();
@@ -57,13 +65,7 @@ pub fn tcp_changed(fwd: *const CtValue) {
 /// The flow under forward key `key` was removed.
 #[inline(always)]
 pub fn removed(key: &CtKey) {
-    if !on() {
-        return;
-    }
-    let Some(mut e) = PL_FLOW_EVENTS.reserve::<FlowEvent>(0) else {
-        lost();
-        return;
-    };
+    let Some(mut e) = reserve() else { return };
     let p = e.as_mut_ptr();
     unsafe {
         core::ptr::write_bytes(p as *mut u8, 0, size_of::<FlowEvent>());

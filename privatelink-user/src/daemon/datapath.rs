@@ -80,7 +80,7 @@ pub struct DataPath {
     /// The hand-off's maps, the management interface (name, index, MAC, MTU) and the
     /// data path's link on it (not pinned: a hand-off needs the daemon).
     handoff: Option<HandoffMaps>,
-    mgmt: Option<(String, u32, [u8; 6], u32)>,
+    mgmt: Option<(String, crate::dataplane::links::Iface)>,
     mgmt_link: Option<aya::programs::links::FdLink>,
     counts: Counts,
     warning: Option<String>,
@@ -143,7 +143,8 @@ impl DataPath {
         if self.mgmt.is_none() {
             self.mgmt = Some(replica::interface_of(listen).context("the management interface (--replication-listen's)")?);
         }
-        let (name, ifindex, mac, mtu) = self.mgmt.clone().unwrap_or_default();
+        let (name, iface) = self.mgmt.clone().unwrap_or_default();
+        let (ifindex, mac, mtu) = (iface.ifindex, iface.mac, iface.mtu as u32);
         if self.mgmt_link.is_none() {
             let link = self.dp()?.attach_program(privatelink_common::PROG_XDP, ifindex, XdpMode::default()).with_context(|| format!("attaching the data path to {name} (hand-offs from peers)"))?;
             self.mgmt_link = Some(link);

@@ -104,7 +104,7 @@ fn ifname(ifindex: u32) -> Option<String> {
     Some(unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
 }
 
-fn ip_json(args: &[&str]) -> Result<serde_json::Value> {
+pub(crate) fn ip_json(args: &[&str]) -> Result<serde_json::Value> {
     let out = Command::new("ip").args(args).output().map_err(|e| Error::Link(format!("running ip: {e}")))?;
     if !out.status.success() {
         return Err(Error::Link(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())));

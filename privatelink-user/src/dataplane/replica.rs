@@ -204,29 +204,17 @@ pub fn snapshot(reader: &Reader, at_ns: u64) -> Result<Vec<FlowEvent>> {
     Ok(out)
 }
 
-/// An interface holding `ip`: (name, index, MAC, MTU), as `ip -j addr` tells.
-pub fn interface_of(ip: Ipv4Addr) -> Result<(String, u32, [u8; 6], u32)> {
-    let fail = |m: String| Error::Invalid(m);
-    let out = std::process::Command::new("ip").args(["-j", "addr", "show"]).output().map_err(|e| fail(format!("running ip: {e}")))?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| fail(format!("reading ip's JSON: {e}")))?;
-    for l in v.as_array().map(Vec::as_slice).unwrap_or_default() {
-        let holds = l["addr_info"].as_array().is_some_and(|a| a.iter().any(|x| x["local"].as_str() == Some(&ip.to_string())));
-        if !holds {
-            continue;
-        }
-        let name = l["ifname"].as_str().unwrap_or_default().to_string();
-        let index = l["ifindex"].as_u64().unwrap_or(0) as u32;
-        let mtu = l["mtu"].as_u64().unwrap_or(1500) as u32;
-        let mac = parse_mac(l["address"].as_str().unwrap_or_default()).ok_or_else(|| fail(format!("interface {name} has no MAC")))?;
-        return Ok((name, index, mac, mtu));
-    }
-    Err(fail(format!("no interface holds {ip}")))
+/// The interface holding `ip` (its name, and what `links::interface` tells of it).
+pub fn interface_of(ip: Ipv4Addr) -> Result<(String, super::links::Iface)> {
+    let rows = super::kernel::ip_json(&["-4", "-j", "addr", "show", "to", &format!("{ip}/32")])?;
+    let name = rows.as_array().and_then(|a| a.first()).and_then(|r| r["ifname"].as_str()).ok_or_else(|| Error::Invalid(format!("no interface holds {ip}")))?;
+    let iface = super::links::interface(name).ok_or_else(|| Error::NoInterface(name.to_string()))?;
+    Ok((name.to_string(), iface))
 }
 
 /// The MAC the kernel has resolved for `ip` on `dev`, if any.
 pub fn neighbour(ip: Ipv4Addr, dev: &str) -> Option<[u8; 6]> {
-    let out = std::process::Command::new("ip").args(["-j", "neigh", "show", "to", &ip.to_string(), "dev", dev]).output().ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let v = super::kernel::ip_json(&["-4", "-j", "neigh", "show", "to", &ip.to_string(), "dev", dev]).ok()?;
     let n = v.as_array()?.first()?;
     let state = n["state"].as_array().map(|s| s.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>()).unwrap_or_default();
     if state.iter().any(|s| *s == "FAILED" || *s == "INCOMPLETE") {
