@@ -233,10 +233,14 @@ impl Fleet {
             gw.ip(&["addr", "add", &format!("10.255.0.{i}/24"), "dev", "m0"]);
             ctl.ip(&["link", "set", &m_if, "master", "br-m"]);
             // XDP on the bridge's side: a veth delivers redirected frames (hand-offs)
-            // only to a peer running XDP. The management MTU stays 1500 (the sessions'
-            // segments are small; raising the ports to 1600 cut a node off etcd once
-            // another node's namespace, and its port, went: not understood yet).
-            pass.push(attach_pass(&ctl, &m_if));
+            // only to a peer running XDP. Only where a hand-off can happen (BGP on the
+            // provider side, three nodes or more): with these programs on the bridge's
+            // ports, destroying one node's namespace has cut another node off etcd now
+            // and then (not understood yet; likewise raising the ports' MTU to 1600).
+            // The management MTU stays 1500: the sessions' segments are small.
+            if provider_bgp && n >= 3 {
+                pass.push(attach_pass(&ctl, &m_if));
+            }
 
             let fs = Bpffs::new(dir.join(format!("bpffs{i}")));
             nodes.push(Node {
